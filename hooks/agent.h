@@ -1,0 +1,228 @@
+// File: hooks/agent.h
+//
+// The API users write chat agents against. An Agent is an id, a model, a system prompt, tools,
+// options and hooks; the runtime drives it (DESIGN §4, reference/chat-wire-and-hooks.md §3).
+//
+// Example:
+//
+//   baton::Agent agent;
+//   agent.id = "weather";
+//   agent.model = std::make_shared<MyModel>();
+//   agent.tools.push_back({.name = "get_weather",
+//                          .description = "Current weather for a city",
+//                          .input_schema = {{"type", "object"}, ...},
+//                          .execute = [](const baton::Json& in, const baton::ToolContext&)
+//                              -> absl::StatusOr<baton::Json> { return baton::Json{{"tempC", 4}};
+//                              }});
+//   agent.hooks.on_turn_complete = [](const baton::TurnCompleteEvent& e, baton::ChatControl&) {
+//     return SaveToDatabase(e.chat.chat_id, e.ui_messages);
+//   };
+//
+// Hooks and tool executes run on a bounded thread pool, never on the event loop, so they may
+// block. A hook fails by returning a non-OK status or by throwing; either becomes a turn error
+// (or, for boot-phase hooks, a failed run). Hooks of one run never run concurrently.
+#ifndef BATON_HOOKS_AGENT_H_
+#define BATON_HOOKS_AGENT_H_
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <stop_token>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "hooks/json.h"
+#include "hooks/model.h"
+
+namespace baton {
+
+// What every hook knows about the run. Constant for the run's life.
+struct ChatInfo {
+  std::string chat_id;
+  std::string run_id;
+  Json client_data;           // the boot payload's "metadata", or the turn's when it has one
+  bool continuation = false;  // this run took over a session whose earlier run ended
+  std::string previous_run_id;
+  bool preloaded = false;  // the run booted with trigger "preload"
+  int attempt = 1;
+};
+
+// ChatControl
+//
+// Given to hooks: output and requests that take effect when the hook returns.
+// Thread-safety: safe to call from the hook's thread (it buffers under a mutex).
+class ChatControl {
+ public:
+  // Writes a UI chunk (usually `data-*`) to `.out`, after the hook returns, in call order.
+  void Write(Json chunk);
+  // Replaces the UI transcript when the hook returns; the model lane is re-derived from it.
+  void SetMessages(std::vector<Json> ui_messages);
+  // Ends the run after the current turn completes.
+  void EndRun();
+  // Closes the chat: the current turn completes with session-closed, then the run ends.
+  void Close(std::string reason);
+  // Ends the run so that the next record boots a continuation (baton's form of requestUpgrade).
+  void RequestUpgrade();
+
+  // Runtime side: takes what the hook asked for.
+  struct Requests {
+    std::vector<Json> chunks;
+    std::optional<std::vector<Json>> messages;
+    bool end_run = false;
+    std::optional<std::string> close_reason;
+    bool upgrade = false;
+  };
+  Requests Take();
+
+ private:
+  absl::Mutex mu_;
+  Requests requests_ ABSL_GUARDED_BY(mu_);
+};
+
+struct BootEvent {
+  ChatInfo chat;
+};
+
+struct PreloadEvent {
+  ChatInfo chat;
+};
+
+struct ValidateMessagesEvent {
+  std::string chat_id;
+  std::vector<Json> messages;  // incoming UI messages, aborted parts cleaned
+  int turn = 0;
+  std::string trigger;
+};
+
+struct HydrateMessagesEvent {
+  ChatInfo chat;
+  int turn = 0;
+  std::string trigger;
+  std::vector<Json> incoming_messages;
+  std::vector<Json> previous_messages;
+};
+
+struct ChatStartEvent {
+  ChatInfo chat;
+  Json messages;  // the model lane
+};
+
+struct TurnStartEvent {
+  ChatInfo chat;
+  int turn = 0;
+  Json messages;  // the model lane
+  std::vector<Json> ui_messages;
+  Usage previous_turn_usage;
+  Usage total_usage;
+};
+
+struct PrepareMessagesEvent {
+  ChatInfo chat;
+  int turn = 0;
+  Json messages;  // the model messages about to be sent
+};
+
+// Shared by on_before_turn_complete and on_turn_complete.
+struct TurnCompleteEvent {
+  ChatInfo chat;
+  int turn = 0;
+  Json messages;  // the model lane after the turn
+  std::vector<Json> ui_messages;
+  std::vector<Json> new_ui_messages;     // appended this turn (merged HITL messages are not new)
+  std::optional<Json> response_message;  // cleaned when stopped; absent if nothing streamed
+  std::optional<Json> raw_response_message;  // as streamed
+  bool stopped = false;
+  std::optional<std::string> finish_reason;  // absent when stopped; "error" on a turn error
+  std::optional<std::string> error;
+  Usage usage;
+  Usage total_usage;
+  int64_t last_event_id = 0;  // `.out` seq of the turn-complete record (on_turn_complete only)
+};
+
+struct SuspendEvent {
+  ChatInfo chat;
+  std::string phase;  // "preload", "handover", "continuation" or "turn"
+  int turn = -1;      // phase "turn" only
+  std::vector<Json> ui_messages;
+};
+
+struct RunEndEvent {
+  ChatInfo chat;
+  std::string reason;  // "close", "timeout", "suspended", "handover-skip", "max-turns", "end-run",
+                       // "cancelled", "failed", "upgrade"
+  std::string error;   // for "failed"
+};
+
+struct ToolContext {
+  std::string chat_id;
+  std::string tool_call_id;
+  std::stop_token stop;  // requested when the turn is stopped or the run cancelled
+};
+
+struct Tool {
+  std::string name;
+  std::string description;
+  Json input_schema = Json{{"type", "object"}};
+  // Null for a client-side tool: the call is left for the client to answer.
+  std::function<absl::StatusOr<Json>(const Json& input, const ToolContext& context)> execute;
+  // The call waits for a client's approval (tool-approval-request) before it executes.
+  bool needs_approval = false;
+};
+
+struct AgentOptions {
+  absl::Duration idle_timeout = absl::Seconds(30);     // warm wait before suspending
+  absl::Duration turn_timeout = absl::Hours(1);        // suspended wait before the run exits
+  std::optional<absl::Duration> preload_idle_timeout;  // default: idle_timeout
+  std::optional<absl::Duration> preload_timeout;       // default: turn_timeout
+  bool exit_after_preload_idle = false;
+  // Bound on the wait for a head start's handover signal (a deliberate fix: the reference waits
+  // forever). On expiry the run treats it as no handover and waits for a message.
+  absl::Duration handover_timeout = absl::Seconds(30);
+  int max_turns = 100;
+  int max_steps = 5;  // stop condition stepCountIs(max_steps)
+  absl::Duration hook_timeout = absl::Minutes(5);
+  absl::Duration tool_timeout = absl::Minutes(5);
+  // Model and tool errors reach the UI as "An error occurred." (the model sees the real text).
+  bool mask_errors = true;
+};
+
+// Each hook is optional. Statuses and exceptions are errors.
+struct AgentHooks {
+  std::function<absl::Status(const BootEvent&, ChatControl&)> on_boot;
+  std::function<absl::Status(const PreloadEvent&, ChatControl&)> on_preload;
+  // Returns the messages to use instead of the incoming ones.
+  std::function<absl::StatusOr<std::vector<Json>>(const ValidateMessagesEvent&)>
+      on_validate_messages;
+  // Returns the whole UI chain; incoming messages are merged onto it by id.
+  std::function<absl::StatusOr<std::vector<Json>>(const HydrateMessagesEvent&)> hydrate_messages;
+  std::function<absl::Status(const ChatStartEvent&, ChatControl&)> on_chat_start;
+  std::function<absl::Status(const TurnStartEvent&, ChatControl&)> on_turn_start;
+  // Returns the model messages to send (the run's own transcript is not changed).
+  std::function<absl::StatusOr<Json>(const PrepareMessagesEvent&)> prepare_messages;
+  std::function<absl::Status(const TurnCompleteEvent&, ChatControl&)> on_before_turn_complete;
+  std::function<absl::Status(const TurnCompleteEvent&, ChatControl&)> on_turn_complete;
+  std::function<absl::Status(const SuspendEvent&, ChatControl&)> on_chat_suspend;
+  std::function<absl::Status(const SuspendEvent&, ChatControl&)> on_chat_resume;
+  std::function<absl::Status(const RunEndEvent&)> on_run_end;
+};
+
+struct Agent {
+  std::string id;
+  std::string version = "1";
+  std::shared_ptr<LanguageModel> model;
+  std::string system;
+  std::vector<Tool> tools;
+  AgentOptions options;
+  AgentHooks hooks;
+
+  const Tool* FindTool(std::string_view name) const;
+};
+
+}  // namespace baton
+
+#endif  // BATON_HOOKS_AGENT_H_

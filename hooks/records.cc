@@ -1,0 +1,145 @@
+#include "hooks/records.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace baton {
+namespace {
+
+const Json& NullJson() {
+  static const Json* null = new Json();
+  return *null;
+}
+
+}  // namespace
+
+std::string_view InKindName(InKind kind) {
+  switch (kind) {
+    case InKind::kMessage:
+      return "message";
+    case InKind::kStop:
+      return "stop";
+    case InKind::kHandover:
+      return "handover";
+    case InKind::kHandoverSkip:
+      return "handover-skip";
+  }
+  return "unknown";
+}
+
+const Json& InRecord::payload() const {
+  const Json* p = FindField(body, "payload");
+  return p != nullptr ? *p : NullJson();
+}
+
+std::string InRecord::trigger() const { return StringField(payload(), "trigger"); }
+
+const Json& InRecord::message() const {
+  const Json* m = FindField(payload(), "message");
+  return m != nullptr ? *m : NullJson();
+}
+
+absl::StatusOr<InRecord> DecodeInRecord(int64_t seq, std::string_view body) {
+  if (body.size() > kMaxInRecordBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        ".in record of ", body.size(), " bytes exceeds the limit of ", kMaxInRecordBytes));
+  }
+  absl::StatusOr<Json> json = ParseJson(body);
+  if (!json.ok()) return json.status();
+  return DecodeInRecord(seq, *std::move(json));
+}
+
+absl::StatusOr<InRecord> DecodeInRecord(int64_t seq, Json body) {
+  if (!body.is_object()) return absl::InvalidArgumentError(".in record is not a JSON object");
+  const Json* kind = FindField(body, "kind");
+  if (kind == nullptr || !kind->is_string()) {
+    return absl::InvalidArgumentError(".in record has no string \"kind\"");
+  }
+  InRecord record;
+  record.seq = seq;
+  const std::string& k = kind->get_ref<const std::string&>();
+  if (k == "message") {
+    record.kind = InKind::kMessage;
+    const Json* payload = FindField(body, "payload");
+    if (payload == nullptr || !payload->is_object()) {
+      return absl::InvalidArgumentError("message record has no object \"payload\"");
+    }
+    const Json* message = FindField(*payload, "message");
+    if (message != nullptr && !message->is_null()) {
+      if (!message->is_object() || StringField(*message, "id").empty() ||
+          StringField(*message, "role").empty()) {
+        return absl::InvalidArgumentError("payload.message needs a string id and role");
+      }
+      const Json* parts = FindField(*message, "parts");
+      if (parts == nullptr || !parts->is_array()) {
+        return absl::InvalidArgumentError("payload.message needs a \"parts\" array");
+      }
+    }
+  } else if (k == "stop") {
+    record.kind = InKind::kStop;
+  } else if (k == "handover") {
+    record.kind = InKind::kHandover;
+    const Json* partial = FindField(body, "partialAssistantMessage");
+    if (partial == nullptr || !partial->is_array()) {
+      return absl::InvalidArgumentError(
+          "handover record needs a \"partialAssistantMessage\" array");
+    }
+    for (const Json& m : *partial) {
+      if (!m.is_object() || StringField(m, "role").empty()) {
+        return absl::InvalidArgumentError("handover partial holds a message without a role");
+      }
+    }
+    const Json* is_final = FindField(body, "isFinal");
+    if (is_final != nullptr && !is_final->is_boolean()) {
+      return absl::InvalidArgumentError("handover \"isFinal\" must be a boolean");
+    }
+  } else if (k == "handover-skip") {
+    record.kind = InKind::kHandoverSkip;
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat("unknown .in record kind \"", k, "\""));
+  }
+  record.body = std::move(body);
+  return record;
+}
+
+OutRecord OutRecord::Chunk(Json chunk) {
+  OutRecord r;
+  r.chunk = std::move(chunk);
+  return r;
+}
+
+OutRecord OutRecord::Control(std::string_view subtype,
+                             std::vector<std::pair<std::string, std::string>> headers) {
+  OutRecord r;
+  r.is_control = true;
+  r.control = std::string(subtype);
+  r.headers = std::move(headers);
+  return r;
+}
+
+std::string OutRecord::Header(std::string_view name) const {
+  for (const auto& [k, v] : headers) {
+    if (k == name) return v;
+  }
+  return "";
+}
+
+std::string OutRecord::Type() const {
+  if (is_control) return absl::StrCat("trigger:", control);
+  return StringField(chunk, "type");
+}
+
+Json OutRecord::ToJson() const {
+  Json j = Json::object();
+  j["seq"] = seq;
+  if (is_control) {
+    j["control"] = control;
+    Json h = Json::object();
+    for (const auto& [k, v] : headers) h[k] = v;
+    j["headers"] = std::move(h);
+  } else {
+    j["chunk"] = chunk;
+  }
+  return j;
+}
+
+}  // namespace baton

@@ -1,0 +1,80 @@
+// File: hooks/records.h
+//
+// The records of a chat session (DESIGN §4). A session has two seq-numbered logs:
+//   .in   what clients append: message, stop, handover, handover-skip
+//   .out  what the agent writes: AI SDK UI message chunks, plus control records
+//         (turn-complete, trim, session-closed, upgrade-required)
+//
+// `.in` bodies are the JSON of a ChatInputChunk, exactly as Trigger.dev's chat agent reads them:
+//   {"kind":"message","payload":{"chatId":..,"trigger":"submit-message","message":{..}}}
+//   {"kind":"stop","message":"user cancelled"}
+//   {"kind":"handover","partialAssistantMessage":[..],"messageId":"M","isFinal":false}
+//   {"kind":"handover-skip"}
+#ifndef BATON_HOOKS_RECORDS_H_
+#define BATON_HOOKS_RECORDS_H_
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "hooks/json.h"
+
+namespace baton {
+
+// Largest `.in` record body accepted, in bytes (as Trigger.dev's 1 MiB append cap).
+inline constexpr size_t kMaxInRecordBytes = 1 << 20;
+
+enum class InKind { kMessage, kStop, kHandover, kHandoverSkip };
+std::string_view InKindName(InKind kind);
+
+// One `.in` record. `seq` is its position in the session's `.in` log (1-based).
+struct InRecord {
+  int64_t seq = 0;
+  InKind kind = InKind::kMessage;
+  Json body;  // the whole ChatInputChunk
+
+  // For kMessage: body["payload"]["trigger"], or "" when absent.
+  std::string trigger() const;
+  // For kMessage: body["payload"]["message"], or null.
+  const Json& message() const;
+  const Json& payload() const;
+};
+
+// DecodeInRecord()
+//
+// Validates a `.in` body: a JSON object with a known `kind` and the fields that kind needs, no
+// larger than kMaxInRecordBytes. Returns InvalidArgument saying what is wrong; the caller keeps
+// the bytes, nothing is lost.
+absl::StatusOr<InRecord> DecodeInRecord(int64_t seq, std::string_view body);
+absl::StatusOr<InRecord> DecodeInRecord(int64_t seq, Json body);
+
+// Control record subtypes on `.out`.
+inline constexpr std::string_view kTurnComplete = "turn-complete";
+inline constexpr std::string_view kTrim = "trim";
+inline constexpr std::string_view kSessionClosed = "session-closed";
+inline constexpr std::string_view kUpgradeRequired = "upgrade-required";
+
+// One `.out` record: either a UI message chunk or a control record with header-style fields.
+struct OutRecord {
+  int64_t seq = 0;  // assigned by the session log
+  bool is_control = false;
+  Json chunk;           // UI chunk when !is_control
+  std::string control;  // subtype when is_control
+  std::vector<std::pair<std::string, std::string>> headers;
+
+  static OutRecord Chunk(Json chunk);
+  static OutRecord Control(std::string_view subtype,
+                           std::vector<std::pair<std::string, std::string>> headers = {});
+
+  std::string Header(std::string_view name) const;  // "" when absent
+  // "text-delta", ..., or "trigger:turn-complete" for control records (the test kit projection).
+  std::string Type() const;
+  Json ToJson() const;
+};
+
+}  // namespace baton
+
+#endif  // BATON_HOOKS_RECORDS_H_

@@ -1,0 +1,671 @@
+#include "runtime/chat_run.h"
+
+#include <set>
+#include <utility>
+
+#include "absl/cleanup/cleanup.h"
+#include "absl/strings/str_cat.h"
+#include "asio/co_spawn.hpp"
+#include "asio/detached.hpp"
+#include "hooks/messages.h"
+#include "hooks/status.h"
+#include "runtime/step_loop.h"
+
+namespace baton {
+namespace {
+
+Json Ids(const std::vector<Json>& messages) {
+  Json ids = Json::array();
+  for (const Json& m : messages) ids.push_back(MessageId(m));
+  return ids;
+}
+
+Json Roles(const Json& model_messages) {
+  Json roles = Json::array();
+  for (const Json& m : model_messages) roles.push_back(MessageRole(m));
+  return roles;
+}
+
+bool HasContent(const Json& response) {
+  const Json* parts = FindField(response, "parts");
+  if (parts == nullptr || !parts->is_array()) return false;
+  for (const Json& p : *parts) {
+    if (StringField(p, "type") != "step-start") return true;
+  }
+  return false;
+}
+
+int64_t IntField(const Json& object, std::string_view key) {
+  const Json* f = FindField(object, key);
+  return f != nullptr && f->is_number_integer() ? f->get<int64_t>() : 0;
+}
+
+}  // namespace
+
+struct ChatRun::Wake {
+  std::optional<InRecord> record;  // set: a message arrived
+  RunOutcome outcome;              // otherwise: how the run ends
+};
+
+struct ChatRun::TurnRequest {
+  std::string trigger = "submit-message";
+  Json message;   // the incoming UI message, or null
+  Json metadata;  // client data sent with this turn, or null
+  int64_t seq = 0;
+  bool handover = false;  // turn 0 of a head start: splice handover_
+};
+
+ChatRun::ChatRun(const Agent& agent, RunHost host, BootRequest boot)
+    : agent_(agent),
+      host_(std::move(host)),
+      boot_(std::move(boot)),
+      inbox_(host_.executor, *host_.clock) {}
+
+ChatRun::~ChatRun() = default;
+
+void ChatRun::Start() {
+  asio::co_spawn(
+      host_.executor, [self = shared_from_this()] { return self->Main(); }, asio::detached);
+}
+
+void ChatRun::Deliver(InRecord record) { inbox_.Deliver(std::move(record)); }
+
+void ChatRun::Cancel() { cancel_.request_stop(); }
+
+void ChatRun::Observe(std::string_view hook, const std::function<Json()>& args) {
+  if (host_.observe) host_.observe(hook, args());
+}
+
+template <typename R, typename E>
+asio::awaitable<R> ChatRun::CallHook(const std::function<R(const E&, ChatControl&)>& hook,
+                                     E event) {
+  absl::AnyInvocable<R()> fn = [this, &hook, event = std::move(event)] {
+    return hook(event, control_);
+  };
+  co_return co_await RunUserCode<R>(std::move(fn));
+}
+
+template <typename R, typename E>
+asio::awaitable<R> ChatRun::CallHook(const std::function<R(const E&)>& hook, E event) {
+  absl::AnyInvocable<R()> fn = [&hook, event = std::move(event)] { return hook(event); };
+  co_return co_await RunUserCode<R>(std::move(fn));
+}
+
+template <typename R>
+asio::awaitable<R> ChatRun::RunUserCode(absl::AnyInvocable<R()> fn) {
+  absl::Time deadline = host_.clock->Now() + agent_.options.hook_timeout;
+  R result = co_await host_.pool->Run<R>(host_.executor, *host_.clock, std::move(fn), deadline,
+                                         cancel_.get_token());
+  ApplyControl();
+  co_return result;
+}
+
+void ChatRun::ApplyControl() {
+  ChatControl::Requests requests = control_.Take();
+  for (Json& chunk : requests.chunks) host_.write(OutRecord::Chunk(std::move(chunk)));
+  if (requests.messages.has_value()) acc_.Replace(std::move(*requests.messages));
+  end_run_ = end_run_ || requests.end_run;
+  upgrade_ = upgrade_ || requests.upgrade;
+  if (requests.close_reason.has_value()) close_reason_ = std::move(requests.close_reason);
+}
+
+asio::awaitable<void> ChatRun::Main() {
+  RunOutcome outcome = co_await Body();
+  if (cancel_.stop_requested() && outcome.kind != RunOutcome::Kind::kFailed) {
+    outcome = RunOutcome{RunOutcome::Kind::kCancelled, "cancelled"};
+  }
+  Observe("onRunEnd", [&] { return Json{{"reason", outcome.reason}}; });
+  if (agent_.hooks.on_run_end) {
+    // The run has ended; its hook gets its own budget, not the cancelled run's.
+    absl::AnyInvocable<absl::Status()> fn =
+        [this, event = RunEndEvent{info_, outcome.reason, outcome.error}] {
+          return agent_.hooks.on_run_end(event);
+        };
+    absl::Time deadline = host_.clock->Now() + agent_.options.hook_timeout;
+    absl::Status ignored = co_await host_.pool->Run<absl::Status>(host_.executor, *host_.clock,
+                                                                  std::move(fn), deadline);
+    static_cast<void>(ignored);
+  }
+  host_.finished(outcome);
+}
+
+void ChatRun::RestoreSnapshot() {
+  const Json& snap = boot_.snapshot;
+  std::vector<Json> messages;
+  if (const Json* entries = FindField(snap, "messages"); entries && entries->is_array()) {
+    for (const Json& e : *entries) {
+      if (e.contains("message")) messages.push_back(e["message"]);
+    }
+  }
+  acc_.Replace(std::move(messages));
+  last_turn_complete_ = IntField(snap, "lastOutEventId");
+  chat_started_ = snap.value("chatStarted", false);
+  inbox_.StartAfter(IntField(snap, "lastInEventId"), IntField(snap, "inConsumedId"));
+  if (boot_.resume) {
+    turn_ = static_cast<int>(IntField(snap, "turn"));
+    info_.preloaded = snap.value("preloaded", false);
+  }
+}
+
+Json ChatRun::MakeSnapshot(std::optional<Json> suspended) const {
+  Json messages = Json::array();
+  for (const Json& m : acc_.ui()) {
+    bool final = unfinished_.count(MessageId(m)) == 0;
+    messages.push_back({{"id", MessageId(m)}, {"final", final}, {"message", m}});
+  }
+  Json snap = {{"version", 1},
+               {"chatId", info_.chat_id},
+               {"runId", info_.run_id},
+               {"savedAt", absl::FormatTime(host_.clock->Now(), absl::UTCTimeZone())},
+               {"messages", std::move(messages)},
+               {"lastOutEventId", last_turn_complete_},
+               {"lastInEventId", inbox_.resume_floor()},
+               {"inConsumedId", inbox_.applied_through()},
+               {"chatStarted", chat_started_},
+               {"preloaded", info_.preloaded},
+               {"turn", turn_}};
+  if (suspended.has_value()) snap["suspended"] = std::move(*suspended);
+  return snap;
+}
+
+int64_t ChatRun::WriteTurnComplete(bool closed, const std::string& close_reason) {
+  std::vector<std::pair<std::string, std::string>> headers = {
+      {"session-in-event-id", absl::StrCat(inbox_.resume_floor())},
+      {"session-in-consumed-id", absl::StrCat(inbox_.applied_through())}};
+  if (closed) {
+    headers.emplace_back("session-closed", "true");
+    headers.emplace_back("session-closed-reason", close_reason);
+  }
+  int64_t seq = host_.write(OutRecord::Control(kTurnComplete, std::move(headers)));
+  if (last_turn_complete_ > 0) {
+    host_.write(OutRecord::Control(kTrim, {{"through", absl::StrCat(last_turn_complete_)}}));
+  }
+  last_turn_complete_ = seq;
+  return seq;
+}
+
+asio::awaitable<RunOutcome> ChatRun::Body() {
+  const Json& payload = boot_.payload;
+  info_.chat_id = boot_.chat_id;
+  info_.run_id = boot_.run_id;
+  info_.client_data = payload.value("metadata", Json());
+  info_.continuation = boot_.continuation;
+  info_.previous_run_id = boot_.previous_run_id;
+  info_.preloaded = boot_.trigger == "preload";
+  info_.attempt = boot_.attempt;
+  if (!boot_.snapshot.is_null()) RestoreSnapshot();
+  for (InRecord& r : boot_.pending) inbox_.Deliver(std::move(r));
+  boot_.pending.clear();
+
+  if (boot_.resume) {
+    const Json suspended = boot_.snapshot.value("suspended", Json::object());
+    const std::string phase = StringField(suspended, "phase");
+    if (suspended.value("hooks", true)) {
+      Observe("onChatResume", [&] { return Json{{"phase", phase}}; });
+      if (agent_.hooks.on_chat_resume) {
+        SuspendEvent event{info_, phase, phase == "turn" ? turn_ - 1 : -1, acc_.ui()};
+        absl::Status s = co_await CallHook(agent_.hooks.on_chat_resume, event);
+        if (!s.ok() && !cancel_.stop_requested()) {
+          co_return RunOutcome{RunOutcome::Kind::kFailed, "failed", std::string(s.message())};
+        }
+      }
+    }
+    std::optional<TurnRequest> none;
+    co_return co_await TurnLoop(std::move(none), phase.empty() ? std::string_view("turn") : phase);
+  }
+
+  if (boot_.trigger == "handover-prepare" && acc_.ui().empty()) {
+    const Json* history = FindField(payload, "headStartMessages");
+    if (history != nullptr && history->is_array()) {
+      acc_.Replace(std::vector<Json>(history->begin(), history->end()));
+    }
+  }
+
+  // Boot-phase hooks sit outside the turn's error handling: a failure fails the run, visibly.
+  Observe("onBoot", [&] {
+    Json a = {{"preloaded", info_.preloaded}, {"continuation", info_.continuation}};
+    if (!info_.previous_run_id.empty()) a["previousRunId"] = info_.previous_run_id;
+    return a;
+  });
+  if (agent_.hooks.on_boot) {
+    BootEvent event{info_};
+    absl::Status s = co_await CallHook(agent_.hooks.on_boot, event);
+    if (!s.ok() && !cancel_.stop_requested()) {
+      co_return RunOutcome{RunOutcome::Kind::kFailed, "failed",
+                           absl::StrCat("onBoot: ", s.message())};
+    }
+  }
+  if (cancel_.stop_requested()) co_return RunOutcome{RunOutcome::Kind::kCancelled, "cancelled"};
+
+  const std::string& trigger = boot_.trigger;
+  if (trigger == "preload") {
+    Observe("onPreload", [] { return Json::object(); });
+    if (agent_.hooks.on_preload) {
+      PreloadEvent event{info_};
+      absl::Status s = co_await CallHook(agent_.hooks.on_preload, event);
+      if (!s.ok() && !cancel_.stop_requested()) {
+        co_return RunOutcome{RunOutcome::Kind::kFailed, "failed",
+                             absl::StrCat("onPreload: ", s.message())};
+      }
+    }
+    std::optional<TurnRequest> none;
+    co_return co_await TurnLoop(std::move(none), "preload");
+  }
+  if (trigger == "handover-prepare") {
+    inbox_.set_handover_open(true);
+    std::optional<InRecord> signal = co_await inbox_.NextHandover(
+        host_.clock->Now() + agent_.options.handover_timeout, cancel_.get_token());
+    inbox_.set_handover_open(false);
+    if (cancel_.stop_requested()) co_return RunOutcome{RunOutcome::Kind::kCancelled, "cancelled"};
+    if (!signal.has_value()) {
+      // No signal in time: the warm side is gone. Treat it as no handover; answer messages.
+      std::optional<TurnRequest> none;
+      co_return co_await TurnLoop(std::move(none), "handover");
+    }
+    if (signal->kind == InKind::kHandoverSkip) {
+      co_return RunOutcome{RunOutcome::Kind::kExited, "handover-skip"};
+    }
+    int64_t seq = signal->seq;
+    handover_ = std::move(signal);
+    TurnRequest first;
+    first.seq = seq;
+    first.handover = true;
+    std::optional<TurnRequest> request(std::move(first));
+    co_return co_await TurnLoop(std::move(request), "turn");
+  }
+  if (trigger == "submit-message" || trigger == "regenerate-message") {
+    const Json* message = FindField(payload, "message");
+    if (trigger == "submit-message" && (message == nullptr || !message->is_object())) {
+      // A boot submit-message without a message waits for one (the reference ran an empty turn).
+      std::optional<TurnRequest> none;
+      co_return co_await TurnLoop(std::move(none), "continuation");
+    }
+    TurnRequest first;
+    first.trigger = trigger;
+    if (message != nullptr && message->is_object()) first.message = *message;
+    first.metadata = payload.value("metadata", Json());
+    std::optional<TurnRequest> request(std::move(first));
+    co_return co_await TurnLoop(std::move(request), "turn");
+  }
+  if (trigger == "close") co_return RunOutcome{RunOutcome::Kind::kExited, "close"};
+  std::optional<TurnRequest> none;
+  co_return co_await TurnLoop(std::move(none), "continuation");
+}
+
+asio::awaitable<ChatRun::Wake> ChatRun::WaitForMessage(const std::string& phase,
+                                                       absl::Duration idle,
+                                                       absl::Duration suspended_for, bool hooks) {
+  std::optional<InRecord> record =
+      co_await inbox_.NextMessage(host_.clock->Now() + idle, cancel_.get_token());
+  if (record.has_value()) co_return Wake{std::move(record), {}};
+  if (cancel_.stop_requested()) {
+    co_return Wake{std::nullopt, RunOutcome{RunOutcome::Kind::kCancelled, "cancelled"}};
+  }
+  if (phase == "preload" && agent_.options.exit_after_preload_idle) {
+    co_return Wake{std::nullopt, RunOutcome{RunOutcome::Kind::kExited, "timeout"}};
+  }
+  if (hooks) {
+    int turn = phase == "turn" ? turn_ - 1 : -1;
+    Observe("onChatSuspend", [&] {
+      Json a = {{"phase", phase}};
+      if (turn >= 0) a["turn"] = turn;
+      a["uiMessages"] = Ids(acc_.ui());
+      return a;
+    });
+    if (agent_.hooks.on_chat_suspend) {
+      SuspendEvent event{info_, phase, turn, acc_.ui()};
+      // A failing suspend hook is reported by the run-end hook; it does not keep the run alive.
+      (void)co_await CallHook(agent_.hooks.on_chat_suspend, event);
+    }
+  }
+  absl::Time deadline = host_.clock->Now() + suspended_for;
+  host_.save_snapshot(
+      MakeSnapshot(Json{{"phase", phase},
+                        {"hooks", hooks},
+                        {"deadline", absl::FormatTime(deadline, absl::UTCTimeZone())}}));
+  RunOutcome outcome{RunOutcome::Kind::kSuspended, "suspended"};
+  outcome.resume_deadline = deadline;
+  co_return Wake{std::nullopt, outcome};
+}
+
+asio::awaitable<RunOutcome> ChatRun::TurnLoop(std::optional<TurnRequest> first,
+                                              std::string_view first_phase) {
+  std::optional<TurnRequest> next = std::move(first);
+  bool after_error = false;
+  bool any_turn = false;
+  for (;;) {
+    if (!next.has_value()) {
+      if (end_run_) co_return RunOutcome{RunOutcome::Kind::kExited, "end-run"};
+      if (upgrade_) co_return RunOutcome{RunOutcome::Kind::kExited, "upgrade"};
+      // Checked before waiting, so no message is taken and left unanswered.
+      if (turn_ >= agent_.options.max_turns) {
+        co_return RunOutcome{RunOutcome::Kind::kExited, "max-turns"};
+      }
+      std::optional<InRecord> record = inbox_.TakeMessage();
+      if (!record.has_value()) {
+        std::string phase(any_turn ? std::string_view("turn") : first_phase);
+        bool preload = phase == "preload";
+        absl::Duration idle =
+            preload ? agent_.options.preload_idle_timeout.value_or(agent_.options.idle_timeout)
+                    : agent_.options.idle_timeout;
+        absl::Duration suspended_for =
+            preload ? agent_.options.preload_timeout.value_or(agent_.options.turn_timeout)
+                    : agent_.options.turn_timeout;
+        Wake wake = co_await WaitForMessage(phase, idle, suspended_for, !after_error);
+        if (!wake.record.has_value()) co_return wake.outcome;
+        record = std::move(wake.record);
+      }
+      if (record->trigger() == "close") co_return RunOutcome{RunOutcome::Kind::kExited, "close"};
+      TurnRequest request;
+      std::string trigger = record->trigger();
+      request.trigger = trigger.empty() ? "submit-message" : trigger;
+      request.message = record->message();
+      request.metadata = record->payload().value("metadata", Json());
+      request.seq = record->seq;
+      next = std::move(request);
+    }
+    TurnRequest request = std::move(*next);
+    next.reset();
+    bool ok = co_await RunTurn(std::move(request));
+    if (cancel_.stop_requested()) co_return RunOutcome{RunOutcome::Kind::kCancelled, "cancelled"};
+    after_error = !ok;
+    any_turn = true;
+    if (close_reason_.has_value()) {
+      std::vector<std::pair<std::string, std::string>> headers;
+      if (!close_reason_->empty()) headers.emplace_back("session-closed-reason", *close_reason_);
+      host_.write(OutRecord::Control(kSessionClosed, std::move(headers)));
+      co_return RunOutcome{RunOutcome::Kind::kExited, "close"};
+    }
+  }
+}
+
+}  // namespace baton
+
+namespace baton {
+
+struct ChatRun::TurnState {
+  int turn = 0;
+  std::vector<Json> new_ui;
+  std::optional<Json> response;
+  std::optional<Json> raw_response;
+  bool stopped = false;
+  std::string finish_reason;
+  Usage usage;
+  bool noop = false;
+  bool upgrade_before_run = false;
+  bool appended_incoming = false;
+};
+
+TurnCompleteEvent ChatRun::MakeTurnCompleteEvent(const TurnState& st) const {
+  TurnCompleteEvent e;
+  e.chat = info_;
+  e.turn = st.turn;
+  e.messages = acc_.ModelMessages();
+  e.ui_messages = acc_.ui();
+  e.new_ui_messages = st.new_ui;
+  e.response_message = st.response;
+  e.raw_response_message = st.raw_response;
+  e.stopped = st.stopped;
+  if (!st.stopped && !st.finish_reason.empty()) e.finish_reason = st.finish_reason;
+  e.usage = st.usage;
+  e.total_usage = total_usage_;
+  return e;
+}
+
+asio::awaitable<absl::Status> ChatRun::TurnBody(const TurnRequest& request, TurnState& st) {
+  std::vector<Json> incoming;
+  if (request.message.is_object()) incoming.push_back(CleanupAbortedParts(request.message));
+
+  if (!incoming.empty()) {
+    Observe("onValidateMessages", [&] {
+      return Json{{"turn", st.turn}, {"trigger", request.trigger}, {"messages", Ids(incoming)}};
+    });
+    if (agent_.hooks.on_validate_messages) {
+      ValidateMessagesEvent event{info_.chat_id, incoming, st.turn, request.trigger};
+      absl::StatusOr<std::vector<Json>> validated =
+          co_await CallHook(agent_.hooks.on_validate_messages, event);
+      if (!validated.ok()) co_return validated.status();
+      incoming = *std::move(validated);
+    }
+  }
+
+  if (agent_.hooks.hydrate_messages) {
+    Observe("hydrateMessages", [&] {
+      return Json{{"turn", st.turn},
+                  {"trigger", request.trigger},
+                  {"incomingMessages", Ids(incoming)},
+                  {"previousMessages", Ids(acc_.ui())}};
+    });
+    HydrateMessagesEvent event{info_, st.turn, request.trigger, incoming, acc_.ui()};
+    absl::StatusOr<std::vector<Json>> chain =
+        co_await CallHook(agent_.hooks.hydrate_messages, event);
+    if (!chain.ok()) co_return chain.status();
+    std::set<std::string> known_before;
+    for (const Json& m : incoming) {
+      if (acc_.Contains(MessageId(m))) known_before.insert(MessageId(m));
+    }
+    acc_.Replace(*std::move(chain));
+    for (size_t i = 0; i < incoming.size(); ++i) {
+      std::string id = MessageId(incoming[i]);
+      acc_.Add(incoming[i]);
+      if (i + 1 == incoming.size() && known_before.count(id) == 0) st.new_ui.push_back(incoming[i]);
+    }
+    st.appended_incoming = true;
+  } else {
+    for (Json& m : incoming) {
+      std::string id = MessageId(m);
+      Accumulator::AddResult added = acc_.Add(m);
+      if (added == Accumulator::AddResult::kAppended) {
+        st.new_ui.push_back(std::move(m));
+        st.appended_incoming = true;
+      } else if (added == Accumulator::AddResult::kDuplicate) {
+        // A user message already answered is a no-op; one still unanswered at the end of the
+        // transcript (a head start whose warm side gave up) gets its answer.
+        if (acc_.ui().empty() || MessageId(acc_.ui().back()) != id) st.noop = true;
+      }
+    }
+  }
+  if (request.trigger == "regenerate-message") acc_.PopToLastUser();
+
+  std::string handover_id;
+  bool handover_final = false;
+  if (request.handover && handover_.has_value()) {
+    const Json& body = handover_->body;
+    handover_id = StringField(body, "messageId");
+    if (handover_id.empty()) handover_id = host_.new_message_id();
+    handover_final = body.value("isFinal", false);
+    acc_.Splice(body.value("partialAssistantMessage", Json::array()), handover_id);
+    handover_.reset();
+  }
+  if (st.noop) co_return absl::OkStatus();
+
+  if (!chat_started_) {
+    chat_started_ = true;
+    Observe("onChatStart", [&] {
+      return Json{{"preloaded", info_.preloaded}, {"messages", Roles(acc_.ModelMessages())}};
+    });
+    if (agent_.hooks.on_chat_start) {
+      ChatStartEvent event{info_, acc_.ModelMessages()};
+      absl::Status s = co_await CallHook(agent_.hooks.on_chat_start, event);
+      if (!s.ok()) co_return s;
+    }
+  }
+
+  Observe("onTurnStart", [&] {
+    return Json{{"turn", st.turn},
+                {"uiMessages", Ids(acc_.ui())},
+                {"continuation", info_.continuation},
+                {"preloaded", info_.preloaded}};
+  });
+  if (agent_.hooks.on_turn_start) {
+    TurnStartEvent event{
+        info_, st.turn, acc_.ModelMessages(), acc_.ui(), previous_turn_usage_, total_usage_};
+    absl::Status s = co_await CallHook(agent_.hooks.on_turn_start, event);
+    if (!s.ok()) co_return s;
+  }
+  if (upgrade_) {
+    st.upgrade_before_run = true;
+    co_return absl::OkStatus();
+  }
+
+  if (handover_final) {
+    st.response = acc_.ui()[acc_.Find(handover_id)];
+    st.finish_reason = "stop";
+    co_return absl::OkStatus();
+  }
+
+  Json prompt = acc_.ModelMessages();
+  if (agent_.hooks.prepare_messages) {
+    Observe("prepareMessages", [&] { return Json{{"turn", st.turn}}; });
+    PrepareMessagesEvent event{info_, st.turn, prompt};
+    absl::StatusOr<Json> prepared = co_await CallHook(agent_.hooks.prepare_messages, event);
+    if (!prepared.ok()) co_return prepared.status();
+    // The approval rows a head start handed over must stay the prompt's tail.
+    prompt = *std::move(prepared);
+  }
+  Observe("run", [&] {
+    return Json{{"turn", st.turn}, {"trigger", request.trigger}, {"messages", Roles(prompt)}};
+  });
+
+  Json continued;
+  if (!acc_.ui().empty() && MessageRole(acc_.ui().back()) == "assistant") {
+    continued = acc_.ui().back();
+  }
+  std::string message_id = continued.is_null() ? host_.new_message_id() : MessageId(continued);
+  StepLoop::Env env{host_.executor, host_.clock, host_.pool, info_.chat_id,
+                    [this](Json chunk) { host_.write(OutRecord::Chunk(std::move(chunk))); }};
+  StepLoop loop(agent_, std::move(env));
+  // Coroutine arguments are named first: GCC 12 destroys lambda and braced-aggregate temporaries
+  // of a co_await expression twice (see docs/decisions.md).
+  StepLoopInput input{message_id, continued, std::move(prompt), turn_stop_->get_token()};
+  StepLoopResult result = co_await loop.Run(std::move(input));
+  if (cancel_.stop_requested()) co_return absl::CancelledError("run cancelled");
+
+  st.stopped = result.stopped;
+  st.finish_reason = result.finish_reason;
+  st.usage = result.usage;
+  if (HasContent(result.response)) {
+    Json response = result.stopped ? CleanupAbortedParts(result.response) : result.response;
+    if (result.stopped) unfinished_.insert(message_id);
+    if (!acc_.Contains(message_id)) st.new_ui.push_back(response);
+    acc_.PutResponse(response);
+    st.response = std::move(response);
+    st.raw_response = std::move(result.response);
+  }
+  co_return absl::OkStatus();
+}
+
+asio::awaitable<void> ChatRun::TurnError(const absl::Status& error, const TurnRequest& request,
+                                         TurnState& st) {
+  std::string text(error.message());
+  if (text.empty()) text = "An unexpected error occurred";
+  host_.write(OutRecord::Chunk({{"type", "error"}, {"errorText", text}}));
+  WriteTurnComplete(false, "");
+  // The message this turn answered stays in the transcript, so the snapshot does not strand it.
+  if (request.message.is_object() && MessageRole(request.message) == "user" &&
+      !acc_.Contains(MessageId(request.message))) {
+    acc_.Add(CleanupAbortedParts(request.message));
+    st.new_ui.push_back(request.message);
+  }
+  st.finish_reason = "error";
+  Observe("onTurnComplete", [&] {
+    return Json{{"turn", st.turn},
+                {"error", text},
+                {"finishReason", "error"},
+                {"stopped", false},
+                {"uiMessages", Ids(acc_.ui())}};
+  });
+  if (agent_.hooks.on_turn_complete) {
+    TurnCompleteEvent event = MakeTurnCompleteEvent(st);
+    event.error = text;
+    event.finish_reason = "error";
+    event.chat.client_data = Json();
+    // A throw here is swallowed: the turn already failed and said so.
+    (void)co_await CallHook(agent_.hooks.on_turn_complete, event);
+  }
+  host_.save_snapshot(MakeSnapshot(std::nullopt));
+}
+
+asio::awaitable<bool> ChatRun::RunTurn(TurnRequest request) {
+  TurnState st;
+  st.turn = turn_;
+  if (!request.metadata.is_null()) info_.client_data = request.metadata;
+  turn_stop_.emplace();
+  std::stop_callback link(cancel_.get_token(), [this] { turn_stop_->request_stop(); });
+  inbox_.set_stop_handler([this](const InRecord&) { turn_stop_->request_stop(); });
+  absl::Cleanup detach = [this] { inbox_.set_stop_handler(nullptr); };
+
+  absl::Status status = co_await TurnBody(request, st);
+  std::move(detach).Invoke();
+  if (cancel_.stop_requested()) co_return false;
+  if (!status.ok()) {
+    co_await TurnError(status, request, st);
+    ++turn_;
+    co_return false;
+  }
+  if (st.noop) {
+    // Nothing to answer: the boundary only, and the turn number is not used up.
+    WriteTurnComplete(false, "");
+    co_return true;
+  }
+  if (st.upgrade_before_run) {
+    // Leave the message unanswered for the continuation that the next record boots.
+    if (st.appended_incoming) {
+      std::vector<Json> ui = acc_.ui();
+      ui.pop_back();
+      acc_.Replace(std::move(ui));
+    }
+    host_.write(OutRecord::Control(kUpgradeRequired));
+    Json snap = MakeSnapshot(std::nullopt);
+    snap["lastInEventId"] = std::max<int64_t>(0, request.seq - 1);
+    host_.save_snapshot(std::move(snap));
+    co_return true;
+  }
+
+  Observe("onBeforeTurnComplete", [&] {
+    Json a = {{"turn", st.turn}, {"stopped", st.stopped}, {"newUIMessages", Ids(st.new_ui)}};
+    if (st.response) a["responseMessage"] = MessageId(*st.response);
+    if (!st.stopped && !st.finish_reason.empty()) a["finishReason"] = st.finish_reason;
+    return a;
+  });
+  if (agent_.hooks.on_before_turn_complete) {
+    TurnCompleteEvent event = MakeTurnCompleteEvent(st);
+    absl::Status s = co_await CallHook(agent_.hooks.on_before_turn_complete, event);
+    if (cancel_.stop_requested()) co_return false;
+    if (!s.ok()) {
+      co_await TurnError(s, request, st);
+      ++turn_;
+      co_return false;
+    }
+  }
+
+  previous_turn_usage_ = st.usage;
+  total_usage_ += st.usage;
+  int64_t tc = WriteTurnComplete(close_reason_.has_value(), close_reason_.value_or(""));
+  Observe("onTurnComplete", [&] {
+    Json a = {{"turn", st.turn},
+              {"stopped", st.stopped},
+              {"newUIMessages", Ids(st.new_ui)},
+              {"uiMessages", Ids(acc_.ui())},
+              {"lastEventId", tc}};
+    if (st.response) a["responseMessage"] = MessageId(*st.response);
+    if (!st.stopped && !st.finish_reason.empty()) a["finishReason"] = st.finish_reason;
+    return a;
+  });
+  if (agent_.hooks.on_turn_complete) {
+    TurnCompleteEvent event = MakeTurnCompleteEvent(st);
+    event.last_event_id = tc;
+    absl::Status s = co_await CallHook(agent_.hooks.on_turn_complete, event);
+    if (!s.ok() && !cancel_.stop_requested()) {
+      // Reported once: an error record and its boundary; the hook is not called again.
+      host_.write(OutRecord::Chunk(
+          {{"type", "error"}, {"errorText", absl::StrCat("onTurnComplete: ", s.message())}}));
+      WriteTurnComplete(false, "");
+    }
+  }
+  host_.save_snapshot(MakeSnapshot(std::nullopt));
+  ++turn_;
+  co_return true;
+}
+
+}  // namespace baton

@@ -1,0 +1,153 @@
+// File: runtime/chat_run.h
+//
+// ChatRun: one run of a managed chat agent, from boot to its end (DESIGN §4,
+// reference/chat-wire-and-hooks.md §3). It boots (preload, submit-message, handover-prepare,
+// regenerate-message, close, or a continuation from a snapshot), waits on `.in`, fires the hooks,
+// runs turns through the StepLoop, writes `.out` and snapshots, and ends with one RunOutcome.
+//
+// A run is a coroutine on its host's executor: while it waits it holds a timer and its frame,
+// no thread. User code (hooks, tools) runs on the host's HookPool.
+#ifndef BATON_RUNTIME_CHAT_RUN_H_
+#define BATON_RUNTIME_CHAT_RUN_H_
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <set>
+#include <stop_token>
+#include <string>
+#include <vector>
+
+#include "absl/functional/any_invocable.h"
+#include "absl/time/time.h"
+#include "asio/any_io_executor.hpp"
+#include "asio/awaitable.hpp"
+#include "hooks/agent.h"
+#include "hooks/records.h"
+#include "runtime/accumulator.h"
+#include "runtime/clock.h"
+#include "runtime/hook_pool.h"
+#include "runtime/inbox.h"
+
+namespace baton {
+
+// What starts a run. `trigger` is the boot kind: "preload", "submit-message",
+// "handover-prepare", "regenerate-message", "close", or "" for a continuation (a run taking over
+// a session whose earlier run ended; `snapshot` and `pending` carry what it left).
+struct BootRequest {
+  std::string run_id;
+  std::string chat_id;
+  std::string trigger;
+  Json payload = Json::object();  // ChatTaskWirePayload: message, headStartMessages, metadata, ...
+  bool continuation = false;
+  std::string previous_run_id;
+  int attempt = 1;
+  Json snapshot;                  // null when there is none
+  bool resume = false;            // the earlier run suspended; this run carries on its wait
+  std::vector<InRecord> pending;  // `.in` records after the snapshot's cursor
+};
+
+// How a run ended.
+struct RunOutcome {
+  enum class Kind {
+    kExited,     // finished; the next record boots a continuation
+    kSuspended,  // idle; the next record before `resume_deadline` resumes it
+    kFailed,     // an error outside a turn (a boot hook); `retryable` says whether to reassign
+    kCancelled,  // cancelled from outside
+  };
+  Kind kind = Kind::kExited;
+  std::string reason;  // see RunEndEvent::reason
+  std::string error;
+  bool retryable = false;
+  absl::Time resume_deadline = absl::InfinitePast();
+};
+
+// What a run needs from the process hosting it. All callbacks are called on `executor`.
+struct RunHost {
+  asio::any_io_executor executor;
+  Clock* clock = nullptr;
+  HookPool* pool = nullptr;
+  // Appends a record to the session's `.out` and returns its seq.
+  std::function<int64_t(OutRecord)> write;
+  // Stores the run's snapshot (see docs/semantics.md for the format).
+  std::function<void(Json snapshot)> save_snapshot;
+  // Called once, when the run has ended.
+  std::function<void(const RunOutcome&)> finished;
+  // Optional: sees every lifecycle point with a JSON summary of its arguments (the test kit).
+  std::function<void(std::string_view hook, const Json& args)> observe;
+  // Makes a fresh assistant message id.
+  std::function<std::string()> new_message_id;
+};
+
+// Thread-safety: every method is called on the host's executor.
+class ChatRun : public std::enable_shared_from_this<ChatRun> {
+ public:
+  ChatRun(const Agent& agent, RunHost host, BootRequest boot);
+  ~ChatRun();
+
+  // Spawns the run's coroutine; RunHost::finished reports its end.
+  void Start();
+  // A `.in` record for this run, in seq order.
+  void Deliver(InRecord record);
+  // Cancels the run: the turn in flight is abandoned (no turn-complete), the run ends kCancelled.
+  void Cancel();
+
+  const std::string& run_id() const { return boot_.run_id; }
+
+ private:
+  struct Wake;         // what a wait returned
+  struct TurnRequest;  // what a turn answers
+  struct TurnState;    // what a turn produced so far
+
+  asio::awaitable<void> Main();
+  asio::awaitable<RunOutcome> Body();
+  // `first_phase` names the first wait's phase; it must outlive the call (a literal or a member).
+  asio::awaitable<RunOutcome> TurnLoop(std::optional<TurnRequest> first,
+                                       std::string_view first_phase);
+  asio::awaitable<Wake> WaitForMessage(const std::string& phase, absl::Duration idle,
+                                       absl::Duration suspended_for, bool hooks);
+  asio::awaitable<bool> RunTurn(TurnRequest request);  // returns false after a turn error
+  asio::awaitable<absl::Status> TurnBody(const TurnRequest& request, TurnState& state);
+  asio::awaitable<void> TurnError(const absl::Status& error, const TurnRequest& request,
+                                  TurnState& state);
+  TurnCompleteEvent MakeTurnCompleteEvent(const TurnState& state) const;
+  void RestoreSnapshot();
+  Json MakeSnapshot(std::optional<Json> suspended) const;
+  int64_t WriteTurnComplete(bool closed, const std::string& close_reason);
+  void Observe(std::string_view hook, const std::function<Json()>& args);
+
+  // Runs a user hook on the pool and applies its ChatControl requests.
+  template <typename R, typename E>
+  asio::awaitable<R> CallHook(const std::function<R(const E&, ChatControl&)>& hook, E event);
+  template <typename R, typename E>
+  asio::awaitable<R> CallHook(const std::function<R(const E&)>& hook, E event);
+  template <typename R>
+  asio::awaitable<R> RunUserCode(absl::AnyInvocable<R()> fn);
+  void ApplyControl();
+
+  const Agent& agent_;
+  RunHost host_;
+  BootRequest boot_;
+  ChatInfo info_;
+  Inbox inbox_;
+  Accumulator acc_;
+  ChatControl control_;
+  std::stop_source cancel_;                    // run cancel
+  std::optional<std::stop_source> turn_stop_;  // the turn in flight's stop (stop record or cancel)
+
+  int turn_ = 0;                    // next turn number (per run)
+  bool chat_started_ = false;       // a turn has begun in this chat (any run)
+  int64_t last_turn_complete_ = 0;  // `.out` seq of the latest turn-complete (trim target)
+  Usage total_usage_;
+  Usage previous_turn_usage_;
+  // Head start: the handover to splice into turn 0 (consumed once).
+  std::optional<InRecord> handover_;
+  bool end_run_ = false;
+  std::optional<std::string> close_reason_;
+  bool upgrade_ = false;
+  std::set<std::string> unfinished_;  // ids of responses cut short by a stop (snapshot final:false)
+};
+
+}  // namespace baton
+
+#endif  // BATON_RUNTIME_CHAT_RUN_H_

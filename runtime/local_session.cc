@@ -1,0 +1,148 @@
+#include "runtime/local_session.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace baton {
+
+LocalSessions::LocalSessions(asio::any_io_executor executor, Clock& clock, HookPool& pool)
+    : executor_(std::move(executor)), clock_(clock), pool_(pool) {}
+
+LocalSessions::~LocalSessions() {
+  for (auto& [id, session] : sessions_) {
+    if (session->run) session->run->Cancel();
+  }
+}
+
+const LocalSessions::Session* LocalSessions::Find(const std::string& chat_id) const {
+  auto it = sessions_.find(chat_id);
+  return it == sessions_.end() ? nullptr : it->second.get();
+}
+
+RunHost LocalSessions::MakeHost(Session& session) {
+  RunHost host;
+  host.executor = executor_;
+  host.clock = &clock_;
+  host.pool = &pool_;
+  Session* s = &session;
+  host.write = [this, s](OutRecord record) {
+    record.seq = static_cast<int64_t>(s->out.size()) + 1;
+    s->out.push_back(record);
+    if (on_out) on_out(s->chat_id, s->out.back());
+    return record.seq;
+  };
+  host.save_snapshot = [s](Json snapshot) {
+    s->snapshots.push_back(snapshot);
+    s->snapshot = std::move(snapshot);
+  };
+  host.observe = [this, s](std::string_view hook, const Json& args) {
+    if (on_hook) on_hook(s->chat_id, hook, args);
+  };
+  host.new_message_id = [this] { return absl::StrCat("msg_", next_message_++); };
+  host.finished = [this, s](const RunOutcome& outcome) {
+    --live_runs_;
+    s->run.reset();
+    s->last_outcome = outcome;
+    switch (outcome.kind) {
+      case RunOutcome::Kind::kSuspended:
+        s->state = State::kSuspended;
+        break;
+      case RunOutcome::Kind::kFailed:
+        s->state = State::kFailed;
+        break;
+      default:
+        s->state = outcome.reason == "close" ? State::kClosed : State::kExited;
+        break;
+    }
+    if (on_run_end) on_run_end(s->chat_id, outcome);
+    // Records that arrived while the run was ending, or that it left unanswered, start the next
+    // run at once (one live run per chat).
+    int64_t floor = s->snapshot.is_null() ? 0 : s->snapshot.value("lastInEventId", int64_t{0});
+    bool unanswered = false;
+    for (const InRecord& r : s->in) {
+      if (r.seq > floor && r.kind == InKind::kMessage && r.trigger() != "close") unanswered = true;
+    }
+    if (unanswered && s->state == State::kExited && outcome.reason != "handover-skip") {
+      BootRequest boot;
+      boot.continuation = true;
+      Boot(*s, std::move(boot));
+    }
+  };
+  return host;
+}
+
+void LocalSessions::Boot(Session& session, BootRequest boot) {
+  boot.chat_id = session.chat_id;
+  boot.run_id = absl::StrCat("run_", next_run_++);
+  if (boot.continuation || boot.resume) {
+    boot.previous_run_id = session.run_id;
+    boot.payload = session.base_payload;
+    boot.snapshot = session.snapshot;
+    int64_t floor =
+        session.snapshot.is_null() ? 0 : session.snapshot.value("lastInEventId", int64_t{0});
+    for (const InRecord& r : session.in) {
+      if (r.seq > floor) boot.pending.push_back(r);
+    }
+  }
+  session.run_id = boot.run_id;
+  session.state = State::kLive;
+  ++session.runs;
+  ++live_runs_;
+  session.run = std::make_shared<ChatRun>(*session.agent, MakeHost(session), std::move(boot));
+  session.run->Start();
+}
+
+absl::Status LocalSessions::Create(const std::string& chat_id, const Agent& agent,
+                                   const std::string& trigger, Json payload) {
+  if (sessions_.count(chat_id) > 0) {
+    return absl::AlreadyExistsError(absl::StrCat("chat ", chat_id, " already has a session"));
+  }
+  auto session = std::make_unique<Session>();
+  session->chat_id = chat_id;
+  session->agent = &agent;
+  if (!payload.is_object()) payload = Json::object();
+  payload["chatId"] = chat_id;
+  session->base_payload = payload;
+  for (const char* one_shot : {"message", "trigger", "headStartMessages", "messageId"}) {
+    session->base_payload.erase(one_shot);
+  }
+  Session& s = *session;
+  sessions_[chat_id] = std::move(session);
+  BootRequest boot;
+  boot.trigger = trigger;
+  boot.payload = std::move(payload);
+  Boot(s, std::move(boot));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int64_t> LocalSessions::Append(const std::string& chat_id, const Json& body) {
+  auto it = sessions_.find(chat_id);
+  if (it == sessions_.end()) return absl::NotFoundError(absl::StrCat("no chat ", chat_id));
+  Session& s = *it->second;
+  if (s.state == State::kClosed) {
+    return absl::FailedPreconditionError(absl::StrCat("chat ", chat_id, " is closed"));
+  }
+  absl::StatusOr<InRecord> record = DecodeInRecord(static_cast<int64_t>(s.in.size()) + 1, body);
+  if (!record.ok()) return record.status();
+  int64_t seq = record->seq;
+  s.in.push_back(*record);
+  if (s.run) {
+    s.run->Deliver(*std::move(record));
+    return seq;
+  }
+  if (record->kind != InKind::kMessage) return seq;  // stops and signals only reach a live run
+  BootRequest boot;
+  if (s.state == State::kSuspended && clock_.Now() < s.last_outcome.resume_deadline) {
+    boot.resume = true;
+  } else {
+    boot.continuation = true;
+  }
+  Boot(s, std::move(boot));
+  return seq;
+}
+
+void LocalSessions::Cancel(const std::string& chat_id) {
+  auto it = sessions_.find(chat_id);
+  if (it != sessions_.end() && it->second->run) it->second->run->Cancel();
+}
+
+}  // namespace baton

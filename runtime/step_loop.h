@@ -1,0 +1,60 @@
+// File: runtime/step_loop.h
+//
+// StepLoop: one turn's model work, after the AI SDK's streamText (reference/llm-wire.md §2). A
+// step is one model call plus the execution of the tools it called; the loop continues while
+// every tool call of the step has an output and fewer than max_steps steps ran. Before the first
+// call it resolves pending tool approvals at the end of the prompt (a head start's handed-over
+// tool calls, or a client's approval), executing the approved calls with the agent's tools.
+#ifndef BATON_RUNTIME_STEP_LOOP_H_
+#define BATON_RUNTIME_STEP_LOOP_H_
+
+#include <functional>
+#include <stop_token>
+#include <string>
+
+#include "asio/any_io_executor.hpp"
+#include "asio/awaitable.hpp"
+#include "hooks/agent.h"
+#include "hooks/json.h"
+#include "runtime/clock.h"
+#include "runtime/hook_pool.h"
+
+namespace baton {
+
+struct StepLoopInput {
+  std::string message_id;  // sent in the `start` chunk
+  Json continued;          // the assistant UI message this turn continues, or null
+  Json prompt;             // model messages
+  std::stop_token stop;    // the turn's stop (a stop record or a run cancel)
+};
+
+struct StepLoopResult {
+  Json response;              // the UI message reduced from exactly the chunks written
+  std::string finish_reason;  // "" when stopped
+  bool stopped = false;
+  Usage usage;
+};
+
+// Thread-safety: one Run() at a time, on the run's executor.
+class StepLoop {
+ public:
+  struct Env {
+    asio::any_io_executor executor;
+    Clock* clock = nullptr;
+    HookPool* pool = nullptr;
+    std::string chat_id;
+    std::function<void(Json chunk)> emit;  // writes a UI chunk to `.out`
+  };
+
+  StepLoop(const Agent& agent, Env env) : agent_(agent), env_(std::move(env)) {}
+
+  asio::awaitable<StepLoopResult> Run(StepLoopInput input);
+
+ private:
+  const Agent& agent_;
+  Env env_;
+};
+
+}  // namespace baton
+
+#endif  // BATON_RUNTIME_STEP_LOOP_H_

@@ -1,0 +1,142 @@
+#include "runtime/ui_reducer.h"
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "hooks/messages.h"
+
+namespace baton {
+
+UiReducer::UiReducer(Json message) : message_(std::move(message)) {
+  if (!message_.is_object()) {
+    message_ = Json{{"id", ""}, {"role", "assistant"}, {"parts", Json::array()}};
+  }
+  if (!message_.contains("parts") || !message_["parts"].is_array()) {
+    message_["parts"] = Json::array();
+  }
+}
+
+int UiReducer::ToolPartIndex(const std::string& tool_call_id) const {
+  const Json& parts = message_["parts"];
+  for (int i = static_cast<int>(parts.size()) - 1; i >= 0; --i) {
+    if (IsToolPart(parts[i]) && StringField(parts[i], "toolCallId") == tool_call_id) return i;
+  }
+  return -1;
+}
+
+Json* UiReducer::OpenPart(std::map<std::string, size_t>& open, const Json& chunk) {
+  auto it = open.find(StringField(chunk, "id"));
+  if (it == open.end()) return nullptr;
+  return &Parts()[it->second];
+}
+
+absl::Status UiReducer::Apply(const Json& chunk) {
+  const std::string type = StringField(chunk, "type");
+  const Json* pm = FindField(chunk, "providerMetadata");
+  if (type == "start") {
+    std::string id = StringField(chunk, "messageId");
+    if (!id.empty()) message_["id"] = id;
+    if (const Json* md = FindField(chunk, "messageMetadata")) message_["metadata"] = *md;
+  } else if (type == "start-step") {
+    Parts().push_back(Json{{"type", "step-start"}});
+  } else if (type == "finish-step") {
+    open_text_.clear();
+    open_reasoning_.clear();
+  } else if (type == "text-start" || type == "reasoning-start") {
+    bool text = type == "text-start";
+    Json part = {{"type", text ? "text" : "reasoning"}, {"text", ""}, {"state", "streaming"}};
+    if (pm != nullptr) part["providerMetadata"] = *pm;
+    Parts().push_back(std::move(part));
+    (text ? open_text_ : open_reasoning_)[StringField(chunk, "id")] = Parts().size() - 1;
+  } else if (type == "text-delta" || type == "reasoning-delta" || type == "text-end" ||
+             type == "reasoning-end") {
+    bool text = absl::StartsWith(type, "text");
+    auto& open = text ? open_text_ : open_reasoning_;
+    Json* part = OpenPart(open, chunk);
+    if (part == nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(type, " for part \"", StringField(chunk, "id"), "\" that is not open"));
+    }
+    if (absl::EndsWith(type, "delta")) {
+      (*part)["text"] = StringField(*part, "text") + StringField(chunk, "delta");
+    } else {
+      (*part)["state"] = "done";
+      open.erase(StringField(chunk, "id"));
+    }
+    if (pm != nullptr) (*part)["providerMetadata"] = *pm;
+  } else if (type == "tool-input-start" || type == "tool-input-available" ||
+             type == "tool-input-error") {
+    std::string call_id = StringField(chunk, "toolCallId");
+    int index = ToolPartIndex(call_id);
+    if (index < 0) {
+      Json part = {{"type", absl::StrCat("tool-", StringField(chunk, "toolName"))},
+                   {"toolCallId", call_id}};
+      Parts().push_back(std::move(part));
+      index = static_cast<int>(Parts().size()) - 1;
+    }
+    Json& part = Parts()[index];
+    if (type == "tool-input-start") {
+      part["state"] = "input-streaming";
+      partial_tool_input_[call_id] = "";
+    } else if (type == "tool-input-available") {
+      part["state"] = "input-available";
+      if (const Json* input = FindField(chunk, "input")) part["input"] = *input;
+      partial_tool_input_.erase(call_id);
+    } else {
+      part["state"] = "output-error";
+      if (const Json* input = FindField(chunk, "input")) part["rawInput"] = *input;
+      part["errorText"] = StringField(chunk, "errorText");
+    }
+    if (pm != nullptr) part["callProviderMetadata"] = *pm;
+  } else if (type == "tool-input-delta") {
+    std::string call_id = StringField(chunk, "toolCallId");
+    auto it = partial_tool_input_.find(call_id);
+    if (it == partial_tool_input_.end() || ToolPartIndex(call_id) < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("tool-input-delta for call \"", call_id, "\" that never started"));
+    }
+    it->second += StringField(chunk, "inputTextDelta");
+  } else if (type == "tool-output-available" || type == "tool-output-error" ||
+             type == "tool-approval-request" || type == "tool-output-denied") {
+    int index = ToolPartIndex(StringField(chunk, "toolCallId"));
+    if (index < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(type, " for unknown tool call \"", StringField(chunk, "toolCallId"), "\""));
+    }
+    Json& part = Parts()[index];
+    if (type == "tool-output-available") {
+      part["state"] = "output-available";
+      part["output"] = chunk.value("output", Json());
+    } else if (type == "tool-output-error") {
+      part["state"] = "output-error";
+      part["errorText"] = StringField(chunk, "errorText");
+    } else if (type == "tool-approval-request") {
+      part["state"] = "approval-requested";
+      part["approval"] = Json{{"id", StringField(chunk, "approvalId")}};
+    } else {
+      part["state"] = "output-denied";
+    }
+  } else if (absl::StartsWith(type, "data-")) {
+    if (chunk.value("transient", false)) return absl::OkStatus();
+    Json part = {{"type", type}};
+    if (const Json* id = FindField(chunk, "id")) part["id"] = *id;
+    part["data"] = chunk.value("data", Json());
+    if (part.contains("id")) {
+      for (Json& existing : Parts()) {
+        if (StringField(existing, "type") == type && existing.value("id", Json()) == part["id"]) {
+          existing["data"] = part["data"];
+          return absl::OkStatus();
+        }
+      }
+    }
+    Parts().push_back(std::move(part));
+  } else if (type == "finish") {
+    finish_reason_ = StringField(chunk, "finishReason");
+    if (const Json* md = FindField(chunk, "messageMetadata")) message_["metadata"] = *md;
+  } else if (type == "message-metadata") {
+    if (const Json* md = FindField(chunk, "messageMetadata")) message_["metadata"] = *md;
+  }
+  // error, abort, source-*, file and unknown types do not change the parts here.
+  return absl::OkStatus();
+}
+
+}  // namespace baton

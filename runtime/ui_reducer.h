@@ -1,0 +1,46 @@
+// File: runtime/ui_reducer.h
+//
+// UiReducer: folds AI SDK UI message chunks into a UI message, the way the AI SDK client does
+// (reference/llm-wire.md §1.5). The runtime reduces exactly the chunks it wrote in a turn to get
+// the turn's response message, so what is persisted is what readers saw.
+#ifndef BATON_RUNTIME_UI_REDUCER_H_
+#define BATON_RUNTIME_UI_REDUCER_H_
+
+#include <map>
+#include <string>
+
+#include "absl/status/status.h"
+#include "hooks/json.h"
+
+namespace baton {
+
+// Thread-safety: none; owned by one run.
+class UiReducer {
+ public:
+  // Starts from `message` (an assistant message being continued) or an empty assistant message.
+  explicit UiReducer(Json message = Json());
+
+  // Applies one chunk. Returns InvalidArgument for a chunk that breaks the stream grammar (a
+  // delta for a part that is not open, a tool result for an unknown call); the message is left
+  // as it was.
+  absl::Status Apply(const Json& chunk);
+
+  const Json& message() const { return message_; }
+  std::string finish_reason() const { return finish_reason_; }
+  // Index of the part in parts[] for a toolCallId, or -1.
+  int ToolPartIndex(const std::string& tool_call_id) const;
+
+ private:
+  Json& Parts() { return message_["parts"]; }
+  Json* OpenPart(std::map<std::string, size_t>& open, const Json& chunk);
+
+  Json message_;
+  std::map<std::string, size_t> open_text_;
+  std::map<std::string, size_t> open_reasoning_;
+  std::map<std::string, std::string> partial_tool_input_;
+  std::string finish_reason_;
+};
+
+}  // namespace baton
+
+#endif  // BATON_RUNTIME_UI_REDUCER_H_

@@ -1,0 +1,2 @@
+// baton-demo: placeholder replaced below.
+int main() { return 0; }
