@@ -469,12 +469,16 @@ asio::awaitable<absl::Status> ChatRun::TurnBody(const TurnRequest& request, Turn
 
   std::string handover_id;
   bool handover_final = false;
+  bool spliced = false;
   if (request.handover && handover_.has_value()) {
     const Json& body = handover_->body;
     handover_id = StringField(body, "messageId");
     if (handover_id.empty()) handover_id = host_.new_message_id();
     handover_final = body.value("isFinal", false);
-    acc_.Splice(body.value("partialAssistantMessage", Json::array()), handover_id);
+    // The spliced message is this turn's response: new to the transcript, though step 2 may
+    // still replace it in place.
+    // (Already in a hydrated chain: not spliced twice, and not new.)
+    spliced = acc_.Splice(body.value("partialAssistantMessage", Json::array()), handover_id);
     handover_.reset();
   }
   if (st.noop) co_return absl::OkStatus();
@@ -509,7 +513,9 @@ asio::awaitable<absl::Status> ChatRun::TurnBody(const TurnRequest& request, Turn
   }
 
   if (handover_final) {
-    st.response = acc_.ui()[acc_.Find(handover_id)];
+    const Json& partial = acc_.ui()[acc_.Find(handover_id)];
+    if (spliced) st.new_ui.push_back(partial);
+    st.response = partial;
     st.finish_reason = "stop";
     co_return absl::OkStatus();
   }
@@ -547,7 +553,9 @@ asio::awaitable<absl::Status> ChatRun::TurnBody(const TurnRequest& request, Turn
   if (HasContent(result.response)) {
     Json response = result.stopped ? CleanupAbortedParts(result.response) : result.response;
     if (result.stopped) unfinished_.insert(message_id);
-    if (!acc_.Contains(message_id)) st.new_ui.push_back(response);
+    if (!acc_.Contains(message_id) || (spliced && message_id == handover_id)) {
+      st.new_ui.push_back(response);
+    }
     acc_.PutResponse(response);
     st.response = std::move(response);
     st.raw_response = std::move(result.response);

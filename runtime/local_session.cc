@@ -10,6 +10,7 @@ LocalSessions::LocalSessions(asio::any_io_executor executor, Clock& clock, HookP
 LocalSessions::~LocalSessions() {
   for (auto& [id, session] : sessions_) {
     if (session->run) session->run->Cancel();
+    if (session->expiry) clock_.Disarm(*session->expiry);
   }
 }
 
@@ -45,6 +46,7 @@ RunHost LocalSessions::MakeHost(Session& session) {
     switch (outcome.kind) {
       case RunOutcome::Kind::kSuspended:
         s->state = State::kSuspended;
+        ArmExpiry(*s);
         break;
       case RunOutcome::Kind::kFailed:
         s->state = State::kFailed;
@@ -70,7 +72,30 @@ RunHost LocalSessions::MakeHost(Session& session) {
   return host;
 }
 
+void LocalSessions::ArmExpiry(Session& session) {
+  session.expiry = std::make_unique<asio::steady_timer>(executor_);
+  clock_.Arm(*session.expiry, session.last_outcome.resume_deadline);
+  Session* s = &session;
+  int64_t generation = ++session.expiry_generation;
+  session.expiry->async_wait([this, s, generation](const asio::error_code&) {
+    if (s->expiry_generation != generation) return;  // superseded: resumed or re-armed
+    if (s->state != State::kSuspended || clock_.Now() < s->last_outcome.resume_deadline) {
+      if (s->state == State::kSuspended) ArmExpiry(*s);
+      return;
+    }
+    // The suspended wait timed out: the run has ended; the next message boots a continuation.
+    s->state = State::kExited;
+    s->last_outcome = RunOutcome{RunOutcome::Kind::kExited, "timeout"};
+    if (on_run_end) on_run_end(s->chat_id, s->last_outcome);
+  });
+}
+
 void LocalSessions::Boot(Session& session, BootRequest boot) {
+  if (session.expiry) {
+    clock_.Disarm(*session.expiry);
+    ++session.expiry_generation;  // its pending wait is cancelled and ignored
+    session.expiry.reset();
+  }
   boot.chat_id = session.chat_id;
   boot.run_id = absl::StrCat("run_", next_run_++);
   if (boot.continuation || boot.resume) {

@@ -16,6 +16,7 @@
 
 #include "absl/status/statusor.h"
 #include "asio/any_io_executor.hpp"
+#include "asio/steady_timer.hpp"
 #include "hooks/agent.h"
 #include "hooks/records.h"
 #include "runtime/chat_run.h"
@@ -42,6 +43,9 @@ class LocalSessions {
     std::string run_id;  // current or latest run
     RunOutcome last_outcome;
     int runs = 0;
+    // While suspended: fires at the resume deadline, when the session's run counts as exited.
+    std::unique_ptr<asio::steady_timer> expiry;
+    int64_t expiry_generation = 0;
   };
 
   LocalSessions(asio::any_io_executor executor, Clock& clock, HookPool& pool);
@@ -69,6 +73,7 @@ class LocalSessions {
 
  private:
   void Boot(Session& session, BootRequest boot);
+  void ArmExpiry(Session& session);
   RunHost MakeHost(Session& session);
 
   asio::any_io_executor executor_;
