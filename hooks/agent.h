@@ -211,6 +211,8 @@ struct AgentHooks {
   std::function<absl::Status(const RunEndEvent&)> on_run_end;
 };
 
+class ChatSession;  // runtime/chat_session.h
+
 struct Agent {
   std::string id;
   std::string version = "1";
@@ -219,6 +221,10 @@ struct Agent {
   std::vector<Tool> tools;
   AgentOptions options;
   AgentHooks hooks;
+  // Set for an agent whose user code drives its turns (a custom loop or a session loop, see
+  // runtime/chat_session.h); unset for a managed agent, whose loop is baton's. The loop runs on
+  // the run's executor and must not block.
+  std::function<asio::awaitable<void>(ChatSession&)> loop;
 
   const Tool* FindTool(std::string_view name) const;
 };

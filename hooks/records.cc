@@ -45,10 +45,10 @@ absl::StatusOr<InRecord> DecodeInRecord(int64_t seq, std::string_view body) {
   }
   absl::StatusOr<Json> json = ParseJson(body);
   if (!json.ok()) return json.status();
-  return DecodeInRecord(seq, *std::move(json));
+  return InRecordFromJson(seq, *std::move(json));
 }
 
-absl::StatusOr<InRecord> DecodeInRecord(int64_t seq, Json body) {
+absl::StatusOr<InRecord> InRecordFromJson(int64_t seq, Json body) {
   if (!body.is_object()) return absl::InvalidArgumentError(".in record is not a JSON object");
   const Json* kind = FindField(body, "kind");
   if (kind == nullptr || !kind->is_string()) {

@@ -49,7 +49,8 @@ struct InRecord {
 // larger than kMaxInRecordBytes. Returns InvalidArgument saying what is wrong; the caller keeps
 // the bytes, nothing is lost.
 absl::StatusOr<InRecord> DecodeInRecord(int64_t seq, std::string_view body);
-absl::StatusOr<InRecord> DecodeInRecord(int64_t seq, Json body);
+// The same checks on a body already parsed (the size limit is the caller's).
+absl::StatusOr<InRecord> InRecordFromJson(int64_t seq, Json body);
 
 // Control record subtypes on `.out`.
 inline constexpr std::string_view kTurnComplete = "turn-complete";

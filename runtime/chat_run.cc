@@ -42,11 +42,6 @@ int64_t IntField(const Json& object, std::string_view key) {
 
 }  // namespace
 
-struct ChatRun::Wake {
-  std::optional<InRecord> record;  // set: a message arrived
-  RunOutcome outcome;              // otherwise: how the run ends
-};
-
 struct ChatRun::TurnRequest {
   std::string trigger = "submit-message";
   Json message;   // the incoming UI message, or null
@@ -210,6 +205,7 @@ asio::awaitable<RunOutcome> ChatRun::Body() {
         }
       }
     }
+    if (agent_.loop) co_return co_await RunLoop();
     std::optional<TurnRequest> none;
     co_return co_await TurnLoop(std::move(none), phase.empty() ? std::string_view("turn") : phase);
   }
@@ -236,6 +232,7 @@ asio::awaitable<RunOutcome> ChatRun::Body() {
     }
   }
   if (cancel_.stop_requested()) co_return RunOutcome{RunOutcome::Kind::kCancelled, "cancelled"};
+  if (agent_.loop) co_return co_await RunLoop();
 
   const std::string& trigger = boot_.trigger;
   if (trigger == "preload") {
@@ -328,6 +325,22 @@ asio::awaitable<ChatRun::Wake> ChatRun::WaitForMessage(const std::string& phase,
   co_return Wake{std::nullopt, outcome};
 }
 
+asio::awaitable<RunOutcome> ChatRun::RunLoop() {
+  ChatSession session(*this);
+  co_await agent_.loop(session);
+  if (cancel_.stop_requested()) co_return RunOutcome{RunOutcome::Kind::kCancelled, "cancelled"};
+  co_return loop_outcome_.value_or(RunOutcome{RunOutcome::Kind::kExited, "end-run"});
+}
+
+asio::awaitable<ChatRun::Wake> ChatRun::WaitInPhase(const std::string& phase, bool hooks) {
+  const AgentOptions& o = agent_.options;
+  bool preload = phase == "preload";
+  absl::Duration idle = preload ? o.preload_idle_timeout.value_or(o.idle_timeout) : o.idle_timeout;
+  absl::Duration suspended_for =
+      preload ? o.preload_timeout.value_or(o.turn_timeout) : o.turn_timeout;
+  co_return co_await WaitForMessage(phase, idle, suspended_for, hooks);
+}
+
 asio::awaitable<RunOutcome> ChatRun::TurnLoop(std::optional<TurnRequest> first,
                                               std::string_view first_phase) {
   std::optional<TurnRequest> next = std::move(first);
@@ -344,14 +357,7 @@ asio::awaitable<RunOutcome> ChatRun::TurnLoop(std::optional<TurnRequest> first,
       std::optional<InRecord> record = inbox_.TakeMessage();
       if (!record.has_value()) {
         std::string phase(any_turn ? std::string_view("turn") : first_phase);
-        bool preload = phase == "preload";
-        absl::Duration idle =
-            preload ? agent_.options.preload_idle_timeout.value_or(agent_.options.idle_timeout)
-                    : agent_.options.idle_timeout;
-        absl::Duration suspended_for =
-            preload ? agent_.options.preload_timeout.value_or(agent_.options.turn_timeout)
-                    : agent_.options.turn_timeout;
-        Wake wake = co_await WaitForMessage(phase, idle, suspended_for, !after_error);
+        Wake wake = co_await WaitInPhase(phase, !after_error);
         if (!wake.record.has_value()) co_return wake.outcome;
         record = std::move(wake.record);
       }
@@ -533,6 +539,21 @@ asio::awaitable<absl::Status> ChatRun::TurnBody(const TurnRequest& request, Turn
     return Json{{"turn", st.turn}, {"trigger", request.trigger}, {"messages", Roles(prompt)}};
   });
 
+  std::string new_id = spliced ? handover_id : std::string();
+  Streamed streamed = co_await Stream(std::move(prompt), std::move(new_id));
+  if (cancel_.stop_requested()) co_return absl::CancelledError("run cancelled");
+  st.stopped = streamed.result.stopped;
+  st.finish_reason = streamed.result.finish_reason;
+  st.usage = streamed.result.usage;
+  if (streamed.response.has_value()) {
+    if (streamed.is_new) st.new_ui.push_back(*streamed.response);
+    st.response = std::move(streamed.response);
+    st.raw_response = std::move(streamed.result.response);
+  }
+  co_return absl::OkStatus();
+}
+
+asio::awaitable<ChatRun::Streamed> ChatRun::Stream(Json prompt, std::string handover_id) {
   Json continued;
   if (!acc_.ui().empty() && MessageRole(acc_.ui().back()) == "assistant") {
     continued = acc_.ui().back();
@@ -544,23 +565,16 @@ asio::awaitable<absl::Status> ChatRun::TurnBody(const TurnRequest& request, Turn
   // Coroutine arguments are named first: GCC 12 destroys lambda and braced-aggregate temporaries
   // of a co_await expression twice (see docs/decisions.md).
   StepLoopInput input{message_id, continued, std::move(prompt), turn_stop_->get_token()};
-  StepLoopResult result = co_await loop.Run(std::move(input));
-  if (cancel_.stop_requested()) co_return absl::CancelledError("run cancelled");
-
-  st.stopped = result.stopped;
-  st.finish_reason = result.finish_reason;
-  st.usage = result.usage;
-  if (HasContent(result.response)) {
-    Json response = result.stopped ? CleanupAbortedParts(result.response) : result.response;
-    if (result.stopped) unfinished_.insert(message_id);
-    if (!acc_.Contains(message_id) || (spliced && message_id == handover_id)) {
-      st.new_ui.push_back(response);
-    }
-    acc_.PutResponse(response);
-    st.response = std::move(response);
-    st.raw_response = std::move(result.response);
-  }
-  co_return absl::OkStatus();
+  Streamed out;
+  out.result = co_await loop.Run(std::move(input));
+  if (cancel_.stop_requested() || !HasContent(out.result.response)) co_return out;
+  Json response =
+      out.result.stopped ? CleanupAbortedParts(out.result.response) : out.result.response;
+  if (out.result.stopped) unfinished_.insert(message_id);
+  out.is_new = !acc_.Contains(message_id) || message_id == handover_id;
+  acc_.PutResponse(response);
+  out.response = std::move(response);
+  co_return out;
 }
 
 asio::awaitable<void> ChatRun::TurnError(const absl::Status& error, const TurnRequest& request,
@@ -676,4 +690,10 @@ asio::awaitable<bool> ChatRun::RunTurn(TurnRequest request) {
   co_return true;
 }
 
+}  // namespace baton
+
+namespace baton {
+// ChatSession::Offload runs user code through the same path as hooks.
+template asio::awaitable<absl::StatusOr<Json>> ChatRun::RunUserCode<absl::StatusOr<Json>>(
+    absl::AnyInvocable<absl::StatusOr<Json>()> fn);
 }  // namespace baton

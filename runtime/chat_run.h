@@ -25,6 +25,7 @@
 #include "hooks/agent.h"
 #include "hooks/records.h"
 #include "runtime/accumulator.h"
+#include "runtime/chat_session.h"
 #include "runtime/clock.h"
 #include "runtime/hook_pool.h"
 #include "runtime/inbox.h"
@@ -82,6 +83,7 @@ struct RunHost {
 // Thread-safety: every method is called on the host's executor.
 class ChatRun : public std::enable_shared_from_this<ChatRun> {
  public:
+  friend class ChatSession;
   ChatRun(const Agent& agent, RunHost host, BootRequest boot);
   ~ChatRun();
 
@@ -95,12 +97,17 @@ class ChatRun : public std::enable_shared_from_this<ChatRun> {
   const std::string& run_id() const { return boot_.run_id; }
 
  private:
-  struct Wake;         // what a wait returned
+  // What a wait returned.
+  struct Wake {
+    std::optional<InRecord> record;  // set: a message arrived
+    RunOutcome outcome;              // otherwise: how the run ends
+  };
   struct TurnRequest;  // what a turn answers
   struct TurnState;    // what a turn produced so far
 
   asio::awaitable<void> Main();
   asio::awaitable<RunOutcome> Body();
+  asio::awaitable<RunOutcome> RunLoop();  // an agent with its own loop
   // `first_phase` names the first wait's phase; it must outlive the call (a literal or a member).
   asio::awaitable<RunOutcome> TurnLoop(std::optional<TurnRequest> first,
                                        std::string_view first_phase);
@@ -108,6 +115,17 @@ class ChatRun : public std::enable_shared_from_this<ChatRun> {
                                        absl::Duration suspended_for, bool hooks);
   asio::awaitable<bool> RunTurn(TurnRequest request);  // returns false after a turn error
   asio::awaitable<absl::Status> TurnBody(const TurnRequest& request, TurnState& state);
+  // Waits for a message in `phase` with that phase's idle and suspended windows.
+  asio::awaitable<Wake> WaitInPhase(const std::string& phase, bool hooks);
+  // Runs the step loop on `prompt` under the turn's stop, continuing a trailing assistant
+  // message, and stores the response in the transcript. `handover_id` names a message spliced
+  // this turn (its response counts as new).
+  struct Streamed {
+    StepLoopResult result;
+    std::optional<Json> response;  // cleaned when stopped; absent when nothing streamed
+    bool is_new = false;
+  };
+  asio::awaitable<Streamed> Stream(Json prompt, std::string handover_id);
   asio::awaitable<void> TurnError(const absl::Status& error, const TurnRequest& request,
                                   TurnState& state);
   TurnCompleteEvent MakeTurnCompleteEvent(const TurnState& state) const;
@@ -145,7 +163,10 @@ class ChatRun : public std::enable_shared_from_this<ChatRun> {
   bool end_run_ = false;
   std::optional<std::string> close_reason_;
   bool upgrade_ = false;
-  std::set<std::string> unfinished_;  // ids of responses cut short by a stop (snapshot final:false)
+  std::set<std::string> unfinished_;
+  std::optional<RunOutcome>
+      loop_outcome_;  // a user loop's end, decided by NextMessage()  // ids of responses cut short
+                      // by a stop (snapshot final:false)
 };
 
 }  // namespace baton

@@ -146,7 +146,7 @@ absl::StatusOr<int64_t> LocalSessions::Append(const std::string& chat_id, const 
   if (s.state == State::kClosed) {
     return absl::FailedPreconditionError(absl::StrCat("chat ", chat_id, " is closed"));
   }
-  absl::StatusOr<InRecord> record = DecodeInRecord(static_cast<int64_t>(s.in.size()) + 1, body);
+  absl::StatusOr<InRecord> record = InRecordFromJson(static_cast<int64_t>(s.in.size()) + 1, body);
   if (!record.ok()) return record.status();
   int64_t seq = record->seq;
   s.in.push_back(*record);

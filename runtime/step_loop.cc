@@ -309,6 +309,11 @@ asio::awaitable<StepLoopResult> StepLoop::Run(StepLoopInput input) {
     const size_t parts_before = streams.reducer().message()["parts"].size();
 
     auto on_event = [&](ModelEvent e) {
+      if (e.type == ModelEvent::Type::kError) {
+        // An error as the first event leaves no step behind: `start`, `error` (V7).
+        error = e.error.empty() ? "model call failed" : e.error;
+        return;
+      }
       if (!started) {
         streams.Emit({{"type", "start-step"}});
         started = true;
@@ -373,8 +378,7 @@ asio::awaitable<StepLoopResult> StepLoop::Run(StepLoopInput input) {
           result.usage += e.usage;
           break;
         case ModelEvent::Type::kError:
-          error = e.error.empty() ? "model call failed" : e.error;
-          break;
+          break;  // handled above
       }
     };
 

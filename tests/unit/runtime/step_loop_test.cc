@@ -1,1 +1,318 @@
-#include <gtest/gtest.h>
+// The step loop against the test vectors of reference/llm-wire.md §5 (at the model-event level;
+// the provider wire formats are the providers' tests).
+#include "runtime/step_loop.h"
+
+#include <vector>
+
+#include "asio/co_spawn.hpp"
+#include "asio/detached.hpp"
+#include "asio/io_context.hpp"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "hooks/messages.h"
+#include "runtime/scripted_model.h"
+
+namespace baton {
+namespace {
+
+using ::testing::ElementsAre;
+
+Tool Weather() {
+  return Tool{"get_weather", "Current weather",
+              Json{{"type", "object"},
+                   {"properties", {{"city", {{"type", "string"}}}}},
+                   {"required", {"city"}}},
+              [](const Json& input, const ToolContext&) -> absl::StatusOr<Json> {
+                if (input.value("city", "") != "Oslo") return absl::NotFoundError("City not found");
+                return Json{{"tempC", 4}};
+              }};
+}
+
+Tool Time() {
+  return Tool{
+      "get_time", "Current time", Json{{"type", "object"}},
+      [](const Json&, const ToolContext&) -> absl::StatusOr<Json> { return Json("14:05"); }};
+}
+
+ScriptedResponse Script(const char* json) {
+  absl::StatusOr<ScriptedResponse> r = ParseScript(Json::parse(json));
+  EXPECT_TRUE(r.ok()) << r.status();
+  return *r;
+}
+
+class StepLoopTest : public ::testing::Test {
+ protected:
+  StepLoopTest() : model_(std::make_shared<ScriptedModel>(clock_)), pool_(2) {
+    agent_.id = "a";
+    agent_.model = model_;
+  }
+
+  // Runs one turn on `prompt` and returns its result; chunks() holds what it wrote.
+  StepLoopResult Run(Json prompt = Json::array({{{"role", "user"}, {"content", "hi"}}}),
+                     Json continued = Json()) {
+    StepLoop::Env env{io_.get_executor(), &clock_, &pool_, "chat",
+                      [this](Json c) { chunks_.push_back(std::move(c)); }};
+    auto loop = std::make_shared<StepLoop>(agent_, std::move(env));
+    StepLoopInput input{"msg_A", std::move(continued), std::move(prompt), stop_.get_token()};
+    std::optional<StepLoopResult> result;
+    asio::co_spawn(
+        io_, [loop, input = std::move(input)]() mutable { return loop->Run(std::move(input)); },
+        [&result](std::exception_ptr e, StepLoopResult r) {
+          if (e) std::rethrow_exception(e);
+          result = std::move(r);
+        });
+    while (!result.has_value()) {
+      io_.restart();
+      if (io_.poll() == 0) {
+        if (stop_on_idle_) stop_.request_stop();
+        io_.restart();
+        io_.run_one();
+      }
+    }
+    return *result;
+  }
+
+  std::vector<std::string> Types() const {
+    std::vector<std::string> types;
+    for (const Json& c : chunks_) types.push_back(c["type"]);
+    return types;
+  }
+
+  FakeClock clock_;
+  asio::io_context io_;
+  std::shared_ptr<ScriptedModel> model_;
+  HookPool pool_;
+  Agent agent_;
+  std::stop_source stop_;
+  bool stop_on_idle_ = false;
+  std::vector<Json> chunks_;
+};
+
+TEST_F(StepLoopTest, PlainTextIsOneStep) {  // V1, V2
+  model_->Push(Script(R"([{"text": ["Hi ", "there."]}])"));
+  StepLoopResult r = Run();
+  EXPECT_THAT(Types(), ElementsAre("start", "start-step", "text-start", "text-delta", "text-delta",
+                                   "text-end", "finish-step", "finish"));
+  EXPECT_EQ(chunks_[0]["messageId"], "msg_A");
+  EXPECT_EQ(chunks_[2]["id"], "s0-0");
+  EXPECT_EQ(r.finish_reason, "stop");
+  EXPECT_EQ(r.response, Json::parse(R"({"id":"msg_A","role":"assistant","parts":[
+      {"type":"step-start"},{"type":"text","text":"Hi there.","state":"done"}]})"));
+}
+
+TEST_F(StepLoopTest, ToolCallThenSecondStep) {  // V3
+  agent_.tools = {Weather()};
+  model_->Push(Script(R"([{"text": "Checking."},
+      {"tool_call": {"id": "toolu_01", "name": "get_weather", "input_text": "{\"city\": \"Oslo\"}"}}])"));
+  model_->Push(Script(R"([{"text": "It is 4 °C in Oslo."}])"));
+  StepLoopResult r = Run();
+  EXPECT_THAT(Types(),
+              ElementsAre("start", "start-step", "text-start", "text-delta", "text-end",
+                          "tool-input-start", "tool-input-delta", "tool-input-available",
+                          "tool-output-available", "finish-step", "start-step", "text-start",
+                          "text-delta", "text-end", "finish-step", "finish"));
+  EXPECT_EQ(chunks_[7]["input"], Json::parse(R"({"city":"Oslo"})"));
+  EXPECT_EQ(chunks_[8]["output"], Json::parse(R"({"tempC":4})"));
+  EXPECT_EQ(chunks_[11]["id"], "s1-0");  // ids are step-scoped
+  EXPECT_EQ(r.finish_reason, "stop");
+  // Request 2 ends with the assistant's text and call, then the tool result.
+  Json second = model_->calls()[1].messages;
+  ASSERT_EQ(second.size(), 3u);
+  EXPECT_EQ(second[1], Json::parse(R"({"role":"assistant","content":[
+      {"type":"text","text":"Checking."},
+      {"type":"tool-call","toolCallId":"toolu_01","toolName":"get_weather","input":{"city":"Oslo"}}]})"));
+  EXPECT_EQ(second[2], Json::parse(R"({"role":"tool","content":[{"type":"tool-result",
+      "toolCallId":"toolu_01","toolName":"get_weather","output":{"type":"json","value":{"tempC":4}}}]})"));
+}
+
+TEST_F(StepLoopTest, ParallelCallsKeepCallOrderInTheNextPrompt) {  // V4
+  agent_.tools = {Weather(), Time()};
+  model_->Push(Script(R"([
+      {"tool_call": {"id": "call_a", "name": "get_weather", "input": {"city": "Oslo"}}},
+      {"tool_call": {"id": "call_b", "name": "get_time", "input": {"tz": "CET"}}}])"));
+  model_->Push(Script(R"([{"text": "done"}])"));
+  Run();
+  Json tool_message = model_->calls()[1].messages.back();
+  ASSERT_EQ(tool_message["content"].size(), 2u);
+  EXPECT_EQ(tool_message["content"][0]["toolCallId"], "call_a");
+  EXPECT_EQ(tool_message["content"][1]["toolCallId"], "call_b");
+  EXPECT_EQ(tool_message["content"][1]["output"],
+            Json::parse(R"({"type":"text","value":"14:05"})"));
+}
+
+TEST_F(StepLoopTest, ReasoningSignatureSurvivesIntoTheNextCall) {  // V5
+  agent_.tools = {Weather()};
+  model_->Push(Script(R"([{"reasoning": "Need live data.", "signature": "c2ln"},
+      {"tool_call": {"id": "toolu_01", "name": "get_weather", "input": {"city": "Oslo"}}}])"));
+  model_->Push(Script(R"([{"text": "4 °C"}])"));
+  StepLoopResult r = Run();
+  EXPECT_EQ(chunks_[4]["providerMetadata"], Json::parse(R"({"anthropic":{"signature":"c2ln"}})"));
+  EXPECT_EQ(chunks_[4]["delta"], "");
+  EXPECT_EQ(r.response["parts"][1]["providerMetadata"]["anthropic"]["signature"], "c2ln");
+  Json assistant = model_->calls()[1].messages[1];
+  EXPECT_EQ(assistant["content"][0], Json::parse(R"({"type":"reasoning","text":"Need live data.",
+                            "providerOptions":{"anthropic":{"signature":"c2ln"}}})"));
+}
+
+TEST_F(StepLoopTest, ErrorAfterOutputClosesOpenPartsAndEnds) {  // V6
+  // A text block left open when the error arrives.
+  ScriptedResponse r;
+  ModelEvent start;
+  start.type = ModelEvent::Type::kTextStart;
+  start.id = "0";
+  ModelEvent delta = start;
+  delta.type = ModelEvent::Type::kTextDelta;
+  delta.delta = "Partial";
+  ModelEvent error;
+  error.type = ModelEvent::Type::kError;
+  error.error = "Overloaded";
+  r.push_back({absl::ZeroDuration(), start});
+  r.push_back({absl::ZeroDuration(), delta});
+  r.push_back({absl::ZeroDuration(), error});
+  model_->Push(r);
+  StepLoopResult result = Run();
+  EXPECT_THAT(Types(), ElementsAre("start", "start-step", "text-start", "text-delta", "text-end",
+                                   "error", "finish-step", "finish"));
+  EXPECT_EQ(chunks_[5]["errorText"], "An error occurred.");
+  EXPECT_EQ(chunks_[7]["finishReason"], "error");
+  EXPECT_EQ(result.finish_reason, "error");
+}
+
+TEST_F(StepLoopTest, ErrorBeforeAnyOutputIsStartThenError) {  // V7
+  model_->Push(Script(R"([{"error": "Overloaded"}])"));
+  agent_.options.mask_errors = false;
+  Run();
+  EXPECT_THAT(Types(), ElementsAre("start", "error"));
+  EXPECT_EQ(chunks_[1]["errorText"], "Overloaded");
+}
+
+TEST_F(StepLoopTest, EmptyArgumentsAreAnEmptyObject) {  // V10
+  agent_.tools = {Time()};
+  model_->Push(Script(R"([{"tool_call": {"id": "toolu_07", "name": "get_time"}}])"));
+  model_->Push(Script(R"([{"text": "ok"}])"));
+  Run();
+  std::vector<std::string> types = Types();
+  EXPECT_THAT(std::vector<std::string>(types.begin() + 2, types.begin() + 5),
+              ElementsAre("tool-input-start", "tool-input-available", "tool-output-available"));
+  EXPECT_EQ(chunks_[3]["input"], Json::object());
+}
+
+TEST_F(StepLoopTest, StepLimitOfOneStillExecutesTools) {  // V11
+  agent_.tools = {Weather()};
+  agent_.options.max_steps = 1;
+  model_->Push(
+      Script(R"([{"tool_call": {"id": "t1", "name": "get_weather", "input": {"city": "Oslo"}}}])"));
+  StepLoopResult r = Run();
+  EXPECT_EQ(Types().back(), "finish");
+  EXPECT_EQ(chunks_.back()["finishReason"], "tool-calls");
+  EXPECT_EQ(model_->calls().size(), 1u);
+  EXPECT_EQ(r.response["parts"][1]["state"], "output-available");
+}
+
+TEST_F(StepLoopTest, FailingToolIsMaskedForTheUiButNotForTheModel) {  // V12
+  agent_.tools = {Weather()};
+  model_->Push(Script(
+      R"([{"tool_call": {"id": "t1", "name": "get_weather", "input": {"city": "Atlantis"}}}])"));
+  model_->Push(Script(R"([{"text": "Sorry."}])"));
+  Run();
+  EXPECT_EQ(chunks_[5]["type"], "tool-output-error");
+  EXPECT_EQ(chunks_[5]["errorText"], "An error occurred.");
+  Json result = model_->calls()[1].messages.back()["content"][0];
+  EXPECT_EQ(result["output"], Json::parse(R"({"type":"error-text","value":"City not found"})"));
+}
+
+TEST_F(StepLoopTest, UnknownToolAndBadArgumentsBecomeInputErrorsAndTheLoopGoesOn) {
+  agent_.tools = {Weather()};
+  model_->Push(Script(R"([
+      {"tool_call": {"id": "t1", "name": "get_wether", "input": {"city": "Oslo"}}},
+      {"tool_call": {"id": "t2", "name": "get_weather", "input_text": "{\"city\": "}},
+      {"tool_call": {"id": "t3", "name": "get_weather", "input": {"town": "Oslo"}}}])"));
+  model_->Push(Script(R"([{"text": "Let me retry."}])"));
+  StepLoopResult r = Run();
+  int input_errors = 0, output_errors = 0;
+  for (const Json& c : chunks_) {
+    input_errors += c["type"] == "tool-input-error";
+    output_errors += c["type"] == "tool-output-error";
+  }
+  EXPECT_EQ(input_errors, 3);
+  EXPECT_EQ(output_errors, 3);
+  EXPECT_EQ(model_->calls().size(), 2u);
+  std::string results = model_->calls()[1].messages.back().dump();
+  EXPECT_NE(results.find("unavailable tool 'get_wether'"), std::string::npos) << results;
+  EXPECT_NE(results.find("missing required property"), std::string::npos) << results;
+  EXPECT_EQ(r.finish_reason, "stop");
+}
+
+TEST_F(StepLoopTest, ApprovalNeededEndsTheTurnWithARequest) {
+  Tool del = Time();
+  del.name = "del";
+  del.needs_approval = true;
+  agent_.tools = {del};
+  model_->Push(Script(R"([{"tool_call": {"id": "t1", "name": "del", "input": {}}}])"));
+  StepLoopResult r = Run();
+  EXPECT_THAT(Types(), ElementsAre("start", "start-step", "tool-input-start", "tool-input-delta",
+                                   "tool-input-available", "tool-approval-request", "finish-step",
+                                   "finish"));
+  EXPECT_EQ(r.finish_reason, "tool-calls");
+  EXPECT_EQ(r.response["parts"][1]["state"], "approval-requested");
+}
+
+TEST_F(StepLoopTest, StopMidStreamEndsWithAbortAndNoFinish) {
+  model_->Push(Script(R"([{"text": ["a"]}, {"delay_ms": 100}, {"text": ["b"]}])"));
+  stop_on_idle_ = true;  // the model parks on its delay; the stop arrives then
+  StepLoopResult r = Run();
+  EXPECT_TRUE(r.stopped);
+  EXPECT_EQ(Types().back(), "abort");
+  EXPECT_EQ(r.finish_reason, "");
+}
+
+TEST_F(StepLoopTest, HandedOverApprovedCallsRunBeforeTheFirstModelCall) {
+  agent_.tools = {Weather()};
+  model_->Push(Script(R"([{"text": "4 °C"}])"));
+  Json prompt = Json::parse(R"([
+    {"role":"user","content":[{"type":"text","text":"Oslo?"}]},
+    {"role":"assistant","content":[
+      {"type":"tool-call","toolCallId":"c1","toolName":"get_weather","input":{"city":"Oslo"}},
+      {"type":"tool-approval-request","approvalId":"a1","toolCallId":"c1"}]},
+    {"role":"tool","content":[{"type":"tool-approval-response","approvalId":"a1","approved":true}]}])");
+  Json continued = Json::parse(R"({"id":"M","role":"assistant","parts":[
+    {"type":"tool-get_weather","toolCallId":"c1","state":"input-available","input":{"city":"Oslo"}}]})");
+  StepLoopResult r = Run(prompt, continued);
+  std::vector<std::string> types = Types();
+  EXPECT_THAT(std::vector<std::string>(types.begin(), types.begin() + 3),
+              ElementsAre("start", "tool-output-available", "start-step"));
+  EXPECT_EQ(chunks_[3]["id"], "s1-0");  // the continued message already holds a step
+  Json sent = model_->calls()[0].messages;
+  EXPECT_EQ(sent.back()["content"][0]["type"], "tool-result");
+  EXPECT_EQ(sent.dump().find("approval"), std::string::npos);
+  EXPECT_EQ(r.response["parts"][0]["state"], "output-available");
+}
+
+TEST_F(StepLoopTest, DeniedApprovalIsReportedAndNotExecuted) {
+  bool executed = false;
+  Tool del = Time();
+  del.name = "del";
+  del.execute = [&executed](const Json&, const ToolContext&) -> absl::StatusOr<Json> {
+    executed = true;
+    return Json();
+  };
+  agent_.tools = {del};
+  model_->Push(Script(R"([{"text": "Not deleted."}])"));
+  Json prompt = Json::parse(R"([
+    {"role":"user","content":[{"type":"text","text":"delete it"}]},
+    {"role":"assistant","content":[
+      {"type":"tool-call","toolCallId":"c1","toolName":"del","input":{}},
+      {"type":"tool-approval-request","approvalId":"a1","toolCallId":"c1"}]},
+    {"role":"tool","content":[{"type":"tool-approval-response","approvalId":"a1","approved":false}]}])");
+  Json continued = Json::parse(R"({"id":"A","role":"assistant","parts":[{"type":"step-start"},
+    {"type":"tool-del","toolCallId":"c1","state":"approval-responded","input":{},
+     "approval":{"id":"a1","approved":false}}]})");
+  StepLoopResult r = Run(prompt, continued);
+  EXPECT_FALSE(executed);
+  EXPECT_EQ(chunks_[1]["type"], "tool-output-denied");
+  EXPECT_EQ(model_->calls()[0].messages.back()["content"][0]["output"]["type"], "execution-denied");
+  EXPECT_EQ(r.response["parts"][1]["state"], "output-denied");
+}
+
+}  // namespace
+}  // namespace baton

@@ -1,0 +1,116 @@
+#include "runtime/chat_session.h"
+
+#include "hooks/messages.h"
+#include "runtime/chat_run.h"
+
+namespace baton {
+
+const ChatInfo& ChatSession::info() const { return run_.info_; }
+const std::string& ChatSession::boot_trigger() const { return run_.boot_.trigger; }
+const Json& ChatSession::boot_payload() const { return run_.boot_.payload; }
+bool ChatSession::resumed() const { return run_.boot_.resume; }
+int ChatSession::turn() const { return run_.turn_; }
+Accumulator& ChatSession::transcript() { return run_.acc_; }
+
+void ChatSession::Write(Json chunk) { run_.host_.write(OutRecord::Chunk(std::move(chunk))); }
+
+asio::awaitable<std::optional<IncomingMessage>> ChatSession::NextMessage() {
+  const std::string& trigger = run_.boot_.trigger;
+  if (!boot_message_taken_) {
+    boot_message_taken_ = true;
+    const Json* message = FindField(run_.boot_.payload, "message");
+    if (!run_.boot_.resume && message != nullptr && message->is_object() &&
+        (trigger == "submit-message" || trigger == "regenerate-message")) {
+      co_return IncomingMessage{trigger, *message, run_.boot_.payload.value("metadata", Json()), 0};
+    }
+  }
+  if (run_.turn_ >= run_.agent_.options.max_turns) {
+    run_.loop_outcome_ = RunOutcome{RunOutcome::Kind::kExited, "max-turns"};
+    co_return std::nullopt;
+  }
+  std::optional<InRecord> record = run_.inbox_.TakeMessage();
+  if (!record.has_value()) {
+    std::string phase = run_.chat_started_              ? "turn"
+                        : trigger == "preload"          ? "preload"
+                        : trigger == "handover-prepare" ? "handover"
+                                                        : "continuation";
+    ChatRun::Wake wake = co_await run_.WaitInPhase(phase, true);
+    if (!wake.record.has_value()) {
+      run_.loop_outcome_ = wake.outcome;
+      co_return std::nullopt;
+    }
+    record = std::move(wake.record);
+  }
+  if (record->trigger() == "close") {
+    run_.loop_outcome_ = RunOutcome{RunOutcome::Kind::kExited, "close"};
+    co_return std::nullopt;
+  }
+  std::string t = record->trigger();
+  co_return IncomingMessage{t.empty() ? "submit-message" : t, record->message(),
+                            record->payload().value("metadata", Json()), record->seq};
+}
+
+asio::awaitable<Handover> ChatSession::ConsumeHandover() {
+  Handover out;
+  if (handover_consumed_ || run_.boot_.resume || run_.boot_.trigger != "handover-prepare") {
+    co_return out;
+  }
+  handover_consumed_ = true;
+  run_.inbox_.set_handover_open(true);
+  absl::Time deadline = run_.host_.clock->Now() + run_.agent_.options.handover_timeout;
+  std::optional<InRecord> signal =
+      co_await run_.inbox_.NextHandover(deadline, run_.cancel_.get_token());
+  run_.inbox_.set_handover_open(false);
+  if (!signal.has_value()) co_return out;
+  if (signal->kind == InKind::kHandoverSkip) {
+    out.skipped = true;
+    run_.loop_outcome_ = RunOutcome{RunOutcome::Kind::kExited, "handover-skip"};
+    co_return out;
+  }
+  out.received = true;
+  out.is_final = signal->body.value("isFinal", false);
+  out.message_id = StringField(signal->body, "messageId");
+  if (out.message_id.empty()) out.message_id = run_.host_.new_message_id();
+  run_.acc_.Splice(signal->body.value("partialAssistantMessage", Json::array()), out.message_id);
+  co_return out;
+}
+
+asio::awaitable<std::optional<Turn>> ChatSession::NextTurn() {
+  if (!handover_consumed_ && !run_.boot_.resume && run_.boot_.trigger == "handover-prepare") {
+    Handover handover = co_await ConsumeHandover();
+    if (handover.skipped) co_return std::nullopt;
+    if (handover.received) co_return Turn{run_.turn_, std::nullopt, handover};
+  }
+  std::optional<IncomingMessage> message = co_await NextMessage();
+  if (!message.has_value()) co_return std::nullopt;
+  if (message->message.is_object()) run_.acc_.Add(CleanupAbortedParts(message->message));
+  if (message->trigger == "regenerate-message") run_.acc_.PopToLastUser();
+  co_return Turn{run_.turn_, std::move(message), std::nullopt};
+}
+
+asio::awaitable<StepLoopResult> ChatSession::StreamResponse() {
+  run_.turn_stop_.emplace();
+  ChatRun* run = &run_;
+  std::stop_callback link(run_.cancel_.get_token(), [run] { run->turn_stop_->request_stop(); });
+  run_.inbox_.set_stop_handler([run](const InRecord&) { run->turn_stop_->request_stop(); });
+  Json prompt = run_.acc_.ModelMessages();
+  std::string no_handover;
+  ChatRun::Streamed streamed = co_await run_.Stream(std::move(prompt), std::move(no_handover));
+  run_.inbox_.set_stop_handler(nullptr);
+  co_return std::move(streamed.result);
+}
+
+int64_t ChatSession::CompleteTurn() {
+  int64_t seq = run_.WriteTurnComplete(false, "");
+  run_.chat_started_ = true;
+  ++run_.turn_;
+  run_.host_.save_snapshot(run_.MakeSnapshot(std::nullopt));
+  return seq;
+}
+
+asio::awaitable<absl::StatusOr<Json>> ChatSession::Offload(
+    absl::AnyInvocable<absl::StatusOr<Json>()> fn) {
+  co_return co_await run_.RunUserCode<absl::StatusOr<Json>>(std::move(fn));
+}
+
+}  // namespace baton
