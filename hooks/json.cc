@@ -13,6 +13,8 @@ absl::StatusOr<Json> ParseJson(std::string_view text) {
       static_cast<void>(ignored);
     } catch (const Json::parse_error& e) {
       return absl::InvalidArgumentError(absl::StrCat("invalid JSON at byte ", e.byte));
+    } catch (const Json::exception& e) {
+      return absl::InvalidArgumentError(absl::StrCat("invalid JSON: ", e.what()));
     }
     return absl::InvalidArgumentError("invalid JSON");
   }

@@ -8,6 +8,7 @@ packages=(
   libasio-dev libabsl-dev libfmt-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libcurl4-openssl-dev libsqlite3-dev clang-format
+  clang-14 libclang-rt-14-dev
 )
 
 missing=()

@@ -20,6 +20,19 @@ cmake --build build-asan -j "$jobs"
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build-asan --output-on-failure -j "$jobs"
 
+echo "== fuzz (libFuzzer, a fixed budget per target, on a scratch copy of the corpus)"
+CXX=clang++-14 cmake -S . -B build-fuzz -G Ninja -DBATON_FUZZ=ON \
+  -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build-fuzz -j "$jobs"
+fuzz_seconds=${BATON_FUZZ_SECONDS:-20}
+for target in in_record ui_chunks; do
+  scratch=$(mktemp -d)
+  cp -r "tests/fuzz/corpus/$target/." "$scratch/"
+  ./build-fuzz/${target}_fuzz -max_total_time="$fuzz_seconds" -rss_limit_mb=2048 \
+    -artifact_prefix="build-fuzz/" "$scratch" 2>&1 | tail -n 1
+  rm -rf "$scratch"
+done
+
 echo "== format"
 files=$(git ls-files '*.h' '*.cc' 2>/dev/null || find . -name '*.h' -o -name '*.cc')
 clang-format --dry-run -Werror $files

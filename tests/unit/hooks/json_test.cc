@@ -1,0 +1,34 @@
+#include "hooks/json.h"
+
+#include "gtest/gtest.h"
+
+namespace baton {
+namespace {
+
+TEST(ParseJson, ReportsWhereTheTextBreaks) {
+  absl::StatusOr<Json> bad = ParseJson(R"({"a": tru})");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.status().message().find("at byte"), absl::string_view::npos);
+}
+
+TEST(ParseJson, ANumberTooLargeIsAnErrorNotACrash) {
+  // Found by tests/fuzz/in_record_fuzz: the overflow surfaced as an uncaught out_of_range.
+  absl::StatusOr<Json> big = ParseJson(R"({"kd":4e72300})");
+  ASSERT_FALSE(big.ok());
+  EXPECT_EQ(big.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(ParseJson, KeepsKeyOrder) {
+  absl::StatusOr<Json> j = ParseJson(R"({"z":1,"a":2})");
+  ASSERT_TRUE(j.ok());
+  EXPECT_EQ(DumpJson(*j), R"({"z":1,"a":2})");
+}
+
+TEST(DumpJson, ReplacesInvalidUtf8InsteadOfThrowing) {
+  Json j = std::string("a\xff");
+  EXPECT_EQ(DumpJson(j), "\"a\xEF\xBF\xBD\"");
+}
+
+}  // namespace
+}  // namespace baton
