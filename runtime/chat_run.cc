@@ -133,6 +133,11 @@ void ChatRun::RestoreSnapshot() {
     }
   }
   acc_.Replace(std::move(messages));
+  if (const Json* entries = FindField(snap, "messages"); entries && entries->is_array()) {
+    for (const Json& e : *entries) {
+      if (!e.value("final", true)) unfinished_.insert(StringField(e, "id"));
+    }
+  }
   last_turn_complete_ = IntField(snap, "lastOutEventId");
   chat_started_ = snap.value("chatStarted", false);
   inbox_.StartAfter(IntField(snap, "lastInEventId"), IntField(snap, "inConsumedId"));
@@ -210,9 +215,14 @@ asio::awaitable<RunOutcome> ChatRun::Body() {
     co_return co_await TurnLoop(std::move(none), phase.empty() ? std::string_view("turn") : phase);
   }
 
-  if (boot_.trigger == "handover-prepare" && acc_.ui().empty()) {
+  if (boot_.trigger == "handover-prepare") {
+    // Open the handover route before any hook runs: a signal appended early is kept, not lost.
+    inbox_.set_handover_open(true);
+    // Without a hydrate hook the head-start history seeds the transcript now; with one, it is
+    // turn 0's incoming messages and the hook decides the chain.
     const Json* history = FindField(payload, "headStartMessages");
-    if (history != nullptr && history->is_array()) {
+    if (!agent_.hooks.hydrate_messages && acc_.ui().empty() && history != nullptr &&
+        history->is_array()) {
       acc_.Replace(std::vector<Json>(history->begin(), history->end()));
     }
   }
@@ -249,7 +259,6 @@ asio::awaitable<RunOutcome> ChatRun::Body() {
     co_return co_await TurnLoop(std::move(none), "preload");
   }
   if (trigger == "handover-prepare") {
-    inbox_.set_handover_open(true);
     std::optional<InRecord> signal = co_await inbox_.NextHandover(
         host_.clock->Now() + agent_.options.handover_timeout, cancel_.get_token());
     inbox_.set_handover_open(false);
@@ -419,8 +428,19 @@ TurnCompleteEvent ChatRun::MakeTurnCompleteEvent(const TurnState& st) const {
 }
 
 asio::awaitable<absl::Status> ChatRun::TurnBody(const TurnRequest& request, TurnState& st) {
+  if (request.trigger != "submit-message" && request.trigger != "regenerate-message") {
+    // Actions and other triggers are not built yet: say so rather than answer as a turn.
+    co_return absl::InvalidArgumentError(
+        absl::StrCat("trigger \"", request.trigger, "\" is not supported"));
+  }
   std::vector<Json> incoming;
   if (request.message.is_object()) incoming.push_back(CleanupAbortedParts(request.message));
+  if (request.handover && agent_.hooks.hydrate_messages) {
+    const Json* history = FindField(boot_.payload, "headStartMessages");
+    if (history != nullptr && history->is_array()) {
+      for (const Json& m : *history) incoming.push_back(CleanupAbortedParts(m));
+    }
+  }
 
   if (!incoming.empty()) {
     Observe("onValidateMessages", [&] {
@@ -539,21 +559,22 @@ asio::awaitable<absl::Status> ChatRun::TurnBody(const TurnRequest& request, Turn
     return Json{{"turn", st.turn}, {"trigger", request.trigger}, {"messages", Roles(prompt)}};
   });
 
-  std::string new_id = spliced ? handover_id : std::string();
-  Streamed streamed = co_await Stream(std::move(prompt), std::move(new_id));
+  Streamed streamed = co_await Stream(std::move(prompt));
   if (cancel_.stop_requested()) co_return absl::CancelledError("run cancelled");
   st.stopped = streamed.result.stopped;
   st.finish_reason = streamed.result.finish_reason;
   st.usage = streamed.result.usage;
   if (streamed.response.has_value()) {
-    if (streamed.is_new) st.new_ui.push_back(*streamed.response);
+    // The response is always among the turn's new messages, also when it replaced a message
+    // in place (a head start's step 2, an approval's continuation).
+    st.new_ui.push_back(*streamed.response);
     st.response = std::move(streamed.response);
     st.raw_response = std::move(streamed.result.response);
   }
   co_return absl::OkStatus();
 }
 
-asio::awaitable<ChatRun::Streamed> ChatRun::Stream(Json prompt, std::string handover_id) {
+asio::awaitable<ChatRun::Streamed> ChatRun::Stream(Json prompt) {
   Json continued;
   if (!acc_.ui().empty() && MessageRole(acc_.ui().back()) == "assistant") {
     continued = acc_.ui().back();
@@ -571,7 +592,7 @@ asio::awaitable<ChatRun::Streamed> ChatRun::Stream(Json prompt, std::string hand
   Json response =
       out.result.stopped ? CleanupAbortedParts(out.result.response) : out.result.response;
   if (out.result.stopped) unfinished_.insert(message_id);
-  out.is_new = !acc_.Contains(message_id) || message_id == handover_id;
+  if (!out.result.stopped) unfinished_.erase(message_id);
   acc_.PutResponse(response);
   out.response = std::move(response);
   co_return out;

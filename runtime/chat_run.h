@@ -118,14 +118,12 @@ class ChatRun : public std::enable_shared_from_this<ChatRun> {
   // Waits for a message in `phase` with that phase's idle and suspended windows.
   asio::awaitable<Wake> WaitInPhase(const std::string& phase, bool hooks);
   // Runs the step loop on `prompt` under the turn's stop, continuing a trailing assistant
-  // message, and stores the response in the transcript. `handover_id` names a message spliced
-  // this turn (its response counts as new).
+  // message, and stores the response in the transcript.
   struct Streamed {
     StepLoopResult result;
     std::optional<Json> response;  // cleaned when stopped; absent when nothing streamed
-    bool is_new = false;
   };
-  asio::awaitable<Streamed> Stream(Json prompt, std::string handover_id);
+  asio::awaitable<Streamed> Stream(Json prompt);
   asio::awaitable<void> TurnError(const absl::Status& error, const TurnRequest& request,
                                   TurnState& state);
   TurnCompleteEvent MakeTurnCompleteEvent(const TurnState& state) const;

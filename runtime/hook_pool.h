@@ -47,8 +47,8 @@ class HookPool {
   void Submit(asio::any_io_executor executor, absl::AnyInvocable<R()> fn,
               absl::AnyInvocable<void(R)> done);
 
-  // Calls submitted and not yet handed back to their executor. The test kit reads it to know
-  // when a process is quiet.
+  // Calls submitted whose results have not yet been handled on their executor. The test kit
+  // reads it to know when a process is quiet.
   int outstanding() const { return outstanding_.load(std::memory_order_acquire); }
 
  private:
@@ -73,10 +73,12 @@ void HookPool::Submit(asio::any_io_executor executor, absl::AnyInvocable<R()> fn
   outstanding_.fetch_add(1, std::memory_order_acq_rel);
   asio::post(pool_, [this, executor, fn = std::move(fn), done = std::move(done)]() mutable {
     R result = CallCatching(fn);
-    asio::post(executor, [done = std::move(done), result = std::move(result)]() mutable {
+    // The call stops counting only when its result is handled on `executor`: a count of zero
+    // then means nothing is in flight and nothing is queued (the test kit relies on it).
+    asio::post(executor, [this, done = std::move(done), result = std::move(result)]() mutable {
+      outstanding_.fetch_sub(1, std::memory_order_acq_rel);
       done(std::move(result));
     });
-    outstanding_.fetch_sub(1, std::memory_order_acq_rel);
   });
 }
 

@@ -25,14 +25,12 @@ TestKit::~TestKit() {
 }
 
 void TestKit::RunUntilIdle() {
-  // Quiet = no handler ready and no user code in flight. A pool call posts its completion before
-  // it stops counting as outstanding, so reading the count first cannot miss one.
+  // Quiet = no handler ready and no user code in flight. A pool call stops counting only when
+  // its result is handled here, so a non-zero count means a result is still to come.
   for (;;) {
-    int busy = pool_.outstanding();
     io_.restart();
-    size_t ran = io_.poll();
-    if (ran > 0) continue;
-    if (busy == 0) return;
+    if (io_.poll() > 0) continue;
+    if (pool_.outstanding() == 0) return;
     io_.restart();
     io_.run_one();  // blocks until a pool call hands back its result
   }
