@@ -1,10 +1,85 @@
 #include "runtime/ui_reducer.h"
 
+#include <optional>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "hooks/messages.h"
 
 namespace baton {
+namespace {
+
+// Merges `patch` into `target`: objects key by key, recursively; anything else replaces.
+void DeepMerge(Json& target, const Json& patch) {
+  if (!target.is_object() || !patch.is_object()) {
+    target = patch;
+    return;
+  }
+  for (const auto& [key, value] : patch.items()) {
+    if (target.contains(key)) {
+      DeepMerge(target[key], value);
+    } else {
+      target[key] = value;
+    }
+  }
+}
+
+// The value of a JSON text cut short (a tool's input while it streams): open strings, arrays
+// and objects are closed, a dangling key, comma or colon is dropped. Null when nothing sensible
+// can be made of it. Like the AI SDK client's parsePartialJson, for display only.
+// Parses without exceptions: called on every tool input delta, most of them incomplete.
+std::optional<Json> TryParse(const std::string& text) {
+  Json value = Json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (value.is_discarded()) return std::nullopt;
+  return value;
+}
+
+Json ParsePartialJson(const std::string& text) {
+  if (std::optional<Json> whole = TryParse(text)) return *whole;
+  std::string work = text;
+  for (int attempt = 0; attempt < 4 && !work.empty(); ++attempt) {
+    std::string closers;
+    bool in_string = false, escaped = false;
+    for (char c : work) {
+      if (in_string) {
+        if (escaped) {
+          escaped = false;
+        } else if (c == '\\') {
+          escaped = true;
+        } else if (c == '"') {
+          in_string = false;
+        }
+        continue;
+      }
+      if (c == '"') in_string = true;
+      if (c == '{') closers.push_back('}');
+      if (c == '[') closers.push_back(']');
+      if ((c == '}' || c == ']') && !closers.empty()) closers.pop_back();
+    }
+    std::string candidate = work;
+    if (escaped) candidate.pop_back();  // a lone trailing backslash starts no escape yet
+    if (in_string) candidate += '"';
+    candidate.append(closers.rbegin(), closers.rend());
+    if (std::optional<Json> value = TryParse(candidate)) return *value;
+    // Drop the last incomplete member ("key", "key": or a partial value) and try again. The
+    // cut may land inside a string; the result is for display, and the attempts are bounded.
+    size_t cut = work.find_last_of(",{[:");
+    if (cut == std::string::npos) break;
+    if (work[cut] == ',') {
+      work.resize(cut);
+    } else if (work[cut] == '{' || work[cut] == '[') {
+      if (cut + 1 == work.size()) break;  // nothing after the opener left to drop
+      work.resize(cut + 1);
+    } else {
+      size_t key_start = work.find_last_of(",{", cut);
+      if (key_start == std::string::npos) break;
+      work.resize(work[key_start] == ',' ? key_start : key_start + 1);
+    }
+  }
+  return Json();
+}
+
+}  // namespace
 
 UiReducer::UiReducer(Json message) : message_(std::move(message)) {
   if (!message_.is_object()) {
@@ -35,7 +110,7 @@ absl::Status UiReducer::Apply(const Json& chunk) {
   if (type == "start") {
     std::string id = StringField(chunk, "messageId");
     if (!id.empty()) message_["id"] = id;
-    if (const Json* md = FindField(chunk, "messageMetadata")) message_["metadata"] = *md;
+    if (const Json* md = FindField(chunk, "messageMetadata")) DeepMerge(message_["metadata"], *md);
   } else if (type == "start-step") {
     Parts().push_back(Json{{"type", "step-start"}});
   } else if (type == "finish-step") {
@@ -68,8 +143,11 @@ absl::Status UiReducer::Apply(const Json& chunk) {
     std::string call_id = StringField(chunk, "toolCallId");
     int index = ToolPartIndex(call_id);
     if (index < 0) {
-      Json part = {{"type", absl::StrCat("tool-", StringField(chunk, "toolName"))},
+      bool dynamic = chunk.value("dynamic", false);
+      Json part = {{"type", dynamic ? std::string("dynamic-tool")
+                                    : absl::StrCat("tool-", StringField(chunk, "toolName"))},
                    {"toolCallId", call_id}};
+      if (dynamic) part["toolName"] = StringField(chunk, "toolName");
       Parts().push_back(std::move(part));
       index = static_cast<int>(Parts().size()) - 1;
     }
@@ -95,6 +173,8 @@ absl::Status UiReducer::Apply(const Json& chunk) {
           absl::StrCat("tool-input-delta for call \"", call_id, "\" that never started"));
     }
     it->second += StringField(chunk, "inputTextDelta");
+    Json input = ParsePartialJson(it->second);
+    if (!input.is_null()) Parts()[ToolPartIndex(call_id)]["input"] = std::move(input);
   } else if (type == "tool-output-available" || type == "tool-output-error" ||
              type == "tool-approval-request" || type == "tool-output-denied") {
     int index = ToolPartIndex(StringField(chunk, "toolCallId"));
@@ -106,6 +186,12 @@ absl::Status UiReducer::Apply(const Json& chunk) {
     if (type == "tool-output-available") {
       part["state"] = "output-available";
       part["output"] = chunk.value("output", Json());
+      if (chunk.value("preliminary", false)) {
+        part["preliminary"] = true;
+      } else {
+        part.erase("preliminary");
+      }
+      if (pm != nullptr) part["resultProviderMetadata"] = *pm;
     } else if (type == "tool-output-error") {
       part["state"] = "output-error";
       part["errorText"] = StringField(chunk, "errorText");
@@ -131,9 +217,9 @@ absl::Status UiReducer::Apply(const Json& chunk) {
     Parts().push_back(std::move(part));
   } else if (type == "finish") {
     finish_reason_ = StringField(chunk, "finishReason");
-    if (const Json* md = FindField(chunk, "messageMetadata")) message_["metadata"] = *md;
+    if (const Json* md = FindField(chunk, "messageMetadata")) DeepMerge(message_["metadata"], *md);
   } else if (type == "message-metadata") {
-    if (const Json* md = FindField(chunk, "messageMetadata")) message_["metadata"] = *md;
+    if (const Json* md = FindField(chunk, "messageMetadata")) DeepMerge(message_["metadata"], *md);
   }
   // error, abort, source-*, file and unknown types do not change the parts here.
   return absl::OkStatus();

@@ -37,10 +37,9 @@ struct Host {
   // Runs until no handler is ready and no user code is in flight.
   void Settle() {
     for (;;) {
-      int busy = pool.outstanding();
       io.restart();
       if (io.poll() > 0) continue;
-      if (busy == 0) return;
+      if (pool.outstanding() == 0) return;
       io.restart();
       io.run_one();
     }

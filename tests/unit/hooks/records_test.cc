@@ -1,1 +1,261 @@
-#include <gtest/gtest.h>
+// `.in` record decoding and `.out` record helpers.
+#include "hooks/records.h"
+
+#include <string>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace baton {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::Pair;
+
+// Decodes `text` and expects InvalidArgument with a message containing `needle`.
+void ExpectRejected(std::string_view text, std::string_view needle) {
+  absl::StatusOr<InRecord> r = DecodeInRecord(1, text);
+  ASSERT_FALSE(r.ok()) << text;
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << text;
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr(std::string(needle))) << text;
+}
+
+TEST(DecodeInRecord, DecodesAUserMessage) {
+  absl::StatusOr<InRecord> r = DecodeInRecord(7, R"({"kind":"message","payload":{
+      "chatId":"c","trigger":"submit-message",
+      "message":{"id":"u1","role":"user","parts":[{"type":"text","text":"hi"}]}}})");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->seq, 7);
+  EXPECT_EQ(r->kind, InKind::kMessage);
+  EXPECT_EQ(r->trigger(), "submit-message");
+  EXPECT_EQ(r->payload()["chatId"], "c");
+  EXPECT_EQ(r->message()["id"], "u1");
+  EXPECT_EQ(r->message()["parts"][0]["text"], "hi");
+  EXPECT_EQ(r->body["kind"], "message");
+}
+
+TEST(DecodeInRecord, AcceptsAMessageRecordWithoutAMessage) {
+  absl::StatusOr<InRecord> r =
+      DecodeInRecord(2, R"({"kind":"message","payload":{"trigger":"regenerate-message"}})");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->trigger(), "regenerate-message");
+  EXPECT_TRUE(r->message().is_null());
+
+  absl::StatusOr<InRecord> null_message =
+      DecodeInRecord(3, R"({"kind":"message","payload":{"trigger":"close","message":null}})");
+  ASSERT_TRUE(null_message.ok()) << null_message.status();
+  EXPECT_EQ(null_message->trigger(), "close");
+  EXPECT_TRUE(null_message->message().is_null());
+}
+
+TEST(DecodeInRecord, TriggerIsEmptyWhenAbsent) {
+  absl::StatusOr<InRecord> r = DecodeInRecord(1, R"({"kind":"message","payload":{}})");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->trigger(), "");
+}
+
+TEST(DecodeInRecord, DecodesStop) {
+  absl::StatusOr<InRecord> r = DecodeInRecord(4, R"({"kind":"stop","message":"user cancelled"})");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->kind, InKind::kStop);
+  EXPECT_EQ(r->body["message"], "user cancelled");
+  EXPECT_TRUE(r->payload().is_null());
+  EXPECT_TRUE(r->message().is_null());
+  EXPECT_EQ(r->trigger(), "");
+}
+
+TEST(DecodeInRecord, DecodesHandover) {
+  absl::StatusOr<InRecord> r = DecodeInRecord(5, R"({"kind":"handover",
+      "partialAssistantMessage":[{"role":"assistant","content":[{"type":"text","text":"Hi"}]}],
+      "messageId":"M","isFinal":true})");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->kind, InKind::kHandover);
+  EXPECT_EQ(r->body["messageId"], "M");
+  EXPECT_EQ(r->body["isFinal"], true);
+  EXPECT_EQ(r->body["partialAssistantMessage"].size(), 1u);
+}
+
+TEST(DecodeInRecord, DecodesHandoverWithoutIsFinalOrMessageId) {
+  absl::StatusOr<InRecord> r =
+      DecodeInRecord(5, R"({"kind":"handover","partialAssistantMessage":[]})");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->kind, InKind::kHandover);
+}
+
+TEST(DecodeInRecord, DecodesHandoverSkip) {
+  absl::StatusOr<InRecord> r = DecodeInRecord(6, R"({"kind":"handover-skip"})");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->kind, InKind::kHandoverSkip);
+}
+
+TEST(DecodeInRecord, JsonOverloadDecodesTheSameWay) {
+  absl::StatusOr<InRecord> r = InRecordFromJson(9, Json{{"kind", "stop"}});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->seq, 9);
+  EXPECT_EQ(r->kind, InKind::kStop);
+
+  absl::StatusOr<InRecord> bad = InRecordFromJson(9, Json::array());
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(DecodeInRecord, RejectsTextThatIsNotJson) {
+  absl::StatusOr<InRecord> r = DecodeInRecord(1, R"({"kind":"stop")");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_FALSE(r.status().message().empty());
+
+  absl::StatusOr<InRecord> empty = DecodeInRecord(1, "");
+  ASSERT_FALSE(empty.ok());
+  EXPECT_EQ(empty.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(DecodeInRecord, RejectsJsonThatIsNotAnObject) {
+  ExpectRejected(R"([{"kind":"stop"}])", "not a JSON object");
+  ExpectRejected(R"("stop")", "not a JSON object");
+  ExpectRejected("42", "not a JSON object");
+  ExpectRejected("null", "not a JSON object");
+}
+
+TEST(DecodeInRecord, RejectsAMissingOrNonStringKind) {
+  ExpectRejected(R"({"message":"x"})", "\"kind\"");
+  ExpectRejected(R"({"kind":3})", "\"kind\"");
+  ExpectRejected(R"({"kind":null})", "\"kind\"");
+}
+
+TEST(DecodeInRecord, RejectsAnUnknownKindNamingIt) {
+  ExpectRejected(R"({"kind":"steer"})", "unknown .in record kind \"steer\"");
+}
+
+TEST(DecodeInRecord, RejectsAMessageRecordWithoutAnObjectPayload) {
+  ExpectRejected(R"({"kind":"message"})", "\"payload\"");
+  ExpectRejected(R"({"kind":"message","payload":"hi"})", "\"payload\"");
+}
+
+TEST(DecodeInRecord, RejectsAPayloadMessageWithoutIdOrRole) {
+  ExpectRejected(R"({"kind":"message","payload":{"message":{"role":"user","parts":[]}}})",
+                 "id and role");
+  ExpectRejected(R"({"kind":"message","payload":{"message":{"id":"","role":"user","parts":[]}}})",
+                 "id and role");
+  ExpectRejected(R"({"kind":"message","payload":{"message":{"id":"u1","parts":[]}}})",
+                 "id and role");
+  ExpectRejected(R"({"kind":"message","payload":{"message":{"id":7,"role":"user","parts":[]}}})",
+                 "id and role");
+  ExpectRejected(R"({"kind":"message","payload":{"message":"hello"}})", "id and role");
+}
+
+TEST(DecodeInRecord, RejectsAPayloadMessageWithoutPartsArray) {
+  ExpectRejected(R"({"kind":"message","payload":{"message":{"id":"u1","role":"user"}}})",
+                 "\"parts\" array");
+  ExpectRejected(R"({"kind":"message","payload":{"message":{"id":"u1","role":"user","parts":{}}}})",
+                 "\"parts\" array");
+}
+
+TEST(DecodeInRecord, RejectsHandoverWithoutPartialArray) {
+  ExpectRejected(R"({"kind":"handover","messageId":"M","isFinal":false})",
+                 "\"partialAssistantMessage\" array");
+  ExpectRejected(R"({"kind":"handover","partialAssistantMessage":{"role":"assistant"}})",
+                 "\"partialAssistantMessage\" array");
+}
+
+TEST(DecodeInRecord, RejectsHandoverPartialMessageWithoutRole) {
+  ExpectRejected(R"({"kind":"handover","partialAssistantMessage":[{"content":[]}]})",
+                 "without a role");
+  ExpectRejected(R"({"kind":"handover","partialAssistantMessage":["assistant"]})",
+                 "without a role");
+}
+
+TEST(DecodeInRecord, RejectsNonBooleanIsFinal) {
+  ExpectRejected(R"({"kind":"handover","partialAssistantMessage":[],"isFinal":"true"})",
+                 "\"isFinal\" must be a boolean");
+  ExpectRejected(R"({"kind":"handover","partialAssistantMessage":[],"isFinal":1})",
+                 "\"isFinal\" must be a boolean");
+}
+
+// A stop record padded with a message so that the whole body is exactly `size` bytes.
+std::string StopRecordOfSize(size_t size) {
+  const std::string head = R"({"kind":"stop","message":")";
+  const std::string tail = R"("})";
+  return head + std::string(size - head.size() - tail.size(), 'x') + tail;
+}
+
+TEST(DecodeInRecord, AcceptsABodyExactlyAtTheSizeLimit) {
+  std::string body = StopRecordOfSize(kMaxInRecordBytes);
+  ASSERT_EQ(body.size(), kMaxInRecordBytes);
+  absl::StatusOr<InRecord> r = DecodeInRecord(1, body);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->kind, InKind::kStop);
+}
+
+TEST(DecodeInRecord, RejectsAnOversizedBody) {
+  std::string body = StopRecordOfSize(kMaxInRecordBytes + 1);
+  ExpectRejected(body, "exceeds the limit of " + std::to_string(kMaxInRecordBytes));
+  ExpectRejected(body, std::to_string(kMaxInRecordBytes + 1) + " bytes");
+}
+
+TEST(InKindName, NamesEveryKindAsOnTheWire) {
+  EXPECT_EQ(InKindName(InKind::kMessage), "message");
+  EXPECT_EQ(InKindName(InKind::kStop), "stop");
+  EXPECT_EQ(InKindName(InKind::kHandover), "handover");
+  EXPECT_EQ(InKindName(InKind::kHandoverSkip), "handover-skip");
+}
+
+TEST(OutRecord, ChunkIsNotControlAndTypeIsTheChunkType) {
+  OutRecord r = OutRecord::Chunk({{"type", "text-delta"}, {"id", "s0-0"}, {"delta", "hi"}});
+  EXPECT_FALSE(r.is_control);
+  EXPECT_EQ(r.Type(), "text-delta");
+  EXPECT_EQ(r.chunk["delta"], "hi");
+  EXPECT_TRUE(r.headers.empty());
+  EXPECT_EQ(r.Header("anything"), "");
+}
+
+TEST(OutRecord, ChunkWithoutTypeHasEmptyType) {
+  EXPECT_EQ(OutRecord::Chunk(Json::object()).Type(), "");
+}
+
+TEST(OutRecord, ControlTypeIsPrefixedWithTrigger) {
+  EXPECT_EQ(OutRecord::Control(kTurnComplete).Type(), "trigger:turn-complete");
+  EXPECT_EQ(OutRecord::Control(kTrim).Type(), "trigger:trim");
+  EXPECT_EQ(OutRecord::Control(kSessionClosed).Type(), "trigger:session-closed");
+  EXPECT_EQ(OutRecord::Control(kUpgradeRequired).Type(), "trigger:upgrade-required");
+}
+
+TEST(OutRecord, HeaderReturnsTheValueOrEmpty) {
+  OutRecord r = OutRecord::Control(kTurnComplete,
+                                   {{"session-in-event-id", "4"}, {"public-access-token", "tok"}});
+  EXPECT_TRUE(r.is_control);
+  EXPECT_EQ(r.control, "turn-complete");
+  EXPECT_EQ(r.Header("session-in-event-id"), "4");
+  EXPECT_EQ(r.Header("public-access-token"), "tok");
+  EXPECT_EQ(r.Header("session-closed"), "");
+  EXPECT_THAT(r.headers,
+              ElementsAre(Pair("session-in-event-id", "4"), Pair("public-access-token", "tok")));
+}
+
+TEST(OutRecord, ChunkToJsonHoldsSeqAndChunk) {
+  OutRecord r = OutRecord::Chunk({{"type", "start"}, {"messageId", "M"}});
+  r.seq = 3;
+  Json j = r.ToJson();
+  EXPECT_EQ(j, Json::parse(R"({"seq":3,"chunk":{"type":"start","messageId":"M"}})"));
+  EXPECT_FALSE(j.contains("control"));
+  EXPECT_FALSE(j.contains("headers"));
+}
+
+TEST(OutRecord, ControlToJsonHoldsSeqControlAndHeadersInOrder) {
+  OutRecord r = OutRecord::Control(kTurnComplete, {{"b", "2"}, {"a", "1"}});
+  r.seq = 11;
+  Json j = r.ToJson();
+  EXPECT_EQ(DumpJson(j), R"({"seq":11,"control":"turn-complete","headers":{"b":"2","a":"1"}})");
+  EXPECT_FALSE(j.contains("chunk"));
+}
+
+TEST(OutRecord, ControlWithoutHeadersHasEmptyHeaderObject) {
+  Json j = OutRecord::Control(kSessionClosed).ToJson();
+  ASSERT_TRUE(j.contains("headers"));
+  EXPECT_TRUE(j["headers"].is_object());
+  EXPECT_TRUE(j["headers"].empty());
+}
+
+}  // namespace
+}  // namespace baton

@@ -55,12 +55,11 @@ TEST(RunExecutor, TenThousandWaitingRunsHoldNoThreads) {
     ASSERT_TRUE(sessions.Create(absl::StrCat("chat-", i), agent, "preload", Json::object()).ok());
   }
   // Until every run has booted and parked: no handler ready and no hook in flight (a pool call
-  // posts its result before it stops counting, so the count is read first).
+  // stops counting only once its result has been handled on `io`).
   for (;;) {
-    int busy = pool.outstanding();
     io.restart();
     if (io.poll() > 0) continue;
-    if (busy == 0) break;
+    if (pool.outstanding() == 0) break;
     io.restart();
     io.run_one();
   }

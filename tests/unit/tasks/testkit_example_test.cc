@@ -14,8 +14,7 @@ TEST(WeatherAgent, AnswersWithTheToolResultInStepTwo) {
 
   EXPECT_THAT(kit.HookNames(),
               testing::ElementsAre("onBoot", "onPreload", "onValidateMessages", "onChatStart",
-                                   "onTurnStart", "run", "onBeforeTurnComplete",
-                                   "onTurnComplete"));
+                                   "onTurnStart", "run", "onBeforeTurnComplete", "onTurnComplete"));
   // The tool ran, and the second model call was sent its result.
   std::vector<baton::ModelCall> calls = kit.model().calls();
   ASSERT_EQ(calls.size(), 2u);
