@@ -107,6 +107,23 @@ struct HydrateMessagesEvent {
   std::vector<Json> previous_messages;
 };
 
+// An action: a client request that is not a message (`trigger: "action"`), e.g. undo.
+struct ActionEvent {
+  ChatInfo chat;
+  Json action;  // the payload's "action", as sent
+  int turn = 0;
+  std::vector<Json> ui_messages;
+  Json messages;  // the model lane
+};
+
+// Steering: user messages that arrive while a turn runs (a turn's "pending messages").
+struct PendingMessagesEvent {
+  ChatInfo chat;
+  int turn = 0;
+  int step = 0;                // the step the messages would join (injected before its call)
+  std::vector<Json> messages;  // UI messages, oldest first
+};
+
 struct ChatStartEvent {
   ChatInfo chat;
   Json messages;  // the model lane
@@ -200,6 +217,16 @@ struct AgentHooks {
       on_validate_messages;
   // Returns the whole UI chain; incoming messages are merged onto it by id.
   std::function<absl::StatusOr<std::vector<Json>>(const HydrateMessagesEvent&)> hydrate_messages;
+  // Handles an action. Returns nothing for no turn (only a turn-complete is written and the turn
+  // number is not used), or the text of a user message to answer as a turn ("action-turn").
+  std::function<absl::StatusOr<std::optional<std::string>>(const ActionEvent&, ChatControl&)>
+      on_action;
+  // Steering. With should_inject_pending set, user messages that arrive during a turn are
+  // offered at each step boundary; when it returns true they join the running turn (before the
+  // next model call, confirmed by a data-pending-message-injected chunk), else they stay queued
+  // and become the next turn. Unset: every mid-turn message is the next turn.
+  std::function<absl::StatusOr<bool>(const PendingMessagesEvent&)> should_inject_pending;
+  std::function<absl::Status(const PendingMessagesEvent&)> on_pending_injected;
   std::function<absl::Status(const ChatStartEvent&, ChatControl&)> on_chat_start;
   std::function<absl::Status(const TurnStartEvent&, ChatControl&)> on_turn_start;
   // Returns the model messages to send (the run's own transcript is not changed).

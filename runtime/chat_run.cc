@@ -9,6 +9,7 @@
 #include "asio/detached.hpp"
 #include "hooks/messages.h"
 #include "hooks/status.h"
+#include "runtime/convert.h"
 #include "runtime/step_loop.h"
 
 namespace baton {
@@ -44,6 +45,7 @@ int64_t IntField(const Json& object, std::string_view key) {
 
 struct ChatRun::TurnRequest {
   std::string trigger = "submit-message";
+  Json action;    // for trigger "action": the payload's action
   Json message;   // the incoming UI message, or null
   Json metadata;  // client data sent with this turn, or null
   int64_t seq = 0;
@@ -215,9 +217,10 @@ asio::awaitable<RunOutcome> ChatRun::Body() {
     co_return co_await TurnLoop(std::move(none), phase.empty() ? std::string_view("turn") : phase);
   }
 
-  if (boot_.trigger == "handover-prepare") {
-    // Open the handover route before any hook runs: a signal appended early is kept, not lost.
-    inbox_.set_handover_open(true);
+  if (boot_.trigger != "handover-prepare" || boot_.resume) {
+    inbox_.set_handover_open(false);  // a leftover signal is never replayed
+  } else {
+    // The route stays open through the boot hooks: a signal appended early is kept, not lost.
     // Without a hydrate hook the head-start history seeds the transcript now; with one, it is
     // turn 0's incoming messages and the hook decides the chain.
     const Json* history = FindField(payload, "headStartMessages");
@@ -375,6 +378,7 @@ asio::awaitable<RunOutcome> ChatRun::TurnLoop(std::optional<TurnRequest> first,
       std::string trigger = record->trigger();
       request.trigger = trigger.empty() ? "submit-message" : trigger;
       request.message = record->message();
+      request.action = record->payload().value("action", Json());
       request.metadata = record->payload().value("metadata", Json());
       request.seq = record->seq;
       next = std::move(request);
@@ -428,8 +432,8 @@ TurnCompleteEvent ChatRun::MakeTurnCompleteEvent(const TurnState& st) const {
 }
 
 asio::awaitable<absl::Status> ChatRun::TurnBody(const TurnRequest& request, TurnState& st) {
+  if (request.trigger == "action") co_return co_await ActionBody(request, st);
   if (request.trigger != "submit-message" && request.trigger != "regenerate-message") {
-    // Actions and other triggers are not built yet: say so rather than answer as a turn.
     co_return absl::InvalidArgumentError(
         absl::StrCat("trigger \"", request.trigger, "\" is not supported"));
   }
@@ -508,7 +512,48 @@ asio::awaitable<absl::Status> ChatRun::TurnBody(const TurnRequest& request, Turn
     handover_.reset();
   }
   if (st.noop) co_return absl::OkStatus();
+  co_return co_await TurnTail(request, st, handover_id, handover_final, spliced);
+}
 
+asio::awaitable<absl::Status> ChatRun::ActionBody(const TurnRequest& request, TurnState& st) {
+  if (agent_.hooks.hydrate_messages) {
+    Observe("hydrateMessages", [&] {
+      return Json{{"turn", st.turn},
+                  {"trigger", "action"},
+                  {"incomingMessages", Json::array()},
+                  {"previousMessages", Ids(acc_.ui())}};
+    });
+    HydrateMessagesEvent event{info_, st.turn, "action", {}, acc_.ui()};
+    absl::StatusOr<std::vector<Json>> chain =
+        co_await CallHook(agent_.hooks.hydrate_messages, event);
+    if (!chain.ok()) co_return chain.status();
+    acc_.Replace(*std::move(chain));
+  }
+  Observe("onAction", [&] { return Json{{"turn", st.turn}, {"action", request.action}}; });
+  std::optional<std::string> ask;
+  if (agent_.hooks.on_action) {
+    ActionEvent event{info_, request.action, st.turn, acc_.ui(), acc_.ModelMessages()};
+    absl::StatusOr<std::optional<std::string>> asked =
+        co_await CallHook(agent_.hooks.on_action, event);
+    if (!asked.ok()) co_return asked.status();
+    ask = *std::move(asked);
+  }
+  if (!ask.has_value()) {
+    st.noop = true;  // an action is not a turn: a turn-complete only, the number not used
+    co_return absl::OkStatus();
+  }
+  // chat.turn(text): the asked message joins the transcript (not as one of the turn's new
+  // messages), and the answer gets a fresh id.
+  acc_.Add(UserMessage(host_.new_message_id(), *ask));
+  TurnRequest turn = request;
+  turn.trigger = "action-turn";
+  std::string no_handover;
+  co_return co_await TurnTail(turn, st, std::move(no_handover), false, false);
+}
+
+asio::awaitable<absl::Status> ChatRun::TurnTail(const TurnRequest& request, TurnState& st,
+                                                std::string handover_id, bool handover_final,
+                                                bool spliced) {
   if (!chat_started_) {
     chat_started_ = true;
     Observe("onChatStart", [&] {
@@ -575,6 +620,7 @@ asio::awaitable<absl::Status> ChatRun::TurnBody(const TurnRequest& request, Turn
 }
 
 asio::awaitable<ChatRun::Streamed> ChatRun::Stream(Json prompt) {
+  turn_in_flight_ = turn_;
   Json continued;
   if (!acc_.ui().empty() && MessageRole(acc_.ui().back()) == "assistant") {
     continued = acc_.ui().back();
@@ -582,6 +628,9 @@ asio::awaitable<ChatRun::Streamed> ChatRun::Stream(Json prompt) {
   std::string message_id = continued.is_null() ? host_.new_message_id() : MessageId(continued);
   StepLoop::Env env{host_.executor, host_.clock, host_.pool, info_.chat_id,
                     [this](Json chunk) { host_.write(OutRecord::Chunk(std::move(chunk))); }};
+  if (agent_.hooks.should_inject_pending) {
+    env.between_steps = [this](int next_step) { return InjectPending(next_step); };
+  }
   StepLoop loop(agent_, std::move(env));
   // Coroutine arguments are named first: GCC 12 destroys lambda and braced-aggregate temporaries
   // of a co_await expression twice (see docs/decisions.md).
@@ -596,6 +645,43 @@ asio::awaitable<ChatRun::Streamed> ChatRun::Stream(Json prompt) {
   acc_.PutResponse(response);
   out.response = std::move(response);
   co_return out;
+}
+
+asio::awaitable<StepLoop::Env::Injection> ChatRun::InjectPending(int next_step) {
+  StepLoop::Env::Injection injection;
+  std::vector<InRecord> batch = inbox_.TakeUserMessages();
+  if (batch.empty()) co_return injection;
+  PendingMessagesEvent event{info_, turn_in_flight_, next_step, {}};
+  for (const InRecord& r : batch) event.messages.push_back(CleanupAbortedParts(r.message()));
+  Observe("shouldInjectPending", [&] {
+    return Json{{"turn", event.turn}, {"step", next_step}, {"messages", Ids(event.messages)}};
+  });
+  absl::StatusOr<bool> inject = co_await CallHook(agent_.hooks.should_inject_pending, event);
+  if (!inject.ok() || !*inject) {
+    // Declined (or the hook failed): the messages stay queued and become the next turn.
+    inbox_.Requeue(std::move(batch));
+    co_return injection;
+  }
+  Json marker_messages = Json::array();
+  Json ids = Json::array();
+  for (const Json& m : event.messages) {
+    if (acc_.Contains(MessageId(m))) continue;  // already in the transcript: not twice
+    acc_.Add(m);
+    for (Json& model : UiToModelMessages(m)) injection.messages.push_back(std::move(model));
+    ids.push_back(MessageId(m));
+    marker_messages.push_back({{"id", MessageId(m)}, {"text", MessageText(m)}});
+  }
+  if (ids.empty()) co_return injection;
+  injection.chunks.push_back({{"type", "data-pending-message-injected"},
+                              {"id", host_.new_message_id()},
+                              {"data", {{"messageIds", ids}, {"messages", marker_messages}}}});
+  Observe("onPendingInjected", [&] { return Json{{"step", next_step}, {"messages", ids}}; });
+  if (agent_.hooks.on_pending_injected) {
+    // A failing confirmation hook is not a reason to lose the turn; the injection stands.
+    absl::Status ignored = co_await CallHook(agent_.hooks.on_pending_injected, event);
+    static_cast<void>(ignored);
+  }
+  co_return injection;
 }
 
 asio::awaitable<void> ChatRun::TurnError(const absl::Status& error, const TurnRequest& request,

@@ -115,6 +115,11 @@ class ChatRun : public std::enable_shared_from_this<ChatRun> {
                                        absl::Duration suspended_for, bool hooks);
   asio::awaitable<bool> RunTurn(TurnRequest request);  // returns false after a turn error
   asio::awaitable<absl::Status> TurnBody(const TurnRequest& request, TurnState& state);
+  asio::awaitable<absl::Status> ActionBody(const TurnRequest& request, TurnState& state);
+  // From onChatStart to the stored response: the part of a turn after its messages are merged.
+  asio::awaitable<absl::Status> TurnTail(const TurnRequest& request, TurnState& state,
+                                         std::string handover_id, bool handover_final,
+                                         bool spliced);
   // Waits for a message in `phase` with that phase's idle and suspended windows.
   asio::awaitable<Wake> WaitInPhase(const std::string& phase, bool hooks);
   // Runs the step loop on `prompt` under the turn's stop, continuing a trailing assistant
@@ -124,6 +129,8 @@ class ChatRun : public std::enable_shared_from_this<ChatRun> {
     std::optional<Json> response;  // cleaned when stopped; absent when nothing streamed
   };
   asio::awaitable<Streamed> Stream(Json prompt);
+  // Between steps: offers the user messages queued mid-turn to should_inject_pending.
+  asio::awaitable<StepLoop::Env::Injection> InjectPending(int next_step);
   asio::awaitable<void> TurnError(const absl::Status& error, const TurnRequest& request,
                                   TurnState& state);
   TurnCompleteEvent MakeTurnCompleteEvent(const TurnState& state) const;
@@ -161,10 +168,11 @@ class ChatRun : public std::enable_shared_from_this<ChatRun> {
   bool end_run_ = false;
   std::optional<std::string> close_reason_;
   bool upgrade_ = false;
+  // Ids of responses cut short by a stop (saved final:false until a later turn completes them).
   std::set<std::string> unfinished_;
-  std::optional<RunOutcome>
-      loop_outcome_;  // a user loop's end, decided by NextMessage()  // ids of responses cut short
-                      // by a stop (snapshot final:false)
+  // A user loop's end, decided by ChatSession::NextMessage().
+  std::optional<RunOutcome> loop_outcome_;
+  int turn_in_flight_ = 0;  // the number of the turn being streamed (steering events)
 };
 
 }  // namespace baton

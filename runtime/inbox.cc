@@ -37,6 +37,25 @@ std::optional<InRecord> Inbox::TakeMessage() {
   return r;
 }
 
+std::vector<InRecord> Inbox::TakeUserMessages() {
+  std::vector<InRecord> out;
+  while (!messages_.empty()) {
+    const InRecord& r = messages_.front();
+    std::string trigger = r.trigger();
+    if ((trigger != "submit-message" && !trigger.empty()) ||
+        StringField(r.message(), "role") != "user") {
+      break;
+    }
+    out.push_back(std::move(messages_.front()));
+    messages_.pop_front();
+  }
+  return out;
+}
+
+void Inbox::Requeue(std::vector<InRecord> records) {
+  for (auto it = records.rbegin(); it != records.rend(); ++it) messages_.push_front(std::move(*it));
+}
+
 asio::awaitable<std::optional<InRecord>> Inbox::NextMessage(absl::Time deadline,
                                                             std::stop_token cancel) {
   for (;;) {

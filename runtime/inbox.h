@@ -50,6 +50,10 @@ class Inbox {
   asio::awaitable<std::optional<InRecord>> NextHandover(absl::Time deadline,
                                                         std::stop_token cancel);
   std::optional<InRecord> TakeMessage();
+  // Takes the queued user messages at the front of the queue (submit-message with a user
+  // message), oldest first; Requeue() puts such a batch back in front, unchanged.
+  std::vector<InRecord> TakeUserMessages();
+  void Requeue(std::vector<InRecord> records);
   bool has_message() const { return !messages_.empty(); }
 
   int64_t resume_floor() const {
@@ -61,7 +65,8 @@ class Inbox {
   Waiter waiter_;
   std::deque<InRecord> messages_;
   std::optional<InRecord> handover_;
-  bool handover_open_ = false;
+  // Open until the run says otherwise, so a handover delivered before the run started is kept.
+  bool handover_open_ = true;
   std::function<void(const InRecord&)> stop_handler_;
   int64_t applied_through_ = 0;
   int64_t consumed_through_ = 0;  // stops and handovers at or below were applied before

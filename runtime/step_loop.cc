@@ -485,6 +485,12 @@ asio::awaitable<StepLoopResult> StepLoop::Run(StepLoopInput input) {
       prompt.push_back(std::move(m));
     }
     if (calls.empty() || !all_answered) break;
+    if (step + 1 < agent_.options.max_steps && env_.between_steps) {
+      StepLoop::Env::Injection injection = co_await env_.between_steps(step + 1);
+      if (input.stop.stop_requested()) co_return stopped();
+      for (Json& chunk : injection.chunks) streams.Emit(std::move(chunk));
+      for (Json& m : injection.messages) prompt.push_back(std::move(m));
+    }
   }
   streams.Emit({{"type", "finish"}, {"finishReason", finish_reason}});
   result.finish_reason = finish_reason;

@@ -44,6 +44,13 @@ class StepLoop {
     HookPool* pool = nullptr;
     std::string chat_id;
     std::function<void(Json chunk)> emit;  // writes a UI chunk to `.out`
+    // Optional: called between steps, before step `next_step`'s model call; what it returns
+    // joins the turn (model messages appended to the prompt, chunks written and reduced).
+    struct Injection {
+      Json messages = Json::array();
+      std::vector<Json> chunks;
+    };
+    std::function<asio::awaitable<Injection>(int next_step)> between_steps;
   };
 
   StepLoop(const Agent& agent, Env env) : agent_(agent), env_(std::move(env)) {}

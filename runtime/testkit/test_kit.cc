@@ -36,9 +36,10 @@ void TestKit::RunUntilIdle() {
   }
 }
 
-void TestKit::Boot(const std::string& trigger, Json payload) {
+void TestKit::Boot(const std::string& trigger, Json payload, const std::vector<Json>& early) {
   absl::Status s = sessions_.Create(options_.chat_id, agent_, trigger, std::move(payload));
   BATON_CHECK(s.ok());
+  for (const Json& body : early) BATON_CHECK(sessions_.Append(options_.chat_id, body).ok());
   RunUntilIdle();
 }
 

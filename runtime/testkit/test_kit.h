@@ -51,7 +51,10 @@ class TestKit {
   ~TestKit();
 
   // Starts the chat's first run: trigger "preload", "submit-message", "handover-prepare", ...
-  void Boot(const std::string& trigger, Json payload = Json::object());
+  // `early` records are appended to `.in` right after the run is created, before it has run a
+  // single step (a record that beats the run's boot).
+  void Boot(const std::string& trigger, Json payload = Json::object(),
+            const std::vector<Json>& early = {});
 
   // Appends a `.in` record body; returns its seq (or the error for a malformed record).
   absl::StatusOr<int64_t> Send(const Json& body);

@@ -215,6 +215,28 @@ Agent BuildAgent(const Json& spec, ToolLog* log) {
       return e.messages;
     };
   }
+  if (h("onAction")) {
+    agent.hooks.on_action = [s = hooks["onAction"]](
+                                const ActionEvent&,
+                                ChatControl& c) -> absl::StatusOr<std::optional<std::string>> {
+      BATON_RETURN_IF_ERROR(Behave(s, &c));
+      if (s.contains("turn")) return std::optional<std::string>(StringField(s, "turn"));
+      return std::optional<std::string>();
+    };
+  }
+  if (h("shouldInjectPending")) {
+    agent.hooks.should_inject_pending =
+        [s = hooks["shouldInjectPending"]](const PendingMessagesEvent&) -> absl::StatusOr<bool> {
+      BATON_RETURN_IF_ERROR(Behave(s, nullptr));
+      return s.value("inject", true);
+    };
+  }
+  if (h("onPendingInjected")) {
+    agent.hooks.on_pending_injected =
+        [s = hooks["onPendingInjected"]](const PendingMessagesEvent&) {
+          return Behave(s, nullptr);
+        };
+  }
   if (h("hydrateMessages")) {
     agent.hooks.hydrate_messages =
         [s = hooks["hydrateMessages"]](
@@ -328,7 +350,9 @@ TEST_P(Conformance, Scenario) {
   }
   Matcher matcher;
   const Json boot = scenario.value("boot", Json::object());
-  kit.Boot(boot.value("trigger", "preload"), boot.value("payload", Json::object()));
+  const Json early_in = boot.value("in", Json::array());
+  std::vector<Json> early(early_in.begin(), early_in.end());
+  kit.Boot(boot.value("trigger", "preload"), boot.value("payload", Json::object()), early);
   int index = 0;
   for (const Json& step : scenario.value("steps", Json::array())) {
     std::string where = absl::StrCat(GetParam(), " step ", index++);
