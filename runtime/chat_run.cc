@@ -196,6 +196,9 @@ asio::awaitable<RunOutcome> ChatRun::Body() {
   info_.preloaded = boot_.trigger == "preload";
   info_.attempt = boot_.attempt;
   if (!boot_.snapshot.is_null()) RestoreSnapshot();
+  // A retry may follow an attempt that started the chat and died before saving; onChatStart is
+  // not fired again (as the reference does on its out-of-memory retry).
+  if (boot_.attempt > 1) chat_started_ = true;
   for (InRecord& r : boot_.pending) inbox_.Deliver(std::move(r));
   boot_.pending.clear();
 
@@ -286,6 +289,12 @@ asio::awaitable<RunOutcome> ChatRun::Body() {
     const Json* message = FindField(payload, "message");
     if (trigger == "submit-message" && (message == nullptr || !message->is_object())) {
       // A boot submit-message without a message waits for one (the reference ran an empty turn).
+      std::optional<TurnRequest> none;
+      co_return co_await TurnLoop(std::move(none), "continuation");
+    }
+    if (message != nullptr && message->is_object() &&
+        inbox_.HasQueuedMessage(StringField(*message, "id"))) {
+      // The boot message is also on `.in` (a retried run gets both): answer it once, from `.in`.
       std::optional<TurnRequest> none;
       co_return co_await TurnLoop(std::move(none), "continuation");
     }

@@ -20,6 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "asio/any_io_executor.hpp"
 #include "asio/awaitable.hpp"
+#include "asio/io_context.hpp"
 #include "asio/post.hpp"
 #include "asio/thread_pool.hpp"
 #include "runtime/clock.h"
@@ -104,6 +105,14 @@ asio::awaitable<R> HookPool::Run(asio::any_io_executor executor, Clock& clock,
   if (woke == Waiter::Result::kStopped) co_return absl::CancelledError("stopped");
   co_return absl::DeadlineExceededError("user code did not return in time");
 }
+
+// RunUntilQuiet()
+//
+// Runs `io` on this thread until no handler is ready and no call of `pool` is in flight:
+// every run is parked (on `.in`, a timer or the clock). For tests and benchmarks that drive a
+// process themselves; the test kit uses it after every step. A pool call stops counting only
+// when its result has been handled on `io`, so a non-zero count means a result is to come.
+void RunUntilQuiet(asio::io_context& io, const HookPool& pool);
 
 }  // namespace baton
 

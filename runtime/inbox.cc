@@ -37,6 +37,13 @@ std::optional<InRecord> Inbox::TakeMessage() {
   return r;
 }
 
+bool Inbox::HasQueuedMessage(const std::string& message_id) const {
+  for (const InRecord& r : messages_) {
+    if (StringField(r.message(), "id") == message_id) return true;
+  }
+  return false;
+}
+
 std::vector<InRecord> Inbox::TakeUserMessages() {
   std::vector<InRecord> out;
   while (!messages_.empty()) {

@@ -55,6 +55,8 @@ class Inbox {
   std::vector<InRecord> TakeUserMessages();
   void Requeue(std::vector<InRecord> records);
   bool has_message() const { return !messages_.empty(); }
+  // Whether a queued message record carries a UI message with this id.
+  bool HasQueuedMessage(const std::string& message_id) const;
 
   int64_t resume_floor() const {
     return messages_.empty() ? applied_through_ : messages_.front().seq - 1;

@@ -117,7 +117,7 @@ void LocalSessions::Boot(Session& session, BootRequest boot) {
 }
 
 absl::Status LocalSessions::Create(const std::string& chat_id, const Agent& agent,
-                                   const std::string& trigger, Json payload) {
+                                   const std::string& trigger, Json payload, int attempt) {
   if (sessions_.count(chat_id) > 0) {
     return absl::AlreadyExistsError(absl::StrCat("chat ", chat_id, " already has a session"));
   }
@@ -135,6 +135,7 @@ absl::Status LocalSessions::Create(const std::string& chat_id, const Agent& agen
   BootRequest boot;
   boot.trigger = trigger;
   boot.payload = std::move(payload);
+  boot.attempt = attempt;
   Boot(s, std::move(boot));
   return absl::OkStatus();
 }

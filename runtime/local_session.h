@@ -53,8 +53,9 @@ class LocalSessions {
 
   // Creates chat `chat_id` and boots its first run with `trigger` and `payload`
   // (a ChatTaskWirePayload). AlreadyExists when the chat has a session.
+  // `attempt` > 1 boots the run as a retry of a failed one (the orchestrator's reassignment).
   absl::Status Create(const std::string& chat_id, const Agent& agent, const std::string& trigger,
-                      Json payload);
+                      Json payload, int attempt = 1);
 
   // Appends a `.in` record (its JSON body) and returns its seq. InvalidArgument for a malformed
   // record (nothing stored), NotFound for an unknown chat, FailedPrecondition when closed.

@@ -24,20 +24,11 @@ TestKit::~TestKit() {
   RunUntilIdle();
 }
 
-void TestKit::RunUntilIdle() {
-  // Quiet = no handler ready and no user code in flight. A pool call stops counting only when
-  // its result is handled here, so a non-zero count means a result is still to come.
-  for (;;) {
-    io_.restart();
-    if (io_.poll() > 0) continue;
-    if (pool_.outstanding() == 0) return;
-    io_.restart();
-    io_.run_one();  // blocks until a pool call hands back its result
-  }
-}
+void TestKit::RunUntilIdle() { RunUntilQuiet(io_, pool_); }
 
-void TestKit::Boot(const std::string& trigger, Json payload, const std::vector<Json>& early) {
-  absl::Status s = sessions_.Create(options_.chat_id, agent_, trigger, std::move(payload));
+void TestKit::Boot(const std::string& trigger, Json payload, const std::vector<Json>& early,
+                   int attempt) {
+  absl::Status s = sessions_.Create(options_.chat_id, agent_, trigger, std::move(payload), attempt);
   BATON_CHECK(s.ok());
   for (const Json& body : early) BATON_CHECK(sessions_.Append(options_.chat_id, body).ok());
   RunUntilIdle();

@@ -53,8 +53,9 @@ class TestKit {
   // Starts the chat's first run: trigger "preload", "submit-message", "handover-prepare", ...
   // `early` records are appended to `.in` right after the run is created, before it has run a
   // single step (a record that beats the run's boot).
+  // `attempt` > 1 boots a retry of a failed run.
   void Boot(const std::string& trigger, Json payload = Json::object(),
-            const std::vector<Json>& early = {});
+            const std::vector<Json>& early = {}, int attempt = 1);
 
   // Appends a `.in` record body; returns its seq (or the error for a malformed record).
   absl::StatusOr<int64_t> Send(const Json& body);

@@ -352,7 +352,8 @@ TEST_P(Conformance, Scenario) {
   const Json boot = scenario.value("boot", Json::object());
   const Json early_in = boot.value("in", Json::array());
   std::vector<Json> early(early_in.begin(), early_in.end());
-  kit.Boot(boot.value("trigger", "preload"), boot.value("payload", Json::object()), early);
+  kit.Boot(boot.value("trigger", "preload"), boot.value("payload", Json::object()), early,
+           boot.value("attempt", 1));
   int index = 0;
   for (const Json& step : scenario.value("steps", Json::array())) {
     std::string where = absl::StrCat(GetParam(), " step ", index++);

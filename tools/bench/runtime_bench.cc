@@ -34,16 +34,7 @@ struct Host {
         pool(pool_threads),
         sessions(io.get_executor(), clock, pool) {}
 
-  // Runs until no handler is ready and no user code is in flight.
-  void Settle() {
-    for (;;) {
-      io.restart();
-      if (io.poll() > 0) continue;
-      if (pool.outstanding() == 0) return;
-      io.restart();
-      io.run_one();
-    }
-  }
+  void Settle() { RunUntilQuiet(io, pool); }
 
   FakeClock clock;
   asio::io_context io;

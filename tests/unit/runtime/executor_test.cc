@@ -54,15 +54,7 @@ TEST(RunExecutor, TenThousandWaitingRunsHoldNoThreads) {
   for (int i = 0; i < kRuns; ++i) {
     ASSERT_TRUE(sessions.Create(absl::StrCat("chat-", i), agent, "preload", Json::object()).ok());
   }
-  // Until every run has booted and parked: no handler ready and no hook in flight (a pool call
-  // stops counting only once its result has been handled on `io`).
-  for (;;) {
-    io.restart();
-    if (io.poll() > 0) continue;
-    if (pool.outstanding() == 0) break;
-    io.restart();
-    io.run_one();
-  }
+  RunUntilQuiet(io, pool);  // every run has booted and parked
   ASSERT_EQ(waiting, kRuns);
   EXPECT_EQ(sessions.live_runs(), static_cast<size_t>(kRuns));
   const int threads_waiting = ThreadCount();
