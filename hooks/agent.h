@@ -124,6 +124,15 @@ struct PendingMessagesEvent {
   std::vector<Json> messages;  // UI messages, oldest first
 };
 
+// A continuation or retry of a run that died mid-turn: its `.out` ends in an unfinished answer.
+struct RecoveryBootEvent {
+  ChatInfo chat;
+  std::vector<Json> settled_messages;  // the transcript: snapshot plus finished answers on `.out`
+  std::vector<Json> in_flight_users;   // user messages on `.in` that no turn answered
+  Json partial_assistant;              // the unfinished answer, cleaned
+  Json pending_tool_calls;             // [{toolCallId, toolName, input}] it left unexecuted
+};
+
 struct ChatStartEvent {
   ChatInfo chat;
   Json messages;  // the model lane
@@ -210,6 +219,12 @@ struct AgentOptions {
 
 // Each hook is optional. Statuses and exceptions are errors.
 struct AgentHooks {
+  // Fires before on_boot when a run takes over from one that died mid-answer. Returns the chain
+  // to start from, or nothing for the default: with two or more unanswered users, the partial
+  // answer is kept as the answer to the first and the rest are answered; with one, the partial
+  // is dropped and that user answered again. A failure is reported and the default applies.
+  std::function<absl::StatusOr<std::optional<std::vector<Json>>>(const RecoveryBootEvent&)>
+      on_recovery_boot;
   std::function<absl::Status(const BootEvent&, ChatControl&)> on_boot;
   std::function<absl::Status(const PreloadEvent&, ChatControl&)> on_preload;
   // Returns the messages to use instead of the incoming ones.

@@ -11,6 +11,7 @@
 #include "hooks/status.h"
 #include "runtime/convert.h"
 #include "runtime/step_loop.h"
+#include "runtime/ui_reducer.h"
 
 namespace baton {
 namespace {
@@ -67,7 +68,10 @@ void ChatRun::Start() {
 
 void ChatRun::Deliver(InRecord record) { inbox_.Deliver(std::move(record)); }
 
-void ChatRun::Cancel() { cancel_.request_stop(); }
+void ChatRun::Cancel(bool lost) {
+  lost_ = lost_ || lost;
+  cancel_.request_stop();
+}
 
 void ChatRun::Observe(std::string_view hook, const std::function<Json()>& args) {
   if (host_.observe) host_.observe(hook, args());
@@ -233,6 +237,10 @@ asio::awaitable<RunOutcome> ChatRun::Body() {
     }
   }
 
+  if ((boot_.continuation || boot_.attempt > 1) && !agent_.hooks.hydrate_messages) {
+    co_await Recover();
+  }
+
   // Boot-phase hooks sit outside the turn's error handling: a failure fails the run, visibly.
   Observe("onBoot", [&] {
     Json a = {{"preloaded", info_.preloaded}, {"continuation", info_.continuation}};
@@ -308,6 +316,70 @@ asio::awaitable<RunOutcome> ChatRun::Body() {
   if (trigger == "close") co_return RunOutcome{RunOutcome::Kind::kExited, "close"};
   std::optional<TurnRequest> none;
   co_return co_await TurnLoop(std::move(none), "continuation");
+}
+
+asio::awaitable<void> ChatRun::Recover() {
+  // Split the tail into answers: each `start` opens one, `finish` or `abort` closes it. A
+  // closed answer is settled (replayed over the snapshot's copy); an open one is the partial.
+  std::vector<Json> settled;
+  std::optional<UiReducer> open;
+  for (const OutRecord& r : boot_.out_tail) {
+    if (r.is_control) continue;
+    std::string type = r.Type();
+    if (type == "start" || !open.has_value()) open.emplace();
+    if (!open->Apply(r.chunk).ok()) continue;  // a chunk that breaks the grammar is skipped
+    if (type == "finish" || type == "abort") {
+      settled.push_back(open->message());
+      open.reset();
+    }
+  }
+  for (Json& m : settled) {
+    if (!MessageId(m).empty() && HasContent(m)) acc_.PutResponse(std::move(m));
+  }
+  if (!open.has_value()) co_return;
+  Json raw = open->message();
+  Json partial = CleanupAbortedParts(raw);
+  if (MessageId(partial).empty() || !HasContent(partial)) co_return;
+
+  RecoveryBootEvent event{info_, acc_.ui(), {}, partial, Json::array()};
+  std::vector<int64_t> seqs;
+  for (const InRecord& r : inbox_.queued()) {
+    if (MessageRole(r.message()) != "user") continue;
+    event.in_flight_users.push_back(r.message());
+    seqs.push_back(r.seq);
+  }
+  for (const Json& part : raw["parts"]) {
+    if (IsToolPart(part) && StringField(part, "state") == "input-available") {
+      event.pending_tool_calls.push_back({{"toolCallId", StringField(part, "toolCallId")},
+                                          {"toolName", ToolPartName(part)},
+                                          {"input", part.value("input", Json::object())}});
+    }
+  }
+  Observe("onRecoveryBoot", [&] {
+    Json calls = Json::array();
+    for (const Json& c : event.pending_tool_calls) calls.push_back(c["toolCallId"]);
+    return Json{{"settledMessages", Ids(event.settled_messages)},
+                {"inFlightUsers", Ids(event.in_flight_users)},
+                {"partialAssistant", MessageId(partial)},
+                {"pendingToolCalls", calls}};
+  });
+  std::optional<std::vector<Json>> chain;
+  if (agent_.hooks.on_recovery_boot) {
+    absl::StatusOr<std::optional<std::vector<Json>>> chosen =
+        co_await CallHook(agent_.hooks.on_recovery_boot, event);
+    if (chosen.ok()) chain = *std::move(chosen);  // a failure leaves the default
+  }
+  if (!chain.has_value()) {
+    if (event.in_flight_users.size() < 2) co_return;  // drop the partial; answer the user again
+    chain = acc_.ui();
+    chain->push_back(event.in_flight_users.front());
+    chain->push_back(partial);
+  }
+  acc_.Replace(*std::move(chain));
+  // Users the chain now holds are answered: they are not run again.
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    if (acc_.Contains(MessageId(event.in_flight_users[i]))) inbox_.Drop(seqs[i]);
+  }
 }
 
 asio::awaitable<ChatRun::Wake> ChatRun::WaitForMessage(const std::string& phase,
@@ -635,8 +707,10 @@ asio::awaitable<ChatRun::Streamed> ChatRun::Stream(Json prompt) {
     continued = acc_.ui().back();
   }
   std::string message_id = continued.is_null() ? host_.new_message_id() : MessageId(continued);
-  StepLoop::Env env{host_.executor, host_.clock, host_.pool, info_.chat_id,
-                    [this](Json chunk) { host_.write(OutRecord::Chunk(std::move(chunk))); }};
+  // A lost run writes nothing more: it ends where its worker died.
+  StepLoop::Env env{host_.executor, host_.clock, host_.pool, info_.chat_id, [this](Json chunk) {
+                      if (!lost_) host_.write(OutRecord::Chunk(std::move(chunk)));
+                    }};
   if (agent_.hooks.should_inject_pending) {
     env.between_steps = [this](int next_step) { return InjectPending(next_step); };
   }

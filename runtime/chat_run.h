@@ -43,9 +43,10 @@ struct BootRequest {
   bool continuation = false;
   std::string previous_run_id;
   int attempt = 1;
-  Json snapshot;                  // null when there is none
-  bool resume = false;            // the earlier run suspended; this run carries on its wait
-  std::vector<InRecord> pending;  // `.in` records after the snapshot's cursor
+  Json snapshot;                    // null when there is none
+  bool resume = false;              // the earlier run suspended; this run carries on its wait
+  std::vector<InRecord> pending;    // `.in` records after the snapshot's cursor
+  std::vector<OutRecord> out_tail;  // `.out` records after the snapshot's turn-complete
 };
 
 // How a run ended.
@@ -91,8 +92,10 @@ class ChatRun : public std::enable_shared_from_this<ChatRun> {
   void Start();
   // A `.in` record for this run, in seq order.
   void Deliver(InRecord record);
-  // Cancels the run: the turn in flight is abandoned (no turn-complete), the run ends kCancelled.
-  void Cancel();
+  // Cancels the run: the turn in flight is abandoned (its stream ends with `abort`, no
+  // turn-complete), the run ends kCancelled. With `lost`, the run writes nothing more at all:
+  // how a run whose worker died looks to its session.
+  void Cancel(bool lost = false);
 
   const std::string& run_id() const { return boot_.run_id; }
 
@@ -135,6 +138,9 @@ class ChatRun : public std::enable_shared_from_this<ChatRun> {
                                   TurnState& state);
   TurnCompleteEvent MakeTurnCompleteEvent(const TurnState& state) const;
   void RestoreSnapshot();
+  // Continuation or retry: folds the `.out` tail into the transcript and settles a partial
+  // answer a dead run left behind (onRecoveryBoot).
+  asio::awaitable<void> Recover();
   Json MakeSnapshot(std::optional<Json> suspended) const;
   int64_t WriteTurnComplete(bool closed, const std::string& close_reason);
   void Observe(std::string_view hook, const std::function<Json()>& args);
@@ -156,6 +162,7 @@ class ChatRun : public std::enable_shared_from_this<ChatRun> {
   Accumulator acc_;
   ChatControl control_;
   std::stop_source cancel_;                    // run cancel
+  bool lost_ = false;                          // cancelled as lost: the run writes nothing more
   std::optional<std::stop_source> turn_stop_;  // the turn in flight's stop (stop record or cancel)
 
   int turn_ = 0;                    // next turn number (per run)

@@ -59,6 +59,10 @@ std::vector<InRecord> Inbox::TakeUserMessages() {
   return out;
 }
 
+void Inbox::Drop(int64_t seq) {
+  std::erase_if(messages_, [seq](const InRecord& r) { return r.seq == seq; });
+}
+
 void Inbox::Requeue(std::vector<InRecord> records) {
   for (auto it = records.rbegin(); it != records.rend(); ++it) messages_.push_front(std::move(*it));
 }

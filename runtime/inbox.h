@@ -54,6 +54,10 @@ class Inbox {
   // message), oldest first; Requeue() puts such a batch back in front, unchanged.
   std::vector<InRecord> TakeUserMessages();
   void Requeue(std::vector<InRecord> records);
+  // The queued message records, oldest first (not taken).
+  const std::deque<InRecord>& queued() const { return messages_; }
+  // Removes a queued record: it is answered (by a recovered partial).
+  void Drop(int64_t seq);
   bool has_message() const { return !messages_.empty(); }
   // Whether a queued message record carries a UI message with this id.
   bool HasQueuedMessage(const std::string& message_id) const;

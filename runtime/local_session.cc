@@ -56,6 +56,14 @@ RunHost LocalSessions::MakeHost(Session& session) {
         break;
     }
     if (on_run_end) on_run_end(s->chat_id, outcome);
+    if (s->reassign) {
+      s->reassign = false;
+      BootRequest retry;
+      retry.continuation = true;
+      retry.attempt = s->attempt + 1;
+      Boot(*s, std::move(retry));
+      return;
+    }
     // Records that arrived while the run was ending, or that it left unanswered, start the next
     // run at once (one live run per chat).
     int64_t floor = s->snapshot.is_null() ? 0 : s->snapshot.value("lastInEventId", int64_t{0});
@@ -107,8 +115,14 @@ void LocalSessions::Boot(Session& session, BootRequest boot) {
     for (const InRecord& r : session.in) {
       if (r.seq > floor) boot.pending.push_back(r);
     }
+    int64_t last_turn_complete =
+        session.snapshot.is_null() ? 0 : session.snapshot.value("lastOutEventId", int64_t{0});
+    for (const OutRecord& r : session.out) {
+      if (r.seq > last_turn_complete) boot.out_tail.push_back(r);
+    }
   }
   session.run_id = boot.run_id;
+  session.attempt = boot.attempt;
   session.state = State::kLive;
   ++session.runs;
   ++live_runs_;
@@ -164,6 +178,13 @@ absl::StatusOr<int64_t> LocalSessions::Append(const std::string& chat_id, const 
   }
   Boot(s, std::move(boot));
   return seq;
+}
+
+void LocalSessions::Reassign(const std::string& chat_id) {
+  auto it = sessions_.find(chat_id);
+  if (it == sessions_.end() || !it->second->run) return;
+  it->second->reassign = true;
+  it->second->run->Cancel(/*lost=*/true);
 }
 
 void LocalSessions::Cancel(const std::string& chat_id) {

@@ -46,6 +46,8 @@ class LocalSessions {
     // While suspended: fires at the resume deadline, when the session's run counts as exited.
     std::unique_ptr<asio::steady_timer> expiry;
     int64_t expiry_generation = 0;
+    bool reassign = false;  // the ending run was lost: boot its retry
+    int attempt = 1;
   };
 
   LocalSessions(asio::any_io_executor executor, Clock& clock, HookPool& pool);
@@ -63,6 +65,9 @@ class LocalSessions {
 
   // Cancels the chat's live run.
   void Cancel(const std::string& chat_id);
+  // The chat's run is lost (as when its worker dies): it is stopped where it is, with no more
+  // output, and a retry (attempt + 1) boots from the snapshot with what it left unanswered.
+  void Reassign(const std::string& chat_id);
 
   const Session* Find(const std::string& chat_id) const;
   size_t live_runs() const { return live_runs_; }

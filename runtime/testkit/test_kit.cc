@@ -96,6 +96,11 @@ void TestKit::Cancel() {
   RunUntilIdle();
 }
 
+void TestKit::Reassign() {
+  sessions_.Reassign(options_.chat_id);
+  RunUntilIdle();
+}
+
 void TestKit::Advance(absl::Duration d) {
   // Step through each deadline in order, so that what a timer starts sees the right time.
   absl::Time target = clock_.Now() + d;

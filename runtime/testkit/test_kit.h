@@ -67,6 +67,8 @@ class TestKit {
   int64_t SendHandoverSkip();
   int64_t SendClose();
   void Cancel();
+  // The run is lost mid-flight (its worker died): a retry boots from what it left.
+  void Reassign();
 
   // Moves the fake clock forward, firing every timer due, and runs until quiet.
   void Advance(absl::Duration d);

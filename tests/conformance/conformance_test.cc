@@ -380,6 +380,8 @@ TEST_P(Conformance, Scenario) {
       kit.Advance(absl::Milliseconds(step["advance_ms"].get<double>()));
     } else if (step.contains("cancel")) {
       kit.Cancel();
+    } else if (step.contains("reassign")) {
+      kit.Reassign();
     } else if (step.contains("expect")) {
       Check(step["expect"], kit, log, matcher, where);
     } else {
