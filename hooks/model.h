@@ -15,50 +15,9 @@
 
 #include "asio/awaitable.hpp"
 #include "hooks/json.h"
+#include "hooks/model_events.h"
 
 namespace baton {
-
-// Token counts of one call; a count a provider did not report stays unknown, never 0.
-struct Usage {
-  std::optional<int64_t> input_tokens;
-  std::optional<int64_t> output_tokens;
-
-  Usage& operator+=(const Usage& other);
-  Json ToJson() const;
-};
-
-struct ModelEvent {
-  enum class Type {
-    kTextStart,       // id
-    kTextDelta,       // id, delta
-    kTextEnd,         // id
-    kReasoningStart,  // id, provider_metadata (e.g. Anthropic redactedData)
-    kReasoningDelta,  // id, delta, provider_metadata (e.g. Anthropic signature with empty delta)
-    kReasoningEnd,    // id
-    kToolInputStart,  // id = toolCallId, tool_name
-    kToolInputDelta,  // id = toolCallId, delta = raw JSON text fragment
-    kToolCall,        // id = toolCallId, tool_name, input = whole JSON text ("" means {})
-    kFinish,          // finish_reason (unified: stop, length, content-filter, tool-calls, other)
-    kError,           // error (message); ends the call
-  };
-  Type type = Type::kTextDelta;
-  std::string id;
-  std::string tool_name;
-  std::string delta;
-  std::string input;
-  Json provider_metadata;  // null when absent
-  std::string finish_reason;
-  Usage usage;
-  std::string error;
-};
-
-// One streaming model call.
-struct ModelCall {
-  std::string system;
-  Json messages = Json::array();  // AI SDK model messages (reference/llm-wire.md §2.2)
-  Json tools = Json::array();     // [{name, description, inputSchema}]
-  int step = 0;                   // 0-based step within the turn
-};
 
 // LanguageModel
 //
