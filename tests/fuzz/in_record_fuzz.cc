@@ -1,6 +1,7 @@
 // Fuzzes what a client can put on `.in`: record decoding, then what the run does with a
 // decoded record's contents (message cleaning, the accumulator's merge, UI -> model conversion,
-// the head-start splice). Nothing may crash, and a rejected record must say why.
+// the head-start splice, the provider request bodies). Nothing may crash, and a rejected record
+// must say why.
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
@@ -9,6 +10,7 @@
 #include "hooks/records.h"
 #include "runtime/accumulator.h"
 #include "runtime/convert.h"
+#include "runtime/provider_requests.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view body(reinterpret_cast<const char*>(data), size);
@@ -31,5 +33,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     (void)acc.ModelMessages();
   }
   for (const baton::Json& m : acc.ui()) (void)baton::UiToModelMessages(m);
+  // What a client's record puts in the transcript reaches the provider request.
+  baton::ModelCall call;
+  call.messages = acc.ModelMessages();
+  (void)baton::BuildAnthropicRequest(call, {.model = "m"});
+  (void)baton::BuildOpenAiRequest(call, {.model = "m"});
   return 0;
 }
