@@ -1,6 +1,8 @@
 // Behaviour of a managed agent's run, driven through the test kit.
 #include "runtime/chat_run.h"
 
+#include <algorithm>
+
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "hooks/messages.h"
@@ -84,6 +86,80 @@ TEST(ChatRun, HeadStartWithToolCallRunsStepTwoUnderTheWarmId) {
   EXPECT_NE(prompt.find("\"tool-result\""), std::string::npos) << prompt;
   EXPECT_NE(prompt.find("\"sig\""), std::string::npos);
   EXPECT_EQ(prompt.find("approval"), std::string::npos);
+}
+
+TEST(ChatRun, HookWritesGoOutInOrderAroundTheAnswer) {
+  Agent agent = TextAgent();
+  agent.hooks.on_turn_start = [](const TurnStartEvent&, ChatControl& c) {
+    c.Write({{"type", "data-status"}, {"data", "thinking"}, {"transient", true}});
+    return absl::OkStatus();
+  };
+  agent.hooks.on_before_turn_complete = [](const TurnCompleteEvent& e, ChatControl& c) {
+    c.Write({{"type", "data-usage"}, {"data", e.usage.ToJson()}});
+    return absl::OkStatus();
+  };
+  TestKit kit(agent);
+  kit.model().Push(ScriptedModel::Text("hello"));
+  kit.Boot("submit-message", {{"message", UserMessage("u1", "hi")}});
+  EXPECT_THAT(kit.OutTypes(), ElementsAre("data-status", "start", "start-step", "text-start",
+                                          "text-delta", "text-end", "finish-step", "finish",
+                                          "data-usage", "trigger:turn-complete"));
+  EXPECT_EQ(kit.out()[8].chunk["data"]["outputTokens"], 5);
+}
+
+TEST(ChatRun, SetMessagesFromAHookReplacesTheTranscript) {
+  Agent agent = TextAgent();
+  agent.hooks.on_turn_complete = [](const TurnCompleteEvent& e, ChatControl& c) {
+    std::vector<Json> kept(e.ui_messages.end() - 1, e.ui_messages.end());  // keep the answer only
+    c.SetMessages(std::move(kept));
+    return absl::OkStatus();
+  };
+  TestKit kit(agent);
+  kit.model().Push(ScriptedModel::Text("one"));
+  kit.model().Push(ScriptedModel::Text("two"));
+  kit.Boot("submit-message", {{"message", UserMessage("u1", "hi")}});
+  ASSERT_EQ(kit.snapshot()["messages"].size(), 1u);
+  kit.SendText("u2", "again");
+  // The second model call saw the trimmed history: the first answer and the new message.
+  std::vector<ModelCall> calls = kit.model().calls();
+  ASSERT_EQ(calls.size(), 2u);
+  ASSERT_EQ(calls[1].messages.size(), 2u);
+  EXPECT_EQ(calls[1].messages[0]["role"], "assistant");
+}
+
+// The kit calls a process quiet only when user code has returned, so these tests use a budget
+// of zero: it runs out before any result can come back (a result is handed back through the
+// loop, which is busy awaiting it), and the late result is dropped.
+TEST(ChatRun, AHookThatDoesNotReturnInTimeIsATurnError) {
+  Agent agent = TextAgent();
+  agent.options.hook_timeout = absl::ZeroDuration();
+  agent.hooks.on_turn_start = [](const TurnStartEvent&, ChatControl&) { return absl::OkStatus(); };
+  TestKit kit(agent);
+  kit.Boot("submit-message", {{"message", UserMessage("u1", "hi")}});
+  EXPECT_THAT(kit.OutTypes(), ElementsAre("error", "trigger:turn-complete"));
+  EXPECT_EQ(kit.out()[0].chunk["errorText"], "user code did not return in time");
+  EXPECT_EQ(kit.LastHook("onTurnComplete")->args["finishReason"], "error");
+  EXPECT_EQ(kit.state(), LocalSessions::State::kLive);
+}
+
+TEST(ChatRun, AToolThatDoesNotFinishInTimeIsAToolError) {
+  Agent agent = TextAgent();
+  agent.options.tool_timeout = absl::ZeroDuration();
+  agent.options.mask_errors = false;
+  agent.tools.push_back(
+      Tool{"slow", "Never in time", Json{{"type", "object"}},
+           [](const Json&, const ToolContext&) -> absl::StatusOr<Json> { return Json("late"); }});
+  TestKit kit(agent);
+  kit.model().Push(ScriptedModel::ToolCall("c1", "slow", "{}"));
+  kit.model().Push(ScriptedModel::Text("Sorry, that took too long."));
+  kit.Boot("submit-message", {{"message", UserMessage("u1", "go")}});
+  std::vector<OutRecord> out = kit.out();
+  auto error = std::find_if(out.begin(), out.end(),
+                            [](const OutRecord& r) { return r.Type() == "tool-output-error"; });
+  ASSERT_NE(error, out.end());
+  EXPECT_EQ(error->chunk["errorText"], "tool slow did not finish in time");
+  EXPECT_EQ(kit.OutTypes().back(), "trigger:turn-complete");
+  ASSERT_EQ(kit.model().calls().size(), 2u);
 }
 
 }  // namespace
