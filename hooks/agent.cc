@@ -4,32 +4,44 @@ namespace baton {
 
 void ChatControl::Write(Json chunk) {
   absl::MutexLock lock(&mu_);
+  if (sealed_) return;
   requests_.chunks.push_back(std::move(chunk));
 }
 
 void ChatControl::SetMessages(std::vector<Json> ui_messages) {
   absl::MutexLock lock(&mu_);
+  if (sealed_) return;
   requests_.messages = std::move(ui_messages);
 }
 
 void ChatControl::EndRun() {
   absl::MutexLock lock(&mu_);
+  if (sealed_) return;
   requests_.end_run = true;
 }
 
 void ChatControl::Close(std::string reason) {
   absl::MutexLock lock(&mu_);
+  if (sealed_) return;
   if (reason.size() > 256) reason.resize(256);
   requests_.close_reason = std::move(reason);
 }
 
 void ChatControl::RequestUpgrade() {
   absl::MutexLock lock(&mu_);
+  if (sealed_) return;
   requests_.upgrade = true;
+}
+
+void ChatControl::Finish() {
+  absl::MutexLock lock(&mu_);
+  finished_ = true;
 }
 
 ChatControl::Requests ChatControl::Take() {
   absl::MutexLock lock(&mu_);
+  sealed_ = true;
+  if (!finished_) return Requests();
   Requests out = std::move(requests_);
   requests_ = Requests();
   return out;

@@ -20,7 +20,9 @@
 //
 // Hooks and tool executes run on a bounded thread pool, never on the event loop, so they may
 // block. A hook fails by returning a non-OK status or by throwing; either becomes a turn error
-// (or, for boot-phase hooks, a failed run). Hooks of one run never run concurrently.
+// (or, for boot-phase hooks, a failed run). The run waits for each hook before going on, so
+// hooks of one run do not overlap, unless one overruns its hook_timeout: the run then goes on
+// without it, and what it asks of its ChatControl afterwards is ignored.
 #ifndef BATON_HOOKS_AGENT_H_
 #define BATON_HOOKS_AGENT_H_
 
@@ -69,7 +71,9 @@ class ChatControl {
   // Ends the run so that the next record boots a continuation (baton's form of requestUpgrade).
   void RequestUpgrade();
 
-  // Runtime side: takes what the hook asked for.
+  // Runtime side. Each hook call gets its own ChatControl; when the hook has returned the
+  // runtime calls Finish(), then Take() hands over its requests. Requests of a call that did
+  // not return in time (or was cancelled) are never taken, and later calls are ignored.
   struct Requests {
     std::vector<Json> chunks;
     std::optional<std::vector<Json>> messages;
@@ -77,11 +81,14 @@ class ChatControl {
     std::optional<std::string> close_reason;
     bool upgrade = false;
   };
+  void Finish();
   Requests Take();
 
  private:
   absl::Mutex mu_;
   Requests requests_ ABSL_GUARDED_BY(mu_);
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  bool sealed_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 struct BootEvent {

@@ -37,3 +37,12 @@ std::string StringField(const Json& object, std::string_view key) {
 }
 
 }  // namespace baton
+
+namespace baton {
+
+bool BoolField(const Json& object, std::string_view key, bool fallback) {
+  const Json* field = FindField(object, key);
+  return field != nullptr && field->is_boolean() ? field->get<bool>() : fallback;
+}
+
+}  // namespace baton

@@ -28,6 +28,7 @@ std::string DumpJson(const Json& value);
 
 // Field accessors that tolerate missing keys and wrong types (untrusted input).
 std::string StringField(const Json& object, std::string_view key);
+bool BoolField(const Json& object, std::string_view key, bool fallback = false);
 const Json* FindField(const Json& object, std::string_view key);
 
 }  // namespace baton

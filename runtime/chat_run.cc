@@ -62,6 +62,14 @@ ChatRun::ChatRun(const Agent& agent, RunHost host, BootRequest boot)
 ChatRun::~ChatRun() = default;
 
 void ChatRun::Start() {
+  // The inbox learns what earlier runs answered, and gets the records they left, before any
+  // live record can be delivered: nothing is taken twice or out of order.
+  if (!boot_.snapshot.is_null()) {
+    inbox_.StartAfter(IntField(boot_.snapshot, "lastInEventId"),
+                      IntField(boot_.snapshot, "inConsumedId"));
+  }
+  for (InRecord& r : boot_.pending) inbox_.Deliver(std::move(r));
+  boot_.pending.clear();
   asio::co_spawn(
       host_.executor, [self = shared_from_this()] { return self->Main(); }, asio::detached);
 }
@@ -77,13 +85,21 @@ void ChatRun::Observe(std::string_view hook, const std::function<Json()>& args) 
   if (host_.observe) host_.observe(hook, args());
 }
 
+// A hook's closure owns what it touches (its event, its ChatControl) and refers only to the
+// Agent, which outlives every run: a hook that overruns its budget may still be running after
+// the run went on, or ended.
 template <typename R, typename E>
 asio::awaitable<R> ChatRun::CallHook(const std::function<R(const E&, ChatControl&)>& hook,
                                      E event) {
-  absl::AnyInvocable<R()> fn = [this, &hook, event = std::move(event)] {
-    return hook(event, control_);
+  auto control = std::make_shared<ChatControl>();
+  absl::AnyInvocable<R()> fn = [&hook, control, event = std::move(event)] {
+    R result = hook(event, *control);
+    control->Finish();
+    return result;
   };
-  co_return co_await RunUserCode<R>(std::move(fn));
+  R result = co_await RunUserCode<R>(std::move(fn));
+  ApplyControl(*control);  // nothing, unless the hook returned in time
+  co_return result;
 }
 
 template <typename R, typename E>
@@ -95,33 +111,46 @@ asio::awaitable<R> ChatRun::CallHook(const std::function<R(const E&)>& hook, E e
 template <typename R>
 asio::awaitable<R> ChatRun::RunUserCode(absl::AnyInvocable<R()> fn) {
   absl::Time deadline = host_.clock->Now() + agent_.options.hook_timeout;
-  R result = co_await host_.pool->Run<R>(host_.executor, *host_.clock, std::move(fn), deadline,
-                                         cancel_.get_token());
-  ApplyControl();
-  co_return result;
+  co_return co_await host_.pool->Run<R>(host_.executor, *host_.clock, std::move(fn), deadline,
+                                        cancel_.get_token());
 }
 
-void ChatRun::ApplyControl() {
-  ChatControl::Requests requests = control_.Take();
-  for (Json& chunk : requests.chunks) host_.write(OutRecord::Chunk(std::move(chunk)));
+void ChatRun::ApplyControl(ChatControl& control) {
+  ChatControl::Requests requests = control.Take();
+  for (Json& chunk : requests.chunks) Write(OutRecord::Chunk(std::move(chunk)));
   if (requests.messages.has_value()) acc_.Replace(std::move(*requests.messages));
   end_run_ = end_run_ || requests.end_run;
   upgrade_ = upgrade_ || requests.upgrade;
   if (requests.close_reason.has_value()) close_reason_ = std::move(requests.close_reason);
 }
 
+int64_t ChatRun::Write(OutRecord record) {
+  if (lost_) return 0;  // a lost run writes nothing more
+  return host_.write(std::move(record));
+}
+
+void ChatRun::SaveSnapshot(Json snapshot) {
+  if (lost_) return;
+  host_.save_snapshot(std::move(snapshot));
+}
+
 asio::awaitable<void> ChatRun::Main() {
-  RunOutcome outcome = co_await Body();
+  RunOutcome outcome;
+  try {
+    outcome = co_await Body();
+  } catch (const std::exception& e) {
+    // A bug, or input that slipped past a check: the run fails visibly instead of vanishing.
+    outcome = RunOutcome{RunOutcome::Kind::kFailed, "failed", e.what()};
+  }
   if (cancel_.stop_requested() && outcome.kind != RunOutcome::Kind::kFailed) {
     outcome = RunOutcome{RunOutcome::Kind::kCancelled, "cancelled"};
   }
   Observe("onRunEnd", [&] { return Json{{"reason", outcome.reason}}; });
   if (agent_.hooks.on_run_end) {
     // The run has ended; its hook gets its own budget, not the cancelled run's.
+    const auto& hook = agent_.hooks.on_run_end;
     absl::AnyInvocable<absl::Status()> fn =
-        [this, event = RunEndEvent{info_, outcome.reason, outcome.error}] {
-          return agent_.hooks.on_run_end(event);
-        };
+        [&hook, event = RunEndEvent{info_, outcome.reason, outcome.error}] { return hook(event); };
     absl::Time deadline = host_.clock->Now() + agent_.options.hook_timeout;
     absl::Status ignored = co_await host_.pool->Run<absl::Status>(host_.executor, *host_.clock,
                                                                   std::move(fn), deadline);
@@ -141,15 +170,14 @@ void ChatRun::RestoreSnapshot() {
   acc_.Replace(std::move(messages));
   if (const Json* entries = FindField(snap, "messages"); entries && entries->is_array()) {
     for (const Json& e : *entries) {
-      if (!e.value("final", true)) unfinished_.insert(StringField(e, "id"));
+      if (!BoolField(e, "final", true)) unfinished_.insert(StringField(e, "id"));
     }
   }
   last_turn_complete_ = IntField(snap, "lastOutEventId");
-  chat_started_ = snap.value("chatStarted", false);
-  inbox_.StartAfter(IntField(snap, "lastInEventId"), IntField(snap, "inConsumedId"));
+  chat_started_ = BoolField(snap, "chatStarted");
   if (boot_.resume) {
     turn_ = static_cast<int>(IntField(snap, "turn"));
-    info_.preloaded = snap.value("preloaded", false);
+    info_.preloaded = BoolField(snap, "preloaded");
   }
 }
 
@@ -182,9 +210,9 @@ int64_t ChatRun::WriteTurnComplete(bool closed, const std::string& close_reason)
     headers.emplace_back("session-closed", "true");
     headers.emplace_back("session-closed-reason", close_reason);
   }
-  int64_t seq = host_.write(OutRecord::Control(kTurnComplete, std::move(headers)));
+  int64_t seq = Write(OutRecord::Control(kTurnComplete, std::move(headers)));
   if (last_turn_complete_ > 0) {
-    host_.write(OutRecord::Control(kTrim, {{"through", absl::StrCat(last_turn_complete_)}}));
+    Write(OutRecord::Control(kTrim, {{"through", absl::StrCat(last_turn_complete_)}}));
   }
   last_turn_complete_ = seq;
   return seq;
@@ -203,13 +231,10 @@ asio::awaitable<RunOutcome> ChatRun::Body() {
   // A retry may follow an attempt that started the chat and died before saving; onChatStart is
   // not fired again (as the reference does on its out-of-memory retry).
   if (boot_.attempt > 1) chat_started_ = true;
-  for (InRecord& r : boot_.pending) inbox_.Deliver(std::move(r));
-  boot_.pending.clear();
-
   if (boot_.resume) {
     const Json suspended = boot_.snapshot.value("suspended", Json::object());
     const std::string phase = StringField(suspended, "phase");
-    if (suspended.value("hooks", true)) {
+    if (BoolField(suspended, "hooks", true)) {
       Observe("onChatResume", [&] { return Json{{"phase", phase}}; });
       if (agent_.hooks.on_chat_resume) {
         SuspendEvent event{info_, phase, phase == "turn" ? turn_ - 1 : -1, acc_.ui()};
@@ -408,11 +433,12 @@ asio::awaitable<ChatRun::Wake> ChatRun::WaitForMessage(const std::string& phase,
       (void)co_await CallHook(agent_.hooks.on_chat_suspend, event);
     }
   }
+  // A message that arrived while the suspend hook ran is answered, not left behind.
+  if (std::optional<InRecord> late = inbox_.TakeMessage()) co_return Wake{std::move(late), {}};
   absl::Time deadline = host_.clock->Now() + suspended_for;
-  host_.save_snapshot(
-      MakeSnapshot(Json{{"phase", phase},
-                        {"hooks", hooks},
-                        {"deadline", absl::FormatTime(deadline, absl::UTCTimeZone())}}));
+  SaveSnapshot(MakeSnapshot(Json{{"phase", phase},
+                                 {"hooks", hooks},
+                                 {"deadline", absl::FormatTime(deadline, absl::UTCTimeZone())}}));
   RunOutcome outcome{RunOutcome::Kind::kSuspended, "suspended"};
   outcome.resume_deadline = deadline;
   co_return Wake{std::nullopt, outcome};
@@ -473,7 +499,7 @@ asio::awaitable<RunOutcome> ChatRun::TurnLoop(std::optional<TurnRequest> first,
     if (close_reason_.has_value()) {
       std::vector<std::pair<std::string, std::string>> headers;
       if (!close_reason_->empty()) headers.emplace_back("session-closed-reason", *close_reason_);
-      host_.write(OutRecord::Control(kSessionClosed, std::move(headers)));
+      Write(OutRecord::Control(kSessionClosed, std::move(headers)));
       co_return RunOutcome{RunOutcome::Kind::kExited, "close"};
     }
   }
@@ -569,7 +595,8 @@ asio::awaitable<absl::Status> ChatRun::TurnBody(const TurnRequest& request, Turn
       if (added == Accumulator::AddResult::kAppended) {
         st.new_ui.push_back(std::move(m));
         st.appended_incoming = true;
-      } else if (added == Accumulator::AddResult::kDuplicate) {
+      } else if (added == Accumulator::AddResult::kDuplicate &&
+                 request.trigger != "regenerate-message") {
         // A user message already answered is a no-op; one still unanswered at the end of the
         // transcript (a head start whose warm side gave up) gets its answer.
         if (acc_.ui().empty() || MessageId(acc_.ui().back()) != id) st.noop = true;
@@ -577,6 +604,11 @@ asio::awaitable<absl::Status> ChatRun::TurnBody(const TurnRequest& request, Turn
     }
   }
   if (request.trigger == "regenerate-message") acc_.PopToLastUser();
+  // A submit-message that carries no message has nothing to answer (the reference ran the model
+  // on the old transcript): only the boundary is written.
+  if (request.trigger == "submit-message" && incoming.empty() && !request.handover) {
+    st.noop = true;
+  }
 
   std::string handover_id;
   bool handover_final = false;
@@ -585,7 +617,7 @@ asio::awaitable<absl::Status> ChatRun::TurnBody(const TurnRequest& request, Turn
     const Json& body = handover_->body;
     handover_id = StringField(body, "messageId");
     if (handover_id.empty()) handover_id = host_.new_message_id();
-    handover_final = body.value("isFinal", false);
+    handover_final = BoolField(body, "isFinal");
     // The spliced message is this turn's response: new to the transcript, though step 2 may
     // still replace it in place.
     // (Already in a hydrated chain: not spliced twice, and not new.)
@@ -665,7 +697,12 @@ asio::awaitable<absl::Status> ChatRun::TurnTail(const TurnRequest& request, Turn
   }
 
   if (handover_final) {
-    const Json& partial = acc_.ui()[acc_.Find(handover_id)];
+    int index = acc_.Find(handover_id);
+    if (index < 0) {
+      co_return absl::FailedPreconditionError(
+          "the head start's message left the transcript before its turn completed");
+    }
+    const Json& partial = acc_.ui()[index];
     if (spliced) st.new_ui.push_back(partial);
     st.response = partial;
     st.finish_reason = "stop";
@@ -708,9 +745,8 @@ asio::awaitable<ChatRun::Streamed> ChatRun::Stream(Json prompt) {
   }
   std::string message_id = continued.is_null() ? host_.new_message_id() : MessageId(continued);
   // A lost run writes nothing more: it ends where its worker died.
-  StepLoop::Env env{host_.executor, host_.clock, host_.pool, info_.chat_id, [this](Json chunk) {
-                      if (!lost_) host_.write(OutRecord::Chunk(std::move(chunk)));
-                    }};
+  StepLoop::Env env{host_.executor, host_.clock, host_.pool, info_.chat_id,
+                    [this](Json chunk) { Write(OutRecord::Chunk(std::move(chunk))); }};
   if (agent_.hooks.should_inject_pending) {
     env.between_steps = [this](int next_step) { return InjectPending(next_step); };
   }
@@ -740,7 +776,7 @@ asio::awaitable<StepLoop::Env::Injection> ChatRun::InjectPending(int next_step) 
     return Json{{"turn", event.turn}, {"step", next_step}, {"messages", Ids(event.messages)}};
   });
   absl::StatusOr<bool> inject = co_await CallHook(agent_.hooks.should_inject_pending, event);
-  if (!inject.ok() || !*inject) {
+  if (!inject.ok() || !*inject || turn_stop_->stop_requested()) {
     // Declined (or the hook failed): the messages stay queued and become the next turn.
     inbox_.Requeue(std::move(batch));
     co_return injection;
@@ -771,7 +807,7 @@ asio::awaitable<void> ChatRun::TurnError(const absl::Status& error, const TurnRe
                                          TurnState& st) {
   std::string text(error.message());
   if (text.empty()) text = "An unexpected error occurred";
-  host_.write(OutRecord::Chunk({{"type", "error"}, {"errorText", text}}));
+  Write(OutRecord::Chunk({{"type", "error"}, {"errorText", text}}));
   WriteTurnComplete(false, "");
   // The message this turn answered stays in the transcript, so the snapshot does not strand it.
   if (request.message.is_object() && MessageRole(request.message) == "user" &&
@@ -795,7 +831,7 @@ asio::awaitable<void> ChatRun::TurnError(const absl::Status& error, const TurnRe
     // A throw here is swallowed: the turn already failed and said so.
     (void)co_await CallHook(agent_.hooks.on_turn_complete, event);
   }
-  host_.save_snapshot(MakeSnapshot(std::nullopt));
+  SaveSnapshot(MakeSnapshot(std::nullopt));
 }
 
 asio::awaitable<bool> ChatRun::RunTurn(TurnRequest request) {
@@ -827,10 +863,10 @@ asio::awaitable<bool> ChatRun::RunTurn(TurnRequest request) {
       ui.pop_back();
       acc_.Replace(std::move(ui));
     }
-    host_.write(OutRecord::Control(kUpgradeRequired));
+    Write(OutRecord::Control(kUpgradeRequired));
     Json snap = MakeSnapshot(std::nullopt);
     snap["lastInEventId"] = std::max<int64_t>(0, request.seq - 1);
-    host_.save_snapshot(std::move(snap));
+    SaveSnapshot(std::move(snap));
     co_return true;
   }
 
@@ -870,12 +906,12 @@ asio::awaitable<bool> ChatRun::RunTurn(TurnRequest request) {
     absl::Status s = co_await CallHook(agent_.hooks.on_turn_complete, event);
     if (!s.ok() && !cancel_.stop_requested()) {
       // Reported once: an error record and its boundary; the hook is not called again.
-      host_.write(OutRecord::Chunk(
+      Write(OutRecord::Chunk(
           {{"type", "error"}, {"errorText", absl::StrCat("onTurnComplete: ", s.message())}}));
       WriteTurnComplete(false, "");
     }
   }
-  host_.save_snapshot(MakeSnapshot(std::nullopt));
+  SaveSnapshot(MakeSnapshot(std::nullopt));
   ++turn_;
   co_return true;
 }

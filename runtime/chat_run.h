@@ -152,7 +152,10 @@ class ChatRun : public std::enable_shared_from_this<ChatRun> {
   asio::awaitable<R> CallHook(const std::function<R(const E&)>& hook, E event);
   template <typename R>
   asio::awaitable<R> RunUserCode(absl::AnyInvocable<R()> fn);
-  void ApplyControl();
+  void ApplyControl(ChatControl& control);
+  // Every `.out` record and snapshot of the run goes through these: a lost run writes nothing.
+  int64_t Write(OutRecord record);
+  void SaveSnapshot(Json snapshot);
 
   const Agent& agent_;
   RunHost host_;
@@ -160,7 +163,6 @@ class ChatRun : public std::enable_shared_from_this<ChatRun> {
   ChatInfo info_;
   Inbox inbox_;
   Accumulator acc_;
-  ChatControl control_;
   std::stop_source cancel_;                    // run cancel
   bool lost_ = false;                          // cancelled as lost: the run writes nothing more
   std::optional<std::stop_source> turn_stop_;  // the turn in flight's stop (stop record or cancel)

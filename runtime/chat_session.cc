@@ -12,7 +12,7 @@ bool ChatSession::resumed() const { return run_.boot_.resume; }
 int ChatSession::turn() const { return run_.turn_; }
 Accumulator& ChatSession::transcript() { return run_.acc_; }
 
-void ChatSession::Write(Json chunk) { run_.host_.write(OutRecord::Chunk(std::move(chunk))); }
+void ChatSession::Write(Json chunk) { run_.Write(OutRecord::Chunk(std::move(chunk))); }
 
 asio::awaitable<std::optional<IncomingMessage>> ChatSession::NextMessage() {
   const std::string& trigger = run_.boot_.trigger;
@@ -20,7 +20,8 @@ asio::awaitable<std::optional<IncomingMessage>> ChatSession::NextMessage() {
     boot_message_taken_ = true;
     const Json* message = FindField(run_.boot_.payload, "message");
     if (!run_.boot_.resume && message != nullptr && message->is_object() &&
-        (trigger == "submit-message" || trigger == "regenerate-message")) {
+        (trigger == "submit-message" || trigger == "regenerate-message") &&
+        !run_.inbox_.HasQueuedMessage(StringField(*message, "id"))) {
       co_return IncomingMessage{trigger, *message, run_.boot_.payload.value("metadata", Json()), 0};
     }
   }
@@ -68,7 +69,7 @@ asio::awaitable<Handover> ChatSession::ConsumeHandover() {
     co_return out;
   }
   out.received = true;
-  out.is_final = signal->body.value("isFinal", false);
+  out.is_final = BoolField(signal->body, "isFinal");
   out.message_id = StringField(signal->body, "messageId");
   if (out.message_id.empty()) out.message_id = run_.host_.new_message_id();
   run_.acc_.Splice(signal->body.value("partialAssistantMessage", Json::array()), out.message_id);
@@ -103,7 +104,7 @@ int64_t ChatSession::CompleteTurn() {
   int64_t seq = run_.WriteTurnComplete(false, "");
   run_.chat_started_ = true;
   ++run_.turn_;
-  run_.host_.save_snapshot(run_.MakeSnapshot(std::nullopt));
+  run_.SaveSnapshot(run_.MakeSnapshot(std::nullopt));
   return seq;
 }
 

@@ -54,9 +54,9 @@ void ConvertAssistantBlock(const Json& parts_block, Json& out) {
       if (state == "approval-responded") {
         Json response = {{"type", "tool-approval-response"},
                          {"approvalId", approval_id},
-                         {"approved", approval != nullptr && approval->value("approved", false)}};
-        if (approval != nullptr && approval->contains("reason")) {
-          response["reason"] = (*approval)["reason"];
+                         {"approved", approval != nullptr && BoolField(*approval, "approved")}};
+        if (const Json* reason = approval != nullptr ? FindField(*approval, "reason") : nullptr) {
+          response["reason"] = *reason;
         }
         results.push_back(std::move(response));
       } else if (state == "output-available") {

@@ -72,11 +72,14 @@ template <typename R>
 void HookPool::Submit(asio::any_io_executor executor, absl::AnyInvocable<R()> fn,
                       absl::AnyInvocable<void(R)> done) {
   outstanding_.fetch_add(1, std::memory_order_acq_rel);
-  asio::post(pool_, [this, executor, fn = std::move(fn), done = std::move(done)]() mutable {
+  // The tracked executor counts as outstanding work of the loop until the result is posted, so
+  // a loop waiting for it blocks instead of returning for lack of work.
+  auto tracked = asio::prefer(executor, asio::execution::outstanding_work.tracked);
+  asio::post(pool_, [this, tracked, fn = std::move(fn), done = std::move(done)]() mutable {
     R result = CallCatching(fn);
     // The call stops counting only when its result is handled on `executor`: a count of zero
     // then means nothing is in flight and nothing is queued (the test kit relies on it).
-    asio::post(executor, [this, done = std::move(done), result = std::move(result)]() mutable {
+    asio::post(tracked, [this, done = std::move(done), result = std::move(result)]() mutable {
       outstanding_.fetch_sub(1, std::memory_order_acq_rel);
       done(std::move(result));
     });
@@ -87,7 +90,7 @@ template <typename R>
 asio::awaitable<R> HookPool::Run(asio::any_io_executor executor, Clock& clock,
                                  absl::AnyInvocable<R()> fn, absl::Time deadline,
                                  std::stop_token stop) {
-  // Shared with the pool thread; touched only on `executor` once the result is posted back.
+  // Touched only on `executor`: the pool thread hands the result over by posting.
   struct Call {
     std::optional<R> result;
     Waiter* waiter = nullptr;

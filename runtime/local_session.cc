@@ -71,7 +71,11 @@ RunHost LocalSessions::MakeHost(Session& session) {
     for (const InRecord& r : s->in) {
       if (r.seq > floor && r.kind == InKind::kMessage && r.trigger() != "close") unanswered = true;
     }
-    if (unanswered && s->state == State::kExited && outcome.reason != "handover-skip") {
+    if (unanswered && s->state == State::kSuspended) {
+      BootRequest boot;  // a message came while the run was suspending: resume it at once
+      boot.resume = true;
+      Boot(*s, std::move(boot));
+    } else if (unanswered && s->state == State::kExited) {
       BootRequest boot;
       boot.continuation = true;
       Boot(*s, std::move(boot));

@@ -127,7 +127,7 @@ absl::Status AnthropicStream::OnEvent(const SseEvent& event, std::vector<ModelEv
       out.push_back(std::move(d));
     } else if (dtype == "input_json_delta") {
       std::string part = StringField(*delta, "partial_json");
-      if (part.empty()) return absl::OkStatus();
+      if (part.empty() || it->second.type != "tool_use") return absl::OkStatus();
       it->second.input += part;
       ModelEvent d = Event(ModelEvent::Type::kToolInputDelta, it->second.id);
       d.delta = std::move(part);
@@ -214,7 +214,11 @@ absl::Status OpenAiStream::OnEvent(const SseEvent& event, std::vector<ModelEvent
     CloseReasoning(out);
     // Calls are final only now, in index order; a call whose id never came gets one.
     for (auto& [index, call] : calls_) {
-      if (call.id.empty()) call.id = absl::StrCat("call_", index);
+      // A server that never sends an id: one made from the response id stays unique per step.
+      if (call.id.empty()) {
+        call.id = response_id_.empty() ? absl::StrCat("call_", index)
+                                       : absl::StrCat("call_", response_id_, "_", index);
+      }
       if (!call.started) {
         ModelEvent start = Event(ModelEvent::Type::kToolInputStart, call.id);
         start.tool_name = call.name;
@@ -244,6 +248,7 @@ absl::Status OpenAiStream::OnEvent(const SseEvent& event, std::vector<ModelEvent
     return absl::InvalidArgumentError(absl::StrCat("openai stream: ", parsed.status().message()));
   }
   const Json& chunk = *parsed;
+  if (response_id_.empty()) response_id_ = StringField(chunk, "id");
   if (const Json* error = FindField(chunk, "error"); error != nullptr && !error->is_null()) {
     std::string message = StringField(*error, "message");
     std::string type = StringField(*error, "type");

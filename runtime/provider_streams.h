@@ -73,6 +73,7 @@ class OpenAiStream {
   void CloseReasoning(std::vector<ModelEvent>& out);
   void Fail(std::string message, bool retryable, std::vector<ModelEvent>& out);
 
+  std::string response_id_;  // the chunks' "id" (chatcmpl-...)
   bool text_open_ = false;
   bool reasoning_open_ = false;
   std::map<int64_t, Call> calls_;  // by index

@@ -143,7 +143,7 @@ absl::Status UiReducer::Apply(const Json& chunk) {
     std::string call_id = StringField(chunk, "toolCallId");
     int index = ToolPartIndex(call_id);
     if (index < 0) {
-      bool dynamic = chunk.value("dynamic", false);
+      bool dynamic = BoolField(chunk, "dynamic");
       Json part = {{"type", dynamic ? std::string("dynamic-tool")
                                     : absl::StrCat("tool-", StringField(chunk, "toolName"))},
                    {"toolCallId", call_id}};
@@ -186,7 +186,7 @@ absl::Status UiReducer::Apply(const Json& chunk) {
     if (type == "tool-output-available") {
       part["state"] = "output-available";
       part["output"] = chunk.value("output", Json());
-      if (chunk.value("preliminary", false)) {
+      if (BoolField(chunk, "preliminary")) {
         part["preliminary"] = true;
       } else {
         part.erase("preliminary");
@@ -202,7 +202,7 @@ absl::Status UiReducer::Apply(const Json& chunk) {
       part["state"] = "output-denied";
     }
   } else if (absl::StartsWith(type, "data-")) {
-    if (chunk.value("transient", false)) return absl::OkStatus();
+    if (BoolField(chunk, "transient")) return absl::OkStatus();
     Json part = {{"type", type}};
     if (const Json* id = FindField(chunk, "id")) part["id"] = *id;
     part["data"] = chunk.value("data", Json());

@@ -162,5 +162,46 @@ TEST(ChatRun, AToolThatDoesNotFinishInTimeIsAToolError) {
   ASSERT_EQ(kit.model().calls().size(), 2u);
 }
 
+TEST(ChatRun, RegenerateCarryingTheUserMessageAnswersAgain) {
+  TestKit kit(TextAgent());
+  kit.model().Push(ScriptedModel::Text("first"));
+  kit.model().Push(ScriptedModel::Text("second"));
+  kit.Boot("submit-message", {{"message", UserMessage("u1", "hi")}});
+  ASSERT_TRUE(
+      kit.Send({{"kind", "message"},
+                {"payload",
+                 {{"trigger", "regenerate-message"}, {"message", UserMessage("u1", "hi")}}}})
+          .ok());
+  Json messages = kit.snapshot()["messages"];
+  ASSERT_EQ(messages.size(), 2u);
+  EXPECT_EQ(MessageText(messages[1]["message"]), "second");
+}
+
+TEST(ChatRun, ASubmitMessageWithoutAMessageIsOnlyABoundary) {
+  TestKit kit(TextAgent());
+  kit.model().Push(ScriptedModel::Text("first"));
+  kit.Boot("submit-message", {{"message", UserMessage("u1", "hi")}});
+  size_t before = kit.out().size();
+  ASSERT_TRUE(kit.Send({{"kind", "message"}, {"payload", {{"trigger", "submit-message"}}}}).ok());
+  std::vector<std::string> types = kit.OutTypes();
+  ASSERT_EQ(types.size(), before + 2);  // a turn-complete and its trim
+  EXPECT_EQ(types[before], "trigger:turn-complete");
+  EXPECT_EQ(kit.model().calls().size(), 1u);
+}
+
+TEST(ChatRun, WhatALateHookAsksForIsIgnored) {
+  Agent agent = TextAgent();
+  agent.options.hook_timeout = absl::ZeroDuration();
+  agent.hooks.on_turn_start = [](const TurnStartEvent&, ChatControl& c) {
+    c.Write({{"type", "data-late"}, {"data", 1}});
+    c.Close("late");
+    return absl::OkStatus();
+  };
+  TestKit kit(agent);
+  kit.Boot("submit-message", {{"message", UserMessage("u1", "hi")}});
+  for (const std::string& type : kit.OutTypes()) EXPECT_NE(type, "data-late");
+  EXPECT_EQ(kit.state(), LocalSessions::State::kLive);  // the late Close() was not applied
+}
+
 }  // namespace
 }  // namespace baton
