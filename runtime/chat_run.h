@@ -111,7 +111,8 @@ class ChatRun : public std::enable_shared_from_this<ChatRun> {
   asio::awaitable<void> Main();
   asio::awaitable<RunOutcome> Body();
   asio::awaitable<RunOutcome> RunLoop();  // an agent with its own loop
-  // `first_phase` names the first wait's phase; it must outlive the call (a literal or a member).
+  // `first_phase` names the first wait's phase; it must outlive the call (a literal, or a local
+  // of the awaiting coroutine).
   asio::awaitable<RunOutcome> TurnLoop(std::optional<TurnRequest> first,
                                        std::string_view first_phase);
   asio::awaitable<Wake> WaitForMessage(const std::string& phase, absl::Duration idle,

@@ -4,7 +4,7 @@ namespace baton {
 
 void Inbox::StartAfter(int64_t seq, int64_t consumed) {
   // A resumed run is handed the records after `seq`; the stops among them at or below
-  // `consumed` were applied before and are dropped by the high-water check in Deliver().
+  // `consumed` were applied before and are dropped by the `consumed_through_` check in Deliver().
   applied_through_ = seq;
   consumed_through_ = consumed;
 }

@@ -86,20 +86,22 @@ asio::awaitable<void> ScriptedModel::Stream(ModelCall call,
                                             std::function<void(ModelEvent)> on_event,
                                             std::stop_token stop) {
   ScriptedResponse response;
+  std::function<ScriptedResponse(const ModelCall&)> fallback;
   {
     absl::MutexLock lock(&mu_);
+    calls_.push_back(call);
     if (!queued_.empty()) {
       response = std::move(queued_.front());
       queued_.pop_front();
     } else if (fallback_) {
-      response = fallback_(call);
+      fallback = fallback_;  // called outside the lock: it may Push() or read calls()
     } else {
       ModelEvent error = Event(ModelEvent::Type::kError);
-      error.error = absl::StrCat("scripted model: no response queued for call ", calls_.size() + 1);
+      error.error = absl::StrCat("scripted model: no response queued for call ", calls_.size());
       response.push_back({absl::ZeroDuration(), std::move(error)});
     }
-    calls_.push_back(std::move(call));
   }
+  if (fallback) response = fallback(call);
   Waiter waiter(co_await asio::this_coro::executor, clock_);
   for (ScriptedStep& step : response) {
     if (step.delay > absl::ZeroDuration()) {

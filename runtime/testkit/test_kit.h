@@ -79,7 +79,6 @@ class TestKit {
   const HookCall* LastHook(const std::string& name) const;
   std::vector<OutRecord> out() const;
   std::vector<std::string> OutTypes() const;
-  // The records after the turn-complete before the last one (the last turn's records).
   Json snapshot() const;
   LocalSessions::State state() const;
   const RunOutcome& last_outcome() const;
