@@ -178,6 +178,13 @@ void ChatRun::RestoreSnapshot() {
   if (boot_.resume) {
     turn_ = static_cast<int>(IntField(snap, "turn"));
     info_.preloaded = BoolField(snap, "preloaded");
+    if (const Json* usage = FindField(snap, "totalUsage")) {
+      const Json* in = FindField(*usage, "inputTokens");
+      const Json* out = FindField(*usage, "outputTokens");
+      if (in != nullptr && in->is_number_integer()) total_usage_.input_tokens = in->get<int64_t>();
+      if (out != nullptr && out->is_number_integer())
+        total_usage_.output_tokens = out->get<int64_t>();
+    }
   }
 }
 
@@ -197,7 +204,8 @@ Json ChatRun::MakeSnapshot(std::optional<Json> suspended) const {
                {"inConsumedId", inbox_.applied_through()},
                {"chatStarted", chat_started_},
                {"preloaded", info_.preloaded},
-               {"turn", turn_}};
+               {"turn", turn_},
+               {"totalUsage", total_usage_.ToJson()}};
   if (suspended.has_value()) snap["suspended"] = std::move(*suspended);
   return snap;
 }

@@ -3,6 +3,19 @@
 #include "absl/strings/str_cat.h"
 
 namespace baton {
+namespace {
+
+bool SnapshotHolds(const Json& snapshot, const Json& message) {
+  const Json* entries = FindField(snapshot, "messages");
+  if (entries == nullptr || !entries->is_array()) return false;
+  std::string id = StringField(message, "id");
+  for (const Json& e : *entries) {
+    if (StringField(e, "id") == id) return true;
+  }
+  return false;
+}
+
+}  // namespace
 
 LocalSessions::LocalSessions(asio::any_io_executor executor, Clock& clock, HookPool& pool)
     : executor_(std::move(executor)), clock_(clock), pool_(pool) {}
@@ -71,6 +84,11 @@ RunHost LocalSessions::MakeHost(Session& session) {
     for (const InRecord& r : s->in) {
       if (r.seq > floor && r.kind == InKind::kMessage && r.trigger() != "close") unanswered = true;
     }
+    // An upgrade before turn 0 answered the boot message leaves it to the next run, too.
+    if (outcome.reason == "upgrade" && s->boot_message.is_object() &&
+        !SnapshotHolds(s->snapshot, s->boot_message)) {
+      unanswered = true;
+    }
     if (unanswered && s->state == State::kSuspended) {
       BootRequest boot;  // a message came while the run was suspending: resume it at once
       boot.resume = true;
@@ -114,6 +132,13 @@ void LocalSessions::Boot(Session& session, BootRequest boot) {
     boot.previous_run_id = session.run_id;
     boot.payload = session.base_payload;
     boot.snapshot = session.snapshot;
+    // The first run's boot message never went through `.in`: until a snapshot holds it (it
+    // was answered), a continuation or retry is handed it again, so it is not lost.
+    if (session.boot_message.is_object() &&
+        !SnapshotHolds(session.snapshot, session.boot_message)) {
+      boot.trigger = "submit-message";
+      boot.payload["message"] = session.boot_message;
+    }
     int64_t floor =
         session.snapshot.is_null() ? 0 : session.snapshot.value("lastInEventId", int64_t{0});
     for (const InRecord& r : session.in) {
@@ -148,6 +173,7 @@ absl::Status LocalSessions::Create(const std::string& chat_id, const Agent& agen
   for (const char* one_shot : {"message", "trigger", "headStartMessages", "messageId"}) {
     session->base_payload.erase(one_shot);
   }
+  if (trigger == "submit-message") session->boot_message = payload.value("message", Json());
   Session& s = *session;
   sessions_[chat_id] = std::move(session);
   BootRequest boot;

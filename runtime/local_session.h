@@ -34,6 +34,7 @@ class LocalSessions {
     std::string chat_id;
     const Agent* agent = nullptr;
     Json base_payload;            // the boot payload, minus one-shot fields, for continuations
+    Json boot_message;            // the first run's boot message (never on `.in`), or null
     std::vector<InRecord> in;     // `.in`, seq = index + 1
     std::vector<OutRecord> out;   // `.out`, seq = index + 1
     Json snapshot;                // latest, or null

@@ -2,6 +2,7 @@
 #include "runtime/chat_run.h"
 
 #include <algorithm>
+#include <atomic>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -201,6 +202,34 @@ TEST(ChatRun, WhatALateHookAsksForIsIgnored) {
   kit.Boot("submit-message", {{"message", UserMessage("u1", "hi")}});
   for (const std::string& type : kit.OutTypes()) EXPECT_NE(type, "data-late");
   EXPECT_EQ(kit.state(), LocalSessions::State::kLive);  // the late Close() was not applied
+}
+
+TEST(ChatRun, ABootMessageLeftUnansweredByAnUpgradeIsAnsweredByTheContinuation) {
+  Agent agent = TextAgent();
+  auto upgrades = std::make_shared<std::atomic<int>>(0);
+  agent.hooks.on_turn_start = [upgrades](const TurnStartEvent&, ChatControl& c) {
+    if (upgrades->fetch_add(1) == 0) c.RequestUpgrade();  // only the first run asks
+    return absl::OkStatus();
+  };
+  TestKit kit(agent);
+  kit.model().Push(ScriptedModel::Text("answered after the upgrade"));
+  kit.Boot("submit-message", {{"message", UserMessage("u1", "hi")}});
+  EXPECT_EQ(kit.runs(), 2);
+  Json messages = kit.snapshot()["messages"];
+  ASSERT_EQ(messages.size(), 2u);
+  EXPECT_EQ(messages[0]["id"], "u1");
+  EXPECT_EQ(MessageText(messages[1]["message"]), "answered after the upgrade");
+}
+
+TEST(ChatRun, TotalUsageSurvivesASuspension) {
+  TestKit kit(TextAgent());
+  kit.model().Push(ScriptedModel::Text("one"));
+  kit.model().Push(ScriptedModel::Text("two"));
+  kit.Boot("submit-message", {{"message", UserMessage("u1", "hi")}});
+  kit.Advance(absl::Seconds(31));
+  ASSERT_EQ(kit.state(), LocalSessions::State::kSuspended);
+  kit.SendText("u2", "again");
+  EXPECT_EQ(kit.snapshot()["totalUsage"]["outputTokens"], 10);  // 5 per scripted answer
 }
 
 }  // namespace
