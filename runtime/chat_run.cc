@@ -1,5 +1,6 @@
 #include "runtime/chat_run.h"
 
+#include <deque>
 #include <set>
 #include <utility>
 
@@ -366,8 +367,26 @@ asio::awaitable<void> ChatRun::Recover() {
       open.reset();
     }
   }
+  // A finished answer whose user message is still queued on `.in` answered it (the run died
+  // before its snapshot): the user joins the transcript before the answer and is not run
+  // again. Answers are paired with the queued users in order.
+  std::deque<std::pair<int64_t, Json>> unanswered;
+  for (const InRecord& r : inbox_.queued()) {
+    if (MessageRole(r.message()) == "user" && !acc_.Contains(MessageId(r.message()))) {
+      unanswered.emplace_back(r.seq, r.message());
+    }
+  }
   for (Json& m : settled) {
-    if (!MessageId(m).empty() && HasContent(m)) acc_.PutResponse(std::move(m));
+    if (MessageId(m).empty() || !HasContent(m)) continue;
+    if (!acc_.Contains(MessageId(m)) && !unanswered.empty()) {
+      acc_.Add(CleanupAbortedParts(unanswered.front().second));
+      inbox_.Drop(unanswered.front().first);
+      unanswered.pop_front();
+    }
+    acc_.PutResponse(std::move(m));
+  }
+  for (const OutRecord& r : boot_.out_tail) {
+    if (r.is_control && r.control == kTurnComplete) last_turn_complete_ = r.seq;
   }
   if (!open.has_value()) co_return;
   Json raw = open->message();

@@ -234,3 +234,80 @@ TEST(ChatRun, TotalUsageSurvivesASuspension) {
 
 }  // namespace
 }  // namespace baton
+
+namespace baton {
+namespace {
+
+// A retry booted by hand, with the `.out` tail a dead run left: its answer to u1 finished, but
+// the run died before saving the snapshot that would have recorded it.
+TEST(ChatRunRecovery, AFinishedAnswerOnTheTailIsNotAnsweredAgain) {
+  FakeClock clock;
+  asio::io_context io;
+  HookPool pool(1);
+  auto model = std::make_shared<ScriptedModel>(clock);
+  model->Push(ScriptedModel::Text("for u2"));
+  Agent agent = TextAgent();
+  agent.model = model;
+  std::vector<OutRecord> out;
+  Json snapshot;
+  std::optional<RunOutcome> outcome;
+  std::vector<std::string> hooks;
+  RunHost host;
+  host.executor = io.get_executor();
+  host.clock = &clock;
+  host.pool = &pool;
+  host.write = [&](OutRecord r) {
+    r.seq = 100 + static_cast<int64_t>(out.size());
+    out.push_back(r);
+    return r.seq;
+  };
+  host.save_snapshot = [&](Json s) { snapshot = std::move(s); };
+  host.finished = [&](const RunOutcome& o) { outcome = o; };
+  host.observe = [&](std::string_view hook, const Json&) { hooks.emplace_back(hook); };
+  host.new_message_id = [] { return std::string("msg_new"); };
+
+  BootRequest boot;
+  boot.run_id = "run_2";
+  boot.chat_id = "c";
+  boot.continuation = true;
+  boot.attempt = 2;
+  Json r0 = {{"id", "R0"},
+             {"role", "assistant"},
+             {"parts", Json::array({{{"type", "text"}, {"text", "zero"}}})}};
+  boot.snapshot = {
+      {"messages",
+       Json::array({{{"id", "u0"}, {"final", true}, {"message", UserMessage("u0", "a")}},
+                    {{"id", "R0"}, {"final", true}, {"message", r0}}})},
+      {"lastOutEventId", 10},
+      {"lastInEventId", 1}};
+  auto message = [](const std::string& id) {
+    return Json{{"kind", "message"},
+                {"payload", {{"trigger", "submit-message"}, {"message", UserMessage(id, id)}}}};
+  };
+  boot.pending.push_back(*InRecordFromJson(2, message("u1")));
+  boot.pending.push_back(*InRecordFromJson(3, message("u2")));
+  for (Json chunk : {Json{{"type", "start"}, {"messageId", "R1"}}, Json{{"type", "start-step"}},
+                     Json{{"type", "text-start"}, {"id", "s0-0"}},
+                     Json{{"type", "text-delta"}, {"id", "s0-0"}, {"delta", "one"}},
+                     Json{{"type", "text-end"}, {"id", "s0-0"}}, Json{{"type", "finish-step"}},
+                     Json{{"type", "finish"}, {"finishReason", "stop"}}}) {
+    boot.out_tail.push_back(OutRecord::Chunk(std::move(chunk)));
+  }
+  auto run = std::make_shared<ChatRun>(agent, host, std::move(boot));
+  run->Start();
+  RunUntilQuiet(io, pool);
+
+  // Only u2 is answered; the transcript reads u0, R0, u1, R1, u2, and u2's answer.
+  ASSERT_EQ(model->calls().size(), 1u);
+  std::vector<std::string> ids;
+  for (const Json& m : snapshot["messages"]) ids.push_back(m["id"]);
+  EXPECT_THAT(ids, ElementsAre("u0", "R0", "u1", "R1", "u2", "msg_new"));
+  EXPECT_EQ(std::count(hooks.begin(), hooks.end(), "onRecoveryBoot"), 0);
+  EXPECT_EQ(std::count(hooks.begin(), hooks.end(), "onTurnComplete"), 1);
+  run->Cancel();
+  RunUntilQuiet(io, pool);
+  EXPECT_TRUE(outcome.has_value());
+}
+
+}  // namespace
+}  // namespace baton
