@@ -40,6 +40,11 @@ std::string StringField(const Json& object, std::string_view key) {
 
 namespace baton {
 
+int64_t IntField(const Json& object, std::string_view key, int64_t fallback) {
+  const Json* field = FindField(object, key);
+  return field != nullptr && field->is_number_integer() ? field->get<int64_t>() : fallback;
+}
+
 bool BoolField(const Json& object, std::string_view key, bool fallback) {
   const Json* field = FindField(object, key);
   return field != nullptr && field->is_boolean() ? field->get<bool>() : fallback;

@@ -29,6 +29,7 @@ std::string DumpJson(const Json& value);
 // Field accessors that tolerate missing keys and wrong types (untrusted input).
 std::string StringField(const Json& object, std::string_view key);
 bool BoolField(const Json& object, std::string_view key, bool fallback = false);
+int64_t IntField(const Json& object, std::string_view key, int64_t fallback = 0);
 const Json* FindField(const Json& object, std::string_view key);
 
 }  // namespace baton

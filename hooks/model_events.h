@@ -46,6 +46,13 @@ struct ModelEvent {
   Usage usage;
   std::string error;
   bool retryable = false;  // kError: a rate limit or overload that a retry may get past
+
+  static ModelEvent Of(Type type, std::string id = "") {
+    ModelEvent e;
+    e.type = type;
+    e.id = std::move(id);
+    return e;
+  }
 };
 
 // One streaming model call.

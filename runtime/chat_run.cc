@@ -38,11 +38,6 @@ bool HasContent(const Json& response) {
   return false;
 }
 
-int64_t IntField(const Json& object, std::string_view key) {
-  const Json* f = FindField(object, key);
-  return f != nullptr && f->is_number_integer() ? f->get<int64_t>() : 0;
-}
-
 }  // namespace
 
 struct ChatRun::TurnRequest {

@@ -6,18 +6,6 @@
 namespace baton {
 namespace {
 
-ModelEvent Event(ModelEvent::Type type, std::string id = "") {
-  ModelEvent e;
-  e.type = type;
-  e.id = std::move(id);
-  return e;
-}
-
-int64_t IntOr(const Json& object, std::string_view key, int64_t fallback) {
-  const Json* f = FindField(object, key);
-  return f != nullptr && f->is_number_integer() ? f->get<int64_t>() : fallback;
-}
-
 std::optional<int64_t> Count(const Json& usage, std::string_view key) {
   const Json* f = FindField(usage, key);
   if (f == nullptr || !f->is_number_integer()) return std::nullopt;
@@ -50,7 +38,7 @@ std::string OpenAiFinishReason(std::string_view r) {
 // Anthropic Messages
 
 void AnthropicStream::Fail(std::string message, bool retryable, std::vector<ModelEvent>& out) {
-  ModelEvent e = Event(ModelEvent::Type::kError);
+  ModelEvent e = ModelEvent::Of(ModelEvent::Type::kError);
   e.error = std::move(message);
   e.retryable = retryable;
   out.push_back(std::move(e));
@@ -85,65 +73,65 @@ absl::Status AnthropicStream::OnEvent(const SseEvent& event, std::vector<ModelEv
       }
     }
   } else if (type == "content_block_start") {
-    int64_t index = IntOr(e, "index", -1);
+    int64_t index = IntField(e, "index", -1);
     const Json* block = FindField(e, "content_block");
     if (index < 0 || block == nullptr) return absl::OkStatus();
     Block b;
     b.type = StringField(*block, "type");
     std::string id = absl::StrCat(index);
     if (b.type == "text") {
-      out.push_back(Event(ModelEvent::Type::kTextStart, id));
+      out.push_back(ModelEvent::Of(ModelEvent::Type::kTextStart, id));
     } else if (b.type == "thinking") {
-      out.push_back(Event(ModelEvent::Type::kReasoningStart, id));
+      out.push_back(ModelEvent::Of(ModelEvent::Type::kReasoningStart, id));
     } else if (b.type == "redacted_thinking") {
-      ModelEvent start = Event(ModelEvent::Type::kReasoningStart, id);
+      ModelEvent start = ModelEvent::Of(ModelEvent::Type::kReasoningStart, id);
       start.provider_metadata = {{"anthropic", {{"redactedData", StringField(*block, "data")}}}};
       out.push_back(std::move(start));
     } else if (b.type == "tool_use") {
       b.id = StringField(*block, "id");
       b.name = StringField(*block, "name");
-      ModelEvent start = Event(ModelEvent::Type::kToolInputStart, b.id);
+      ModelEvent start = ModelEvent::Of(ModelEvent::Type::kToolInputStart, b.id);
       start.tool_name = b.name;
       out.push_back(std::move(start));
     }
     blocks_[index] = std::move(b);
   } else if (type == "content_block_delta") {
-    auto it = blocks_.find(IntOr(e, "index", -1));
+    auto it = blocks_.find(IntField(e, "index", -1));
     const Json* delta = FindField(e, "delta");
     if (it == blocks_.end() || delta == nullptr) return absl::OkStatus();
     std::string id = absl::StrCat(it->first);
     std::string dtype = StringField(*delta, "type");
     if (dtype == "text_delta") {
-      ModelEvent d = Event(ModelEvent::Type::kTextDelta, id);
+      ModelEvent d = ModelEvent::Of(ModelEvent::Type::kTextDelta, id);
       d.delta = StringField(*delta, "text");
       out.push_back(std::move(d));
     } else if (dtype == "thinking_delta") {
-      ModelEvent d = Event(ModelEvent::Type::kReasoningDelta, id);
+      ModelEvent d = ModelEvent::Of(ModelEvent::Type::kReasoningDelta, id);
       d.delta = StringField(*delta, "thinking");
       out.push_back(std::move(d));
     } else if (dtype == "signature_delta") {
-      ModelEvent d = Event(ModelEvent::Type::kReasoningDelta, id);
+      ModelEvent d = ModelEvent::Of(ModelEvent::Type::kReasoningDelta, id);
       d.provider_metadata = {{"anthropic", {{"signature", StringField(*delta, "signature")}}}};
       out.push_back(std::move(d));
     } else if (dtype == "input_json_delta") {
       std::string part = StringField(*delta, "partial_json");
       if (part.empty() || it->second.type != "tool_use") return absl::OkStatus();
       it->second.input += part;
-      ModelEvent d = Event(ModelEvent::Type::kToolInputDelta, it->second.id);
+      ModelEvent d = ModelEvent::Of(ModelEvent::Type::kToolInputDelta, it->second.id);
       d.delta = std::move(part);
       out.push_back(std::move(d));
     }
   } else if (type == "content_block_stop") {
-    auto it = blocks_.find(IntOr(e, "index", -1));
+    auto it = blocks_.find(IntField(e, "index", -1));
     if (it == blocks_.end()) return absl::OkStatus();
     const Block& b = it->second;
     std::string id = absl::StrCat(it->first);
     if (b.type == "text") {
-      out.push_back(Event(ModelEvent::Type::kTextEnd, id));
+      out.push_back(ModelEvent::Of(ModelEvent::Type::kTextEnd, id));
     } else if (b.type == "thinking" || b.type == "redacted_thinking") {
-      out.push_back(Event(ModelEvent::Type::kReasoningEnd, id));
+      out.push_back(ModelEvent::Of(ModelEvent::Type::kReasoningEnd, id));
     } else if (b.type == "tool_use") {
-      ModelEvent call = Event(ModelEvent::Type::kToolCall, b.id);
+      ModelEvent call = ModelEvent::Of(ModelEvent::Type::kToolCall, b.id);
       call.tool_name = b.name;
       call.input = b.input;  // "" means {}
       out.push_back(std::move(call));
@@ -158,7 +146,7 @@ absl::Status AnthropicStream::OnEvent(const SseEvent& event, std::vector<ModelEv
       if (auto i = Count(*usage, "input_tokens")) usage_.input_tokens = i;
     }
   } else if (type == "message_stop") {
-    ModelEvent finish = Event(ModelEvent::Type::kFinish);
+    ModelEvent finish = ModelEvent::Of(ModelEvent::Type::kFinish);
     finish.finish_reason = AnthropicFinishReason(stop_reason_);
     finish.usage = usage_;
     out.push_back(std::move(finish));
@@ -184,7 +172,7 @@ void AnthropicStream::Finish(std::vector<ModelEvent>& out) {
 void OpenAiStream::Fail(std::string message, bool retryable, std::vector<ModelEvent>& out) {
   CloseText(out);
   CloseReasoning(out);
-  ModelEvent e = Event(ModelEvent::Type::kError);
+  ModelEvent e = ModelEvent::Of(ModelEvent::Type::kError);
   e.error = std::move(message);
   e.retryable = retryable;
   out.push_back(std::move(e));
@@ -193,13 +181,13 @@ void OpenAiStream::Fail(std::string message, bool retryable, std::vector<ModelEv
 
 void OpenAiStream::CloseText(std::vector<ModelEvent>& out) {
   if (!text_open_) return;
-  out.push_back(Event(ModelEvent::Type::kTextEnd, "txt-0"));
+  out.push_back(ModelEvent::Of(ModelEvent::Type::kTextEnd, "txt-0"));
   text_open_ = false;
 }
 
 void OpenAiStream::CloseReasoning(std::vector<ModelEvent>& out) {
   if (!reasoning_open_) return;
-  out.push_back(Event(ModelEvent::Type::kReasoningEnd, "reasoning-0"));
+  out.push_back(ModelEvent::Of(ModelEvent::Type::kReasoningEnd, "reasoning-0"));
   reasoning_open_ = false;
 }
 
@@ -220,22 +208,22 @@ absl::Status OpenAiStream::OnEvent(const SseEvent& event, std::vector<ModelEvent
                                        : absl::StrCat("call_", response_id_, "_", index);
       }
       if (!call.started) {
-        ModelEvent start = Event(ModelEvent::Type::kToolInputStart, call.id);
+        ModelEvent start = ModelEvent::Of(ModelEvent::Type::kToolInputStart, call.id);
         start.tool_name = call.name;
         out.push_back(std::move(start));
         call.started = true;
       }
       if (call.sent < call.arguments.size()) {
-        ModelEvent d = Event(ModelEvent::Type::kToolInputDelta, call.id);
+        ModelEvent d = ModelEvent::Of(ModelEvent::Type::kToolInputDelta, call.id);
         d.delta = call.arguments.substr(call.sent);
         out.push_back(std::move(d));
       }
-      ModelEvent c = Event(ModelEvent::Type::kToolCall, call.id);
+      ModelEvent c = ModelEvent::Of(ModelEvent::Type::kToolCall, call.id);
       c.tool_name = call.name;
       c.input = call.arguments;
       out.push_back(std::move(c));
     }
-    ModelEvent finish = Event(ModelEvent::Type::kFinish);
+    ModelEvent finish = ModelEvent::Of(ModelEvent::Type::kFinish);
     finish.finish_reason = OpenAiFinishReason(finish_reason_);
     finish.usage = usage_;
     out.push_back(std::move(finish));
@@ -268,10 +256,10 @@ absl::Status OpenAiStream::OnEvent(const SseEvent& event, std::vector<ModelEvent
     if (reasoning.empty()) reasoning = StringField(*delta, "reasoning");
     if (!reasoning.empty()) {
       if (!reasoning_open_) {
-        out.push_back(Event(ModelEvent::Type::kReasoningStart, "reasoning-0"));
+        out.push_back(ModelEvent::Of(ModelEvent::Type::kReasoningStart, "reasoning-0"));
         reasoning_open_ = true;
       }
-      ModelEvent d = Event(ModelEvent::Type::kReasoningDelta, "reasoning-0");
+      ModelEvent d = ModelEvent::Of(ModelEvent::Type::kReasoningDelta, "reasoning-0");
       d.delta = std::move(reasoning);
       out.push_back(std::move(d));
     }
@@ -279,10 +267,10 @@ absl::Status OpenAiStream::OnEvent(const SseEvent& event, std::vector<ModelEvent
     if (!content.empty()) {
       CloseReasoning(out);
       if (!text_open_) {
-        out.push_back(Event(ModelEvent::Type::kTextStart, "txt-0"));
+        out.push_back(ModelEvent::Of(ModelEvent::Type::kTextStart, "txt-0"));
         text_open_ = true;
       }
-      ModelEvent d = Event(ModelEvent::Type::kTextDelta, "txt-0");
+      ModelEvent d = ModelEvent::Of(ModelEvent::Type::kTextDelta, "txt-0");
       d.delta = std::move(content);
       out.push_back(std::move(d));
     }
@@ -290,7 +278,7 @@ absl::Status OpenAiStream::OnEvent(const SseEvent& event, std::vector<ModelEvent
     if (tool_calls != nullptr && tool_calls->is_array()) {
       CloseReasoning(out);
       for (const Json& tc : *tool_calls) {
-        Call& call = calls_[IntOr(tc, "index", 0)];
+        Call& call = calls_[IntField(tc, "index", 0)];
         if (std::string id = StringField(tc, "id"); !id.empty() && call.id.empty()) call.id = id;
         if (const Json* fn = FindField(tc, "function")) {
           if (std::string name = StringField(*fn, "name"); !name.empty()) call.name = name;
@@ -298,13 +286,13 @@ absl::Status OpenAiStream::OnEvent(const SseEvent& event, std::vector<ModelEvent
         }
         // Buffer until both id and name are known, then start and send what was held.
         if (!call.started && !call.id.empty() && !call.name.empty()) {
-          ModelEvent start = Event(ModelEvent::Type::kToolInputStart, call.id);
+          ModelEvent start = ModelEvent::Of(ModelEvent::Type::kToolInputStart, call.id);
           start.tool_name = call.name;
           out.push_back(std::move(start));
           call.started = true;
         }
         if (call.started && call.sent < call.arguments.size()) {
-          ModelEvent d = Event(ModelEvent::Type::kToolInputDelta, call.id);
+          ModelEvent d = ModelEvent::Of(ModelEvent::Type::kToolInputDelta, call.id);
           d.delta = call.arguments.substr(call.sent);
           call.sent = call.arguments.size();
           out.push_back(std::move(d));

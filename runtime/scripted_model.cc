@@ -7,42 +7,35 @@
 namespace baton {
 namespace {
 
-ModelEvent Event(ModelEvent::Type type, std::string id = "") {
-  ModelEvent e;
-  e.type = type;
-  e.id = std::move(id);
-  return e;
-}
-
 void AddText(ScriptedResponse& r, const std::string& block,
              const std::vector<std::string>& deltas) {
-  r.push_back({absl::ZeroDuration(), Event(ModelEvent::Type::kTextStart, block)});
+  r.push_back({absl::ZeroDuration(), ModelEvent::Of(ModelEvent::Type::kTextStart, block)});
   for (const std::string& d : deltas) {
-    ModelEvent e = Event(ModelEvent::Type::kTextDelta, block);
+    ModelEvent e = ModelEvent::Of(ModelEvent::Type::kTextDelta, block);
     e.delta = d;
     r.push_back({absl::ZeroDuration(), std::move(e)});
   }
-  r.push_back({absl::ZeroDuration(), Event(ModelEvent::Type::kTextEnd, block)});
+  r.push_back({absl::ZeroDuration(), ModelEvent::Of(ModelEvent::Type::kTextEnd, block)});
 }
 
 void AddToolCall(ScriptedResponse& r, const std::string& id, const std::string& name,
                  const std::string& input) {
-  ModelEvent start = Event(ModelEvent::Type::kToolInputStart, id);
+  ModelEvent start = ModelEvent::Of(ModelEvent::Type::kToolInputStart, id);
   start.tool_name = name;
   r.push_back({absl::ZeroDuration(), std::move(start)});
   if (!input.empty()) {
-    ModelEvent delta = Event(ModelEvent::Type::kToolInputDelta, id);
+    ModelEvent delta = ModelEvent::Of(ModelEvent::Type::kToolInputDelta, id);
     delta.delta = input;
     r.push_back({absl::ZeroDuration(), std::move(delta)});
   }
-  ModelEvent call = Event(ModelEvent::Type::kToolCall, id);
+  ModelEvent call = ModelEvent::Of(ModelEvent::Type::kToolCall, id);
   call.tool_name = name;
   call.input = input;
   r.push_back({absl::ZeroDuration(), std::move(call)});
 }
 
 void AddFinish(ScriptedResponse& r, const std::string& reason) {
-  ModelEvent e = Event(ModelEvent::Type::kFinish);
+  ModelEvent e = ModelEvent::Of(ModelEvent::Type::kFinish);
   e.finish_reason = reason;
   e.usage.input_tokens = 10;
   e.usage.output_tokens = 5;
@@ -96,7 +89,7 @@ asio::awaitable<void> ScriptedModel::Stream(ModelCall call,
     } else if (fallback_) {
       fallback = fallback_;  // called outside the lock: it may Push() or read calls()
     } else {
-      ModelEvent error = Event(ModelEvent::Type::kError);
+      ModelEvent error = ModelEvent::Of(ModelEvent::Type::kError);
       error.error = absl::StrCat("scripted model: no response queued for call ", calls_.size());
       response.push_back({absl::ZeroDuration(), std::move(error)});
     }
@@ -114,7 +107,7 @@ asio::awaitable<void> ScriptedModel::Stream(ModelCall call,
     on_event(std::move(step.event));
     if (last) co_return;
   }
-  ModelEvent error = Event(ModelEvent::Type::kError);
+  ModelEvent error = ModelEvent::Of(ModelEvent::Type::kError);
   error.error = "scripted model: response ended without a finish";
   on_event(std::move(error));
 }
@@ -136,16 +129,16 @@ absl::StatusOr<ScriptedResponse> ParseScript(const Json& script) {
       AddText(r, absl::StrCat(block++), deltas);
     } else if (const Json* reasoning = FindField(entry, "reasoning")) {
       std::string id = absl::StrCat(block++);
-      r.push_back({absl::ZeroDuration(), Event(ModelEvent::Type::kReasoningStart, id)});
-      ModelEvent d = Event(ModelEvent::Type::kReasoningDelta, id);
+      r.push_back({absl::ZeroDuration(), ModelEvent::Of(ModelEvent::Type::kReasoningStart, id)});
+      ModelEvent d = ModelEvent::Of(ModelEvent::Type::kReasoningDelta, id);
       d.delta = reasoning->is_string() ? reasoning->get<std::string>() : "";
       r.push_back({absl::ZeroDuration(), std::move(d)});
       if (std::string sig = StringField(entry, "signature"); !sig.empty()) {
-        ModelEvent s = Event(ModelEvent::Type::kReasoningDelta, id);
+        ModelEvent s = ModelEvent::Of(ModelEvent::Type::kReasoningDelta, id);
         s.provider_metadata = Json{{"anthropic", {{"signature", sig}}}};
         r.push_back({absl::ZeroDuration(), std::move(s)});
       }
-      r.push_back({absl::ZeroDuration(), Event(ModelEvent::Type::kReasoningEnd, id)});
+      r.push_back({absl::ZeroDuration(), ModelEvent::Of(ModelEvent::Type::kReasoningEnd, id)});
     } else if (const Json* call = FindField(entry, "tool_call")) {
       std::string input = call->contains("input_text") ? StringField(*call, "input_text")
                           : call->contains("input")    ? DumpJson((*call)["input"])
@@ -158,7 +151,7 @@ absl::StatusOr<ScriptedResponse> ParseScript(const Json& script) {
       AddFinish(r, finish->is_string() ? finish->get<std::string>() : "stop");
       has_end = true;
     } else if (const Json* error = FindField(entry, "error")) {
-      ModelEvent e = Event(ModelEvent::Type::kError);
+      ModelEvent e = ModelEvent::Of(ModelEvent::Type::kError);
       e.error = error->is_string() ? error->get<std::string>() : "error";
       r.push_back({absl::ZeroDuration(), std::move(e)});
       has_end = true;
