@@ -1,10 +1,68 @@
 #include "runtime/provider_streams.h"
 
+#include <cctype>
+
 #include "absl/strings/str_cat.h"
 #include "hooks/json.h"
 
 namespace baton {
 namespace {
+
+bool IsHex4(std::string_view s) {
+  if (s.size() < 4) return false;
+  for (int i = 0; i < 4; ++i) {
+    if (!std::isxdigit(static_cast<unsigned char>(s[i]))) return false;
+  }
+  return true;
+}
+
+// JSON text with its lone UTF-16 surrogate escapes mended, so that it parses: some compatible
+// servers split one character's surrogate pair across two chunks. A high half that no low half
+// follows is taken out and kept in `carry`; a low half with no high half before it gets the
+// carried one, or becomes U+FFFD.
+std::string MendSurrogates(std::string_view text, std::string& carry) {
+  std::string out;
+  out.reserve(text.size());
+  for (size_t i = 0; i < text.size();) {
+    if (text[i] != '\\' || i + 1 >= text.size()) {
+      out.push_back(text[i++]);
+      continue;
+    }
+    if (text[i + 1] != 'u' || !IsHex4(text.substr(i + 2))) {
+      out.append(text.substr(i, 2));  // another escape: copied whole
+      i += 2;
+      continue;
+    }
+    unsigned code = std::stoul(std::string(text.substr(i + 2, 4)), nullptr, 16);
+    std::string_view escape = text.substr(i, 6);
+    bool high = code >= 0xD800 && code <= 0xDBFF;
+    bool low = code >= 0xDC00 && code <= 0xDFFF;
+    if (high) {
+      std::string_view next = text.substr(i + 6);
+      if (next.size() >= 6 && next[0] == '\\' && next[1] == 'u' && IsHex4(next.substr(2))) {
+        unsigned next_code = std::stoul(std::string(next.substr(2, 4)), nullptr, 16);
+        if (next_code >= 0xDC00 && next_code <= 0xDFFF) {
+          out.append(text.substr(i, 12));
+          i += 12;
+          continue;
+        }
+      }
+      carry = std::string(escape);  // wait for its low half in a later chunk
+    } else if (low) {
+      if (!carry.empty()) {
+        out += carry;
+        out.append(escape);
+        carry.clear();
+      } else {
+        out += "\\ufffd";
+      }
+    } else {
+      out.append(escape);
+    }
+    i += 6;
+  }
+  return out;
+}
 
 std::optional<int64_t> Count(const Json& usage, std::string_view key) {
   const Json* f = FindField(usage, key);
@@ -181,6 +239,13 @@ void OpenAiStream::Fail(std::string message, bool retryable, std::vector<ModelEv
 
 void OpenAiStream::CloseText(std::vector<ModelEvent>& out) {
   if (!text_open_) return;
+  if (!pending_high_.empty()) {
+    // A high half that never got its low half: the replacement character, as the vector asks.
+    ModelEvent d = ModelEvent::Of(ModelEvent::Type::kTextDelta, "txt-0");
+    d.delta = "\xEF\xBF\xBD";
+    out.push_back(std::move(d));
+    pending_high_.clear();
+  }
   out.push_back(ModelEvent::Of(ModelEvent::Type::kTextEnd, "txt-0"));
   text_open_ = false;
 }
@@ -230,7 +295,9 @@ absl::Status OpenAiStream::OnEvent(const SseEvent& event, std::vector<ModelEvent
     done_ = true;
     return absl::OkStatus();
   }
-  absl::StatusOr<Json> parsed = ParseJson(event.data);
+  absl::StatusOr<Json> parsed = event.data.find("\\u") == std::string::npos
+                                    ? ParseJson(event.data)
+                                    : ParseJson(MendSurrogates(event.data, pending_high_));
   if (!parsed.ok()) {
     Fail("the model's stream sent a chunk that is not JSON", false, out);
     return absl::InvalidArgumentError(absl::StrCat("openai stream: ", parsed.status().message()));

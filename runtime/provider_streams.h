@@ -74,6 +74,8 @@ class OpenAiStream {
   void Fail(std::string message, bool retryable, std::vector<ModelEvent>& out);
 
   std::string response_id_;  // the chunks' "id" (chatcmpl-...)
+  // A high surrogate escape ("\ud83d") that ended a chunk, waiting for its low half (V9b).
+  std::string pending_high_;
   bool text_open_ = false;
   bool reasoning_open_ = false;
   std::map<int64_t, Call> calls_;  // by index

@@ -325,3 +325,24 @@ TEST(ProviderStreams, FinishReasonsMapToTheUnifiedSet) {
 
 }  // namespace
 }  // namespace baton
+
+namespace baton {
+namespace {
+
+TEST(OpenAiStream, ASurrogatePairSplitAcrossChunksArrivesAsOneCharacter) {  // V9b
+  std::vector<ModelEvent> events = Decode<OpenAiStream>(
+      {O(R"({"choices":[{"index":0,"delta":{"content":"\ud83d"},"finish_reason":null}]})"),
+       O(R"({"choices":[{"index":0,"delta":{"content":"\udc4b!"},"finish_reason":null}]})"),
+       O(R"({"choices":[{"index":0,"delta":{"content":"\ud83d"},"finish_reason":"stop"}]})"),
+       O("[DONE]")});
+  std::string text;
+  for (const ModelEvent& e : events) {
+    if (e.type == ModelEvent::Type::kTextDelta) text += e.delta;
+  }
+  // The pair joined; the last high half, never completed, became U+FFFD.
+  EXPECT_EQ(text, "\xF0\x9F\x91\x8B!\xEF\xBF\xBD");
+  EXPECT_EQ(events.back().finish_reason, "stop");
+}
+
+}  // namespace
+}  // namespace baton
