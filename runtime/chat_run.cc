@@ -93,8 +93,13 @@ asio::awaitable<R> ChatRun::CallHook(const std::function<R(const E&, ChatControl
     control->Finish();
     return result;
   };
-  R result = co_await RunUserCode<R>(std::move(fn));
-  ApplyControl(*control);  // nothing, unless the hook returned in time
+  bool in_time = false;
+  R result = co_await RunUserCode<R>(std::move(fn), &in_time);
+  if (in_time) {
+    ApplyControl(*control);
+  } else {
+    control->Take();  // seals it: what the late hook asks for is dropped
+  }
   co_return result;
 }
 
@@ -105,10 +110,10 @@ asio::awaitable<R> ChatRun::CallHook(const std::function<R(const E&)>& hook, E e
 }
 
 template <typename R>
-asio::awaitable<R> ChatRun::RunUserCode(absl::AnyInvocable<R()> fn) {
+asio::awaitable<R> ChatRun::RunUserCode(absl::AnyInvocable<R()> fn, bool* in_time) {
   absl::Time deadline = host_.clock->Now() + agent_.options.hook_timeout;
   co_return co_await host_.pool->Run<R>(host_.executor, *host_.clock, std::move(fn), deadline,
-                                        cancel_.get_token());
+                                        cancel_.get_token(), in_time);
 }
 
 void ChatRun::ApplyControl(ChatControl& control) {
@@ -943,5 +948,5 @@ asio::awaitable<bool> ChatRun::RunTurn(TurnRequest request) {
 namespace baton {
 // ChatSession::Offload runs user code through the same path as hooks.
 template asio::awaitable<absl::StatusOr<Json>> ChatRun::RunUserCode<absl::StatusOr<Json>>(
-    absl::AnyInvocable<absl::StatusOr<Json>()> fn);
+    absl::AnyInvocable<absl::StatusOr<Json>()> fn, bool* in_time);
 }  // namespace baton

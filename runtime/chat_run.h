@@ -152,7 +152,7 @@ class ChatRun : public std::enable_shared_from_this<ChatRun> {
   template <typename R, typename E>
   asio::awaitable<R> CallHook(const std::function<R(const E&)>& hook, E event);
   template <typename R>
-  asio::awaitable<R> RunUserCode(absl::AnyInvocable<R()> fn);
+  asio::awaitable<R> RunUserCode(absl::AnyInvocable<R()> fn, bool* in_time = nullptr);
   void ApplyControl(ChatControl& control);
   // Every `.out` record and snapshot of the run goes through these: a lost run writes nothing.
   int64_t Write(OutRecord record);

@@ -37,10 +37,11 @@ class HookPool {
 
   // Runs `fn` on the pool. `R` is absl::Status or absl::StatusOr<T>; an exception thrown by `fn`
   // becomes an error status carrying its what(). Returns kCancelled when `stop` is requested
-  // first and kDeadlineExceeded when `deadline` passes first.
+  // first and kDeadlineExceeded when `deadline` passes first. `*in_time`, when given, says
+  // whether the result is fn's own (it came back before the deadline and the stop).
   template <typename R>
   asio::awaitable<R> Run(asio::any_io_executor executor, Clock& clock, absl::AnyInvocable<R()> fn,
-                         absl::Time deadline, std::stop_token stop = {});
+                         absl::Time deadline, std::stop_token stop = {}, bool* in_time = nullptr);
 
   // Runs `fn` on the pool and then `done(result)` on `executor`. The building block of Run(),
   // for callers that wait on several calls at once (parallel tool executes).
@@ -89,7 +90,7 @@ void HookPool::Submit(asio::any_io_executor executor, absl::AnyInvocable<R()> fn
 template <typename R>
 asio::awaitable<R> HookPool::Run(asio::any_io_executor executor, Clock& clock,
                                  absl::AnyInvocable<R()> fn, absl::Time deadline,
-                                 std::stop_token stop) {
+                                 std::stop_token stop, bool* in_time) {
   // Touched only on `executor`: the pool thread hands the result over by posting.
   struct Call {
     std::optional<R> result;
@@ -104,6 +105,7 @@ asio::awaitable<R> HookPool::Run(asio::any_io_executor executor, Clock& clock,
   });
   Waiter::Result woke = co_await waiter.Wait(deadline, stop);
   call->waiter = nullptr;
+  if (in_time != nullptr) *in_time = call->result.has_value();
   if (call->result.has_value()) co_return std::move(*call->result);
   if (woke == Waiter::Result::kStopped) co_return absl::CancelledError("stopped");
   co_return absl::DeadlineExceededError("user code did not return in time");
