@@ -240,6 +240,11 @@ asio::awaitable<RunOutcome> ChatRun::Body() {
   // A retry may follow an attempt that started the chat and died before saving; onChatStart is
   // not fired again (as the reference does on its out-of-memory retry).
   if (boot_.attempt > 1) chat_started_ = true;
+  // Only a fresh head start waits for a handover; for every other run a leftover signal is
+  // never replayed. (The route stays open through a head start's boot hooks: a signal
+  // appended early is kept.)
+  const bool head_start = boot_.trigger == "handover-prepare" && !boot_.resume;
+  if (!head_start) inbox_.set_handover_open(false);
   if (boot_.resume) {
     const Json suspended = boot_.snapshot.value("suspended", Json::object());
     const std::string phase = StringField(suspended, "phase");
@@ -258,10 +263,7 @@ asio::awaitable<RunOutcome> ChatRun::Body() {
     co_return co_await TurnLoop(std::move(none), phase.empty() ? std::string_view("turn") : phase);
   }
 
-  if (boot_.trigger != "handover-prepare" || boot_.resume) {
-    inbox_.set_handover_open(false);  // a leftover signal is never replayed
-  } else {
-    // The route stays open through the boot hooks: a signal appended early is kept, not lost.
+  if (head_start) {
     // Without a hydrate hook the head-start history seeds the transcript now; with one, it is
     // turn 0's incoming messages and the hook decides the chain.
     const Json* history = FindField(payload, "headStartMessages");
@@ -765,7 +767,6 @@ asio::awaitable<absl::Status> ChatRun::TurnTail(const TurnRequest& request, Turn
 }
 
 asio::awaitable<ChatRun::Streamed> ChatRun::Stream(Json prompt) {
-  turn_in_flight_ = turn_;
   Json continued;
   if (!acc_.ui().empty() && MessageRole(acc_.ui().back()) == "assistant") {
     continued = acc_.ui().back();
@@ -797,7 +798,7 @@ asio::awaitable<StepLoop::Env::Injection> ChatRun::InjectPending(int next_step) 
   StepLoop::Env::Injection injection;
   std::vector<InRecord> batch = inbox_.TakeUserMessages();
   if (batch.empty()) co_return injection;
-  PendingMessagesEvent event{info_, turn_in_flight_, next_step, {}};
+  PendingMessagesEvent event{info_, turn_, next_step, {}};  // turn_ is the turn in flight
   for (const InRecord& r : batch) event.messages.push_back(CleanupAbortedParts(r.message()));
   Observe("shouldInjectPending", [&] {
     return Json{{"turn", event.turn}, {"step", next_step}, {"messages", Ids(event.messages)}};

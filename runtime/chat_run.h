@@ -182,7 +182,6 @@ class ChatRun : public std::enable_shared_from_this<ChatRun> {
   std::set<std::string> unfinished_;
   // A user loop's end, decided by ChatSession::NextMessage().
   std::optional<RunOutcome> loop_outcome_;
-  int turn_in_flight_ = 0;  // the number of the turn being streamed (steering events)
 };
 
 }  // namespace baton

@@ -57,7 +57,6 @@ asio::awaitable<Handover> ChatSession::ConsumeHandover() {
     co_return out;
   }
   handover_consumed_ = true;
-  run_.inbox_.set_handover_open(true);
   absl::Time deadline = run_.host_.clock->Now() + run_.agent_.options.handover_timeout;
   std::optional<InRecord> signal =
       co_await run_.inbox_.NextHandover(deadline, run_.cancel_.get_token());
