@@ -7,7 +7,7 @@ packages=(
   build-essential cmake ninja-build pkg-config
   libasio-dev libabsl-dev libfmt-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  libcurl4-openssl-dev libsqlite3-dev clang-format
+  libcurl4-openssl-dev libssl-dev libsqlite3-dev clang-format
   clang-14 libclang-rt-14-dev
 )
 
