@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Installs the Debian bookworm packages baton needs to build and test, when any is missing.
-# Safe to run again: it does nothing when everything is present.
+# Installs the Debian bookworm packages baton needs to build and test, when any is missing, and
+# the npm packages of the SDK check (tests/sdk). Safe to run again: it does nothing when
+# everything is present.
 set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
 
 packages=(
   build-essential cmake ninja-build pkg-config
@@ -16,12 +18,21 @@ for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 
-if [ ${#missing[@]} -eq 0 ]; then
-  exit 0
+# Node runs the official client SDKs against fake-llm. A node that came from elsewhere (with its
+# own npm) is fine; only a machine without one gets Debian's.
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  sudo_cmd=()
+  [ "$(id -u)" -ne 0 ] && sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-echo "setup: installing ${missing[*]}"
-sudo_cmd=()
-[ "$(id -u)" -ne 0 ] && sudo_cmd=(sudo)
-"${sudo_cmd[@]}" apt-get update -qq
-DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# The SDKs at the versions in tests/sdk/package-lock.json.
+if [ ! -d "$root/tests/sdk/node_modules" ]; then
+  echo "setup: npm ci in tests/sdk"
+  npm ci --prefix "$root/tests/sdk" --no-audit --no-fund --loglevel=error
+fi
