@@ -1,7 +1,8 @@
 // baton-demo: a whole chat, offline. An in-process session host runs the example agents with a
-// scripted model that streams at a human pace, and prints every hook and `.out` record as it
-// happens: a preloaded chat, a head start whose warm step 1 hands over a tool call (the worker
-// executes it and streams step 2), a second turn, and a pure-text head start.
+// model over real HTTP (fake-llm on loopback, or a real provider when its key is set), and prints
+// every hook and `.out` record as it happens: a preloaded chat, a head start whose warm step 1
+// hands over a tool call (the worker executes it and streams step 2), a second turn, and a
+// pure-text head start.
 #include <cstdio>
 #include <string>
 
@@ -11,66 +12,71 @@
 #include "hooks/messages.h"
 #include "runtime/clock.h"
 #include "runtime/hook_pool.h"
+#include "runtime/http_client.h"
 #include "runtime/local_session.h"
-#include "runtime/scripted_model.h"
+#include "runtime/providers.h"
 #include "tasks/agents.h"
+#include "tools/fake-llm/fake_llm.h"
 
 namespace {
 
 using baton::Json;
 
-// The demo's model: looks at the prompt and answers like a small weather assistant would.
-baton::ScriptedResponse Respond(const baton::ModelCall& call) {
-  const Json& last = call.messages.back();
-  std::string role = baton::MessageRole(last);
-  baton::ScriptedResponse r;
-  std::string text;
-  if (role == "tool") {
-    const Json& output = last["content"][0]["output"]["value"];
-    text = absl::StrCat("It is ", output.value("tempC", 0), " °C in ", output.value("city", ""),
-                        " right now.");
-  } else {
-    std::string question = last["content"][0].value("text", "");
-    for (const char* city : {"Oslo", "Lisbon", "Nairobi"}) {
-      if (question.find(city) != std::string::npos && !call.tools.empty()) {
-        return baton::ScriptedModel::ToolCall(absl::StrCat("call_", city), "get_weather",
-                                              Json{{"city", city}}.dump(), "Let me check.");
-      }
-    }
-    text = "Hello! Ask me about the weather in Oslo, Lisbon or Nairobi.";
-  }
-  baton::ScriptedResponse words;
-  auto add = [&](baton::ModelEvent::Type type, std::string delta = "") {
-    baton::ModelEvent e;
-    e.type = type;
-    e.id = "0";
-    e.delta = std::move(delta);
-    words.push_back({absl::Milliseconds(15), std::move(e)});
+// The demo's model without a key: fake-llm on loopback, in the Anthropic wire format, answering
+// the demo's four model calls in order at a human pace (30 ms to the first byte, 15 ms between
+// events). The worker streams them through the same HTTP client and decoder a real provider uses.
+Json DemoScript() {
+  auto text = [](const char* t) {
+    return Json{{"reply", {{"text", t}}}, {"ttfb_ms", 30}, {"delay_ms", 15}};
   };
-  add(baton::ModelEvent::Type::kTextStart);
-  size_t start = 0;
-  while (start < text.size()) {
-    size_t end = text.find(' ', start + 1);
-    if (end == std::string::npos) end = text.size();
-    add(baton::ModelEvent::Type::kTextDelta, text.substr(start, end - start));
-    start = end;
+  Json lisbon = text("Let me check.");
+  lisbon["reply"]["tool_calls"] = Json::array(
+      {{{"id", "toolu_lisbon"}, {"name", "get_weather"}, {"input", {{"city", "Lisbon"}}}}});
+  return Json{{"responses",
+               Json::array({text("Hello! Ask me about the weather in Oslo, Lisbon or Nairobi."),
+                            text("It is 4 °C in Oslo right now."), lisbon,
+                            text("It is 19 °C in Lisbon right now.")})}};
+}
+
+// A real provider when its key is in the environment, else fake-llm.
+std::shared_ptr<baton::LanguageModel> DemoModel(baton::HttpClient& http,
+                                                std::unique_ptr<baton::fakellm::FakeLlm>& fake,
+                                                std::string& description) {
+  if (std::getenv("ANTHROPIC_API_KEY") != nullptr) {
+    baton::AnthropicOptions options;
+    options.request.model = "claude-sonnet-4-5";
+    description = "Anthropic (claude-sonnet-4-5), key from ANTHROPIC_API_KEY";
+    return std::make_shared<baton::AnthropicModel>(http, options);
   }
-  add(baton::ModelEvent::Type::kTextEnd);
-  baton::ModelEvent finish;
-  finish.type = baton::ModelEvent::Type::kFinish;
-  finish.finish_reason = "stop";
-  words.push_back({absl::ZeroDuration(), std::move(finish)});
-  return words;
+  if (std::getenv("OPENAI_API_KEY") != nullptr) {
+    baton::OpenAiOptions options;
+    options.request.model = "gpt-4.1-mini";
+    description = "OpenAI (gpt-4.1-mini), key from OPENAI_API_KEY";
+    return std::make_shared<baton::OpenAiModel>(http, options);
+  }
+  absl::StatusOr<std::unique_ptr<baton::fakellm::FakeLlm>> server =
+      baton::fakellm::FakeLlm::Start(DemoScript());
+  if (!server.ok()) {
+    std::fprintf(stderr, "demo: fake-llm: %s\n", std::string(server.status().message()).c_str());
+    std::exit(1);
+  }
+  fake = std::move(*server);
+  baton::AnthropicOptions options;
+  options.base_url = fake->base_url();
+  options.api_key = "demo";
+  options.request.model = "demo";
+  description = absl::StrCat("fake-llm at ", fake->base_url(), ", Anthropic wire format");
+  return std::make_shared<baton::AnthropicModel>(http, options);
 }
 
 class Demo {
  public:
   Demo()
-      : model_(std::make_shared<baton::ScriptedModel>(clock_)),
+      : http_(io_.get_executor()),
         pool_(4),
         sessions_(io_.get_executor(), clock_, pool_),
-        weather_(baton::tasks::WeatherAgent(model_)) {
-    model_->SetFallback(Respond);
+        weather_(baton::tasks::WeatherAgent(DemoModel(http_, fake_llm_, model_name_))) {
+    std::printf("model: %s\n", model_name_.c_str());
     start_ = clock_.Now();
     sessions_.on_hook = [this](const std::string& chat, std::string_view hook, const Json& args) {
       Print(chat, "hook", std::string(hook) + " " + args.dump());
@@ -136,7 +142,7 @@ class Demo {
                 {"isFinal", true}});
     Until([&] { return turn_completes_ > before; });
 
-    Section("timings (wall clock, this machine, scripted model at 15 ms per word)");
+    Section("timings (wall clock, this machine; fake-llm waits 30 ms before its first byte)");
     std::printf("  preload: session created -> onPreload fired     %8.3f ms\n",
                 absl::ToDoubleMilliseconds(boot));
     std::printf("  head start: handover appended -> first chunk    %8.3f ms\n",
@@ -195,8 +201,10 @@ class Demo {
   }
 
   baton::RealClock clock_;
+  std::unique_ptr<baton::fakellm::FakeLlm> fake_llm_;
+  std::string model_name_;
   asio::io_context io_;
-  std::shared_ptr<baton::ScriptedModel> model_;
+  baton::HttpClient http_;
   baton::HookPool pool_;
   baton::LocalSessions sessions_;
   baton::Agent weather_;
@@ -210,7 +218,8 @@ class Demo {
 }  // namespace
 
 int main() {
-  std::printf("baton demo: the weather agent on the in-process session host, scripted model\n");
+  std::printf(
+      "baton demo: the weather agent on the in-process session host, its model over HTTP\n");
   Demo demo;
   return demo.Run();
 }
