@@ -96,26 +96,26 @@ std::optional<absl::Duration> RetryAfter(const HttpHead& head) {
 
 HttpRequest HttpModel::BaseRequest(std::string_view default_base, std::string_view path) const {
   HttpRequest request;
-  absl::string_view base = options_.base_url.empty()
+  absl::string_view base = options().base_url.empty()
                                ? absl::string_view(default_base.data(), default_base.size())
-                               : absl::string_view(options_.base_url);
+                               : absl::string_view(options().base_url);
   while (absl::ConsumeSuffix(&base, "/")) {
   }
   request.url = absl::StrCat(base, std::string(path));
   request.headers = {"content-type: application/json", "accept: text/event-stream"};
-  request.headers.insert(request.headers.end(), options_.extra_headers.begin(),
-                         options_.extra_headers.end());
-  request.ca_file = options_.ca_file;
-  request.connect_timeout = options_.connect_timeout;
-  request.first_byte_timeout = options_.first_byte_timeout;
-  request.idle_timeout = options_.idle_timeout;
+  request.headers.insert(request.headers.end(), options().extra_headers.begin(),
+                         options().extra_headers.end());
+  request.ca_file = options().ca_file;
+  request.connect_timeout = options().connect_timeout;
+  request.first_byte_timeout = options().first_byte_timeout;
+  request.idle_timeout = options().idle_timeout;
   return request;
 }
 
 asio::awaitable<void> HttpModel::Stream(ModelCall call, std::function<void(ModelEvent)> on_event,
                                         std::stop_token stop) {
   const HttpRequest request = BuildRequest(call);
-  const RetryPolicy& policy = options_.retry;
+  const RetryPolicy& policy = options().retry;
   absl::Duration backoff = policy.initial_delay;
   for (int attempt = 1;; ++attempt) {
     std::unique_ptr<Decoder> decoder = NewDecoder();
@@ -190,7 +190,7 @@ asio::awaitable<void> HttpModel::Stream(ModelCall call, std::function<void(Model
       notice.delay = std::min(backoff, policy.max_delay) * scale;
     }
     backoff = backoff * policy.multiplier;
-    if (options_.on_retry) options_.on_retry(notice);
+    if (options().on_retry) options().on_retry(notice);
     Waiter wait(http_.executor(), http_.clock());
     Waiter::Result r = co_await wait.Wait(http_.clock().Now() + notice.delay, stop);
     if (r == Waiter::Result::kStopped) co_return;
@@ -198,7 +198,7 @@ asio::awaitable<void> HttpModel::Stream(ModelCall call, std::function<void(Model
 }
 
 AnthropicModel::AnthropicModel(HttpClient& http, AnthropicOptions options)
-    : HttpModel(http, options),
+    : HttpModel(http),
       anthropic_(std::move(options)),
       key_(KeyFrom(anthropic_.api_key, "ANTHROPIC_API_KEY")) {}
 
@@ -220,7 +220,7 @@ std::unique_ptr<HttpModel::Decoder> AnthropicModel::NewDecoder() const {
 }
 
 OpenAiModel::OpenAiModel(HttpClient& http, OpenAiOptions options)
-    : HttpModel(http, options),
+    : HttpModel(http),
       openai_(std::move(options)),
       key_(KeyFrom(openai_.api_key, "OPENAI_API_KEY")) {}
 

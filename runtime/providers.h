@@ -84,15 +84,15 @@ class HttpModel : public LanguageModel {
   struct Decoder;
 
  protected:
-  HttpModel(HttpClient& http, HttpModelOptions options)
-      : http_(http), options_(std::move(options)) {}
+  explicit HttpModel(HttpClient& http) : http_(http) {}
+  // The options shared by both providers: the derived model's own, seen through its base.
+  virtual const HttpModelOptions& options() const = 0;
   virtual HttpRequest BuildRequest(const ModelCall& call) const = 0;
   virtual std::unique_ptr<Decoder> NewDecoder() const = 0;
 
   // The request's URL, timeouts and extra headers; the model adds auth and the body.
   HttpRequest BaseRequest(std::string_view default_base, std::string_view path) const;
   HttpClient& http_;
-  HttpModelOptions options_;
 };
 
 class AnthropicModel final : public HttpModel {
@@ -103,6 +103,7 @@ class AnthropicModel final : public HttpModel {
  private:
   HttpRequest BuildRequest(const ModelCall& call) const override;
   std::unique_ptr<Decoder> NewDecoder() const override;
+  const HttpModelOptions& options() const override { return anthropic_; }
   AnthropicOptions anthropic_;
   std::string key_;
 };
@@ -115,6 +116,7 @@ class OpenAiModel final : public HttpModel {
  private:
   HttpRequest BuildRequest(const ModelCall& call) const override;
   std::unique_ptr<Decoder> NewDecoder() const override;
+  const HttpModelOptions& options() const override { return openai_; }
   OpenAiOptions openai_;
   std::string key_;
 };
