@@ -282,6 +282,21 @@ class ProvidersTest : public ::testing::Test {
     for (const Json& c : chunks_) types.push_back(c["type"]);
     return types;
   }
+  // The chunks of a one-step answer streamed as two text deltas (V1, V2).
+  void ExpectTwoDeltaText() const {
+    EXPECT_THAT(Types(), ElementsAre("start", "start-step", "text-start", "text-delta",
+                                     "text-delta", "text-end", "finish-step", "finish"));
+  }
+  // V1's chunks, final message and usage.
+  void ExpectV1(const StepLoopResult& r) const {
+    ExpectTwoDeltaText();
+    EXPECT_EQ(chunks_[3]["delta"], "Hi ");
+    EXPECT_EQ(chunks_.back()["finishReason"], "stop");
+    EXPECT_EQ(r.response, Json::parse(R"({"id":"msg_A","role":"assistant","parts":[
+      {"type":"step-start"},{"type":"text","text":"Hi there.","state":"done"}]})"));
+    EXPECT_EQ(r.usage.input_tokens, 9);
+    EXPECT_EQ(r.usage.output_tokens, 5);
+  }
   std::vector<std::string> Types(const StepLoopResult& r) const {
     std::vector<std::string> types;
     for (const Json& p : r.response["parts"]) types.push_back(p["type"]);
@@ -303,14 +318,7 @@ TEST_F(ProvidersTest, V1AnthropicPlainText) {
   Serve(Json::array({Reply(kV1)}));
   UseAnthropic();
   StepLoopResult r = Run();
-  EXPECT_THAT(Types(), ElementsAre("start", "start-step", "text-start", "text-delta", "text-delta",
-                                   "text-end", "finish-step", "finish"));
-  EXPECT_EQ(chunks_[3]["delta"], "Hi ");
-  EXPECT_EQ(chunks_.back()["finishReason"], "stop");
-  EXPECT_EQ(r.response, Json::parse(R"({"id":"msg_A","role":"assistant","parts":[
-      {"type":"step-start"},{"type":"text","text":"Hi there.","state":"done"}]})"));
-  EXPECT_EQ(r.usage.input_tokens, 9);
-  EXPECT_EQ(r.usage.output_tokens, 5);
+  ExpectV1(r);
 
   // What went over the wire: the Messages endpoint, the version, the key in its header only.
   auto requests = server_->requests();
@@ -337,14 +345,7 @@ TEST_F(ProvidersTest, TlsWithATestCertificate) {
   trusting.ca_file = cert.cert_file();
   UseAnthropic(std::move(trusting));
   StepLoopResult r = Run();
-  EXPECT_THAT(Types(), ElementsAre("start", "start-step", "text-start", "text-delta", "text-delta",
-                                   "text-end", "finish-step", "finish"));
-  EXPECT_EQ(chunks_[3]["delta"], "Hi ");
-  EXPECT_EQ(chunks_.back()["finishReason"], "stop");
-  EXPECT_EQ(r.response, Json::parse(R"({"id":"msg_A","role":"assistant","parts":[
-      {"type":"step-start"},{"type":"text","text":"Hi there.","state":"done"}]})"));
-  EXPECT_EQ(r.usage.input_tokens, 9);
-  EXPECT_EQ(r.usage.output_tokens, 5);
+  ExpectV1(r);
   auto requests = server_->requests();
   ASSERT_EQ(requests.size(), 1u);
   EXPECT_EQ(requests[0].path, "/v1/messages");
@@ -385,8 +386,7 @@ TEST_F(ProvidersTest, V2OpenAiPlainTextWithUsage) {
   Serve(Json::array({Reply(kOpenAiText)}));
   UseOpenAi();
   StepLoopResult r = Run();
-  EXPECT_THAT(Types(), ElementsAre("start", "start-step", "text-start", "text-delta", "text-delta",
-                                   "text-end", "finish-step", "finish"));
+  ExpectTwoDeltaText();
   EXPECT_EQ(r.response["parts"][1]["text"], "Hello");
   EXPECT_EQ(r.usage.input_tokens, 5);
   EXPECT_EQ(r.usage.output_tokens, 2);
@@ -549,8 +549,7 @@ TEST_F(ProvidersTest, V7ARetryThatSucceedsIsInvisible) {
       {Json{{"status", 500}, {"body", R"({"error":{"message":"boom"}})"}}, Reply(kOpenAiText)}));
   UseOpenAi();
   Run();
-  EXPECT_THAT(Types(), ElementsAre("start", "start-step", "text-start", "text-delta", "text-delta",
-                                   "text-end", "finish-step", "finish"));
+  ExpectTwoDeltaText();
   EXPECT_EQ(retries_.size(), 1u);
 }
 
