@@ -1,22 +1,9 @@
 #include "runtime/local_session.h"
 
 #include "absl/strings/str_cat.h"
+#include "runtime/session_rules.h"
 
 namespace baton {
-namespace {
-
-bool SnapshotHolds(const Json& snapshot, const Json& message) {
-  const Json* entries = FindField(snapshot, "messages");
-  if (entries == nullptr || !entries->is_array()) return false;
-  std::string id = StringField(message, "id");
-  for (const Json& e : *entries) {
-    if (StringField(e, "id") == id) return true;
-  }
-  return false;
-}
-
-}  // namespace
-
 LocalSessions::LocalSessions(asio::any_io_executor executor, Clock& clock, HookPool& pool)
     : executor_(std::move(executor)), clock_(clock), pool_(pool) {}
 
@@ -79,10 +66,10 @@ RunHost LocalSessions::MakeHost(Session& session) {
     }
     // Records that arrived while the run was ending, or that it left unanswered, start the next
     // run at once (one live run per chat).
-    int64_t floor = s->snapshot.is_null() ? 0 : s->snapshot.value("lastInEventId", int64_t{0});
+    int64_t floor = SnapshotInSeq(s->snapshot);
     bool unanswered = false;
     for (const InRecord& r : s->in) {
-      if (r.seq > floor && r.kind == InKind::kMessage && r.trigger() != "close") unanswered = true;
+      if (r.seq > floor && NeedsAnswer(r)) unanswered = true;
     }
     // An upgrade before turn 0 answered the boot message leaves it to the next run, too.
     if (outcome.reason == "upgrade" && s->boot_message.is_object() &&
@@ -139,13 +126,11 @@ void LocalSessions::Boot(Session& session, BootRequest boot) {
       boot.trigger = "submit-message";
       boot.payload["message"] = session.boot_message;
     }
-    int64_t floor =
-        session.snapshot.is_null() ? 0 : session.snapshot.value("lastInEventId", int64_t{0});
+    int64_t floor = SnapshotInSeq(session.snapshot);
     for (const InRecord& r : session.in) {
       if (r.seq > floor) boot.pending.push_back(r);
     }
-    int64_t last_turn_complete =
-        session.snapshot.is_null() ? 0 : session.snapshot.value("lastOutEventId", int64_t{0});
+    int64_t last_turn_complete = SnapshotOutSeq(session.snapshot);
     for (const OutRecord& r : session.out) {
       if (r.seq > last_turn_complete) boot.out_tail.push_back(r);
     }
@@ -169,10 +154,7 @@ absl::Status LocalSessions::Create(const std::string& chat_id, const Agent& agen
   session->agent = &agent;
   if (!payload.is_object()) payload = Json::object();
   payload["chatId"] = chat_id;
-  session->base_payload = payload;
-  for (const char* one_shot : {"message", "trigger", "headStartMessages", "messageId"}) {
-    session->base_payload.erase(one_shot);
-  }
+  session->base_payload = BasePayload(payload);
   if (trigger == "submit-message") session->boot_message = payload.value("message", Json());
   Session& s = *session;
   sessions_[chat_id] = std::move(session);
