@@ -10,6 +10,7 @@ packages=(
   libasio-dev libabsl-dev libfmt-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libcurl4-openssl-dev libssl-dev libsqlite3-dev clang-format
+  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   clang-14 libclang-rt-14-dev
 )
 

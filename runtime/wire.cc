@@ -1,0 +1,87 @@
+#include "runtime/wire.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace baton {
+
+baton::v1::OutRecord OutRecordToProto(const OutRecord& record) {
+  baton::v1::OutRecord out;
+  out.set_seq(record.seq);
+  if (record.is_control) {
+    baton::v1::ControlRecord* control = out.mutable_control();
+    control->set_subtype(record.control);
+    for (const auto& [name, value] : record.headers) {
+      baton::v1::Header* header = control->add_headers();
+      header->set_name(name);
+      header->set_value(value);
+    }
+  } else {
+    out.set_chunk_json(DumpJson(record.chunk));
+  }
+  return out;
+}
+
+absl::StatusOr<OutRecord> OutRecordFromProto(const baton::v1::OutRecord& record) {
+  OutRecord out;
+  if (record.has_control()) {
+    std::vector<std::pair<std::string, std::string>> headers;
+    for (const baton::v1::Header& h : record.control().headers()) {
+      headers.emplace_back(h.name(), h.value());
+    }
+    out = OutRecord::Control(record.control().subtype(), std::move(headers));
+  } else {
+    absl::StatusOr<Json> chunk = ParseJson(record.chunk_json());
+    if (!chunk.ok()) return chunk.status();
+    if (!chunk->is_object()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(".out record ", record.seq(), " holds a chunk that is not a JSON object"));
+    }
+    out = OutRecord::Chunk(*std::move(chunk));
+  }
+  out.seq = record.seq();
+  return out;
+}
+
+baton::v1::InKind InKindToProto(InKind kind) {
+  switch (kind) {
+    case InKind::kMessage:
+      return baton::v1::IN_KIND_MESSAGE;
+    case InKind::kStop:
+      return baton::v1::IN_KIND_STOP;
+    case InKind::kHandover:
+      return baton::v1::IN_KIND_HANDOVER;
+    case InKind::kHandoverSkip:
+      return baton::v1::IN_KIND_HANDOVER_SKIP;
+  }
+  return baton::v1::IN_KIND_UNSPECIFIED;
+}
+
+absl::StatusOr<InRecord> InRecordFromProto(const baton::v1::InRecord& record) {
+  return DecodeInRecord(record.seq(), record.body_json());
+}
+
+namespace {
+constexpr std::pair<baton::v1::Trigger, std::string_view> kTriggers[] = {
+    {baton::v1::TRIGGER_PRELOAD, "preload"},
+    {baton::v1::TRIGGER_SUBMIT_MESSAGE, "submit-message"},
+    {baton::v1::TRIGGER_HANDOVER_PREPARE, "handover-prepare"},
+    {baton::v1::TRIGGER_REGENERATE_MESSAGE, "regenerate-message"},
+    {baton::v1::TRIGGER_CLOSE, "close"},
+};
+}  // namespace
+
+std::string_view TriggerName(baton::v1::Trigger trigger) {
+  for (const auto& [t, name] : kTriggers) {
+    if (t == trigger) return name;
+  }
+  return "";
+}
+
+baton::v1::Trigger TriggerFromName(std::string_view name) {
+  for (const auto& [t, n] : kTriggers) {
+    if (n == name) return t;
+  }
+  return baton::v1::TRIGGER_UNSPECIFIED;
+}
+
+}  // namespace baton

@@ -1,0 +1,31 @@
+// File: runtime/wire.h
+//
+// Session records between their runtime form (hooks/records.h) and their protocol form
+// (proto/baton/v1/chat.proto). JSON travels as JSON text, dumped without reformatting.
+#ifndef BATON_RUNTIME_WIRE_H_
+#define BATON_RUNTIME_WIRE_H_
+
+#include <string_view>
+
+#include "absl/status/statusor.h"
+#include "baton/v1/chat.pb.h"
+#include "hooks/records.h"
+
+namespace baton {
+
+baton::v1::OutRecord OutRecordToProto(const OutRecord& record);
+// InvalidArgument when a chunk is not a JSON object.
+absl::StatusOr<OutRecord> OutRecordFromProto(const baton::v1::OutRecord& record);
+
+baton::v1::InKind InKindToProto(InKind kind);
+// Validates the body as DecodeInRecord does.
+absl::StatusOr<InRecord> InRecordFromProto(const baton::v1::InRecord& record);
+
+// "preload", "submit-message", ... and back; "" for TRIGGER_UNSPECIFIED. Unknown names give
+// TRIGGER_UNSPECIFIED.
+std::string_view TriggerName(baton::v1::Trigger trigger);
+baton::v1::Trigger TriggerFromName(std::string_view name);
+
+}  // namespace baton
+
+#endif  // BATON_RUNTIME_WIRE_H_
