@@ -1,0 +1,1074 @@
+#include "tools/orchestrator/orchestrator.h"
+
+#include <algorithm>
+#include <limits>
+
+#include "absl/strings/str_cat.h"
+#include "hooks/json.h"
+#include "hooks/records.h"
+#include "runtime/log.h"
+#include "runtime/session_rules.h"
+#include "runtime/wire.h"
+
+namespace baton::orchestrator {
+
+namespace v1 = ::baton::v1;
+
+namespace {
+
+int64_t UnixMs(absl::Time t) { return absl::ToUnixMillis(t); }
+
+grpc::Status ToGrpc(const absl::Status& status) {
+  if (status.ok()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
+}
+
+grpc::Status Invalid(std::string what) {
+  return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, std::move(what));
+}
+
+v1::SessionState SessionStateProto(const std::string& state) {
+  if (state == "live") return v1::SESSION_STATE_LIVE;
+  if (state == "suspended") return v1::SESSION_STATE_SUSPENDED;
+  if (state == "exited") return v1::SESSION_STATE_EXITED;
+  if (state == "failed") return v1::SESSION_STATE_FAILED;
+  if (state == "closed") return v1::SESSION_STATE_CLOSED;
+  return v1::SESSION_STATE_UNSPECIFIED;
+}
+
+v1::RunState RunStateProto(const std::string& state) {
+  static const std::pair<const char*, v1::RunState> kStates[] = {
+      {"queued", v1::RUN_STATE_QUEUED},       {"assigned", v1::RUN_STATE_ASSIGNED},
+      {"running", v1::RUN_STATE_RUNNING},     {"suspended", v1::RUN_STATE_SUSPENDED},
+      {"exited", v1::RUN_STATE_EXITED},       {"failed", v1::RUN_STATE_FAILED},
+      {"cancelled", v1::RUN_STATE_CANCELLED}, {"lost", v1::RUN_STATE_LOST}};
+  for (const auto& [name, value] : kStates) {
+    if (state == name) return value;
+  }
+  return v1::RUN_STATE_UNSPECIFIED;
+}
+
+v1::Run RunProto(const RunRow& row) {
+  v1::Run run;
+  run.set_run_id(row.run_id);
+  run.set_chat_id(row.chat_id);
+  run.set_agent(row.agent);
+  run.set_attempt(row.attempt);
+  run.set_state(RunStateProto(row.state));
+  run.set_worker_id(row.worker_id);
+  run.set_trigger(row.trigger);
+  run.set_reason(row.reason);
+  run.set_error(row.error);
+  run.set_created_at_unix_ms(row.created_ms);
+  run.set_started_at_unix_ms(row.started_ms);
+  run.set_ended_at_unix_ms(row.ended_ms);
+  return run;
+}
+
+bool IsLive(const std::string& run_state) {
+  return run_state == "queued" || run_state == "assigned" || run_state == "running";
+}
+
+}  // namespace
+
+// ---- state ------------------------------------------------------------------------------------
+
+struct Orchestrator::Conn {
+  std::string id;
+  std::string worker_id;
+  grpc::ServerContext* context = nullptr;
+  std::set<std::string> agents;
+  int capacity = 0;
+  int credit = 0;
+  bool hello = false;
+  bool draining = false;
+  bool closed = false;
+  absl::Time last_frame;
+  std::set<std::string> runs;  // assigned or running here
+  std::deque<v1::GatewayFrame> outbox;
+};
+
+struct Orchestrator::Run {
+  RunRow row;
+  Conn* conn = nullptr;
+  absl::Time accept_by = absl::InfiniteFuture();
+  absl::Time lease_until = absl::InfiniteFuture();
+  absl::Time queued_at;
+  int64_t sent_in = 0;  // last `.in` seq sent to the run's worker
+  bool cancel_requested = false;
+};
+
+struct Orchestrator::Session {
+  SessionRow row;
+  int64_t in_seq = 0;
+  int64_t out_seq = 0;
+  absl::Time last_out_at = absl::InfinitePast();
+  std::string live_run;  // queued, assigned or running; "" when none
+};
+
+// ---- gRPC services ----------------------------------------------------------------------------
+
+class Orchestrator::Gateway final : public v1::WorkerGateway::Service {
+ public:
+  explicit Gateway(Orchestrator& o) : o_(o) {}
+  grpc::Status Connect(
+      grpc::ServerContext* context,
+      grpc::ServerReaderWriter<v1::GatewayFrame, v1::WorkerFrame>* stream) override {
+    return o_.Connect(context, stream);
+  }
+  grpc::Status GetServerInfo(grpc::ServerContext*, const v1::GetServerInfoRequest*,
+                             v1::ServerInfo* info) override {
+    info->set_protocol_version(v1::PROTOCOL_VERSION_1);
+    info->set_build_id(o_.options_.build_id);
+    info->set_store(o_.store_.Describe());
+    info->set_max_in_record_bytes(kMaxInRecordBytes);
+    return grpc::Status::OK;
+  }
+
+ private:
+  Orchestrator& o_;
+};
+
+class Orchestrator::SessionsApi final : public v1::Sessions::Service {
+ public:
+  explicit SessionsApi(Orchestrator& o) : o_(o) {}
+  grpc::Status CreateSession(grpc::ServerContext*, const v1::CreateSessionRequest* request,
+                             v1::CreateSessionResponse* response) override {
+    absl::MutexLock lock(&o_.mu_);
+    return o_.CreateSession(*request, response);
+  }
+  grpc::Status Append(grpc::ServerContext*, const v1::AppendRequest* request,
+                      v1::AppendResponse* response) override {
+    absl::MutexLock lock(&o_.mu_);
+    return o_.Append(*request, response);
+  }
+  grpc::Status Read(grpc::ServerContext* context, const v1::ReadRequest* request,
+                    grpc::ServerWriter<v1::ReadResponse>* writer) override {
+    return o_.Read(context, *request, writer);
+  }
+  grpc::Status Get(grpc::ServerContext*, const v1::GetRequest* request,
+                   v1::Session* response) override {
+    absl::MutexLock lock(&o_.mu_);
+    auto it = o_.sessions_.find(request->chat_id());
+    if (it == o_.sessions_.end()) {
+      return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                          absl::StrCat("no chat ", request->chat_id()));
+    }
+    *response = o_.SessionProto(*it->second);
+    return grpc::Status::OK;
+  }
+  grpc::Status ListRuns(grpc::ServerContext*, const v1::ListRunsRequest* request,
+                        v1::ListRunsResponse* response) override {
+    absl::MutexLock lock(&o_.mu_);
+    if (!request->chat_id().empty() && o_.sessions_.count(request->chat_id()) == 0) {
+      return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                          absl::StrCat("no chat ", request->chat_id()));
+    }
+    absl::StatusOr<std::vector<RunRow>> rows = o_.store_.ListRuns(request->chat_id());
+    if (!rows.ok()) return ToGrpc(rows.status());
+    for (const RunRow& row : *rows) *response->add_runs() = RunProto(row);
+    return grpc::Status::OK;
+  }
+  grpc::Status CancelRun(grpc::ServerContext*, const v1::CancelRunRequest* request,
+                         v1::Run* response) override {
+    absl::MutexLock lock(&o_.mu_);
+    return o_.CancelRun(*request, response);
+  }
+  grpc::Status Close(grpc::ServerContext*, const v1::CloseRequest* request,
+                     v1::Session* response) override {
+    absl::MutexLock lock(&o_.mu_);
+    return o_.Close(*request, response);
+  }
+
+ private:
+  Orchestrator& o_;
+};
+
+// ---- lifecycle --------------------------------------------------------------------------------
+
+Orchestrator::Orchestrator(Store& store, Options options)
+    : store_(store),
+      options_(std::move(options)),
+      runs_started_(metrics_.AddCounter("baton_runs_assigned_total",
+                                        "Assignments sent to workers (retries included).")),
+      runs_ended_(metrics_.AddCounter("baton_runs_ended_total", "Runs that ended, any way.")),
+      reconnects_(metrics_.AddCounter("baton_worker_reconnects_total",
+                                      "Worker streams that rebound runs of an earlier stream.")),
+      out_records_(metrics_.AddCounter("baton_out_records_total", ".out records stored.")),
+      stale_writes_(metrics_.AddCounter("baton_stale_lease_writes_total",
+                                        "Worker writes refused for a stale lease token.")),
+      workers_(metrics_.AddGauge("baton_workers_connected", "Worker streams open.")),
+      free_credit_(metrics_.AddGauge("baton_worker_slots_free",
+                                     "Credit granted by workers and not used yet.")),
+      live_runs_(metrics_.AddGauge("baton_runs_live", "Runs queued, assigned or running.")),
+      readers_(metrics_.AddGauge("baton_readers", "Read streams open.")),
+      dispatch_seconds_(metrics_.AddHistogram("baton_dispatch_seconds",
+                                              "From a run queued to accepted by a worker.")),
+      output_lag_seconds_(metrics_.AddHistogram(
+          "baton_output_lag_seconds", "From a .out record stored to sent to a live reader.")),
+      gateway_(std::make_unique<Gateway>(*this)),
+      sessions_api_(std::make_unique<SessionsApi>(*this)) {
+  timer_ = std::thread([this] { TimerLoop(); });
+}
+
+Orchestrator::~Orchestrator() {
+  Shutdown();
+  timer_.join();
+}
+
+grpc::Service* Orchestrator::gateway_service() { return gateway_.get(); }
+grpc::Service* Orchestrator::sessions_service() { return sessions_api_.get(); }
+std::string Orchestrator::MetricsText() const { return metrics_.Text(); }
+
+void Orchestrator::Shutdown() {
+  absl::MutexLock lock(&mu_);
+  shutdown_ = true;
+  for (Conn* conn : conns_) {
+    conn->closed = true;
+    if (conn->context != nullptr) conn->context->TryCancel();
+  }
+}
+
+absl::Status Orchestrator::Load() {
+  absl::MutexLock lock(&mu_);
+  absl::StatusOr<std::vector<SessionRow>> sessions = store_.LoadSessions();
+  if (!sessions.ok()) return sessions.status();
+  for (SessionRow& row : *sessions) {
+    auto session = std::make_unique<Session>();
+    absl::StatusOr<int64_t> in = store_.LastInSeq(row.chat_id);
+    absl::StatusOr<int64_t> out = store_.LastOutSeq(row.chat_id);
+    if (!in.ok()) return in.status();
+    if (!out.ok()) return out.status();
+    session->in_seq = *in;
+    session->out_seq = *out;
+    session->row = std::move(row);
+    sessions_[session->row.chat_id] = std::move(session);
+  }
+  absl::StatusOr<std::vector<RunRow>> runs = store_.ListRuns("");
+  if (!runs.ok()) return runs.status();
+  absl::Time now = absl::Now();
+  for (RunRow& row : *runs) {
+    if (!IsLive(row.state)) continue;
+    auto run = std::make_unique<Run>();
+    run->queued_at = now;
+    if (row.state == "running") {
+      run->lease_until = now + options_.lease_ttl;  // its worker may reconnect and rebind it
+    } else {
+      row.state = "queued";
+      queue_.push_back(row.run_id);
+    }
+    run->row = std::move(row);
+    auto session = sessions_.find(run->row.chat_id);
+    if (session != sessions_.end()) session->second->live_run = run->row.run_id;
+    live_runs_.Add(1);
+    runs_[run->row.run_id] = std::move(run);
+  }
+  return absl::OkStatus();
+}
+
+void Orchestrator::SaveRun(const Run& run) {
+  absl::Status status = store_.PutRun(run.row);
+  if (!status.ok())
+    LogJson("error", "store: saving a run failed",
+            {{"run_id", run.row.run_id}, {"error", status.ToString()}});
+}
+
+void Orchestrator::SaveSession(const Session& session) {
+  absl::Status status = store_.PutSession(session.row);
+  if (!status.ok())
+    LogJson("error", "store: saving a session failed",
+            {{"chat_id", session.row.chat_id}, {"error", status.ToString()}});
+}
+
+v1::Session Orchestrator::SessionProto(const Session& session) const {
+  v1::Session out;
+  out.set_chat_id(session.row.chat_id);
+  out.set_agent(session.row.agent);
+  out.set_state(SessionStateProto(session.row.state));
+  out.set_run_id(session.row.run_id);
+  out.set_in_seq(session.in_seq);
+  out.set_out_seq(session.out_seq);
+  out.set_created_at_unix_ms(session.row.created_ms);
+  out.set_runs(session.row.runs);
+  return out;
+}
+
+// ---- Sessions ---------------------------------------------------------------------------------
+
+grpc::Status Orchestrator::CreateSession(const v1::CreateSessionRequest& request,
+                                         v1::CreateSessionResponse* response) {
+  if (request.chat_id().empty() || request.chat_id().size() > 256) {
+    return Invalid("chat_id must be 1 to 256 bytes");
+  }
+  if (request.agent().empty()) return Invalid("agent is required");
+  std::string trigger(TriggerName(request.trigger()));
+  if (trigger.empty()) return Invalid("trigger is required");
+  if (request.payload_json().size() > kMaxInRecordBytes) {
+    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                        absl::StrCat("payload_json exceeds ", kMaxInRecordBytes, " bytes"));
+  }
+  Json payload = Json::object();
+  if (!request.payload_json().empty()) {
+    absl::StatusOr<Json> parsed = ParseJson(request.payload_json());
+    if (!parsed.ok()) return Invalid(absl::StrCat("payload_json: ", parsed.status().message()));
+    if (!parsed->is_object()) return Invalid("payload_json must be a JSON object");
+    payload = *std::move(parsed);
+  }
+  auto existing = sessions_.find(request.chat_id());
+  if (existing != sessions_.end()) {
+    if (existing->second->row.agent != request.agent()) {
+      return grpc::Status(grpc::StatusCode::ALREADY_EXISTS,
+                          absl::StrCat("chat ", request.chat_id(), " exists with agent ",
+                                       existing->second->row.agent));
+    }
+    *response->mutable_session() = SessionProto(*existing->second);
+    response->set_created(false);
+    return grpc::Status::OK;
+  }
+  payload["chatId"] = request.chat_id();
+  auto session = std::make_unique<Session>();
+  SessionRow& row = session->row;
+  row.chat_id = request.chat_id();
+  row.agent = request.agent();
+  row.state = "live";
+  row.base_payload_json = DumpJson(BasePayload(payload));
+  if (trigger == "submit-message" && payload.contains("message")) {
+    row.boot_message_json = DumpJson(payload["message"]);
+  }
+  row.traceparent = request.traceparent();
+  row.created_ms = UnixMs(absl::Now());
+  Session& s = *session;
+  sessions_[row.chat_id] = std::move(session);
+  absl::Status booted = Boot(s, trigger, DumpJson(payload), 1);
+  if (!booted.ok()) {
+    sessions_.erase(request.chat_id());
+    return ToGrpc(booted);
+  }
+  *response->mutable_session() = SessionProto(s);
+  response->set_created(true);
+  return grpc::Status::OK;
+}
+
+grpc::Status Orchestrator::Append(const v1::AppendRequest& request, v1::AppendResponse* response) {
+  if (request.body_json().size() > kMaxInRecordBytes) {
+    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                        absl::StrCat(".in record of ", request.body_json().size(),
+                                     " bytes exceeds the limit of ", kMaxInRecordBytes));
+  }
+  absl::StatusOr<InRecord> record = DecodeInRecord(0, request.body_json());
+  if (!record.ok()) return ToGrpc(record.status());
+  auto it = sessions_.find(request.chat_id());
+  if (it == sessions_.end()) {
+    return grpc::Status(grpc::StatusCode::NOT_FOUND, absl::StrCat("no chat ", request.chat_id()));
+  }
+  Session& session = *it->second;
+  if (session.row.state == "closed") {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        absl::StrCat("chat ", request.chat_id(), " is closed"));
+  }
+  InRow row;
+  row.kind = std::string(InKindName(record->kind));
+  row.body_json = request.body_json();
+  row.client_record_id = request.client_record_id();
+  row.appended_ms = UnixMs(absl::Now());
+  absl::StatusOr<Store::Appended> appended = store_.AppendIn(session.row.chat_id, std::move(row));
+  if (!appended.ok()) return ToGrpc(appended.status());
+  response->set_seq(appended->row.seq);
+  response->set_duplicate(appended->duplicate);
+  if (appended->duplicate) {
+    response->set_run_id(session.live_run);
+    return grpc::Status::OK;
+  }
+  session.in_seq = appended->row.seq;
+  record->seq = appended->row.seq;
+  if (!session.live_run.empty()) {
+    DeliverPending(*runs_[session.live_run]);
+  } else if (NeedsAnswer(*record)) {
+    bool resume =
+        session.row.state == "suspended" && UnixMs(absl::Now()) < session.row.resume_deadline_ms;
+    absl::Status booted = BootContinuation(session, resume, 1);
+    if (!booted.ok()) return ToGrpc(booted);
+  } else if (record->kind == InKind::kMessage && record->trigger() == "close") {
+    session.row.state = "closed";  // no run to tell: the chat closes at once
+    SaveSession(session);
+  }
+  response->set_run_id(session.live_run);
+  return grpc::Status::OK;
+}
+
+grpc::Status Orchestrator::CancelRun(const v1::CancelRunRequest& request, v1::Run* response) {
+  auto it = sessions_.find(request.chat_id());
+  if (it == sessions_.end()) {
+    return grpc::Status(grpc::StatusCode::NOT_FOUND, absl::StrCat("no chat ", request.chat_id()));
+  }
+  Session& session = *it->second;
+  if (session.live_run.empty() ||
+      (!request.run_id().empty() && request.run_id() != session.live_run)) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        absl::StrCat("chat ", request.chat_id(), " has no live run",
+                                     request.run_id().empty() ? "" : " by that id"));
+  }
+  Run& run = *runs_[session.live_run];
+  run.cancel_requested = true;
+  if (run.conn != nullptr && run.row.state == "running") {
+    v1::GatewayFrame frame;
+    frame.mutable_cancel_run()->set_run_id(run.row.run_id);
+    frame.mutable_cancel_run()->set_lease_token(run.row.lease_token);
+    frame.mutable_cancel_run()->set_reason("cancelled by a client");
+    Send(*run.conn, std::move(frame));
+  } else {
+    // Not running anywhere (queued, not accepted yet, or its worker is gone): it ends here.
+    if (run.conn != nullptr) Revoke(*run.conn, run.row.run_id, run.row.lease_token, "cancelled");
+    v1::RunFinished how;
+    how.set_reason("cancelled");
+    EndRun(run, "cancelled", how);
+  }
+  *response = RunProto(run.row);
+  return grpc::Status::OK;
+}
+
+grpc::Status Orchestrator::Close(const v1::CloseRequest& request, v1::Session* response) {
+  auto it = sessions_.find(request.chat_id());
+  if (it == sessions_.end()) {
+    return grpc::Status(grpc::StatusCode::NOT_FOUND, absl::StrCat("no chat ", request.chat_id()));
+  }
+  if (it->second->row.state != "closed") {
+    Json body = {{"kind", "message"},
+                 {"payload", {{"chatId", request.chat_id()}, {"trigger", "close"}}}};
+    if (!request.reason().empty()) body["payload"]["reason"] = request.reason();
+    v1::AppendRequest append;
+    append.set_chat_id(request.chat_id());
+    append.set_body_json(DumpJson(body));
+    v1::AppendResponse ignored;
+    grpc::Status status = Append(append, &ignored);
+    if (!status.ok()) return status;
+  }
+  *response = SessionProto(*it->second);
+  return grpc::Status::OK;
+}
+
+grpc::Status Orchestrator::Read(grpc::ServerContext* context, const v1::ReadRequest& request,
+                                grpc::ServerWriter<v1::ReadResponse>* writer) {
+  Session* session = nullptr;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = sessions_.find(request.chat_id());
+    if (it == sessions_.end()) {
+      return grpc::Status(grpc::StatusCode::NOT_FOUND, absl::StrCat("no chat ", request.chat_id()));
+    }
+    session = it->second.get();  // sessions are never removed
+  }
+  readers_.Add(1);
+  int64_t cursor = std::max<int64_t>(0, request.after_seq());
+  grpc::Status result = grpc::Status::OK;
+  while (true) {
+    absl::StatusOr<std::vector<OutRow>> rows = store_.ReadOut(request.chat_id(), cursor, 512);
+    if (!rows.ok()) {
+      result = ToGrpc(rows.status());
+      break;
+    }
+    if (!rows->empty()) {
+      v1::ReadResponse response;
+      for (const OutRow& row : *rows) {
+        if (!response.mutable_record()->ParseFromString(row.record)) {
+          result = grpc::Status(grpc::StatusCode::DATA_LOSS,
+                                absl::StrCat(".out record ", row.seq, " does not parse"));
+          break;
+        }
+        if (!writer->Write(response)) break;
+        cursor = row.seq;
+      }
+      if (!result.ok() || cursor != rows->back().seq) break;  // the client went away
+      absl::MutexLock lock(&mu_);
+      if (cursor == session->out_seq && session->last_out_at != absl::InfinitePast()) {
+        output_lag_seconds_.Observe(absl::ToDoubleSeconds(absl::Now() - session->last_out_at));
+      }
+      continue;
+    }
+    if (!request.follow()) break;
+    absl::MutexLock lock(&mu_);
+    auto more = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return session->out_seq > cursor || session->row.state == "closed" || shutdown_;
+    };
+    // Wakes on new output; checks now and then whether the client went away.
+    while (!mu_.AwaitWithTimeout(absl::Condition(&more), absl::Milliseconds(200))) {
+      if (context->IsCancelled()) break;
+    }
+    if (context->IsCancelled() || shutdown_) break;
+    if (session->out_seq <= cursor && session->row.state == "closed") break;
+  }
+  readers_.Add(-1);
+  return result;
+}
+
+// ---- worker streams ---------------------------------------------------------------------------
+
+grpc::Status Orchestrator::Connect(
+    grpc::ServerContext* context,
+    grpc::ServerReaderWriter<v1::GatewayFrame, v1::WorkerFrame>* stream) {
+  v1::WorkerFrame first;
+  if (!stream->Read(&first)) return grpc::Status::OK;
+  if (!first.has_hello()) return Invalid("the first frame of a Connect stream must be Hello");
+  if (first.hello().protocol_version() != v1::PROTOCOL_VERSION_1) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        "unsupported protocol version; this orchestrator speaks 1");
+  }
+  Conn conn;
+  conn.context = context;
+  {
+    absl::MutexLock lock(&mu_);
+    if (shutdown_) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "shutting down");
+    conn.id = absl::StrCat("conn_", next_conn_++);
+    conns_.insert(&conn);
+    workers_.Add(1);
+    OnHello(conn, first.hello());
+  }
+  // The writer: frames queued under the lock go out in order, without holding it.
+  std::thread writer([this, &conn, stream] {
+    while (true) {
+      std::deque<v1::GatewayFrame> batch;
+      {
+        absl::MutexLock lock(&mu_);
+        mu_.Await(absl::Condition(
+            +[](Conn* c) { return !c->outbox.empty() || c->closed; }, &conn));
+        if (conn.outbox.empty()) return;
+        batch.swap(conn.outbox);
+      }
+      for (v1::GatewayFrame& frame : batch) {
+        if (!stream->Write(frame)) {
+          absl::MutexLock lock(&mu_);
+          conn.closed = true;
+          conn.context->TryCancel();
+          return;
+        }
+      }
+    }
+  });
+  v1::WorkerFrame frame;
+  while (stream->Read(&frame)) {
+    absl::MutexLock lock(&mu_);
+    conn.last_frame = absl::Now();
+    if (frame.has_goodbye()) break;
+    OnFrame(conn, frame);
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    conn.closed = true;
+    Disconnected(conn);
+  }
+  writer.join();
+  return grpc::Status::OK;
+}
+
+void Orchestrator::OnHello(Conn& conn, const v1::Hello& hello) {
+  conn.worker_id = hello.worker_id();
+  conn.capacity = hello.capacity();
+  conn.last_frame = absl::Now();
+  conn.hello = true;
+  for (const v1::AgentInfo& agent : hello.agents()) conn.agents.insert(agent.name());
+  v1::GatewayFrame welcome_frame;
+  v1::Welcome& welcome = *welcome_frame.mutable_welcome();
+  welcome.set_connection_id(conn.id);
+  welcome.set_protocol_version(v1::PROTOCOL_VERSION_1);
+  welcome.set_heartbeat_interval_ms(absl::ToInt64Milliseconds(options_.heartbeat_interval));
+  welcome.set_heartbeat_misses(options_.heartbeat_misses);
+  welcome.set_lease_ttl_ms(absl::ToInt64Milliseconds(options_.lease_ttl));
+  welcome.set_accept_deadline_ms(absl::ToInt64Milliseconds(options_.accept_deadline));
+  welcome.set_server_time_unix_ms(UnixMs(absl::Now()));
+  // Runs held from an earlier stream: rebound when their lease is still theirs.
+  std::vector<Run*> rebound;
+  for (const v1::HeldRun& held : hello.held_runs()) {
+    auto it = runs_.find(held.run_id());
+    if (it == runs_.end()) continue;
+    Run& run = *it->second;
+    if (run.row.lease_token != held.lease_token() || run.row.state != "running") continue;
+    if (run.conn != nullptr) run.conn->runs.erase(run.row.run_id);
+    run.conn = &conn;
+    run.row.worker_id = conn.worker_id;
+    run.lease_until = absl::Now() + options_.lease_ttl;
+    run.sent_in = held.delivered_in_seq();
+    conn.runs.insert(run.row.run_id);
+    v1::HeldRun& out = *welcome.add_rebound_runs();
+    out = held;
+    out.set_acked_out_seq(sessions_[run.row.chat_id]->out_seq);
+    rebound.push_back(&run);
+  }
+  if (!rebound.empty()) reconnects_.Add(1);
+  Send(conn, std::move(welcome_frame));
+  for (Run* run : rebound) DeliverPending(*run);
+  LogJson("info", "worker connected",
+          {{"worker_id", conn.worker_id},
+           {"connection_id", conn.id},
+           {"capacity", conn.capacity},
+           {"rebound_runs", rebound.size()}});
+}
+
+void Orchestrator::OnFrame(Conn& conn, const v1::WorkerFrame& frame) {
+  switch (frame.frame_case()) {
+    case v1::WorkerFrame::kCredit:
+      if (!conn.draining) {
+        conn.credit += std::max(0, frame.credit().runs());
+        free_credit_.Add(std::max(0, frame.credit().runs()));
+        Dispatch();
+      }
+      break;
+    case v1::WorkerFrame::kRunAccepted:
+      OnRunAccepted(conn, frame.run_accepted());
+      break;
+    case v1::WorkerFrame::kRunRejected:
+      OnRunRejected(conn, frame.run_rejected());
+      break;
+    case v1::WorkerFrame::kHeartbeat:
+      OnHeartbeat(conn, frame.heartbeat());
+      break;
+    case v1::WorkerFrame::kRunOutput:
+      OnRunOutput(conn, frame.run_output());
+      break;
+    case v1::WorkerFrame::kSnapshot:
+      OnSnapshot(conn, frame.snapshot());
+      break;
+    case v1::WorkerFrame::kRunFinished:
+      OnRunFinished(conn, frame.run_finished());
+      break;
+    case v1::WorkerFrame::kDelivered:
+      break;  // the worker's receipt; re-delivery after a reconnect uses Hello.held_runs
+    case v1::WorkerFrame::kDraining:
+      conn.draining = true;
+      free_credit_.Add(-conn.credit);
+      conn.credit = 0;
+      LogJson("info", "worker draining", {{"worker_id", conn.worker_id}});
+      break;
+    case v1::WorkerFrame::kHello:
+      LogJson("warn", "a second Hello on one stream is ignored", {{"worker_id", conn.worker_id}});
+      break;
+    default:
+      break;
+  }
+}
+
+Orchestrator::Run* Orchestrator::OwnedRun(Conn& conn, const std::string& run_id,
+                                          int64_t lease_token) {
+  auto it = runs_.find(run_id);
+  if (it != runs_.end() && it->second->conn == &conn &&
+      it->second->row.lease_token == lease_token && IsLive(it->second->row.state)) {
+    return it->second.get();
+  }
+  stale_writes_.Add(1);
+  Revoke(conn, run_id, lease_token, "stale lease token");
+  return nullptr;
+}
+
+void Orchestrator::OnRunAccepted(Conn& conn, const v1::RunAccepted& accepted) {
+  Run* run = OwnedRun(conn, accepted.run_id(), accepted.lease_token());
+  if (run == nullptr || run->row.state != "assigned") return;
+  absl::Time now = absl::Now();
+  run->row.state = "running";
+  run->row.started_ms = UnixMs(now);
+  run->accept_by = absl::InfiniteFuture();
+  run->lease_until = now + options_.lease_ttl;
+  dispatch_seconds_.Observe(absl::ToDoubleSeconds(now - run->queued_at));
+  SaveRun(*run);
+}
+
+void Orchestrator::OnRunRejected(Conn& conn, const v1::RunRejected& rejected) {
+  Run* run = OwnedRun(conn, rejected.run_id(), rejected.lease_token());
+  if (run == nullptr) return;
+  LogJson(
+      "warn", "run rejected",
+      {{"run_id", run->row.run_id}, {"worker_id", conn.worker_id}, {"reason", rejected.reason()}});
+  if (rejected.reason() == "unknown-agent") conn.agents.erase(run->row.agent);
+  Requeue(*run);
+  Dispatch();
+}
+
+void Orchestrator::OnHeartbeat(Conn& conn, const v1::Heartbeat& heartbeat) {
+  absl::Time until = absl::Now() + options_.lease_ttl;
+  for (const v1::RunLease& lease : heartbeat.runs()) {
+    Run* run = OwnedRun(conn, lease.run_id(), lease.lease_token());
+    if (run != nullptr) run->lease_until = until;
+  }
+  v1::GatewayFrame ack;
+  ack.mutable_heartbeat_ack()->set_seq(heartbeat.seq());
+  ack.mutable_heartbeat_ack()->set_server_time_unix_ms(UnixMs(absl::Now()));
+  Send(conn, std::move(ack));
+}
+
+void Orchestrator::OnRunOutput(Conn& conn, const v1::RunOutput& output) {
+  Run* run = OwnedRun(conn, output.run_id(), output.lease_token());
+  if (run == nullptr) return;
+  std::vector<OutRow> rows;
+  rows.reserve(output.records_size());
+  for (const v1::OutRecord& record : output.records()) {
+    rows.push_back(OutRow{record.seq(), record.SerializeAsString()});
+  }
+  Session& session = *sessions_[run->row.chat_id];
+  absl::StatusOr<int64_t> stored = store_.AppendOut(session.row.chat_id, rows);
+  if (!stored.ok()) {
+    // Not acknowledged: the worker keeps the records and sends them again after a reconnect.
+    LogJson("error", "store: .out append failed",
+            {{"run_id", run->row.run_id}, {"error", stored.status().ToString()}});
+    return;
+  }
+  if (*stored > session.out_seq) {
+    out_records_.Add(*stored - session.out_seq);
+    session.out_seq = *stored;
+    session.last_out_at = absl::Now();
+  }
+  v1::GatewayFrame ack;
+  ack.mutable_ack()->set_run_id(run->row.run_id);
+  ack.mutable_ack()->set_out_seq(session.out_seq);
+  Send(conn, std::move(ack));
+}
+
+void Orchestrator::OnSnapshot(Conn& conn, const v1::Snapshot& snapshot) {
+  Run* run = OwnedRun(conn, snapshot.run_id(), snapshot.lease_token());
+  if (run == nullptr) return;
+  Session& session = *sessions_[run->row.chat_id];
+  session.row.snapshot_json = snapshot.snapshot_json();
+  session.row.snapshot_in_seq = snapshot.in_seq();
+  session.row.snapshot_out_seq = snapshot.out_seq();
+  SaveSession(session);
+}
+
+void Orchestrator::OnRunFinished(Conn& conn, const v1::RunFinished& finished) {
+  Run* run = OwnedRun(conn, finished.run_id(), finished.lease_token());
+  if (run == nullptr) return;
+  const char* state = "exited";
+  switch (finished.end()) {
+    case v1::RUN_END_SUSPENDED:
+      state = "suspended";
+      break;
+    case v1::RUN_END_FAILED:
+      state = "failed";
+      break;
+    case v1::RUN_END_CANCELLED:
+      state = "cancelled";
+      break;
+    default:
+      break;
+  }
+  EndRun(*run, state, finished);
+}
+
+void Orchestrator::Disconnected(Conn& conn) {
+  conns_.erase(&conn);
+  workers_.Add(-1);
+  free_credit_.Add(-conn.credit);
+  for (const std::string& run_id : conn.runs) {
+    Run& run = *runs_[run_id];
+    run.conn = nullptr;
+    // Not accepted yet: straight back to the queue. Running: its lease decides; the worker
+    // may reconnect and rebind it before then.
+    if (run.row.state == "assigned") Requeue(run);
+  }
+  conn.runs.clear();
+  LogJson("info", "worker disconnected",
+          {{"worker_id", conn.worker_id}, {"connection_id", conn.id}});
+  Dispatch();
+}
+
+// ---- session rules ----------------------------------------------------------------------------
+
+absl::Status Orchestrator::Boot(Session& session, const std::string& trigger,
+                                std::string payload_json, int attempt) {
+  absl::StatusOr<int64_t> number = store_.NextRunNumber();
+  if (!number.ok()) return number.status();
+  auto run = std::make_unique<Run>();
+  RunRow& row = run->row;
+  row.run_id = absl::StrCat("run_", *number);
+  row.chat_id = session.row.chat_id;
+  row.agent = session.row.agent;
+  row.attempt = attempt;
+  row.trigger = trigger;
+  row.state = "queued";
+  row.payload_json = std::move(payload_json);
+  row.previous_run_id = session.row.run_id;
+  row.created_ms = UnixMs(absl::Now());
+  run->queued_at = absl::Now();
+  absl::Status saved = store_.PutRun(row);
+  if (!saved.ok()) return saved;
+  session.row.run_id = row.run_id;
+  session.row.state = "live";
+  session.row.runs += 1;
+  session.live_run = row.run_id;
+  SaveSession(session);
+  queue_.push_back(row.run_id);
+  live_runs_.Add(1);
+  runs_[row.run_id] = std::move(run);
+  Dispatch();
+  return absl::OkStatus();
+}
+
+absl::Status Orchestrator::BootContinuation(Session& session, bool resume, int attempt) {
+  return Boot(session, resume ? "resume" : "continuation", session.row.base_payload_json, attempt);
+}
+
+void Orchestrator::Dispatch() {
+  for (auto it = queue_.begin(); it != queue_.end();) {
+    Run& run = *runs_[*it];
+    Conn* best = nullptr;
+    for (Conn* conn : conns_) {
+      if (conn->closed || conn->draining || conn->credit <= 0 ||
+          conn->agents.count(run.row.agent) == 0) {
+        continue;
+      }
+      if (best == nullptr || conn->credit > best->credit) best = conn;
+    }
+    if (best == nullptr) {
+      ++it;
+      continue;
+    }
+    it = queue_.erase(it);
+    Assign(run, *best);
+  }
+}
+
+void Orchestrator::Assign(Run& run, Conn& conn) {
+  absl::StatusOr<int64_t> token = store_.NextLeaseToken();
+  if (!token.ok()) {
+    LogJson("error", "store: no lease token", {{"error", token.status().ToString()}});
+    queue_.push_front(run.row.run_id);
+    return;
+  }
+  Session& session = *sessions_[run.row.chat_id];
+  run.row.lease_token = *token;
+  run.row.state = "assigned";
+  run.row.worker_id = conn.worker_id;
+  run.conn = &conn;
+  run.accept_by = absl::Now() + options_.accept_deadline;
+  conn.credit -= 1;
+  free_credit_.Add(-1);
+  conn.runs.insert(run.row.run_id);
+  SaveRun(run);
+  runs_started_.Add(1);
+
+  v1::GatewayFrame frame;
+  v1::AssignRun& assign = *frame.mutable_assign_run();
+  assign.set_run_id(run.row.run_id);
+  assign.set_attempt(run.row.attempt);
+  assign.set_lease_token(run.row.lease_token);
+  assign.set_agent(run.row.agent);
+  assign.set_chat_id(run.row.chat_id);
+  assign.set_previous_run_id(run.row.previous_run_id);
+  assign.set_traceparent(session.row.traceparent);
+  // A fresh run gets every `.in` record as a Deliver; a continuation gets the ones after its
+  // snapshot in the assignment itself.
+  run.sent_in = 0;
+  bool continuation = run.row.trigger == "continuation" || run.row.trigger == "resume";
+  if (!continuation) {
+    assign.set_trigger(TriggerFromName(run.row.trigger));
+    assign.set_payload_json(run.row.payload_json);
+  } else {
+    assign.set_continuation(true);
+    assign.set_resume(run.row.trigger == "resume");
+    assign.set_snapshot_json(session.row.snapshot_json);
+    Json snapshot;
+    if (!session.row.snapshot_json.empty()) {
+      absl::StatusOr<Json> parsed = ParseJson(session.row.snapshot_json);
+      if (parsed.ok()) snapshot = *std::move(parsed);
+    }
+    // The first run's boot message never went through `.in`: until a snapshot holds it, a
+    // continuation is handed it again, so it is not lost.
+    absl::StatusOr<Json> payload = ParseJson(run.row.payload_json);
+    Json p = payload.ok() ? *std::move(payload) : Json::object();
+    if (!session.row.boot_message_json.empty()) {
+      absl::StatusOr<Json> message = ParseJson(session.row.boot_message_json);
+      if (message.ok() && !SnapshotHolds(snapshot, *message)) {
+        assign.set_trigger(v1::TRIGGER_SUBMIT_MESSAGE);
+        p["message"] = *std::move(message);
+      }
+    }
+    assign.set_payload_json(DumpJson(p));
+    run.sent_in = session.row.snapshot_in_seq;
+    absl::StatusOr<std::vector<InRow>> pending =
+        store_.ReadIn(session.row.chat_id, session.row.snapshot_in_seq);
+    if (pending.ok()) {
+      for (const InRow& in : *pending) {
+        v1::InRecord& r = *assign.add_pending();
+        r.set_seq(in.seq);
+        r.set_body_json(in.body_json);
+        r.set_client_record_id(in.client_record_id);
+        r.set_appended_at_unix_ms(in.appended_ms);
+        run.sent_in = in.seq;
+      }
+    }
+    absl::StatusOr<std::vector<OutRow>> tail = store_.ReadOut(
+        session.row.chat_id, session.row.snapshot_out_seq, std::numeric_limits<size_t>::max());
+    if (tail.ok()) {
+      for (const OutRow& out : *tail) assign.add_out_tail()->ParseFromString(out.record);
+    }
+  }
+  assign.set_out_seq(session.out_seq);
+  Send(conn, std::move(frame));
+  DeliverPending(run);
+}
+
+void Orchestrator::DeliverPending(Run& run) {
+  if (run.conn == nullptr || run.row.state == "queued") return;
+  Session& session = *sessions_[run.row.chat_id];
+  if (session.in_seq <= run.sent_in) return;
+  absl::StatusOr<std::vector<InRow>> rows = store_.ReadIn(session.row.chat_id, run.sent_in);
+  if (!rows.ok()) {
+    LogJson("error", "store: reading .in failed", {{"error", rows.status().ToString()}});
+    return;
+  }
+  for (const InRow& row : *rows) {
+    v1::GatewayFrame frame;
+    v1::Deliver& deliver = *frame.mutable_deliver();
+    deliver.set_run_id(run.row.run_id);
+    deliver.set_lease_token(run.row.lease_token);
+    v1::InRecord& r = *deliver.mutable_record();
+    r.set_seq(row.seq);
+    r.set_body_json(row.body_json);
+    r.set_client_record_id(row.client_record_id);
+    r.set_appended_at_unix_ms(row.appended_ms);
+    Send(*run.conn, std::move(frame));
+    run.sent_in = row.seq;
+  }
+}
+
+void Orchestrator::Requeue(Run& run) {
+  if (run.conn != nullptr) run.conn->runs.erase(run.row.run_id);
+  run.conn = nullptr;
+  run.row.state = "queued";
+  run.row.worker_id.clear();
+  run.accept_by = absl::InfiniteFuture();
+  run.lease_until = absl::InfiniteFuture();
+  SaveRun(run);
+  queue_.push_front(run.row.run_id);
+}
+
+void Orchestrator::EndRun(Run& run, const std::string& state, const v1::RunFinished& how) {
+  absl::Time now = absl::Now();
+  if (run.conn != nullptr) run.conn->runs.erase(run.row.run_id);
+  run.conn = nullptr;
+  queue_.erase(std::remove(queue_.begin(), queue_.end(), run.row.run_id), queue_.end());
+  run.row.state = state;
+  run.row.reason = how.reason();
+  run.row.error = how.error();
+  run.row.ended_ms = UnixMs(now);
+  SaveRun(run);
+  live_runs_.Add(-1);
+  runs_ended_.Add(1);
+  LogJson("info", "run ended",
+          {{"run_id", run.row.run_id},
+           {"chat_id", run.row.chat_id},
+           {"attempt", run.row.attempt},
+           {"state", state},
+           {"reason", how.reason()}});
+
+  Session& session = *sessions_[run.row.chat_id];
+  session.live_run.clear();
+  bool retry = (state == "failed" && how.retryable()) || (state == "lost" && !run.cancel_requested);
+  if (retry) {
+    absl::Status booted = BootContinuation(session, false, run.row.attempt + 1);
+    if (booted.ok()) return;
+    LogJson("error", "booting a retry failed", {{"chat_id", session.row.chat_id}});
+  }
+  if (state == "suspended") {
+    session.row.state = "suspended";
+    session.row.resume_deadline_ms = how.resume_deadline_unix_ms();
+  } else if (state == "failed") {
+    session.row.state = "failed";
+  } else {
+    session.row.state = how.reason() == "close" ? "closed" : "exited";
+  }
+  SaveSession(session);
+  if (session.row.state == "closed") return;
+  // Records that arrived while the run was ending, or that it left unanswered, start the next
+  // run at once (one live run per chat). An upgrade that left the boot message unanswered, too.
+  bool unanswered = false;
+  absl::StatusOr<std::vector<InRow>> rows =
+      store_.ReadIn(session.row.chat_id, session.row.snapshot_in_seq);
+  if (rows.ok()) {
+    for (const InRow& row : *rows) {
+      absl::StatusOr<InRecord> record = DecodeInRecord(row.seq, row.body_json);
+      if (record.ok() && NeedsAnswer(*record)) unanswered = true;
+    }
+  }
+  if (how.reason() == "upgrade" && !session.row.boot_message_json.empty()) {
+    absl::StatusOr<Json> snapshot = ParseJson(session.row.snapshot_json);
+    absl::StatusOr<Json> message = ParseJson(session.row.boot_message_json);
+    if (message.ok() && !SnapshotHolds(snapshot.ok() ? *snapshot : Json(), *message)) {
+      unanswered = true;
+    }
+  }
+  if (unanswered && (state == "suspended" || state == "exited")) {
+    absl::Status booted = BootContinuation(session, state == "suspended", 1);
+    if (!booted.ok())
+      LogJson("error", "booting a continuation failed", {{"chat_id", session.row.chat_id}});
+  }
+}
+
+void Orchestrator::Send(Conn& conn, v1::GatewayFrame frame) {
+  if (conn.closed) return;
+  conn.outbox.push_back(std::move(frame));
+}
+
+void Orchestrator::Revoke(Conn& conn, const std::string& run_id, int64_t lease_token,
+                          std::string reason) {
+  v1::GatewayFrame frame;
+  v1::LeaseRevoked& revoked = *frame.mutable_lease_revoked();
+  revoked.set_run_id(run_id);
+  revoked.set_lease_token(lease_token);
+  revoked.set_reason(std::move(reason));
+  Send(conn, std::move(frame));
+}
+
+// ---- timers -----------------------------------------------------------------------------------
+
+void Orchestrator::TimerLoop() {
+  // Deadlines are seconds apart by default; a tick a tenth of the shortest keeps them close.
+  absl::Duration period =
+      std::min({options_.accept_deadline, options_.heartbeat_interval, options_.lease_ttl}) / 10;
+  period = std::clamp(period, absl::Milliseconds(5), absl::Milliseconds(500));
+  absl::MutexLock lock(&mu_);
+  while (!shutdown_) {
+    mu_.AwaitWithTimeout(absl::Condition(&shutdown_), period);
+    if (!shutdown_) Tick(absl::Now());
+  }
+}
+
+void Orchestrator::Tick(absl::Time now) {
+  absl::Duration silence = options_.heartbeat_interval * options_.heartbeat_misses;
+  for (Conn* conn : conns_) {
+    if (!conn->closed && now - conn->last_frame > silence) {
+      LogJson("warn", "worker silent: closing its stream", {{"worker_id", conn->worker_id}});
+      conn->closed = true;
+      conn->context->TryCancel();
+    }
+  }
+  std::vector<Run*> late;
+  std::vector<Run*> expired;
+  for (auto& [id, run] : runs_) {
+    if (run->row.state == "assigned" && now > run->accept_by) late.push_back(run.get());
+    if (run->row.state == "running" && now > run->lease_until) expired.push_back(run.get());
+  }
+  for (Run* run : late) {
+    LogJson("warn", "assignment not accepted in time: back to the queue",
+            {{"run_id", run->row.run_id}, {"worker_id", run->row.worker_id}});
+    if (run->conn != nullptr) {
+      Revoke(*run->conn, run->row.run_id, run->row.lease_token, "accept deadline passed");
+    }
+    Requeue(*run);
+  }
+  for (Run* run : expired) {
+    LogJson("warn", "lease expired: the run is lost",
+            {{"run_id", run->row.run_id}, {"worker_id", run->row.worker_id}});
+    if (run->conn != nullptr) {
+      Revoke(*run->conn, run->row.run_id, run->row.lease_token, "lease expired");
+    }
+    v1::RunFinished how;
+    how.set_reason("lease-expired");
+    EndRun(*run, run->cancel_requested ? "cancelled" : "lost", how);
+  }
+  for (auto& [id, session] : sessions_) {
+    if (session->row.state == "suspended" && UnixMs(now) >= session->row.resume_deadline_ms) {
+      session->row.state = "exited";
+      SaveSession(*session);
+    }
+  }
+  if (!late.empty()) Dispatch();
+}
+
+}  // namespace baton::orchestrator

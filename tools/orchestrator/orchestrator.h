@@ -1,0 +1,156 @@
+// File: tools/orchestrator/orchestrator.h
+//
+// Orchestrator: the reference control plane (DESIGN §1, §3; docs/orchestrator.md). It serves
+// WorkerGateway to workers and Sessions to clients, keeps every session's logs, runs and
+// snapshots in a Store, and applies the session rules: one live run per chat, runs to workers
+// that announced the agent and have credit, `.in` records to the run waiting on them, `.out`
+// records stored, acknowledged and fanned out to readers, continuations booted from snapshots.
+//
+// Its working state lives in memory under one mutex and is written through to the Store before
+// anything is acknowledged. gRPC handlers run on the server's threads (a Connect stream holds a
+// reading thread and a writing thread; a following Read holds one); a timer thread enforces
+// accept deadlines, leases, heartbeats and suspension deadlines.
+#ifndef BATON_TOOLS_ORCHESTRATOR_ORCHESTRATOR_H_
+#define BATON_TOOLS_ORCHESTRATOR_ORCHESTRATOR_H_
+
+#include <deque>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "baton/v1/sessions.grpc.pb.h"
+#include "baton/v1/worker.grpc.pb.h"
+#include "runtime/metrics.h"
+#include "tools/orchestrator/store.h"
+
+namespace baton::orchestrator {
+
+struct Options {
+  absl::Duration heartbeat_interval = absl::Seconds(5);
+  int heartbeat_misses = 3;
+  absl::Duration lease_ttl = absl::Seconds(30);
+  absl::Duration accept_deadline = absl::Seconds(5);
+  std::string build_id = "dev";
+};
+
+class Orchestrator {
+ public:
+  Orchestrator(Store& store, Options options);
+  ~Orchestrator();
+  Orchestrator(const Orchestrator&) = delete;
+  Orchestrator& operator=(const Orchestrator&) = delete;
+
+  // Loads sessions and runs from the store: queued runs queue again; runs that were assigned or
+  // running keep a fresh lease, so their workers can reconnect and carry on, and are retried
+  // when it runs out. Call once, before serving.
+  absl::Status Load();
+
+  grpc::Service* gateway_service();
+  grpc::Service* sessions_service();
+
+  // Ends every stream (worker Connects and following Reads) so the server can shut down.
+  void Shutdown();
+
+  // Prometheus text exposition of the orchestrator's metrics.
+  std::string MetricsText() const;
+
+ private:
+  class Gateway;
+  class SessionsApi;
+  struct Conn;
+  struct Run;
+  struct Session;
+
+  // Sessions API (each called with mu_ held).
+  grpc::Status CreateSession(const baton::v1::CreateSessionRequest& request,
+                             baton::v1::CreateSessionResponse* response);
+  grpc::Status Append(const baton::v1::AppendRequest& request, baton::v1::AppendResponse* response);
+  grpc::Status CancelRun(const baton::v1::CancelRunRequest& request, baton::v1::Run* response);
+  grpc::Status Close(const baton::v1::CloseRequest& request, baton::v1::Session* response);
+  grpc::Status Read(grpc::ServerContext* context, const baton::v1::ReadRequest& request,
+                    grpc::ServerWriter<baton::v1::ReadResponse>* writer);
+  baton::v1::Session SessionProto(const Session& session) const;
+
+  // Worker streams.
+  grpc::Status Connect(
+      grpc::ServerContext* context,
+      grpc::ServerReaderWriter<baton::v1::GatewayFrame, baton::v1::WorkerFrame>* stream);
+  void OnHello(Conn& conn, const baton::v1::Hello& hello);
+  void OnFrame(Conn& conn, const baton::v1::WorkerFrame& frame);
+  void OnRunAccepted(Conn& conn, const baton::v1::RunAccepted& accepted);
+  void OnRunRejected(Conn& conn, const baton::v1::RunRejected& rejected);
+  void OnHeartbeat(Conn& conn, const baton::v1::Heartbeat& heartbeat);
+  void OnRunOutput(Conn& conn, const baton::v1::RunOutput& output);
+  void OnSnapshot(Conn& conn, const baton::v1::Snapshot& snapshot);
+  void OnRunFinished(Conn& conn, const baton::v1::RunFinished& finished);
+  void Disconnected(Conn& conn);
+
+  // Session rules.
+  // The run `run_id` names, when `conn` holds it under `lease_token`; else tells the worker the
+  // lease is gone and returns null.
+  Run* OwnedRun(Conn& conn, const std::string& run_id, int64_t lease_token)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Queues a new run for the session: its first (`trigger` and `payload`), or a continuation
+  // (trigger "continuation" or "resume") built from the session's snapshot and logs.
+  absl::Status Boot(Session& session, const std::string& trigger, std::string payload_json,
+                    int attempt) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status BootContinuation(Session& session, bool resume, int attempt)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Assigns queued runs to workers with credit.
+  void Dispatch() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Assign(Run& run, Conn& conn) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Sends the run the `.in` records after the last one it was sent.
+  void DeliverPending(Run& run) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Ends the run's lease with `state`; the session follows the DESIGN §4 rules (a retry, a
+  // continuation for records left unanswered, or rest).
+  void EndRun(Run& run, const std::string& state, const baton::v1::RunFinished& how)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Requeue(Run& run) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Send(Conn& conn, baton::v1::GatewayFrame frame) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Revoke(Conn& conn, const std::string& run_id, int64_t lease_token, std::string reason)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SaveRun(const Run& run) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SaveSession(const Session& session) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // The timer thread: accept deadlines, leases, heartbeats, suspension deadlines.
+  void TimerLoop();
+  void Tick(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  Store& store_;
+  const Options options_;
+
+  mutable absl::Mutex mu_;
+  std::map<std::string, std::unique_ptr<Session>> sessions_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::unique_ptr<Run>> runs_ ABSL_GUARDED_BY(mu_);
+  std::deque<std::string> queue_ ABSL_GUARDED_BY(mu_);  // run ids, oldest first
+  std::set<Conn*> conns_ ABSL_GUARDED_BY(mu_);
+  int64_t next_conn_ ABSL_GUARDED_BY(mu_) = 1;
+  bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
+
+  Metrics metrics_;
+  Counter& runs_started_;
+  Counter& runs_ended_;
+  Counter& reconnects_;
+  Counter& out_records_;
+  Counter& stale_writes_;
+  Gauge& workers_;
+  Gauge& free_credit_;
+  Gauge& live_runs_;
+  Gauge& readers_;
+  Histogram& dispatch_seconds_;
+  Histogram& output_lag_seconds_;
+
+  std::unique_ptr<Gateway> gateway_;
+  std::unique_ptr<SessionsApi> sessions_api_;
+  std::thread timer_;
+};
+
+}  // namespace baton::orchestrator
+
+#endif  // BATON_TOOLS_ORCHESTRATOR_ORCHESTRATOR_H_

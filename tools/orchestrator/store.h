@@ -1,0 +1,135 @@
+// File: tools/orchestrator/store.h
+//
+// Store: the orchestrator's durable state. Sessions with their `.in` and `.out` logs, runs, the
+// latest snapshot of each session, and the fencing-token counter. The orchestrator keeps its
+// working state in memory and writes through to a Store before it acknowledges anything; on
+// start it loads everything back.
+//
+// Two implementations: SqliteStore (one file, WAL mode; the embedded default) and MemoryStore
+// (unit tests only). A PostgreSQL store implements the same interface.
+//
+// Thread-safety: every method may be called from any thread; implementations serialise calls.
+#ifndef BATON_TOOLS_ORCHESTRATOR_STORE_H_
+#define BATON_TOOLS_ORCHESTRATOR_STORE_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace baton::orchestrator {
+
+// A chat session. Its logs are kept apart (InRow, OutRow).
+struct SessionRow {
+  std::string chat_id;
+  std::string agent;
+  std::string state;  // "live", "suspended", "exited", "failed", "closed"
+  // The first boot payload minus one-shot fields (JSON text): what a continuation boots with.
+  std::string base_payload_json;
+  // The first run's submit-message message (JSON text), or "" (it never goes on `.in`).
+  std::string boot_message_json;
+  std::string traceparent;
+  std::string run_id;  // current or latest run
+  int32_t runs = 0;
+  int64_t created_ms = 0;
+  int64_t resume_deadline_ms = 0;  // while suspended
+  // The latest snapshot (JSON text, "" when none) and its cursors.
+  std::string snapshot_json;
+  int64_t snapshot_in_seq = 0;
+  int64_t snapshot_out_seq = 0;
+};
+
+struct InRow {
+  int64_t seq = 0;
+  std::string kind;  // "message", "stop", "handover", "handover-skip"
+  std::string body_json;
+  std::string client_record_id;  // "" when the client gave none
+  int64_t appended_ms = 0;
+};
+
+// A `.out` record as the serialized baton.v1.OutRecord (seq included).
+struct OutRow {
+  int64_t seq = 0;
+  std::string record;
+};
+
+struct RunRow {
+  std::string run_id;
+  std::string chat_id;
+  std::string agent;
+  int32_t attempt = 1;
+  std::string trigger;       // "preload", ..., "continuation", "resume"
+  std::string state;         // "queued", "assigned", "running", "suspended", "exited", "failed",
+                             // "cancelled", "lost"
+  std::string payload_json;  // the boot payload
+  std::string previous_run_id;
+  int64_t lease_token = 0;
+  std::string worker_id;
+  std::string reason;
+  std::string error;
+  int64_t created_ms = 0;
+  int64_t started_ms = 0;
+  int64_t ended_ms = 0;
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // "sqlite:<path>" or "memory".
+  virtual std::string Describe() const = 0;
+
+  // Inserts or replaces the session row (keyed by chat_id). Does not touch its logs.
+  virtual absl::Status PutSession(const SessionRow& session) = 0;
+  virtual absl::StatusOr<std::vector<SessionRow>> LoadSessions() = 0;
+
+  // Appends to `.in` with the next seq (last + 1), unless `row.client_record_id` is non-empty
+  // and already in this chat's `.in`: then nothing is written and the earlier row is returned
+  // with `duplicate` set. `row.seq` is ignored.
+  struct Appended {
+    InRow row;
+    bool duplicate = false;
+  };
+  virtual absl::StatusOr<Appended> AppendIn(const std::string& chat_id, InRow row) = 0;
+  // `.in` rows with seq > after_seq, in order.
+  virtual absl::StatusOr<std::vector<InRow>> ReadIn(const std::string& chat_id,
+                                                    int64_t after_seq) = 0;
+  virtual absl::StatusOr<int64_t> LastInSeq(const std::string& chat_id) = 0;
+
+  // Appends rows to `.out` in one transaction. Each row's seq must be the next one (last + 1,
+  // then + 1 per row): rows at or below the stored end are skipped (re-sends), and a gap is
+  // FailedPrecondition with nothing written. Returns the last stored seq afterwards.
+  virtual absl::StatusOr<int64_t> AppendOut(const std::string& chat_id,
+                                            const std::vector<OutRow>& rows) = 0;
+  // `.out` rows with seq > after_seq, in order, at most `limit`.
+  virtual absl::StatusOr<std::vector<OutRow>> ReadOut(const std::string& chat_id, int64_t after_seq,
+                                                      size_t limit) = 0;
+  virtual absl::StatusOr<int64_t> LastOutSeq(const std::string& chat_id) = 0;
+
+  // Inserts or replaces the run row (keyed by run_id).
+  virtual absl::Status PutRun(const RunRow& run) = 0;
+  // Every run (chat_id empty) or the chat's runs, oldest first.
+  virtual absl::StatusOr<std::vector<RunRow>> ListRuns(const std::string& chat_id) = 0;
+
+  // The next fencing token: larger than every token returned before, across restarts.
+  virtual absl::StatusOr<int64_t> NextLeaseToken() = 0;
+  // The next run number (for run ids), across restarts.
+  virtual absl::StatusOr<int64_t> NextRunNumber() = 0;
+};
+
+// An in-memory Store, for unit tests.
+std::unique_ptr<Store> NewMemoryStore();
+
+// Opens (creating when missing) the SQLite database at `path` in WAL mode.
+// With `durable`, every commit is synced to disk (synchronous=FULL); otherwise commits survive a
+// process crash but the last ones may be lost on power loss (synchronous=NORMAL).
+absl::StatusOr<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path,
+                                                       bool durable = false);
+
+}  // namespace baton::orchestrator
+
+#endif  // BATON_TOOLS_ORCHESTRATOR_STORE_H_
