@@ -1,0 +1,143 @@
+#include "runtime/head_start.h"
+
+#include "absl/random/random.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "grpcpp/client_context.h"
+#include "hooks/messages.h"
+#include "runtime/convert.h"
+#include "runtime/step_loop.h"
+
+namespace baton {
+
+namespace v1 = ::baton::v1;
+
+namespace {
+
+absl::Status FromGrpc(const grpc::Status& status, const char* call) {
+  if (status.ok()) return absl::OkStatus();
+  return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+                      absl::StrCat(call, ": ", status.error_message()));
+}
+
+// Step 1's agent: the same model, system prompt and tool schemas, no executes and one step, so
+// the loop stops at the first tool call and leaves it for the worker.
+Agent StepOneAgent(const Agent& agent) {
+  Agent one;
+  one.id = agent.id;
+  one.model = agent.model;
+  one.system = agent.system;
+  one.options = agent.options;
+  one.options.max_steps = 1;
+  for (const Tool& tool : agent.tools) {
+    one.tools.push_back(Tool{tool.name, tool.description, tool.input_schema, nullptr, false});
+  }
+  return one;
+}
+
+absl::StatusOr<int64_t> Append(v1::Sessions::Stub& sessions, const std::string& chat_id,
+                               const Json& body) {
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  v1::AppendRequest request;
+  request.set_chat_id(chat_id);
+  request.set_body_json(DumpJson(body));
+  v1::AppendResponse response;
+  absl::Status status = FromGrpc(sessions.Append(&context, request, &response), "Append");
+  if (!status.ok()) return status;
+  return response.seq();
+}
+
+}  // namespace
+
+Json HandoverPartial(Json response) {
+  int n = 0;
+  if (Json* parts = response.contains("parts") ? &response["parts"] : nullptr) {
+    for (Json& part : *parts) {
+      std::string type = StringField(part, "type");
+      bool tool = type.rfind("tool-", 0) == 0 || type == "dynamic-tool";
+      if (!tool || StringField(part, "state") != "input-available") continue;
+      part["state"] = "approval-responded";
+      part["approval"] = {{"id", absl::StrCat("handover-approval-", ++n)}, {"approved", true}};
+    }
+  }
+  return UiToModelMessages(response);
+}
+
+asio::awaitable<absl::StatusOr<HeadStartResult>> RunHeadStart(HeadStartEnv env,
+                                                              HeadStartRequest request) {
+  HeadStartResult result;
+  absl::Time start = env.clock->Now();
+  result.message_id = request.message_id;
+  if (result.message_id.empty()) {
+    absl::BitGen gen;
+    result.message_id = absl::StrFormat("msg_%016x", absl::Uniform<uint64_t>(gen));
+  }
+
+  // 1. The session: a worker boots the agent while step 1 streams here.
+  {
+    Json payload = {{"headStartMessages", request.messages}};
+    if (!request.metadata.is_null()) payload["metadata"] = request.metadata;
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    v1::CreateSessionRequest create;
+    create.set_chat_id(request.chat_id);
+    create.set_agent(request.agent);
+    create.set_trigger(v1::TRIGGER_HANDOVER_PREPARE);
+    create.set_payload_json(DumpJson(payload));
+    create.set_traceparent(request.traceparent);
+    v1::CreateSessionResponse created;
+    absl::Status status =
+        FromGrpc(env.sessions->CreateSession(&context, create, &created), "CreateSession");
+    if (!status.ok()) co_return status;
+    result.create_session = env.clock->Now() - start;
+  }
+
+  // 2. Step 1, streamed to the caller as it arrives.
+  Agent one = StepOneAgent(*env.agent);
+  bool first = true;
+  StepLoop::Env loop_env;
+  loop_env.executor = env.executor;
+  loop_env.clock = env.clock;
+  loop_env.pool = env.pool;
+  loop_env.chat_id = request.chat_id;
+  loop_env.emit = [&](Json chunk) {
+    if (first) {
+      first = false;
+      result.first_chunk = env.clock->Now() - start;
+    }
+    if (env.on_chunk) env.on_chunk(chunk);
+  };
+  StepLoop loop(one, loop_env);
+  StepLoopInput input;
+  input.message_id = result.message_id;
+  input.prompt = Json::array();
+  for (const Json& message : request.messages) {
+    for (Json& m : UiToModelMessages(message)) input.prompt.push_back(std::move(m));
+  }
+  StepLoopResult step = co_await loop.Run(std::move(input));
+  result.step1 = env.clock->Now() - start;
+
+  // 3. The signal.
+  Json body;
+  if (step.finish_reason == "error" || step.stopped || step.finish_reason.empty()) {
+    result.signal = HeadStartResult::Signal::kSkip;
+    result.step_error = step.finish_reason.empty() ? "stopped" : "step 1 failed";
+    body = {{"kind", "handover-skip"}};
+  } else {
+    result.partial = HandoverPartial(step.response);
+    bool tool_calls = step.finish_reason == "tool-calls";
+    result.signal =
+        tool_calls ? HeadStartResult::Signal::kHandover : HeadStartResult::Signal::kFinal;
+    body = {{"kind", "handover"},
+            {"partialAssistantMessage", result.partial},
+            {"messageId", result.message_id},
+            {"isFinal", !tool_calls}};
+  }
+  absl::StatusOr<int64_t> seq = Append(*env.sessions, request.chat_id, body);
+  if (!seq.ok()) co_return seq.status();
+  result.signal_seq = *seq;
+  co_return result;
+}
+
+}  // namespace baton

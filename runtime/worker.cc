@@ -1,0 +1,690 @@
+#include "runtime/worker.h"
+
+#include <unistd.h>
+
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <thread>
+
+#include "absl/random/random.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "asio/post.hpp"
+#include "grpcpp/create_channel.h"
+#include "runtime/chat_run.h"
+#include "runtime/log.h"
+#include "runtime/session_rules.h"
+#include "runtime/wire.h"
+
+namespace baton {
+
+namespace v1 = ::baton::v1;
+
+// One Connect stream. gRPC's blocking calls run on two threads of its own: the reader hands
+// each frame to the executor; the writer sends what the executor queued. Both end when the
+// stream does; the reader then reports the end on the executor.
+struct Worker::Stream {
+  grpc::ClientContext context;
+  std::unique_ptr<grpc::ClientReaderWriter<v1::WorkerFrame, v1::GatewayFrame>> rw;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<v1::WorkerFrame> outbox;  // guarded by mu
+  bool closing = false;                // guarded by mu
+  std::thread reader;
+  std::thread writer;
+
+  void Push(v1::WorkerFrame frame) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      if (closing) return;
+      outbox.push_back(std::move(frame));
+    }
+    cv.notify_one();
+  }
+
+  // Sends the last queued frames, then half-closes.
+  void CloseWrites() {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      closing = true;
+    }
+    cv.notify_one();
+  }
+
+  void WriteLoop() {
+    while (true) {
+      std::deque<v1::WorkerFrame> batch;
+      {
+        std::unique_lock<std::mutex> lock(mu);
+        cv.wait(lock, [this] { return !outbox.empty() || closing; });
+        if (outbox.empty()) break;
+        batch.swap(outbox);
+      }
+      for (const v1::WorkerFrame& frame : batch) {
+        if (!rw->Write(frame)) {
+          context.TryCancel();
+          return;
+        }
+      }
+    }
+    rw->WritesDone();
+  }
+};
+
+// A run this worker holds: its ChatRun, its lease, and its output until acknowledged.
+struct Worker::Slot {
+  std::shared_ptr<ChatRun> run;
+  std::string run_id;
+  std::string chat_id;
+  int64_t lease_token = 0;
+  int64_t next_out = 0;      // last `.out` seq written
+  int64_t sent_out = 0;      // last seq sent on the current stream
+  int64_t acked_out = 0;     // last seq the orchestrator stored
+  int64_t delivered_in = 0;  // last `.in` seq given to the run
+  std::deque<v1::OutRecord> unacked;
+  std::optional<v1::Snapshot> snapshot;   // latest, re-sent after a reconnect
+  std::optional<v1::RunFinished> finish;  // set when the run ended
+  bool ended = false;                     // the ChatRun has finished
+  bool dropped = false;                   // revoked or handed back: nothing more is sent
+  absl::Time assigned_at;
+};
+
+namespace {
+
+std::string DefaultWorkerId() {
+  char host[256] = {0};
+  gethostname(host, sizeof(host) - 1);
+  absl::BitGen gen;
+  return absl::StrFormat("%s-%d-%04x", host, getpid(), absl::Uniform<uint32_t>(gen, 0, 0xffff));
+}
+
+v1::RunEnd RunEndProto(RunOutcome::Kind kind) {
+  switch (kind) {
+    case RunOutcome::Kind::kExited:
+      return v1::RUN_END_EXITED;
+    case RunOutcome::Kind::kSuspended:
+      return v1::RUN_END_SUSPENDED;
+    case RunOutcome::Kind::kFailed:
+      return v1::RUN_END_FAILED;
+    case RunOutcome::Kind::kCancelled:
+      return v1::RUN_END_CANCELLED;
+  }
+  return v1::RUN_END_UNSPECIFIED;
+}
+
+}  // namespace
+
+Worker::Worker(asio::any_io_executor executor, Clock& clock, HookPool& pool, WorkerOptions options)
+    : executor_(std::move(executor)),
+      clock_(clock),
+      pool_(pool),
+      options_(std::move(options)),
+      backoff_(options_.reconnect_initial),
+      reconnect_timer_(executor_),
+      heartbeat_timer_(executor_),
+      drain_timer_(executor_),
+      runs_accepted_(metrics_.AddCounter("baton_worker_runs_accepted_total", "Runs accepted.")),
+      runs_rejected_(metrics_.AddCounter("baton_worker_runs_rejected_total", "Runs rejected.")),
+      reconnects_(
+          metrics_.AddCounter("baton_worker_reconnects_total", "Streams opened after the first.")),
+      out_records_(metrics_.AddCounter("baton_worker_out_records_total", ".out records written.")),
+      slots_used_(metrics_.AddGauge("baton_worker_slots_used", "Runs live on this worker.")),
+      slots_free_(metrics_.AddGauge("baton_worker_slots_free", "Capacity left.")),
+      unacked_(metrics_.AddGauge("baton_worker_output_unacked",
+                                 ".out records sent or queued and not yet acknowledged.")),
+      boot_seconds_(metrics_.AddHistogram("baton_worker_boot_seconds",
+                                          "From AssignRun received to the run started.")) {
+  if (options_.worker_id.empty()) options_.worker_id = DefaultWorkerId();
+  slots_free_.Set(options_.capacity);
+}
+
+Worker::~Worker() {
+  *alive_ = false;
+  stopped_ = true;
+  if (stream_) {
+    stream_->context.TryCancel();
+    stream_->CloseWrites();
+    if (stream_->reader.joinable()) stream_->reader.join();
+  }
+  for (auto& [id, slot] : slots_) {
+    if (slot->run && !slot->ended) slot->run->Cancel(/*lost=*/true);
+  }
+}
+
+void Worker::AddAgent(const std::string& name, const Agent& agent, std::string version) {
+  agents_[name] = Hosted{&agent, std::move(version)};
+}
+
+void Worker::Start() {
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
+  // Reconnects are ours (with our backoff); gRPC's own backoff would hide them.
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  channel_ = grpc::CreateCustomChannel(
+      options_.target,
+      options_.credentials ? options_.credentials : grpc::InsecureChannelCredentials(), args);
+  Connect();
+}
+
+void Worker::Connect() {
+  if (stopped_) return;
+  auto stream = std::make_unique<Stream>();
+  stream->rw = v1::WorkerGateway::NewStub(channel_)->Connect(&stream->context);
+  Stream* raw = stream.get();
+  stream_ = std::move(stream);
+  welcomed_ = false;
+
+  v1::WorkerFrame frame;
+  v1::Hello& hello = *frame.mutable_hello();
+  hello.set_worker_id(options_.worker_id);
+  hello.set_build_id(options_.build_id);
+  hello.set_protocol_version(v1::PROTOCOL_VERSION_1);
+  hello.set_capacity(options_.capacity);
+  for (const auto& [name, hosted] : agents_) {
+    v1::AgentInfo& info = *hello.add_agents();
+    info.set_name(name);
+    info.set_version(hosted.version);
+  }
+  for (const auto& [key, value] : options_.labels) (*hello.mutable_labels())[key] = value;
+  for (const auto& [id, slot] : slots_) {
+    if (slot->dropped) continue;
+    v1::HeldRun& held = *hello.add_held_runs();
+    held.set_run_id(id);
+    held.set_lease_token(slot->lease_token);
+    held.set_acked_out_seq(slot->acked_out);
+    held.set_delivered_in_seq(slot->delivered_in);
+  }
+  raw->Push(std::move(frame));
+
+  std::weak_ptr<bool> alive = alive_;
+  raw->writer = std::thread([raw] { raw->WriteLoop(); });
+  raw->reader = std::thread([this, raw, alive] {
+    v1::GatewayFrame in;
+    while (raw->rw->Read(&in)) {
+      asio::post(executor_, [this, raw, alive, in = std::move(in)]() mutable {
+        if (!alive.expired() && *alive.lock()) OnFrame(raw, std::move(in));
+      });
+      in = v1::GatewayFrame();
+    }
+    raw->context.TryCancel();
+    raw->CloseWrites();
+    raw->writer.join();
+    grpc::Status status = raw->rw->Finish();
+    asio::post(executor_, [this, raw, alive, status] {
+      if (alive.expired() || !*alive.lock()) return;
+      if (!status.ok() && !stopped_) {
+        LogJson("warn", "orchestrator stream ended",
+                {{"worker_id", options_.worker_id},
+                 {"code", static_cast<int>(status.error_code())},
+                 {"error", status.error_message()}});
+      }
+      OnStreamEnd(raw);
+    });
+  });
+}
+
+void Worker::OnStreamEnd(Stream* stream) {
+  if (stream != stream_.get()) return;
+  stream_->reader.join();
+  stream_.reset();
+  ready_ = false;
+  welcomed_ = false;
+  heartbeat_timer_.cancel();
+  if (handed_back_ || stopped_) {
+    stopped_ = true;
+    if (drained_) std::exchange(drained_, nullptr)();
+    return;
+  }
+  ScheduleReconnect();
+}
+
+void Worker::ScheduleReconnect() {
+  absl::BitGen gen;
+  absl::Duration wait = backoff_ * absl::Uniform(gen, 0.8, 1.2);
+  backoff_ = std::min(backoff_ * 2, options_.reconnect_max);
+  reconnect_timer_.expires_after(absl::ToChronoNanoseconds(wait));
+  std::weak_ptr<bool> alive = alive_;
+  reconnect_timer_.async_wait([this, alive](const asio::error_code& ec) {
+    if (ec || alive.expired()) return;
+    reconnects_.Add(1);
+    Connect();
+  });
+}
+
+void Worker::Send(v1::WorkerFrame frame) {
+  if (stream_ && welcomed_) stream_->Push(std::move(frame));
+}
+
+void Worker::SendCredit(int runs) {
+  if (runs <= 0 || draining_) return;
+  v1::WorkerFrame frame;
+  frame.mutable_credit()->set_runs(runs);
+  Send(std::move(frame));
+}
+
+void Worker::OnFrame(Stream* stream, v1::GatewayFrame frame) {
+  if (stream != stream_.get()) return;  // a frame of a stream already given up
+  switch (frame.frame_case()) {
+    case v1::GatewayFrame::kWelcome:
+      OnWelcome(frame.welcome());
+      break;
+    case v1::GatewayFrame::kAssignRun:
+      OnAssign(frame.assign_run());
+      break;
+    case v1::GatewayFrame::kDeliver:
+      OnDeliver(frame.deliver());
+      break;
+    case v1::GatewayFrame::kCancelRun:
+      if (Slot* slot = Find(frame.cancel_run().run_id(), frame.cancel_run().lease_token())) {
+        if (!slot->ended) slot->run->Cancel();
+      }
+      break;
+    case v1::GatewayFrame::kLeaseRevoked:
+      Revoked(frame.lease_revoked().run_id(), frame.lease_revoked().lease_token());
+      break;
+    case v1::GatewayFrame::kAck:
+      OnAck(frame.ack());
+      break;
+    case v1::GatewayFrame::kHeartbeatAck:
+      heartbeat_acked_ = std::max(heartbeat_acked_, frame.heartbeat_ack().seq());
+      break;
+    case v1::GatewayFrame::kDrain:
+      LogJson("info", "orchestrator asked to drain", {{"reason", frame.drain().reason()}});
+      Drain(nullptr);
+      break;
+    default:
+      break;
+  }
+}
+
+void Worker::OnWelcome(const v1::Welcome& welcome) {
+  welcomed_ = true;
+  ready_ = !draining_;
+  backoff_ = options_.reconnect_initial;
+  heartbeat_interval_ = absl::Milliseconds(std::max<int64_t>(welcome.heartbeat_interval_ms(), 10));
+  heartbeat_seq_ = 0;
+  heartbeat_acked_ = 0;
+  // Runs held across the reconnect: the rebound ones re-send what was not stored; the others
+  // are no longer ours.
+  std::set<std::string> rebound;
+  for (const v1::HeldRun& held : welcome.rebound_runs()) {
+    rebound.insert(held.run_id());
+    Slot* slot = Find(held.run_id(), held.lease_token());
+    if (slot == nullptr) continue;
+    slot->acked_out = std::max(slot->acked_out, held.acked_out_seq());
+    while (!slot->unacked.empty() && slot->unacked.front().seq() <= slot->acked_out) {
+      slot->unacked.pop_front();
+    }
+    slot->sent_out = slot->acked_out;
+  }
+  std::vector<std::string> lost;
+  for (auto& [id, slot] : slots_) {
+    if (!slot->dropped && rebound.count(id) == 0) lost.push_back(id);
+  }
+  for (const std::string& id : lost) Revoked(id, slots_[id]->lease_token);
+  for (auto& [id, slot] : slots_) {
+    if (slot->dropped) continue;
+    Flush(*slot);
+    if (slot->snapshot) {
+      v1::WorkerFrame frame;
+      *frame.mutable_snapshot() = *slot->snapshot;
+      Send(std::move(frame));
+    }
+    if (slot->finish) {
+      v1::WorkerFrame frame;
+      *frame.mutable_run_finished() = *slot->finish;
+      Send(std::move(frame));
+    }
+  }
+  if (draining_) {
+    v1::WorkerFrame frame;
+    frame.mutable_draining()->set_reason("shutdown");
+    Send(std::move(frame));
+  } else {
+    SendCredit(options_.capacity - live_runs_);
+  }
+  Heartbeat();
+}
+
+void Worker::Heartbeat() {
+  if (!stream_ || !welcomed_) return;
+  // Two intervals without an answer: the stream is dead even if TCP says otherwise.
+  if (heartbeat_seq_ - heartbeat_acked_ >= 2) {
+    LogJson("warn", "no heartbeat answer for two intervals: reconnecting",
+            {{"worker_id", options_.worker_id}});
+    stream_->context.TryCancel();
+    return;
+  }
+  v1::WorkerFrame frame;
+  v1::Heartbeat& beat = *frame.mutable_heartbeat();
+  beat.set_seq(++heartbeat_seq_);
+  beat.set_slots_used(live_runs_);
+  for (const auto& [id, slot] : slots_) {
+    if (slot->dropped || slot->finish) continue;
+    v1::RunLease& lease = *beat.add_runs();
+    lease.set_run_id(id);
+    lease.set_lease_token(slot->lease_token);
+  }
+  Send(std::move(frame));
+  heartbeat_timer_.expires_after(absl::ToChronoNanoseconds(heartbeat_interval_));
+  std::weak_ptr<bool> alive = alive_;
+  heartbeat_timer_.async_wait([this, alive](const asio::error_code& ec) {
+    if (!ec && !alive.expired()) Heartbeat();
+  });
+}
+
+Worker::Slot* Worker::Find(const std::string& run_id, int64_t lease_token) {
+  auto it = slots_.find(run_id);
+  if (it == slots_.end() || it->second->lease_token != lease_token || it->second->dropped) {
+    return nullptr;
+  }
+  return it->second.get();
+}
+
+void Worker::OnAssign(const v1::AssignRun& assign) {
+  absl::Time received = clock_.Now();
+  auto reject = [&](std::string reason) {
+    runs_rejected_.Add(1);
+    v1::WorkerFrame frame;
+    v1::RunRejected& rejected = *frame.mutable_run_rejected();
+    rejected.set_run_id(assign.run_id());
+    rejected.set_lease_token(assign.lease_token());
+    rejected.set_reason(std::move(reason));
+    Send(std::move(frame));
+    SendCredit(1);  // the slot it would have taken is still free
+  };
+  auto agent = agents_.find(assign.agent());
+  if (draining_) return reject("draining");
+  if (agent == agents_.end()) return reject("unknown-agent");
+  if (live_runs_ >= options_.capacity) return reject("no-capacity");
+  if (slots_.count(assign.run_id()) > 0) return reject("duplicate-run");
+
+  BootRequest boot;
+  boot.run_id = assign.run_id();
+  boot.chat_id = assign.chat_id();
+  boot.trigger = std::string(TriggerName(assign.trigger()));
+  boot.continuation = assign.continuation();
+  boot.resume = assign.resume();
+  boot.previous_run_id = assign.previous_run_id();
+  boot.attempt = assign.attempt();
+  if (!assign.payload_json().empty()) {
+    absl::StatusOr<Json> payload = ParseJson(assign.payload_json());
+    if (!payload.ok() || !payload->is_object()) return reject("bad-payload");
+    boot.payload = *std::move(payload);
+  }
+  if (!assign.snapshot_json().empty()) {
+    absl::StatusOr<Json> snapshot = ParseJson(assign.snapshot_json());
+    if (!snapshot.ok()) return reject("bad-snapshot");
+    boot.snapshot = *std::move(snapshot);
+  }
+  auto slot = std::make_unique<Slot>();
+  for (const v1::InRecord& r : assign.pending()) {
+    absl::StatusOr<InRecord> record = InRecordFromProto(r);
+    if (!record.ok()) return reject("bad-pending-record");
+    slot->delivered_in = r.seq();
+    boot.pending.push_back(*std::move(record));
+  }
+  for (const v1::OutRecord& r : assign.out_tail()) {
+    absl::StatusOr<OutRecord> record = OutRecordFromProto(r);
+    if (!record.ok()) return reject("bad-out-record");
+    boot.out_tail.push_back(*std::move(record));
+  }
+  slot->run_id = assign.run_id();
+  slot->chat_id = assign.chat_id();
+  slot->lease_token = assign.lease_token();
+  slot->next_out = slot->sent_out = slot->acked_out = assign.out_seq();
+  slot->delivered_in = std::max(slot->delivered_in, SnapshotInSeq(boot.snapshot));
+  slot->assigned_at = received;
+  Slot* s = slot.get();
+
+  RunHost host;
+  host.executor = executor_;
+  host.clock = &clock_;
+  host.pool = &pool_;
+  host.write = [this, s](OutRecord record) {
+    record.seq = ++s->next_out;
+    s->unacked.push_back(OutRecordToProto(record));
+    out_records_.Add(1);
+    unacked_.Add(1);
+    ScheduleFlush();
+    return record.seq;
+  };
+  host.save_snapshot = [this, s](Json snapshot) {
+    v1::Snapshot frame;
+    frame.set_run_id(s->run_id);
+    frame.set_lease_token(s->lease_token);
+    frame.set_in_seq(SnapshotInSeq(snapshot));
+    frame.set_out_seq(SnapshotOutSeq(snapshot));
+    frame.set_snapshot_json(DumpJson(snapshot));
+    s->snapshot = frame;
+    Flush(*s);  // the records it refers to go first
+    v1::WorkerFrame out;
+    *out.mutable_snapshot() = std::move(frame);
+    Send(std::move(out));
+  };
+  host.finished = [this, s](const RunOutcome& outcome) { RunEnded(*s, outcome); };
+  if (observe) {
+    host.observe = [this, s](std::string_view hook, const Json& args) {
+      observe(s->run_id, hook, args);
+    };
+  }
+  host.new_message_id = [] {
+    absl::BitGen gen;
+    return absl::StrFormat("msg_%016x", absl::Uniform<uint64_t>(gen));
+  };
+
+  const Agent& chosen = *agent->second.agent;
+  slot->run = std::make_shared<ChatRun>(chosen, std::move(host), std::move(boot));
+  slots_[assign.run_id()] = std::move(slot);
+  ++live_runs_;
+  slots_used_.Set(live_runs_);
+  slots_free_.Set(options_.capacity - live_runs_);
+  runs_accepted_.Add(1);
+
+  v1::WorkerFrame frame;
+  frame.mutable_run_accepted()->set_run_id(assign.run_id());
+  frame.mutable_run_accepted()->set_lease_token(assign.lease_token());
+  Send(std::move(frame));
+  s->run->Start();
+  boot_seconds_.Observe(absl::ToDoubleSeconds(clock_.Now() - received));
+  LogJson("debug", "run started",
+          {{"worker_id", options_.worker_id},
+           {"run_id", assign.run_id()},
+           {"attempt", assign.attempt()},
+           {"chat_id", assign.chat_id()},
+           {"trace_id", assign.traceparent().size() >= 35 ? assign.traceparent().substr(3, 32)
+                                                          : std::string()}});
+}
+
+void Worker::OnDeliver(const v1::Deliver& deliver) {
+  Slot* slot = Find(deliver.run_id(), deliver.lease_token());
+  if (slot == nullptr || slot->ended) return;
+  if (deliver.record().seq() <= slot->delivered_in) return;  // a re-send after a reconnect
+  absl::StatusOr<InRecord> record = InRecordFromProto(deliver.record());
+  slot->delivered_in = deliver.record().seq();
+  if (record.ok()) {
+    slot->run->Deliver(*std::move(record));
+  } else {
+    LogJson("warn", "a delivered record does not decode; skipped",
+            {{"run_id", slot->run_id},
+             {"seq", deliver.record().seq()},
+             {"error", record.status().ToString()}});
+  }
+  v1::WorkerFrame frame;
+  frame.mutable_delivered()->set_run_id(slot->run_id);
+  frame.mutable_delivered()->set_lease_token(slot->lease_token);
+  frame.mutable_delivered()->set_in_seq(slot->delivered_in);
+  Send(std::move(frame));
+}
+
+void Worker::OnAck(const v1::Ack& ack) {
+  auto it = slots_.find(ack.run_id());
+  if (it == slots_.end()) return;
+  Slot& slot = *it->second;
+  slot.acked_out = std::max(slot.acked_out, ack.out_seq());
+  while (!slot.unacked.empty() && slot.unacked.front().seq() <= slot.acked_out) {
+    slot.unacked.pop_front();
+    unacked_.Add(-1);
+  }
+  MaybeRelease(ack.run_id());
+}
+
+void Worker::ScheduleFlush() {
+  if (flush_posted_) return;
+  flush_posted_ = true;
+  std::weak_ptr<bool> alive = alive_;
+  asio::post(executor_, [this, alive] {
+    if (alive.expired()) return;
+    flush_posted_ = false;
+    for (auto& [id, slot] : slots_) Flush(*slot);
+  });
+}
+
+void Worker::Flush(Slot& slot) {
+  if (slot.dropped || !stream_ || !welcomed_) return;
+  if (slot.unacked.empty() || slot.unacked.back().seq() <= slot.sent_out) return;
+  v1::WorkerFrame frame;
+  v1::RunOutput& output = *frame.mutable_run_output();
+  output.set_run_id(slot.run_id);
+  output.set_lease_token(slot.lease_token);
+  for (const v1::OutRecord& record : slot.unacked) {
+    if (record.seq() > slot.sent_out) *output.add_records() = record;
+  }
+  slot.sent_out = slot.unacked.back().seq();
+  Send(std::move(frame));
+}
+
+void Worker::RunEnded(Slot& slot, const RunOutcome& outcome) {
+  slot.ended = true;
+  --live_runs_;
+  slots_used_.Set(live_runs_);
+  slots_free_.Set(options_.capacity - live_runs_);
+  if (!slot.dropped) {
+    v1::RunFinished finished;
+    finished.set_run_id(slot.run_id);
+    finished.set_lease_token(slot.lease_token);
+    finished.set_end(RunEndProto(outcome.kind));
+    finished.set_reason(outcome.reason);
+    finished.set_error(outcome.error);
+    finished.set_retryable(outcome.retryable);
+    if (outcome.kind == RunOutcome::Kind::kSuspended) {
+      finished.set_resume_deadline_unix_ms(absl::ToUnixMillis(outcome.resume_deadline));
+    }
+    finished.set_last_out_seq(slot.next_out);
+    slot.finish = finished;
+    Flush(slot);
+    v1::WorkerFrame frame;
+    *frame.mutable_run_finished() = std::move(finished);
+    Send(std::move(frame));
+  }
+  SendCredit(1);
+  // The ChatRun is done with its host; drop it from here, not from inside its own callback.
+  std::string run_id = slot.run_id;
+  std::weak_ptr<bool> alive = alive_;
+  asio::post(executor_, [this, alive, run_id] {
+    if (!alive.expired()) MaybeRelease(run_id);
+  });
+}
+
+// A slot goes once its run ended and its output is stored (or it was dropped).
+void Worker::MaybeRelease(const std::string& run_id) {
+  auto it = slots_.find(run_id);
+  if (it == slots_.end()) return;
+  Slot& slot = *it->second;
+  if (!slot.ended) return;
+  if (!slot.dropped && slot.acked_out < slot.next_out) return;
+  unacked_.Add(-static_cast<int64_t>(slot.unacked.size()));
+  slots_.erase(it);
+  CheckDrained();
+}
+
+void Worker::Revoked(const std::string& run_id, int64_t lease_token) {
+  Slot* slot = Find(run_id, lease_token);
+  if (slot == nullptr) return;
+  LogJson("info", "lease revoked: dropping the run",
+          {{"worker_id", options_.worker_id}, {"run_id", run_id}});
+  slot->dropped = true;
+  if (!slot->ended) {
+    slot->run->Cancel(/*lost=*/true);  // RunEnded frees its slot
+  } else {
+    MaybeRelease(run_id);
+  }
+}
+
+void Worker::Drain(std::function<void()> done) {
+  if (done) drained_ = std::move(done);
+  if (draining_) return;
+  draining_ = true;
+  ready_ = false;
+  LogJson("info", "draining", {{"worker_id", options_.worker_id}, {"live_runs", live_runs_}});
+  v1::WorkerFrame frame;
+  frame.mutable_draining()->set_deadline_unix_ms(
+      absl::ToUnixMillis(absl::Now() + options_.drain_grace));
+  frame.mutable_draining()->set_reason("shutdown");
+  Send(std::move(frame));
+  drain_timer_.expires_after(absl::ToChronoNanoseconds(options_.drain_grace));
+  std::weak_ptr<bool> alive = alive_;
+  drain_timer_.async_wait([this, alive](const asio::error_code& ec) {
+    if (ec || alive.expired()) return;
+    // The grace is over: what still runs goes back to the orchestrator, which boots it
+    // elsewhere from its snapshot and the records it did not answer. Ended runs whose last
+    // output was never acknowledged are given up: their leases run out and retry them.
+    std::vector<std::string> ids;
+    for (auto& [id, slot] : slots_) ids.push_back(id);
+    for (const std::string& id : ids) {
+      Slot& slot = *slots_[id];
+      if (slot.dropped) continue;
+      if (slot.ended) {
+        slot.dropped = true;
+        MaybeRelease(id);
+      } else {
+        HandBack(slot);
+      }
+    }
+    CheckDrained();
+  });
+  CheckDrained();
+}
+
+void Worker::HandBack(Slot& slot) {
+  Flush(slot);
+  v1::WorkerFrame frame;
+  v1::RunFinished& finished = *frame.mutable_run_finished();
+  finished.set_run_id(slot.run_id);
+  finished.set_lease_token(slot.lease_token);
+  finished.set_end(v1::RUN_END_FAILED);
+  finished.set_reason("worker-shutdown");
+  finished.set_retryable(true);
+  finished.set_last_out_seq(slot.next_out);
+  Send(std::move(frame));
+  slot.dropped = true;
+  slot.run->Cancel(/*lost=*/true);
+}
+
+void Worker::CheckDrained() {
+  if (!draining_ || handed_back_) return;
+  for (auto& [id, slot] : slots_) {
+    if (!slot->dropped) return;  // a live run, or output not yet stored
+    if (!slot->ended) return;
+  }
+  handed_back_ = true;
+  drain_timer_.cancel();
+  reconnect_timer_.cancel();
+  LogJson("info", "drained", {{"worker_id", options_.worker_id}});
+  if (stream_) {
+    v1::WorkerFrame frame;
+    frame.mutable_goodbye();
+    Send(std::move(frame));
+    stream_->CloseWrites();  // the orchestrator ends the stream; OnStreamEnd calls done
+  } else {
+    stopped_ = true;
+    if (drained_) std::exchange(drained_, nullptr)();
+  }
+}
+
+}  // namespace baton

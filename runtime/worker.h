@@ -1,0 +1,143 @@
+// File: runtime/worker.h
+//
+// Worker: a worker process's side of WorkerGateway (DESIGN §3, §5; docs/protocol.md). It dials
+// the orchestrator, announces its agents and capacity, takes runs within the credit it grants,
+// hosts each run as a ChatRun on its executor, and carries `.in` records in and `.out` records,
+// snapshots and run ends out. It keeps the stream alive with heartbeats, reconnects with backoff
+// (resuming its runs and re-sending unacknowledged output), and drains on request.
+//
+// Threads: everything happens on `executor` (one control loop, which never runs user code: hooks
+// and tools go to the HookPool), except gRPC's blocking reads and writes, which two threads per
+// stream do and hand over to the executor.
+#ifndef BATON_RUNTIME_WORKER_H_
+#define BATON_RUNTIME_WORKER_H_
+
+#include <atomic>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "absl/time/time.h"
+#include "asio/any_io_executor.hpp"
+#include "asio/steady_timer.hpp"
+#include "baton/v1/worker.grpc.pb.h"
+#include "grpcpp/security/credentials.h"
+#include "hooks/agent.h"
+#include "runtime/chat_run.h"
+#include "runtime/clock.h"
+#include "runtime/hook_pool.h"
+#include "runtime/metrics.h"
+
+namespace baton {
+
+struct WorkerOptions {
+  // The orchestrator: "host:port" or "unix:/path".
+  std::string target = "127.0.0.1:7400";
+  std::string worker_id;  // "" makes one: <host>-<pid>-<random>
+  std::string build_id = "dev";
+  int capacity = 100;  // most runs live at once
+  std::map<std::string, std::string> labels;
+  absl::Duration reconnect_initial = absl::Milliseconds(100);
+  absl::Duration reconnect_max = absl::Seconds(10);
+  // How long a drain lets live runs finish before handing them back to the orchestrator.
+  absl::Duration drain_grace = absl::Seconds(30);
+  std::shared_ptr<grpc::ChannelCredentials> credentials;  // null: insecure (loopback, unix)
+};
+
+class Worker {
+ public:
+  Worker(asio::any_io_executor executor, Clock& clock, HookPool& pool, WorkerOptions options);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  // Hosts `agent` under `name`. Call before Start(); `agent` must outlive the worker.
+  void AddAgent(const std::string& name, const Agent& agent, std::string version = "1");
+
+  // Dials the orchestrator and keeps a stream open, reconnecting, until a drain ends. Call on
+  // the executor.
+  void Start();
+
+  // Takes no new runs, lets live runs end until the drain grace, then hands the rest back (a
+  // retryable failure: the orchestrator boots them elsewhere from their snapshots), says
+  // Goodbye and calls `done`. Call on the executor.
+  void Drain(std::function<void()> done);
+
+  // Connected, welcomed and not draining. Thread-safe.
+  bool ready() const { return ready_.load(); }
+  const std::string& worker_id() const { return options_.worker_id; }
+  // Prometheus text exposition of the worker's metrics. Thread-safe.
+  std::string MetricsText() const { return metrics_.Text(); }
+
+  // Optional: every lifecycle point of every run (the test kit's view), on the executor.
+  std::function<void(const std::string& run_id, std::string_view hook, const Json& args)> observe;
+
+ private:
+  struct Stream;
+  struct Slot;
+
+  void Connect();
+  void ScheduleReconnect();
+  void OnFrame(Stream* stream, baton::v1::GatewayFrame frame);
+  void OnStreamEnd(Stream* stream);
+  void OnWelcome(const baton::v1::Welcome& welcome);
+  void OnAssign(const baton::v1::AssignRun& assign);
+  void OnDeliver(const baton::v1::Deliver& deliver);
+  void OnAck(const baton::v1::Ack& ack);
+  void Revoked(const std::string& run_id, int64_t lease_token);
+  void Heartbeat();
+  void Send(baton::v1::WorkerFrame frame);
+  void SendCredit(int runs);
+  // Sends every slot's output not sent yet (coalesced: once per turn of the loop).
+  void ScheduleFlush();
+  void Flush(Slot& slot);
+  void RunEnded(Slot& slot, const RunOutcome& outcome);
+  void MaybeRelease(const std::string& run_id);
+  void CheckDrained();
+  void HandBack(Slot& slot);
+  Slot* Find(const std::string& run_id, int64_t lease_token);
+
+  asio::any_io_executor executor_;
+  Clock& clock_;
+  HookPool& pool_;
+  WorkerOptions options_;
+  struct Hosted {
+    const Agent* agent;
+    std::string version;
+  };
+  std::map<std::string, Hosted> agents_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<Stream> stream_;
+  bool welcomed_ = false;
+  absl::Duration backoff_;
+  asio::steady_timer reconnect_timer_;
+  asio::steady_timer heartbeat_timer_;
+  asio::steady_timer drain_timer_;
+  absl::Duration heartbeat_interval_ = absl::Seconds(5);
+  int64_t heartbeat_seq_ = 0;
+  int64_t heartbeat_acked_ = 0;
+  std::map<std::string, std::unique_ptr<Slot>> slots_;
+  int live_runs_ = 0;  // slots whose run has not ended
+  bool flush_posted_ = false;
+  bool draining_ = false;
+  bool handed_back_ = false;
+  bool stopped_ = false;
+  std::function<void()> drained_;
+  std::atomic<bool> ready_{false};
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+
+  Metrics metrics_;
+  Counter& runs_accepted_;
+  Counter& runs_rejected_;
+  Counter& reconnects_;
+  Counter& out_records_;
+  Gauge& slots_used_;
+  Gauge& slots_free_;
+  Gauge& unacked_;
+  Histogram& boot_seconds_;
+};
+
+}  // namespace baton
+
+#endif  // BATON_RUNTIME_WORKER_H_

@@ -1,0 +1,185 @@
+#include "runtime/worker_main.h"
+
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <list>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "asio/io_context.hpp"
+#include "asio/signal_set.hpp"
+#include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/server.h"
+#include "grpcpp/server_builder.h"
+#include "runtime/admin_http.h"
+#include "runtime/clock.h"
+#include "runtime/hook_pool.h"
+#include "runtime/http_client.h"
+#include "runtime/log.h"
+#include "runtime/providers.h"
+#include "runtime/worker.h"
+
+ABSL_FLAG(std::string, orchestrator, "127.0.0.1:7400",
+          "the orchestrator's WorkerGateway: host:port or unix:/path");
+ABSL_FLAG(int32_t, capacity, 100, "most runs live at once");
+ABSL_FLAG(std::string, worker_id, "", "this process's id (default: host-pid-random)");
+ABSL_FLAG(int32_t, hook_threads, 8, "threads that run hooks and tool executes");
+ABSL_FLAG(int64_t, drain_grace_ms, 30000,
+          "on SIGTERM, how long live runs may finish before they are handed back");
+ABSL_FLAG(std::string, provider, "",
+          "anthropic or openai (default: whichever key is set, else anthropic)");
+ABSL_FLAG(std::string, model, "", "the provider's model name");
+ABSL_FLAG(std::string, base_url, "", "the provider's base URL (default: its public endpoint)");
+ABSL_FLAG(std::string, api_key_env, "",
+          "the environment variable holding the key (default: ANTHROPIC_API_KEY or "
+          "OPENAI_API_KEY)");
+ABSL_FLAG(std::string, admin, "", "host:port of the HTTP /metrics, /healthz, /readyz endpoint");
+ABSL_FLAG(std::string, health, "", "host:port of a gRPC server with grpc.health.v1");
+ABSL_FLAG(int64_t, idle_timeout_ms, -1,
+          "overrides every agent's idle timeout (the warm wait before a run suspends)");
+ABSL_FLAG(std::string, hook_log, "",
+          "a file that gets every lifecycle point of every run as a JSON line (tests)");
+
+namespace baton {
+namespace {
+
+class Setup final : public WorkerSetup {
+ public:
+  Setup(HttpClient& http, Worker& worker) : http_(http), worker_(worker) {}
+
+  std::shared_ptr<LanguageModel> Model() override {
+    if (model_) return model_;
+    std::string provider = absl::GetFlag(FLAGS_provider);
+    if (provider.empty()) {
+      provider =
+          std::getenv("ANTHROPIC_API_KEY") == nullptr && std::getenv("OPENAI_API_KEY") != nullptr
+              ? "openai"
+              : "anthropic";
+    }
+    std::string key_env = absl::GetFlag(FLAGS_api_key_env);
+    const char* key = key_env.empty() ? nullptr : std::getenv(key_env.c_str());
+    if (provider == "openai") {
+      OpenAiOptions options;
+      options.base_url = absl::GetFlag(FLAGS_base_url);
+      if (key != nullptr) options.api_key = key;
+      options.request.model =
+          absl::GetFlag(FLAGS_model).empty() ? "gpt-4.1-mini" : absl::GetFlag(FLAGS_model);
+      model_ = std::make_shared<OpenAiModel>(http_, options);
+    } else {
+      AnthropicOptions options;
+      options.base_url = absl::GetFlag(FLAGS_base_url);
+      if (key != nullptr) options.api_key = key;
+      options.request.model =
+          absl::GetFlag(FLAGS_model).empty() ? "claude-sonnet-4-5" : absl::GetFlag(FLAGS_model);
+      model_ = std::make_shared<AnthropicModel>(http_, options);
+    }
+    return model_;
+  }
+
+  void Add(const std::string& name, Agent agent) override {
+    if (agent.id.empty()) agent.id = name;
+    if (int64_t idle = absl::GetFlag(FLAGS_idle_timeout_ms); idle >= 0) {
+      agent.options.idle_timeout = absl::Milliseconds(idle);
+    }
+    agents_.push_back(std::move(agent));
+    worker_.AddAgent(name, agents_.back());
+  }
+
+ private:
+  HttpClient& http_;
+  Worker& worker_;
+  std::shared_ptr<LanguageModel> model_;
+  std::list<Agent> agents_;  // stable addresses
+};
+
+}  // namespace
+
+int WorkerMain(int argc, char** argv, const std::function<void(WorkerSetup&)>& register_agents) {
+  absl::SetProgramUsageMessage("a baton worker: hosts chat agents for an orchestrator");
+  absl::ParseCommandLine(argc, argv);
+
+  asio::io_context io(1);
+  RealClock clock;
+  HookPool pool(absl::GetFlag(FLAGS_hook_threads));
+  HttpClient http(io.get_executor());
+  WorkerOptions options;
+  options.target = absl::GetFlag(FLAGS_orchestrator);
+  options.capacity = absl::GetFlag(FLAGS_capacity);
+  options.worker_id = absl::GetFlag(FLAGS_worker_id);
+  options.drain_grace = absl::Milliseconds(absl::GetFlag(FLAGS_drain_grace_ms));
+  Worker worker(io.get_executor(), clock, pool, options);
+  Setup setup(http, worker);
+  register_agents(setup);
+
+  std::ofstream hook_log;
+  if (!absl::GetFlag(FLAGS_hook_log).empty()) {
+    hook_log.open(absl::GetFlag(FLAGS_hook_log), std::ios::app);
+    worker.observe = [&hook_log](const std::string& run_id, std::string_view hook,
+                                 const Json& args) {
+      hook_log << DumpJson(Json{{"run_id", run_id}, {"hook", hook}, {"args", args}}) << "\n";
+      hook_log.flush();
+    };
+  }
+
+  std::unique_ptr<AdminHttp> admin;
+  if (!absl::GetFlag(FLAGS_admin).empty()) {
+    absl::StatusOr<std::unique_ptr<AdminHttp>> started = AdminHttp::Start(
+        absl::GetFlag(FLAGS_admin),
+        {.metrics = [&] { return worker.MetricsText(); }, .ready = [&] { return worker.ready(); }});
+    if (!started.ok()) {
+      std::fprintf(stderr, "worker: %s\n", started.status().ToString().c_str());
+      return 1;
+    }
+    admin = *std::move(started);
+  }
+  std::unique_ptr<grpc::Server> health;
+  if (!absl::GetFlag(FLAGS_health).empty()) {
+    grpc::EnableDefaultHealthCheckService(true);
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort(absl::GetFlag(FLAGS_health), grpc::InsecureServerCredentials());
+    health = builder.BuildAndStart();
+    if (health == nullptr) {
+      std::fprintf(stderr, "worker: cannot listen on %s\n", absl::GetFlag(FLAGS_health).c_str());
+      return 1;
+    }
+  }
+
+  asio::signal_set signals(io, SIGTERM, SIGINT);
+  int received = 0;
+  std::function<void(const asio::error_code&, int)> on_signal = [&](const asio::error_code& ec,
+                                                                    int) {
+    if (ec) return;
+    if (++received > 1) std::_Exit(1);  // a second signal: no more waiting
+    worker.Drain([&] {
+      signals.cancel();
+      io.stop();
+    });
+    signals.async_wait(on_signal);
+  };
+  signals.async_wait(on_signal);
+  worker.Start();
+  LogJson("info", "worker started",
+          {{"worker_id", worker.worker_id()},
+           {"orchestrator", options.target},
+           {"capacity", options.capacity}});
+  // The health service follows readiness: serving once welcomed, not serving while draining.
+  asio::steady_timer health_timer(io);
+  std::function<void()> watch_health = [&] {
+    if (health) health->GetHealthCheckService()->SetServingStatus(worker.ready());
+    health_timer.expires_after(std::chrono::milliseconds(200));
+    health_timer.async_wait([&](const asio::error_code& ec) {
+      if (!ec) watch_health();
+    });
+  };
+  watch_health();
+  io.run();
+  if (health) health->Shutdown();
+  LogJson("info", "worker stopped", {{"worker_id", worker.worker_id()}});
+  return 0;
+}
+
+}  // namespace baton

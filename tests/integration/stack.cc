@@ -1,0 +1,324 @@
+#include "tests/integration/stack.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "grpcpp/create_channel.h"
+#include "gtest/gtest.h"
+#include "runtime/wire.h"
+
+extern char** environ;
+
+namespace baton::testing {
+
+namespace v1 = ::baton::v1;
+
+// ---- Process ----------------------------------------------------------------------------------
+
+absl::StatusOr<std::unique_ptr<Process>> Process::Spawn(std::vector<std::string> argv,
+                                                        const std::string& stderr_path) {
+  int out[2];
+  if (pipe2(out, O_CLOEXEC) != 0) return absl::InternalError("pipe failed");
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
+  posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, stderr_path.c_str(),
+                                   O_WRONLY | O_CREAT | O_APPEND, 0644);
+  std::vector<char*> args;
+  for (std::string& a : argv) args.push_back(a.data());
+  args.push_back(nullptr);
+  pid_t pid = 0;
+  int rc = posix_spawn(&pid, args[0], &actions, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  close(out[1]);
+  if (rc != 0) {
+    close(out[0]);
+    return absl::InternalError(absl::StrCat("cannot start ", argv[0], ": ", strerror(rc)));
+  }
+  return std::unique_ptr<Process>(new Process(pid, out[0]));
+}
+
+Process::~Process() {
+  if (!reaped_) {
+    kill(pid_, SIGKILL);
+    Wait();
+  }
+  close(out_fd_);
+}
+
+absl::StatusOr<std::string> Process::WaitForLine(const std::string& prefix,
+                                                 std::chrono::milliseconds limit) {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  while (true) {
+    size_t newline;
+    while ((newline = buffer_.find('\n')) != std::string::npos) {
+      std::string line = buffer_.substr(0, newline);
+      buffer_.erase(0, newline + 1);
+      if (absl::StartsWith(line, prefix)) return line.substr(prefix.size());
+    }
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return absl::DeadlineExceededError(absl::StrCat("no \"", prefix, "\""));
+    pollfd p{out_fd_, POLLIN, 0};
+    if (poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
+    char chunk[4096];
+    ssize_t n = read(out_fd_, chunk, sizeof(chunk));
+    if (n <= 0)
+      return absl::UnavailableError(absl::StrCat("process ended before \"", prefix, "\""));
+    buffer_.append(chunk, static_cast<size_t>(n));
+  }
+}
+
+void Process::Signal(int signal) {
+  if (!reaped_) kill(pid_, signal);
+}
+
+int Process::Wait() {
+  if (!reaped_) {
+    while (waitpid(pid_, &status_, 0) < 0 && errno == EINTR) {
+    }
+    reaped_ = true;
+  }
+  return WIFEXITED(status_) ? WEXITSTATUS(status_) : 128 + WTERMSIG(status_);
+}
+
+// ---- HookLog ----------------------------------------------------------------------------------
+
+HookLog::HookLog(std::string path) : path_(std::move(path)) {
+  mkfifo(path_.c_str(), 0600);
+  reader_ = std::thread([this] {
+    std::ifstream in(path_);  // blocks until the worker opens its end
+    std::string line;
+    while (std::getline(in, line)) {
+      absl::StatusOr<Json> json = ParseJson(line);
+      if (!json.ok()) continue;
+      absl::MutexLock lock(&mu_);
+      lines_.push_back(*std::move(json));
+    }
+  });
+}
+
+HookLog::~HookLog() {
+  // A worker that never started leaves the reader blocked in open: open the write end once.
+  int fd = open(path_.c_str(), O_WRONLY | O_NONBLOCK);
+  if (fd >= 0) close(fd);
+  reader_.join();
+}
+
+bool HookLog::WaitFor(const std::string& name, size_t count, std::chrono::milliseconds limit) {
+  absl::MutexLock lock(&mu_);
+  auto seen = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    size_t n = 0;
+    for (const Json& line : lines_) n += StringField(line, "hook") == name ? 1 : 0;
+    return n >= count;
+  };
+  return mu_.AwaitWithTimeout(absl::Condition(&seen), absl::FromChrono(limit));
+}
+
+std::vector<Json> HookLog::lines() const {
+  absl::MutexLock lock(&mu_);
+  return lines_;
+}
+
+// ---- Stack ------------------------------------------------------------------------------------
+
+std::unique_ptr<Stack> Stack::Start(StackOptions options) {
+  std::unique_ptr<Stack> stack(new Stack());
+  stack->options_ = std::move(options);
+  const ::testing::TestInfo* test = ::testing::UnitTest::GetInstance()->current_test_info();
+  stack->dir_ = absl::StrCat(::testing::TempDir(), "stack-", getpid(), "-",
+                             test != nullptr ? test->name() : "x");
+  std::filesystem::remove_all(stack->dir_);
+  std::filesystem::create_directories(stack->dir_);
+  if (stack->options_.script.is_null()) stack->options_.script = {{"responses", Json::array()}};
+  absl::StatusOr<std::unique_ptr<fakellm::FakeLlm>> llm =
+      fakellm::FakeLlm::Start(stack->options_.script);
+  EXPECT_TRUE(llm.ok()) << llm.status();
+  if (!llm.ok()) return nullptr;
+  stack->llm_ = *std::move(llm);
+  stack->StartOrchestrator();
+  if (stack->address_.empty()) return nullptr;
+  stack->channel_ = grpc::CreateChannel(stack->address_, grpc::InsecureChannelCredentials());
+  stack->sessions_ = v1::Sessions::NewStub(stack->channel_);
+  stack->gateway_ = v1::WorkerGateway::NewStub(stack->channel_);
+  for (int i = 0; i < stack->options_.workers; ++i) stack->AddWorker();
+  return stack;
+}
+
+void Stack::StartOrchestrator() {
+  std::string listen = address_.empty() ? "127.0.0.1:0" : address_;
+  std::vector<std::string> argv = {BATON_ORCHESTRATOR_BINARY, absl::StrCat("--listen=", listen),
+                                   absl::StrCat("--db=", dir_, "/baton.db")};
+  for (const std::string& f : options_.orchestrator_flags) argv.push_back(f);
+  absl::StatusOr<std::unique_ptr<Process>> p =
+      Process::Spawn(argv, absl::StrCat(dir_, "/orchestrator.log"));
+  ASSERT_TRUE(p.ok()) << p.status();
+  orchestrator_ = *std::move(p);
+  absl::StatusOr<std::string> line = orchestrator_->WaitForLine("listening ");
+  ASSERT_TRUE(line.ok()) << line.status() << "; see " << dir_ << "/orchestrator.log";
+  address_ = *line;
+}
+
+void Stack::RestartOrchestrator() {
+  orchestrator_.reset();  // SIGKILL
+  StartOrchestrator();
+}
+
+int Stack::AddWorker(std::vector<std::string> extra_flags) {
+  int index = static_cast<int>(workers_.size());
+  hook_logs_.push_back(std::make_unique<HookLog>(absl::StrCat(dir_, "/hooks-", index)));
+  std::vector<std::string> argv = {BATON_WORKER_BINARY,
+                                   absl::StrCat("--orchestrator=", address_),
+                                   absl::StrCat("--worker_id=worker-", index),
+                                   absl::StrCat("--capacity=", options_.capacity),
+                                   absl::StrCat("--base_url=", llm_->base_url()),
+                                   "--provider=anthropic",
+                                   "--api_key_env=BATON_TEST_NO_KEY",
+                                   "--model=test",
+                                   absl::StrCat("--hook_log=", hook_logs_.back()->path())};
+  for (const std::string& f : options_.worker_flags) argv.push_back(f);
+  for (const std::string& f : extra_flags) argv.push_back(f);
+  absl::StatusOr<std::unique_ptr<Process>> p =
+      Process::Spawn(argv, absl::StrCat(dir_, "/worker-", index, ".log"));
+  EXPECT_TRUE(p.ok()) << p.status();
+  workers_.push_back(p.ok() ? *std::move(p) : nullptr);
+  return index;
+}
+
+Stack::~Stack() {
+  workers_.clear();
+  orchestrator_.reset();
+  hook_logs_.clear();
+}
+
+v1::Session Stack::Create(const std::string& chat_id, const std::string& agent,
+                          const std::string& trigger, Json payload) {
+  grpc::ClientContext context;
+  v1::CreateSessionRequest request;
+  request.set_chat_id(chat_id);
+  request.set_agent(agent);
+  request.set_trigger(TriggerFromName(trigger));
+  request.set_payload_json(DumpJson(payload));
+  v1::CreateSessionResponse response;
+  grpc::Status status = sessions_->CreateSession(&context, request, &response);
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  return response.session();
+}
+
+int64_t Stack::Append(const std::string& chat_id, const Json& body) {
+  grpc::ClientContext context;
+  v1::AppendRequest request;
+  request.set_chat_id(chat_id);
+  request.set_body_json(DumpJson(body));
+  v1::AppendResponse response;
+  grpc::Status status = sessions_->Append(&context, request, &response);
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  return response.seq();
+}
+
+int64_t Stack::SendText(const std::string& chat_id, const std::string& id,
+                        const std::string& text) {
+  return Append(chat_id,
+                Json{{"kind", "message"},
+                     {"payload",
+                      {{"chatId", chat_id},
+                       {"trigger", "submit-message"},
+                       {"message",
+                        {{"id", id},
+                         {"role", "user"},
+                         {"parts", Json::array({{{"type", "text"}, {"text", text}}})}}}}}});
+}
+
+v1::Session Stack::Get(const std::string& chat_id) {
+  grpc::ClientContext context;
+  v1::GetRequest request;
+  request.set_chat_id(chat_id);
+  v1::Session session;
+  grpc::Status status = sessions_->Get(&context, request, &session);
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  return session;
+}
+
+std::vector<v1::Run> Stack::Runs(const std::string& chat_id) {
+  grpc::ClientContext context;
+  v1::ListRunsRequest request;
+  request.set_chat_id(chat_id);
+  v1::ListRunsResponse response;
+  grpc::Status status = sessions_->ListRuns(&context, request, &response);
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  return {response.runs().begin(), response.runs().end()};
+}
+
+std::vector<Json> Stack::ReadUntil(const std::string& chat_id, int64_t after_seq,
+                                   const std::function<bool(const std::vector<Json>&)>& done,
+                                   std::chrono::milliseconds limit) {
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + limit);
+  v1::ReadRequest request;
+  request.set_chat_id(chat_id);
+  request.set_after_seq(after_seq);
+  request.set_follow(true);
+  std::unique_ptr<grpc::ClientReader<v1::ReadResponse>> reader = sessions_->Read(&context, request);
+  std::vector<Json> records;
+  v1::ReadResponse response;
+  while (!done(records) && reader->Read(&response)) {
+    const v1::OutRecord& r = response.record();
+    if (r.has_control()) {
+      Json headers = Json::object();
+      for (const v1::Header& h : r.control().headers()) headers[h.name()] = h.value();
+      records.push_back(
+          Json{{"control", r.control().subtype()}, {"headers", headers}, {"seq", r.seq()}});
+    } else {
+      absl::StatusOr<Json> chunk = ParseJson(r.chunk_json());
+      EXPECT_TRUE(chunk.ok()) << r.chunk_json();
+      Json c = chunk.ok() ? *chunk : Json::object();
+      c["$seq"] = r.seq();
+      records.push_back(std::move(c));
+    }
+  }
+  context.TryCancel();
+  EXPECT_TRUE(done(records)) << "read " << records.size() << " records of " << chat_id
+                             << " before the limit: " << DumpJson(Json(records));
+  return records;
+}
+
+std::vector<Json> Stack::ReadTurns(const std::string& chat_id, int64_t after_seq, int turns) {
+  return ReadUntil(chat_id, after_seq, [turns](const std::vector<Json>& records) {
+    return CountControl(records, "turn-complete") >= turns;
+  });
+}
+
+std::vector<std::string> Types(const std::vector<Json>& records) {
+  std::vector<std::string> types;
+  for (const Json& r : records) {
+    types.push_back(r.contains("control") ? absl::StrCat("trigger:", StringField(r, "control"))
+                                          : StringField(r, "type"));
+  }
+  return types;
+}
+
+std::string Text(const std::vector<Json>& records) {
+  std::string text;
+  for (const Json& r : records) {
+    if (StringField(r, "type") == "text-delta") text += StringField(r, "delta");
+  }
+  return text;
+}
+
+int CountControl(const std::vector<Json>& records, const std::string& subtype) {
+  int n = 0;
+  for (const Json& r : records) n += StringField(r, "control") == subtype ? 1 : 0;
+  return n;
+}
+
+}  // namespace baton::testing

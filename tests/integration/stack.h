@@ -1,0 +1,135 @@
+// File: tests/integration/stack.h
+//
+// The whole stack as real processes on loopback, for integration tests: baton-orchestrator on a
+// fresh SQLite file, baton-worker processes hosting the agents of tasks/, and fake-llm (in the
+// test process, a real HTTP server) as their provider. Tests drive it through the Sessions API
+// and wait on events (a `.out` record, a hook, a line a process printed), never on sleeps.
+#ifndef BATON_TESTS_INTEGRATION_STACK_H_
+#define BATON_TESTS_INTEGRATION_STACK_H_
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "baton/v1/sessions.grpc.pb.h"
+#include "baton/v1/worker.grpc.pb.h"
+#include "hooks/json.h"
+#include "tools/fake-llm/fake_llm.h"
+
+namespace baton::testing {
+
+inline constexpr std::chrono::seconds kLimit{30};
+
+// A child process whose stdout is read line by line; stderr goes to a file beside it.
+class Process {
+ public:
+  static absl::StatusOr<std::unique_ptr<Process>> Spawn(std::vector<std::string> argv,
+                                                        const std::string& stderr_path);
+  ~Process();  // SIGKILL when still running, then reaps
+  // Blocks until a line starting with `prefix` is printed; returns the rest of the line.
+  absl::StatusOr<std::string> WaitForLine(const std::string& prefix,
+                                          std::chrono::milliseconds limit = kLimit);
+  void Signal(int signal);
+  // Reaps the process; its exit code, or 128 + signal.
+  int Wait();
+  pid_t pid() const { return pid_; }
+
+ private:
+  Process(pid_t pid, int out_fd) : pid_(pid), out_fd_(out_fd) {}
+  pid_t pid_;
+  int out_fd_;
+  std::string buffer_;
+  bool reaped_ = false;
+  int status_ = 0;
+};
+
+// Lifecycle points a worker reports through its --hook_log (a FIFO the stack reads).
+class HookLog {
+ public:
+  explicit HookLog(std::string path);
+  ~HookLog();
+  // Blocks until `count` lines with hook `name` were seen (in total).
+  bool WaitFor(const std::string& name, size_t count = 1, std::chrono::milliseconds limit = kLimit);
+  std::vector<Json> lines() const;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  std::thread reader_;
+  mutable absl::Mutex mu_;
+  std::vector<Json> lines_ ABSL_GUARDED_BY(mu_);
+};
+
+struct StackOptions {
+  Json script;  // fake-llm's script (docs/fake-llm.md)
+  int workers = 1;
+  int capacity = 100;
+  std::vector<std::string> orchestrator_flags;
+  std::vector<std::string> worker_flags;
+};
+
+class Stack {
+ public:
+  static std::unique_ptr<Stack> Start(StackOptions options);
+  ~Stack();
+
+  baton::v1::Sessions::Stub& sessions() { return *sessions_; }
+  baton::v1::WorkerGateway::Stub& gateway() { return *gateway_; }
+  const std::string& address() const { return address_; }
+  fakellm::FakeLlm& llm() { return *llm_; }
+  HookLog& hooks(int worker = 0) { return *hook_logs_[worker]; }
+  Process& worker(int i = 0) { return *workers_[i]; }
+  Process& orchestrator() { return *orchestrator_; }
+  // Starts one more worker; returns its index.
+  int AddWorker(std::vector<std::string> extra_flags = {});
+  // Stops the orchestrator (SIGKILL) and starts it again on the same file and port.
+  void RestartOrchestrator();
+
+  // Sessions calls, failing the test on error.
+  baton::v1::Session Create(const std::string& chat_id, const std::string& agent,
+                            const std::string& trigger, Json payload = Json::object());
+  int64_t Append(const std::string& chat_id, const Json& body);
+  int64_t SendText(const std::string& chat_id, const std::string& id, const std::string& text);
+  baton::v1::Session Get(const std::string& chat_id);
+  std::vector<baton::v1::Run> Runs(const std::string& chat_id = "");
+
+  // Follows `.out` after `after_seq` until `done` holds for the records read so far (each
+  // chunk as its JSON, a control record as {"control": subtype, "headers": {...}, "seq": n}).
+  std::vector<Json> ReadUntil(const std::string& chat_id, int64_t after_seq,
+                              const std::function<bool(const std::vector<Json>&)>& done,
+                              std::chrono::milliseconds limit = kLimit);
+  // Follows `.out` until `turns` more turn-complete records.
+  std::vector<Json> ReadTurns(const std::string& chat_id, int64_t after_seq, int turns = 1);
+
+ private:
+  Stack() = default;
+  void StartOrchestrator();
+
+  StackOptions options_;
+  std::string dir_;
+  std::string address_;
+  std::unique_ptr<fakellm::FakeLlm> llm_;
+  std::unique_ptr<Process> orchestrator_;
+  std::vector<std::unique_ptr<Process>> workers_;
+  std::vector<std::unique_ptr<HookLog>> hook_logs_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<baton::v1::Sessions::Stub> sessions_;
+  std::unique_ptr<baton::v1::WorkerGateway::Stub> gateway_;
+};
+
+// The `.out` records' chunk types, with "trigger:<subtype>" for control records.
+std::vector<std::string> Types(const std::vector<Json>& records);
+// The text of every text-delta, joined.
+std::string Text(const std::vector<Json>& records);
+int CountControl(const std::vector<Json>& records, const std::string& subtype);
+
+}  // namespace baton::testing
+
+#endif  // BATON_TESTS_INTEGRATION_STACK_H_

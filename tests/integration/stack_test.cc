@@ -1,0 +1,304 @@
+// The whole stack over loopback: baton-orchestrator (SQLite), baton-worker processes and
+// fake-llm, driven through the Sessions API. DESIGN §3 and §4 seen from a client.
+#include "tests/integration/stack.h"
+
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "asio/co_spawn.hpp"
+#include "asio/io_context.hpp"
+#include "gmock/gmock.h"
+#include "grpcpp/client_context.h"
+#include "gtest/gtest.h"
+#include "hooks/messages.h"
+#include "runtime/head_start.h"
+#include "runtime/http_client.h"
+#include "runtime/providers.h"
+#include "tasks/agents.h"
+
+namespace baton::testing {
+namespace {
+
+namespace v1 = ::baton::v1;
+using ::testing::Contains;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+Json Reply(const std::string& text) { return Json{{"reply", {{"text", text}}}}; }
+
+Json ToolReply(const std::string& text, const std::string& id, const std::string& city) {
+  return Json{
+      {"reply",
+       {{"text", text},
+        {"tool_calls",
+         Json::array({{{"id", id}, {"name", "get_weather"}, {"input", {{"city", city}}}}})}}}};
+}
+
+Json Script(std::vector<Json> responses) { return Json{{"responses", Json(responses)}}; }
+
+TEST(StackTest, SubmitMessageAnswersInText) {
+  auto stack = Stack::Start({.script = Script({Reply("Hello from the worker.")})});
+  ASSERT_NE(stack, nullptr);
+  v1::Session session =
+      stack->Create("c1", "chat", "submit-message", Json{{"message", UserMessage("u1", "Hi")}});
+  EXPECT_EQ(session.state(), v1::SESSION_STATE_LIVE);
+  std::vector<Json> out = stack->ReadTurns("c1", 0);
+  EXPECT_EQ(Text(out), "Hello from the worker.");
+  EXPECT_EQ(Types(out).front(), "start");
+  EXPECT_EQ(Types(out).back(), "trigger:turn-complete");
+  // The provider saw the user's message and the agent's system prompt.
+  std::vector<fakellm::RecordedRequest> requests = stack->llm().requests();
+  ASSERT_EQ(requests.size(), 1u);
+  EXPECT_THAT(requests[0].body, HasSubstr("Hi"));
+  EXPECT_THAT(requests[0].body, HasSubstr("helpful assistant"));
+}
+
+TEST(StackTest, PreloadThenMessageThenSecondTurnKeepsHistory) {
+  auto stack = Stack::Start({.script = Script({Reply("First answer."), Reply("Second answer.")})});
+  ASSERT_NE(stack, nullptr);
+  stack->Create("c2", "chat", "preload");
+  ASSERT_TRUE(stack->hooks().WaitFor("onPreload"));
+  int64_t seq = stack->SendText("c2", "u1", "one");
+  EXPECT_EQ(seq, 1);
+  std::vector<Json> first = stack->ReadTurns("c2", 0);
+  EXPECT_EQ(Text(first), "First answer.");
+  stack->SendText("c2", "u2", "two");
+  std::vector<Json> second = stack->ReadTurns("c2", first.back()["seq"].get<int64_t>());
+  EXPECT_EQ(Text(second), "Second answer.");
+  std::vector<fakellm::RecordedRequest> requests = stack->llm().requests();
+  ASSERT_EQ(requests.size(), 2u);
+  const Json& messages = requests[1].json["messages"];
+  ASSERT_EQ(messages.size(), 3u);  // user, assistant, user
+  EXPECT_EQ(messages[1]["role"], "assistant");
+  EXPECT_THAT(messages[1].dump(), HasSubstr("First answer."));
+  // onChatStart knew the chat was preloaded.
+  bool preloaded = false;
+  for (const Json& line : stack->hooks().lines()) {
+    if (line["hook"] == "onChatStart") preloaded = line["args"].value("preloaded", false);
+  }
+  EXPECT_TRUE(preloaded);
+}
+
+TEST(StackTest, ToolCallNeedsAStepTwoModelCall) {
+  auto stack = Stack::Start({.script = Script({ToolReply("Checking.", "toolu_1", "Oslo"),
+                                               Reply("It is 4 degrees in Oslo.")})});
+  ASSERT_NE(stack, nullptr);
+  stack->Create("c3", "weather", "submit-message",
+                Json{{"message", UserMessage("u1", "Weather in Oslo?")}});
+  std::vector<Json> out = stack->ReadTurns("c3", 0);
+  EXPECT_THAT(Types(out), Contains("tool-input-available"));
+  EXPECT_THAT(Types(out), Contains("tool-output-available"));
+  EXPECT_EQ(Text(out), "Checking.It is 4 degrees in Oslo.");
+  for (const Json& r : out) {
+    if (r.value("type", "") == "tool-output-available") {
+      EXPECT_EQ(r["output"], (Json{{"city", "Oslo"}, {"tempC", 4}}));
+    }
+  }
+  ASSERT_EQ(stack->llm().requests().size(), 2u);
+  EXPECT_THAT(stack->llm().requests()[1].body, HasSubstr("tool_result"));
+}
+
+// A warm server runs step 1 (here: this test, with the warm-side library) and hands over; the
+// worker executes the tool and streams step 2 under the same message id.
+class HeadStartTest : public ::testing::Test {
+ protected:
+  absl::StatusOr<HeadStartResult> RunWarm(Stack& stack, const std::string& chat_id,
+                                          const std::string& agent_name,
+                                          std::vector<Json>* chunks) {
+    asio::io_context io;
+    RealClock clock;
+    HookPool pool(1);
+    HttpClient http(io.get_executor());
+    AnthropicOptions options;
+    options.base_url = stack.llm().base_url();
+    options.api_key = "warm";
+    options.request.model = "test";
+    Agent agent = agent_name == "weather"
+                      ? tasks::WeatherAgent(std::make_shared<AnthropicModel>(http, options))
+                      : tasks::ChatAgent(std::make_shared<AnthropicModel>(http, options));
+    HeadStartEnv env{io.get_executor(), &clock, &pool,
+                     &stack.sessions(), &agent, [chunks](const Json& c) { chunks->push_back(c); }};
+    HeadStartRequest request;
+    request.chat_id = chat_id;
+    request.agent = agent_name;
+    request.messages = Json::array({UserMessage("u1", "Weather in Oslo?")});
+    request.message_id = "M1";
+    absl::StatusOr<HeadStartResult> result = absl::UnknownError("not run");
+    asio::co_spawn(io, RunHeadStart(env, request),
+                   [&](std::exception_ptr e, absl::StatusOr<HeadStartResult> r) {
+                     if (!e) result = std::move(r);
+                   });
+    io.run();
+    return result;
+  }
+};
+
+TEST_F(HeadStartTest, HandsOverAToolCallAndTheWorkerRunsStepTwo) {
+  auto stack = Stack::Start({.script = Script({ToolReply("Let me check.", "toolu_w", "Oslo"),
+                                               Reply("It is 4 degrees in Oslo.")})});
+  ASSERT_NE(stack, nullptr);
+  std::vector<Json> warm;
+  absl::StatusOr<HeadStartResult> result = RunWarm(*stack, "h1", "weather", &warm);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->signal, HeadStartResult::Signal::kHandover);
+  EXPECT_EQ(result->signal_seq, 1);
+  EXPECT_EQ(Text(warm), "Let me check.");
+  EXPECT_EQ(warm.front()["messageId"], "M1");
+  std::vector<Json> out = stack->ReadTurns("h1", 0);
+  ASSERT_FALSE(out.empty());
+  EXPECT_EQ(out.front()["type"], "start");
+  EXPECT_EQ(out.front()["messageId"], "M1");  // the same message continues
+  EXPECT_THAT(Types(out), Contains("tool-output-available"));
+  EXPECT_EQ(Text(out), "It is 4 degrees in Oslo.");
+  // Two model calls in all: the warm step 1 and the worker's step 2 (which saw the result).
+  ASSERT_EQ(stack->llm().requests().size(), 2u);
+  EXPECT_THAT(stack->llm().requests()[1].body, HasSubstr("tool_result"));
+  EXPECT_THAT(stack->llm().requests()[1].body, HasSubstr("tempC"));
+}
+
+TEST_F(HeadStartTest, PureTextIsFinalAndTheWorkerCallsNoModel) {
+  auto stack = Stack::Start({.script = Script({Reply("Hello from the warm side.")})});
+  ASSERT_NE(stack, nullptr);
+  std::vector<Json> warm;
+  absl::StatusOr<HeadStartResult> result = RunWarm(*stack, "h2", "chat", &warm);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->signal, HeadStartResult::Signal::kFinal);
+  std::vector<Json> out = stack->ReadTurns("h2", 0);
+  EXPECT_EQ(CountControl(out, "turn-complete"), 1);
+  ASSERT_TRUE(stack->hooks().WaitFor("onTurnComplete"));
+  EXPECT_EQ(stack->llm().requests().size(), 1u);  // only the warm step 1
+}
+
+TEST(StackTest, ReadResumesFromAnySeqWithNoGapAndNoDuplicate) {
+  auto stack = Stack::Start({.script = Script({Reply("One two three four five.")})});
+  ASSERT_NE(stack, nullptr);
+  stack->Create("r1", "chat", "submit-message", Json{{"message", UserMessage("u1", "count")}});
+  std::vector<Json> all = stack->ReadTurns("r1", 0);
+  ASSERT_GT(all.size(), 4u);
+  for (size_t i = 0; i < all.size(); ++i) {
+    int64_t seq =
+        all[i].contains("$seq") ? all[i]["$seq"].get<int64_t>() : all[i]["seq"].get<int64_t>();
+    EXPECT_EQ(seq, static_cast<int64_t>(i) + 1);
+  }
+  for (int64_t from : {int64_t{1}, int64_t{3}, static_cast<int64_t>(all.size()) - 1}) {
+    std::vector<Json> rest = stack->ReadTurns("r1", from);
+    ASSERT_EQ(rest.size(), all.size() - static_cast<size_t>(from));
+    for (size_t i = 0; i < rest.size(); ++i) EXPECT_EQ(rest[i], all[from + i]);
+  }
+}
+
+TEST(StackTest, CreateSessionIsIdempotentAndAppendsAreIdempotentByRecordId) {
+  auto stack = Stack::Start({.script = Script({Reply("ok")})});
+  ASSERT_NE(stack, nullptr);
+  stack->Create("i1", "chat", "preload");
+  grpc::ClientContext context;
+  v1::CreateSessionRequest again;
+  again.set_chat_id("i1");
+  again.set_agent("chat");
+  again.set_trigger(v1::TRIGGER_PRELOAD);
+  v1::CreateSessionResponse response;
+  ASSERT_TRUE(stack->sessions().CreateSession(&context, again, &response).ok());
+  EXPECT_FALSE(response.created());
+  EXPECT_EQ(response.session().runs(), 1);
+
+  auto append = [&](const std::string& id) {
+    grpc::ClientContext c;
+    v1::AppendRequest request;
+    request.set_chat_id("i1");
+    request.set_client_record_id(id);
+    request.set_body_json(R"({"kind":"stop","message":"x"})");
+    v1::AppendResponse r;
+    EXPECT_TRUE(stack->sessions().Append(&c, request, &r).ok());
+    return r;
+  };
+  v1::AppendResponse first = append("rec-1");
+  v1::AppendResponse second = append("rec-1");
+  EXPECT_FALSE(first.duplicate());
+  EXPECT_TRUE(second.duplicate());
+  EXPECT_EQ(first.seq(), second.seq());
+  EXPECT_EQ(stack->Get("i1").in_seq(), 1);
+}
+
+TEST(StackTest, BadRequestsGetClearErrorsAndStoreNothing) {
+  auto stack = Stack::Start({.script = Script({})});
+  ASSERT_NE(stack, nullptr);
+  stack->Create("b1", "chat", "preload");
+  auto append = [&](const std::string& chat, const std::string& body) {
+    grpc::ClientContext c;
+    v1::AppendRequest request;
+    request.set_chat_id(chat);
+    request.set_body_json(body);
+    v1::AppendResponse r;
+    return stack->sessions().Append(&c, request, &r);
+  };
+  grpc::Status bad_json = append("b1", "{not json");
+  EXPECT_EQ(bad_json.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  grpc::Status bad_kind = append("b1", R"({"kind":"shout"})");
+  EXPECT_EQ(bad_kind.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(bad_kind.error_message(), HasSubstr("shout"));
+  grpc::Status huge = append("b1", std::string(2 << 20, ' '));
+  EXPECT_EQ(huge.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  grpc::Status unknown = append("nope", R"({"kind":"handover-skip"})");
+  EXPECT_EQ(unknown.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(stack->Get("b1").in_seq(), 0);
+}
+
+// A continuation after suspension answers the next message with the whole history, on
+// whichever worker has a free slot.
+TEST(StackTest, SuspendedChatResumesWithFullHistory) {
+  auto stack = Stack::Start({.script = Script({Reply("Noted: blue."), Reply("You said blue.")}),
+                             .worker_flags = {"--idle_timeout_ms=50"}});
+  ASSERT_NE(stack, nullptr);
+  stack->Create("s1", "chat", "submit-message",
+                Json{{"message", UserMessage("u1", "My colour is blue")}});
+  std::vector<Json> first = stack->ReadTurns("s1", 0);
+  ASSERT_TRUE(stack->hooks().WaitFor("onChatSuspend"));
+  ASSERT_TRUE(stack->hooks().WaitFor("onRunEnd")) << "the run ends suspended";
+  stack->SendText("s1", "u2", "What did I say?");
+  std::vector<Json> second = stack->ReadTurns("s1", first.back()["seq"].get<int64_t>());
+  EXPECT_EQ(Text(second), "You said blue.");
+  std::vector<v1::Run> runs = stack->Runs("s1");
+  ASSERT_EQ(runs.size(), 2u);
+  EXPECT_EQ(runs[0].state(), v1::RUN_STATE_SUSPENDED);
+  EXPECT_EQ(runs[1].trigger(), "resume");
+  std::vector<fakellm::RecordedRequest> requests = stack->llm().requests();
+  ASSERT_EQ(requests.size(), 2u);
+  const Json& messages = requests[1].json["messages"];
+  ASSERT_EQ(messages.size(), 3u);
+  EXPECT_THAT(messages[0].dump(), HasSubstr("blue"));
+  EXPECT_THAT(messages[1].dump(), HasSubstr("Noted: blue."));
+}
+
+// Credit is the most runs a worker gets: with capacity 2, a third and fourth run queue until a
+// slot frees.
+TEST(StackTest, CreditsAreNeverExceeded) {
+  auto stack = Stack::Start({.script = Script({}), .capacity = 2});
+  ASSERT_NE(stack, nullptr);
+  for (int i = 0; i < 4; ++i) stack->Create(absl::StrCat("p", i), "chat", "preload");
+  ASSERT_TRUE(stack->hooks().WaitFor("onPreload", 2));
+  // A run holds a slot from its assignment (its acceptance may still be on its way).
+  auto count = [&](v1::RunState state) {
+    int n = 0;
+    for (const v1::Run& run : stack->Runs()) {
+      v1::RunState s = run.state() == v1::RUN_STATE_ASSIGNED ? v1::RUN_STATE_RUNNING : run.state();
+      n += s == state ? 1 : 0;
+    }
+    return n;
+  };
+  EXPECT_EQ(count(v1::RUN_STATE_RUNNING), 2);
+  EXPECT_EQ(count(v1::RUN_STATE_QUEUED), 2);
+  // Cancelling one frees its slot: exactly one queued run takes it.
+  grpc::ClientContext context;
+  v1::CancelRunRequest cancel;
+  cancel.set_chat_id("p0");
+  v1::Run cancelled;
+  ASSERT_TRUE(stack->sessions().CancelRun(&context, cancel, &cancelled).ok());
+  ASSERT_TRUE(stack->hooks().WaitFor("onPreload", 3));
+  EXPECT_EQ(count(v1::RUN_STATE_RUNNING), 2);
+  EXPECT_EQ(count(v1::RUN_STATE_QUEUED), 1);
+  EXPECT_EQ(count(v1::RUN_STATE_CANCELLED), 1);
+}
+
+}  // namespace
+}  // namespace baton::testing
