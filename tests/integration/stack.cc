@@ -79,6 +79,15 @@ absl::StatusOr<std::string> Process::WaitForLine(const std::string& prefix,
   }
 }
 
+std::string Process::ReadAll() {
+  std::string all = std::move(buffer_);
+  buffer_.clear();
+  char chunk[4096];
+  ssize_t n;
+  while ((n = read(out_fd_, chunk, sizeof(chunk))) > 0) all.append(chunk, static_cast<size_t>(n));
+  return all;
+}
+
 void Process::Signal(int signal) {
   if (!reaped_) kill(pid_, signal);
 }

@@ -36,6 +36,8 @@ class Process {
   // Blocks until a line starting with `prefix` is printed; returns the rest of the line.
   absl::StatusOr<std::string> WaitForLine(const std::string& prefix,
                                           std::chrono::milliseconds limit = kLimit);
+  // Reads stdout to its end (the process closed it, usually by exiting).
+  std::string ReadAll();
   void Signal(int signal);
   // Reaps the process; its exit code, or 128 + signal.
   int Wait();
@@ -91,6 +93,8 @@ class Stack {
   int AddWorker(std::vector<std::string> extra_flags = {});
   // Stops the orchestrator (SIGKILL) and starts it again on the same file and port.
   void RestartOrchestrator();
+  // A file in the stack's scratch directory.
+  std::string Path(const std::string& name) const { return dir_ + "/" + name; }
 
   // Sessions calls, failing the test on error.
   baton::v1::Session Create(const std::string& chat_id, const std::string& agent,
