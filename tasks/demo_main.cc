@@ -1,225 +1,301 @@
-// baton-demo: a whole chat, offline. An in-process session host runs the example agents with a
-// model over real HTTP (fake-llm on loopback, or a real provider when its key is set), and prints
-// every hook and `.out` record as it happens: a preloaded chat, a head start whose warm step 1
-// hands over a tool call (the worker executes it and streams step 2), a second turn, and a
-// pure-text head start.
+// baton-demo: drives a whole chat through a running stack (scripts/demo.sh starts it:
+// baton-orchestrator on SQLite, a baton-worker, and fake-llm or a real provider) and prints what
+// happens and how long each part took:
+//   1. preload: the run boots before the user types; then the first message
+//   2. head start: this program plays the warm server, streams step 1 itself and hands over a
+//      tool call; the worker executes it and streams step 2 under the same message id
+//   3. a second turn on the same chat: tool call, tool, step 2, all on the worker
+//   4. a pure-text head start: the warm answer is final, the worker only persists it
+//
+//   baton-demo --orchestrator ADDR --hooks FIFO [--base_url URL] [--provider anthropic|openai]
+#include <chrono>
 #include <cstdio>
+#include <fstream>
+#include <map>
 #include <string>
+#include <thread>
 
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
+#include "asio/co_spawn.hpp"
 #include "asio/io_context.hpp"
+#include "grpcpp/create_channel.h"
 #include "hooks/messages.h"
-#include "runtime/clock.h"
-#include "runtime/hook_pool.h"
+#include "runtime/head_start.h"
 #include "runtime/http_client.h"
-#include "runtime/local_session.h"
 #include "runtime/providers.h"
+#include "runtime/wire.h"
 #include "tasks/agents.h"
-#include "tools/fake-llm/fake_llm.h"
+
+ABSL_FLAG(std::string, orchestrator, "127.0.0.1:7400", "the orchestrator's address");
+ABSL_FLAG(std::string, hooks, "", "the worker's --hook_log FIFO: lifecycle points to show");
+ABSL_FLAG(std::string, provider, "", "the warm side's provider: anthropic or openai");
+ABSL_FLAG(std::string, base_url, "", "the warm side's provider base URL (fake-llm)");
+ABSL_FLAG(std::string, model, "", "the warm side's model");
+ABSL_FLAG(std::string, api_key_env, "", "the environment variable holding the warm side's key");
 
 namespace {
 
+namespace v1 = ::baton::v1;
 using baton::Json;
+using Clock = std::chrono::steady_clock;
 
-// The demo's model without a key: fake-llm on loopback, in the Anthropic wire format, answering
-// the demo's four model calls in order at a human pace (30 ms to the first byte, 15 ms between
-// events). The worker streams them through the same HTTP client and decoder a real provider uses.
-Json DemoScript() {
-  auto text = [](const char* t) {
-    return Json{{"reply", {{"text", t}}}, {"ttfb_ms", 30}, {"delay_ms", 15}};
-  };
-  Json lisbon = text("Let me check.");
-  lisbon["reply"]["tool_calls"] = Json::array(
-      {{{"id", "toolu_lisbon"}, {"name", "get_weather"}, {"input", {{"city", "Lisbon"}}}}});
-  return Json{{"responses",
-               Json::array({text("Hello! Ask me about the weather in Oslo, Lisbon or Nairobi."),
-                            text("It is 4 °C in Oslo right now."), lisbon,
-                            text("It is 19 °C in Lisbon right now.")})}};
-}
+const Clock::time_point kStart = Clock::now();
+double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
+double Now() { return Ms(Clock::now() - kStart); }
 
-// A real provider when its key is in the environment, else fake-llm.
-std::shared_ptr<baton::LanguageModel> DemoModel(baton::HttpClient& http,
-                                                std::unique_ptr<baton::fakellm::FakeLlm>& fake,
-                                                std::string& description) {
-  if (std::getenv("ANTHROPIC_API_KEY") != nullptr) {
-    baton::AnthropicOptions options;
-    options.request.model = "claude-sonnet-4-5";
-    description = "Anthropic (claude-sonnet-4-5), key from ANTHROPIC_API_KEY";
-    return std::make_shared<baton::AnthropicModel>(http, options);
+// Lifecycle points the worker reports, read from its hook log as they happen.
+class Hooks {
+ public:
+  explicit Hooks(const std::string& path) {
+    if (path.empty()) return;
+    reader_ = std::thread([this, path] {
+      std::ifstream in(path);
+      std::string line;
+      while (std::getline(in, line)) {
+        absl::StatusOr<Json> json = baton::ParseJson(line);
+        if (!json.ok()) continue;
+        std::string hook = baton::StringField(*json, "hook");
+        std::printf("%9.3f ms  worker  hook %s\n", Now(), hook.c_str());
+        std::fflush(stdout);
+        absl::MutexLock lock(&mu_);
+        seen_.push_back({hook, Clock::now()});
+      }
+    });
   }
-  if (std::getenv("OPENAI_API_KEY") != nullptr) {
-    baton::OpenAiOptions options;
-    options.request.model = "gpt-4.1-mini";
-    description = "OpenAI (gpt-4.1-mini), key from OPENAI_API_KEY";
-    return std::make_shared<baton::OpenAiModel>(http, options);
+  ~Hooks() {
+    if (reader_.joinable()) reader_.detach();  // the FIFO closes when the worker exits
   }
-  absl::StatusOr<std::unique_ptr<baton::fakellm::FakeLlm>> server =
-      baton::fakellm::FakeLlm::Start(DemoScript());
-  if (!server.ok()) {
-    std::fprintf(stderr, "demo: fake-llm: %s\n", std::string(server.status().message()).c_str());
-    std::exit(1);
+  // Waits for the next `hook` after `from`; returns when it was seen.
+  Clock::time_point WaitFor(const std::string& hook, Clock::time_point from) {
+    absl::MutexLock lock(&mu_);
+    Clock::time_point at{};
+    auto found = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      for (const auto& [name, when] : seen_) {
+        if (name == hook && when >= from) {
+          at = when;
+          return true;
+        }
+      }
+      return false;
+    };
+    mu_.AwaitWithTimeout(absl::Condition(&found), absl::Seconds(30));
+    return at;
   }
-  fake = std::move(*server);
-  baton::AnthropicOptions options;
-  options.base_url = fake->base_url();
-  options.api_key = "demo";
-  options.request.model = "demo";
-  description = absl::StrCat("fake-llm at ", fake->base_url(), ", Anthropic wire format");
-  return std::make_shared<baton::AnthropicModel>(http, options);
+
+ private:
+  std::thread reader_;
+  absl::Mutex mu_;
+  std::vector<std::pair<std::string, Clock::time_point>> seen_ ABSL_GUARDED_BY(mu_);
+};
+
+std::string Describe(const v1::OutRecord& record) {
+  if (record.has_control()) {
+    std::vector<std::string> headers;
+    for (const v1::Header& h : record.control().headers()) {
+      headers.push_back(absl::StrCat(h.name(), "=", h.value()));
+    }
+    return absl::StrCat("[", record.control().subtype(), "] ", absl::StrJoin(headers, " "));
+  }
+  absl::StatusOr<Json> chunk = baton::ParseJson(record.chunk_json());
+  if (!chunk.ok()) return record.chunk_json();
+  std::string type = baton::StringField(*chunk, "type");
+  if (type == "text-delta") return absl::StrCat("text-delta \"", chunk->value("delta", ""), "\"");
+  Json rest = *chunk;
+  rest.erase("type");
+  return rest.empty() ? type : absl::StrCat(type, " ", rest.dump());
 }
 
 class Demo {
  public:
   Demo()
-      : http_(io_.get_executor()),
-        pool_(4),
-        sessions_(io_.get_executor(), clock_, pool_),
-        weather_(baton::tasks::WeatherAgent(DemoModel(http_, fake_llm_, model_name_))) {
-    std::printf("model: %s\n", model_name_.c_str());
-    start_ = clock_.Now();
-    sessions_.on_hook = [this](const std::string& chat, std::string_view hook, const Json& args) {
-      Print(chat, "hook", std::string(hook) + " " + args.dump());
-      last_hook_ = std::string(hook);
-      hook_at_ = clock_.Now();
-    };
-    sessions_.on_out = [this](const std::string& chat, const baton::OutRecord& r) {
-      Print(chat, "out ", Describe(r));
-      if (!r.is_control && first_chunk_at_ == absl::InfiniteFuture())
-        first_chunk_at_ = clock_.Now();
-      if (r.is_control && r.control == baton::kTurnComplete) ++turn_completes_;
-    };
-  }
+      : channel_(grpc::CreateChannel(absl::GetFlag(FLAGS_orchestrator),
+                                     grpc::InsecureChannelCredentials())),
+        sessions_(v1::Sessions::NewStub(channel_)),
+        hooks_(absl::GetFlag(FLAGS_hooks)),
+        http_(io_.get_executor()),
+        pool_(1) {}
 
   int Run() {
     Section("1. preload: the run boots before the user types");
-    absl::Time t0 = clock_.Now();
-    Check(sessions_.Create("chat-preload", weather_, "preload", Json::object()));
-    Until([&] { return last_hook_ == "onPreload"; });
-    absl::Duration boot = hook_at_ - t0;
-    SendAndWait("chat-preload", baton::UserMessage("u1", "Hi there"));
+    Clock::time_point t0 = Clock::now();
+    Create("chat-preload", "weather", v1::TRIGGER_PRELOAD, Json::object());
+    preload_ = hooks_.WaitFor("onPreload", t0) - t0;
+    Turn("chat-preload", baton::UserMessage("u1", "Hi there"));
 
-    Section("2. head start: a warm server streamed step 1 and hands over a tool call");
-    Json history = Json::array({baton::UserMessage("u2", "What is the weather in Oslo?")});
-    Check(sessions_.Create("chat-headstart", weather_, "handover-prepare",
-                           Json{{"headStartMessages", history}}));
-    Until([&] { return last_hook_ == "onBoot"; });
-    std::printf(
-        "        warm  start{messageId:M1} start-step text \"Let me check.\" "
-        "tool-input-available get_weather {\"city\":\"Oslo\"} finish-step  (step 1, "
-        "streamed by the warm server)\n");
-    Json partial = Json::parse(R"([
-      {"role":"assistant","content":[
-        {"type":"text","text":"Let me check."},
-        {"type":"tool-call","toolCallId":"call_warm_1","toolName":"get_weather","input":{"city":"Oslo"}},
-        {"type":"tool-approval-request","approvalId":"handover-approval-1","toolCallId":"call_warm_1"}]},
-      {"role":"tool","content":[
-        {"type":"tool-approval-response","approvalId":"handover-approval-1","approved":true}]}])");
-    first_chunk_at_ = absl::InfiniteFuture();
-    absl::Time handed = clock_.Now();
-    int before = turn_completes_;
-    Append("chat-headstart", Json{{"kind", "handover"},
-                                  {"partialAssistantMessage", partial},
-                                  {"messageId", "M1"},
-                                  {"isFinal", false}});
-    Until([&] { return turn_completes_ > before; });
-    absl::Duration handover_to_chunk = first_chunk_at_ - handed;
+    Section("2. head start: a warm server streams step 1 and hands over a tool call");
+    HeadStart("chat-headstart", "weather", "What is the weather in Oslo?", &handover_to_chunk_);
 
-    Section("3. a second turn on the same run: tool call, tool, step 2");
-    SendAndWait("chat-headstart", baton::UserMessage("u3", "And in Lisbon?"));
+    Section("3. a second turn on the same chat: tool call, tool, step 2 on the worker");
+    Turn("chat-headstart", baton::UserMessage("u3", "And in Lisbon?"));
 
-    Section("4. head start, pure text: the warm answer is final, the worker only persists it");
-    Check(sessions_.Create(
-        "chat-final", weather_, "handover-prepare",
-        Json{{"headStartMessages", Json::array({baton::UserMessage("u4", "Say hello")})}}));
-    Until([&] { return last_hook_ == "onBoot"; });
-    before = turn_completes_;
-    Append("chat-final",
-           Json{{"kind", "handover"},
-                {"partialAssistantMessage",
-                 Json::array({{{"role", "assistant"}, {"content", "Hello from the warm side!"}}})},
-                {"messageId", "M2"},
-                {"isFinal", true}});
-    Until([&] { return turn_completes_ > before; });
+    Section("4. head start, pure text: the warm answer is final, the worker persists it");
+    HeadStart("chat-final", "chat", "Say hello", nullptr);
 
-    Section("timings (wall clock, this machine; fake-llm waits 30 ms before its first byte)");
-    std::printf("  preload: session created -> onPreload fired     %8.3f ms\n",
-                absl::ToDoubleMilliseconds(boot));
-    std::printf("  head start: handover appended -> first chunk    %8.3f ms\n",
-                absl::ToDoubleMilliseconds(handover_to_chunk));
-    std::printf("  whole demo                                       %8.1f ms\n",
-                absl::ToDoubleMilliseconds(clock_.Now() - start_));
+    Section("timings (wall clock, this machine; fake-llm waits 30 ms before each first byte)");
+    std::printf("  preload: CreateSession -> onPreload fired on the worker   %8.3f ms\n",
+                Ms(preload_));
+    std::printf("  head start: handover appended -> first step-2 chunk read  %8.3f ms\n",
+                Ms(handover_to_chunk_));
+    std::printf("  whole demo                                                %8.1f ms\n", Now());
     for (const char* chat : {"chat-preload", "chat-headstart", "chat-final"}) {
-      const baton::LocalSessions::Session* s = sessions_.Find(chat);
-      std::vector<std::string> ids;
-      for (const Json& m : s->snapshot["messages"]) ids.push_back(m["id"].get<std::string>());
-      std::printf("  %-15s snapshot: [%s], %zu .out records\n", chat,
-                  absl::StrJoin(ids, ", ").c_str(), s->out.size());
+      grpc::ClientContext context;
+      v1::GetRequest request;
+      request.set_chat_id(chat);
+      v1::Session session;
+      Check(sessions_->Get(&context, request, &session), "Get");
+      std::printf("  %-15s %d run(s), %lld .in records, %lld .out records\n", chat, session.runs(),
+                  static_cast<long long>(session.in_seq()),
+                  static_cast<long long>(session.out_seq()));
     }
     return 0;
   }
 
  private:
-  static std::string Describe(const baton::OutRecord& r) {
-    if (r.is_control) {
-      std::vector<std::string> h;
-      for (const auto& [k, v] : r.headers) h.push_back(absl::StrCat(k, "=", v));
-      return absl::StrCat("[", r.control, "] ", absl::StrJoin(h, " "));
-    }
-    std::string type = r.Type();
-    if (type == "text-delta")
-      return absl::StrCat("text-delta \"", r.chunk.value("delta", ""), "\"");
-    Json rest = r.chunk;
-    rest.erase("type");
-    return rest.empty() ? type : absl::StrCat(type, " ", rest.dump());
+  static void Section(const char* title) { std::printf("\n== %s\n", title); }
+
+  static void Check(const grpc::Status& status, const char* call) {
+    if (status.ok()) return;
+    std::fprintf(stderr, "demo: %s: %s\n", call, status.error_message().c_str());
+    std::exit(1);
   }
 
-  void Print(const std::string& chat, const char* kind, const std::string& what) {
-    std::printf("%9.3f ms  %-15s %s %s\n", absl::ToDoubleMilliseconds(clock_.Now() - start_),
-                chat.c_str(), kind, what.c_str());
+  void Create(const std::string& chat, const std::string& agent, v1::Trigger trigger,
+              const Json& payload) {
+    grpc::ClientContext context;
+    v1::CreateSessionRequest request;
+    request.set_chat_id(chat);
+    request.set_agent(agent);
+    request.set_trigger(trigger);
+    request.set_payload_json(baton::DumpJson(payload));
+    v1::CreateSessionResponse response;
+    Check(sessions_->CreateSession(&context, request, &response), "CreateSession");
+    std::printf("%9.3f ms  client  CreateSession %s (agent %s, %s)\n", Now(), chat.c_str(),
+                agent.c_str(), std::string(baton::TriggerName(trigger)).c_str());
   }
-  static void Section(const char* title) { std::printf("\n== %s\n", title); }
-  static void Check(const absl::Status& s) {
-    if (!s.ok()) {
-      std::fprintf(stderr, "demo: %s\n", std::string(s.message()).c_str());
+
+  // Appends a user message and prints `.out` until its turn completes.
+  void Turn(const std::string& chat, const Json& message) {
+    grpc::ClientContext context;
+    v1::AppendRequest request;
+    request.set_chat_id(chat);
+    request.set_body_json(baton::DumpJson(Json{
+        {"kind", "message"},
+        {"payload", {{"chatId", chat}, {"trigger", "submit-message"}, {"message", message}}}}));
+    v1::AppendResponse response;
+    Check(sessions_->Append(&context, request, &response), "Append");
+    std::printf("%9.3f ms  client  Append .in %lld: user \"%s\"\n", Now(),
+                static_cast<long long>(response.seq()), baton::MessageText(message).c_str());
+    Follow(chat, nullptr);
+  }
+
+  // Prints `.out` records after the last one shown until a turn-complete; the time the first
+  // record arrived goes to `first`.
+  void Follow(const std::string& chat, Clock::time_point* first) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+    v1::ReadRequest request;
+    request.set_chat_id(chat);
+    request.set_after_seq(read_[chat]);
+    request.set_follow(true);
+    auto reader = sessions_->Read(&context, request);
+    v1::ReadResponse response;
+    while (reader->Read(&response)) {
+      if (first != nullptr && *first == Clock::time_point{}) *first = Clock::now();
+      read_[chat] = response.record().seq();
+      std::printf("%9.3f ms  .out %-3lld %s\n", Now(),
+                  static_cast<long long>(response.record().seq()),
+                  Describe(response.record()).c_str());
+      if (response.record().has_control() &&
+          response.record().control().subtype() == "turn-complete") {
+        break;
+      }
+    }
+    context.TryCancel();
+  }
+
+  // Plays the warm server: step 1 on the same provider as the worker, streamed here, then the
+  // handover; then follows the worker's part on `.out`.
+  void HeadStart(const std::string& chat, const std::string& agent_name, const std::string& text,
+                 Clock::duration* handover_to_chunk) {
+    std::shared_ptr<baton::LanguageModel> model = WarmModel();
+    baton::Agent agent = agent_name == "weather" ? baton::tasks::WeatherAgent(model)
+                                                 : baton::tasks::ChatAgent(model);
+    baton::HeadStartEnv env{
+        io_.get_executor(), &clock_, &pool_, sessions_.get(), &agent, [](const Json& chunk) {
+          v1::OutRecord shown;
+          shown.set_chunk_json(baton::DumpJson(chunk));
+          std::printf("%9.3f ms  warm    %s\n", Now(), Describe(shown).c_str());
+        }};
+    baton::HeadStartRequest request;
+    request.chat_id = chat;
+    request.agent = agent_name;
+    request.messages = Json::array({baton::UserMessage(absl::StrCat("u-", chat), text)});
+    std::printf("%9.3f ms  client  head start %s: user \"%s\"\n", Now(), chat.c_str(),
+                text.c_str());
+    absl::StatusOr<baton::HeadStartResult> result = absl::UnknownError("not run");
+    asio::co_spawn(io_, baton::RunHeadStart(env, request),
+                   [&](std::exception_ptr e, absl::StatusOr<baton::HeadStartResult> r) {
+                     if (!e) result = std::move(r);
+                   });
+    io_.restart();
+    io_.run();
+    Clock::time_point handed = Clock::now();
+    if (!result.ok()) {
+      std::fprintf(stderr, "demo: head start: %s\n", result.status().ToString().c_str());
       std::exit(1);
     }
-  }
-  void Append(const std::string& chat, const Json& body) {
-    absl::StatusOr<int64_t> seq = sessions_.Append(chat, body);
-    Check(seq.status());
-  }
-  void SendAndWait(const std::string& chat, const Json& message) {
-    int before = turn_completes_;
-    Append(chat, Json{{"kind", "message"},
-                      {"payload", {{"trigger", "submit-message"}, {"message", message}}}});
-    Until([&] { return turn_completes_ > before; });
-  }
-  template <typename Pred>
-  void Until(Pred done) {
-    while (!done()) io_.run_one();
+    const char* signal = result->signal == baton::HeadStartResult::Signal::kHandover ? "handover"
+                         : result->signal == baton::HeadStartResult::Signal::kFinal
+                             ? "handover (isFinal)"
+                             : "handover-skip";
+    std::printf("%9.3f ms  warm    appended .in %lld: %s, messageId %s (step 1 took %.1f ms)\n",
+                Now(), static_cast<long long>(result->signal_seq), signal,
+                result->message_id.c_str(), absl::ToDoubleMilliseconds(result->step1));
+    Clock::time_point first{};
+    Follow(chat, &first);
+    if (handover_to_chunk != nullptr) *handover_to_chunk = first - handed;
   }
 
-  baton::RealClock clock_;
-  std::unique_ptr<baton::fakellm::FakeLlm> fake_llm_;
-  std::string model_name_;
+  // The same provider as the worker's (the same flags).
+  std::shared_ptr<baton::LanguageModel> WarmModel() {
+    std::string key_env = absl::GetFlag(FLAGS_api_key_env);
+    const char* key = key_env.empty() ? nullptr : std::getenv(key_env.c_str());
+    if (absl::GetFlag(FLAGS_provider) == "openai") {
+      baton::OpenAiOptions options;
+      options.base_url = absl::GetFlag(FLAGS_base_url);
+      options.request.model = absl::GetFlag(FLAGS_model);
+      if (key != nullptr) options.api_key = key;
+      return std::make_shared<baton::OpenAiModel>(http_, options);
+    }
+    baton::AnthropicOptions options;
+    options.base_url = absl::GetFlag(FLAGS_base_url);
+    options.request.model = absl::GetFlag(FLAGS_model);
+    if (key != nullptr) options.api_key = key;
+    return std::make_shared<baton::AnthropicModel>(http_, options);
+  }
+
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::Sessions::Stub> sessions_;
+  Hooks hooks_;
   asio::io_context io_;
+  baton::RealClock clock_;
   baton::HttpClient http_;
   baton::HookPool pool_;
-  baton::LocalSessions sessions_;
-  baton::Agent weather_;
-  absl::Time start_;
-  std::string last_hook_;
-  absl::Time hook_at_;
-  absl::Time first_chunk_at_ = absl::InfiniteFuture();
-  int turn_completes_ = 0;
+  std::map<std::string, int64_t> read_;  // last `.out` seq shown per chat
+  Clock::duration preload_{};
+  Clock::duration handover_to_chunk_{};
 };
 
 }  // namespace
 
-int main() {
-  std::printf(
-      "baton demo: the weather agent on the in-process session host, its model over HTTP\n");
+int main(int argc, char** argv) {
+  absl::ParseCommandLine(argc, argv);
+  std::printf("baton demo: a chat through orchestrator %s and its worker\n",
+              absl::GetFlag(FLAGS_orchestrator).c_str());
   Demo demo;
   return demo.Run();
 }
