@@ -52,6 +52,7 @@ struct ChatInfo {
   std::string previous_run_id;
   bool preloaded = false;  // the run booted with trigger "preload"
   int attempt = 1;
+  std::string traceparent;  // W3C trace context of the CreateSession that started the chat
 };
 
 // ChatControl

@@ -61,6 +61,8 @@ struct ModelCall {
   Json messages = Json::array();  // AI SDK model messages (reference/llm-wire.md §2.2)
   Json tools = Json::array();     // [{name, description, inputSchema}]
   int step = 0;                   // 0-based step within the turn
+  std::string traceparent;        // the run's W3C trace context ("" when none); sent on
+                                  // provider requests as a `traceparent` header
 };
 
 }  // namespace baton

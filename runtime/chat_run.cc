@@ -236,6 +236,7 @@ asio::awaitable<RunOutcome> ChatRun::Body() {
   info_.previous_run_id = boot_.previous_run_id;
   info_.preloaded = boot_.trigger == "preload";
   info_.attempt = boot_.attempt;
+  info_.traceparent = boot_.traceparent;
   if (!boot_.snapshot.is_null()) RestoreSnapshot();
   // A retry may follow an attempt that started the chat and died before saving; onChatStart is
   // not fired again (as the reference does on its out-of-memory retry).
@@ -775,6 +776,7 @@ asio::awaitable<ChatRun::Streamed> ChatRun::Stream(Json prompt) {
   // A lost run writes nothing more: it ends where its worker died.
   StepLoop::Env env{host_.executor, host_.clock, host_.pool, info_.chat_id,
                     [this](Json chunk) { Write(OutRecord::Chunk(std::move(chunk))); }};
+  env.traceparent = info_.traceparent;
   if (agent_.hooks.should_inject_pending) {
     env.between_steps = [this](int next_step) { return InjectPending(next_step); };
   }

@@ -47,6 +47,7 @@ struct BootRequest {
   bool resume = false;              // the earlier run suspended; this run carries on its wait
   std::vector<InRecord> pending;    // `.in` records after the snapshot's cursor
   std::vector<OutRecord> out_tail;  // `.out` records after the snapshot's turn-complete
+  std::string traceparent;          // W3C trace context, carried into provider calls
 };
 
 // How a run ended.

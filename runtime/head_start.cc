@@ -36,12 +36,13 @@ Agent StepOneAgent(const Agent& agent) {
 }
 
 absl::StatusOr<int64_t> Append(v1::Sessions::Stub& sessions, const std::string& chat_id,
-                               const Json& body) {
+                               const Json& body, const std::string& record_id) {
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
   v1::AppendRequest request;
   request.set_chat_id(chat_id);
   request.set_body_json(DumpJson(body));
+  request.set_client_record_id(record_id);  // a retried signal is not appended twice
   v1::AppendResponse response;
   absl::Status status = FromGrpc(sessions.Append(&context, request, &response), "Append");
   if (!status.ok()) return status;
@@ -90,6 +91,11 @@ asio::awaitable<absl::StatusOr<HeadStartResult>> RunHeadStart(HeadStartEnv env,
     absl::Status status =
         FromGrpc(env.sessions->CreateSession(&context, create, &created), "CreateSession");
     if (!status.ok()) co_return status;
+    if (!created.created()) {
+      // Its run is not waiting for a handover: step 1 would be streamed and then lost.
+      co_return absl::FailedPreconditionError(
+          absl::StrCat("CreateSession: chat ", request.chat_id, " already exists"));
+    }
     result.create_session = env.clock->Now() - start;
   }
 
@@ -101,6 +107,7 @@ asio::awaitable<absl::StatusOr<HeadStartResult>> RunHeadStart(HeadStartEnv env,
   loop_env.clock = env.clock;
   loop_env.pool = env.pool;
   loop_env.chat_id = request.chat_id;
+  loop_env.traceparent = request.traceparent;
   loop_env.emit = [&](Json chunk) {
     if (first) {
       first = false;
@@ -134,7 +141,8 @@ asio::awaitable<absl::StatusOr<HeadStartResult>> RunHeadStart(HeadStartEnv env,
             {"messageId", result.message_id},
             {"isFinal", !tool_calls}};
   }
-  absl::StatusOr<int64_t> seq = Append(*env.sessions, request.chat_id, body);
+  absl::StatusOr<int64_t> seq =
+      Append(*env.sessions, request.chat_id, body, absl::StrCat("handover:", result.message_id));
   if (!seq.ok()) co_return seq.status();
   result.signal_seq = *seq;
   co_return result;

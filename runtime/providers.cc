@@ -114,7 +114,8 @@ HttpRequest HttpModel::BaseRequest(std::string_view default_base, std::string_vi
 
 asio::awaitable<void> HttpModel::Stream(ModelCall call, std::function<void(ModelEvent)> on_event,
                                         std::stop_token stop) {
-  const HttpRequest request = BuildRequest(call);
+  HttpRequest request = BuildRequest(call);
+  if (!call.traceparent.empty()) request.headers.push_back("traceparent: " + call.traceparent);
   const RetryPolicy& policy = options().retry;
   absl::Duration backoff = policy.initial_delay;
   for (int attempt = 1;; ++attempt) {

@@ -385,7 +385,7 @@ asio::awaitable<StepLoopResult> StepLoop::Run(StepLoopInput input) {
       }
     };
 
-    ModelCall call{agent_.system, ForProvider(prompt), tools, step};
+    ModelCall call{agent_.system, ForProvider(prompt), tools, step, env_.traceparent};
     std::function<void(ModelEvent)> sink = on_event;  // named: see docs/decisions.md
     co_await agent_.model->Stream(std::move(call), std::move(sink), input.stop);
     if (input.stop.stop_requested()) co_return stopped();

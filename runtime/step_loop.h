@@ -51,6 +51,7 @@ class StepLoop {
       std::vector<Json> chunks;
     };
     std::function<asio::awaitable<Injection>(int next_step)> between_steps;
+    std::string traceparent;  // passed to every model call (ModelCall::traceparent)
   };
 
   StepLoop(const Agent& agent, Env env) : agent_(agent), env_(std::move(env)) {}

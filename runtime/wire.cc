@@ -84,4 +84,19 @@ baton::v1::Trigger TriggerFromName(std::string_view name) {
   return baton::v1::TRIGGER_UNSPECIFIED;
 }
 
+bool ValidTraceparent(std::string_view value) {
+  if (value.size() != 55 || value[2] != '-' || value[35] != '-' || value[52] != '-') return false;
+  auto hex = [&](size_t from, size_t n) {
+    bool nonzero = false;
+    for (size_t i = from; i < from + n; ++i) {
+      char c = value[i];
+      if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return -1;
+      nonzero = nonzero || c != '0';
+    }
+    return nonzero ? 1 : 0;
+  };
+  return hex(0, 2) >= 0 && value.substr(0, 2) != "ff" && hex(3, 32) == 1 && hex(36, 16) == 1 &&
+         hex(53, 2) >= 0;
+}
+
 }  // namespace baton

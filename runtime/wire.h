@@ -26,6 +26,11 @@ absl::StatusOr<InRecord> InRecordFromProto(const baton::v1::InRecord& record);
 std::string_view TriggerName(baton::v1::Trigger trigger);
 baton::v1::Trigger TriggerFromName(std::string_view name);
 
+// Whether `value` is a W3C traceparent: "vv-<32 hex trace id>-<16 hex parent id>-<2 hex flags>",
+// lowercase, trace and parent ids not all zero. Only such values are carried into a run and
+// its provider requests.
+bool ValidTraceparent(std::string_view value);
+
 }  // namespace baton
 
 #endif  // BATON_RUNTIME_WIRE_H_

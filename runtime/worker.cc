@@ -88,6 +88,7 @@ struct Worker::Slot {
   std::optional<v1::Snapshot> snapshot;   // latest, re-sent after a reconnect
   std::optional<v1::RunFinished> finish;  // set when the run ended
   bool ended = false;                     // the ChatRun has finished
+  bool end_stored = false;                // the orchestrator acknowledged the RunFinished
   bool dropped = false;                   // revoked or handed back: nothing more is sent
   absl::Time assigned_at;
 };
@@ -161,9 +162,12 @@ void Worker::AddAgent(const std::string& name, const Agent& agent, std::string v
 void Worker::Start() {
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
+  args.SetMaxReceiveMessageSize(64 << 20);  // assignments carry whole transcripts
+  args.SetMaxSendMessageSize(64 << 20);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
-  // Reconnects are ours (with our backoff); gRPC's own backoff would hide them.
+  // Reconnects are ours (with our backoff); the channel's own must not be slower.
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
   channel_ = grpc::CreateCustomChannel(
       options_.target,
@@ -174,7 +178,6 @@ void Worker::Start() {
 void Worker::Connect() {
   if (stopped_) return;
   auto stream = std::make_unique<Stream>();
-  stream->rw = v1::WorkerGateway::NewStub(channel_)->Connect(&stream->context);
   Stream* raw = stream.get();
   stream_ = std::move(stream);
   welcomed_ = false;
@@ -200,10 +203,21 @@ void Worker::Connect() {
     held.set_delivered_in_seq(slot->delivered_in);
   }
   raw->Push(std::move(frame));
-
+  // No Welcome in time (an orchestrator that accepts streams but does not answer): start over.
   std::weak_ptr<bool> alive = alive_;
-  raw->writer = std::thread([raw] { raw->WriteLoop(); });
-  raw->reader = std::thread([this, raw, alive] {
+  heartbeat_timer_.expires_after(std::chrono::seconds(10));
+  heartbeat_timer_.async_wait([this, alive, raw](const asio::error_code& ec) {
+    if (ec || alive.expired() || raw != stream_.get() || welcomed_) return;
+    LogJson("warn", "no Welcome from the orchestrator: reconnecting",
+            {{"worker_id", options_.worker_id}});
+    raw->context.TryCancel();
+  });
+
+  std::shared_ptr<grpc::Channel> channel = channel_;
+  raw->reader = std::thread([this, raw, alive, channel] {
+    // Opening the stream blocks until the channel connects or fails: off the loop.
+    raw->rw = v1::WorkerGateway::NewStub(channel)->Connect(&raw->context);
+    raw->writer = std::thread([raw] { raw->WriteLoop(); });
     v1::GatewayFrame in;
     while (raw->rw->Read(&in)) {
       asio::post(executor_, [this, raw, alive, in = std::move(in)]() mutable {
@@ -294,8 +308,11 @@ void Worker::OnFrame(Stream* stream, v1::GatewayFrame frame) {
       heartbeat_acked_ = std::max(heartbeat_acked_, frame.heartbeat_ack().seq());
       break;
     case v1::GatewayFrame::kDrain:
-      LogJson("info", "orchestrator asked to drain", {{"reason", frame.drain().reason()}});
-      Drain(nullptr);
+      // The orchestrator is going away: its runs stay ours, the next stream (to it or another
+      // replica) rebinds them.
+      LogJson("info", "orchestrator going away: reconnecting",
+              {{"reason", frame.drain().reason()}});
+      stream_->context.TryCancel();
       break;
     default:
       break;
@@ -390,13 +407,14 @@ void Worker::OnAssign(const v1::AssignRun& assign) {
   absl::Time received = clock_.Now();
   auto reject = [&](std::string reason) {
     runs_rejected_.Add(1);
+    bool slot_free = reason != "no-capacity";
     v1::WorkerFrame frame;
     v1::RunRejected& rejected = *frame.mutable_run_rejected();
     rejected.set_run_id(assign.run_id());
     rejected.set_lease_token(assign.lease_token());
     rejected.set_reason(std::move(reason));
     Send(std::move(frame));
-    SendCredit(1);  // the slot it would have taken is still free
+    if (slot_free) SendCredit(1);  // the slot it would have taken is still free
   };
   auto agent = agents_.find(assign.agent());
   if (draining_) return reject("draining");
@@ -412,6 +430,7 @@ void Worker::OnAssign(const v1::AssignRun& assign) {
   boot.resume = assign.resume();
   boot.previous_run_id = assign.previous_run_id();
   boot.attempt = assign.attempt();
+  if (ValidTraceparent(assign.traceparent())) boot.traceparent = assign.traceparent();
   if (!assign.payload_json().empty()) {
     absl::StatusOr<Json> payload = ParseJson(assign.payload_json());
     if (!payload.ok() || !payload->is_object()) return reject("bad-payload");
@@ -527,6 +546,7 @@ void Worker::OnAck(const v1::Ack& ack) {
   if (it == slots_.end()) return;
   Slot& slot = *it->second;
   slot.acked_out = std::max(slot.acked_out, ack.out_seq());
+  slot.end_stored = slot.end_stored || ack.run_ended();
   while (!slot.unacked.empty() && slot.unacked.front().seq() <= slot.acked_out) {
     slot.unacked.pop_front();
     unacked_.Add(-1);
@@ -591,13 +611,14 @@ void Worker::RunEnded(Slot& slot, const RunOutcome& outcome) {
   });
 }
 
-// A slot goes once its run ended and its output is stored (or it was dropped).
+// A slot goes once its run ended and the orchestrator stored its end (or it was dropped): until
+// then a reconnect re-sends its output and its RunFinished.
 void Worker::MaybeRelease(const std::string& run_id) {
   auto it = slots_.find(run_id);
   if (it == slots_.end()) return;
   Slot& slot = *it->second;
   if (!slot.ended) return;
-  if (!slot.dropped && slot.acked_out < slot.next_out) return;
+  if (!slot.dropped && !slot.end_stored) return;
   unacked_.Add(-static_cast<int64_t>(slot.unacked.size()));
   slots_.erase(it);
   CheckDrained();

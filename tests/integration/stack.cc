@@ -134,6 +134,13 @@ bool HookLog::WaitFor(const std::string& name, size_t count, std::chrono::millis
   return mu_.AwaitWithTimeout(absl::Condition(&seen), absl::FromChrono(limit));
 }
 
+bool HookLog::WaitUntil(const std::function<bool(const std::vector<Json>&)>& done,
+                        std::chrono::milliseconds limit) {
+  absl::MutexLock lock(&mu_);
+  auto holds = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return done(lines_); };
+  return mu_.AwaitWithTimeout(absl::Condition(&holds), absl::FromChrono(limit));
+}
+
 std::vector<Json> HookLog::lines() const {
   absl::MutexLock lock(&mu_);
   return lines_;
@@ -157,7 +164,12 @@ std::unique_ptr<Stack> Stack::Start(StackOptions options) {
   stack->llm_ = *std::move(llm);
   stack->StartOrchestrator();
   if (stack->address_.empty()) return nullptr;
-  stack->channel_ = grpc::CreateChannel(stack->address_, grpc::InsecureChannelCredentials());
+  grpc::ChannelArguments args;  // reconnect quickly to a restarted orchestrator
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 500);
+  stack->channel_ =
+      grpc::CreateCustomChannel(stack->address_, grpc::InsecureChannelCredentials(), args);
   stack->sessions_ = v1::Sessions::NewStub(stack->channel_);
   stack->gateway_ = v1::WorkerGateway::NewStub(stack->channel_);
   for (int i = 0; i < stack->options_.workers; ++i) stack->AddWorker();
@@ -165,7 +177,11 @@ std::unique_ptr<Stack> Stack::Start(StackOptions options) {
 }
 
 void Stack::StartOrchestrator() {
-  std::string listen = address_.empty() ? "127.0.0.1:0" : address_;
+  std::string listen = address_;
+  if (listen.empty()) {
+    listen =
+        options_.unix_socket ? absl::StrCat("unix:", dir_, "/orchestrator.sock") : "127.0.0.1:0";
+  }
   std::vector<std::string> argv = {BATON_ORCHESTRATOR_BINARY, absl::StrCat("--listen=", listen),
                                    absl::StrCat("--db=", dir_, "/baton.db")};
   for (const std::string& f : options_.orchestrator_flags) argv.push_back(f);
@@ -173,6 +189,13 @@ void Stack::StartOrchestrator() {
       Process::Spawn(argv, absl::StrCat(dir_, "/orchestrator.log"));
   ASSERT_TRUE(p.ok()) << p.status();
   orchestrator_ = *std::move(p);
+  for (const std::string& flag : options_.orchestrator_flags) {
+    if (absl::StartsWith(flag, "--admin=")) {
+      absl::StatusOr<std::string> admin = orchestrator_->WaitForLine("admin ");
+      ASSERT_TRUE(admin.ok()) << admin.status();
+      admin_address_ = *admin;
+    }
+  }
   absl::StatusOr<std::string> line = orchestrator_->WaitForLine("listening ");
   ASSERT_TRUE(line.ok()) << line.status() << "; see " << dir_ << "/orchestrator.log";
   address_ = *line;
@@ -186,15 +209,16 @@ void Stack::RestartOrchestrator() {
 int Stack::AddWorker(std::vector<std::string> extra_flags) {
   int index = static_cast<int>(workers_.size());
   hook_logs_.push_back(std::make_unique<HookLog>(absl::StrCat(dir_, "/hooks-", index)));
-  std::vector<std::string> argv = {BATON_WORKER_BINARY,
-                                   absl::StrCat("--orchestrator=", address_),
-                                   absl::StrCat("--worker_id=worker-", index),
-                                   absl::StrCat("--capacity=", options_.capacity),
-                                   absl::StrCat("--base_url=", llm_->base_url()),
-                                   "--provider=anthropic",
-                                   "--api_key_env=BATON_TEST_NO_KEY",
-                                   "--model=test",
-                                   absl::StrCat("--hook_log=", hook_logs_.back()->path())};
+  std::vector<std::string> argv = {
+      options_.worker_binary.empty() ? std::string(BATON_WORKER_BINARY) : options_.worker_binary,
+      absl::StrCat("--orchestrator=", address_),
+      absl::StrCat("--worker_id=worker-", index),
+      absl::StrCat("--capacity=", options_.capacity),
+      absl::StrCat("--base_url=", llm_->base_url()),
+      "--provider=anthropic",
+      "--api_key_env=BATON_TEST_NO_KEY",
+      "--model=test",
+      absl::StrCat("--hook_log=", hook_logs_.back()->path())};
   for (const std::string& f : options_.worker_flags) argv.push_back(f);
   for (const std::string& f : extra_flags) argv.push_back(f);
   absl::StatusOr<std::unique_ptr<Process>> p =
@@ -210,9 +234,18 @@ Stack::~Stack() {
   hook_logs_.clear();
 }
 
+namespace {
+// Unary calls wait for the channel (an orchestrator restarting) up to the limit.
+void Prepare(grpc::ClientContext& context) {
+  context.set_wait_for_ready(true);
+  context.set_deadline(std::chrono::system_clock::now() + kLimit);
+}
+}  // namespace
+
 v1::Session Stack::Create(const std::string& chat_id, const std::string& agent,
                           const std::string& trigger, Json payload) {
   grpc::ClientContext context;
+  Prepare(context);
   v1::CreateSessionRequest request;
   request.set_chat_id(chat_id);
   request.set_agent(agent);
@@ -225,12 +258,20 @@ v1::Session Stack::Create(const std::string& chat_id, const std::string& agent,
 }
 
 int64_t Stack::Append(const std::string& chat_id, const Json& body) {
-  grpc::ClientContext context;
   v1::AppendRequest request;
   request.set_chat_id(chat_id);
   request.set_body_json(DumpJson(body));
+  // Retried as a client should when the orchestrator went away mid-call: the record id makes a
+  // retry of a stored append return the first seq.
+  request.set_client_record_id(absl::StrCat("stack-", ++appends_));
   v1::AppendResponse response;
-  grpc::Status status = sessions_->Append(&context, request, &response);
+  grpc::Status status;
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    grpc::ClientContext context;
+    Prepare(context);
+    status = sessions_->Append(&context, request, &response);
+    if (status.error_code() != grpc::StatusCode::UNAVAILABLE) break;
+  }
   EXPECT_TRUE(status.ok()) << status.error_message();
   return response.seq();
 }
@@ -250,6 +291,7 @@ int64_t Stack::SendText(const std::string& chat_id, const std::string& id,
 
 v1::Session Stack::Get(const std::string& chat_id) {
   grpc::ClientContext context;
+  Prepare(context);
   v1::GetRequest request;
   request.set_chat_id(chat_id);
   v1::Session session;
@@ -260,12 +302,23 @@ v1::Session Stack::Get(const std::string& chat_id) {
 
 std::vector<v1::Run> Stack::Runs(const std::string& chat_id) {
   grpc::ClientContext context;
+  Prepare(context);
   v1::ListRunsRequest request;
   request.set_chat_id(chat_id);
   v1::ListRunsResponse response;
   grpc::Status status = sessions_->ListRuns(&context, request, &response);
   EXPECT_TRUE(status.ok()) << status.error_message();
   return {response.runs().begin(), response.runs().end()};
+}
+
+bool Stack::WaitForRunState(const std::string& chat_id, v1::RunState state,
+                            std::chrono::milliseconds limit) {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::vector<v1::Run> runs = Runs(chat_id);
+    if (!runs.empty() && runs.back().state() == state) return true;
+  }
+  return false;
 }
 
 std::vector<Json> Stack::ReadUntil(const std::string& chat_id, int64_t after_seq,

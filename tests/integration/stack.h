@@ -59,6 +59,9 @@ class HookLog {
   ~HookLog();
   // Blocks until `count` lines with hook `name` were seen (in total).
   bool WaitFor(const std::string& name, size_t count = 1, std::chrono::milliseconds limit = kLimit);
+  // Blocks until `done` holds for the lines seen so far.
+  bool WaitUntil(const std::function<bool(const std::vector<Json>&)>& done,
+                 std::chrono::milliseconds limit = kLimit);
   std::vector<Json> lines() const;
   const std::string& path() const { return path_; }
 
@@ -75,6 +78,8 @@ struct StackOptions {
   int capacity = 100;
   std::vector<std::string> orchestrator_flags;
   std::vector<std::string> worker_flags;
+  bool unix_socket = false;   // the orchestrator listens on a Unix socket instead of loopback TCP
+  std::string worker_binary;  // empty: baton-worker
 };
 
 class Stack {
@@ -85,6 +90,8 @@ class Stack {
   baton::v1::Sessions::Stub& sessions() { return *sessions_; }
   baton::v1::WorkerGateway::Stub& gateway() { return *gateway_; }
   const std::string& address() const { return address_; }
+  // The orchestrator's admin endpoint (host:port), when started with --admin=...
+  const std::string& admin_address() const { return admin_address_; }
   fakellm::FakeLlm& llm() { return *llm_; }
   HookLog& hooks(int worker = 0) { return *hook_logs_[worker]; }
   Process& worker(int i = 0) { return *workers_[i]; }
@@ -103,6 +110,10 @@ class Stack {
   int64_t SendText(const std::string& chat_id, const std::string& id, const std::string& text);
   baton::v1::Session Get(const std::string& chat_id);
   std::vector<baton::v1::Run> Runs(const std::string& chat_id = "");
+  // Asks until the chat's latest run is in `state` (each answer is a round trip to the
+  // orchestrator, so this waits on its state, not on a timer); false after the limit.
+  bool WaitForRunState(const std::string& chat_id, baton::v1::RunState state,
+                       std::chrono::milliseconds limit = kLimit);
 
   // Follows `.out` after `after_seq` until `done` holds for the records read so far (each
   // chunk as its JSON, a control record as {"control": subtype, "headers": {...}, "seq": n}).
@@ -119,6 +130,8 @@ class Stack {
   StackOptions options_;
   std::string dir_;
   std::string address_;
+  std::string admin_address_;
+  int64_t appends_ = 0;
   std::unique_ptr<fakellm::FakeLlm> llm_;
   std::unique_ptr<Process> orchestrator_;
   std::vector<std::unique_ptr<Process>> workers_;

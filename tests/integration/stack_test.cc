@@ -2,6 +2,8 @@
 // fake-llm, driven through the Sessions API. DESIGN §3 and §4 seen from a client.
 #include "tests/integration/stack.h"
 
+#include <curl/curl.h>
+
 #include <string>
 #include <vector>
 
@@ -170,6 +172,31 @@ TEST_F(HeadStartTest, PureTextIsFinalAndTheWorkerCallsNoModel) {
   EXPECT_EQ(stack->llm().requests().size(), 1u);  // only the warm step 1
 }
 
+TEST(StackTest, TraceparentReachesTheProviderCall) {
+  auto stack = Stack::Start({.script = Script({Reply("traced")})});
+  ASSERT_NE(stack, nullptr);
+  const std::string trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+  grpc::ClientContext context;
+  v1::CreateSessionRequest request;
+  request.set_chat_id("t1");
+  request.set_agent("chat");
+  request.set_trigger(v1::TRIGGER_SUBMIT_MESSAGE);
+  request.set_payload_json(DumpJson(Json{{"message", UserMessage("u1", "hi")}}));
+  request.set_traceparent(trace);
+  v1::CreateSessionResponse response;
+  ASSERT_TRUE(stack->sessions().CreateSession(&context, request, &response).ok());
+  stack->ReadTurns("t1", 0);
+  ASSERT_EQ(stack->llm().requests().size(), 1u);
+  EXPECT_EQ(stack->llm().requests()[0].Header("traceparent"), trace);
+
+  // Anything else is refused: it would otherwise reach an HTTP header.
+  grpc::ClientContext bad_context;
+  request.set_chat_id("t2");
+  request.set_traceparent("00-abc\r\nx-injected: 1");
+  grpc::Status bad = stack->sessions().CreateSession(&bad_context, request, &response);
+  EXPECT_EQ(bad.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
 TEST(StackTest, ReadResumesFromAnySeqWithNoGapAndNoDuplicate) {
   auto stack = Stack::Start({.script = Script({Reply("One two three four five.")})});
   ASSERT_NE(stack, nullptr);
@@ -268,6 +295,74 @@ TEST(StackTest, SuspendedChatResumesWithFullHistory) {
   ASSERT_EQ(messages.size(), 3u);
   EXPECT_THAT(messages[0].dump(), HasSubstr("blue"));
   EXPECT_THAT(messages[1].dump(), HasSubstr("Noted: blue."));
+}
+
+// The orchestrator dies and comes back on the same file: the worker reconnects, the run it holds
+// is rebound (not retried), and a message appended meanwhile reaches it.
+TEST(StackTest, WorkerCarriesOnAcrossAnOrchestratorRestart) {
+  auto stack = Stack::Start({.script = Script({Reply("Still here.")})});
+  ASSERT_NE(stack, nullptr);
+  stack->Create("o1", "chat", "preload");
+  ASSERT_TRUE(stack->hooks().WaitFor("onPreload"));
+  // The orchestrator has stored the acceptance (else a restart re-queues the run, rightly).
+  ASSERT_TRUE(stack->WaitForRunState("o1", v1::RUN_STATE_RUNNING));
+  std::string run_id = stack->Get("o1").run_id();
+  stack->RestartOrchestrator();
+  stack->SendText("o1", "u1", "are you there?");
+  std::vector<Json> out = stack->ReadTurns("o1", 0);
+  EXPECT_EQ(Text(out), "Still here.");
+  std::vector<v1::Run> runs = stack->Runs("o1");
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(runs[0].run_id(), run_id);
+  EXPECT_EQ(runs[0].attempt(), 1);
+  bool booted_twice = stack->hooks().WaitFor("onBoot", 2, std::chrono::milliseconds(0));
+  EXPECT_FALSE(booted_twice);
+}
+
+// GET over loopback with libcurl; the body, or "" on failure.
+std::string HttpGet(const std::string& url, long* status) {
+  std::string body;
+  CURL* curl = curl_easy_init();
+  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(
+      curl, CURLOPT_WRITEFUNCTION, +[](char* data, size_t size, size_t n, void* out) {
+        static_cast<std::string*>(out)->append(data, size * n);
+        return size * n;
+      });
+  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &body);
+  CURLcode code = curl_easy_perform(curl);
+  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, status);
+  curl_easy_cleanup(curl);
+  return code == CURLE_OK ? body : "";
+}
+
+TEST(StackTest, OrchestratorServesPrometheusMetrics) {
+  auto stack = Stack::Start(
+      {.script = Script({Reply("measured")}), .orchestrator_flags = {"--admin=127.0.0.1:0"}});
+  ASSERT_NE(stack, nullptr);
+  stack->Create("m1", "chat", "submit-message", Json{{"message", UserMessage("u1", "hi")}});
+  std::vector<Json> out = stack->ReadTurns("m1", 0);
+  long status = 0;
+  std::string metrics = HttpGet("http://" + stack->admin_address() + "/metrics", &status);
+  EXPECT_EQ(status, 200);
+  EXPECT_THAT(metrics,
+              HasSubstr("# TYPE baton_runs_assigned_total counter\nbaton_runs_assigned_total 1\n"));
+  EXPECT_THAT(metrics, HasSubstr("baton_workers_connected 1\n"));
+  EXPECT_THAT(metrics, HasSubstr(absl::StrCat("baton_out_records_total ", out.size(), "\n")));
+  EXPECT_THAT(metrics, HasSubstr("baton_dispatch_seconds_count 1\n"));
+  HttpGet("http://" + stack->admin_address() + "/readyz", &status);
+  EXPECT_EQ(status, 200);
+  HttpGet("http://" + stack->admin_address() + "/nope", &status);
+  EXPECT_EQ(status, 404);
+}
+
+// Over a Unix socket, as on one machine.
+TEST(StackTest, WorkersAndClientsOverAUnixSocket) {
+  auto stack = Stack::Start({.script = Script({Reply("Over a socket.")}), .unix_socket = true});
+  ASSERT_NE(stack, nullptr);
+  EXPECT_EQ(stack->address().rfind("unix:", 0), 0u);
+  stack->Create("x1", "chat", "submit-message", Json{{"message", UserMessage("u1", "hi")}});
+  EXPECT_EQ(Text(stack->ReadTurns("x1", 0)), "Over a socket.");
 }
 
 // Credit is the most runs a worker gets: with capacity 2, a third and fourth run queue until a

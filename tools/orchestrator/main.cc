@@ -71,6 +71,9 @@ int main(int argc, char** argv) {
   }
   builder.RegisterService(orchestrator.gateway_service());
   builder.RegisterService(orchestrator.sessions_service());
+  // Snapshots and continuations' assignments carry whole transcripts.
+  builder.SetMaxReceiveMessageSize(64 << 20);
+  builder.SetMaxSendMessageSize(64 << 20);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <limits>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "hooks/json.h"
 #include "hooks/records.h"
@@ -94,7 +95,8 @@ struct Orchestrator::Run {
   absl::Time accept_by = absl::InfiniteFuture();
   absl::Time lease_until = absl::InfiniteFuture();
   absl::Time queued_at;
-  int64_t sent_in = 0;  // last `.in` seq sent to the run's worker
+  absl::Time not_before = absl::InfinitePast();  // a worker just refused it: offered after this
+  int64_t sent_in = 0;                           // last `.in` seq sent to the run's worker
   bool cancel_requested = false;
 };
 
@@ -222,10 +224,15 @@ std::string Orchestrator::MetricsText() const { return metrics_.Text(); }
 
 void Orchestrator::Shutdown() {
   absl::MutexLock lock(&mu_);
+  if (shutdown_) return;
   shutdown_ = true;
+  // Workers are told to reconnect (their runs stay theirs); each writer sends the Drain frame
+  // and stops, and the worker ends the stream.
   for (Conn* conn : conns_) {
+    v1::GatewayFrame drain;
+    drain.mutable_drain()->set_reason("orchestrator shutting down");
+    Send(*conn, std::move(drain));
     conn->closed = true;
-    if (conn->context != nullptr) conn->context->TryCancel();
   }
 }
 
@@ -249,6 +256,13 @@ absl::Status Orchestrator::Load() {
   absl::Time now = absl::Now();
   for (RunRow& row : *runs) {
     if (!IsLive(row.state)) continue;
+    if (sessions_.count(row.chat_id) == 0) {
+      // A crash between saving a run and its session: the run never became the chat's.
+      row.state = "failed";
+      row.error = "its session was not stored";
+      if (absl::Status saved = store_.PutRun(row); !saved.ok()) return saved;
+      continue;
+    }
     auto run = std::make_unique<Run>();
     run->queued_at = now;
     if (row.state == "running") {
@@ -258,10 +272,13 @@ absl::Status Orchestrator::Load() {
       queue_.push_back(row.run_id);
     }
     run->row = std::move(row);
-    auto session = sessions_.find(run->row.chat_id);
-    if (session != sessions_.end()) session->second->live_run = run->row.run_id;
+    sessions_[run->row.chat_id]->live_run = run->row.run_id;
     live_runs_.Add(1);
     runs_[run->row.run_id] = std::move(run);
+  }
+  // A crash between an append and the boot it called for leaves a record unanswered.
+  for (auto& [id, session] : sessions_) {
+    if (session->live_run.empty()) BootIfUnanswered(*session);
   }
   return absl::OkStatus();
 }
@@ -303,6 +320,9 @@ grpc::Status Orchestrator::CreateSession(const v1::CreateSessionRequest& request
   if (request.agent().empty()) return Invalid("agent is required");
   std::string trigger(TriggerName(request.trigger()));
   if (trigger.empty()) return Invalid("trigger is required");
+  if (!request.traceparent().empty() && !ValidTraceparent(request.traceparent())) {
+    return Invalid("traceparent is not a W3C traceparent (00-<32 hex>-<16 hex>-<2 hex>)");
+  }
   if (request.payload_json().size() > kMaxInRecordBytes) {
     return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
                         absl::StrCat("payload_json exceeds ", kMaxInRecordBytes, " bytes"));
@@ -376,21 +396,21 @@ grpc::Status Orchestrator::Append(const v1::AppendRequest& request, v1::AppendRe
   response->set_seq(appended->row.seq);
   response->set_duplicate(appended->duplicate);
   if (appended->duplicate) {
+    // The first append may have failed after storing the record: make sure it is answered.
+    if (session.live_run.empty()) BootIfUnanswered(session);
     response->set_run_id(session.live_run);
     return grpc::Status::OK;
   }
   session.in_seq = appended->row.seq;
-  record->seq = appended->row.seq;
   if (!session.live_run.empty()) {
     DeliverPending(*runs_[session.live_run]);
-  } else if (NeedsAnswer(*record)) {
+  } else if (record->kind == InKind::kMessage) {
+    // Any message boots the next run, a close too: the run fires its hooks and closes the chat
+    // (as LocalSessions does). Stops and handover signals only reach a live run.
     bool resume =
         session.row.state == "suspended" && UnixMs(absl::Now()) < session.row.resume_deadline_ms;
     absl::Status booted = BootContinuation(session, resume, 1);
     if (!booted.ok()) return ToGrpc(booted);
-  } else if (record->kind == InKind::kMessage && record->trigger() == "close") {
-    session.row.state = "closed";  // no run to tell: the chat closes at once
-    SaveSession(session);
   }
   response->set_run_id(session.live_run);
   return grpc::Status::OK;
@@ -411,11 +431,7 @@ grpc::Status Orchestrator::CancelRun(const v1::CancelRunRequest& request, v1::Ru
   Run& run = *runs_[session.live_run];
   run.cancel_requested = true;
   if (run.conn != nullptr && run.row.state == "running") {
-    v1::GatewayFrame frame;
-    frame.mutable_cancel_run()->set_run_id(run.row.run_id);
-    frame.mutable_cancel_run()->set_lease_token(run.row.lease_token);
-    frame.mutable_cancel_run()->set_reason("cancelled by a client");
-    Send(*run.conn, std::move(frame));
+    SendCancel(run);
   } else {
     // Not running anywhere (queued, not accepted yet, or its worker is gone): it ends here.
     if (run.conn != nullptr) Revoke(*run.conn, run.row.run_id, run.row.lease_token, "cancelled");
@@ -566,6 +582,13 @@ void Orchestrator::OnHello(Conn& conn, const v1::Hello& hello) {
   conn.last_frame = absl::Now();
   conn.hello = true;
   for (const v1::AgentInfo& agent : hello.agents()) conn.agents.insert(agent.name());
+  // The same worker again: its old stream is dead even if this side has not noticed yet.
+  for (Conn* old : conns_) {
+    if (old != &conn && old->worker_id == conn.worker_id && !old->closed) {
+      old->closed = true;
+      old->context->TryCancel();
+    }
+  }
   v1::GatewayFrame welcome_frame;
   v1::Welcome& welcome = *welcome_frame.mutable_welcome();
   welcome.set_connection_id(conn.id);
@@ -595,7 +618,10 @@ void Orchestrator::OnHello(Conn& conn, const v1::Hello& hello) {
   }
   if (!rebound.empty()) reconnects_.Add(1);
   Send(conn, std::move(welcome_frame));
-  for (Run* run : rebound) DeliverPending(*run);
+  for (Run* run : rebound) {
+    DeliverPending(*run);
+    if (run->cancel_requested) SendCancel(*run);  // it may have died with the old stream
+  }
   LogJson("info", "worker connected",
           {{"worker_id", conn.worker_id},
            {"connection_id", conn.id},
@@ -676,8 +702,16 @@ void Orchestrator::OnRunRejected(Conn& conn, const v1::RunRejected& rejected) {
   LogJson(
       "warn", "run rejected",
       {{"run_id", run->row.run_id}, {"worker_id", conn.worker_id}, {"reason", rejected.reason()}});
+  if (absl::StartsWith(rejected.reason(), "bad-")) {
+    // The worker cannot read what it was given: offering it elsewhere would fail the same way.
+    v1::RunFinished how;
+    how.set_reason("rejected");
+    how.set_error(absl::StrCat("a worker could not start the run: ", rejected.reason()));
+    EndRun(*run, "failed", how);
+    return;
+  }
   if (rejected.reason() == "unknown-agent") conn.agents.erase(run->row.agent);
-  Requeue(*run);
+  Requeue(*run, absl::Milliseconds(250));  // not straight back to a worker that just refused
   Dispatch();
 }
 
@@ -704,9 +738,12 @@ void Orchestrator::OnRunOutput(Conn& conn, const v1::RunOutput& output) {
   Session& session = *sessions_[run->row.chat_id];
   absl::StatusOr<int64_t> stored = store_.AppendOut(session.row.chat_id, rows);
   if (!stored.ok()) {
-    // Not acknowledged: the worker keeps the records and sends them again after a reconnect.
-    LogJson("error", "store: .out append failed",
+    // Not acknowledged. The stream is reset: the worker reconnects and sends again everything
+    // after what was stored (a later batch alone would be a gap).
+    LogJson("error", "store: .out append failed; resetting the worker's stream",
             {{"run_id", run->row.run_id}, {"error", stored.status().ToString()}});
+    conn.closed = true;
+    conn.context->TryCancel();
     return;
   }
   if (*stored > session.out_seq) {
@@ -747,7 +784,14 @@ void Orchestrator::OnRunFinished(Conn& conn, const v1::RunFinished& finished) {
     default:
       break;
   }
+  std::string run_id = run->row.run_id;
+  int64_t out_seq = sessions_[run->row.chat_id]->out_seq;
   EndRun(*run, state, finished);
+  v1::GatewayFrame ack;
+  ack.mutable_ack()->set_run_id(run_id);
+  ack.mutable_ack()->set_out_seq(out_seq);
+  ack.mutable_ack()->set_run_ended(true);
+  Send(conn, std::move(ack));
 }
 
 void Orchestrator::Disconnected(Conn& conn) {
@@ -804,8 +848,13 @@ absl::Status Orchestrator::BootContinuation(Session& session, bool resume, int a
 }
 
 void Orchestrator::Dispatch() {
+  absl::Time now = absl::Now();
   for (auto it = queue_.begin(); it != queue_.end();) {
     Run& run = *runs_[*it];
+    if (run.not_before > now) {
+      ++it;
+      continue;
+    }
     Conn* best = nullptr;
     for (Conn* conn : conns_) {
       if (conn->closed || conn->draining || conn->credit <= 0 ||
@@ -818,17 +867,16 @@ void Orchestrator::Dispatch() {
       ++it;
       continue;
     }
+    if (!Assign(run, *best)) return;  // the store fails: the next tick tries again
     it = queue_.erase(it);
-    Assign(run, *best);
   }
 }
 
-void Orchestrator::Assign(Run& run, Conn& conn) {
+bool Orchestrator::Assign(Run& run, Conn& conn) {
   absl::StatusOr<int64_t> token = store_.NextLeaseToken();
   if (!token.ok()) {
     LogJson("error", "store: no lease token", {{"error", token.status().ToString()}});
-    queue_.push_front(run.row.run_id);
-    return;
+    return false;
   }
   Session& session = *sessions_[run.row.chat_id];
   run.row.lease_token = *token;
@@ -859,7 +907,8 @@ void Orchestrator::Assign(Run& run, Conn& conn) {
     assign.set_trigger(TriggerFromName(run.row.trigger));
     assign.set_payload_json(run.row.payload_json);
   } else {
-    assign.set_continuation(true);
+    // As LocalSessions: a resume carries on the suspended run's wait; it is not a continuation.
+    assign.set_continuation(run.row.trigger == "continuation");
     assign.set_resume(run.row.trigger == "resume");
     assign.set_snapshot_json(session.row.snapshot_json);
     Json snapshot;
@@ -901,6 +950,7 @@ void Orchestrator::Assign(Run& run, Conn& conn) {
   assign.set_out_seq(session.out_seq);
   Send(conn, std::move(frame));
   DeliverPending(run);
+  return true;
 }
 
 void Orchestrator::DeliverPending(Run& run) {
@@ -927,7 +977,8 @@ void Orchestrator::DeliverPending(Run& run) {
   }
 }
 
-void Orchestrator::Requeue(Run& run) {
+void Orchestrator::Requeue(Run& run, absl::Duration delay) {
+  run.not_before = absl::Now() + delay;
   if (run.conn != nullptr) run.conn->runs.erase(run.row.run_id);
   run.conn = nullptr;
   run.row.state = "queued";
@@ -960,6 +1011,16 @@ void Orchestrator::EndRun(Run& run, const std::string& state, const v1::RunFinis
   Session& session = *sessions_[run.row.chat_id];
   session.live_run.clear();
   bool retry = (state == "failed" && how.retryable()) || (state == "lost" && !run.cancel_requested);
+  if (retry && run.row.attempt >= options_.max_attempts) {
+    // A record that kills every worker it reaches must not take down the whole fleet.
+    retry = false;
+    run.row.error = absl::StrCat("gave up after ", run.row.attempt,
+                                 " attempts: ", how.error().empty() ? how.reason() : how.error());
+    SaveRun(run);
+    session.row.state = "failed";
+    SaveSession(session);
+    return;
+  }
   if (retry) {
     absl::Status booted = BootContinuation(session, false, run.row.attempt + 1);
     if (booted.ok()) return;
@@ -974,7 +1035,11 @@ void Orchestrator::EndRun(Run& run, const std::string& state, const v1::RunFinis
     session.row.state = how.reason() == "close" ? "closed" : "exited";
   }
   SaveSession(session);
-  if (session.row.state == "closed") return;
+  BootIfUnanswered(session, how.reason() == "upgrade");
+}
+
+void Orchestrator::BootIfUnanswered(Session& session, bool upgrade) {
+  if (session.row.state != "suspended" && session.row.state != "exited") return;
   // Records that arrived while the run was ending, or that it left unanswered, start the next
   // run at once (one live run per chat). An upgrade that left the boot message unanswered, too.
   bool unanswered = false;
@@ -986,23 +1051,34 @@ void Orchestrator::EndRun(Run& run, const std::string& state, const v1::RunFinis
       if (record.ok() && NeedsAnswer(*record)) unanswered = true;
     }
   }
-  if (how.reason() == "upgrade" && !session.row.boot_message_json.empty()) {
+  if (upgrade && !session.row.boot_message_json.empty()) {
     absl::StatusOr<Json> snapshot = ParseJson(session.row.snapshot_json);
     absl::StatusOr<Json> message = ParseJson(session.row.boot_message_json);
     if (message.ok() && !SnapshotHolds(snapshot.ok() ? *snapshot : Json(), *message)) {
       unanswered = true;
     }
   }
-  if (unanswered && (state == "suspended" || state == "exited")) {
-    absl::Status booted = BootContinuation(session, state == "suspended", 1);
-    if (!booted.ok())
-      LogJson("error", "booting a continuation failed", {{"chat_id", session.row.chat_id}});
+  if (!unanswered) return;
+  bool resume =
+      session.row.state == "suspended" && UnixMs(absl::Now()) < session.row.resume_deadline_ms;
+  absl::Status booted = BootContinuation(session, resume, 1);
+  if (!booted.ok()) {
+    LogJson("error", "booting a continuation failed",
+            {{"chat_id", session.row.chat_id}, {"error", booted.ToString()}});
   }
 }
 
 void Orchestrator::Send(Conn& conn, v1::GatewayFrame frame) {
   if (conn.closed) return;
   conn.outbox.push_back(std::move(frame));
+}
+
+void Orchestrator::SendCancel(Run& run) {
+  v1::GatewayFrame frame;
+  frame.mutable_cancel_run()->set_run_id(run.row.run_id);
+  frame.mutable_cancel_run()->set_lease_token(run.row.lease_token);
+  frame.mutable_cancel_run()->set_reason("cancelled by a client");
+  Send(*run.conn, std::move(frame));
 }
 
 void Orchestrator::Revoke(Conn& conn, const std::string& run_id, int64_t lease_token,
@@ -1068,7 +1144,11 @@ void Orchestrator::Tick(absl::Time now) {
       SaveSession(*session);
     }
   }
-  if (!late.empty()) Dispatch();
+  // Ended runs live on in the store (ListRuns reads it); memory keeps the live ones only.
+  for (auto it = runs_.begin(); it != runs_.end();) {
+    it = IsLive(it->second->row.state) ? std::next(it) : runs_.erase(it);
+  }
+  Dispatch();  // runs whose refusal delay has passed
 }
 
 }  // namespace baton::orchestrator

@@ -37,6 +37,7 @@ struct Options {
   absl::Duration lease_ttl = absl::Seconds(30);
   absl::Duration accept_deadline = absl::Seconds(5);
   std::string build_id = "dev";
+  int max_attempts = 5;  // a run lost or failed this many times fails its chat
 };
 
 class Orchestrator {
@@ -104,15 +105,22 @@ class Orchestrator {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Assigns queued runs to workers with credit.
   void Dispatch() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void Assign(Run& run, Conn& conn) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // False when no lease token could be had (the run stays queued).
+  bool Assign(Run& run, Conn& conn) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Sends the run the `.in` records after the last one it was sent.
   void DeliverPending(Run& run) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Ends the run's lease with `state`; the session follows the DESIGN §4 rules (a retry, a
   // continuation for records left unanswered, or rest).
   void EndRun(Run& run, const std::string& state, const baton::v1::RunFinished& how)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void Requeue(Run& run) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Boots a continuation when the resting session has `.in` messages no run answered (or, after
+  // an upgrade, a boot message no snapshot holds).
+  void BootIfUnanswered(Session& session, bool upgrade = false) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Queues the run again; it is not offered for `delay` (a worker just refused it).
+  void Requeue(Run& run, absl::Duration delay = absl::ZeroDuration())
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Send(Conn& conn, baton::v1::GatewayFrame frame) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SendCancel(Run& run) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);  // to the run's worker
   void Revoke(Conn& conn, const std::string& run_id, int64_t lease_token, std::string reason)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SaveRun(const Run& run) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

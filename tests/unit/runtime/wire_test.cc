@@ -1,0 +1,94 @@
+// Records between runtime and protocol form, trigger names, traceparent checks, and the
+// Prometheus text of the metrics registry.
+#include "runtime/wire.h"
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "runtime/metrics.h"
+
+namespace baton {
+namespace {
+
+using ::testing::HasSubstr;
+
+TEST(WireTest, ChunksAndControlRecordsRoundTrip) {
+  OutRecord chunk =
+      OutRecord::Chunk(Json::parse(R"({"type":"text-delta","id":"t","delta":"1.50"})"));
+  chunk.seq = 7;
+  baton::v1::OutRecord proto = OutRecordToProto(chunk);
+  EXPECT_EQ(proto.seq(), 7);
+  EXPECT_EQ(proto.chunk_json(), R"({"type":"text-delta","id":"t","delta":"1.50"})");
+  absl::StatusOr<OutRecord> back = OutRecordFromProto(proto);
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(back->chunk, chunk.chunk);
+  EXPECT_EQ(back->seq, 7);
+
+  OutRecord control = OutRecord::Control(kTurnComplete, {{"b", "2"}, {"a", "1"}});
+  absl::StatusOr<OutRecord> control_back = OutRecordFromProto(OutRecordToProto(control));
+  ASSERT_TRUE(control_back.ok());
+  EXPECT_TRUE(control_back->is_control);
+  EXPECT_EQ(control_back->control, "turn-complete");
+  ASSERT_EQ(control_back->headers.size(), 2u);
+  EXPECT_EQ(control_back->headers[0].first, "b");  // order kept
+}
+
+TEST(WireTest, BadChunksAndRecordsAreErrors) {
+  baton::v1::OutRecord proto;
+  proto.set_chunk_json("[1,2]");
+  EXPECT_FALSE(OutRecordFromProto(proto).ok());
+  proto.set_chunk_json("{broken");
+  EXPECT_FALSE(OutRecordFromProto(proto).ok());
+  baton::v1::InRecord in;
+  in.set_seq(3);
+  in.set_body_json(R"({"kind":"stop"})");
+  absl::StatusOr<InRecord> record = InRecordFromProto(in);
+  ASSERT_TRUE(record.ok());
+  EXPECT_EQ(record->seq, 3);
+  EXPECT_EQ(InKindToProto(record->kind), baton::v1::IN_KIND_STOP);
+  in.set_body_json(R"({"kind":"nope"})");
+  EXPECT_FALSE(InRecordFromProto(in).ok());
+}
+
+TEST(WireTest, TriggerNames) {
+  for (const char* name :
+       {"preload", "submit-message", "handover-prepare", "regenerate-message", "close"}) {
+    EXPECT_EQ(TriggerName(TriggerFromName(name)), name);
+  }
+  EXPECT_EQ(TriggerFromName("launch"), baton::v1::TRIGGER_UNSPECIFIED);
+  EXPECT_EQ(TriggerName(baton::v1::TRIGGER_UNSPECIFIED), "");
+}
+
+TEST(WireTest, Traceparent) {
+  EXPECT_TRUE(ValidTraceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"));
+  EXPECT_FALSE(ValidTraceparent(""));
+  EXPECT_FALSE(ValidTraceparent("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"));
+  EXPECT_FALSE(ValidTraceparent("00-00000000000000000000000000000000-00f067aa0ba902b7-01"));
+  EXPECT_FALSE(ValidTraceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01"));
+  EXPECT_FALSE(ValidTraceparent("ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"));
+  EXPECT_FALSE(ValidTraceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0\n"));
+  EXPECT_FALSE(ValidTraceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01x"));
+}
+
+TEST(MetricsTest, PrometheusText) {
+  Metrics metrics;
+  metrics.AddCounter("baton_runs_total{end=\"exited\"}", "Runs.").Add(3);
+  metrics.AddCounter("baton_runs_total{end=\"failed\"}", "Runs.").Add(1);
+  metrics.AddGauge("baton_slots", "Slots.").Set(5);
+  Histogram& h = metrics.AddHistogram("baton_latency_seconds", "Latency.", {0.001, 0.01});
+  h.Observe(0.0005);
+  h.Observe(0.005);
+  h.Observe(1);
+  std::string text = metrics.Text();
+  EXPECT_THAT(text, HasSubstr("# TYPE baton_runs_total counter\n"
+                              "baton_runs_total{end=\"exited\"} 3\n"
+                              "baton_runs_total{end=\"failed\"} 1\n"));
+  EXPECT_THAT(text, HasSubstr("# TYPE baton_slots gauge\nbaton_slots 5\n"));
+  EXPECT_THAT(text, HasSubstr("baton_latency_seconds_bucket{le=\"0.001\"} 1\n"
+                              "baton_latency_seconds_bucket{le=\"0.01\"} 2\n"
+                              "baton_latency_seconds_bucket{le=\"+Inf\"} 3\n"));
+  EXPECT_THAT(text, HasSubstr("baton_latency_seconds_count 3\n"));
+  EXPECT_THAT(text, HasSubstr("baton_latency_seconds_sum 1.005500\n"));
+}
+
+}  // namespace
+}  // namespace baton
