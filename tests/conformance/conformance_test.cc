@@ -1,11 +1,8 @@
 // The conformance suite: every file in tests/conformance/scenarios/ is one scenario of
 // reference/chat-wire-and-hooks.md §9 (or one of baton's deliberate fixes), run through the
 // offline test kit. The format is described in tests/conformance/README.md.
-#include <algorithm>
 #include <filesystem>
-#include <fstream>
 #include <map>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -15,245 +12,23 @@
 #include "hooks/messages.h"
 #include "hooks/status.h"
 #include "runtime/testkit/test_kit.h"
+#include "tests/conformance/scenario_agent.h"
 
 namespace baton {
 namespace {
 
-// Matches `actual` against `expected`: objects by subset (every expected key must match),
-// arrays element by element with equal length, strings starting with "$" as variables (bound on
-// first use, equal after; "$any" matches anything), everything else by equality.
-class Matcher {
- public:
-  bool Match(const Json& expected, const Json& actual, const std::string& path, std::string* why) {
-    if (expected.is_string()) {
-      const std::string& e = expected.get_ref<const std::string&>();
-      if (absl::StartsWith(e, "$")) {
-        if (e == "$any") return true;
-        auto it = vars_.find(e);
-        if (it == vars_.end()) {
-          vars_[e] = actual;
-          return true;
-        }
-        if (it->second == actual) return true;
-        *why = absl::StrCat(path, ": ", e, " is ", it->second.dump(), " but got ", actual.dump());
-        return false;
-      }
-    }
-    if (expected.is_object()) {
-      if (!actual.is_object()) {
-        *why = absl::StrCat(path, ": expected an object, got ", actual.dump());
-        return false;
-      }
-      for (const auto& [key, value] : expected.items()) {
-        if (value.is_null()) {
-          if (actual.contains(key)) {
-            *why = absl::StrCat(path, ".", key, ": expected absent, got ", actual[key].dump());
-            return false;
-          }
-          continue;
-        }
-        if (!actual.contains(key)) {
-          *why = absl::StrCat(path, ".", key, ": missing in ", actual.dump());
-          return false;
-        }
-        if (!Match(value, actual[key], absl::StrCat(path, ".", key), why)) return false;
-      }
-      return true;
-    }
-    if (expected.is_array()) {
-      if (!actual.is_array() || actual.size() != expected.size()) {
-        *why = absl::StrCat(path, ": expected ", expected.dump(), ", got ", actual.dump());
-        return false;
-      }
-      for (size_t i = 0; i < expected.size(); ++i) {
-        if (!Match(expected[i], actual[i], absl::StrCat(path, "[", i, "]"), why)) return false;
-      }
-      return true;
-    }
-    if (expected != actual) {
-      *why = absl::StrCat(path, ": expected ", expected.dump(), ", got ", actual.dump());
-      return false;
-    }
-    return true;
-  }
-
- private:
-  std::map<std::string, Json> vars_;
-};
-
-std::vector<std::string> ScenarioFiles() {
-  std::vector<std::string> files;
-  for (const auto& entry : std::filesystem::directory_iterator(BATON_SCENARIO_DIR)) {
-    if (entry.path().extension() == ".json") files.push_back(entry.path().filename().string());
-  }
-  std::sort(files.begin(), files.end());
-  return files;
-}
+using conformance::ApplyStep;
+using conformance::BuildAgent;
+using conformance::Matcher;
+using conformance::ReadScenario;
+using conformance::ScenarioFiles;
+using conformance::ToolLog;
 
 Json LoadScenario(const std::string& file) {
-  std::ifstream in(std::filesystem::path(BATON_SCENARIO_DIR) / file);
-  std::stringstream text;
-  text << in.rdbuf();
-  absl::StatusOr<Json> json = ParseJson(text.str());
+  absl::StatusOr<Json> json =
+      ReadScenario((std::filesystem::path(BATON_SCENARIO_DIR) / file).string());
   EXPECT_TRUE(json.ok()) << file << ": " << json.status();
   return json.ok() ? *json : Json::object();
-}
-
-// Tools scenarios may name. Executions are recorded in `log` (on the pool's threads).
-struct ToolLog {
-  absl::Mutex mu;
-  std::vector<std::string> calls ABSL_GUARDED_BY(mu);
-};
-
-Tool NamedTool(const std::string& name, ToolLog* log) {
-  Json city = {
-      {"type", "object"}, {"properties", {{"city", {{"type", "string"}}}}}, {"required", {"city"}}};
-  auto record = [log](const std::string& name, const ToolContext& c) {
-    absl::MutexLock lock(&log->mu);
-    log->calls.push_back(absl::StrCat(name, ":", c.tool_call_id));
-  };
-  if (name == "weather" || name == "get_weather") {
-    return Tool{name, "Current weather for a city", city,
-                [record, name](const Json& input, const ToolContext& c) -> absl::StatusOr<Json> {
-                  record(name, c);
-                  return Json{{"city", input.value("city", "")}, {"tempC", 4}};
-                }};
-  }
-  if (name == "failing") {
-    return Tool{name, "Always fails", city,
-                [record, name](const Json&, const ToolContext& c) -> absl::StatusOr<Json> {
-                  record(name, c);
-                  return absl::NotFoundError("City not found");
-                }};
-  }
-  if (name == "del") {
-    Tool t{name, "Deletes a file", Json{{"type", "object"}},
-           [record, name](const Json&, const ToolContext& c) -> absl::StatusOr<Json> {
-             record(name, c);
-             return Json{{"deleted", true}};
-           }};
-    t.needs_approval = true;
-    return t;
-  }
-  if (name == "client") return Tool{name, "Answered by the client", Json{{"type", "object"}}};
-  ADD_FAILURE() << "unknown scenario tool " << name;
-  return Tool{name};
-}
-
-// A hook behaviour from the scenario: {"fail": "text"}, {"close": "reason"}, {"upgrade": true},
-// {"end_run": true}, {"return": [...]}, {"write": chunk}.
-absl::Status Behave(const Json& spec, ChatControl* control) {
-  if (spec.contains("write") && control != nullptr) control->Write(spec["write"]);
-  if (spec.contains("close") && control != nullptr) control->Close(StringField(spec, "close"));
-  if (spec.value("upgrade", false) && control != nullptr) control->RequestUpgrade();
-  if (spec.value("end_run", false) && control != nullptr) control->EndRun();
-  if (spec.contains("fail")) return absl::InternalError(StringField(spec, "fail"));
-  if (spec.contains("throw")) throw std::runtime_error(StringField(spec, "throw"));
-  return absl::OkStatus();
-}
-
-Agent BuildAgent(const Json& spec, ToolLog* log) {
-  Agent agent;
-  agent.id = spec.value("id", "conformance");
-  for (const Json& name : spec.value("tools", Json::array())) {
-    agent.tools.push_back(NamedTool(name.get<std::string>(), log));
-  }
-  const Json options = spec.value("options", Json::object());
-  auto seconds = [&](const char* key) -> std::optional<absl::Duration> {
-    if (!options.contains(key)) return std::nullopt;
-    return absl::Milliseconds(options[key].get<double>() * 1000);
-  };
-  if (auto d = seconds("idle_timeout_s")) agent.options.idle_timeout = *d;
-  if (auto d = seconds("turn_timeout_s")) agent.options.turn_timeout = *d;
-  if (auto d = seconds("handover_timeout_s")) agent.options.handover_timeout = *d;
-  agent.options.preload_idle_timeout = seconds("preload_idle_timeout_s");
-  agent.options.preload_timeout = seconds("preload_timeout_s");
-  agent.options.exit_after_preload_idle = options.value("exit_after_preload_idle", false);
-  agent.options.max_turns = options.value("max_turns", agent.options.max_turns);
-  agent.options.max_steps = options.value("max_steps", agent.options.max_steps);
-  agent.options.mask_errors = options.value("mask_errors", agent.options.mask_errors);
-
-  const Json hooks = spec.value("hooks", Json::object());
-  auto with_control = [&](const char* name) {
-    return std::function<absl::Status(ChatControl&)>(
-        [s = hooks.value(name, Json::object())](ChatControl& c) { return Behave(s, &c); });
-  };
-  auto h = [&](const char* name) { return hooks.contains(name); };
-  if (h("onBoot")) {
-    agent.hooks.on_boot = [f = with_control("onBoot")](const BootEvent&, ChatControl& c) {
-      return f(c);
-    };
-  }
-  if (h("onPreload")) {
-    agent.hooks.on_preload = [f = with_control("onPreload")](const PreloadEvent&, ChatControl& c) {
-      return f(c);
-    };
-  }
-  if (h("onChatStart")) {
-    agent.hooks.on_chat_start = [f = with_control("onChatStart")](const ChatStartEvent&,
-                                                                  ChatControl& c) { return f(c); };
-  }
-  if (h("onTurnStart")) {
-    agent.hooks.on_turn_start = [f = with_control("onTurnStart")](const TurnStartEvent&,
-                                                                  ChatControl& c) { return f(c); };
-  }
-  if (h("onBeforeTurnComplete")) {
-    agent.hooks.on_before_turn_complete = [f = with_control("onBeforeTurnComplete")](
-                                              const TurnCompleteEvent&, ChatControl& c) {
-      return f(c);
-    };
-  }
-  if (h("onTurnComplete")) {
-    agent.hooks.on_turn_complete = [f = with_control("onTurnComplete")](
-                                       const TurnCompleteEvent&, ChatControl& c) { return f(c); };
-  }
-  if (h("onValidateMessages")) {
-    agent.hooks.on_validate_messages =
-        [s = hooks["onValidateMessages"]](
-            const ValidateMessagesEvent& e) -> absl::StatusOr<std::vector<Json>> {
-      BATON_RETURN_IF_ERROR(Behave(s, nullptr));
-      return e.messages;
-    };
-  }
-  if (h("onAction")) {
-    agent.hooks.on_action = [s = hooks["onAction"]](
-                                const ActionEvent&,
-                                ChatControl& c) -> absl::StatusOr<std::optional<std::string>> {
-      BATON_RETURN_IF_ERROR(Behave(s, &c));
-      if (s.contains("turn")) return std::optional<std::string>(StringField(s, "turn"));
-      return std::optional<std::string>();
-    };
-  }
-  if (h("shouldInjectPending")) {
-    agent.hooks.should_inject_pending =
-        [s = hooks["shouldInjectPending"]](const PendingMessagesEvent&) -> absl::StatusOr<bool> {
-      BATON_RETURN_IF_ERROR(Behave(s, nullptr));
-      return s.value("inject", true);
-    };
-  }
-  if (h("onPendingInjected")) {
-    agent.hooks.on_pending_injected =
-        [s = hooks["onPendingInjected"]](const PendingMessagesEvent&) {
-          return Behave(s, nullptr);
-        };
-  }
-  if (h("hydrateMessages")) {
-    agent.hooks.hydrate_messages =
-        [s = hooks["hydrateMessages"]](
-            const HydrateMessagesEvent& e) -> absl::StatusOr<std::vector<Json>> {
-      BATON_RETURN_IF_ERROR(Behave(s, nullptr));
-      if (s.contains("return")) return std::vector<Json>(s["return"].begin(), s["return"].end());
-      return e.previous_messages;
-    };
-  }
-  if (h("prepareMessages")) {
-    agent.hooks.prepare_messages =
-        [s = hooks["prepareMessages"]](const PrepareMessagesEvent& e) -> absl::StatusOr<Json> {
-      BATON_RETURN_IF_ERROR(Behave(s, nullptr));
-      return e.messages;
-    };
-  }
-  return agent;
 }
 
 // Checks `expect` against the kit's state; every mismatch is a test failure naming `where`.
@@ -357,34 +132,9 @@ TEST_P(Conformance, Scenario) {
   int index = 0;
   for (const Json& step : scenario.value("steps", Json::array())) {
     std::string where = absl::StrCat(GetParam(), " step ", index++);
-    if (step.contains("send")) {
-      absl::StatusOr<int64_t> seq = kit.Send(step["send"]);
-      EXPECT_TRUE(seq.ok()) << where << ": " << seq.status();
-    } else if (step.contains("send_text")) {
-      kit.SendText(step["send_text"][0], step["send_text"][1]);
-    } else if (step.contains("message")) {
-      kit.SendMessage(step["message"], step.value("metadata", Json()));
-    } else if (step.contains("regenerate")) {
-      kit.SendRegenerate();
-    } else if (step.contains("stop")) {
-      kit.SendStop(step["stop"].is_string() ? step["stop"].get<std::string>() : "");
-    } else if (step.contains("close")) {
-      kit.SendClose();
-    } else if (step.contains("handover")) {
-      const Json& h = step["handover"];
-      kit.SendHandover(h["partialAssistantMessage"], StringField(h, "messageId"),
-                       h.value("isFinal", false));
-    } else if (step.contains("handover_skip")) {
-      kit.SendHandoverSkip();
-    } else if (step.contains("advance_ms")) {
-      kit.Advance(absl::Milliseconds(step["advance_ms"].get<double>()));
-    } else if (step.contains("cancel")) {
-      kit.Cancel();
-    } else if (step.contains("reassign")) {
-      kit.Reassign();
-    } else if (step.contains("expect")) {
+    if (step.contains("expect")) {
       Check(step["expect"], kit, log, matcher, where);
-    } else {
+    } else if (!ApplyStep(step, kit, where)) {
       ADD_FAILURE() << where << ": unknown step " << step.dump();
     }
   }
@@ -399,7 +149,8 @@ std::string TestName(const ::testing::TestParamInfo<std::string>& info) {
   return name;
 }
 
-INSTANTIATE_TEST_SUITE_P(Scenarios, Conformance, ::testing::ValuesIn(ScenarioFiles()), TestName);
+INSTANTIATE_TEST_SUITE_P(Scenarios, Conformance,
+                         ::testing::ValuesIn(ScenarioFiles(BATON_SCENARIO_DIR)), TestName);
 
 }  // namespace
 }  // namespace baton

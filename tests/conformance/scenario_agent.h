@@ -1,0 +1,64 @@
+// File: tests/conformance/scenario_agent.h
+//
+// The parts of the conformance suite both of its drivers share: the in-process one
+// (conformance_test.cc, through the test kit) and the stack one (stack_conformance_test.cc,
+// through orchestrator, worker process and fake-llm, whose worker is stack_worker.cc). It builds
+// a scenario's agent (its tools and hooks), plays a scenario's steps on a TestKit, and matches
+// expectations. The scenario format is described in tests/conformance/README.md.
+#ifndef BATON_TESTS_CONFORMANCE_SCENARIO_AGENT_H_
+#define BATON_TESTS_CONFORMANCE_SCENARIO_AGENT_H_
+
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "hooks/agent.h"
+#include "hooks/json.h"
+#include "runtime/testkit/test_kit.h"
+
+namespace baton::conformance {
+
+// Matches `actual` against `expected`: objects by subset (every expected key must match),
+// arrays element by element with equal length, strings starting with "$" as variables (bound on
+// first use, equal after; "$any" matches anything), everything else by equality.
+class Matcher {
+ public:
+  bool Match(const Json& expected, const Json& actual, const std::string& path, std::string* why);
+
+ private:
+  std::map<std::string, Json> vars_;
+};
+
+// The `.json` files of `dir`, sorted by name.
+std::vector<std::string> ScenarioFiles(const std::string& dir);
+// A scenario file, parsed.
+absl::StatusOr<Json> ReadScenario(const std::string& path);
+
+// Tools scenarios may name. Executions are recorded in `log` (on the pool's threads) as
+// "name:callId"; `on_call`, when set, also gets each one as it is recorded.
+struct ToolLog {
+  absl::Mutex mu;
+  std::vector<std::string> calls ABSL_GUARDED_BY(mu);
+  std::function<void(const std::string&)> on_call;
+};
+
+Tool NamedTool(const std::string& name, ToolLog* log);
+
+// A hook behaviour from the scenario: {"fail": "text"}, {"close": "reason"}, {"upgrade": true},
+// {"end_run": true}, {"return": [...]}, {"write": chunk}.
+absl::Status Behave(const Json& spec, ChatControl* control);
+
+// The scenario's `agent`: its tools, options and hooks (no model: the driver gives it one).
+Agent BuildAgent(const Json& spec, ToolLog* log);
+
+// Plays one step that is not an `expect` on the kit (`where` names it in failures); false for an
+// unknown step.
+bool ApplyStep(const Json& step, TestKit& kit, const std::string& where);
+
+}  // namespace baton::conformance
+
+#endif  // BATON_TESTS_CONFORMANCE_SCENARIO_AGENT_H_

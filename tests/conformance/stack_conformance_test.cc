@@ -1,0 +1,622 @@
+// The conformance suite through the whole stack: every scenario of tests/conformance/scenarios/
+// without fake-clock steps runs on baton-orchestrator (SQLite), one conformance-worker process
+// (stack_worker.cc, hosting the scenario's agent) and fake-llm (playing the scenario's model
+// scripts as Anthropic streams), driven through the Sessions API. The expectations are the
+// same files the in-process driver (conformance_test.cc) checks, matched the same way.
+//
+// Waiting is on events: before each step, the stack is brought to where the in-process run of
+// the same scenario (the test kit, as an oracle of *how much* happens, never of *what*) was
+// after the step before: as many hooks, `.out` records, tool executions and model calls, and the
+// same session state and run count. Only the session state and runs are polled (Get has no
+// event stream). Then every expectation is matched on what the stack did.
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "grpcpp/client_context.h"
+#include "gtest/gtest.h"
+#include "hooks/messages.h"
+#include "runtime/scripted_model.h"
+#include "runtime/testkit/test_kit.h"
+#include "tests/conformance/scenario_agent.h"
+#include "tests/integration/stack.h"
+
+namespace baton::conformance {
+namespace {
+
+namespace v1 = ::baton::v1;
+using ::baton::testing::Stack;
+using ::baton::testing::StackOptions;
+
+constexpr char kChat[] = "test-chat";  // the test kit's chat id: payloads name it the same
+constexpr std::chrono::seconds kStepLimit{15};
+
+// ---- the model scripts as fake-llm responses --------------------------------------------------
+
+std::optional<std::string> AnthropicStopReason(const std::string& finish) {
+  if (finish == "stop") return "end_turn";
+  if (finish == "tool-calls") return "tool_use";
+  if (finish == "length") return "max_tokens";
+  if (finish == "content-filter") return "refusal";
+  return std::nullopt;
+}
+
+// One ScriptedModel script (runtime/scripted_model.h ParseScript) as a fake-llm response of raw
+// Anthropic events that the Anthropic provider decodes into the same model events: each entry a
+// content block in order, the finish as message_delta + message_stop (usage 10 in, 5 out), an
+// error as an `error` event (non-retryable, like the scripted model's). Nothing when the script
+// has no faithful rendering (a delay: fake-llm's delay_ms is between every event).
+std::optional<Json> AnthropicResponse(const Json& script, int number) {
+  Json events = Json::array();
+  events.push_back({{"type", "message_start"},
+                    {"message",
+                     {{"id", absl::StrCat("msg_conf_", number)},
+                      {"type", "message"},
+                      {"role", "assistant"},
+                      {"model", "fake-llm"},
+                      {"content", Json::array()},
+                      {"stop_reason", nullptr},
+                      {"usage", {{"input_tokens", 10}, {"output_tokens", 1}}}}}});
+  int index = 0;
+  bool has_call = false;
+  bool ended = false;
+  auto block = [&](Json content, const std::vector<Json>& deltas) {
+    events.push_back(
+        {{"type", "content_block_start"}, {"index", index}, {"content_block", std::move(content)}});
+    for (const Json& d : deltas) {
+      events.push_back({{"type", "content_block_delta"}, {"index", index}, {"delta", d}});
+    }
+    events.push_back({{"type", "content_block_stop"}, {"index", index}});
+    ++index;
+  };
+  auto finish = [&](const std::string& reason) {
+    std::optional<std::string> stop = AnthropicStopReason(reason);
+    if (!stop) return false;
+    events.push_back({{"type", "message_delta"},
+                      {"delta", {{"stop_reason", *stop}, {"stop_sequence", nullptr}}},
+                      {"usage", {{"output_tokens", 5}}}});
+    events.push_back({{"type", "message_stop"}});
+    return true;
+  };
+  for (const Json& entry : script) {
+    if (const Json* text = FindField(entry, "text")) {
+      std::vector<Json> deltas;
+      if (text->is_string()) deltas.push_back({{"type", "text_delta"}, {"text", *text}});
+      if (text->is_array()) {
+        for (const Json& d : *text) {
+          deltas.push_back({{"type", "text_delta"}, {"text", d.is_string() ? d : Json("")}});
+        }
+      }
+      block({{"type", "text"}, {"text", ""}}, deltas);
+    } else if (const Json* reasoning = FindField(entry, "reasoning")) {
+      std::vector<Json> deltas = {{{"type", "thinking_delta"},
+                                   {"thinking", reasoning->is_string() ? *reasoning : Json("")}}};
+      if (std::string sig = StringField(entry, "signature"); !sig.empty()) {
+        deltas.push_back({{"type", "signature_delta"}, {"signature", sig}});
+      }
+      block({{"type", "thinking"}, {"thinking", ""}}, deltas);
+    } else if (const Json* call = FindField(entry, "tool_call")) {
+      std::string input = call->contains("input_text") ? StringField(*call, "input_text")
+                          : call->contains("input")    ? DumpJson((*call)["input"])
+                                                       : "";
+      std::vector<Json> deltas;
+      if (!input.empty()) deltas.push_back({{"type", "input_json_delta"}, {"partial_json", input}});
+      block({{"type", "tool_use"},
+             {"id", StringField(*call, "id")},
+             {"name", StringField(*call, "name")},
+             {"input", Json::object()}},
+            deltas);
+      has_call = true;
+    } else if (FindField(entry, "delay_ms") != nullptr) {
+      return std::nullopt;
+    } else if (const Json* f = FindField(entry, "finish")) {
+      if (!finish(f->is_string() ? f->get<std::string>() : "stop")) return std::nullopt;
+      ended = true;
+      break;  // the scripted model ends the call at its finish
+    } else if (const Json* error = FindField(entry, "error")) {
+      events.push_back({{"type", "error"},
+                        {"error",
+                         {{"type", "invalid_request_error"},
+                          {"message", error->is_string() ? error->get<std::string>() : "error"}}}});
+      ended = true;
+      break;
+    } else {
+      return std::nullopt;
+    }
+  }
+  if (!ended) finish(has_call ? "tool-calls" : "stop");
+  return Json{{"format", "anthropic"}, {"events", std::move(events)}};
+}
+
+// An Anthropic Messages request as the model call it was built from (reference/llm-wire.md
+// §2.2), as far as BuildAnthropicRequest keeps it: tool results come back as the `tool` message
+// they were (their output "json" when the text parses as JSON, "error-text" when is_error, else
+// "text"; their toolName is not in the request), thinking as reasoning with its signature.
+Json ModelCallOfRequest(const Json& request) {
+  Json messages = Json::array();
+  for (const Json& m : request.value("messages", Json::array())) {
+    std::string role = StringField(m, "role");
+    Json content = m.value("content", Json::array());
+    if (content.is_string()) content = Json::array({{{"type", "text"}, {"text", content}}});
+    if (role == "user") {
+      Json results = Json::array(), parts = Json::array();
+      for (const Json& b : content) {
+        if (StringField(b, "type") != "tool_result") {
+          parts.push_back(b);
+          continue;
+        }
+        std::string text = StringField(b, "content");
+        Json output;
+        absl::StatusOr<Json> parsed = ParseJson(text);
+        if (b.value("is_error", false)) {
+          output = {{"type", "error-text"}, {"value", text}};
+        } else if (parsed.ok() && (parsed->is_object() || parsed->is_array())) {
+          output = {{"type", "json"}, {"value", *parsed}};
+        } else {
+          output = {{"type", "text"}, {"value", text}};
+        }
+        results.push_back({{"type", "tool-result"},
+                           {"toolCallId", StringField(b, "tool_use_id")},
+                           {"output", output}});
+      }
+      if (!results.empty()) messages.push_back({{"role", "tool"}, {"content", results}});
+      if (!parts.empty()) messages.push_back({{"role", "user"}, {"content", parts}});
+    } else {
+      Json parts = Json::array();
+      for (const Json& b : content) {
+        std::string type = StringField(b, "type");
+        if (type == "text") {
+          parts.push_back({{"type", "text"}, {"text", StringField(b, "text")}});
+        } else if (type == "thinking") {
+          parts.push_back(
+              {{"type", "reasoning"},
+               {"text", StringField(b, "thinking")},
+               {"providerOptions", {{"anthropic", {{"signature", StringField(b, "signature")}}}}}});
+        } else if (type == "redacted_thinking") {
+          parts.push_back(
+              {{"type", "reasoning"},
+               {"text", ""},
+               {"providerOptions", {{"anthropic", {{"redactedData", StringField(b, "data")}}}}}});
+        } else if (type == "tool_use") {
+          parts.push_back({{"type", "tool-call"},
+                           {"toolCallId", StringField(b, "id")},
+                           {"toolName", StringField(b, "name")},
+                           {"input", b.value("input", Json::object())}});
+        }
+      }
+      messages.push_back({{"role", role}, {"content", parts}});
+    }
+  }
+  std::string system;
+  if (const Json* s = FindField(request, "system")) {
+    if (s->is_string()) system = s->get<std::string>();
+    if (s->is_array()) {
+      for (const Json& b : *s) system += StringField(b, "text");
+    }
+  }
+  return Json{{"messages", messages}, {"system", system}};
+}
+
+// ---- the oracle: how much the in-process run does after each step ----------------------------
+
+struct Progress {
+  size_t hooks = 0, out = 0, tools = 0, model_calls = 0;
+  std::string state;
+  int runs = 0;
+};
+
+std::string StateName(LocalSessions::State s) {
+  switch (s) {
+    case LocalSessions::State::kLive:
+      return "live";
+    case LocalSessions::State::kSuspended:
+      return "suspended";
+    case LocalSessions::State::kExited:
+      return "exited";
+    case LocalSessions::State::kFailed:
+      return "failed";
+    case LocalSessions::State::kClosed:
+      return "closed";
+  }
+  return "";
+}
+
+std::string StateName(v1::SessionState s) {
+  switch (s) {
+    case v1::SESSION_STATE_LIVE:
+      return "live";
+    case v1::SESSION_STATE_SUSPENDED:
+      return "suspended";
+    case v1::SESSION_STATE_EXITED:
+      return "exited";
+    case v1::SESSION_STATE_FAILED:
+      return "failed";
+    case v1::SESSION_STATE_CLOSED:
+      return "closed";
+    default:
+      return "unspecified";
+  }
+}
+
+// The response message ids of `start` chunks, in order, each once.
+std::vector<std::string> StartIds(const std::vector<Json>& chunks) {
+  std::vector<std::string> ids;
+  for (const Json& c : chunks) {
+    std::string id = StringField(c, "type") == "start" ? StringField(c, "messageId") : "";
+    if (!id.empty() && std::find(ids.begin(), ids.end(), id) == ids.end()) ids.push_back(id);
+  }
+  return ids;
+}
+
+struct OracleRun {
+  std::vector<Progress> progress;  // [0] after the boot, [i + 1] after step i
+  std::vector<std::string> ids;    // the kit's response message ids (StartIds)
+};
+
+OracleRun Oracle(const Json& scenario) {
+  ToolLog log;
+  TestKit kit(BuildAgent(scenario.value("agent", Json::object()), &log));
+  for (const Json& script : scenario.value("model", Json::array())) {
+    absl::StatusOr<ScriptedResponse> response = ParseScript(script);
+    if (response.ok()) kit.model().Push(*std::move(response));
+  }
+  auto progress = [&] {
+    absl::MutexLock lock(&log.mu);
+    return Progress{kit.hooks().size(),         kit.out().size(),       log.calls.size(),
+                    kit.model().calls().size(), StateName(kit.state()), kit.runs()};
+  };
+  const Json boot = scenario.value("boot", Json::object());
+  const Json early_in = boot.value("in", Json::array());
+  kit.Boot(boot.value("trigger", "preload"), boot.value("payload", Json::object()),
+           std::vector<Json>(early_in.begin(), early_in.end()), boot.value("attempt", 1));
+  OracleRun result{{progress()}, {}};
+  for (const Json& step : scenario.value("steps", Json::array())) {
+    if (!step.contains("expect")) ApplyStep(step, kit, "oracle");
+    result.progress.push_back(progress());
+  }
+  std::vector<Json> chunks;
+  for (const OutRecord& r : kit.out()) {
+    if (!r.is_control) chunks.push_back(r.chunk);
+  }
+  result.ids = StartIds(chunks);
+  return result;
+}
+
+// `body` with every string that is one of the kit's response ids replaced by the stack's id at
+// the same position: scenarios write the ids the kit numbers (msg_1, ...) where a client echoes
+// the id it saw on `start`.
+Json EchoIds(const Json& body, const std::vector<std::string>& kit_ids,
+             const std::vector<std::string>& stack_ids) {
+  if (body.is_string()) {
+    for (size_t i = 0; i < kit_ids.size() && i < stack_ids.size(); ++i) {
+      if (body == kit_ids[i]) return stack_ids[i];
+    }
+    return body;
+  }
+  Json copy = body;
+  if (body.is_object() || body.is_array()) {
+    for (auto it = copy.begin(); it != copy.end(); ++it) *it = EchoIds(*it, kit_ids, stack_ids);
+  }
+  return copy;
+}
+
+// ---- the stack ---------------------------------------------------------------------------------
+
+class StackScenario {
+ public:
+  StackScenario(Stack& stack, bool scripted) : stack_(stack), scripted_(scripted) {}
+
+  // The worker's lifecycle points, without the driver's "$..." lines.
+  std::vector<Json> Hooks() const {
+    std::vector<Json> hooks;
+    for (const Json& line : stack_.hooks().lines()) {
+      if (!absl::StartsWith(StringField(line, "hook"), "$")) hooks.push_back(line);
+    }
+    return hooks;
+  }
+  std::vector<Json> Extra(const std::string& kind) const {
+    std::vector<Json> args;
+    for (const Json& line : stack_.hooks().lines()) {
+      if (StringField(line, "hook") == kind) args.push_back(line["args"]);
+    }
+    return args;
+  }
+  std::vector<Json> ModelCalls() const {
+    if (scripted_) return Extra("$model");
+    std::vector<Json> calls;
+    for (const fakellm::RecordedRequest& r : stack_.llm().requests()) {
+      calls.push_back(ModelCallOfRequest(r.json));
+    }
+    return calls;
+  }
+
+  // Every `.out` record stored so far, in the test kit's form: {"type", "chunk"} or
+  // {"type": "trigger:<subtype>", "headers"}.
+  std::vector<Json> Out() {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + kStepLimit);
+    v1::ReadRequest request;
+    request.set_chat_id(kChat);
+    request.set_follow(false);
+    std::unique_ptr<grpc::ClientReader<v1::ReadResponse>> reader =
+        stack_.sessions().Read(&context, request);
+    std::vector<Json> records;
+    v1::ReadResponse response;
+    while (reader->Read(&response)) {
+      const v1::OutRecord& r = response.record();
+      if (r.has_control()) {
+        Json headers = Json::object();
+        for (const v1::Header& h : r.control().headers()) headers[h.name()] = h.value();
+        records.push_back(
+            {{"type", absl::StrCat("trigger:", r.control().subtype())}, {"headers", headers}});
+      } else {
+        absl::StatusOr<Json> chunk = ParseJson(r.chunk_json());
+        Json c = chunk.ok() ? *chunk : Json::object();
+        records.push_back({{"type", StringField(c, "type")}, {"chunk", c}});
+      }
+    }
+    return records;
+  }
+
+  v1::Session Get() { return stack_.Get(kChat); }
+  Stack& stack() { return stack_; }
+
+  // Waits until the session's state and runs are these (polled: Get has no event stream).
+  bool WaitForSession(const std::string& state, int runs) {
+    auto deadline = std::chrono::steady_clock::now() + kStepLimit;
+    for (auto pause = std::chrono::milliseconds(1);; pause = std::min(pause * 2, kPollMax)) {
+      v1::Session s = Get();
+      if ((state.empty() || StateName(s.state()) == state) && (runs < 0 || s.runs() == runs)) {
+        return true;
+      }
+      if (std::chrono::steady_clock::now() > deadline) return false;
+      std::this_thread::sleep_for(pause);
+    }
+  }
+
+  // Waits until the stack did at least as much as the in-process run had.
+  void Reach(const Progress& p, const std::string& where) {
+    size_t tools = p.tools, model_calls = p.model_calls, hooks = p.hooks;
+    bool scripted = scripted_;
+    bool lines = stack_.hooks().WaitUntil(
+        [&](const std::vector<Json>& all) {
+          size_t h = 0, t = 0, m = 0;
+          for (const Json& line : all) {
+            std::string name = StringField(line, "hook");
+            h += absl::StartsWith(name, "$") ? 0 : 1;
+            t += name == "$tool" ? 1 : 0;
+            m += name == "$model" ? 1 : 0;
+          }
+          return h >= hooks && t >= tools && (!scripted || m >= model_calls);
+        },
+        kStepLimit);
+    if (!lines) {
+      ADD_FAILURE() << where << ": the worker reported fewer hooks or tool runs than in-process ("
+                    << hooks << " hooks, " << tools << " tools): " << DumpJson(Json(Hooks()));
+    }
+    if (!scripted && !stack_.llm().WaitForRequests(model_calls, kStepLimit)) {
+      ADD_FAILURE() << where << ": fewer model calls than in-process (" << model_calls << ")";
+    }
+    if (p.out > 0) {
+      stack_.ReadUntil(
+          kChat, 0, [&](const std::vector<Json>& r) { return r.size() >= p.out; }, kStepLimit);
+    }
+    if (!WaitForSession(p.state, p.runs)) {
+      v1::Session s = Get();
+      ADD_FAILURE() << where << ": the session is " << StateName(s.state()) << " with " << s.runs()
+                    << " runs, in-process " << p.state << " with " << p.runs;
+    }
+  }
+
+ private:
+  static constexpr std::chrono::milliseconds kPollMax{50};
+  Stack& stack_;
+  bool scripted_;
+};
+
+// Checks `expect` against the stack, as conformance_test.cc's Check does against the kit.
+void Check(const Json& expect, StackScenario& s, Matcher& matcher, const std::string& where) {
+  std::string why;
+  if (expect.contains("hooks")) {
+    std::vector<Json> hooks = s.Hooks();
+    Json actual = Json::array(), names = Json::array();
+    for (const Json& h : hooks) {
+      actual.push_back(Json{{"name", h["hook"]}, {"args", h["args"]}});
+      names.push_back(h["hook"]);
+    }
+    Json wanted = Json::array();
+    for (const Json& e : expect["hooks"]) wanted.push_back(e.is_string() ? Json{{"name", e}} : e);
+    EXPECT_TRUE(matcher.Match(wanted, actual, "hooks", &why))
+        << where << ": " << why << "\nactual hooks: " << names.dump();
+  }
+  for (const Json& name : expect.value("hooks_absent", Json::array())) {
+    for (const Json& h : s.Hooks()) {
+      EXPECT_NE(h["hook"], name) << where << ": hook " << name << " fired";
+    }
+  }
+  if (expect.contains("out")) {
+    std::vector<Json> out = s.Out();
+    Json types = Json::array();
+    for (const Json& r : out) types.push_back(r["type"]);
+    Json wanted = Json::array();
+    for (const Json& e : expect["out"]) wanted.push_back(e.is_string() ? Json{{"type", e}} : e);
+    EXPECT_TRUE(matcher.Match(wanted, Json(out), "out", &why))
+        << where << ": " << why << "\nactual out: " << types.dump();
+  }
+  if (expect.contains("state") || expect.contains("runs")) {
+    // A run's end reaches the orchestrator a little after the worker's onRunEnd.
+    std::string state = expect.value("state", "");
+    int runs = expect.value("runs", -1);
+    s.WaitForSession(state, runs);
+    v1::Session session = s.Get();
+    if (!state.empty()) {
+      EXPECT_EQ(StateName(session.state()), state) << where;
+    }
+    if (runs >= 0) {
+      EXPECT_EQ(session.runs(), runs) << where;
+    }
+  }
+  if (expect.contains("end_reason")) {
+    std::vector<v1::Run> runs = s.stack().Runs(kChat);
+    ASSERT_FALSE(runs.empty()) << where;
+    EXPECT_EQ(runs.back().reason(), expect["end_reason"].get<std::string>())
+        << where << ": last run state " << runs.back().state() << ", error \""
+        << runs.back().error() << "\"";
+  }
+  // `snapshot`: Sessions has no way to read a chat's snapshot; the in-process driver checks it.
+  if (expect.contains("model_calls")) {
+    EXPECT_EQ(s.ModelCalls().size(), expect["model_calls"].get<size_t>()) << where;
+  }
+  if (expect.contains("last_model_call")) {
+    std::vector<Json> calls = s.ModelCalls();
+    ASSERT_FALSE(calls.empty()) << where << ": no model call";
+    EXPECT_TRUE(matcher.Match(expect["last_model_call"], calls.back(), "last_model_call", &why))
+        << where << ": " << why << "\nmessages: " << calls.back()["messages"].dump();
+  }
+  if (expect.contains("tools_executed")) {
+    EXPECT_TRUE(
+        matcher.Match(expect["tools_executed"], Json(s.Extra("$tool")), "tools_executed", &why))
+        << where << ": " << why;
+  }
+}
+
+// The `.in` body of a step, as the test kit builds it (runtime/testkit/test_kit.cc).
+Json Body(const Json& step) {
+  auto message = [](Json payload) {
+    payload["chatId"] = kChat;
+    return Json{{"kind", "message"}, {"payload", std::move(payload)}};
+  };
+  if (step.contains("send")) return step["send"];
+  if (step.contains("send_text")) {
+    return message({{"trigger", "submit-message"},
+                    {"message", UserMessage(step["send_text"][0].get<std::string>(),
+                                            step["send_text"][1].get<std::string>())}});
+  }
+  if (step.contains("message")) {
+    Json payload = {{"trigger", "submit-message"}, {"message", step["message"]}};
+    if (step.contains("metadata") && !step["metadata"].is_null()) {
+      payload["metadata"] = step["metadata"];
+    }
+    return message(std::move(payload));
+  }
+  if (step.contains("regenerate")) return message({{"trigger", "regenerate-message"}});
+  if (step.contains("close")) return message({{"trigger", "close"}});
+  if (step.contains("stop")) {
+    Json body = {{"kind", "stop"}};
+    if (step["stop"].is_string() && !step["stop"].get<std::string>().empty()) {
+      body["message"] = step["stop"];
+    }
+    return body;
+  }
+  if (step.contains("handover")) {
+    const Json& h = step["handover"];
+    return {{"kind", "handover"},
+            {"partialAssistantMessage", h["partialAssistantMessage"]},
+            {"messageId", StringField(h, "messageId")},
+            {"isFinal", h.value("isFinal", false)}};
+  }
+  if (step.contains("handover_skip")) return {{"kind", "handover-skip"}};
+  return Json();
+}
+
+// Why a scenario cannot run through the stack, or "".
+std::string SkipReason(const Json& scenario) {
+  for (const Json& step : scenario.value("steps", Json::array())) {
+    if (step.contains("advance_ms")) {
+      return "uses the fake clock (advance_ms): in-process only";
+    }
+    if (step.contains("reassign")) {
+      return "uses the test kit's reassign (a run lost with an onRunEnd, then its retry): no "
+             "Sessions call does that";
+    }
+  }
+  if (scenario.value("boot", Json::object()).value("attempt", 1) > 1) {
+    return "boots attempt 2 directly: CreateSession always boots attempt 1";
+  }
+  return "";
+}
+
+class StackConformance : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(StackConformance, Scenario) {
+  const std::string path = (std::filesystem::path(BATON_SCENARIO_DIR) / GetParam()).string();
+  absl::StatusOr<Json> loaded = ReadScenario(path);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  const Json& scenario = *loaded;
+  SCOPED_TRACE(scenario.value("name", GetParam()));
+  if (std::string reason = SkipReason(scenario); !reason.empty()) GTEST_SKIP() << reason;
+
+  // The model scripts as fake-llm responses; a script with no faithful rendering makes the
+  // worker play them in-process instead (as BATON_CONFORMANCE_SCRIPTED=1 does for every one).
+  Json responses = Json::array();
+  const char* force = std::getenv("BATON_CONFORMANCE_SCRIPTED");
+  bool scripted = force != nullptr && std::string(force) == "1";
+  int number = 0;
+  for (const Json& script : scenario.value("model", Json::array())) {
+    std::optional<Json> response = AnthropicResponse(script, ++number);
+    if (!response) scripted = true;
+    responses.push_back(response.value_or(Json::object()));
+  }
+  StackOptions options;
+  options.script = {{"responses", scripted ? Json::array() : responses}};
+  options.worker_binary = CONFORMANCE_WORKER_BINARY;
+  options.worker_flags = {absl::StrCat("--scenario=", path)};
+  if (scripted) options.worker_flags.push_back("--scripted_model");
+  std::unique_ptr<Stack> stack = Stack::Start(options);
+  ASSERT_NE(stack, nullptr);
+  StackScenario s(*stack, scripted);
+
+  OracleRun oracle = Oracle(scenario);
+  Matcher matcher;
+  const Json boot = scenario.value("boot", Json::object());
+  stack->Create(kChat, "scenario", boot.value("trigger", "preload"),
+                boot.value("payload", Json::object()));
+  for (const Json& body : boot.value("in", Json::array())) stack->Append(kChat, body);
+  s.Reach(oracle.progress[0], GetParam() + " boot");
+  int index = 0;
+  for (const Json& step : scenario.value("steps", Json::array())) {
+    std::string where = absl::StrCat(GetParam(), " step ", index);
+    if (step.contains("expect")) {
+      Check(step["expect"], s, matcher, where);
+    } else if (step.contains("cancel")) {
+      grpc::ClientContext context;
+      v1::CancelRunRequest request;
+      request.set_chat_id(kChat);
+      v1::Run run;
+      grpc::Status status = stack->sessions().CancelRun(&context, request, &run);
+      EXPECT_TRUE(status.ok()) << where << ": " << status.error_message();
+    } else if (Json body = Body(step); !body.is_null()) {
+      std::vector<Json> chunks;
+      for (const Json& r : s.Out()) {
+        if (r.contains("chunk")) chunks.push_back(r["chunk"]);
+      }
+      stack->Append(kChat, EchoIds(body, oracle.ids, StartIds(chunks)));
+    } else {
+      ADD_FAILURE() << where << ": unknown step " << step.dump();
+    }
+    ++index;
+    s.Reach(oracle.progress[index], where);
+  }
+  Check(scenario.value("expect", Json::object()), s, matcher, GetParam() + " final");
+}
+
+std::string TestName(const ::testing::TestParamInfo<std::string>& info) {
+  std::string name = info.param.substr(0, info.param.size() - 5);
+  for (char& c : name) {
+    if (!isalnum(static_cast<unsigned char>(c))) c = '_';
+  }
+  return name;
+}
+
+INSTANTIATE_TEST_SUITE_P(Scenarios, StackConformance,
+                         ::testing::ValuesIn(ScenarioFiles(BATON_SCENARIO_DIR)), TestName);
+
+}  // namespace
+}  // namespace baton::conformance
