@@ -1,0 +1,867 @@
+// Control-plane benchmarks through the real stack (DESIGN §7, issue 4): baton-orchestrator on a
+// fresh SQLite file and one baton-worker as child processes, fake-llm in this process, the
+// Sessions API over gRPC on loopback TCP (or a Unix socket). Figures and method:
+// docs/BENCHMARKS.md.
+//
+//   BM_Dispatch               CreateSession(preload) -> onPreload fired on the worker
+//   BM_HandoverToFirstChunk   handover appended -> the worker's first `.out` record read
+//   BM_OutputToReader         `.out` records/s reaching a following reader while a run streams
+//   BM_CatchUpReader          `.out` records/s reading a finished chat's log from seq 0
+//   BM_IdleChats              worker RSS and threads with 10,000 chats parked on `.in`
+//
+// The worker reports lifecycle points as JSON lines on its --hook_log, a FIFO read here by a
+// thread that stamps each line with the time read() returned it. Every wait is on an event (a
+// hook line, a `.out` record, a line a process printed); none sleeps.
+//
+// Self-contained on purpose: tests/integration/stack.{h,cc} does the same for tests, but it is
+// built only with BATON_BUILD_TESTS, reports failures through gtest, and its HookLog keeps no
+// arrival times and rescans every line on each wake (quadratic at 10,000 chats).
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "baton/v1/sessions.grpc.pb.h"
+#include "benchmark/benchmark.h"
+#include "grpcpp/client_context.h"
+#include "grpcpp/create_channel.h"
+#include "hooks/json.h"
+#include "hooks/messages.h"
+#include "runtime/head_start.h"
+#include "tools/fake-llm/fake_llm.h"
+
+extern char** environ;
+
+namespace baton::bench {
+namespace {
+
+namespace v1 = ::baton::v1;
+using SteadyClock = std::chrono::steady_clock;
+using TimePoint = SteadyClock::time_point;
+
+constexpr std::chrono::seconds kLimit{60};
+
+double Micros(SteadyClock::duration d) {
+  return std::chrono::duration<double, std::micro>(d).count();
+}
+double Seconds(SteadyClock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+// The value at quantile q (0..1) of the samples, nearest rank.
+double Quantile(std::vector<double> samples, double q) {
+  if (samples.empty()) return 0;
+  std::sort(samples.begin(), samples.end());
+  size_t rank = static_cast<size_t>(std::ceil(q * static_cast<double>(samples.size())));
+  return samples[std::clamp<size_t>(rank, 1, samples.size()) - 1];
+}
+
+// VmRSS (KiB) and Threads of a process, from /proc/<pid>/status.
+struct ProcStatus {
+  long rss_kib = -1;
+  long threads = -1;
+};
+
+// CPU time (user + system) a process used so far, every thread (also ended ones) counted; 0 for
+// pid 0, this process. /proc's resolution is a clock tick (10 ms): use over long runs only.
+double CpuSeconds(pid_t pid) {
+  if (pid == 0) {
+    rusage usage;
+    getrusage(RUSAGE_SELF, &usage);
+    auto secs = [](const timeval& t) { return static_cast<double>(t.tv_sec) + t.tv_usec / 1e6; };
+    return secs(usage.ru_utime) + secs(usage.ru_stime);
+  }
+  std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  size_t paren = stat.rfind(')');  // the command name may hold spaces
+  if (paren == std::string::npos) return -1;
+  std::istringstream fields(stat.substr(paren + 2));
+  std::string field;
+  double ticks = 0;
+  for (int i = 3; i <= 15 && fields >> field; ++i) {
+    if (i == 14 || i == 15) ticks += std::stod(field);  // utime, stime
+  }
+  return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+// CPU seconds of the orchestrator, the worker and this process (client and fake-llm).
+struct CpuSample {
+  double orchestrator = 0, worker = 0, bench = 0;
+};
+
+ProcStatus ReadProcStatus(pid_t pid) {
+  ProcStatus s;
+  std::ifstream in(absl::StrCat("/proc/", pid, "/status"));
+  std::string line;
+  while (std::getline(in, line)) {
+    if (absl::StartsWith(line, "VmRSS:")) s.rss_kib = std::stol(line.substr(6));
+    if (absl::StartsWith(line, "Threads:")) s.threads = std::stol(line.substr(8));
+  }
+  return s;
+}
+
+// How many threads of a process carry each name (/proc/<pid>/task/*/comm).
+std::map<std::string, int> ThreadNames(pid_t pid) {
+  std::map<std::string, int> names;
+  std::error_code ec;
+  for (const auto& task :
+       std::filesystem::directory_iterator(absl::StrCat("/proc/", pid, "/task"), ec)) {
+    std::ifstream in(task.path() / "comm");
+    std::string name;
+    if (std::getline(in, name)) ++names[name];
+  }
+  return names;
+}
+
+// The threads in `after` that `before` did not have, as "name+count ...".
+std::string NewThreads(const std::map<std::string, int>& before,
+                       const std::map<std::string, int>& after) {
+  std::vector<std::string> added;
+  for (const auto& [name, count] : after) {
+    auto it = before.find(name);
+    int was = it == before.end() ? 0 : it->second;
+    if (count > was) added.push_back(absl::StrCat(name, "+", count - was));
+  }
+  return added.empty() ? "none" : absl::StrJoin(added, " ");
+}
+
+// ---- child processes ---------------------------------------------------------------------------
+
+// A child process. With `pipe_stdout`, its stdout is a pipe read by WaitForLine; otherwise
+// stdout and stderr both go to `log_path`.
+class Process {
+ public:
+  static std::unique_ptr<Process> Spawn(std::vector<std::string> argv, const std::string& log_path,
+                                        bool pipe_stdout, std::string* error) {
+    int out[2] = {-1, -1};
+    if (pipe_stdout && pipe2(out, O_CLOEXEC) != 0) {
+      *error = "pipe failed";
+      return nullptr;
+    }
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, log_path.c_str(),
+                                     O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (pipe_stdout) {
+      posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
+    } else {
+      posix_spawn_file_actions_adddup2(&actions, STDERR_FILENO, STDOUT_FILENO);
+    }
+    std::vector<char*> args;
+    for (std::string& a : argv) args.push_back(a.data());
+    args.push_back(nullptr);
+    pid_t pid = 0;
+    int rc = posix_spawn(&pid, args[0], &actions, nullptr, args.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    if (pipe_stdout) close(out[1]);
+    if (rc != 0) {
+      if (pipe_stdout) close(out[0]);
+      *error = absl::StrCat("cannot start ", argv[0], ": ", strerror(rc));
+      return nullptr;
+    }
+    return std::unique_ptr<Process>(new Process(pid, out[0]));
+  }
+
+  ~Process() {
+    kill(pid_, SIGKILL);
+    int status = 0;
+    while (waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+    }
+    if (out_fd_ >= 0) close(out_fd_);
+  }
+
+  // Blocks until a line starting with `prefix` is printed; the rest of the line, or nullopt
+  // when the process closed stdout first.
+  std::optional<std::string> WaitForLine(const std::string& prefix) {
+    char chunk[4096];
+    while (true) {
+      size_t newline;
+      while ((newline = buffer_.find('\n')) != std::string::npos) {
+        std::string line = buffer_.substr(0, newline);
+        buffer_.erase(0, newline + 1);
+        if (absl::StartsWith(line, prefix)) return line.substr(prefix.size());
+      }
+      ssize_t n = read(out_fd_, chunk, sizeof(chunk));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return std::nullopt;
+      buffer_.append(chunk, static_cast<size_t>(n));
+    }
+  }
+
+  pid_t pid() const { return pid_; }
+
+ private:
+  Process(pid_t pid, int out_fd) : pid_(pid), out_fd_(out_fd) {}
+  pid_t pid_;
+  int out_fd_;
+  std::string buffer_;
+};
+
+// The worker's --hook_log: a FIFO read on a thread of its own. Each line is stamped with the
+// time the read() that returned it came back, and indexed by hook name and by (run id, hook).
+class HookLog {
+ public:
+  explicit HookLog(std::string path) : path_(std::move(path)) {
+    mkfifo(path_.c_str(), 0600);
+    reader_ = std::thread([this] { ReadLoop(); });
+  }
+
+  // The worker must be gone (its end closed) before this runs.
+  ~HookLog() {
+    // A worker that never opened the FIFO leaves the reader in open(): open the write end once.
+    int fd = open(path_.c_str(), O_WRONLY | O_NONBLOCK);
+    if (fd >= 0) close(fd);
+    reader_.join();
+  }
+
+  // When the `n`-th line (from 1) of hook `hook` was read; nullopt after the limit.
+  std::optional<TimePoint> WaitCount(const std::string& hook, size_t n) {
+    std::unique_lock<std::mutex> lock(mu_);
+    bool ok = cv_.wait_for(lock, kLimit, [&] {
+      auto it = by_hook_.find(hook);
+      return it != by_hook_.end() && it->second.size() >= n;
+    });
+    if (!ok) return std::nullopt;
+    return by_hook_[hook][n - 1];
+  }
+
+  // When run `run_id` first reported `hook`; nullopt after the limit.
+  std::optional<TimePoint> WaitRun(const std::string& run_id, const std::string& hook) {
+    std::unique_lock<std::mutex> lock(mu_);
+    auto key = std::make_pair(run_id, hook);
+    bool ok = cv_.wait_for(lock, kLimit, [&] { return by_run_.contains(key); });
+    if (!ok) return std::nullopt;
+    return by_run_[key];
+  }
+
+  const std::string& path() const { return path_; }
+
+ private:
+  void ReadLoop() {
+    int fd = open(path_.c_str(), O_RDONLY | O_CLOEXEC);  // blocks until the worker opens its end
+    if (fd < 0) return;
+    std::string buffer;
+    char chunk[65536];
+    while (true) {
+      ssize_t n = read(fd, chunk, sizeof(chunk));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      TimePoint at = SteadyClock::now();
+      buffer.append(chunk, static_cast<size_t>(n));
+      std::vector<std::pair<std::string, std::string>> lines;  // (run id, hook)
+      size_t start = 0, newline;
+      while ((newline = buffer.find('\n', start)) != std::string::npos) {
+        absl::StatusOr<Json> json =
+            ParseJson(std::string_view(buffer).substr(start, newline - start));
+        start = newline + 1;
+        if (json.ok()) lines.emplace_back(StringField(*json, "run_id"), StringField(*json, "hook"));
+      }
+      buffer.erase(0, start);
+      if (lines.empty()) continue;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        for (auto& [run_id, hook] : lines) {
+          by_hook_[hook].push_back(at);
+          by_run_.emplace(std::make_pair(std::move(run_id), std::move(hook)), at);
+        }
+      }
+      cv_.notify_all();
+    }
+    close(fd);
+  }
+
+  std::string path_;
+  std::thread reader_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<std::string, std::vector<TimePoint>> by_hook_;
+  std::map<std::pair<std::string, std::string>, TimePoint> by_run_;
+};
+
+// ---- the stack ---------------------------------------------------------------------------------
+
+struct StackOptions {
+  bool unix_socket = false;  // orchestrator, worker and this client over a Unix socket
+  Json script;               // fake-llm's script (docs/fake-llm.md)
+  int capacity = 5000;
+  std::vector<std::string> orchestrator_flags;
+  std::vector<std::string> worker_flags;
+};
+
+class Stack {
+ public:
+  static std::unique_ptr<Stack> Start(StackOptions options, std::string* error) {
+    std::unique_ptr<Stack> stack(new Stack());
+    const char* tmp = std::getenv("TMPDIR");
+    std::string dir_template =
+        absl::StrCat(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp", "/baton-stack-bench-XXXXXX");
+    if (mkdtemp(dir_template.data()) == nullptr) {
+      *error = "mkdtemp failed";
+      return nullptr;
+    }
+    stack->dir_ = dir_template;
+    if (options.script.is_null()) options.script = {{"responses", Json::array()}};
+    absl::StatusOr<std::unique_ptr<fakellm::FakeLlm>> llm = fakellm::FakeLlm::Start(options.script);
+    if (!llm.ok()) {
+      *error = llm.status().ToString();
+      return nullptr;
+    }
+    stack->llm_ = *std::move(llm);
+
+    std::string listen = options.unix_socket ? absl::StrCat("unix:", stack->dir_, "/orch.sock")
+                                             : std::string("127.0.0.1:0");
+    std::vector<std::string> argv = {BATON_ORCHESTRATOR_BINARY, absl::StrCat("--listen=", listen),
+                                     absl::StrCat("--db=", stack->dir_, "/baton.db")};
+    for (const std::string& f : options.orchestrator_flags) argv.push_back(f);
+    stack->orchestrator_ =
+        Process::Spawn(argv, stack->dir_ + "/orchestrator.log", /*pipe_stdout=*/true, error);
+    if (stack->orchestrator_ == nullptr) return nullptr;
+    std::optional<std::string> address = stack->orchestrator_->WaitForLine("listening ");
+    if (!address.has_value()) {
+      *error =
+          absl::StrCat("the orchestrator did not start; see ", stack->dir_, "/orchestrator.log");
+      stack->keep_ = true;
+      return nullptr;
+    }
+    stack->address_ = *address;
+    stack->channel_ = grpc::CreateChannel(stack->address_, grpc::InsecureChannelCredentials());
+    stack->sessions_ = v1::Sessions::NewStub(stack->channel_);
+
+    stack->hooks_ = std::make_unique<HookLog>(stack->dir_ + "/hooks");
+    argv = {BATON_WORKER_BINARY,
+            absl::StrCat("--orchestrator=", stack->address_),
+            "--worker_id=bench-worker",
+            absl::StrCat("--capacity=", options.capacity),
+            absl::StrCat("--base_url=", stack->llm_->base_url()),
+            "--provider=anthropic",
+            "--api_key_env=BATON_BENCH_NO_KEY",
+            "--model=test",
+            absl::StrCat("--hook_log=", stack->hooks_->path())};
+    for (const std::string& f : options.worker_flags) argv.push_back(f);
+    stack->worker_ =
+        Process::Spawn(argv, stack->dir_ + "/worker.log", /*pipe_stdout=*/false, error);
+    if (stack->worker_ == nullptr) return nullptr;
+    return stack;
+  }
+
+  ~Stack() {
+    worker_.reset();  // SIGKILL: closes the FIFO's write end, so the hook reader ends
+    hooks_.reset();
+    sessions_.reset();
+    channel_.reset();
+    orchestrator_.reset();
+    llm_.reset();
+    if (!keep_ && !dir_.empty()) std::filesystem::remove_all(dir_);
+  }
+
+  v1::Sessions::Stub& sessions() { return *sessions_; }
+  HookLog& hooks() { return *hooks_; }
+  pid_t worker_pid() const { return worker_->pid(); }
+  pid_t orchestrator_pid() const { return orchestrator_->pid(); }
+  CpuSample Cpu() const {
+    return {CpuSeconds(orchestrator_->pid()), CpuSeconds(worker_->pid()), CpuSeconds(0)};
+  }
+  // Sets `<name>_cpu_us_per_<unit>` counters: each process's CPU time since `before`, per unit.
+  void CountCpu(benchmark::State& state, const CpuSample& before, double units,
+                const std::string& unit) const {
+    CpuSample now = Cpu();
+    state.counters[absl::StrCat("orch_cpu_us_per_", unit)] =
+        (now.orchestrator - before.orchestrator) * 1e6 / units;
+    state.counters[absl::StrCat("worker_cpu_us_per_", unit)] =
+        (now.worker - before.worker) * 1e6 / units;
+    state.counters[absl::StrCat("bench_cpu_us_per_", unit)] =
+        (now.bench - before.bench) * 1e6 / units;
+  }
+  // Keeps the scratch directory (logs, database) after a failure.
+  void Keep() { keep_ = true; }
+  const std::string& dir() const { return dir_; }
+
+  grpc::Status Create(const std::string& chat_id, const std::string& agent, v1::Trigger trigger,
+                      const Json& payload, v1::Session* session) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + kLimit);
+    v1::CreateSessionRequest request;
+    request.set_chat_id(chat_id);
+    request.set_agent(agent);
+    request.set_trigger(trigger);
+    request.set_payload_json(DumpJson(payload));
+    v1::CreateSessionResponse response;
+    grpc::Status status = sessions_->CreateSession(&context, request, &response);
+    if (session != nullptr) *session = response.session();
+    return status;
+  }
+
+  grpc::Status Append(const std::string& chat_id, const Json& body) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + kLimit);
+    v1::AppendRequest request;
+    request.set_chat_id(chat_id);
+    request.set_body_json(DumpJson(body));
+    v1::AppendResponse response;
+    return sessions_->Append(&context, request, &response);
+  }
+
+  // Creates a preload session of agent "chat" and waits until its onPreload fired.
+  bool Preload(const std::string& chat_id, std::string* error) {
+    v1::Session session;
+    grpc::Status s = Create(chat_id, "chat", v1::TRIGGER_PRELOAD, Json::object(), &session);
+    if (!s.ok()) {
+      *error = absl::StrCat("CreateSession: ", s.error_message());
+      return false;
+    }
+    if (!hooks_->WaitRun(session.run_id(), "onPreload").has_value()) {
+      *error = absl::StrCat("no onPreload for ", chat_id, "; see ", dir_);
+      keep_ = true;
+      return false;
+    }
+    return true;
+  }
+
+ private:
+  Stack() = default;
+
+  std::string dir_;
+  bool keep_ = false;
+  std::string address_;
+  std::unique_ptr<fakellm::FakeLlm> llm_;
+  std::unique_ptr<Process> orchestrator_;
+  std::unique_ptr<HookLog> hooks_;
+  std::unique_ptr<Process> worker_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::Sessions::Stub> sessions_;
+};
+
+// One `.out` record as read: when it arrived, its seq, and its chunk type ("trigger:<subtype>"
+// for a control record).
+struct Arrival {
+  TimePoint at;
+  int64_t seq = 0;
+  std::string type;
+};
+
+std::string RecordType(const v1::OutRecord& record) {
+  if (record.has_control()) return absl::StrCat("trigger:", record.control().subtype());
+  absl::StatusOr<Json> chunk = ParseJson(record.chunk_json());
+  return chunk.ok() ? StringField(*chunk, "type") : "?";
+}
+
+// A following Read of a chat's `.out` on a thread of its own, stamping each record on arrival.
+class Follower {
+ public:
+  Follower(v1::Sessions::Stub& sessions, const std::string& chat_id, int64_t after_seq) {
+    context_.set_deadline(std::chrono::system_clock::now() + kLimit);
+    v1::ReadRequest request;
+    request.set_chat_id(chat_id);
+    request.set_after_seq(after_seq);
+    request.set_follow(true);
+    thread_ = std::thread([this, &sessions, request] {
+      std::unique_ptr<grpc::ClientReader<v1::ReadResponse>> reader =
+          sessions.Read(&context_, request);
+      v1::ReadResponse response;
+      while (reader->Read(&response)) {
+        Arrival a{SteadyClock::now(), response.record().seq(), RecordType(response.record())};
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          arrivals_.push_back(std::move(a));
+        }
+        cv_.notify_all();
+      }
+      reader->Finish();
+      std::lock_guard<std::mutex> lock(mu_);
+      ended_ = true;
+      cv_.notify_all();
+    });
+  }
+
+  ~Follower() {
+    context_.TryCancel();
+    thread_.join();
+  }
+
+  // Waits until a record of `type` arrived; every arrival so far, or nullopt when the stream
+  // ended or the limit passed first.
+  std::optional<std::vector<Arrival>> WaitForType(const std::string& type) {
+    std::unique_lock<std::mutex> lock(mu_);
+    auto seen = [&] {
+      return std::any_of(arrivals_.begin(), arrivals_.end(),
+                         [&](const Arrival& a) { return a.type == type; });
+    };
+    cv_.wait_for(lock, kLimit, [&] { return ended_ || seen(); });
+    if (!seen()) return std::nullopt;
+    return arrivals_;
+  }
+
+ private:
+  grpc::ClientContext context_;
+  std::thread thread_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<Arrival> arrivals_;
+  bool ended_ = false;
+};
+
+// The one-way latency of a pipe between two threads of this process (a write -> the blocked
+// reader's read() returns), the mechanism the hook FIFO adds to the dispatch figure: half the
+// round trip of a ping-pong over two pipes; p50 in µs.
+double PipeWakeMicros() {
+  int ping[2], pong[2];
+  if (pipe(ping) != 0) return -1;
+  if (pipe(pong) != 0) return -1;
+  constexpr int kRounds = 1000;
+  std::thread echo([&] {
+    char c;
+    for (int i = 0; i < kRounds; ++i) {
+      if (read(ping[0], &c, 1) != 1 || write(pong[1], &c, 1) != 1) return;
+    }
+  });
+  std::vector<double> samples;
+  char c = 'x';
+  for (int i = 0; i < kRounds; ++i) {
+    TimePoint t0 = SteadyClock::now();
+    if (write(ping[1], &c, 1) != 1 || read(pong[0], &c, 1) != 1) break;
+    samples.push_back(Micros(SteadyClock::now() - t0) / 2);
+  }
+  echo.join();
+  for (int fd : {ping[0], ping[1], pong[0], pong[1]}) close(fd);
+  return Quantile(samples, 0.5);
+}
+
+Json Script(std::vector<Json> responses) { return Json{{"responses", Json(std::move(responses))}}; }
+
+// ---- 1. dispatch -------------------------------------------------------------------------------
+
+// CreateSession(preload) -> the worker's onPreload line read from its hook FIFO. One session at a
+// time; the sessions stay live (parked on `.in`), so the worker holds up to ~1,000 runs.
+void BM_Dispatch(benchmark::State& state) {
+  std::string error;
+  auto stack = Stack::Start(
+      {.unix_socket = state.range(0) == 1, .worker_flags = {"--idle_timeout_ms=3600000"}}, &error);
+  if (stack == nullptr) return state.SkipWithError(error.c_str());
+  for (int i = 0; i < 20; ++i) {  // warm up: connections, allocator, SQLite pages
+    if (!stack->Preload(absl::StrCat("warm-", i), &error))
+      return state.SkipWithError(error.c_str());
+  }
+  std::vector<double> fired_us, rpc_us;
+  CpuSample cpu = stack->Cpu();
+  int n = 0;
+  for (auto _ : state) {
+    std::string chat = absl::StrCat("d", n++);
+    v1::Session session;
+    TimePoint t0 = SteadyClock::now();
+    grpc::Status s = stack->Create(chat, "chat", v1::TRIGGER_PRELOAD, Json::object(), &session);
+    TimePoint returned = SteadyClock::now();
+    if (!s.ok()) return state.SkipWithError(s.error_message().c_str());
+    std::optional<TimePoint> fired = stack->hooks().WaitRun(session.run_id(), "onPreload");
+    if (!fired.has_value()) return state.SkipWithError("no onPreload");
+    state.SetIterationTime(Seconds(*fired - t0));
+    fired_us.push_back(Micros(*fired - t0));
+    rpc_us.push_back(Micros(returned - t0));
+  }
+  state.counters["p50_us"] = Quantile(fired_us, 0.5);
+  state.counters["p95_us"] = Quantile(fired_us, 0.95);
+  state.counters["p99_us"] = Quantile(fired_us, 0.99);
+  state.counters["max_us"] = Quantile(fired_us, 1.0);
+  state.counters["rpc_p50_us"] = Quantile(rpc_us, 0.5);
+  state.counters["rpc_p95_us"] = Quantile(rpc_us, 0.95);
+  stack->CountCpu(state, cpu, n, "session");
+  state.counters["pipe_wake_p50_us"] = PipeWakeMicros();
+}
+BENCHMARK(BM_Dispatch)
+    ->ArgName("unix")
+    ->Arg(0)
+    ->Arg(1)
+    ->Iterations(1000)
+    ->UseManualTime()
+    ->Unit(benchmark::kMicrosecond);
+
+// ---- 2. handover -------------------------------------------------------------------------------
+
+// The partial a warm server hands over after step 1 answered with a tool call: its UI message
+// through HandoverPartial (the call marked approved: tool-call, tool-approval-request, and a
+// tool message with the tool-approval-response), as runtime/head_start.cc builds it.
+Json HandoverBody(const std::string& message_id) {
+  Json ui = {
+      {"id", message_id},
+      {"role", "assistant"},
+      {"parts", Json::array({{{"type", "step-start"}},
+                             {{"type", "text"}, {"text", "Let me check."}, {"state", "done"}},
+                             {{"type", "tool-get_weather"},
+                              {"toolCallId", absl::StrCat("toolu_", message_id)},
+                              {"state", "input-available"},
+                              {"input", {{"city", "Oslo"}}}}})}};
+  return Json{{"kind", "handover"},
+              {"partialAssistantMessage", HandoverPartial(ui)},
+              {"messageId", message_id},
+              {"isFinal", false}};
+}
+
+// A session with trigger handover-prepare (agent "weather"); once onBoot fired and a following
+// Read is open, Append the handover and time it to the records the Read gets: the first one
+// (`start`, before the tool runs), `tool-output-available` (the tool ran on the worker's hook
+// pool), and the first `text-delta` (after the step-2 model call to fake-llm, ttfb 0).
+void BM_HandoverToFirstChunk(benchmark::State& state) {
+  std::string error;
+  auto stack = Stack::Start(
+      {.script = Script({{{"repeat", true}, {"reply", {{"text", "It is 4 degrees in Oslo."}}}}}),
+       .worker_flags = {"--idle_timeout_ms=3600000"}},
+      &error);
+  if (stack == nullptr) return state.SkipWithError(error.c_str());
+  if (!stack->Preload("warm", &error)) return state.SkipWithError(error.c_str());
+  std::vector<double> first_us, tool_us, text_us, done_us, append_us;
+  std::vector<std::string> first_types;
+  int n = 0;
+  auto once = [&](bool timed) -> std::string {
+    std::string chat = absl::StrCat(timed ? "h" : "hw", n++);
+    v1::Session session;
+    grpc::Status s = stack->Create(
+        chat, "weather", v1::TRIGGER_HANDOVER_PREPARE,
+        Json{{"headStartMessages", Json::array({UserMessage("u1", "Weather in Oslo?")})}},
+        &session);
+    if (!s.ok()) return s.error_message();
+    Follower follower(stack->sessions(), chat, 0);
+    if (!stack->hooks().WaitRun(session.run_id(), "onBoot").has_value()) return "no onBoot";
+    Json body = HandoverBody(absl::StrCat("M-", chat));
+    TimePoint t0 = SteadyClock::now();
+    s = stack->Append(chat, body);
+    TimePoint appended = SteadyClock::now();
+    if (!s.ok()) return s.error_message();
+    std::optional<std::vector<Arrival>> out = follower.WaitForType("trigger:turn-complete");
+    if (!out.has_value() || out->empty()) return "no turn-complete";
+    auto first_of = [&](const std::string& type) -> std::optional<TimePoint> {
+      for (const Arrival& a : *out) {
+        if (a.type == type) return a.at;
+      }
+      return std::nullopt;
+    };
+    std::optional<TimePoint> tool = first_of("tool-output-available");
+    std::optional<TimePoint> text = first_of("text-delta");
+    if (!tool.has_value() || !text.has_value()) return "no tool output or no text";
+    if (!timed) return "";
+    first_types.clear();
+    for (size_t i = 0; i < out->size() && i < 5; ++i) first_types.push_back((*out)[i].type);
+    state.SetIterationTime(Seconds(out->front().at - t0));
+    first_us.push_back(Micros(out->front().at - t0));
+    tool_us.push_back(Micros(*tool - t0));
+    text_us.push_back(Micros(*text - t0));
+    done_us.push_back(Micros(out->back().at - t0));
+    append_us.push_back(Micros(appended - t0));
+    return "";
+  };
+  for (int i = 0; i < 10; ++i) {  // warm up
+    if (std::string e = once(false); !e.empty()) return state.SkipWithError(e.c_str());
+  }
+  for (auto _ : state) {
+    if (std::string e = once(true); !e.empty()) return state.SkipWithError(e.c_str());
+  }
+  state.SetLabel(absl::StrCat("records: ", absl::StrJoin(first_types, " "), " ..."));
+  state.counters["first_p50_us"] = Quantile(first_us, 0.5);
+  state.counters["first_p95_us"] = Quantile(first_us, 0.95);
+  state.counters["tool_out_p50_us"] = Quantile(tool_us, 0.5);
+  state.counters["tool_out_p95_us"] = Quantile(tool_us, 0.95);
+  state.counters["text_p50_us"] = Quantile(text_us, 0.5);
+  state.counters["text_p95_us"] = Quantile(text_us, 0.95);
+  state.counters["turn_done_p50_us"] = Quantile(done_us, 0.5);
+  state.counters["append_rpc_p50_us"] = Quantile(append_us, 0.5);
+}
+BENCHMARK(BM_HandoverToFirstChunk)->Iterations(200)->UseManualTime()->Unit(benchmark::kMicrosecond);
+
+// ---- 3. output to a reader ---------------------------------------------------------------------
+
+// A reply of `deltas` text deltas: the worker turns each into one text-delta UI chunk.
+Json LongReply(int deltas) {
+  Json chunks = Json::array();
+  for (int i = 0; i < deltas; ++i) chunks.push_back(absl::StrCat("w", i % 10, " "));
+  return Script({{{"repeat", true}, {"reply", {{"text_chunks", chunks}}}}});
+}
+
+// Reads the chat's `.out` after `after_seq` until a turn-complete (follow) or its end; the number
+// of records, and when the first and the last arrived.
+struct ReadResult {
+  int64_t records = 0;
+  TimePoint first, last;
+  std::string error;
+};
+
+ReadResult ReadAll(v1::Sessions::Stub& sessions, const std::string& chat_id, bool follow) {
+  ReadResult result;
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + kLimit);
+  v1::ReadRequest request;
+  request.set_chat_id(chat_id);
+  request.set_follow(follow);
+  std::unique_ptr<grpc::ClientReader<v1::ReadResponse>> reader = sessions.Read(&context, request);
+  v1::ReadResponse response;
+  while (reader->Read(&response)) {
+    result.last = SteadyClock::now();
+    if (result.records++ == 0) result.first = result.last;
+    const v1::OutRecord& r = response.record();
+    if (follow && r.has_control() && r.control().subtype() == "turn-complete") break;
+  }
+  if (follow) context.TryCancel();
+  grpc::Status status = reader->Finish();
+  if (!follow && !status.ok()) result.error = status.error_message();
+  if (result.records == 0) result.error = "no records";
+  return result;
+}
+
+// A run streams `deltas` text deltas from fake-llm; a reader follows the chat's `.out` from the
+// start. Time: first record read -> turn-complete read; items: records read.
+void BM_OutputToReader(benchmark::State& state) {
+  const int deltas = static_cast<int>(state.range(0));
+  std::string error;
+  auto stack = Stack::Start({.unix_socket = state.range(1) == 1,
+                             .script = LongReply(deltas),
+                             .worker_flags = {"--idle_timeout_ms=3600000"}},
+                            &error);
+  if (stack == nullptr) return state.SkipWithError(error.c_str());
+  int64_t records = 0;
+  double end_to_end = 0;
+  CpuSample cpu = stack->Cpu();
+  int n = 0;
+  for (auto _ : state) {
+    std::string chat = absl::StrCat("o", n++);
+    TimePoint t0 = SteadyClock::now();
+    grpc::Status s = stack->Create(chat, "chat", v1::TRIGGER_SUBMIT_MESSAGE,
+                                   Json{{"message", UserMessage("u1", "Talk to me.")}}, nullptr);
+    if (!s.ok()) return state.SkipWithError(s.error_message().c_str());
+    ReadResult r = ReadAll(stack->sessions(), chat, /*follow=*/true);
+    if (!r.error.empty()) return state.SkipWithError(r.error.c_str());
+    state.SetIterationTime(Seconds(r.last - r.first));
+    records += r.records;
+    end_to_end += Seconds(r.last - t0);
+  }
+  state.SetItemsProcessed(records);
+  state.counters["records_per_turn"] = static_cast<double>(records) / n;
+  state.counters["from_create_per_s"] = static_cast<double>(records) / end_to_end;
+  stack->CountCpu(state, cpu, static_cast<double>(records), "record");
+}
+BENCHMARK(BM_OutputToReader)
+    ->ArgNames({"deltas", "unix"})
+    ->Args({20'000, 0})
+    ->Args({20'000, 1})
+    ->Iterations(5)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
+
+// A finished chat of `deltas` text deltas read from seq 0 without follow (catching up).
+void BM_CatchUpReader(benchmark::State& state) {
+  const int deltas = static_cast<int>(state.range(0));
+  std::string error;
+  auto stack = Stack::Start({.unix_socket = state.range(1) == 1,
+                             .script = LongReply(deltas),
+                             .worker_flags = {"--idle_timeout_ms=3600000"}},
+                            &error);
+  if (stack == nullptr) return state.SkipWithError(error.c_str());
+  grpc::Status s = stack->Create("c", "chat", v1::TRIGGER_SUBMIT_MESSAGE,
+                                 Json{{"message", UserMessage("u1", "Talk to me.")}}, nullptr);
+  if (!s.ok()) return state.SkipWithError(s.error_message().c_str());
+  ReadResult done = ReadAll(stack->sessions(), "c", /*follow=*/true);
+  if (!done.error.empty()) return state.SkipWithError(done.error.c_str());
+  int64_t records = 0;
+  CpuSample cpu = stack->Cpu();
+  for (auto _ : state) {
+    TimePoint t0 = SteadyClock::now();
+    ReadResult r = ReadAll(stack->sessions(), "c", /*follow=*/false);
+    if (!r.error.empty()) return state.SkipWithError(r.error.c_str());
+    state.SetIterationTime(Seconds(r.last - t0));
+    records += r.records;
+  }
+  state.SetItemsProcessed(records);
+  state.counters["records_per_read"] = static_cast<double>(records) / state.iterations();
+  stack->CountCpu(state, cpu, static_cast<double>(records), "record");
+}
+BENCHMARK(BM_CatchUpReader)
+    ->ArgNames({"deltas", "unix"})
+    ->Args({20'000, 0})
+    ->Args({20'000, 1})
+    ->Iterations(10)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
+
+// ---- 4. idle chats -----------------------------------------------------------------------------
+
+// `chats` preload sessions of agent "chat" on one worker (capacity above that, idle timeout an
+// hour), created one after another; once every onPreload fired, the worker's and the
+// orchestrator's VmRSS and threads against their values after a warm-up of 10 chats. Time: the
+// first CreateSession -> the last onPreload.
+void BM_IdleChats(benchmark::State& state) {
+  const int chats = static_cast<int>(state.range(0));
+  constexpr int kWarm = 10;
+  std::string error;
+  auto stack = Stack::Start({.capacity = chats + kWarm + 100,
+                             .orchestrator_flags = {"--accept_ms=600000"},
+                             .worker_flags = {"--idle_timeout_ms=3600000"}},
+                            &error);
+  if (stack == nullptr) return state.SkipWithError(error.c_str());
+  for (int i = 0; i < kWarm; ++i) {
+    if (!stack->Preload(absl::StrCat("warm-", i), &error))
+      return state.SkipWithError(error.c_str());
+  }
+  ProcStatus worker_before = ReadProcStatus(stack->worker_pid());
+  ProcStatus orch_before = ReadProcStatus(stack->orchestrator_pid());
+  std::map<std::string, int> worker_threads_before = ThreadNames(stack->worker_pid());
+  std::map<std::string, int> worker_threads_after;
+  ProcStatus worker_after, orch_after;
+  for (auto _ : state) {
+    TimePoint t0 = SteadyClock::now();
+    for (int i = 0; i < chats; ++i) {
+      grpc::Status s = stack->Create(absl::StrCat("idle-", i), "chat", v1::TRIGGER_PRELOAD,
+                                     Json::object(), nullptr);
+      if (!s.ok()) return state.SkipWithError(s.error_message().c_str());
+    }
+    std::optional<TimePoint> last = stack->hooks().WaitCount("onPreload", kWarm + chats);
+    if (!last.has_value()) {
+      stack->Keep();
+      return state.SkipWithError("not every onPreload fired");
+    }
+    state.SetIterationTime(Seconds(*last - t0));
+    worker_after = ReadProcStatus(stack->worker_pid());
+    orch_after = ReadProcStatus(stack->orchestrator_pid());
+    worker_threads_after = ThreadNames(stack->worker_pid());
+  }
+  state.SetLabel(absl::StrCat("new worker threads: ",
+                              NewThreads(worker_threads_before, worker_threads_after)));
+  state.counters["worker_KiB_per_chat"] =
+      static_cast<double>(worker_after.rss_kib - worker_before.rss_kib) / chats;
+  state.counters["worker_MiB_before"] = worker_before.rss_kib / 1024.0;
+  state.counters["worker_MiB_after"] = worker_after.rss_kib / 1024.0;
+  state.counters["worker_threads_before"] = static_cast<double>(worker_before.threads);
+  state.counters["worker_threads_after"] = static_cast<double>(worker_after.threads);
+  state.counters["orch_KiB_per_chat"] =
+      static_cast<double>(orch_after.rss_kib - orch_before.rss_kib) / chats;
+  state.counters["orch_MiB_before"] = orch_before.rss_kib / 1024.0;
+  state.counters["orch_MiB_after"] = orch_after.rss_kib / 1024.0;
+  state.counters["orch_threads_before"] = static_cast<double>(orch_before.threads);
+  state.counters["orch_threads_after"] = static_cast<double>(orch_after.threads);
+}
+BENCHMARK(BM_IdleChats)->Arg(10'000)->Iterations(1)->UseManualTime()->Unit(benchmark::kMillisecond);
+
+}  // namespace
+}  // namespace baton::bench
+
+BENCHMARK_MAIN();
