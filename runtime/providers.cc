@@ -237,4 +237,26 @@ std::unique_ptr<HttpModel::Decoder> OpenAiModel::NewDecoder() const {
   return std::make_unique<DecoderOf<OpenAiStream>>();
 }
 
+std::shared_ptr<LanguageModel> MakeModel(HttpClient& http, const ProviderConfig& config) {
+  std::string provider = config.provider;
+  if (provider.empty()) {
+    bool openai_only =
+        std::getenv("ANTHROPIC_API_KEY") == nullptr && std::getenv("OPENAI_API_KEY") != nullptr;
+    provider = openai_only ? "openai" : "anthropic";
+  }
+  const char* key = config.api_key_env.empty() ? nullptr : std::getenv(config.api_key_env.c_str());
+  if (provider == "openai") {
+    OpenAiOptions options;
+    options.base_url = config.base_url;
+    if (key != nullptr) options.api_key = key;
+    options.request.model = config.model.empty() ? "gpt-4.1-mini" : config.model;
+    return std::make_shared<OpenAiModel>(http, options);
+  }
+  AnthropicOptions options;
+  options.base_url = config.base_url;
+  if (key != nullptr) options.api_key = key;
+  options.request.model = config.model.empty() ? "claude-sonnet-4-5" : config.model;
+  return std::make_shared<AnthropicModel>(http, options);
+}
+
 }  // namespace baton

@@ -125,6 +125,20 @@ class OpenAiModel final : public HttpModel {
 // ignored); nullopt when absent, malformed, negative or above 60 s.
 std::optional<absl::Duration> RetryAfter(const HttpHead& head);
 
+// ProviderConfig / MakeModel()
+//
+// A model from the few settings a process takes on its command line: `provider` ("anthropic",
+// "openai", or "" for whichever of ANTHROPIC_API_KEY / OPENAI_API_KEY is set, else anthropic),
+// `base_url` ("" for the public endpoint), `model` ("" for claude-sonnet-4-5 / gpt-4.1-mini)
+// and `api_key_env` (the environment variable holding the key; "" for the provider's own).
+struct ProviderConfig {
+  std::string provider;
+  std::string base_url;
+  std::string model;
+  std::string api_key_env;
+};
+std::shared_ptr<LanguageModel> MakeModel(HttpClient& http, const ProviderConfig& config);
+
 }  // namespace baton
 
 #endif  // BATON_RUNTIME_PROVIDERS_H_

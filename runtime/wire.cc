@@ -84,6 +84,28 @@ baton::v1::Trigger TriggerFromName(std::string_view name) {
   return baton::v1::TRIGGER_UNSPECIFIED;
 }
 
+namespace {
+constexpr std::pair<baton::v1::SessionState, std::string_view> kSessionStates[] = {
+    {baton::v1::SESSION_STATE_LIVE, "live"},     {baton::v1::SESSION_STATE_SUSPENDED, "suspended"},
+    {baton::v1::SESSION_STATE_EXITED, "exited"}, {baton::v1::SESSION_STATE_FAILED, "failed"},
+    {baton::v1::SESSION_STATE_CLOSED, "closed"},
+};
+}  // namespace
+
+std::string_view SessionStateName(baton::v1::SessionState state) {
+  for (const auto& [s, name] : kSessionStates) {
+    if (s == state) return name;
+  }
+  return "unspecified";
+}
+
+baton::v1::SessionState SessionStateFromName(std::string_view name) {
+  for (const auto& [s, n] : kSessionStates) {
+    if (n == name) return s;
+  }
+  return baton::v1::SESSION_STATE_UNSPECIFIED;
+}
+
 bool ValidTraceparent(std::string_view value) {
   if (value.size() != 55 || value[2] != '-' || value[35] != '-' || value[52] != '-') return false;
   auto hex = [&](size_t from, size_t n) {

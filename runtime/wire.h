@@ -9,6 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "baton/v1/chat.pb.h"
+#include "baton/v1/sessions.pb.h"
 #include "hooks/records.h"
 
 namespace baton {
@@ -25,6 +26,11 @@ absl::StatusOr<InRecord> InRecordFromProto(const baton::v1::InRecord& record);
 // TRIGGER_UNSPECIFIED.
 std::string_view TriggerName(baton::v1::Trigger trigger);
 baton::v1::Trigger TriggerFromName(std::string_view name);
+
+// "live", "suspended", "exited", "failed", "closed" and back ("unspecified" / UNSPECIFIED
+// otherwise).
+std::string_view SessionStateName(baton::v1::SessionState state);
+baton::v1::SessionState SessionStateFromName(std::string_view name);
 
 // Whether `value` is a W3C traceparent: "vv-<32 hex trace id>-<16 hex parent id>-<2 hex flags>",
 // lowercase, trace and parent ids not all zero. Only such values are carried into a run and

@@ -120,6 +120,15 @@ class Demo {
         pool_(1) {}
 
   int Run() {
+    {
+      // Opens the channel first, so the timings below are of baton, not of a TCP handshake.
+      grpc::ClientContext context;
+      context.set_wait_for_ready(true);
+      v1::GetRequest request;
+      request.set_chat_id("-");
+      v1::Session ignored;
+      sessions_->Get(&context, request, &ignored);
+    }
     Section("1. preload: the run boots before the user types");
     Clock::time_point t0 = Clock::now();
     Create("chat-preload", "weather", v1::TRIGGER_PRELOAD, Json::object());
@@ -135,7 +144,9 @@ class Demo {
     Section("4. head start, pure text: the warm answer is final, the worker persists it");
     HeadStart("chat-final", "chat", "Say hello", nullptr);
 
-    Section("timings (wall clock, this machine; fake-llm waits 30 ms before each first byte)");
+    Section(
+        "timings (one cold sample each, wall clock, this machine; fake-llm waits 30 ms before "
+        "each first byte; docs/BENCHMARKS.md has distributions)");
     std::printf("  preload: CreateSession -> onPreload fired on the worker   %8.3f ms\n",
                 Ms(preload_));
     std::printf("  head start: handover appended -> first step-2 chunk read  %8.3f ms\n",
@@ -262,20 +273,8 @@ class Demo {
 
   // The same provider as the worker's (the same flags).
   std::shared_ptr<baton::LanguageModel> WarmModel() {
-    std::string key_env = absl::GetFlag(FLAGS_api_key_env);
-    const char* key = key_env.empty() ? nullptr : std::getenv(key_env.c_str());
-    if (absl::GetFlag(FLAGS_provider) == "openai") {
-      baton::OpenAiOptions options;
-      options.base_url = absl::GetFlag(FLAGS_base_url);
-      options.request.model = absl::GetFlag(FLAGS_model);
-      if (key != nullptr) options.api_key = key;
-      return std::make_shared<baton::OpenAiModel>(http_, options);
-    }
-    baton::AnthropicOptions options;
-    options.base_url = absl::GetFlag(FLAGS_base_url);
-    options.request.model = absl::GetFlag(FLAGS_model);
-    if (key != nullptr) options.api_key = key;
-    return std::make_shared<baton::AnthropicModel>(http_, options);
+    return baton::MakeModel(http_, {absl::GetFlag(FLAGS_provider), absl::GetFlag(FLAGS_base_url),
+                                    absl::GetFlag(FLAGS_model), absl::GetFlag(FLAGS_api_key_env)});
   }
 
   std::shared_ptr<grpc::Channel> channel_;

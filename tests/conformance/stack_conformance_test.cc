@@ -15,7 +15,6 @@
 #include <filesystem>
 #include <optional>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -25,6 +24,7 @@
 #include "hooks/messages.h"
 #include "runtime/scripted_model.h"
 #include "runtime/testkit/test_kit.h"
+#include "runtime/wire.h"
 #include "tests/conformance/scenario_agent.h"
 #include "tests/integration/stack.h"
 
@@ -228,23 +228,6 @@ std::string StateName(LocalSessions::State s) {
   return "";
 }
 
-std::string StateName(v1::SessionState s) {
-  switch (s) {
-    case v1::SESSION_STATE_LIVE:
-      return "live";
-    case v1::SESSION_STATE_SUSPENDED:
-      return "suspended";
-    case v1::SESSION_STATE_EXITED:
-      return "exited";
-    case v1::SESSION_STATE_FAILED:
-      return "failed";
-    case v1::SESSION_STATE_CLOSED:
-      return "closed";
-    default:
-      return "unspecified";
-  }
-}
-
 // The response message ids of `start` chunks, in order, each once.
 std::vector<std::string> StartIds(const std::vector<Json>& chunks) {
   std::vector<std::string> ids;
@@ -368,16 +351,17 @@ class StackScenario {
   v1::Session Get() { return stack_.Get(kChat); }
   Stack& stack() { return stack_; }
 
-  // Waits until the session's state and runs are these (polled: Get has no event stream).
+  // Waits until the session's state and runs are these. Get has no event stream, so this asks
+  // again at once: each answer is a round trip that waits on the orchestrator, not a timer.
   bool WaitForSession(const std::string& state, int runs) {
     auto deadline = std::chrono::steady_clock::now() + kStepLimit;
-    for (auto pause = std::chrono::milliseconds(1);; pause = std::min(pause * 2, kPollMax)) {
+    while (true) {
       v1::Session s = Get();
-      if ((state.empty() || StateName(s.state()) == state) && (runs < 0 || s.runs() == runs)) {
+      if ((state.empty() || std::string(SessionStateName(s.state())) == state) &&
+          (runs < 0 || s.runs() == runs)) {
         return true;
       }
       if (std::chrono::steady_clock::now() > deadline) return false;
-      std::this_thread::sleep_for(pause);
     }
   }
 
@@ -410,13 +394,13 @@ class StackScenario {
     }
     if (!WaitForSession(p.state, p.runs)) {
       v1::Session s = Get();
-      ADD_FAILURE() << where << ": the session is " << StateName(s.state()) << " with " << s.runs()
-                    << " runs, in-process " << p.state << " with " << p.runs;
+      ADD_FAILURE() << where << ": the session is " << std::string(SessionStateName(s.state()))
+                    << " with " << s.runs() << " runs, in-process " << p.state << " with "
+                    << p.runs;
     }
   }
 
  private:
-  static constexpr std::chrono::milliseconds kPollMax{50};
   Stack& stack_;
   bool scripted_;
 };
@@ -457,7 +441,7 @@ void Check(const Json& expect, StackScenario& s, Matcher& matcher, const std::st
     s.WaitForSession(state, runs);
     v1::Session session = s.Get();
     if (!state.empty()) {
-      EXPECT_EQ(StateName(session.state()), state) << where;
+      EXPECT_EQ(std::string(SessionStateName(session.state())), state) << where;
     }
     if (runs >= 0) {
       EXPECT_EQ(session.runs(), runs) << where;

@@ -141,21 +141,8 @@ class Client {
     RealClock clock;
     HookPool pool(1);
     HttpClient http(io.get_executor());
-    const char* key = h.api_key_env.empty() ? nullptr : std::getenv(h.api_key_env.c_str());
-    std::shared_ptr<LanguageModel> model;
-    if (h.provider == "openai") {
-      OpenAiOptions options;
-      options.base_url = h.base_url;
-      if (key != nullptr) options.api_key = key;
-      options.request.model = h.model.empty() ? "gpt-4.1-mini" : h.model;
-      model = std::make_shared<OpenAiModel>(http, options);
-    } else {
-      AnthropicOptions options;
-      options.base_url = h.base_url;
-      if (key != nullptr) options.api_key = key;
-      options.request.model = h.model.empty() ? "claude-sonnet-4-5" : h.model;
-      model = std::make_shared<AnthropicModel>(http, options);
-    }
+    std::shared_ptr<LanguageModel> model =
+        MakeModel(http, {h.provider, h.base_url, h.model, h.api_key_env});
     Agent agent = h.agent == "weather" ? tasks::WeatherAgent(model)
                   : h.agent == "files" ? tasks::FilesAgent(model)
                                        : tasks::ChatAgent(model);

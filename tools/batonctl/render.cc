@@ -8,6 +8,7 @@
 #include "absl/strings/str_replace.h"
 #include "absl/time/time.h"
 #include "hooks/json.h"
+#include "runtime/wire.h"
 
 namespace baton::ctl {
 namespace {
@@ -385,23 +386,6 @@ std::string FormatRuns(const v1::ListRunsResponse& response, bool json) {
     absl::StrAppend(&out, line, "\n");
   }
   return out;
-}
-
-std::string_view SessionStateName(v1::SessionState state) {
-  switch (state) {
-    case v1::SESSION_STATE_LIVE:
-      return "live";
-    case v1::SESSION_STATE_SUSPENDED:
-      return "suspended";
-    case v1::SESSION_STATE_EXITED:
-      return "exited";
-    case v1::SESSION_STATE_FAILED:
-      return "failed";
-    case v1::SESSION_STATE_CLOSED:
-      return "closed";
-    default:
-      return "unspecified";
-  }
 }
 
 std::string_view RunStateName(v1::RunState state) {

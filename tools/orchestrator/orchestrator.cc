@@ -28,15 +28,6 @@ grpc::Status Invalid(std::string what) {
   return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, std::move(what));
 }
 
-v1::SessionState SessionStateProto(const std::string& state) {
-  if (state == "live") return v1::SESSION_STATE_LIVE;
-  if (state == "suspended") return v1::SESSION_STATE_SUSPENDED;
-  if (state == "exited") return v1::SESSION_STATE_EXITED;
-  if (state == "failed") return v1::SESSION_STATE_FAILED;
-  if (state == "closed") return v1::SESSION_STATE_CLOSED;
-  return v1::SESSION_STATE_UNSPECIFIED;
-}
-
 v1::RunState RunStateProto(const std::string& state) {
   static const std::pair<const char*, v1::RunState> kStates[] = {
       {"queued", v1::RUN_STATE_QUEUED},       {"assigned", v1::RUN_STATE_ASSIGNED},
@@ -301,7 +292,7 @@ v1::Session Orchestrator::SessionProto(const Session& session) const {
   v1::Session out;
   out.set_chat_id(session.row.chat_id);
   out.set_agent(session.row.agent);
-  out.set_state(SessionStateProto(session.row.state));
+  out.set_state(SessionStateFromName(session.row.state));
   out.set_run_id(session.row.run_id);
   out.set_in_seq(session.in_seq);
   out.set_out_seq(session.out_seq);

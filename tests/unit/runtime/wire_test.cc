@@ -58,6 +58,14 @@ TEST(WireTest, TriggerNames) {
   EXPECT_EQ(TriggerName(baton::v1::TRIGGER_UNSPECIFIED), "");
 }
 
+TEST(WireTest, SessionStateNames) {
+  for (const char* name : {"live", "suspended", "exited", "failed", "closed"}) {
+    EXPECT_EQ(SessionStateName(SessionStateFromName(name)), name);
+  }
+  EXPECT_EQ(SessionStateFromName("asleep"), baton::v1::SESSION_STATE_UNSPECIFIED);
+  EXPECT_EQ(SessionStateName(baton::v1::SESSION_STATE_UNSPECIFIED), "unspecified");
+}
+
 TEST(WireTest, Traceparent) {
   EXPECT_TRUE(ValidTraceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"));
   EXPECT_FALSE(ValidTraceparent(""));
