@@ -12,7 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "asio/io_context.hpp"
 #include "asio/signal_set.hpp"
-#include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/generic/async_generic_service.h"
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
 #include "runtime/admin_http.h"
@@ -52,30 +52,9 @@ class Setup final : public WorkerSetup {
   Setup(HttpClient& http, Worker& worker) : http_(http), worker_(worker) {}
 
   std::shared_ptr<LanguageModel> Model() override {
-    if (model_) return model_;
-    std::string provider = absl::GetFlag(FLAGS_provider);
-    if (provider.empty()) {
-      provider =
-          std::getenv("ANTHROPIC_API_KEY") == nullptr && std::getenv("OPENAI_API_KEY") != nullptr
-              ? "openai"
-              : "anthropic";
-    }
-    std::string key_env = absl::GetFlag(FLAGS_api_key_env);
-    const char* key = key_env.empty() ? nullptr : std::getenv(key_env.c_str());
-    if (provider == "openai") {
-      OpenAiOptions options;
-      options.base_url = absl::GetFlag(FLAGS_base_url);
-      if (key != nullptr) options.api_key = key;
-      options.request.model =
-          absl::GetFlag(FLAGS_model).empty() ? "gpt-4.1-mini" : absl::GetFlag(FLAGS_model);
-      model_ = std::make_shared<OpenAiModel>(http_, options);
-    } else {
-      AnthropicOptions options;
-      options.base_url = absl::GetFlag(FLAGS_base_url);
-      if (key != nullptr) options.api_key = key;
-      options.request.model =
-          absl::GetFlag(FLAGS_model).empty() ? "claude-sonnet-4-5" : absl::GetFlag(FLAGS_model);
-      model_ = std::make_shared<AnthropicModel>(http_, options);
+    if (!model_) {
+      model_ = MakeModel(http_, {absl::GetFlag(FLAGS_provider), absl::GetFlag(FLAGS_base_url),
+                                 absl::GetFlag(FLAGS_model), absl::GetFlag(FLAGS_api_key_env)});
     }
     return model_;
   }
@@ -94,6 +73,50 @@ class Setup final : public WorkerSetup {
   Worker& worker_;
   std::shared_ptr<LanguageModel> model_;
   std::list<Agent> agents_;  // stable addresses
+};
+
+// grpc.health.v1.Health/Check for the whole worker: SERVING while `ready`. Served generically,
+// as a server whose only service is gRPC's default health service does not start.
+class HealthService final : public grpc::CallbackGenericService {
+ public:
+  explicit HealthService(std::function<bool()> ready) : ready_(std::move(ready)) {}
+
+  grpc::ServerGenericBidiReactor* CreateReactor(
+      grpc::GenericCallbackServerContext* context) override {
+    class Reactor final : public grpc::ServerGenericBidiReactor {
+     public:
+      Reactor(bool check, bool serving) : check_(check), serving_(serving) {
+        if (!check_) {
+          Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "only grpc.health.v1.Health/Check"));
+          return;
+        }
+        StartRead(&request_);
+      }
+      void OnReadDone(bool ok) override {
+        if (!ok) {
+          Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "no request"));
+          return;
+        }
+        // HealthCheckResponse{status}: field 1, varint; 1 SERVING, 2 NOT_SERVING.
+        static const char kServing[] = {0x08, 0x01};
+        static const char kNotServing[] = {0x08, 0x02};
+        grpc::Slice slice(serving_ ? kServing : kNotServing, 2);
+        response_ = grpc::ByteBuffer(&slice, 1);
+        StartWriteAndFinish(&response_, grpc::WriteOptions(), grpc::Status::OK);
+      }
+      void OnDone() override { delete this; }
+
+     private:
+      bool check_;
+      bool serving_;
+      grpc::ByteBuffer request_;
+      grpc::ByteBuffer response_;
+    };
+    return new Reactor(context->method() == "/grpc.health.v1.Health/Check", ready_());
+  }
+
+ private:
+  std::function<bool()> ready_;
 };
 
 }  // namespace
@@ -135,18 +158,25 @@ int WorkerMain(int argc, char** argv, const std::function<void(WorkerSetup&)>& r
       return 1;
     }
     admin = *std::move(started);
+    std::string host = absl::GetFlag(FLAGS_admin).substr(0, absl::GetFlag(FLAGS_admin).rfind(':'));
+    std::printf("admin %s:%d\n", host.c_str(), admin->port());
   }
   std::unique_ptr<grpc::Server> health;
+  HealthService health_service([&worker] { return worker.ready(); });
   if (!absl::GetFlag(FLAGS_health).empty()) {
-    grpc::EnableDefaultHealthCheckService(true);
     grpc::ServerBuilder builder;
-    builder.AddListeningPort(absl::GetFlag(FLAGS_health), grpc::InsecureServerCredentials());
+    builder.RegisterCallbackGenericService(&health_service);
+    int port = 0;
+    std::string address = absl::GetFlag(FLAGS_health);
+    builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &port);
     health = builder.BuildAndStart();
     if (health == nullptr) {
-      std::fprintf(stderr, "worker: cannot listen on %s\n", absl::GetFlag(FLAGS_health).c_str());
+      std::fprintf(stderr, "worker: cannot listen on %s\n", address.c_str());
       return 1;
     }
+    std::printf("health %s:%d\n", address.substr(0, address.rfind(':')).c_str(), port);
   }
+  std::fflush(stdout);  // the lines above tell a harness the ports chosen
 
   asio::signal_set signals(io, SIGTERM, SIGINT);
   int received = 0;
@@ -166,16 +196,6 @@ int WorkerMain(int argc, char** argv, const std::function<void(WorkerSetup&)>& r
           {{"worker_id", worker.worker_id()},
            {"orchestrator", options.target},
            {"capacity", options.capacity}});
-  // The health service follows readiness: serving once welcomed, not serving while draining.
-  asio::steady_timer health_timer(io);
-  std::function<void()> watch_health = [&] {
-    if (health) health->GetHealthCheckService()->SetServingStatus(worker.ready());
-    health_timer.expires_after(std::chrono::milliseconds(200));
-    health_timer.async_wait([&](const asio::error_code& ec) {
-      if (!ec) watch_health();
-    });
-  };
-  watch_health();
   io.run();
   if (health) health->Shutdown();
   LogJson("info", "worker stopped", {{"worker_id", worker.worker_id()}});

@@ -225,7 +225,24 @@ int Stack::AddWorker(std::vector<std::string> extra_flags) {
       Process::Spawn(argv, absl::StrCat(dir_, "/worker-", index, ".log"));
   EXPECT_TRUE(p.ok()) << p.status();
   workers_.push_back(p.ok() ? *std::move(p) : nullptr);
+  worker_endpoints_.emplace_back();
+  // The worker prints its admin line before its health line.
+  for (const char* kind : {"admin", "health"}) {
+    for (const std::string& flag : argv) {
+      if (workers_.back() == nullptr || !absl::StartsWith(flag, absl::StrCat("--", kind, "="))) {
+        continue;
+      }
+      absl::StatusOr<std::string> line = workers_.back()->WaitForLine(absl::StrCat(kind, " "));
+      EXPECT_TRUE(line.ok()) << line.status();
+      if (line.ok()) worker_endpoints_.back()[kind] = *line;
+    }
+  }
   return index;
+}
+
+std::string Stack::worker_endpoint(int i, const std::string& kind) const {
+  auto it = worker_endpoints_[i].find(kind);
+  return it == worker_endpoints_[i].end() ? "" : it->second;
 }
 
 Stack::~Stack() {

@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -96,8 +97,11 @@ class Stack {
   HookLog& hooks(int worker = 0) { return *hook_logs_[worker]; }
   Process& worker(int i = 0) { return *workers_[i]; }
   Process& orchestrator() { return *orchestrator_; }
-  // Starts one more worker; returns its index.
+  // Starts one more worker; returns its index. With --admin=/--health= among the flags, waits
+  // for the worker to print where they listen (see worker_endpoint()).
   int AddWorker(std::vector<std::string> extra_flags = {});
+  // "admin" or "health" endpoint (host:port) of worker `i`, when it was started with one.
+  std::string worker_endpoint(int i, const std::string& kind) const;
   // Stops the orchestrator (SIGKILL) and starts it again on the same file and port.
   void RestartOrchestrator();
   // A file in the stack's scratch directory.
@@ -136,6 +140,7 @@ class Stack {
   std::unique_ptr<Process> orchestrator_;
   std::vector<std::unique_ptr<Process>> workers_;
   std::vector<std::unique_ptr<HookLog>> hook_logs_;
+  std::vector<std::map<std::string, std::string>> worker_endpoints_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<baton::v1::Sessions::Stub> sessions_;
   std::unique_ptr<baton::v1::WorkerGateway::Stub> gateway_;

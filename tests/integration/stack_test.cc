@@ -12,6 +12,8 @@
 #include "asio/io_context.hpp"
 #include "gmock/gmock.h"
 #include "grpcpp/client_context.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/generic/generic_stub.h"
 #include "gtest/gtest.h"
 #include "hooks/messages.h"
 #include "runtime/head_start.h"
@@ -354,6 +356,74 @@ TEST(StackTest, OrchestratorServesPrometheusMetrics) {
   EXPECT_EQ(status, 200);
   HttpGet("http://" + stack->admin_address() + "/nope", &status);
   EXPECT_EQ(status, 404);
+}
+
+// grpc.health.v1.Health/Check for the whole server, called generically (Debian ships no health
+// stubs for clients): 1 SERVING, 2 NOT_SERVING, 0 unknown, -1 when the call fails.
+int HealthStatus(const std::string& target) {
+  grpc::GenericStub stub(grpc::CreateChannel(target, grpc::InsecureChannelCredentials()));
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + kLimit);
+  grpc::Slice empty("");
+  grpc::ByteBuffer request(&empty, 1);  // HealthCheckRequest{service: ""}
+  grpc::CompletionQueue cq;
+  auto call = stub.PrepareUnaryCall(&context, "/grpc.health.v1.Health/Check", request, &cq);
+  call->StartCall();
+  grpc::ByteBuffer response;
+  grpc::Status status;
+  call->Finish(&response, &status, reinterpret_cast<void*>(1));
+  void* tag = nullptr;
+  bool ok = false;
+  cq.Next(&tag, &ok);
+  if (!status.ok()) return -1;
+  std::vector<grpc::Slice> slices;
+  response.Dump(&slices).IgnoreError();
+  std::string bytes;
+  for (const grpc::Slice& s : slices)
+    bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  // HealthCheckResponse{status}: field 1, varint.
+  return bytes.empty() ? 0 : (bytes.size() == 2 && bytes[0] == 0x08 ? bytes[1] : -1);
+}
+
+TEST(StackTest, HealthAndMetricsOnOrchestratorAndWorker) {
+  auto stack = Stack::Start({.script = Script({Reply("ok")}), .workers = 0});
+  ASSERT_NE(stack, nullptr);
+  int worker = stack->AddWorker({"--admin=127.0.0.1:0", "--health=127.0.0.1:0"});
+  stack->Create("h1", "chat", "preload");
+  ASSERT_TRUE(stack->hooks(worker).WaitFor("onPreload"));
+  EXPECT_EQ(HealthStatus(stack->address()), 1);
+  EXPECT_EQ(HealthStatus(stack->worker_endpoint(worker, "health")), 1);
+  long status = 0;
+  std::string admin = "http://" + stack->worker_endpoint(worker, "admin");
+  HttpGet(admin + "/readyz", &status);
+  EXPECT_EQ(status, 200);
+  std::string metrics = HttpGet(admin + "/metrics", &status);
+  EXPECT_THAT(metrics, HasSubstr("baton_worker_runs_accepted_total 1\n"));
+  EXPECT_THAT(metrics, HasSubstr("baton_worker_slots_used 1\n"));
+  EXPECT_THAT(metrics, HasSubstr("baton_worker_boot_seconds_count 1\n"));
+}
+
+// SIGTERM: the worker stops taking runs, hands back what still runs after its drain grace, and
+// exits 0; the orchestrator boots the run again on another worker, which answers the chat.
+TEST(StackTest, SigtermDrainsAndHandsRunsBack) {
+  auto stack = Stack::Start({.script = Script({Reply("From the second worker.")}), .workers = 0});
+  ASSERT_NE(stack, nullptr);
+  int first = stack->AddWorker({"--drain_grace_ms=100"});
+  stack->Create("d1", "chat", "preload");
+  ASSERT_TRUE(stack->hooks(first).WaitFor("onPreload"));
+  ASSERT_TRUE(stack->WaitForRunState("d1", v1::RUN_STATE_RUNNING));
+  int second = stack->AddWorker();
+  stack->worker(first).Signal(SIGTERM);
+  EXPECT_EQ(stack->worker(first).Wait(), 0);
+  ASSERT_TRUE(stack->hooks(second).WaitFor("onBoot"));
+  stack->SendText("d1", "u1", "hello?");
+  EXPECT_EQ(Text(stack->ReadTurns("d1", 0)), "From the second worker.");
+  std::vector<v1::Run> runs = stack->Runs("d1");
+  ASSERT_EQ(runs.size(), 2u);
+  EXPECT_EQ(runs[0].reason(), "worker-shutdown");
+  EXPECT_EQ(runs[0].worker_id(), "worker-0");
+  EXPECT_EQ(runs[1].attempt(), 2);
+  EXPECT_EQ(runs[1].worker_id(), "worker-1");
 }
 
 // Over a Unix socket, as on one machine.

@@ -91,7 +91,8 @@ int main(int argc, char** argv) {
       return 1;
     }
     admin = *std::move(started);
-    std::printf("admin 127.0.0.1:%d\n", admin->port());
+    std::string host = absl::GetFlag(FLAGS_admin).substr(0, absl::GetFlag(FLAGS_admin).rfind(':'));
+    std::printf("admin %s:%d\n", host.c_str(), admin->port());
   }
   for (size_t i = 0; i < addresses.size(); ++i) {
     std::string address = addresses[i];
