@@ -78,19 +78,18 @@ struct Worker::Stream {
 struct Worker::Slot {
   std::shared_ptr<ChatRun> run;
   std::string run_id;
-  std::string chat_id;
   int64_t lease_token = 0;
-  int64_t next_out = 0;      // last `.out` seq written
-  int64_t sent_out = 0;      // last seq sent on the current stream
-  int64_t acked_out = 0;     // last seq the orchestrator stored
-  int64_t delivered_in = 0;  // last `.in` seq given to the run
+  bool flush_queued = false;  // listed in Worker::to_flush_
+  int64_t next_out = 0;       // last `.out` seq written
+  int64_t sent_out = 0;       // last seq sent on the current stream
+  int64_t acked_out = 0;      // last seq the orchestrator stored
+  int64_t delivered_in = 0;   // last `.in` seq given to the run
   std::deque<v1::OutRecord> unacked;
   std::optional<v1::Snapshot> snapshot;   // latest, re-sent after a reconnect
   std::optional<v1::RunFinished> finish;  // set when the run ended
   bool ended = false;                     // the ChatRun has finished
   bool end_stored = false;                // the orchestrator acknowledged the RunFinished
   bool dropped = false;                   // revoked or handed back: nothing more is sent
-  absl::Time assigned_at;
 };
 
 namespace {
@@ -454,11 +453,9 @@ void Worker::OnAssign(const v1::AssignRun& assign) {
     boot.out_tail.push_back(*std::move(record));
   }
   slot->run_id = assign.run_id();
-  slot->chat_id = assign.chat_id();
   slot->lease_token = assign.lease_token();
   slot->next_out = slot->sent_out = slot->acked_out = assign.out_seq();
   slot->delivered_in = std::max(slot->delivered_in, SnapshotInSeq(boot.snapshot));
-  slot->assigned_at = received;
   Slot* s = slot.get();
 
   RunHost host;
@@ -470,7 +467,7 @@ void Worker::OnAssign(const v1::AssignRun& assign) {
     s->unacked.push_back(OutRecordToProto(record));
     out_records_.Add(1);
     unacked_.Add(1);
-    ScheduleFlush();
+    ScheduleFlush(*s);
     return record.seq;
   };
   host.save_snapshot = [this, s](Json snapshot) {
@@ -554,14 +551,27 @@ void Worker::OnAck(const v1::Ack& ack) {
   MaybeRelease(ack.run_id());
 }
 
-void Worker::ScheduleFlush() {
+void Worker::ScheduleFlush(Slot& slot) {
+  // Only the runs that wrote are visited: a worker holding thousands of idle runs pays nothing
+  // for them per streamed chunk.
+  if (!slot.flush_queued) {
+    slot.flush_queued = true;
+    to_flush_.push_back(slot.run_id);
+  }
   if (flush_posted_) return;
   flush_posted_ = true;
   std::weak_ptr<bool> alive = alive_;
   asio::post(executor_, [this, alive] {
     if (alive.expired()) return;
     flush_posted_ = false;
-    for (auto& [id, slot] : slots_) Flush(*slot);
+    std::vector<std::string> runs;
+    runs.swap(to_flush_);
+    for (const std::string& id : runs) {
+      auto it = slots_.find(id);
+      if (it == slots_.end()) continue;  // released meanwhile
+      it->second->flush_queued = false;
+      Flush(*it->second);
+    }
   });
 }
 

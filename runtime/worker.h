@@ -17,6 +17,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/time/time.h"
 #include "asio/any_io_executor.hpp"
@@ -89,8 +90,9 @@ class Worker {
   void Heartbeat();
   void Send(baton::v1::WorkerFrame frame);
   void SendCredit(int runs);
-  // Sends every slot's output not sent yet (coalesced: once per turn of the loop).
-  void ScheduleFlush();
+  // Sends the run's output not sent yet, with that of every run that wrote in the same turn of
+  // the loop (coalesced: one frame per run per turn).
+  void ScheduleFlush(Slot& slot);
   void Flush(Slot& slot);
   void RunEnded(Slot& slot, const RunOutcome& outcome);
   void MaybeRelease(const std::string& run_id);
@@ -120,6 +122,7 @@ class Worker {
   std::map<std::string, std::unique_ptr<Slot>> slots_;
   int live_runs_ = 0;  // slots whose run has not ended
   bool flush_posted_ = false;
+  std::vector<std::string> to_flush_;  // runs with output to send at the posted flush
   bool draining_ = false;
   bool handed_back_ = false;
   bool stopped_ = false;

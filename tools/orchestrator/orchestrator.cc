@@ -28,25 +28,13 @@ grpc::Status Invalid(std::string what) {
   return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, std::move(what));
 }
 
-v1::RunState RunStateProto(const std::string& state) {
-  static const std::pair<const char*, v1::RunState> kStates[] = {
-      {"queued", v1::RUN_STATE_QUEUED},       {"assigned", v1::RUN_STATE_ASSIGNED},
-      {"running", v1::RUN_STATE_RUNNING},     {"suspended", v1::RUN_STATE_SUSPENDED},
-      {"exited", v1::RUN_STATE_EXITED},       {"failed", v1::RUN_STATE_FAILED},
-      {"cancelled", v1::RUN_STATE_CANCELLED}, {"lost", v1::RUN_STATE_LOST}};
-  for (const auto& [name, value] : kStates) {
-    if (state == name) return value;
-  }
-  return v1::RUN_STATE_UNSPECIFIED;
-}
-
 v1::Run RunProto(const RunRow& row) {
   v1::Run run;
   run.set_run_id(row.run_id);
   run.set_chat_id(row.chat_id);
   run.set_agent(row.agent);
   run.set_attempt(row.attempt);
-  run.set_state(RunStateProto(row.state));
+  run.set_state(RunStateFromName(row.state));
   run.set_worker_id(row.worker_id);
   run.set_trigger(row.trigger);
   run.set_reason(row.reason);
@@ -72,7 +60,6 @@ struct Orchestrator::Conn {
   std::set<std::string> agents;
   int capacity = 0;
   int credit = 0;
-  bool hello = false;
   bool draining = false;
   bool closed = false;
   absl::Time last_frame;
@@ -269,6 +256,9 @@ absl::Status Orchestrator::Load() {
   }
   // A crash between an append and the boot it called for leaves a record unanswered.
   for (auto& [id, session] : sessions_) {
+    if (session->row.state == "suspended") {
+      resume_deadlines_.emplace(session->row.resume_deadline_ms, id);
+    }
     if (session->live_run.empty()) BootIfUnanswered(*session);
   }
   return absl::OkStatus();
@@ -571,7 +561,6 @@ void Orchestrator::OnHello(Conn& conn, const v1::Hello& hello) {
   conn.worker_id = hello.worker_id();
   conn.capacity = hello.capacity();
   conn.last_frame = absl::Now();
-  conn.hello = true;
   for (const v1::AgentInfo& agent : hello.agents()) conn.agents.insert(agent.name());
   // The same worker again: its old stream is dead even if this side has not noticed yet.
   for (Conn* old : conns_) {
@@ -1020,6 +1009,7 @@ void Orchestrator::EndRun(Run& run, const std::string& state, const v1::RunFinis
   if (state == "suspended") {
     session.row.state = "suspended";
     session.row.resume_deadline_ms = how.resume_deadline_unix_ms();
+    resume_deadlines_.emplace(session.row.resume_deadline_ms, session.row.chat_id);
   } else if (state == "failed") {
     session.row.state = "failed";
   } else {
@@ -1129,10 +1119,15 @@ void Orchestrator::Tick(absl::Time now) {
     how.set_reason("lease-expired");
     EndRun(*run, run->cancel_requested ? "cancelled" : "lost", how);
   }
-  for (auto& [id, session] : sessions_) {
-    if (session->row.state == "suspended" && UnixMs(now) >= session->row.resume_deadline_ms) {
-      session->row.state = "exited";
-      SaveSession(*session);
+  // Suspended chats whose resume deadline passed count as exited (the next message boots a
+  // fresh continuation either way; this is what Get reports).
+  while (!resume_deadlines_.empty() && resume_deadlines_.begin()->first <= UnixMs(now)) {
+    auto [deadline, chat_id] = *resume_deadlines_.begin();
+    resume_deadlines_.erase(resume_deadlines_.begin());
+    Session& session = *sessions_[chat_id];
+    if (session.row.state == "suspended" && session.row.resume_deadline_ms == deadline) {
+      session.row.state = "exited";
+      SaveSession(session);
     }
   }
   // Ended runs live on in the store (ListRuns reads it); memory keeps the live ones only.

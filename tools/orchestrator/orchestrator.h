@@ -138,6 +138,8 @@ class Orchestrator {
   std::map<std::string, std::unique_ptr<Run>> runs_ ABSL_GUARDED_BY(mu_);
   std::deque<std::string> queue_ ABSL_GUARDED_BY(mu_);  // run ids, oldest first
   std::set<Conn*> conns_ ABSL_GUARDED_BY(mu_);
+  // Suspended chats by resume deadline (unix ms), for the timer thread.
+  std::multimap<int64_t, std::string> resume_deadlines_ ABSL_GUARDED_BY(mu_);
   int64_t next_conn_ ABSL_GUARDED_BY(mu_) = 1;
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
 
