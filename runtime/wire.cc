@@ -106,6 +106,29 @@ baton::v1::SessionState SessionStateFromName(std::string_view name) {
   return baton::v1::SESSION_STATE_UNSPECIFIED;
 }
 
+namespace {
+constexpr std::pair<baton::v1::RunState, std::string_view> kRunStates[] = {
+    {baton::v1::RUN_STATE_QUEUED, "queued"},       {baton::v1::RUN_STATE_ASSIGNED, "assigned"},
+    {baton::v1::RUN_STATE_RUNNING, "running"},     {baton::v1::RUN_STATE_SUSPENDED, "suspended"},
+    {baton::v1::RUN_STATE_EXITED, "exited"},       {baton::v1::RUN_STATE_FAILED, "failed"},
+    {baton::v1::RUN_STATE_CANCELLED, "cancelled"}, {baton::v1::RUN_STATE_LOST, "lost"},
+};
+}  // namespace
+
+std::string_view RunStateName(baton::v1::RunState state) {
+  for (const auto& [s, name] : kRunStates) {
+    if (s == state) return name;
+  }
+  return "unspecified";
+}
+
+baton::v1::RunState RunStateFromName(std::string_view name) {
+  for (const auto& [s, n] : kRunStates) {
+    if (n == name) return s;
+  }
+  return baton::v1::RUN_STATE_UNSPECIFIED;
+}
+
 bool ValidTraceparent(std::string_view value) {
   if (value.size() != 55 || value[2] != '-' || value[35] != '-' || value[52] != '-') return false;
   auto hex = [&](size_t from, size_t n) {

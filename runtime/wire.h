@@ -32,6 +32,11 @@ baton::v1::Trigger TriggerFromName(std::string_view name);
 std::string_view SessionStateName(baton::v1::SessionState state);
 baton::v1::SessionState SessionStateFromName(std::string_view name);
 
+// "queued", "assigned", "running", "suspended", "exited", "failed", "cancelled", "lost" and
+// back ("unspecified" / UNSPECIFIED otherwise).
+std::string_view RunStateName(baton::v1::RunState state);
+baton::v1::RunState RunStateFromName(std::string_view name);
+
 // Whether `value` is a W3C traceparent: "vv-<32 hex trace id>-<16 hex parent id>-<2 hex flags>",
 // lowercase, trace and parent ids not all zero. Only such values are carried into a run and
 // its provider requests.

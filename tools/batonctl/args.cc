@@ -20,6 +20,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "hooks/messages.h"
+#include "runtime/wire.h"
 
 namespace baton::ctl {
 namespace {
@@ -147,14 +149,6 @@ constexpr FlagSpec kHeadStartFlags[] = {
     {"--color", Arity::kValue},
 };
 
-constexpr std::pair<absl::string_view, v1::Trigger> kTriggers[] = {
-    {"preload", v1::TRIGGER_PRELOAD},
-    {"submit-message", v1::TRIGGER_SUBMIT_MESSAGE},
-    {"handover-prepare", v1::TRIGGER_HANDOVER_PREPARE},
-    {"regenerate-message", v1::TRIGGER_REGENERATE_MESSAGE},
-    {"close", v1::TRIGGER_CLOSE},
-};
-
 absl::Status Usage(absl::string_view message) { return absl::InvalidArgumentError(message); }
 
 // ---- shared helpers of the builders ---------------------------------------------------------
@@ -228,10 +222,11 @@ absl::Status ParseColor(const Parsed& p, Command& c) {
 // ---- the builders ---------------------------------------------------------------------------
 
 absl::StatusOr<v1::Trigger> ParseTrigger(absl::string_view name) {
-  std::vector<absl::string_view> names;
-  for (const auto& [candidate, trigger] : kTriggers) {
-    if (candidate == name) return trigger;
-    names.push_back(candidate);
+  v1::Trigger trigger = TriggerFromName(std::string_view(name.data(), name.size()));
+  if (trigger != v1::TRIGGER_UNSPECIFIED) return trigger;
+  std::vector<std::string> names;
+  for (int t = v1::Trigger_MIN + 1; t <= v1::Trigger_MAX; ++t) {
+    names.emplace_back(TriggerName(static_cast<v1::Trigger>(t)));
   }
   return Usage(absl::StrCat("--trigger \"", name, "\" is not one of ", absl::StrJoin(names, ", ")));
 }
@@ -591,17 +586,6 @@ bool ResolveColor(ColorMode mode, bool stdout_is_tty, const char* no_color) {
       break;
   }
   return stdout_is_tty && (no_color == nullptr || no_color[0] == '\0');
-}
-
-Json UserMessage(std::string_view id, std::string_view text) {
-  Json part = Json::object();
-  part["type"] = "text";
-  part["text"] = text;
-  Json message = Json::object();
-  message["id"] = id;
-  message["role"] = "user";
-  message["parts"] = Json::array({std::move(part)});
-  return message;
 }
 
 std::string MessageBody(std::string_view chat_id, const Json& message) {

@@ -112,8 +112,6 @@ bool ResolveColor(ColorMode mode, bool stdout_is_tty, const char* no_color);
 
 // Record bodies (hooks/records.h), built exactly as Trigger.dev's chat agent reads them.
 
-// {"id":ID,"role":"user","parts":[{"type":"text","text":TEXT}]}
-Json UserMessage(std::string_view id, std::string_view text);
 // {"kind":"message","payload":{"chatId":CHAT,"trigger":"submit-message","message":MESSAGE}}
 std::string MessageBody(std::string_view chat_id, const Json& message);
 // {"kind":"stop","message":REASON}, or {"kind":"stop"} without a reason.

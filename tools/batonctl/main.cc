@@ -17,6 +17,7 @@
 #include "asio/io_context.hpp"
 #include "baton/v1/sessions.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
+#include "hooks/messages.h"
 #include "runtime/head_start.h"
 #include "runtime/http_client.h"
 #include "runtime/providers.h"
@@ -224,7 +225,6 @@ class Client {
 }  // namespace baton::ctl
 
 int main(int argc, char** argv) {
-  using baton::ctl::Verb;
   std::vector<std::string> args(argv + 1, argv + argc);
   absl::StatusOr<baton::ctl::Command> command =
       baton::ctl::ParseCommand(args, baton::ctl::SystemEnvironment());
@@ -232,10 +232,6 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "batonctl: %s (see batonctl help)\n",
                  std::string(command.status().message()).c_str());
     return baton::ctl::kExitUsage;
-  }
-  if (command->verb == Verb::kHelp) {
-    baton::ctl::Print(baton::ctl::UsageText());
-    return baton::ctl::kExitOk;
   }
   return baton::ctl::Client(*command).Run();
 }

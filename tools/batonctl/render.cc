@@ -8,6 +8,7 @@
 #include "absl/strings/str_replace.h"
 #include "absl/time/time.h"
 #include "hooks/json.h"
+#include "hooks/records.h"
 #include "runtime/wire.h"
 
 namespace baton::ctl {
@@ -132,7 +133,7 @@ std::string Renderer::Render(const v1::OutRecord& record) {
   } else if (record.has_chunk_json()) {
     out = Chunk(record.seq(), record.chunk_json());
   }
-  if (record.has_control() && record.control().subtype() == "turn-complete") ++turns_;
+  if (record.has_control() && record.control().subtype() == kTurnComplete) ++turns_;
   return out;
 }
 
@@ -260,17 +261,17 @@ std::string Renderer::Control(const v1::OutRecord& record) {
     return "";
   };
   std::string what;
-  if (control.subtype() == "turn-complete") {
+  if (control.subtype() == kTurnComplete) {
     what = "turn complete";
     if (header("session-closed") == "true") {
       std::string reason = header("session-closed-reason");
       absl::StrAppend(&what, ", chat closed", reason.empty() ? "" : ": " + reason);
     }
-  } else if (control.subtype() == "session-closed") {
+  } else if (control.subtype() == kSessionClosed) {
     what = "chat closed";
-  } else if (control.subtype() == "upgrade-required") {
+  } else if (control.subtype() == kUpgradeRequired) {
     what = "upgrade required";
-  } else if (control.subtype() == "trim") {
+  } else if (control.subtype() == kTrim) {
     what = absl::StrCat("trim through ", header("through"));
   } else {
     what = control.subtype();
@@ -386,29 +387,6 @@ std::string FormatRuns(const v1::ListRunsResponse& response, bool json) {
     absl::StrAppend(&out, line, "\n");
   }
   return out;
-}
-
-std::string_view RunStateName(v1::RunState state) {
-  switch (state) {
-    case v1::RUN_STATE_QUEUED:
-      return "queued";
-    case v1::RUN_STATE_ASSIGNED:
-      return "assigned";
-    case v1::RUN_STATE_RUNNING:
-      return "running";
-    case v1::RUN_STATE_SUSPENDED:
-      return "suspended";
-    case v1::RUN_STATE_EXITED:
-      return "exited";
-    case v1::RUN_STATE_FAILED:
-      return "failed";
-    case v1::RUN_STATE_CANCELLED:
-      return "cancelled";
-    case v1::RUN_STATE_LOST:
-      return "lost";
-    default:
-      return "unspecified";
-  }
 }
 
 std::string_view StatusCodeName(grpc::StatusCode code) {

@@ -88,7 +88,6 @@ std::string FormatRun(const v1::Run& run, bool json);
 // A table with a header line, or one JSON object per run.
 std::string FormatRuns(const v1::ListRunsResponse& response, bool json);
 
-std::string_view RunStateName(v1::RunState state);       // "queued", "running", ...
 std::string_view StatusCodeName(grpc::StatusCode code);  // "NOT_FOUND", ...
 
 // The one-line error of a failed call: "batonctl: <what>: <message> (<CODE>)".

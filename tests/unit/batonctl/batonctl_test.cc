@@ -724,7 +724,6 @@ TEST(Format, SingleRunAndErrors) {
   EXPECT_EQ(FormatError("get c", grpc::StatusCode::UNAVAILABLE, "line one\nline two"),
             "batonctl: get c: line one line two (UNAVAILABLE)\n");
   EXPECT_EQ(FormatError("get c", grpc::StatusCode::NOT_FOUND, ""), "batonctl: get c: NOT_FOUND\n");
-  EXPECT_EQ(RunStateName(v1::RUN_STATE_LOST), "lost");
 }
 
 }  // namespace

@@ -66,6 +66,15 @@ TEST(WireTest, SessionStateNames) {
   EXPECT_EQ(SessionStateName(baton::v1::SESSION_STATE_UNSPECIFIED), "unspecified");
 }
 
+TEST(WireTest, RunStateNames) {
+  EXPECT_EQ(RunStateName(baton::v1::RUN_STATE_LOST), "lost");
+  for (const char* name :
+       {"queued", "assigned", "running", "suspended", "exited", "failed", "cancelled", "lost"}) {
+    EXPECT_EQ(RunStateName(RunStateFromName(name)), name);
+  }
+  EXPECT_EQ(RunStateFromName("sleeping"), baton::v1::RUN_STATE_UNSPECIFIED);
+}
+
 TEST(WireTest, Traceparent) {
   EXPECT_TRUE(ValidTraceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"));
   EXPECT_FALSE(ValidTraceparent(""));
