@@ -168,9 +168,7 @@ void Worker::Start() {
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
-  channel_ = grpc::CreateCustomChannel(
-      options_.target,
-      options_.credentials ? options_.credentials : grpc::InsecureChannelCredentials(), args);
+  channel_ = OpenChannel(options_.target, options_.security, args);
   Connect();
 }
 

@@ -23,10 +23,10 @@
 #include "asio/any_io_executor.hpp"
 #include "asio/steady_timer.hpp"
 #include "baton/v1/worker.grpc.pb.h"
-#include "grpcpp/security/credentials.h"
 #include "hooks/agent.h"
 #include "runtime/chat_run.h"
 #include "runtime/clock.h"
+#include "runtime/grpc_client.h"
 #include "runtime/hook_pool.h"
 #include "runtime/metrics.h"
 
@@ -43,7 +43,7 @@ struct WorkerOptions {
   absl::Duration reconnect_max = absl::Seconds(10);
   // How long a drain lets live runs finish before handing them back to the orchestrator.
   absl::Duration drain_grace = absl::Seconds(30);
-  std::shared_ptr<grpc::ChannelCredentials> credentials;  // null: insecure (loopback, unix)
+  ClientSecurity security;  // TLS and the bearer token (the default: plaintext, no token)
 };
 
 class Worker {

@@ -41,6 +41,12 @@ ABSL_FLAG(std::string, admin, "", "host:port of the HTTP /metrics, /healthz, /re
 ABSL_FLAG(std::string, health, "", "host:port of a gRPC server with grpc.health.v1");
 ABSL_FLAG(int64_t, idle_timeout_ms, -1,
           "overrides every agent's idle timeout (the warm wait before a run suspends)");
+ABSL_FLAG(std::string, token_env, "BATON_TOKEN",
+          "the environment variable holding this worker's bearer token (unset: none)");
+ABSL_FLAG(bool, tls, false, "dial the orchestrator over TLS (implied by the --tls_* files)");
+ABSL_FLAG(std::string, tls_ca, "", "PEM CA of the orchestrator's certificate (default: system)");
+ABSL_FLAG(std::string, tls_cert, "", "PEM client certificate, for mTLS (with --tls_key)");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert");
 ABSL_FLAG(std::string, hook_log, "",
           "a file that gets every lifecycle point of every run as a JSON line (tests)");
 
@@ -134,6 +140,14 @@ int WorkerMain(int argc, char** argv, const std::function<void(WorkerSetup&)>& r
   options.capacity = absl::GetFlag(FLAGS_capacity);
   options.worker_id = absl::GetFlag(FLAGS_worker_id);
   options.drain_grace = absl::Milliseconds(absl::GetFlag(FLAGS_drain_grace_ms));
+  absl::StatusOr<ClientSecurity> security = LoadClientSecurity(
+      {absl::GetFlag(FLAGS_token_env), absl::GetFlag(FLAGS_tls), absl::GetFlag(FLAGS_tls_ca),
+       absl::GetFlag(FLAGS_tls_cert), absl::GetFlag(FLAGS_tls_key)});
+  if (!security.ok()) {
+    std::fprintf(stderr, "worker: %s\n", security.status().ToString().c_str());
+    return 2;
+  }
+  options.security = *std::move(security);
   Worker worker(io.get_executor(), clock, pool, options);
   Setup setup(http, worker);
   register_agents(setup);

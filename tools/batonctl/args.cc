@@ -27,7 +27,7 @@ namespace baton::ctl {
 namespace {
 
 constexpr char kUsage[] =
-    R"(usage: batonctl [--addr ADDR] [--timeout SECONDS] COMMAND [ARGS]
+    R"(usage: batonctl [--addr ADDR] [--timeout SECONDS] [--token-env VAR] [--tls ...] COMMAND [ARGS]
 
 Client of the baton orchestrator's Sessions API.
 
@@ -35,6 +35,11 @@ global options:
   --addr ADDR         orchestrator address: host:port or unix:/path/to/socket
                       (default: $BATON_ADDR, else 127.0.0.1:7400)
   --timeout SECONDS   deadline of each call except read (default 10)
+  --token-env VAR     send the bearer token in $VAR (default BATON_TOKEN; unset: none)
+  --tls               dial over TLS (implied by the --tls-* files)
+  --tls-ca FILE       PEM CA of the orchestrator's certificate (default: system roots)
+  --tls-cert FILE     PEM client certificate, for mTLS (with --tls-key)
+  --tls-key FILE      PEM private key of --tls-cert
 
 commands:
   create CHAT --agent NAME [--trigger T] [--text TEXT] [--message-id ID]
@@ -115,10 +120,9 @@ struct CommandSpec {
 };
 
 constexpr FlagSpec kGlobalFlags[] = {
-    {"--addr", Arity::kValue},
-    {"--timeout", Arity::kValue},
-    {"--help", Arity::kSwitch},
-    {"-h", Arity::kSwitch},
+    {"--addr", Arity::kValue},    {"--timeout", Arity::kValue}, {"--token-env", Arity::kValue},
+    {"--tls", Arity::kSwitch},    {"--tls-ca", Arity::kValue},  {"--tls-cert", Arity::kValue},
+    {"--tls-key", Arity::kValue}, {"--help", Arity::kSwitch},   {"-h", Arity::kSwitch},
 };
 
 constexpr FlagSpec kCreateFlags[] = {
@@ -495,7 +499,8 @@ absl::Status Scan(const std::vector<std::string>& args, size_t& i, std::span<con
   return absl::OkStatus();
 }
 
-// --addr, --timeout: wherever they were given, with $BATON_ADDR as the fallback.
+// --addr, --timeout, the token and TLS: wherever they were given, with $BATON_ADDR as the
+// fallback address.
 absl::Status ApplyGlobals(const Parsed& p, const Environment& env, Command& c) {
   if (std::optional<std::string> addr = p.Value("--addr")) {
     if (addr->empty()) return Usage("--addr must not be empty");
@@ -513,6 +518,11 @@ absl::Status ApplyGlobals(const Parsed& p, const Environment& env, Command& c) {
     }
     c.timeout = absl::Seconds(seconds);
   }
+  if (std::optional<std::string> var = p.Value("--token-env")) c.security.token_env = *var;
+  c.security.tls = p.Has("--tls");
+  if (std::optional<std::string> file = p.Value("--tls-ca")) c.security.tls_ca = *file;
+  if (std::optional<std::string> file = p.Value("--tls-cert")) c.security.tls_cert = *file;
+  if (std::optional<std::string> file = p.Value("--tls-key")) c.security.tls_key = *file;
   return absl::OkStatus();
 }
 
@@ -533,6 +543,9 @@ int ExitCodeFor(grpc::StatusCode code) {
     case grpc::StatusCode::UNAVAILABLE:
     case grpc::StatusCode::DEADLINE_EXCEEDED:
       return kExitUnavailable;
+    case grpc::StatusCode::UNAUTHENTICATED:
+    case grpc::StatusCode::PERMISSION_DENIED:
+      return kExitDenied;
     default:
       return kExitFailure;
   }

@@ -26,6 +26,7 @@
 #include "baton/v1/sessions.pb.h"
 #include "grpcpp/support/status_code_enum.h"
 #include "hooks/json.h"
+#include "runtime/grpc_client.h"
 
 namespace baton::ctl {
 
@@ -37,6 +38,7 @@ inline constexpr int kExitNotFound = 3;     // NOT_FOUND: no such chat or run
 inline constexpr int kExitRefused = 4;      // FAILED_PRECONDITION (chat closed), ALREADY_EXISTS
 inline constexpr int kExitRejected = 5;     // INVALID_ARGUMENT, RESOURCE_EXHAUSTED
 inline constexpr int kExitUnavailable = 6;  // UNAVAILABLE, DEADLINE_EXCEEDED
+inline constexpr int kExitDenied = 7;       // UNAUTHENTICATED, PERMISSION_DENIED
 
 // ExitCodeFor()
 //
@@ -57,7 +59,8 @@ struct Command {
   absl::Duration timeout = absl::Seconds(10);    // deadline of each unary call
   bool json = false;                             // machine-readable output
   ColorMode color = ColorMode::kAuto;            // read only
-  int turns = 0;  // read: stop after this many turn-complete records; 0 = no limit
+  int turns = 0;                 // read: stop after this many turn-complete records; 0 = no limit
+  ClientSecurityFlags security;  // the bearer token's variable and TLS files
 
   v1::CreateSessionRequest create;
   v1::AppendRequest append;

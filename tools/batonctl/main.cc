@@ -44,14 +44,17 @@ int Fail(std::string_view what, const grpc::Status& status) {
 
 class Client {
  public:
-  explicit Client(const Command& command) : command_(command) {
-    grpc::ChannelArguments args;
-    args.SetMaxReceiveMessageSize(kMaxReceiveBytes);
-    stub_ = v1::Sessions::NewStub(
-        grpc::CreateCustomChannel(command.addr, grpc::InsecureChannelCredentials(), args));
-  }
+  explicit Client(const Command& command) : command_(command) {}
 
   int Run() {
+    absl::StatusOr<ClientSecurity> security = LoadClientSecurity(command_.security);
+    if (!security.ok()) {
+      std::fprintf(stderr, "batonctl: %s\n", std::string(security.status().message()).c_str());
+      return kExitUsage;
+    }
+    grpc::ChannelArguments args;
+    args.SetMaxReceiveMessageSize(kMaxReceiveBytes);
+    stub_ = v1::Sessions::NewStub(OpenChannel(command_.addr, *security, args));
     switch (command_.verb) {
       case Verb::kCreate:
         return Create();

@@ -380,6 +380,8 @@ TEST(ExitCodeFor, MapsStatusCodesToTheDocumentedExits) {
   EXPECT_EQ(ExitCodeFor(grpc::StatusCode::RESOURCE_EXHAUSTED), 5);
   EXPECT_EQ(ExitCodeFor(grpc::StatusCode::UNAVAILABLE), 6);
   EXPECT_EQ(ExitCodeFor(grpc::StatusCode::DEADLINE_EXCEEDED), 6);
+  EXPECT_EQ(ExitCodeFor(grpc::StatusCode::UNAUTHENTICATED), 7);
+  EXPECT_EQ(ExitCodeFor(grpc::StatusCode::PERMISSION_DENIED), 7);
   EXPECT_EQ(ExitCodeFor(grpc::StatusCode::INTERNAL), 1);
   EXPECT_EQ(ExitCodeFor(grpc::StatusCode::UNIMPLEMENTED), 1);
   EXPECT_EQ(kExitUsage, 2);
