@@ -1,5 +1,6 @@
 #include "tests/integration/stack.h"
 
+#include <curl/curl.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -26,7 +27,20 @@ namespace v1 = ::baton::v1;
 // ---- Process ----------------------------------------------------------------------------------
 
 absl::StatusOr<std::unique_ptr<Process>> Process::Spawn(std::vector<std::string> argv,
-                                                        const std::string& stderr_path) {
+                                                        const std::string& stderr_path,
+                                                        const std::vector<std::string>& env) {
+  std::vector<std::string> environment;
+  for (char** e = environ; *e != nullptr; ++e) {
+    std::string entry = *e;
+    std::string name = entry.substr(0, entry.find('='));
+    bool replaced = false;
+    for (const std::string& extra : env) replaced |= extra.substr(0, extra.find('=')) == name;
+    if (!replaced) environment.push_back(std::move(entry));
+  }
+  for (const std::string& extra : env) environment.push_back(extra);
+  std::vector<char*> envp;
+  for (std::string& e : environment) envp.push_back(e.data());
+  envp.push_back(nullptr);
   int out[2];
   if (pipe2(out, O_CLOEXEC) != 0) return absl::InternalError("pipe failed");
   posix_spawn_file_actions_t actions;
@@ -38,7 +52,7 @@ absl::StatusOr<std::unique_ptr<Process>> Process::Spawn(std::vector<std::string>
   for (std::string& a : argv) args.push_back(a.data());
   args.push_back(nullptr);
   pid_t pid = 0;
-  int rc = posix_spawn(&pid, args[0], &actions, nullptr, args.data(), environ);
+  int rc = posix_spawn(&pid, args[0], &actions, nullptr, args.data(), envp.data());
   posix_spawn_file_actions_destroy(&actions);
   close(out[1]);
   if (rc != 0) {
@@ -168,8 +182,7 @@ std::unique_ptr<Stack> Stack::Start(StackOptions options) {
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 500);
-  stack->channel_ =
-      grpc::CreateCustomChannel(stack->address_, grpc::InsecureChannelCredentials(), args);
+  stack->channel_ = OpenChannel(stack->address_, stack->options_.client, args);
   stack->sessions_ = v1::Sessions::NewStub(stack->channel_);
   stack->gateway_ = v1::WorkerGateway::NewStub(stack->channel_);
   for (int i = 0; i < stack->options_.workers; ++i) stack->AddWorker();
@@ -186,7 +199,7 @@ void Stack::StartOrchestrator() {
                                    absl::StrCat("--db=", dir_, "/baton.db")};
   for (const std::string& f : options_.orchestrator_flags) argv.push_back(f);
   absl::StatusOr<std::unique_ptr<Process>> p =
-      Process::Spawn(argv, absl::StrCat(dir_, "/orchestrator.log"));
+      Process::Spawn(argv, absl::StrCat(dir_, "/orchestrator.log"), options_.env);
   ASSERT_TRUE(p.ok()) << p.status();
   orchestrator_ = *std::move(p);
   for (const std::string& flag : options_.orchestrator_flags) {
@@ -222,7 +235,7 @@ int Stack::AddWorker(std::vector<std::string> extra_flags) {
   for (const std::string& f : options_.worker_flags) argv.push_back(f);
   for (const std::string& f : extra_flags) argv.push_back(f);
   absl::StatusOr<std::unique_ptr<Process>> p =
-      Process::Spawn(argv, absl::StrCat(dir_, "/worker-", index, ".log"));
+      Process::Spawn(argv, absl::StrCat(dir_, "/worker-", index, ".log"), options_.env);
   EXPECT_TRUE(p.ok()) << p.status();
   workers_.push_back(p.ok() ? *std::move(p) : nullptr);
   worker_endpoints_.emplace_back();
@@ -238,6 +251,10 @@ int Stack::AddWorker(std::vector<std::string> extra_flags) {
     }
   }
   return index;
+}
+
+std::shared_ptr<grpc::Channel> Stack::Channel(const ClientSecurity& security) const {
+  return OpenChannel(address_, security);
 }
 
 std::string Stack::worker_endpoint(int i, const std::string& kind) const {
@@ -375,6 +392,23 @@ std::vector<Json> Stack::ReadTurns(const std::string& chat_id, int64_t after_seq
   return ReadUntil(chat_id, after_seq, [turns](const std::vector<Json>& records) {
     return CountControl(records, "turn-complete") >= turns;
   });
+}
+
+std::string HttpGet(const std::string& url, long* status) {
+  std::string body;
+  *status = 0;
+  CURL* curl = curl_easy_init();
+  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(
+      curl, CURLOPT_WRITEFUNCTION, +[](char* data, size_t size, size_t n, void* out) {
+        static_cast<std::string*>(out)->append(data, size * n);
+        return size * n;
+      });
+  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &body);
+  CURLcode code = curl_easy_perform(curl);
+  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, status);
+  curl_easy_cleanup(curl);
+  return code == CURLE_OK ? body : "";
 }
 
 std::vector<std::string> Types(const std::vector<Json>& records) {

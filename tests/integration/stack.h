@@ -22,6 +22,7 @@
 #include "baton/v1/sessions.grpc.pb.h"
 #include "baton/v1/worker.grpc.pb.h"
 #include "hooks/json.h"
+#include "runtime/grpc_client.h"
 #include "tools/fake-llm/fake_llm.h"
 
 namespace baton::testing {
@@ -31,8 +32,10 @@ inline constexpr std::chrono::seconds kLimit{30};
 // A child process whose stdout is read line by line; stderr goes to a file beside it.
 class Process {
  public:
+  // `env`: "NAME=value" entries added to (or replacing in) the test's environment.
   static absl::StatusOr<std::unique_ptr<Process>> Spawn(std::vector<std::string> argv,
-                                                        const std::string& stderr_path);
+                                                        const std::string& stderr_path,
+                                                        const std::vector<std::string>& env = {});
   ~Process();  // SIGKILL when still running, then reaps
   // Blocks until a line starting with `prefix` is printed; returns the rest of the line.
   absl::StatusOr<std::string> WaitForLine(const std::string& prefix,
@@ -81,6 +84,10 @@ struct StackOptions {
   std::vector<std::string> worker_flags;
   bool unix_socket = false;   // the orchestrator listens on a Unix socket instead of loopback TCP
   std::string worker_binary;  // empty: baton-worker
+  // "NAME=value" entries for the orchestrator's and the workers' environment.
+  std::vector<std::string> env;
+  // How the stack's own client (sessions(), gateway()) reaches the orchestrator.
+  ClientSecurity client;
 };
 
 class Stack {
@@ -91,6 +98,8 @@ class Stack {
   baton::v1::Sessions::Stub& sessions() { return *sessions_; }
   baton::v1::WorkerGateway::Stub& gateway() { return *gateway_; }
   const std::string& address() const { return address_; }
+  // Another channel to the orchestrator, as a client with `security` would open it.
+  std::shared_ptr<grpc::Channel> Channel(const ClientSecurity& security) const;
   // The orchestrator's admin endpoint (host:port), when started with --admin=...
   const std::string& admin_address() const { return admin_address_; }
   fakellm::FakeLlm& llm() { return *llm_; }
@@ -145,6 +154,9 @@ class Stack {
   std::unique_ptr<baton::v1::Sessions::Stub> sessions_;
   std::unique_ptr<baton::v1::WorkerGateway::Stub> gateway_;
 };
+
+// GET `url` (an admin endpoint); its body, with the HTTP status in `status` (0 when none came).
+std::string HttpGet(const std::string& url, long* status);
 
 // The `.out` records' chunk types, with "trigger:<subtype>" for control records.
 std::vector<std::string> Types(const std::vector<Json>& records);

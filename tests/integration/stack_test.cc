@@ -2,8 +2,6 @@
 // fake-llm, driven through the Sessions API. DESIGN §3 and §4 seen from a client.
 #include "tests/integration/stack.h"
 
-#include <curl/curl.h>
-
 #include <string>
 #include <vector>
 
@@ -322,22 +320,6 @@ TEST(StackTest, WorkerCarriesOnAcrossAnOrchestratorRestart) {
 }
 
 // GET over loopback with libcurl; the body, or "" on failure.
-std::string HttpGet(const std::string& url, long* status) {
-  std::string body;
-  CURL* curl = curl_easy_init();
-  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(
-      curl, CURLOPT_WRITEFUNCTION, +[](char* data, size_t size, size_t n, void* out) {
-        static_cast<std::string*>(out)->append(data, size * n);
-        return size * n;
-      });
-  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &body);
-  CURLcode code = curl_easy_perform(curl);
-  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, status);
-  curl_easy_cleanup(curl);
-  return code == CURLE_OK ? body : "";
-}
-
 TEST(StackTest, OrchestratorServesPrometheusMetrics) {
   auto stack = Stack::Start(
       {.script = Script({Reply("measured")}), .orchestrator_flags = {"--admin=127.0.0.1:0"}});

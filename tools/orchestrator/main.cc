@@ -8,6 +8,8 @@
 
 #include <csignal>
 #include <cstdio>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -17,6 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
 #include "runtime/admin_http.h"
@@ -32,6 +35,58 @@ ABSL_FLAG(int64_t, heartbeat_ms, 5000, "worker heartbeat interval, sent in Welco
 ABSL_FLAG(int32_t, heartbeat_misses, 3, "missed heartbeats after which a worker stream closes");
 ABSL_FLAG(int64_t, lease_ms, 30000, "run lease TTL");
 ABSL_FLAG(int64_t, accept_ms, 5000, "deadline for a worker to accept an assignment");
+ABSL_FLAG(std::string, auth, "",
+          "the auth file: service tokens with scopes, the chat-token key (docs/security.md); "
+          "empty: every call is allowed");
+ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain: serve TLS (with --tls_key)");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "PEM CA: require client certificates it signed (mTLS); needs --tls_cert");
+ABSL_FLAG(int64_t, max_in_records, 100000, "most .in records one chat may hold");
+ABSL_FLAG(int32_t, max_reads, 10000, "most Read streams open at once");
+ABSL_FLAG(int32_t, max_reads_per_chat, 64, "most Read streams open at once on one chat");
+ABSL_FLAG(int32_t, max_runs_per_worker, 1000,
+          "most runs assigned to one worker at once, whatever capacity it announces");
+
+namespace {
+
+absl::StatusOr<std::string> ReadPem(const std::string& flag, const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  if (!in || text.str().empty()) {
+    return absl::NotFoundError(absl::StrCat("--", flag, ": cannot read ", path));
+  }
+  return text.str();
+}
+
+// Insecure without --tls_cert; TLS with it; mTLS with --tls_client_ca as well.
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials() {
+  std::string cert = absl::GetFlag(FLAGS_tls_cert), key = absl::GetFlag(FLAGS_tls_key),
+              client_ca = absl::GetFlag(FLAGS_tls_client_ca);
+  if (cert.empty()) {
+    if (!key.empty() || !client_ca.empty()) {
+      return absl::InvalidArgumentError("--tls_key and --tls_client_ca need --tls_cert");
+    }
+    return grpc::InsecureServerCredentials();
+  }
+  if (key.empty()) return absl::InvalidArgumentError("--tls_cert needs --tls_key");
+  grpc::SslServerCredentialsOptions options;
+  absl::StatusOr<std::string> cert_pem = ReadPem("tls_cert", cert);
+  if (!cert_pem.ok()) return cert_pem.status();
+  absl::StatusOr<std::string> key_pem = ReadPem("tls_key", key);
+  if (!key_pem.ok()) return key_pem.status();
+  options.pem_key_cert_pairs.push_back({*key_pem, *cert_pem});
+  if (!client_ca.empty()) {
+    absl::StatusOr<std::string> ca_pem = ReadPem("tls_client_ca", client_ca);
+    if (!ca_pem.ok()) return ca_pem.status();
+    options.pem_root_certs = *ca_pem;
+    options.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+  }
+  return grpc::SslServerCredentials(options);
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("baton-orchestrator: the control plane of a baton fleet");
@@ -51,7 +106,27 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "baton-orchestrator: %s\n", store.status().ToString().c_str());
     return 1;
   }
+  baton::orchestrator::Auth auth;
+  if (!absl::GetFlag(FLAGS_auth).empty()) {
+    absl::StatusOr<baton::orchestrator::Auth> loaded =
+        baton::orchestrator::Auth::FromFile(absl::GetFlag(FLAGS_auth));
+    if (!loaded.ok()) {
+      std::fprintf(stderr, "baton-orchestrator: %s\n", loaded.status().ToString().c_str());
+      return 2;
+    }
+    auth = *std::move(loaded);
+  }
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials = ServerCredentials();
+  if (!credentials.ok()) {
+    std::fprintf(stderr, "baton-orchestrator: %s\n", credentials.status().ToString().c_str());
+    return 2;
+  }
   baton::orchestrator::Options options;
+  if (auth.enabled()) options.auth = &auth;
+  options.max_in_records = absl::GetFlag(FLAGS_max_in_records);
+  options.max_reads = absl::GetFlag(FLAGS_max_reads);
+  options.max_reads_per_chat = absl::GetFlag(FLAGS_max_reads_per_chat);
+  options.max_runs_per_worker = absl::GetFlag(FLAGS_max_runs_per_worker);
   options.heartbeat_interval = absl::Milliseconds(absl::GetFlag(FLAGS_heartbeat_ms));
   options.heartbeat_misses = absl::GetFlag(FLAGS_heartbeat_misses);
   options.lease_ttl = absl::Milliseconds(absl::GetFlag(FLAGS_lease_ms));
@@ -67,7 +142,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> addresses = absl::GetFlag(FLAGS_listen);
   std::vector<int> ports(addresses.size(), 0);
   for (size_t i = 0; i < addresses.size(); ++i) {
-    builder.AddListeningPort(addresses[i], grpc::InsecureServerCredentials(), &ports[i]);
+    builder.AddListeningPort(addresses[i], *credentials, &ports[i]);
   }
   builder.RegisterService(orchestrator.gateway_service());
   builder.RegisterService(orchestrator.sessions_service());
@@ -103,7 +178,12 @@ int main(int argc, char** argv) {
   }
   std::fflush(stdout);
   LogJson("info", "orchestrator serving",
-          {{"store", (*store)->Describe()}, {"listen", absl::StrJoin(addresses, ",")}});
+          {{"store", (*store)->Describe()},
+           {"listen", absl::StrJoin(addresses, ",")},
+           {"auth", auth.enabled() ? "tokens" : "off"},
+           {"tls", absl::GetFlag(FLAGS_tls_cert).empty()        ? "off"
+                   : absl::GetFlag(FLAGS_tls_client_ca).empty() ? "tls"
+                                                                : "mtls"}});
 
   int signal = 0;
   sigwait(&signals, &signal);

@@ -84,6 +84,7 @@ struct Orchestrator::Session {
   int64_t out_seq = 0;
   absl::Time last_out_at = absl::InfinitePast();
   std::string live_run;  // queued, assigned or running; "" when none
+  int readers = 0;       // open Read streams
 };
 
 // ---- gRPC services ----------------------------------------------------------------------------
@@ -94,10 +95,12 @@ class Orchestrator::Gateway final : public v1::WorkerGateway::Service {
   grpc::Status Connect(
       grpc::ServerContext* context,
       grpc::ServerReaderWriter<v1::GatewayFrame, v1::WorkerFrame>* stream) override {
+    if (grpc::Status s = o_.Authorize(*context, Scope::kWorker, ""); !s.ok()) return s;
     return o_.Connect(context, stream);
   }
-  grpc::Status GetServerInfo(grpc::ServerContext*, const v1::GetServerInfoRequest*,
+  grpc::Status GetServerInfo(grpc::ServerContext* context, const v1::GetServerInfoRequest*,
                              v1::ServerInfo* info) override {
+    if (grpc::Status s = o_.Authorize(*context, Scope::kWorker, ""); !s.ok()) return s;
     info->set_protocol_version(v1::PROTOCOL_VERSION_1);
     info->set_build_id(o_.options_.build_id);
     info->set_store(o_.store_.Describe());
@@ -112,22 +115,38 @@ class Orchestrator::Gateway final : public v1::WorkerGateway::Service {
 class Orchestrator::SessionsApi final : public v1::Sessions::Service {
  public:
   explicit SessionsApi(Orchestrator& o) : o_(o) {}
-  grpc::Status CreateSession(grpc::ServerContext*, const v1::CreateSessionRequest* request,
+  grpc::Status CreateSession(grpc::ServerContext* context, const v1::CreateSessionRequest* request,
                              v1::CreateSessionResponse* response) override {
+    if (grpc::Status s = o_.Authorize(*context, Scope::kCreate, ""); !s.ok()) return s;
     absl::MutexLock lock(&o_.mu_);
     return o_.CreateSession(*request, response);
   }
-  grpc::Status Append(grpc::ServerContext*, const v1::AppendRequest* request,
+  grpc::Status Append(grpc::ServerContext* context, const v1::AppendRequest* request,
                       v1::AppendResponse* response) override {
+    Caller caller;
+    grpc::Status s = o_.Authorize(*context, Scope::kWrite, request->chat_id(), &caller);
+    if (!s.ok()) return s;
+    if (!caller.chat_id.empty()) {
+      // A browser appends messages and stops; the handover is the warm server's.
+      absl::StatusOr<InRecord> record = DecodeInRecord(0, request->body_json());
+      if (record.ok() && record->kind != InKind::kMessage && record->kind != InKind::kStop) {
+        return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                            "a chat token appends messages and stops only");
+      }
+    }
     absl::MutexLock lock(&o_.mu_);
     return o_.Append(*request, response);
   }
   grpc::Status Read(grpc::ServerContext* context, const v1::ReadRequest* request,
                     grpc::ServerWriter<v1::ReadResponse>* writer) override {
+    grpc::Status s = o_.Authorize(*context, Scope::kRead, request->chat_id());
+    if (!s.ok()) return s;
     return o_.Read(context, *request, writer);
   }
-  grpc::Status Get(grpc::ServerContext*, const v1::GetRequest* request,
+  grpc::Status Get(grpc::ServerContext* context, const v1::GetRequest* request,
                    v1::Session* response) override {
+    grpc::Status s = o_.Authorize(*context, Scope::kRead, request->chat_id());
+    if (!s.ok()) return s;
     absl::MutexLock lock(&o_.mu_);
     auto it = o_.sessions_.find(request->chat_id());
     if (it == o_.sessions_.end()) {
@@ -137,8 +156,10 @@ class Orchestrator::SessionsApi final : public v1::Sessions::Service {
     *response = o_.SessionProto(*it->second);
     return grpc::Status::OK;
   }
-  grpc::Status ListRuns(grpc::ServerContext*, const v1::ListRunsRequest* request,
+  grpc::Status ListRuns(grpc::ServerContext* context, const v1::ListRunsRequest* request,
                         v1::ListRunsResponse* response) override {
+    // Runs name workers and carry errors: for operators, not for chat tokens.
+    if (grpc::Status s = o_.Authorize(*context, Scope::kRead, ""); !s.ok()) return s;
     absl::MutexLock lock(&o_.mu_);
     if (!request->chat_id().empty() && o_.sessions_.count(request->chat_id()) == 0) {
       return grpc::Status(grpc::StatusCode::NOT_FOUND,
@@ -149,13 +170,17 @@ class Orchestrator::SessionsApi final : public v1::Sessions::Service {
     for (const RunRow& row : *rows) *response->add_runs() = RunProto(row);
     return grpc::Status::OK;
   }
-  grpc::Status CancelRun(grpc::ServerContext*, const v1::CancelRunRequest* request,
+  grpc::Status CancelRun(grpc::ServerContext* context, const v1::CancelRunRequest* request,
                          v1::Run* response) override {
+    grpc::Status s = o_.Authorize(*context, Scope::kWrite, request->chat_id());
+    if (!s.ok()) return s;
     absl::MutexLock lock(&o_.mu_);
     return o_.CancelRun(*request, response);
   }
-  grpc::Status Close(grpc::ServerContext*, const v1::CloseRequest* request,
+  grpc::Status Close(grpc::ServerContext* context, const v1::CloseRequest* request,
                      v1::Session* response) override {
+    grpc::Status s = o_.Authorize(*context, Scope::kWrite, request->chat_id());
+    if (!s.ok()) return s;
     absl::MutexLock lock(&o_.mu_);
     return o_.Close(*request, response);
   }
@@ -293,6 +318,26 @@ v1::Session Orchestrator::SessionProto(const Session& session) const {
 
 // ---- Sessions ---------------------------------------------------------------------------------
 
+grpc::Status Orchestrator::Authorize(const grpc::ServerContext& context, Scope scope,
+                                     std::string_view chat_id, Caller* caller) const {
+  if (options_.auth == nullptr) {
+    if (caller != nullptr) caller->anyone = true;
+    return grpc::Status::OK;
+  }
+  std::string_view header;
+  auto found = context.client_metadata().find("authorization");
+  if (found != context.client_metadata().end()) {
+    header = std::string_view(found->second.data(), found->second.size());
+  }
+  absl::StatusOr<Caller> who = options_.auth->Identify(header, absl::Now());
+  if (!who.ok()) return ToGrpc(who.status());
+  if (absl::Status allowed = Auth::Check(*who, scope, chat_id); !allowed.ok()) {
+    return ToGrpc(allowed);
+  }
+  if (caller != nullptr) *caller = *std::move(who);
+  return grpc::Status::OK;
+}
+
 grpc::Status Orchestrator::CreateSession(const v1::CreateSessionRequest& request,
                                          v1::CreateSessionResponse* response) {
   if (request.chat_id().empty() || request.chat_id().size() > 256) {
@@ -324,6 +369,7 @@ grpc::Status Orchestrator::CreateSession(const v1::CreateSessionRequest& request
     }
     *response->mutable_session() = SessionProto(*existing->second);
     response->set_created(false);
+    IssueChatToken(request.chat_id(), response);
     return grpc::Status::OK;
   }
   payload["chatId"] = request.chat_id();
@@ -347,10 +393,22 @@ grpc::Status Orchestrator::CreateSession(const v1::CreateSessionRequest& request
   }
   *response->mutable_session() = SessionProto(s);
   response->set_created(true);
+  IssueChatToken(request.chat_id(), response);
   return grpc::Status::OK;
 }
 
-grpc::Status Orchestrator::Append(const v1::AppendRequest& request, v1::AppendResponse* response) {
+void Orchestrator::IssueChatToken(const std::string& chat_id,
+                                  v1::CreateSessionResponse* response) const {
+  if (options_.auth == nullptr) return;
+  absl::Time now = absl::Now();
+  std::string token = options_.auth->IssueChatToken(chat_id, now);
+  if (token.empty()) return;
+  response->set_chat_token(std::move(token));
+  response->set_chat_token_expires_unix_ms(UnixMs(now + options_.auth->chat_token_ttl()));
+}
+
+grpc::Status Orchestrator::Append(const v1::AppendRequest& request, v1::AppendResponse* response,
+                                  bool closing) {
   if (request.body_json().size() > kMaxInRecordBytes) {
     return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
                         absl::StrCat(".in record of ", request.body_json().size(),
@@ -366,6 +424,12 @@ grpc::Status Orchestrator::Append(const v1::AppendRequest& request, v1::AppendRe
   if (session.row.state == "closed") {
     return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
                         absl::StrCat("chat ", request.chat_id(), " is closed"));
+  }
+  if (session.in_seq >= options_.max_in_records && !closing) {
+    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                        absl::StrCat("chat ", request.chat_id(), " holds ", session.in_seq,
+                                     " .in records, the most a chat may (close it and start "
+                                     "another)"));
   }
   InRow row;
   row.kind = std::string(InKindName(record->kind));
@@ -437,7 +501,7 @@ grpc::Status Orchestrator::Close(const v1::CloseRequest& request, v1::Session* r
     append.set_chat_id(request.chat_id());
     append.set_body_json(DumpJson(body));
     v1::AppendResponse ignored;
-    grpc::Status status = Append(append, &ignored);
+    grpc::Status status = Append(append, &ignored, /*closing=*/true);
     if (!status.ok()) return status;
   }
   *response = SessionProto(*it->second);
@@ -454,6 +518,17 @@ grpc::Status Orchestrator::Read(grpc::ServerContext* context, const v1::ReadRequ
       return grpc::Status(grpc::StatusCode::NOT_FOUND, absl::StrCat("no chat ", request.chat_id()));
     }
     session = it->second.get();  // sessions are never removed
+    if (open_reads_ >= options_.max_reads) {
+      return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                          absl::StrCat(open_reads_, " Read streams are open, the most allowed"));
+    }
+    if (session->readers >= options_.max_reads_per_chat) {
+      return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                          absl::StrCat("chat ", request.chat_id(), " has ", session->readers,
+                                       " Read streams open, the most allowed"));
+    }
+    ++open_reads_;
+    ++session->readers;
   }
   readers_.Add(1);
   int64_t cursor = std::max<int64_t>(0, request.after_seq());
@@ -495,6 +570,9 @@ grpc::Status Orchestrator::Read(grpc::ServerContext* context, const v1::ReadRequ
     if (session->out_seq <= cursor && session->row.state == "closed") break;
   }
   readers_.Add(-1);
+  absl::MutexLock lock(&mu_);
+  --open_reads_;
+  --session->readers;
   return result;
 }
 
@@ -613,8 +691,11 @@ void Orchestrator::OnFrame(Conn& conn, const v1::WorkerFrame& frame) {
   switch (frame.frame_case()) {
     case v1::WorkerFrame::kCredit:
       if (!conn.draining) {
-        conn.credit += std::max(0, frame.credit().runs());
-        free_credit_.Add(std::max(0, frame.credit().runs()));
+        // Never more runs on one worker than the limit, whatever credit it grants.
+        int room = options_.max_runs_per_worker - static_cast<int>(conn.runs.size()) - conn.credit;
+        int granted = std::clamp(frame.credit().runs(), 0, std::max(0, room));
+        conn.credit += granted;
+        free_credit_.Add(granted);
         Dispatch();
       }
       break;

@@ -27,6 +27,7 @@
 #include "baton/v1/sessions.grpc.pb.h"
 #include "baton/v1/worker.grpc.pb.h"
 #include "runtime/metrics.h"
+#include "tools/orchestrator/auth.h"
 #include "tools/orchestrator/store.h"
 
 namespace baton::orchestrator {
@@ -38,6 +39,14 @@ struct Options {
   absl::Duration accept_deadline = absl::Seconds(5);
   std::string build_id = "dev";
   int max_attempts = 5;  // a run lost or failed this many times fails its chat
+  // Who may call what; null lets every call through (docs/security.md).
+  const Auth* auth = nullptr;
+  // Limits (docs/security.md): `.in` records per chat, open Read streams in all and per chat,
+  // runs assigned to one worker at once (whatever capacity it announces).
+  int64_t max_in_records = 100000;
+  int max_reads = 10000;
+  int max_reads_per_chat = 64;
+  int max_runs_per_worker = 1000;
 };
 
 class Orchestrator {
@@ -68,11 +77,19 @@ class Orchestrator {
   struct Run;
   struct Session;
 
+  // The caller of a call, when it may use `scope` on `chat_id` (empty: a call about no one
+  // chat, which chat tokens cannot make); else UNAUTHENTICATED or PERMISSION_DENIED.
+  grpc::Status Authorize(const grpc::ServerContext& context, Scope scope, std::string_view chat_id,
+                         Caller* caller = nullptr) const;
+
   // Sessions API (each called with mu_ held).
   grpc::Status CreateSession(const baton::v1::CreateSessionRequest& request,
                              baton::v1::CreateSessionResponse* response);
-  grpc::Status Append(const baton::v1::AppendRequest& request, baton::v1::AppendResponse* response);
+  // `closing`: the record closes the chat, which the per-chat record limit does not stop.
+  grpc::Status Append(const baton::v1::AppendRequest& request, baton::v1::AppendResponse* response,
+                      bool closing = false);
   grpc::Status CancelRun(const baton::v1::CancelRunRequest& request, baton::v1::Run* response);
+  void IssueChatToken(const std::string& chat_id, baton::v1::CreateSessionResponse* response) const;
   grpc::Status Close(const baton::v1::CloseRequest& request, baton::v1::Session* response);
   grpc::Status Read(grpc::ServerContext* context, const baton::v1::ReadRequest& request,
                     grpc::ServerWriter<baton::v1::ReadResponse>* writer);
@@ -141,6 +158,7 @@ class Orchestrator {
   // Suspended chats by resume deadline (unix ms), for the timer thread.
   std::multimap<int64_t, std::string> resume_deadlines_ ABSL_GUARDED_BY(mu_);
   int64_t next_conn_ ABSL_GUARDED_BY(mu_) = 1;
+  int open_reads_ ABSL_GUARDED_BY(mu_) = 0;
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
 
   Metrics metrics_;
