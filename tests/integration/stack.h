@@ -9,6 +9,7 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <map>
@@ -144,7 +145,7 @@ class Stack {
   std::string dir_;
   std::string address_;
   std::string admin_address_;
-  int64_t appends_ = 0;
+  std::atomic<int64_t> appends_{0};  // record ids; tests may append from many threads
   std::unique_ptr<fakellm::FakeLlm> llm_;
   std::unique_ptr<Process> orchestrator_;
   std::vector<std::unique_ptr<Process>> workers_;

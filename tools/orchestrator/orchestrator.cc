@@ -85,6 +85,9 @@ struct Orchestrator::Session {
   absl::Time last_out_at = absl::InfinitePast();
   std::string live_run;  // queued, assigned or running; "" when none
   int readers = 0;       // open Read streams
+  // Runs lost or failed (retryably) in a row since a snapshot last moved `.in` forward: the
+  // retry budget. Kept in memory; a restart gives every chat a fresh budget.
+  int failures = 0;
 };
 
 // ---- gRPC services ----------------------------------------------------------------------------
@@ -822,6 +825,7 @@ void Orchestrator::OnSnapshot(Conn& conn, const v1::Snapshot& snapshot) {
   Run* run = OwnedRun(conn, snapshot.run_id(), snapshot.lease_token());
   if (run == nullptr) return;
   Session& session = *sessions_[run->row.chat_id];
+  if (snapshot.in_seq() > session.row.snapshot_in_seq) session.failures = 0;  // progress
   session.row.snapshot_json = snapshot.snapshot_json();
   session.row.snapshot_in_seq = snapshot.in_seq();
   session.row.snapshot_out_seq = snapshot.out_seq();
@@ -1072,12 +1076,18 @@ void Orchestrator::EndRun(Run& run, const std::string& state, const v1::RunFinis
   Session& session = *sessions_[run.row.chat_id];
   session.live_run.clear();
   bool retry = (state == "failed" && how.retryable()) || (state == "lost" && !run.cancel_requested);
-  if (retry && run.row.attempt >= options_.max_attempts) {
-    // A record that kills every worker it reaches must not take down the whole fleet.
+  // A worker draining hands its runs back: no fault of the chat's, so no cost to its budget.
+  bool handed_back = state == "failed" && how.reason() == "worker-shutdown";
+  if (retry && !handed_back) ++session.failures;
+  if (retry && session.failures >= options_.max_attempts) {
+    // A record that kills every worker it reaches must not take down the whole fleet. A chat
+    // that answers turns between faults keeps going: only failures in a row count.
     retry = false;
-    run.row.error = absl::StrCat("gave up after ", run.row.attempt,
-                                 " attempts: ", how.error().empty() ? how.reason() : how.error());
+    run.row.error =
+        absl::StrCat("gave up after ", session.failures, " failures in a row: ",
+                     how.error().empty() ? how.reason() : how.error());
     SaveRun(run);
+    session.failures = 0;  // the next message gets a whole budget again
     session.row.state = "failed";
     SaveSession(session);
     return;

@@ -38,7 +38,9 @@ struct Options {
   absl::Duration lease_ttl = absl::Seconds(30);
   absl::Duration accept_deadline = absl::Seconds(5);
   std::string build_id = "dev";
-  int max_attempts = 5;  // a run lost or failed this many times fails its chat
+  // A chat whose runs are lost or fail (retryably) this many times in a row, with no turn
+  // answered in between, fails; drain hand-backs do not count.
+  int max_attempts = 5;
   // Who may call what; null lets every call through (docs/security.md).
   const Auth* auth = nullptr;
   // Limits (docs/security.md): `.in` records per chat, open Read streams in all and per chat,
