@@ -155,7 +155,7 @@ absl::Status LocalSessions::Create(const std::string& chat_id, const Agent& agen
   if (!payload.is_object()) payload = Json::object();
   payload["chatId"] = chat_id;
   session->base_payload = BasePayload(payload);
-  if (trigger == "submit-message") session->boot_message = payload.value("message", Json());
+  session->boot_message = BootMessage(trigger, payload);
   Session& s = *session;
   sessions_[chat_id] = std::move(session);
   BootRequest boot;

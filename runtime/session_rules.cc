@@ -10,6 +10,18 @@ Json BasePayload(Json payload) {
   return payload;
 }
 
+Json BootMessage(const std::string& trigger, const Json& payload) {
+  if (!payload.is_object()) return Json();
+  if (trigger == "submit-message") return payload.value("message", Json());
+  if (trigger != "handover-prepare") return Json();
+  const Json* messages = FindField(payload, "headStartMessages");
+  if (messages == nullptr || !messages->is_array()) return Json();
+  for (auto it = messages->rbegin(); it != messages->rend(); ++it) {
+    if (it->is_object() && StringField(*it, "role") == "user") return *it;
+  }
+  return Json();
+}
+
 bool SnapshotHolds(const Json& snapshot, const Json& message) {
   const Json* entries = FindField(snapshot, "messages");
   if (entries == nullptr || !entries->is_array()) return false;

@@ -7,6 +7,7 @@
 #define BATON_RUNTIME_SESSION_RULES_H_
 
 #include <cstdint>
+#include <string>
 
 #include "hooks/json.h"
 #include "hooks/records.h"
@@ -16,6 +17,13 @@ namespace baton {
 // The first boot payload minus its one-shot fields (message, trigger, head-start messages,
 // message id): what every continuation of the chat boots with.
 Json BasePayload(Json payload);
+
+// The user message the first run boots to answer, which never goes through `.in`:
+// `payload.message` of a submit-message, the last user message of a head start's
+// `headStartMessages`; null for other triggers. Until a snapshot holds it, a retry or
+// continuation is handed it again as a submit-message, so a worker that dies before answering
+// (a head start's, too, before or after the handover) does not lose it.
+Json BootMessage(const std::string& trigger, const Json& payload);
 
 // Whether `snapshot` (null when none) holds a message with the id of `message`: the first run's
 // boot message never goes through `.in`, so until a snapshot holds it (it was answered), a

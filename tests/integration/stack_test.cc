@@ -172,6 +172,35 @@ TEST_F(HeadStartTest, PureTextIsFinalAndTheWorkerCallsNoModel) {
   EXPECT_EQ(stack->llm().requests().size(), 1u);  // only the warm step 1
 }
 
+// The head start's user message is in the boot payload, not on `.in`: a worker that dies while
+// it waits for the handover must not take the message with it. The retry answers it as a
+// submit-message (the warm side's step 1 is not spliced: its run is gone), once.
+TEST(StackTest, AHeadStartWhoseWorkerDiesBeforeTheHandoverIsStillAnswered) {
+  auto stack = Stack::Start({.script = Script({Reply("Answered by the retry.")}),
+                             .workers = 0,
+                             .orchestrator_flags = {"--lease_ms=500", "--heartbeat_ms=100"}});
+  ASSERT_NE(stack, nullptr);
+  int first = stack->AddWorker();
+  stack->Create("hd", "chat", "handover-prepare",
+                Json{{"headStartMessages", Json::array({UserMessage("u1", "Are you there?")})}});
+  ASSERT_TRUE(stack->hooks(first).WaitFor("onBoot"));
+  int second = stack->AddWorker();
+  stack->worker(first).Signal(SIGKILL);
+  stack->worker(first).Wait();
+  // The warm side hands over meanwhile; the retry is no head start and leaves the signal be.
+  stack->Append("hd", Json{{"kind", "handover-skip"}});
+  std::vector<Json> out = stack->ReadTurns("hd", 0);
+  EXPECT_EQ(Text(out), "Answered by the retry.");
+  EXPECT_EQ(CountControl(out, "turn-complete"), 1);
+  ASSERT_TRUE(stack->hooks(second).WaitFor("onTurnComplete"));
+  ASSERT_EQ(stack->llm().requests().size(), 1u);
+  EXPECT_THAT(stack->llm().requests()[0].body, HasSubstr("Are you there?"));
+  std::vector<v1::Run> runs = stack->Runs("hd");
+  ASSERT_EQ(runs.size(), 2u);
+  EXPECT_EQ(runs[0].state(), v1::RUN_STATE_LOST);
+  EXPECT_EQ(runs[1].attempt(), 2);
+}
+
 TEST(StackTest, TraceparentReachesTheProviderCall) {
   auto stack = Stack::Start({.script = Script({Reply("traced")})});
   ASSERT_NE(stack, nullptr);

@@ -382,8 +382,8 @@ grpc::Status Orchestrator::CreateSession(const v1::CreateSessionRequest& request
   row.agent = request.agent();
   row.state = "live";
   row.base_payload_json = DumpJson(BasePayload(payload));
-  if (trigger == "submit-message" && payload.contains("message")) {
-    row.boot_message_json = DumpJson(payload["message"]);
+  if (Json boot = BootMessage(trigger, payload); boot.is_object()) {
+    row.boot_message_json = DumpJson(boot);
   }
   row.traceparent = request.traceparent();
   row.created_ms = UnixMs(absl::Now());
