@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/cleanup/cleanup.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "asio/co_spawn.hpp"
 #include "asio/detached.hpp"
@@ -274,9 +275,7 @@ asio::awaitable<RunOutcome> ChatRun::Body() {
     }
   }
 
-  if ((boot_.continuation || boot_.attempt > 1) && !agent_.hooks.hydrate_messages) {
-    co_await Recover();
-  }
+  if (boot_.continuation || boot_.attempt > 1) co_await Recover();
 
   // Boot-phase hooks sit outside the turn's error handling: a failure fails the run, visibly.
   Observe("onBoot", [&] {
@@ -358,18 +357,47 @@ asio::awaitable<RunOutcome> ChatRun::Body() {
 asio::awaitable<void> ChatRun::Recover() {
   // Split the tail into answers: each `start` opens one, `finish` or `abort` closes it. A
   // closed answer is settled (replayed over the snapshot's copy); an open one is the partial.
+  // An answer an earlier recovery retracted (a `retract` names its `start`) is neither: it was
+  // withdrawn, and its user answered again.
+  std::set<int64_t> retracted;
+  for (const OutRecord& r : boot_.out_tail) {
+    int64_t from = 0;
+    if (r.is_control && r.control == kRetract && absl::SimpleAtoi(r.Header("fromSeq"), &from)) {
+      retracted.insert(from);
+    }
+  }
   std::vector<Json> settled;
   std::optional<UiReducer> open;
+  int64_t open_from = 0;  // the open answer's `start` seq (0: chunks before any `start`)
   for (const OutRecord& r : boot_.out_tail) {
-    if (r.is_control) continue;
+    if (r.is_control) {
+      if (r.control == kTurnComplete) last_turn_complete_ = r.seq;
+      continue;
+    }
     std::string type = r.Type();
-    if (type == "start" || !open.has_value()) open.emplace();
+    if (type == "start" || !open.has_value()) {
+      open.emplace();
+      open_from = type == "start" ? r.seq : 0;
+    }
     if (!open->Apply(r.chunk).ok()) continue;  // a chunk that breaks the grammar is skipped
     if (type == "finish" || type == "abort") {
-      settled.push_back(open->message());
+      if (retracted.count(open_from) == 0) settled.push_back(open->message());
       open.reset();
     }
   }
+  if (open.has_value() && retracted.count(open_from) > 0) open.reset();
+  // The partial: the answer the dead run was streaming when it died. Its model call cannot be
+  // resumed mid-stream, so before this run writes anything it is either retracted (and its
+  // user answered again) or kept and closed (docs/protocol.md, "Answers a dead run left open").
+  Json raw = open.has_value() ? open->message() : Json();
+  Json partial = open.has_value() ? CleanupAbortedParts(raw) : Json();
+  const std::string partial_id = open.has_value() ? MessageId(partial) : std::string();
+  if (agent_.hooks.hydrate_messages) {
+    // The agent's own store is the transcript: nothing is folded, and the user is answered again.
+    if (!partial_id.empty()) WriteRetract(partial_id, open_from);
+    co_return;
+  }
+
   // A finished answer whose user message is still queued on `.in` answered it (the run died
   // before its snapshot): the user joins the transcript before the answer and is not run
   // again. Answers are paired with the queued users in order.
@@ -388,13 +416,11 @@ asio::awaitable<void> ChatRun::Recover() {
     }
     acc_.PutResponse(std::move(m));
   }
-  for (const OutRecord& r : boot_.out_tail) {
-    if (r.is_control && r.control == kTurnComplete) last_turn_complete_ = r.seq;
+  if (partial_id.empty()) co_return;
+  if (!HasContent(partial)) {
+    WriteRetract(partial_id, open_from);  // nothing to keep; readers saw its `start`
+    co_return;
   }
-  if (!open.has_value()) co_return;
-  Json raw = open->message();
-  Json partial = CleanupAbortedParts(raw);
-  if (MessageId(partial).empty() || !HasContent(partial)) co_return;
 
   RecoveryBootEvent event{info_, acc_.ui(), {}, partial, Json::array()};
   std::vector<int64_t> seqs;
@@ -425,16 +451,39 @@ asio::awaitable<void> ChatRun::Recover() {
     if (chosen.ok()) chain = *std::move(chosen);  // a failure leaves the default
   }
   if (!chain.has_value()) {
-    if (event.in_flight_users.size() < 2) co_return;  // drop the partial; answer the user again
+    if (event.in_flight_users.size() < 2) {
+      WriteRetract(partial_id, open_from);  // drop the partial; answer the user again
+      co_return;
+    }
     chain = acc_.ui();
     chain->push_back(event.in_flight_users.front());
     chain->push_back(partial);
   }
   acc_.Replace(*std::move(chain));
   // Users the chain now holds are answered: they are not run again.
+  bool answered = false;
   for (size_t i = 0; i < seqs.size(); ++i) {
-    if (acc_.Contains(MessageId(event.in_flight_users[i]))) inbox_.Drop(seqs[i]);
+    if (!acc_.Contains(MessageId(event.in_flight_users[i]))) continue;
+    inbox_.Drop(seqs[i]);
+    answered = true;
   }
+  if (!acc_.Contains(partial_id)) {
+    WriteRetract(partial_id, open_from);  // the hook's chain left it out
+    co_return;
+  }
+  // Kept: closed as a stopped turn is, with `abort` (the AI SDK's end of a stream cut short: the
+  // message stays as far as it got), and the turn it answered completes.
+  Write(OutRecord::Chunk({{"type", "abort"}}));
+  if (answered) {
+    WriteTurnComplete(false, "");
+    SaveSnapshot(MakeSnapshot(std::nullopt));
+  }
+}
+
+void ChatRun::WriteRetract(const std::string& message_id, int64_t from_seq) {
+  Write(OutRecord::Control(kRetract, {{"messageId", message_id},
+                                      {"fromSeq", absl::StrCat(from_seq)},
+                                      {"reason", boot_.attempt > 1 ? "run-lost" : "recovered"}}));
 }
 
 asio::awaitable<ChatRun::Wake> ChatRun::WaitForMessage(const std::string& phase,
