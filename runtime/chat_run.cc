@@ -336,6 +336,11 @@ asio::awaitable<RunOutcome> ChatRun::Body() {
       std::optional<TurnRequest> none;
       co_return co_await TurnLoop(std::move(none), "continuation");
     }
+    if (boot_answered_) {
+      // Recovery found the boot message answered on the `.out` tail: it is not run again.
+      std::optional<TurnRequest> none;
+      co_return co_await TurnLoop(std::move(none), "continuation");
+    }
     if (message != nullptr && message->is_object() &&
         inbox_.HasQueuedMessage(StringField(*message, "id"))) {
       // The boot message is also on `.in` (a retried run gets both): answer it once, from `.in`.
@@ -366,7 +371,7 @@ asio::awaitable<void> ChatRun::Recover() {
       retracted.insert(from);
     }
   }
-  std::vector<Json> settled;
+  std::vector<std::pair<Json, int64_t>> settled;  // each answer with the seq that closed it
   std::optional<UiReducer> open;
   int64_t open_from = 0;  // the open answer's `start` seq (0: chunks before any `start`)
   for (const OutRecord& r : boot_.out_tail) {
@@ -381,7 +386,7 @@ asio::awaitable<void> ChatRun::Recover() {
     }
     if (!open->Apply(r.chunk).ok()) continue;  // a chunk that breaks the grammar is skipped
     if (type == "finish" || type == "abort") {
-      if (retracted.count(open_from) == 0) settled.push_back(open->message());
+      if (retracted.count(open_from) == 0) settled.emplace_back(open->message(), r.seq);
       open.reset();
     }
   }
@@ -398,23 +403,47 @@ asio::awaitable<void> ChatRun::Recover() {
     co_return;
   }
 
-  // A finished answer whose user message is still queued on `.in` answered it (the run died
-  // before its snapshot): the user joins the transcript before the answer and is not run
-  // again. Answers are paired with the queued users in order.
+  // The users no turn has answered, oldest first: the boot message when the transcript does not
+  // hold it (the first run's message never went through `.in`, so a retry is handed it again;
+  // seq 0 here), then the user messages queued on `.in`.
   std::deque<std::pair<int64_t, Json>> unanswered;
+  const Json* boot_message = FindField(boot_.payload, "message");
+  if (boot_.trigger == "submit-message" && boot_message != nullptr && boot_message->is_object() &&
+      MessageRole(*boot_message) == "user" && !acc_.Contains(MessageId(*boot_message)) &&
+      !inbox_.HasQueuedMessage(MessageId(*boot_message))) {
+    unanswered.emplace_back(0, *boot_message);
+  }
   for (const InRecord& r : inbox_.queued()) {
     if (MessageRole(r.message()) == "user" && !acc_.Contains(MessageId(r.message()))) {
       unanswered.emplace_back(r.seq, r.message());
     }
   }
-  for (Json& m : settled) {
+  // A user the transcript now holds is answered: it is not run again.
+  auto answered = [this](int64_t seq) {
+    if (seq == 0) {
+      boot_answered_ = true;
+    } else {
+      inbox_.Drop(seq);
+    }
+  };
+  // A closed answer on the tail answered the oldest unanswered user (the run died before its
+  // snapshot): the user joins the transcript before the answer and is not run again.
+  int64_t paired_through = 0;  // the seq that closed the last answer paired with a user
+  for (auto& [m, closed_at] : settled) {
     if (MessageId(m).empty() || !HasContent(m)) continue;
     if (!acc_.Contains(MessageId(m)) && !unanswered.empty()) {
       acc_.Add(CleanupAbortedParts(unanswered.front().second));
-      inbox_.Drop(unanswered.front().first);
+      answered(unanswered.front().first);
       unanswered.pop_front();
+      paired_through = closed_at;
     }
     acc_.PutResponse(std::move(m));
+  }
+  if (paired_through > last_turn_complete_) {
+    // The dead run ended that answer (finished, or cancelled with `abort`) but did not live to
+    // write its turn's turn-complete: the turn is over, and readers are told so.
+    WriteTurnComplete(false, "");
+    SaveSnapshot(MakeSnapshot(std::nullopt));
   }
   if (partial_id.empty()) co_return;
   if (!HasContent(partial)) {
@@ -424,10 +453,9 @@ asio::awaitable<void> ChatRun::Recover() {
 
   RecoveryBootEvent event{info_, acc_.ui(), {}, partial, Json::array()};
   std::vector<int64_t> seqs;
-  for (const InRecord& r : inbox_.queued()) {
-    if (MessageRole(r.message()) != "user") continue;
-    event.in_flight_users.push_back(r.message());
-    seqs.push_back(r.seq);
+  for (const auto& [seq, message] : unanswered) {
+    event.in_flight_users.push_back(message);
+    seqs.push_back(seq);
   }
   for (const Json& part : raw["parts"]) {
     if (IsToolPart(part) && StringField(part, "state") == "input-available") {
@@ -461,11 +489,11 @@ asio::awaitable<void> ChatRun::Recover() {
   }
   acc_.Replace(*std::move(chain));
   // Users the chain now holds are answered: they are not run again.
-  bool answered = false;
+  bool any_answered = false;
   for (size_t i = 0; i < seqs.size(); ++i) {
     if (!acc_.Contains(MessageId(event.in_flight_users[i]))) continue;
-    inbox_.Drop(seqs[i]);
-    answered = true;
+    answered(seqs[i]);
+    any_answered = true;
   }
   if (!acc_.Contains(partial_id)) {
     WriteRetract(partial_id, open_from);  // the hook's chain left it out
@@ -474,7 +502,7 @@ asio::awaitable<void> ChatRun::Recover() {
   // Kept: closed as a stopped turn is, with `abort` (the AI SDK's end of a stream cut short: the
   // message stays as far as it got), and the turn it answered completes.
   Write(OutRecord::Chunk({{"type", "abort"}}));
-  if (answered) {
+  if (any_answered) {
     WriteTurnComplete(false, "");
     SaveSnapshot(MakeSnapshot(std::nullopt));
   }

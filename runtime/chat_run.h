@@ -176,6 +176,8 @@ class ChatRun : public std::enable_shared_from_this<ChatRun> {
   int64_t last_turn_complete_ = 0;  // `.out` seq of the latest turn-complete (trim target)
   Usage total_usage_;
   Usage previous_turn_usage_;
+  // Recovery found the boot payload's message answered on the `.out` tail.
+  bool boot_answered_ = false;
   // Head start: the handover to splice into turn 0 (consumed once).
   std::optional<InRecord> handover_;
   bool end_run_ = false;

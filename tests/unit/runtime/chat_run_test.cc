@@ -382,6 +382,69 @@ TEST_F(ChatRunRecovery, AFinishedAnswerOnTheTailIsNotAnsweredAgain) {
   EXPECT_EQ(HookCount("onRecoveryBoot"), 0);
   EXPECT_EQ(HookCount("onTurnComplete"), 1);
   EXPECT_EQ(CountType("trigger:retract"), 0);
+  // The dead run did not write u1's turn-complete: the retry does, before anything else.
+  ASSERT_FALSE(out_.empty());
+  EXPECT_EQ(out_[0].Type(), "trigger:turn-complete");
+  EXPECT_EQ(out_[0].Header("session-in-event-id"), "2");
+  EXPECT_EQ(CountType("trigger:turn-complete"), 2);
+}
+
+// The dead run wrote u1's turn-complete too: it is not written again.
+TEST_F(ChatRunRecovery, AFinishedAnswerWithItsTurnCompleteGetsNoSecond) {
+  Pending(2, "u1");
+  Tail({{{"type", "start"}, {"messageId", "R1"}},
+        {{"type", "start-step"}},
+        {{"type", "text-start"}, {"id", "s0-0"}},
+        {{"type", "text-delta"}, {"id", "s0-0"}, {"delta", "one"}},
+        {{"type", "text-end"}, {"id", "s0-0"}},
+        {{"type", "finish-step"}},
+        {{"type", "finish"}, {"finishReason", "stop"}}});
+  TailControl(kTurnComplete, {{"session-in-event-id", "2"}});
+  Start();
+  EXPECT_TRUE(model_->calls().empty());
+  EXPECT_TRUE(out_.empty());
+}
+
+// The chat's first message came with the boot payload (never on `.in`), and the run answering it
+// was cancelled (its answer ends in `abort`). The next message boots a continuation that is
+// handed the boot message again: the aborted answer is that message's, which is not answered
+// again; the new message is.
+TEST_F(ChatRunRecovery, AnAnswerOnTheTailAnswersTheBootMessageFirst) {
+  boot_.snapshot = Json();
+  boot_.attempt = 1;
+  boot_.trigger = "submit-message";
+  boot_.payload = {{"message", UserMessage("u1", "first")}};
+  Pending(1, "u2");
+  OpenAnswer("R1", "cut");
+  Tail({{{"type", "abort"}}});
+  model_->Push(ScriptedModel::Text("for u2"));
+  Start();
+  ASSERT_EQ(model_->calls().size(), 1u);
+  EXPECT_THAT(SnapshotIds(), ElementsAre("u1", "R1", "u2", "msg_new"));
+  ASSERT_FALSE(out_.empty());
+  EXPECT_EQ(out_[0].Type(), "trigger:turn-complete");  // u1's turn ends
+  EXPECT_EQ(CountType("trigger:turn-complete"), 2);
+  ASSERT_EQ(OutTypes().back(), "trigger:trim");
+  EXPECT_EQ(out_[out_.size() - 2].Header("session-in-event-id"), "1");  // u2's
+}
+
+// The boot message counts as an in-flight user: with u2 queued behind it, the default keeps the
+// partial as the boot message's answer and answers u2.
+TEST_F(ChatRunRecovery, TheBootMessageIsAnInFlightUser) {
+  boot_.trigger = "submit-message";
+  boot_.payload = {{"message", UserMessage("u1", "first")}};
+  Pending(2, "u2");
+  OpenAnswer("R1", "Half an ");
+  model_->Push(ScriptedModel::Text("for u2"));
+  Start();
+  ASSERT_NE(LastHook("onRecoveryBoot"), nullptr);
+  EXPECT_EQ((*LastHook("onRecoveryBoot"))["inFlightUsers"], Json::array({"u1", "u2"}));
+  ASSERT_EQ(model_->calls().size(), 1u);
+  EXPECT_THAT(SnapshotIds(), ElementsAre("u0", "R0", "u1", "R1", "u2", "msg_new"));
+  ASSERT_GE(out_.size(), 2u);
+  EXPECT_EQ(out_[0].Type(), "abort");
+  EXPECT_EQ(out_[1].Type(), "trigger:turn-complete");
+  EXPECT_EQ(CountType("trigger:turn-complete"), 2);
 }
 
 // One user in flight: the partial is dropped, and a `retract` naming it is the retry's first
