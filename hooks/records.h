@@ -3,7 +3,7 @@
 // The records of a chat session (DESIGN §4). A session has two seq-numbered logs:
 //   .in   what clients append: message, stop, handover, handover-skip
 //   .out  what the agent writes: AI SDK UI message chunks, plus control records
-//         (turn-complete, trim, session-closed, upgrade-required)
+//         (turn-complete, trim, session-closed, upgrade-required, retract)
 //
 // `.in` bodies are the JSON of a ChatInputChunk, exactly as Trigger.dev's chat agent reads them:
 //   {"kind":"message","payload":{"chatId":..,"trigger":"submit-message","message":{..}}}
@@ -57,6 +57,10 @@ inline constexpr std::string_view kTurnComplete = "turn-complete";
 inline constexpr std::string_view kTrim = "trim";
 inline constexpr std::string_view kSessionClosed = "session-closed";
 inline constexpr std::string_view kUpgradeRequired = "upgrade-required";
+// Withdraws an answer a run that died left unfinished, before its retry answers again: headers
+// `messageId` (the answer), `fromSeq` (the `.out` seq of its `start` chunk; the records from
+// there up to the retract are withdrawn) and `reason` (docs/protocol.md).
+inline constexpr std::string_view kRetract = "retract";
 
 // One `.out` record: either a UI message chunk or a control record with header-style fields.
 struct OutRecord {

@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/cleanup/cleanup.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "asio/co_spawn.hpp"
 #include "asio/detached.hpp"
@@ -274,9 +275,7 @@ asio::awaitable<RunOutcome> ChatRun::Body() {
     }
   }
 
-  if ((boot_.continuation || boot_.attempt > 1) && !agent_.hooks.hydrate_messages) {
-    co_await Recover();
-  }
+  if (boot_.continuation || boot_.attempt > 1) co_await Recover();
 
   // Boot-phase hooks sit outside the turn's error handling: a failure fails the run, visibly.
   Observe("onBoot", [&] {
@@ -337,6 +336,11 @@ asio::awaitable<RunOutcome> ChatRun::Body() {
       std::optional<TurnRequest> none;
       co_return co_await TurnLoop(std::move(none), "continuation");
     }
+    if (boot_answered_) {
+      // Recovery found the boot message answered on the `.out` tail: it is not run again.
+      std::optional<TurnRequest> none;
+      co_return co_await TurnLoop(std::move(none), "continuation");
+    }
     if (message != nullptr && message->is_object() &&
         inbox_.HasQueuedMessage(StringField(*message, "id"))) {
       // The boot message is also on `.in` (a retried run gets both): answer it once, from `.in`.
@@ -358,50 +362,100 @@ asio::awaitable<RunOutcome> ChatRun::Body() {
 asio::awaitable<void> ChatRun::Recover() {
   // Split the tail into answers: each `start` opens one, `finish` or `abort` closes it. A
   // closed answer is settled (replayed over the snapshot's copy); an open one is the partial.
-  std::vector<Json> settled;
-  std::optional<UiReducer> open;
+  // An answer an earlier recovery retracted (a `retract` names its `start`) is neither: it was
+  // withdrawn, and its user answered again.
+  std::set<int64_t> retracted;
   for (const OutRecord& r : boot_.out_tail) {
-    if (r.is_control) continue;
+    int64_t from = 0;
+    if (r.is_control && r.control == kRetract && absl::SimpleAtoi(r.Header("fromSeq"), &from)) {
+      retracted.insert(from);
+    }
+  }
+  std::vector<std::pair<Json, int64_t>> settled;  // each answer with the seq that closed it
+  std::optional<UiReducer> open;
+  int64_t open_from = 0;  // the open answer's `start` seq (0: chunks before any `start`)
+  for (const OutRecord& r : boot_.out_tail) {
+    if (r.is_control) {
+      if (r.control == kTurnComplete) last_turn_complete_ = r.seq;
+      continue;
+    }
     std::string type = r.Type();
-    if (type == "start" || !open.has_value()) open.emplace();
+    if (type == "start" || !open.has_value()) {
+      open.emplace();
+      open_from = type == "start" ? r.seq : 0;
+    }
     if (!open->Apply(r.chunk).ok()) continue;  // a chunk that breaks the grammar is skipped
     if (type == "finish" || type == "abort") {
-      settled.push_back(open->message());
+      if (retracted.count(open_from) == 0) settled.emplace_back(open->message(), r.seq);
       open.reset();
     }
   }
-  // A finished answer whose user message is still queued on `.in` answered it (the run died
-  // before its snapshot): the user joins the transcript before the answer and is not run
-  // again. Answers are paired with the queued users in order.
+  if (open.has_value() && retracted.count(open_from) > 0) open.reset();
+  // The partial: the answer the dead run was streaming when it died. Its model call cannot be
+  // resumed mid-stream, so before this run writes anything it is either retracted (and its
+  // user answered again) or kept and closed (docs/protocol.md, "Answers a dead run left open").
+  Json raw = open.has_value() ? open->message() : Json();
+  Json partial = open.has_value() ? CleanupAbortedParts(raw) : Json();
+  const std::string partial_id = open.has_value() ? MessageId(partial) : std::string();
+  if (agent_.hooks.hydrate_messages) {
+    // The agent's own store is the transcript: nothing is folded, and the user is answered again.
+    if (!partial_id.empty()) WriteRetract(partial_id, open_from);
+    co_return;
+  }
+
+  // The users no turn has answered, oldest first: the boot message when the transcript does not
+  // hold it (the first run's message never went through `.in`, so a retry is handed it again;
+  // seq 0 here), then the user messages queued on `.in`.
   std::deque<std::pair<int64_t, Json>> unanswered;
+  const Json* boot_message = FindField(boot_.payload, "message");
+  if (boot_.trigger == "submit-message" && boot_message != nullptr && boot_message->is_object() &&
+      MessageRole(*boot_message) == "user" && !acc_.Contains(MessageId(*boot_message)) &&
+      !inbox_.HasQueuedMessage(MessageId(*boot_message))) {
+    unanswered.emplace_back(0, *boot_message);
+  }
   for (const InRecord& r : inbox_.queued()) {
     if (MessageRole(r.message()) == "user" && !acc_.Contains(MessageId(r.message()))) {
       unanswered.emplace_back(r.seq, r.message());
     }
   }
-  for (Json& m : settled) {
+  // A user the transcript now holds is answered: it is not run again.
+  auto answered = [this](int64_t seq) {
+    if (seq == 0) {
+      boot_answered_ = true;
+    } else {
+      inbox_.Drop(seq);
+    }
+  };
+  // A closed answer on the tail answered the oldest unanswered user (the run died before its
+  // snapshot): the user joins the transcript before the answer and is not run again.
+  int64_t paired_through = 0;  // the seq that closed the last answer paired with a user
+  for (auto& [m, closed_at] : settled) {
     if (MessageId(m).empty() || !HasContent(m)) continue;
     if (!acc_.Contains(MessageId(m)) && !unanswered.empty()) {
       acc_.Add(CleanupAbortedParts(unanswered.front().second));
-      inbox_.Drop(unanswered.front().first);
+      answered(unanswered.front().first);
       unanswered.pop_front();
+      paired_through = closed_at;
     }
     acc_.PutResponse(std::move(m));
   }
-  for (const OutRecord& r : boot_.out_tail) {
-    if (r.is_control && r.control == kTurnComplete) last_turn_complete_ = r.seq;
+  if (paired_through > last_turn_complete_) {
+    // The dead run ended that answer (finished, or cancelled with `abort`) but did not live to
+    // write its turn's turn-complete: the turn is over, and readers are told so.
+    WriteTurnComplete(false, "");
+    SaveSnapshot(MakeSnapshot(std::nullopt));
   }
-  if (!open.has_value()) co_return;
-  Json raw = open->message();
-  Json partial = CleanupAbortedParts(raw);
-  if (MessageId(partial).empty() || !HasContent(partial)) co_return;
+  if (partial_id.empty()) co_return;
+  if (!HasContent(partial)) {
+    WriteRetract(partial_id, open_from);  // nothing to keep; readers saw its `start`
+    co_return;
+  }
 
   RecoveryBootEvent event{info_, acc_.ui(), {}, partial, Json::array()};
   std::vector<int64_t> seqs;
-  for (const InRecord& r : inbox_.queued()) {
-    if (MessageRole(r.message()) != "user") continue;
-    event.in_flight_users.push_back(r.message());
-    seqs.push_back(r.seq);
+  for (const auto& [seq, message] : unanswered) {
+    event.in_flight_users.push_back(message);
+    seqs.push_back(seq);
   }
   for (const Json& part : raw["parts"]) {
     if (IsToolPart(part) && StringField(part, "state") == "input-available") {
@@ -425,16 +479,39 @@ asio::awaitable<void> ChatRun::Recover() {
     if (chosen.ok()) chain = *std::move(chosen);  // a failure leaves the default
   }
   if (!chain.has_value()) {
-    if (event.in_flight_users.size() < 2) co_return;  // drop the partial; answer the user again
+    if (event.in_flight_users.size() < 2) {
+      WriteRetract(partial_id, open_from);  // drop the partial; answer the user again
+      co_return;
+    }
     chain = acc_.ui();
     chain->push_back(event.in_flight_users.front());
     chain->push_back(partial);
   }
   acc_.Replace(*std::move(chain));
   // Users the chain now holds are answered: they are not run again.
+  bool any_answered = false;
   for (size_t i = 0; i < seqs.size(); ++i) {
-    if (acc_.Contains(MessageId(event.in_flight_users[i]))) inbox_.Drop(seqs[i]);
+    if (!acc_.Contains(MessageId(event.in_flight_users[i]))) continue;
+    answered(seqs[i]);
+    any_answered = true;
   }
+  if (!acc_.Contains(partial_id)) {
+    WriteRetract(partial_id, open_from);  // the hook's chain left it out
+    co_return;
+  }
+  // Kept: closed as a stopped turn is, with `abort` (the AI SDK's end of a stream cut short: the
+  // message stays as far as it got), and the turn it answered completes.
+  Write(OutRecord::Chunk({{"type", "abort"}}));
+  if (any_answered) {
+    WriteTurnComplete(false, "");
+    SaveSnapshot(MakeSnapshot(std::nullopt));
+  }
+}
+
+void ChatRun::WriteRetract(const std::string& message_id, int64_t from_seq) {
+  Write(OutRecord::Control(kRetract, {{"messageId", message_id},
+                                      {"fromSeq", absl::StrCat(from_seq)},
+                                      {"reason", boot_.attempt > 1 ? "run-lost" : "recovered"}}));
 }
 
 asio::awaitable<ChatRun::Wake> ChatRun::WaitForMessage(const std::string& phase,

@@ -141,8 +141,10 @@ class ChatRun : public std::enable_shared_from_this<ChatRun> {
   TurnCompleteEvent MakeTurnCompleteEvent(const TurnState& state) const;
   void RestoreSnapshot();
   // Continuation or retry: folds the `.out` tail into the transcript and settles a partial
-  // answer a dead run left behind (onRecoveryBoot).
+  // answer a dead run left behind (onRecoveryBoot): it is retracted, or kept and closed.
   asio::awaitable<void> Recover();
+  // Writes a `retract` of the answer `message_id` whose `start` is at `.out` seq `from_seq`.
+  void WriteRetract(const std::string& message_id, int64_t from_seq);
   Json MakeSnapshot(std::optional<Json> suspended) const;
   int64_t WriteTurnComplete(bool closed, const std::string& close_reason);
   void Observe(std::string_view hook, const std::function<Json()>& args);
@@ -174,6 +176,8 @@ class ChatRun : public std::enable_shared_from_this<ChatRun> {
   int64_t last_turn_complete_ = 0;  // `.out` seq of the latest turn-complete (trim target)
   Usage total_usage_;
   Usage previous_turn_usage_;
+  // Recovery found the boot payload's message answered on the `.out` tail.
+  bool boot_answered_ = false;
   // Head start: the handover to splice into turn 0 (consumed once).
   std::optional<InRecord> handover_;
   bool end_run_ = false;

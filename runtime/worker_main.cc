@@ -213,6 +213,15 @@ int WorkerMain(int argc, char** argv, const std::function<void(WorkerSetup&)>& r
   io.run();
   if (health) health->Shutdown();
   LogJson("info", "worker stopped", {{"worker_id", worker.worker_id()}});
+  if (int running = pool.outstanding(); running > 0) {
+    // User code that ignores its stop token (a tool in a busy loop, a call that never returns)
+    // would hold the process forever in the pool's join. The drain is over and its runs are
+    // handed back, so nothing is owed: leave without waiting for it.
+    LogJson("warn", "exiting with hook or tool calls still running",
+            {{"worker_id", worker.worker_id()}, {"calls", running}});
+    std::fflush(nullptr);
+    std::_Exit(0);
+  }
   return 0;
 }
 

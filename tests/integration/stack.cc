@@ -334,6 +334,17 @@ v1::Session Stack::Get(const std::string& chat_id) {
   return session;
 }
 
+v1::Run Stack::Cancel(const std::string& chat_id) {
+  grpc::ClientContext context;
+  Prepare(context);
+  v1::CancelRunRequest request;
+  request.set_chat_id(chat_id);
+  v1::Run run;
+  grpc::Status status = sessions_->CancelRun(&context, request, &run);
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  return run;
+}
+
 std::vector<v1::Run> Stack::Runs(const std::string& chat_id) {
   grpc::ClientContext context;
   Prepare(context);
@@ -432,6 +443,11 @@ int CountControl(const std::vector<Json>& records, const std::string& subtype) {
   int n = 0;
   for (const Json& r : records) n += StringField(r, "control") == subtype ? 1 : 0;
   return n;
+}
+
+int64_t Seq(const Json& record) {
+  const Json* seq = FindField(record, record.contains("$seq") ? "$seq" : "seq");
+  return seq != nullptr && seq->is_number_integer() ? seq->get<int64_t>() : 0;
 }
 
 }  // namespace baton::testing

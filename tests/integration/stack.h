@@ -123,6 +123,8 @@ class Stack {
   int64_t Append(const std::string& chat_id, const Json& body);
   int64_t SendText(const std::string& chat_id, const std::string& id, const std::string& text);
   baton::v1::Session Get(const std::string& chat_id);
+  // CancelRun of the chat's live run.
+  baton::v1::Run Cancel(const std::string& chat_id);
   std::vector<baton::v1::Run> Runs(const std::string& chat_id = "");
   // Asks until the chat's latest run is in `state` (each answer is a round trip to the
   // orchestrator, so this waits on its state, not on a timer); false after the limit.
@@ -164,6 +166,8 @@ std::vector<std::string> Types(const std::vector<Json>& records);
 // The text of every text-delta, joined.
 std::string Text(const std::vector<Json>& records);
 int CountControl(const std::vector<Json>& records, const std::string& subtype);
+// A record's `.out` seq, chunk or control record.
+int64_t Seq(const Json& record);
 
 }  // namespace baton::testing
 

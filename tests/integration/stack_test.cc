@@ -437,40 +437,6 @@ TEST(StackTest, SigtermDrainsAndHandsRunsBack) {
   EXPECT_EQ(runs[1].worker_id(), "worker-1");
 }
 
-// A worker killed mid-answer: when its lease runs out, the run is retried on the other worker,
-// which settles the partial answer and answers the message; the reader sees one log, no seq
-// twice, and the turn completes.
-TEST(StackTest, AWorkerKilledMidAnswerIsReplacedWithinTheLease) {
-  Json slow = Reply("This answer will never finish because its worker dies.");
-  slow["delay_ms"] = 200;
-  auto stack = Stack::Start({.script = Script({slow, Reply("Answered by the second worker.")}),
-                             .workers = 0,
-                             .orchestrator_flags = {"--lease_ms=500", "--heartbeat_ms=100"}});
-  ASSERT_NE(stack, nullptr);
-  int first = stack->AddWorker();
-  stack->Create("k1", "chat", "submit-message", Json{{"message", UserMessage("u1", "hi")}});
-  // The first delta is on .out: the turn is in flight.
-  std::vector<Json> partial = stack->ReadUntil("k1", 0, [](const std::vector<Json>& r) {
-    return !r.empty() && r.back().value("type", "") == "text-delta";
-  });
-  int second = stack->AddWorker();
-  stack->worker(first).Signal(SIGKILL);
-  stack->worker(first).Wait();
-  ASSERT_TRUE(stack->hooks(second).WaitFor("onBoot"));
-  std::vector<Json> all = stack->ReadTurns("k1", 0);
-  for (size_t i = 0; i < all.size(); ++i) {
-    int64_t seq =
-        all[i].contains("$seq") ? all[i]["$seq"].get<int64_t>() : all[i]["seq"].get<int64_t>();
-    EXPECT_EQ(seq, static_cast<int64_t>(i) + 1);
-  }
-  EXPECT_THAT(Text(all), HasSubstr("Answered by the second worker."));
-  std::vector<v1::Run> runs = stack->Runs("k1");
-  ASSERT_EQ(runs.size(), 2u);
-  EXPECT_EQ(runs[0].state(), v1::RUN_STATE_LOST);
-  EXPECT_EQ(runs[1].attempt(), 2);
-  EXPECT_EQ(runs[1].worker_id(), "worker-1");
-}
-
 // Over a Unix socket, as on one machine.
 TEST(StackTest, WorkersAndClientsOverAUnixSocket) {
   auto stack = Stack::Start({.script = Script({Reply("Over a socket.")}), .unix_socket = true});

@@ -273,6 +273,12 @@ std::string Renderer::Control(const v1::OutRecord& record) {
     what = "upgrade required";
   } else if (control.subtype() == kTrim) {
     what = absl::StrCat("trim through ", header("through"));
+  } else if (control.subtype() == kRetract) {
+    // The answer above it from that seq is withdrawn: its run died, and the turn is answered
+    // again below.
+    std::string reason = header("reason");
+    what = absl::StrCat("retracted ", header("messageId"), " from seq ", header("fromSeq"),
+                        reason.empty() ? "" : ": " + reason);
   } else {
     what = control.subtype();
   }

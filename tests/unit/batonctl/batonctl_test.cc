@@ -542,7 +542,8 @@ TEST(Renderer, PrintsEveryOtherChunkKind) {
        Chunk(10, R"({"type":"custom-thing","v":1})"), Chunk(11, R"(not json)"),
        Control(12, "turn-complete", {{"session-closed", "true"}, {"session-closed-reason", "bye"}}),
        Control(13, "trim", {{"through", "11"}}), Control(14, "upgrade-required"),
-       Control(15, "session-closed")});
+       Control(15, "session-closed"),
+       Control(16, "retract", {{"messageId", "m1"}, {"fromSeq", "1"}, {"reason", "run-lost"}})});
   EXPECT_EQ(out,
             "▶ message\n"
             "✗ calc {\"x\":\"y\"}: bad input\n"
@@ -558,7 +559,8 @@ TEST(Renderer, PrintsEveryOtherChunkKind) {
             "── turn complete, chat closed: bye (seq 12) ──\n"
             "── trim through 11 (seq 13) ──\n"
             "── upgrade required (seq 14) ──\n"
-            "── chat closed (seq 15) ──\n");
+            "── chat closed (seq 15) ──\n"
+            "── retracted m1 from seq 1: run-lost (seq 16) ──\n");
 }
 
 TEST(Renderer, ReplacesTerminalControlsInRecordText) {

@@ -238,75 +238,349 @@ TEST(ChatRun, TotalUsageSurvivesASuspension) {
 namespace baton {
 namespace {
 
-// A retry booted by hand, with the `.out` tail a dead run left: its answer to u1 finished, but
-// the run died before saving the snapshot that would have recorded it.
-TEST(ChatRunRecovery, AFinishedAnswerOnTheTailIsNotAnsweredAgain) {
-  FakeClock clock;
-  asio::io_context io;
-  HookPool pool(1);
-  auto model = std::make_shared<ScriptedModel>(clock);
-  model->Push(ScriptedModel::Text("for u2"));
-  Agent agent = TextAgent();
-  agent.model = model;
-  std::vector<OutRecord> out;
-  Json snapshot;
-  std::optional<RunOutcome> outcome;
-  std::vector<std::string> hooks;
-  RunHost host;
-  host.executor = io.get_executor();
-  host.clock = &clock;
-  host.pool = &pool;
-  host.write = [&](OutRecord r) {
-    r.seq = 100 + static_cast<int64_t>(out.size());
-    out.push_back(r);
-    return r.seq;
-  };
-  host.save_snapshot = [&](Json s) { snapshot = std::move(s); };
-  host.finished = [&](const RunOutcome& o) { outcome = o; };
-  host.observe = [&](std::string_view hook, const Json&) { hooks.emplace_back(hook); };
-  host.new_message_id = [] { return std::string("msg_new"); };
-
-  BootRequest boot;
-  boot.run_id = "run_2";
-  boot.chat_id = "c";
-  boot.continuation = true;
-  boot.attempt = 2;
-  Json r0 = {{"id", "R0"},
-             {"role", "assistant"},
-             {"parts", Json::array({{{"type", "text"}, {"text", "zero"}}})}};
-  boot.snapshot = {
-      {"messages",
-       Json::array({{{"id", "u0"}, {"final", true}, {"message", UserMessage("u0", "a")}},
-                    {{"id", "R0"}, {"final", true}, {"message", r0}}})},
-      {"lastOutEventId", 10},
-      {"lastInEventId", 1}};
-  auto message = [](const std::string& id) {
-    return Json{{"kind", "message"},
-                {"payload", {{"trigger", "submit-message"}, {"message", UserMessage(id, id)}}}};
-  };
-  boot.pending.push_back(*InRecordFromJson(2, message("u1")));
-  boot.pending.push_back(*InRecordFromJson(3, message("u2")));
-  for (Json chunk : {Json{{"type", "start"}, {"messageId", "R1"}}, Json{{"type", "start-step"}},
-                     Json{{"type", "text-start"}, {"id", "s0-0"}},
-                     Json{{"type", "text-delta"}, {"id", "s0-0"}, {"delta", "one"}},
-                     Json{{"type", "text-end"}, {"id", "s0-0"}}, Json{{"type", "finish-step"}},
-                     Json{{"type", "finish"}, {"finishReason", "stop"}}}) {
-    boot.out_tail.push_back(OutRecord::Chunk(std::move(chunk)));
+// A retry booted by hand on a fake host: the snapshot of a dead run's chat (u0 answered by R0,
+// its turn-complete at `.out` seq 10, `.in` answered through 1), the `.in` records after it,
+// and the `.out` tail the dead run left after seq 10.
+class ChatRunRecovery : public ::testing::Test {
+ protected:
+  ChatRunRecovery() : model_(std::make_shared<ScriptedModel>(clock_)) {
+    agent_.id = "t";
+    agent_.model = model_;
+    boot_.run_id = "run_2";
+    boot_.chat_id = "c";
+    boot_.continuation = true;
+    boot_.attempt = 2;
+    Json r0 = {{"id", "R0"},
+               {"role", "assistant"},
+               {"parts", Json::array({{{"type", "text"}, {"text", "zero"}}})}};
+    boot_.snapshot = {
+        {"messages",
+         Json::array({{{"id", "u0"}, {"final", true}, {"message", UserMessage("u0", "a")}},
+                      {{"id", "R0"}, {"final", true}, {"message", r0}}})},
+        {"lastOutEventId", 10},
+        {"lastInEventId", 1}};
   }
-  auto run = std::make_shared<ChatRun>(agent, host, std::move(boot));
-  run->Start();
-  RunUntilQuiet(io, pool);
 
+  ~ChatRunRecovery() override {
+    if (run_ != nullptr) {
+      run_->Cancel();
+      RunUntilQuiet(io_, pool_);
+    }
+  }
+
+  // A user message on `.in` at `seq`.
+  void Pending(int64_t seq, const std::string& id) {
+    Json body = {{"kind", "message"},
+                 {"payload", {{"trigger", "submit-message"}, {"message", UserMessage(id, id)}}}};
+    boot_.pending.push_back(*InRecordFromJson(seq, std::move(body)));
+  }
+  // Chunks on the tail, numbered on from the last one (or from 11).
+  void Tail(std::vector<Json> chunks) {
+    for (Json& chunk : chunks) {
+      OutRecord r = OutRecord::Chunk(std::move(chunk));
+      r.seq = NextTailSeq();
+      boot_.out_tail.push_back(std::move(r));
+    }
+  }
+  void TailControl(std::string_view subtype,
+                   std::vector<std::pair<std::string, std::string>> headers) {
+    OutRecord r = OutRecord::Control(subtype, std::move(headers));
+    r.seq = NextTailSeq();
+    boot_.out_tail.push_back(std::move(r));
+  }
+  // An answer `id` cut off mid-text: start, start-step, text-start, one delta.
+  void OpenAnswer(const std::string& id, const std::string& text) {
+    Tail({{{"type", "start"}, {"messageId", id}},
+          {{"type", "start-step"}},
+          {{"type", "text-start"}, {"id", "s0-0"}},
+          {{"type", "text-delta"}, {"id", "s0-0"}, {"delta", text}}});
+  }
+
+  void Start() {
+    RunHost host;
+    host.executor = io_.get_executor();
+    host.clock = &clock_;
+    host.pool = &pool_;
+    host.write = [this](OutRecord r) {
+      r.seq = 100 + static_cast<int64_t>(out_.size());
+      out_.push_back(r);
+      return r.seq;
+    };
+    host.save_snapshot = [this](Json s) { snapshot_ = std::move(s); };
+    host.finished = [this](const RunOutcome& o) { outcome_ = o; };
+    host.observe = [this](std::string_view hook, const Json& args) {
+      hooks_.push_back(Json{{"hook", hook}, {"args", args}});
+    };
+    host.new_message_id = [] { return std::string("msg_new"); };
+    run_ = std::make_shared<ChatRun>(agent_, host, std::move(boot_));
+    run_->Start();
+    RunUntilQuiet(io_, pool_);
+  }
+
+  std::vector<std::string> OutTypes() const {
+    std::vector<std::string> types;
+    for (const OutRecord& r : out_) types.push_back(r.Type());
+    return types;
+  }
+  std::vector<std::string> SnapshotIds() const {
+    std::vector<std::string> ids;
+    for (const Json& m : snapshot_["messages"]) ids.push_back(m["id"]);
+    return ids;
+  }
+  int CountType(const std::string& type) const {
+    int n = 0;
+    for (const OutRecord& r : out_) n += r.Type() == type ? 1 : 0;
+    return n;
+  }
+  int HookCount(const std::string& name) const {
+    int n = 0;
+    for (const Json& h : hooks_) n += h["hook"] == name ? 1 : 0;
+    return n;
+  }
+  const Json* LastHook(const std::string& name) const {
+    for (auto it = hooks_.rbegin(); it != hooks_.rend(); ++it) {
+      if ((*it)["hook"] == name) return &(*it)["args"];
+    }
+    return nullptr;
+  }
+
+  FakeClock clock_;
+  asio::io_context io_;
+  HookPool pool_{1};
+  std::shared_ptr<ScriptedModel> model_;
+  Agent agent_;
+  BootRequest boot_;
+  std::vector<OutRecord> out_;
+  Json snapshot_;
+  std::optional<RunOutcome> outcome_;
+  std::vector<Json> hooks_;
+  std::shared_ptr<ChatRun> run_;
+
+ private:
+  int64_t NextTailSeq() const {
+    return boot_.out_tail.empty() ? 11 : boot_.out_tail.back().seq + 1;
+  }
+};
+
+// The dead run's answer to u1 finished, but the run died before saving the snapshot that would
+// have recorded it.
+TEST_F(ChatRunRecovery, AFinishedAnswerOnTheTailIsNotAnsweredAgain) {
+  model_->Push(ScriptedModel::Text("for u2"));
+  Pending(2, "u1");
+  Pending(3, "u2");
+  Tail({{{"type", "start"}, {"messageId", "R1"}},
+        {{"type", "start-step"}},
+        {{"type", "text-start"}, {"id", "s0-0"}},
+        {{"type", "text-delta"}, {"id", "s0-0"}, {"delta", "one"}},
+        {{"type", "text-end"}, {"id", "s0-0"}},
+        {{"type", "finish-step"}},
+        {{"type", "finish"}, {"finishReason", "stop"}}});
+  Start();
   // Only u2 is answered; the transcript reads u0, R0, u1, R1, u2, and u2's answer.
-  ASSERT_EQ(model->calls().size(), 1u);
-  std::vector<std::string> ids;
-  for (const Json& m : snapshot["messages"]) ids.push_back(m["id"]);
-  EXPECT_THAT(ids, ElementsAre("u0", "R0", "u1", "R1", "u2", "msg_new"));
-  EXPECT_EQ(std::count(hooks.begin(), hooks.end(), "onRecoveryBoot"), 0);
-  EXPECT_EQ(std::count(hooks.begin(), hooks.end(), "onTurnComplete"), 1);
-  run->Cancel();
-  RunUntilQuiet(io, pool);
-  EXPECT_TRUE(outcome.has_value());
+  ASSERT_EQ(model_->calls().size(), 1u);
+  EXPECT_THAT(SnapshotIds(), ElementsAre("u0", "R0", "u1", "R1", "u2", "msg_new"));
+  EXPECT_EQ(HookCount("onRecoveryBoot"), 0);
+  EXPECT_EQ(HookCount("onTurnComplete"), 1);
+  EXPECT_EQ(CountType("trigger:retract"), 0);
+  // The dead run did not write u1's turn-complete: the retry does, before anything else.
+  ASSERT_FALSE(out_.empty());
+  EXPECT_EQ(out_[0].Type(), "trigger:turn-complete");
+  EXPECT_EQ(out_[0].Header("session-in-event-id"), "2");
+  EXPECT_EQ(CountType("trigger:turn-complete"), 2);
+}
+
+// The dead run wrote u1's turn-complete too: it is not written again.
+TEST_F(ChatRunRecovery, AFinishedAnswerWithItsTurnCompleteGetsNoSecond) {
+  Pending(2, "u1");
+  Tail({{{"type", "start"}, {"messageId", "R1"}},
+        {{"type", "start-step"}},
+        {{"type", "text-start"}, {"id", "s0-0"}},
+        {{"type", "text-delta"}, {"id", "s0-0"}, {"delta", "one"}},
+        {{"type", "text-end"}, {"id", "s0-0"}},
+        {{"type", "finish-step"}},
+        {{"type", "finish"}, {"finishReason", "stop"}}});
+  TailControl(kTurnComplete, {{"session-in-event-id", "2"}});
+  Start();
+  EXPECT_TRUE(model_->calls().empty());
+  EXPECT_TRUE(out_.empty());
+}
+
+// The chat's first message came with the boot payload (never on `.in`), and the run answering it
+// was cancelled (its answer ends in `abort`). The next message boots a continuation that is
+// handed the boot message again: the aborted answer is that message's, which is not answered
+// again; the new message is.
+TEST_F(ChatRunRecovery, AnAnswerOnTheTailAnswersTheBootMessageFirst) {
+  boot_.snapshot = Json();
+  boot_.attempt = 1;
+  boot_.trigger = "submit-message";
+  boot_.payload = {{"message", UserMessage("u1", "first")}};
+  Pending(1, "u2");
+  OpenAnswer("R1", "cut");
+  Tail({{{"type", "abort"}}});
+  model_->Push(ScriptedModel::Text("for u2"));
+  Start();
+  ASSERT_EQ(model_->calls().size(), 1u);
+  EXPECT_THAT(SnapshotIds(), ElementsAre("u1", "R1", "u2", "msg_new"));
+  ASSERT_FALSE(out_.empty());
+  EXPECT_EQ(out_[0].Type(), "trigger:turn-complete");  // u1's turn ends
+  EXPECT_EQ(CountType("trigger:turn-complete"), 2);
+  ASSERT_EQ(OutTypes().back(), "trigger:trim");
+  EXPECT_EQ(out_[out_.size() - 2].Header("session-in-event-id"), "1");  // u2's
+}
+
+// The boot message counts as an in-flight user: with u2 queued behind it, the default keeps the
+// partial as the boot message's answer and answers u2.
+TEST_F(ChatRunRecovery, TheBootMessageIsAnInFlightUser) {
+  boot_.trigger = "submit-message";
+  boot_.payload = {{"message", UserMessage("u1", "first")}};
+  Pending(2, "u2");
+  OpenAnswer("R1", "Half an ");
+  model_->Push(ScriptedModel::Text("for u2"));
+  Start();
+  ASSERT_NE(LastHook("onRecoveryBoot"), nullptr);
+  EXPECT_EQ((*LastHook("onRecoveryBoot"))["inFlightUsers"], Json::array({"u1", "u2"}));
+  ASSERT_EQ(model_->calls().size(), 1u);
+  EXPECT_THAT(SnapshotIds(), ElementsAre("u0", "R0", "u1", "R1", "u2", "msg_new"));
+  ASSERT_GE(out_.size(), 2u);
+  EXPECT_EQ(out_[0].Type(), "abort");
+  EXPECT_EQ(out_[1].Type(), "trigger:turn-complete");
+  EXPECT_EQ(CountType("trigger:turn-complete"), 2);
+}
+
+// One user in flight: the partial is dropped, and a `retract` naming it is the retry's first
+// record, before the answer that replaces it.
+TEST_F(ChatRunRecovery, ADroppedPartialIsRetractedBeforeAnyNewOutput) {
+  model_->Push(ScriptedModel::Text("whole"));
+  Pending(2, "u1");
+  OpenAnswer("R1", "Half an ");
+  Start();
+  ASSERT_FALSE(out_.empty());
+  EXPECT_EQ(out_[0].Type(), "trigger:retract");
+  EXPECT_EQ(out_[0].Header("messageId"), "R1");
+  EXPECT_EQ(out_[0].Header("fromSeq"), "11");
+  EXPECT_EQ(out_[0].Header("reason"), "run-lost");
+  EXPECT_THAT(OutTypes(), ElementsAre("trigger:retract", "start", "start-step", "text-start",
+                                      "text-delta", "text-end", "finish-step", "finish",
+                                      "trigger:turn-complete", "trigger:trim"));
+  EXPECT_EQ(out_[1].chunk["messageId"], "msg_new");
+  EXPECT_EQ(out_[8].Header("session-in-event-id"), "2");
+  EXPECT_THAT(SnapshotIds(), ElementsAre("u0", "R0", "u1", "msg_new"));
+  ASSERT_NE(LastHook("onRecoveryBoot"), nullptr);
+  EXPECT_EQ((*LastHook("onRecoveryBoot"))["partialAssistant"], "R1");
+}
+
+// An answer an earlier recovery retracted is gone: neither settled into the transcript nor
+// offered as the partial. Only the retry's own unfinished answer is.
+TEST_F(ChatRunRecovery, ARetractedAnswerOnTheTailIsNeitherSettledNorThePartial) {
+  model_->Push(ScriptedModel::Text("third time"));
+  Pending(2, "u1");
+  OpenAnswer("R1", "first try");  // seqs 11-14
+  TailControl(kRetract, {{"messageId", "R1"}, {"fromSeq", "11"}, {"reason", "run-lost"}});
+  OpenAnswer("R1b", "second try");  // seqs 16-19
+  Start();
+  ASSERT_NE(LastHook("onRecoveryBoot"), nullptr);
+  EXPECT_EQ((*LastHook("onRecoveryBoot"))["partialAssistant"], "R1b");
+  EXPECT_EQ((*LastHook("onRecoveryBoot"))["settledMessages"], Json::array({"u0", "R0"}));
+  ASSERT_FALSE(out_.empty());
+  EXPECT_EQ(out_[0].Type(), "trigger:retract");
+  EXPECT_EQ(out_[0].Header("messageId"), "R1b");
+  EXPECT_EQ(out_[0].Header("fromSeq"), "16");
+  EXPECT_EQ(CountType("trigger:retract"), 1);  // R1 was retracted before, not again
+  EXPECT_THAT(SnapshotIds(), ElementsAre("u0", "R0", "u1", "msg_new"));
+}
+
+// A retracted answer that reads as closed after all (a stray `abort`) is not settled either.
+TEST_F(ChatRunRecovery, ARetractedAnswerIsNotSettledEvenWhenItReadsAsClosed) {
+  model_->Push(ScriptedModel::Text("again"));
+  Pending(2, "u1");
+  OpenAnswer("R1", "cut");  // seqs 11-14
+  TailControl(kRetract, {{"messageId", "R1"}, {"fromSeq", "11"}, {"reason", "run-lost"}});
+  Tail({{{"type", "abort"}}});  // a stray close of the withdrawn answer
+  Start();
+  EXPECT_EQ(HookCount("onRecoveryBoot"), 0);
+  EXPECT_EQ(CountType("trigger:retract"), 0);
+  EXPECT_THAT(SnapshotIds(), ElementsAre("u0", "R0", "u1", "msg_new"));
+}
+
+// The hook keeps the partial as u1's answer: it is closed with `abort` and u1's turn completes
+// (turn-complete, then the snapshot); nothing is retracted and no model call answers u1.
+TEST_F(ChatRunRecovery, AKeptPartialIsClosedWithAbortAndItsTurnCompletes) {
+  agent_.hooks.on_recovery_boot =
+      [](const RecoveryBootEvent& e) -> absl::StatusOr<std::optional<std::vector<Json>>> {
+    std::vector<Json> chain = e.settled_messages;
+    chain.push_back(e.in_flight_users.front());
+    chain.push_back(e.partial_assistant);
+    return chain;
+  };
+  Pending(2, "u1");
+  OpenAnswer("R1", "Half an ");
+  Start();
+  EXPECT_TRUE(model_->calls().empty());
+  ASSERT_THAT(OutTypes(), ElementsAre("abort", "trigger:turn-complete", "trigger:trim"));
+  EXPECT_EQ(out_[1].Header("session-in-event-id"), "2");
+  EXPECT_EQ(out_[2].Header("through"), "10");
+  EXPECT_THAT(SnapshotIds(), ElementsAre("u0", "R0", "u1", "R1"));
+  EXPECT_EQ(snapshot_["lastOutEventId"], out_[1].seq);
+  EXPECT_EQ(snapshot_["lastInEventId"], 2);
+  EXPECT_FALSE(outcome_.has_value());  // the run waits for the next message
+}
+
+// The hook's chain leaves the partial out: it is retracted, as by default.
+TEST_F(ChatRunRecovery, APartialTheHookLeavesOutIsRetracted) {
+  agent_.hooks.on_recovery_boot =
+      [](const RecoveryBootEvent& e) -> absl::StatusOr<std::optional<std::vector<Json>>> {
+    return e.settled_messages;
+  };
+  model_->Push(ScriptedModel::Text("whole"));
+  Pending(2, "u1");
+  OpenAnswer("R1", "Half an ");
+  Start();
+  ASSERT_FALSE(out_.empty());
+  EXPECT_EQ(out_[0].Type(), "trigger:retract");
+  EXPECT_EQ(out_[0].Header("messageId"), "R1");
+  EXPECT_EQ(CountType("abort"), 0);
+  EXPECT_THAT(SnapshotIds(), ElementsAre("u0", "R0", "u1", "msg_new"));
+}
+
+// An answer cut off before any content (readers saw its `start`) is retracted without asking
+// the hook: there is nothing to keep.
+TEST_F(ChatRunRecovery, AnEmptyPartialIsRetractedWithoutTheHook) {
+  model_->Push(ScriptedModel::Text("whole"));
+  Pending(2, "u1");
+  Tail({{{"type", "start"}, {"messageId", "R1"}}, {{"type", "start-step"}}});
+  Start();
+  EXPECT_EQ(HookCount("onRecoveryBoot"), 0);
+  ASSERT_FALSE(out_.empty());
+  EXPECT_EQ(out_[0].Type(), "trigger:retract");
+  EXPECT_EQ(out_[0].Header("fromSeq"), "11");
+}
+
+// An agent with hydrateMessages keeps its own transcript, so nothing is folded; its readers
+// still see the partial retracted before the user is answered again.
+TEST_F(ChatRunRecovery, AHydratingAgentRetractsThePartialToo) {
+  agent_.hooks.hydrate_messages = [](const HydrateMessagesEvent& e) {
+    return absl::StatusOr<std::vector<Json>>(e.previous_messages);
+  };
+  model_->Push(ScriptedModel::Text("whole"));
+  Pending(2, "u1");
+  OpenAnswer("R1", "Half an ");
+  Start();
+  EXPECT_EQ(HookCount("onRecoveryBoot"), 0);
+  ASSERT_FALSE(out_.empty());
+  EXPECT_EQ(out_[0].Type(), "trigger:retract");
+  EXPECT_EQ(out_[0].Header("messageId"), "R1");
+  EXPECT_EQ(CountType("trigger:turn-complete"), 1);
+}
+
+// A continuation after a run that ended (not lost) says so in the reason.
+TEST_F(ChatRunRecovery, AContinuationRetractsWithReasonRecovered) {
+  boot_.attempt = 1;
+  model_->Push(ScriptedModel::Text("whole"));
+  Pending(2, "u1");
+  OpenAnswer("R1", "Half an ");
+  Start();
+  ASSERT_FALSE(out_.empty());
+  EXPECT_EQ(out_[0].Header("reason"), "recovered");
 }
 
 }  // namespace
