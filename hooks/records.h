@@ -58,7 +58,7 @@ inline constexpr std::string_view kTrim = "trim";
 inline constexpr std::string_view kSessionClosed = "session-closed";
 inline constexpr std::string_view kUpgradeRequired = "upgrade-required";
 // Withdraws an answer a run that died left unfinished, before its retry answers again: headers
-// `messageId` (the answer), `fromSeq` (the `.out` seq of its `start` chunk; the records from
+// `message-id` (the answer), `from-seq` (the `.out` seq of its `start` chunk; the records from
 // there up to the retract are withdrawn) and `reason` (docs/protocol.md).
 inline constexpr std::string_view kRetract = "retract";
 

@@ -367,7 +367,7 @@ asio::awaitable<void> ChatRun::Recover() {
   std::set<int64_t> retracted;
   for (const OutRecord& r : boot_.out_tail) {
     int64_t from = 0;
-    if (r.is_control && r.control == kRetract && absl::SimpleAtoi(r.Header("fromSeq"), &from)) {
+    if (r.is_control && r.control == kRetract && absl::SimpleAtoi(r.Header("from-seq"), &from)) {
       retracted.insert(from);
     }
   }
@@ -509,8 +509,8 @@ asio::awaitable<void> ChatRun::Recover() {
 }
 
 void ChatRun::WriteRetract(const std::string& message_id, int64_t from_seq) {
-  Write(OutRecord::Control(kRetract, {{"messageId", message_id},
-                                      {"fromSeq", absl::StrCat(from_seq)},
+  Write(OutRecord::Control(kRetract, {{"message-id", message_id},
+                                      {"from-seq", absl::StrCat(from_seq)},
                                       {"reason", boot_.attempt > 1 ? "run-lost" : "recovered"}}));
 }
 

@@ -113,8 +113,8 @@ size_t ExpectRetractedPartial(const std::vector<Json>& all) {
   EXPECT_EQ(Count(Types(partial), "finish"), 0);
   EXPECT_EQ(Count(Types(partial), "abort"), 0);
   EXPECT_EQ(CountControl(partial, "turn-complete"), 0);
-  EXPECT_EQ(Header(all[retract], "messageId"), StringField(partial.front(), "messageId"));
-  EXPECT_EQ(Header(all[retract], "fromSeq"), absl::StrCat(Seq(partial.front())));
+  EXPECT_EQ(Header(all[retract], "message-id"), StringField(partial.front(), "messageId"));
+  EXPECT_EQ(Header(all[retract], "from-seq"), absl::StrCat(Seq(partial.front())));
   EXPECT_EQ(Header(all[retract], "reason"), "run-lost");
   return retract;
 }

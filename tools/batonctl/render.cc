@@ -277,7 +277,7 @@ std::string Renderer::Control(const v1::OutRecord& record) {
     // The answer above it from that seq is withdrawn: its run died, and the turn is answered
     // again below.
     std::string reason = header("reason");
-    what = absl::StrCat("retracted ", header("messageId"), " from seq ", header("fromSeq"),
+    what = absl::StrCat("retracted ", header("message-id"), " from seq ", header("from-seq"),
                         reason.empty() ? "" : ": " + reason);
   } else {
     what = control.subtype();

@@ -5,6 +5,7 @@
 //
 //   - every `.in` message the clients appended was answered exactly once: one finished
 //     assistant answer and a turn-complete whose `.in` floor is that message's seq;
+//   - every answer a fault cut short was retracted (or closed), none left dangling;
 //   - every turn-complete answers a message that was appended (none invented, none twice with
 //     an answer each);
 //   - `.out` seqs run from 1 without a gap.
@@ -140,8 +141,8 @@ void DriveChat(Stack& stack, ChatLog& chat, const std::atomic<bool>& stop, Figur
 }
 
 struct Audit {
-  int answers = 0;      // finished assistant answers
-  int interrupted = 0;  // answers begun and never finished (their run was lost)
+  int answers = 0;      // assistant answers closed by finish (or abort, for a kept partial)
+  int interrupted = 0;  // answers begun, never closed and never retracted
   int retracted = 0;
   int turn_completes = 0;
 };
@@ -168,7 +169,7 @@ Audit AuditChat(Stack& stack, const ChatLog& chat) {
       if (r.control().subtype() == "retract") {
         ++audit.retracted;
         for (const v1::Header& h : r.control().headers()) {
-          if (h.name() == "messageId") unfinished.erase(h.value());
+          if (h.name() == "message-id") unfinished.erase(h.value());
         }
       }
       if (r.control().subtype() != "turn-complete") continue;
@@ -187,7 +188,7 @@ Audit AuditChat(Stack& stack, const ChatLog& chat) {
       current = chunk.value("messageId", "");
       unfinished.insert(current);
     }
-    if (type == "finish") {
+    if (type == "finish" || type == "abort") {  // an abort closes a kept partial
       ++answers_in_turn;
       ++audit.answers;
       unfinished.erase(current);
@@ -286,6 +287,8 @@ TEST(Soak, ManyChatsThroughKilledWorkersAndARestartedOrchestratorLoseNothing) {
   }
   EXPECT_EQ(failed_waits, 0) << "turns that were not answered within a minute";
   EXPECT_EQ(total.answers, sent);
+  // Answers a fault cut short are withdrawn (retract) or closed (abort), never left dangling.
+  EXPECT_EQ(total.interrupted, 0);
 
   std::sort(figures.turn_ms.begin(), figures.turn_ms.end());
   auto at = [&](double q) {

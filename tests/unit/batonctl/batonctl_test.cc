@@ -543,7 +543,7 @@ TEST(Renderer, PrintsEveryOtherChunkKind) {
        Control(12, "turn-complete", {{"session-closed", "true"}, {"session-closed-reason", "bye"}}),
        Control(13, "trim", {{"through", "11"}}), Control(14, "upgrade-required"),
        Control(15, "session-closed"),
-       Control(16, "retract", {{"messageId", "m1"}, {"fromSeq", "1"}, {"reason", "run-lost"}})});
+       Control(16, "retract", {{"message-id", "m1"}, {"from-seq", "1"}, {"reason", "run-lost"}})});
   EXPECT_EQ(out,
             "▶ message\n"
             "✗ calc {\"x\":\"y\"}: bad input\n"

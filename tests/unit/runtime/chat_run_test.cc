@@ -456,8 +456,8 @@ TEST_F(ChatRunRecovery, ADroppedPartialIsRetractedBeforeAnyNewOutput) {
   Start();
   ASSERT_FALSE(out_.empty());
   EXPECT_EQ(out_[0].Type(), "trigger:retract");
-  EXPECT_EQ(out_[0].Header("messageId"), "R1");
-  EXPECT_EQ(out_[0].Header("fromSeq"), "11");
+  EXPECT_EQ(out_[0].Header("message-id"), "R1");
+  EXPECT_EQ(out_[0].Header("from-seq"), "11");
   EXPECT_EQ(out_[0].Header("reason"), "run-lost");
   EXPECT_THAT(OutTypes(), ElementsAre("trigger:retract", "start", "start-step", "text-start",
                                       "text-delta", "text-end", "finish-step", "finish",
@@ -475,7 +475,7 @@ TEST_F(ChatRunRecovery, ARetractedAnswerOnTheTailIsNeitherSettledNorThePartial) 
   model_->Push(ScriptedModel::Text("third time"));
   Pending(2, "u1");
   OpenAnswer("R1", "first try");  // seqs 11-14
-  TailControl(kRetract, {{"messageId", "R1"}, {"fromSeq", "11"}, {"reason", "run-lost"}});
+  TailControl(kRetract, {{"message-id", "R1"}, {"from-seq", "11"}, {"reason", "run-lost"}});
   OpenAnswer("R1b", "second try");  // seqs 16-19
   Start();
   ASSERT_NE(LastHook("onRecoveryBoot"), nullptr);
@@ -483,8 +483,8 @@ TEST_F(ChatRunRecovery, ARetractedAnswerOnTheTailIsNeitherSettledNorThePartial) 
   EXPECT_EQ((*LastHook("onRecoveryBoot"))["settledMessages"], Json::array({"u0", "R0"}));
   ASSERT_FALSE(out_.empty());
   EXPECT_EQ(out_[0].Type(), "trigger:retract");
-  EXPECT_EQ(out_[0].Header("messageId"), "R1b");
-  EXPECT_EQ(out_[0].Header("fromSeq"), "16");
+  EXPECT_EQ(out_[0].Header("message-id"), "R1b");
+  EXPECT_EQ(out_[0].Header("from-seq"), "16");
   EXPECT_EQ(CountType("trigger:retract"), 1);  // R1 was retracted before, not again
   EXPECT_THAT(SnapshotIds(), ElementsAre("u0", "R0", "u1", "msg_new"));
 }
@@ -494,7 +494,7 @@ TEST_F(ChatRunRecovery, ARetractedAnswerIsNotSettledEvenWhenItReadsAsClosed) {
   model_->Push(ScriptedModel::Text("again"));
   Pending(2, "u1");
   OpenAnswer("R1", "cut");  // seqs 11-14
-  TailControl(kRetract, {{"messageId", "R1"}, {"fromSeq", "11"}, {"reason", "run-lost"}});
+  TailControl(kRetract, {{"message-id", "R1"}, {"from-seq", "11"}, {"reason", "run-lost"}});
   Tail({{{"type", "abort"}}});  // a stray close of the withdrawn answer
   Start();
   EXPECT_EQ(HookCount("onRecoveryBoot"), 0);
@@ -537,7 +537,7 @@ TEST_F(ChatRunRecovery, APartialTheHookLeavesOutIsRetracted) {
   Start();
   ASSERT_FALSE(out_.empty());
   EXPECT_EQ(out_[0].Type(), "trigger:retract");
-  EXPECT_EQ(out_[0].Header("messageId"), "R1");
+  EXPECT_EQ(out_[0].Header("message-id"), "R1");
   EXPECT_EQ(CountType("abort"), 0);
   EXPECT_THAT(SnapshotIds(), ElementsAre("u0", "R0", "u1", "msg_new"));
 }
@@ -552,7 +552,7 @@ TEST_F(ChatRunRecovery, AnEmptyPartialIsRetractedWithoutTheHook) {
   EXPECT_EQ(HookCount("onRecoveryBoot"), 0);
   ASSERT_FALSE(out_.empty());
   EXPECT_EQ(out_[0].Type(), "trigger:retract");
-  EXPECT_EQ(out_[0].Header("fromSeq"), "11");
+  EXPECT_EQ(out_[0].Header("from-seq"), "11");
 }
 
 // An agent with hydrateMessages keeps its own transcript, so nothing is folded; its readers
@@ -568,7 +568,7 @@ TEST_F(ChatRunRecovery, AHydratingAgentRetractsThePartialToo) {
   EXPECT_EQ(HookCount("onRecoveryBoot"), 0);
   ASSERT_FALSE(out_.empty());
   EXPECT_EQ(out_[0].Type(), "trigger:retract");
-  EXPECT_EQ(out_[0].Header("messageId"), "R1");
+  EXPECT_EQ(out_[0].Header("message-id"), "R1");
   EXPECT_EQ(CountType("trigger:turn-complete"), 1);
 }
 
