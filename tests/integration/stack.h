@@ -13,6 +13,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -42,6 +43,8 @@ class Process {
   void Signal(int signal);
   // Reaps the process; its exit code, or 128 + signal.
   int Wait();
+  // As Wait, but gives up after `limit` (nullopt: still running).
+  std::optional<int> WaitFor(std::chrono::milliseconds limit);
   pid_t pid() const { return pid_; }
 
  private:
@@ -145,6 +148,17 @@ class Stack {
   std::unique_ptr<baton::v1::Sessions::Stub> sessions_;
   std::unique_ptr<baton::v1::WorkerGateway::Stub> gateway_;
 };
+
+// Blocks until the file at `path` contains `text` (it may not exist yet); false after `limit`.
+// For a process's log: waits on the file's changes (inotify), not on a timer.
+bool WaitForFileContains(const std::string& path, const std::string& text,
+                         std::chrono::milliseconds limit = kLimit);
+
+// A `.out` record as the helpers above give it: a chunk as its JSON with "$seq", a control
+// record as {"control": subtype, "headers": {...}, "seq": n}.
+Json RecordJson(const baton::v1::OutRecord& record);
+// The seq of a record in that form.
+int64_t SeqOf(const Json& record);
 
 // The `.out` records' chunk types, with "trigger:<subtype>" for control records.
 std::vector<std::string> Types(const std::vector<Json>& records);

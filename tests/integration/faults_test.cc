@@ -1,0 +1,228 @@
+// Faults, each with real parts (DESIGN §8; docs/faults.md): baton-orchestrator on a SQLite file,
+// baton-worker processes, real gRPC over loopback, fake-llm. A stream that stalls while TCP
+// stays up (through TcpProxy), an orchestrator that rejects heartbeats (a fake WorkerGateway in
+// this process), the orchestrator killed and restarted with a turn in flight, and SIGTERM with
+// runs in flight.
+#include <signal.h>
+
+#include <functional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
+#include "gmock/gmock.h"
+#include "grpcpp/client_context.h"
+#include "gtest/gtest.h"
+#include "hooks/messages.h"
+#include "tests/integration/stack.h"
+#include "tests/integration/tcp_proxy.h"
+
+namespace baton::testing {
+namespace {
+
+namespace v1 = ::baton::v1;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+Json Reply(const std::string& text) { return Json{{"reply", {{"text", text}}}}; }
+
+Json Script(std::vector<Json> responses) { return Json{{"responses", Json(responses)}}; }
+
+// A long answer streamed slowly (one word per `delay_ms`), so that a turn is still in flight
+// while a fault happens; the fault never waits on it.
+std::string LongText(const std::string& word, int words) {
+  std::vector<std::string> all(words, word);
+  return absl::StrCat(absl::StrJoin(all, " "), ".");
+}
+
+Json SlowReply(const std::string& text, int delay_ms) {
+  Json reply = Reply(text);
+  reply["delay_ms"] = delay_ms;
+  return reply;
+}
+
+// The .in seqs the turn-complete records say they answered (session-in-consumed-id).
+std::vector<int64_t> AnsweredInSeqs(const std::vector<Json>& records) {
+  std::vector<int64_t> seqs;
+  for (const Json& r : records) {
+    if (StringField(r, "control") != "turn-complete") continue;
+    seqs.push_back(std::stoll(StringField(r["headers"], "session-in-consumed-id")));
+  }
+  return seqs;
+}
+
+// The records' seqs run from `first` without a gap or a repeat.
+void ExpectGapless(const std::vector<Json>& records, int64_t first = 1) {
+  for (size_t i = 0; i < records.size(); ++i) {
+    ASSERT_EQ(SeqOf(records[i]), first + static_cast<int64_t>(i))
+        << "record " << i << " of " << DumpJson(Json(records));
+  }
+}
+
+// The text deltas between the n-th turn-complete (0: the start) and the next one.
+std::string TurnText(const std::vector<Json>& records, int turn) {
+  std::vector<Json> part;
+  int seen = 0;
+  for (const Json& r : records) {
+    if (StringField(r, "control") == "turn-complete") {
+      if (seen++ == turn) break;
+      continue;
+    }
+    if (seen == turn) part.push_back(r);
+  }
+  return Text(part);
+}
+
+bool HasTextDelta(const std::vector<Json>& records) {
+  for (const Json& r : records) {
+    if (StringField(r, "type") == "text-delta") return true;
+  }
+  return false;
+}
+
+std::function<bool(const std::vector<Json>&)> Turns(int n) {
+  return [n](const std::vector<Json>& r) { return CountControl(r, "turn-complete") >= n; };
+}
+
+// A reader that follows a chat's `.out` on a thread of its own, as a client would: when its
+// stream breaks (the orchestrator went away), it reads again from the last seq it saw.
+class Follower {
+ public:
+  Follower(v1::Sessions::Stub& sessions, std::string chat_id)
+      : sessions_(sessions), chat_id_(std::move(chat_id)) {
+    thread_ = std::thread([this] { Run(); });
+  }
+  ~Follower() {
+    {
+      absl::MutexLock lock(&mu_);
+      stop_ = true;
+      if (context_ != nullptr) context_->TryCancel();
+    }
+    thread_.join();
+  }
+
+  bool WaitUntil(const std::function<bool(const std::vector<Json>&)>& done,
+                 std::chrono::milliseconds limit = kLimit) {
+    absl::MutexLock lock(&mu_);
+    auto holds = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return done(records_); };
+    bool ok = mu_.AwaitWithTimeout(absl::Condition(&holds), absl::FromChrono(limit));
+    EXPECT_TRUE(ok) << "read " << records_.size() << " records of " << chat_id_
+                    << " before the limit: " << DumpJson(Json(records_));
+    return ok;
+  }
+  std::vector<Json> records() const {
+    absl::MutexLock lock(&mu_);
+    return records_;
+  }
+  // Read streams opened so far: more than one when the reader had to resume.
+  int streams() const {
+    absl::MutexLock lock(&mu_);
+    return streams_;
+  }
+
+ private:
+  void Run() {
+    while (true) {
+      grpc::ClientContext context;
+      context.set_wait_for_ready(true);  // an orchestrator restarting: wait for it
+      context.set_deadline(std::chrono::system_clock::now() + kLimit);
+      v1::ReadRequest request;
+      {
+        absl::MutexLock lock(&mu_);
+        if (stop_ || streams_ >= 100) return;
+        ++streams_;
+        context_ = &context;
+        request.set_after_seq(records_.empty() ? 0 : SeqOf(records_.back()));
+      }
+      request.set_chat_id(chat_id_);
+      request.set_follow(true);
+      std::unique_ptr<grpc::ClientReader<v1::ReadResponse>> reader =
+          sessions_.Read(&context, request);
+      v1::ReadResponse response;
+      while (reader->Read(&response)) {
+        Json record = RecordJson(response.record());
+        absl::MutexLock lock(&mu_);
+        records_.push_back(std::move(record));
+      }
+      reader->Finish().IgnoreError();
+      absl::MutexLock lock(&mu_);
+      context_ = nullptr;
+    }
+  }
+
+  v1::Sessions::Stub& sessions_;
+  const std::string chat_id_;
+  mutable absl::Mutex mu_;
+  std::vector<Json> records_ ABSL_GUARDED_BY(mu_);
+  int streams_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::ClientContext* context_ ABSL_GUARDED_BY(mu_) = nullptr;
+  std::thread thread_;
+};
+
+std::string WorkerLog(Stack& stack, int worker) {
+  return stack.Path(absl::StrCat("worker-", worker, ".log"));
+}
+
+// ---- a stream that stalls while TCP stays up ---------------------------------------------------
+
+// The worker dials the orchestrator through a proxy; mid-answer the proxy stops forwarding on
+// that connection but keeps it open. No HeartbeatAck for two intervals: the worker gives the
+// stream up, reconnects over a new TCP connection, is rebound to its run within the lease, and
+// re-sends what the orchestrator had not stored. The reader sees the whole turn once.
+TEST(FaultsTest, AStalledStreamIsNoticedAndTheWorkerReconnects) {
+  const std::string story = LongText("word", 30);
+  // The lease is 25 heartbeats: a worker that reconnects as the protocol says (after two
+  // missed acks) keeps its run; one that waited for TCP or gRPC keepalive to notice (10 s and
+  // more) would find it lost and retried.
+  auto stack = Stack::Start({.script = Script({SlowReply(story, 100), Reply("Back again.")}),
+                             .workers = 0,
+                             .orchestrator_flags = {"--heartbeat_ms=200", "--lease_ms=5000"}});
+  ASSERT_NE(stack, nullptr);
+  absl::StatusOr<std::unique_ptr<TcpProxy>> proxy = TcpProxy::Start(stack->address());
+  ASSERT_TRUE(proxy.ok()) << proxy.status();
+  stack->AddWorker({absl::StrCat("--orchestrator=", (*proxy)->address())});
+  ASSERT_TRUE((*proxy)->WaitForAccepted(1, kLimit));
+
+  stack->Create("n1", "chat", "preload");
+  ASSERT_TRUE(stack->hooks().WaitFor("onPreload"));
+  ASSERT_TRUE(stack->WaitForRunState("n1", v1::RUN_STATE_RUNNING));
+  const std::string run_id = stack->Get("n1").run_id();
+  Follower reader(stack->sessions(), "n1");
+  EXPECT_EQ(stack->SendText("n1", "u1", "Tell me a long story."), 1);
+  ASSERT_TRUE(reader.WaitUntil(HasTextDelta));  // the turn is in flight
+
+  const int before = (*proxy)->accepted();
+  (*proxy)->Pause();
+  ASSERT_TRUE((*proxy)->WaitForAccepted(before + 1, kLimit)) << "the worker never reconnected";
+  ASSERT_TRUE(reader.WaitUntil(Turns(1)));
+  EXPECT_TRUE(WaitForFileContains(WorkerLog(*stack, 0), "no heartbeat answer for two intervals"));
+
+  std::vector<Json> out = reader.records();
+  ExpectGapless(out);
+  EXPECT_EQ(TurnText(out, 0), story);  // every word once, in order
+  EXPECT_THAT(AnsweredInSeqs(out), ElementsAre(1));
+  EXPECT_EQ(reader.streams(), 1);  // the orchestrator never went away: one Read did it all
+
+  // Rebound, not retried: one run, the same one, first attempt.
+  std::vector<v1::Run> runs = stack->Runs("n1");
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(runs[0].run_id(), run_id);
+  EXPECT_EQ(runs[0].attempt(), 1);
+  EXPECT_EQ(runs[0].state(), v1::RUN_STATE_RUNNING);
+
+  // The new stream carries the chat on.
+  EXPECT_EQ(stack->SendText("n1", "u2", "And now?"), 2);
+  ASSERT_TRUE(reader.WaitUntil(Turns(2)));
+  out = reader.records();
+  ExpectGapless(out);
+  EXPECT_EQ(TurnText(out, 1), "Back again.");
+  EXPECT_THAT(AnsweredInSeqs(out), ElementsAre(1, 2));
+  EXPECT_EQ(stack->llm().requests().size(), 2u);
+}
+
+}  // namespace
+}  // namespace baton::testing
