@@ -64,10 +64,9 @@ struct Worker::Stream {
         batch.swap(outbox);
       }
       for (const v1::WorkerFrame& frame : batch) {
-        if (!rw->Write(frame)) {
-          context.TryCancel();
-          return;
-        }
+        // A write fails only on a call that is over, which ends the reads too. No cancel here:
+        // it would replace the status the orchestrator ended the call with.
+        if (!rw->Write(frame)) return;
       }
     }
     rw->WritesDone();
@@ -232,7 +231,10 @@ void Worker::Connect() {
       });
       in = v1::GatewayFrame();
     }
-    raw->context.TryCancel();
+    // The call is over (the orchestrator ended it, the connection broke, or this side
+    // cancelled it): writes fail fast now, so the writer ends, and Finish gives the status
+    // the call ended with, which the log shows (a cancel first would turn every one of them
+    // into CANCELLED).
     raw->CloseWrites();
     raw->writer.join();
     grpc::Status status = raw->rw->Finish();
