@@ -15,6 +15,8 @@
 #include "absl/synchronization/mutex.h"
 #include "gmock/gmock.h"
 #include "grpcpp/client_context.h"
+#include "grpcpp/server.h"
+#include "grpcpp/server_builder.h"
 #include "gtest/gtest.h"
 #include "hooks/messages.h"
 #include "tests/integration/stack.h"
@@ -222,6 +224,212 @@ TEST(FaultsTest, AStalledStreamIsNoticedAndTheWorkerReconnects) {
   EXPECT_EQ(TurnText(out, 1), "Back again.");
   EXPECT_THAT(AnsweredInSeqs(out), ElementsAre(1, 2));
   EXPECT_EQ(stack->llm().requests().size(), 2u);
+}
+
+// ---- an orchestrator that rejects heartbeats ---------------------------------------------------
+
+// A WorkerGateway written for the test (real gRPC on loopback): it welcomes every worker with a
+// 100 ms heartbeat and then either never answers a heartbeat or ends the stream with an error
+// when one arrives. It records what each stream saw.
+class FakeGateway final : public v1::WorkerGateway::CallbackService {
+ public:
+  enum class Mode {
+    kSilent,           // reads every frame, answers none, ends no stream of its own accord
+    kFailOnHeartbeat,  // ends the stream with FAILED_PRECONDITION at the first Heartbeat
+  };
+  struct Stream {
+    std::string worker_id;
+    int heartbeats = 0;
+    bool goodbye = false;
+    bool cancelled = false;  // the worker ended it
+    bool failed = false;     // this fake ended it with an error
+    bool done = false;
+  };
+
+  explicit FakeGateway(Mode mode) : mode_(mode) {
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
+    builder.RegisterService(this);
+    server_ = builder.BuildAndStart();
+  }
+  ~FakeGateway() override {
+    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  }
+
+  std::string address() const { return absl::StrCat("127.0.0.1:", port_); }
+
+  bool WaitUntil(const std::function<bool(const std::vector<Stream>&)>& done) {
+    absl::MutexLock lock(&mu_);
+    auto holds = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return done(streams_); };
+    bool ok = mu_.AwaitWithTimeout(absl::Condition(&holds), absl::FromChrono(kLimit));
+    EXPECT_TRUE(ok) << streams_.size() << " streams";
+    return ok;
+  }
+  std::vector<Stream> streams() const {
+    absl::MutexLock lock(&mu_);
+    return streams_;
+  }
+
+  grpc::ServerBidiReactor<v1::WorkerFrame, v1::GatewayFrame>* Connect(
+      grpc::CallbackServerContext*) override {
+    absl::MutexLock lock(&mu_);
+    streams_.emplace_back();
+    return new Reactor(*this, streams_.size() - 1);
+  }
+
+ private:
+  class Reactor final : public grpc::ServerBidiReactor<v1::WorkerFrame, v1::GatewayFrame> {
+   public:
+    Reactor(FakeGateway& gateway, size_t index) : gateway_(gateway), index_(index) {
+      StartRead(&in_);
+    }
+
+    void OnReadDone(bool ok) override {
+      absl::MutexLock lock(&mu_);
+      if (!ok) {
+        // The worker half-closed (after Goodbye) or went away. A silent gateway still says
+        // nothing: the worker has to end the stream itself.
+        if (gateway_.mode_ == Mode::kFailOnHeartbeat) FinishLocked(grpc::Status::OK);
+        return;
+      }
+      switch (in_.frame_case()) {
+        case v1::WorkerFrame::kHello: {
+          gateway_.Update(index_, [&](Stream& s) { s.worker_id = in_.hello().worker_id(); });
+          v1::Welcome& welcome = *out_.mutable_welcome();
+          welcome.set_connection_id(absl::StrCat("fake_", index_));
+          welcome.set_protocol_version(v1::PROTOCOL_VERSION_1);
+          welcome.set_heartbeat_interval_ms(100);
+          welcome.set_heartbeat_misses(3);
+          welcome.set_lease_ttl_ms(10000);
+          welcome.set_accept_deadline_ms(5000);
+          writing_ = true;
+          StartWrite(&out_);
+          break;
+        }
+        case v1::WorkerFrame::kHeartbeat:
+          gateway_.Update(index_, [](Stream& s) { ++s.heartbeats; });
+          if (gateway_.mode_ == Mode::kFailOnHeartbeat) {
+            gateway_.Update(index_, [](Stream& s) { s.failed = true; });
+            FinishLocked(
+                grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "heartbeats are refused here"));
+            return;
+          }
+          break;
+        case v1::WorkerFrame::kGoodbye:
+          gateway_.Update(index_, [](Stream& s) { s.goodbye = true; });
+          break;
+        default:
+          break;
+      }
+      StartRead(&in_);
+    }
+
+    void OnWriteDone(bool) override {
+      absl::MutexLock lock(&mu_);
+      writing_ = false;
+      if (finish_.has_value()) Finish(*finish_);
+    }
+
+    void OnCancel() override {
+      gateway_.Update(index_, [](Stream& s) { s.cancelled = true; });
+      absl::MutexLock lock(&mu_);
+      FinishLocked(grpc::Status::CANCELLED);
+    }
+
+    void OnDone() override {
+      gateway_.Update(index_, [](Stream& s) { s.done = true; });
+      delete this;
+    }
+
+   private:
+    // Finish once, and not while the Welcome is being written.
+    void FinishLocked(grpc::Status status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      if (finishing_) return;
+      finishing_ = true;
+      if (writing_) {
+        finish_ = std::move(status);
+      } else {
+        Finish(std::move(status));
+      }
+    }
+
+    FakeGateway& gateway_;
+    const size_t index_;
+    absl::Mutex mu_;
+    v1::WorkerFrame in_;
+    v1::GatewayFrame out_;
+    bool writing_ ABSL_GUARDED_BY(mu_) = false;
+    bool finishing_ ABSL_GUARDED_BY(mu_) = false;
+    std::optional<grpc::Status> finish_ ABSL_GUARDED_BY(mu_);
+  };
+
+  void Update(size_t index, const std::function<void(Stream&)>& change) {
+    absl::MutexLock lock(&mu_);
+    change(streams_[index]);
+  }
+
+  const Mode mode_;
+  int port_ = 0;
+  std::unique_ptr<grpc::Server> server_;
+  mutable absl::Mutex mu_;
+  std::vector<Stream> streams_ ABSL_GUARDED_BY(mu_);
+};
+
+int Ended(const std::vector<FakeGateway::Stream>& streams) {
+  int n = 0;
+  for (const FakeGateway::Stream& s : streams) n += s.done ? 1 : 0;
+  return n;
+}
+
+// Heartbeats are never answered: after two unanswered ones the worker ends the stream itself and
+// dials again, over and over; SIGTERM still stops it at once (nothing runs, so nothing drains,
+// and it does not wait for a gateway that will never close the stream).
+TEST(FaultsTest, AGatewayThatNeverAnswersHeartbeatsIsLeftAndRedialed) {
+  auto stack = Stack::Start({.workers = 0});
+  ASSERT_NE(stack, nullptr);
+  FakeGateway gateway(FakeGateway::Mode::kSilent);
+  stack->AddWorker({absl::StrCat("--orchestrator=", gateway.address())});
+  ASSERT_TRUE(gateway.WaitUntil([](const auto& streams) { return Ended(streams) >= 3; }));
+  std::vector<FakeGateway::Stream> streams = gateway.streams();
+  for (const FakeGateway::Stream& s : streams) {
+    if (!s.done) continue;
+    EXPECT_EQ(s.worker_id, "worker-0");
+    EXPECT_GE(s.heartbeats, 2) << "gave up before two heartbeats went unanswered";
+    EXPECT_TRUE(s.cancelled) << "the worker, not the gateway, ends a silent stream";
+    EXPECT_FALSE(s.failed);
+  }
+  EXPECT_TRUE(WaitForFileContains(WorkerLog(*stack, 0), "no heartbeat answer for two intervals"));
+
+  // SIGTERM while a stream is open that the gateway will never close: the worker says
+  // Goodbye, and its heartbeat check ends the stream, as it ends any silent one.
+  ASSERT_TRUE(gateway.WaitUntil(
+      [](const auto& streams) { return !streams.back().done && streams.back().heartbeats >= 1; }));
+  stack->worker(0).Signal(SIGTERM);
+  std::optional<int> code = stack->worker(0).WaitFor(kLimit);
+  ASSERT_TRUE(code.has_value()) << "the worker hangs after SIGTERM";
+  EXPECT_EQ(*code, 0);
+}
+
+// Heartbeats end the stream with an error: the worker resets and dials again each time, and
+// still exits on SIGTERM.
+TEST(FaultsTest, AGatewayThatRejectsHeartbeatsMakesTheWorkerResetNotHang) {
+  auto stack = Stack::Start({.workers = 0});
+  ASSERT_NE(stack, nullptr);
+  FakeGateway gateway(FakeGateway::Mode::kFailOnHeartbeat);
+  stack->AddWorker({absl::StrCat("--orchestrator=", gateway.address())});
+  ASSERT_TRUE(gateway.WaitUntil([](const auto& streams) { return Ended(streams) >= 3; }));
+  for (const FakeGateway::Stream& s : gateway.streams()) {
+    if (!s.done) continue;
+    EXPECT_EQ(s.worker_id, "worker-0");
+    EXPECT_TRUE(s.failed);
+    EXPECT_EQ(s.heartbeats, 1);
+  }
+  EXPECT_TRUE(WaitForFileContains(WorkerLog(*stack, 0), "heartbeats are refused here"));
+
+  stack->worker(0).Signal(SIGTERM);
+  std::optional<int> code = stack->worker(0).WaitFor(kLimit);
+  ASSERT_TRUE(code.has_value()) << "the worker hangs after SIGTERM";
+  EXPECT_EQ(*code, 0);
 }
 
 }  // namespace
