@@ -46,12 +46,13 @@ Json SlowReply(const std::string& text, int delay_ms) {
   return reply;
 }
 
-// The .in seqs the turn-complete records say they answered (session-in-consumed-id).
+// The .in seqs the turn-complete records say they answered: `session-in-event-id`, the resume
+// floor (every record at or below it is answered; docs/semantics.md).
 std::vector<int64_t> AnsweredInSeqs(const std::vector<Json>& records) {
   std::vector<int64_t> seqs;
   for (const Json& r : records) {
     if (StringField(r, "control") != "turn-complete") continue;
-    seqs.push_back(std::stoll(StringField(r["headers"], "session-in-consumed-id")));
+    seqs.push_back(std::stoll(StringField(r["headers"], "session-in-event-id")));
   }
   return seqs;
 }
@@ -224,6 +225,75 @@ TEST(FaultsTest, AStalledStreamIsNoticedAndTheWorkerReconnects) {
   EXPECT_EQ(TurnText(out, 1), "Back again.");
   EXPECT_THAT(AnsweredInSeqs(out), ElementsAre(1, 2));
   EXPECT_EQ(stack->llm().requests().size(), 2u);
+}
+
+// ---- the orchestrator killed and restarted ----------------------------------------------------
+
+// SIGKILL with a turn streaming, a second message waiting on `.in` and a reader following; then
+// the orchestrator starts again on the same SQLite file. The worker reconnects and is rebound
+// to its run (the same run, first attempt); the reader resumes from the last seq it saw. Both
+// turns complete, each `.in` message answered once, and the log has no gap and no repeat. After
+// the chat suspended, a second restart: the continuation starts from the stored snapshot and
+// answers with the whole history.
+TEST(FaultsTest, OrchestratorKilledMidTurnComesBackAndNothingIsLost) {
+  const std::string story = LongText("alpha", 25);
+  auto stack = Stack::Start(
+      {.script = Script({SlowReply(story, 80), Reply("Second answer."), Reply("Third answer.")}),
+       .worker_flags = {"--idle_timeout_ms=1500"}});
+  ASSERT_NE(stack, nullptr);
+  stack->Create("o2", "chat", "preload");
+  ASSERT_TRUE(stack->hooks().WaitFor("onPreload"));
+  ASSERT_TRUE(stack->WaitForRunState("o2", v1::RUN_STATE_RUNNING));
+  const std::string run_id = stack->Get("o2").run_id();
+  Follower reader(stack->sessions(), "o2");
+  EXPECT_EQ(stack->SendText("o2", "u1", "Tell me about alpha."), 1);
+  ASSERT_TRUE(reader.WaitUntil(HasTextDelta));             // turn 1 is streaming
+  EXPECT_EQ(stack->SendText("o2", "u2", "And then?"), 2);  // waits for turn 1 to end
+  const std::vector<Json> seen_before = reader.records();
+
+  stack->RestartOrchestrator();  // SIGKILL, then the same file and port
+  ASSERT_TRUE(reader.WaitUntil(Turns(2)));
+  std::vector<Json> out = reader.records();
+  ExpectGapless(out);
+  EXPECT_GE(reader.streams(), 2) << "the reader had to resume";
+  ASSERT_GE(out.size(), seen_before.size());
+  for (size_t i = 0; i < seen_before.size(); ++i) EXPECT_EQ(out[i], seen_before[i]);
+  EXPECT_EQ(TurnText(out, 0), story);
+  EXPECT_EQ(TurnText(out, 1), "Second answer.");
+  EXPECT_THAT(AnsweredInSeqs(out), ElementsAre(1, 2));
+  std::vector<v1::Run> runs = stack->Runs("o2");
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(runs[0].run_id(), run_id);
+  EXPECT_EQ(runs[0].attempt(), 1);
+  EXPECT_FALSE(stack->hooks().WaitFor("onBoot", 2, std::chrono::milliseconds(0)))
+      << "the run was booted again instead of rebound";
+
+  // The chat rests; its snapshot is all that carries it. The orchestrator dies again.
+  ASSERT_TRUE(stack->hooks().WaitFor("onChatSuspend"));
+  ASSERT_TRUE(stack->WaitForRunState("o2", v1::RUN_STATE_SUSPENDED));
+  stack->RestartOrchestrator();
+  EXPECT_EQ(stack->SendText("o2", "u3", "Summarise."), 3);
+  ASSERT_TRUE(reader.WaitUntil(Turns(3)));
+  out = reader.records();
+  ExpectGapless(out);
+  EXPECT_EQ(TurnText(out, 2), "Third answer.");
+  EXPECT_THAT(AnsweredInSeqs(out), ElementsAre(1, 2, 3));
+
+  // One model call per message, and the third saw the whole history.
+  std::vector<fakellm::RecordedRequest> requests = stack->llm().requests();
+  ASSERT_EQ(requests.size(), 3u);
+  const Json& messages = requests[2].json["messages"];
+  ASSERT_EQ(messages.size(), 5u) << messages.dump();
+  EXPECT_THAT(messages[0].dump(), HasSubstr("Tell me about alpha."));
+  EXPECT_THAT(messages[1].dump(), HasSubstr("alpha alpha alpha"));
+  EXPECT_THAT(messages[2].dump(), HasSubstr("And then?"));
+  EXPECT_THAT(messages[3].dump(), HasSubstr("Second answer."));
+  EXPECT_THAT(messages[4].dump(), HasSubstr("Summarise."));
+  runs = stack->Runs("o2");
+  ASSERT_EQ(runs.size(), 2u);
+  EXPECT_EQ(runs[0].run_id(), run_id);
+  EXPECT_EQ(runs[0].state(), v1::RUN_STATE_SUSPENDED);
+  EXPECT_EQ(runs[1].trigger(), "resume");
 }
 
 // ---- an orchestrator that rejects heartbeats ---------------------------------------------------
