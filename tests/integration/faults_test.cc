@@ -5,6 +5,7 @@
 // runs in flight.
 #include <signal.h>
 
+#include <fstream>
 #include <functional>
 #include <string>
 #include <thread>
@@ -21,6 +22,7 @@
 #include "hooks/messages.h"
 #include "tests/integration/stack.h"
 #include "tests/integration/tcp_proxy.h"
+#include "tools/fake-llm/script.h"
 
 namespace baton::testing {
 namespace {
@@ -44,6 +46,20 @@ Json SlowReply(const std::string& text, int delay_ms) {
   Json reply = Reply(text);
   reply["delay_ms"] = delay_ms;
   return reply;
+}
+
+// An answer whose stream stops after its first text delta for ten minutes: a turn that is in
+// flight for as long as a test needs, whatever the machine's speed. The cut is a byte offset in
+// the rendered stream (fake-llm's `split_at`), found with fake-llm's own renderer.
+Json StallingReply(const std::string& text) {
+  Json reply = {{"id", "msg_stalls"}, {"text", text}};
+  size_t offset = 0;
+  for (const Json& event :
+       fakellm::ReplyEvents(reply, fakellm::WireFormat::kAnthropic, /*order=*/1)) {
+    offset += fakellm::RenderEvent(event, fakellm::WireFormat::kAnthropic).size();
+    if (StringField(event, "type") == "content_block_delta") break;
+  }
+  return Json{{"reply", reply}, {"split_at", Json::array({offset})}, {"delay_ms", 600000}};
 }
 
 // The .in seqs the turn-complete records say they answered: `session-in-event-id`, the resume
@@ -294,6 +310,83 @@ TEST(FaultsTest, OrchestratorKilledMidTurnComesBackAndNothingIsLost) {
   EXPECT_EQ(runs[0].run_id(), run_id);
   EXPECT_EQ(runs[0].state(), v1::RUN_STATE_SUSPENDED);
   EXPECT_EQ(runs[1].trigger(), "resume");
+}
+
+// ---- SIGTERM with runs in flight ---------------------------------------------------------------
+
+// A worker drains on SIGTERM, but its run cannot finish within the drain grace (its model
+// stream stalls): it hands the run back, and the orchestrator boots attempt 2 on the other
+// worker at once. The lease is ten minutes, so nothing but the hand-back can have moved the run.
+// What the reader saw before is still the head of the log, and the log stays gapless.
+TEST(FaultsTest, SigtermHandsAnUnfinishedRunBackAndItIsRetriedAtOnce) {
+  auto stack = Stack::Start({.script = Script({StallingReply("This answer stalls after a word."),
+                                               Reply("Answered after the hand-back.")}),
+                             .workers = 0,
+                             .orchestrator_flags = {"--lease_ms=600000"}});
+  ASSERT_NE(stack, nullptr);
+  int first = stack->AddWorker({"--drain_grace_ms=200"});
+  stack->Create("g1", "chat", "preload");
+  ASSERT_TRUE(stack->hooks(first).WaitFor("onPreload"));
+  ASSERT_TRUE(stack->WaitForRunState("g1", v1::RUN_STATE_RUNNING));
+  Follower reader(stack->sessions(), "g1");
+  EXPECT_EQ(stack->SendText("g1", "u1", "Hello?"), 1);
+  ASSERT_TRUE(reader.WaitUntil(HasTextDelta));  // the answer started, and stalls
+  int second = stack->AddWorker();
+  const std::vector<Json> seen_before = reader.records();
+
+  stack->worker(first).Signal(SIGTERM);
+  std::optional<int> code = stack->worker(first).WaitFor(kLimit);
+  ASSERT_TRUE(code.has_value()) << "the draining worker did not exit";
+  EXPECT_EQ(*code, 0);
+  ASSERT_TRUE(stack->hooks(second).WaitFor("onBoot"));
+  ASSERT_TRUE(reader.WaitUntil(Turns(1)));
+
+  std::vector<Json> out = reader.records();
+  ExpectGapless(out);
+  ASSERT_GE(out.size(), seen_before.size());
+  for (size_t i = 0; i < seen_before.size(); ++i) EXPECT_EQ(out[i], seen_before[i]);
+  EXPECT_THAT(Text(out), HasSubstr("Answered after the hand-back."));
+  EXPECT_THAT(AnsweredInSeqs(out), ElementsAre(1));
+  // The stored log is what the reader saw.
+  EXPECT_EQ(stack->ReadTurns("g1", 0), out);
+
+  std::vector<v1::Run> runs = stack->Runs("g1");
+  ASSERT_EQ(runs.size(), 2u);
+  EXPECT_EQ(runs[0].state(), v1::RUN_STATE_FAILED);
+  EXPECT_EQ(runs[0].reason(), "worker-shutdown");
+  EXPECT_EQ(runs[0].worker_id(), "worker-0");
+  EXPECT_EQ(runs[1].attempt(), 2);
+  EXPECT_EQ(runs[1].worker_id(), "worker-1");
+  // The retry answered the user's message again, from the start: the unfinished message is
+  // not in its transcript.
+  std::vector<fakellm::RecordedRequest> requests = stack->llm().requests();
+  ASSERT_EQ(requests.size(), 2u);
+  ASSERT_EQ(requests[1].json["messages"].size(), 1u) << requests[1].body;
+  EXPECT_THAT(requests[1].json["messages"][0].dump(), HasSubstr("Hello?"));
+}
+
+// The first SIGTERM drains, which may take the whole drain grace (here ten minutes, with a run
+// in flight); a second one ends the process at once, with 128 + the signal (143).
+TEST(FaultsTest, ASecondSigtermExitsAtOnce) {
+  auto stack =
+      Stack::Start({.script = Script({StallingReply("This answer never ends.")}), .workers = 0});
+  ASSERT_NE(stack, nullptr);
+  int worker = stack->AddWorker({"--drain_grace_ms=600000"});
+  stack->Create("t1", "chat", "submit-message", Json{{"message", UserMessage("u1", "Hi")}});
+  ASSERT_TRUE(stack->llm().WaitForRequests(1, kLimit));  // the turn is in flight
+  ASSERT_TRUE(stack->WaitForRunState("t1", v1::RUN_STATE_RUNNING));
+
+  stack->worker(worker).Signal(SIGTERM);
+  ASSERT_TRUE(WaitForFileContains(WorkerLog(*stack, worker), R"("msg":"draining")"));
+  EXPECT_FALSE(stack->worker(worker).WaitFor(std::chrono::milliseconds(0)).has_value())
+      << "the first SIGTERM drains; it does not exit with a run in flight";
+  stack->worker(worker).Signal(SIGTERM);
+  std::optional<int> code = stack->worker(worker).WaitFor(kLimit);
+  ASSERT_TRUE(code.has_value()) << "a second SIGTERM did not end the worker";
+  EXPECT_EQ(*code, 128 + SIGTERM);
+  std::ifstream log(WorkerLog(*stack, worker));
+  std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+  EXPECT_THAT(text, ::testing::Not(HasSubstr(R"("msg":"drained")")));
 }
 
 // ---- an orchestrator that rejects heartbeats ---------------------------------------------------
