@@ -5,12 +5,17 @@
 // runs in flight.
 #include <signal.h>
 
+#include <cstdlib>
 #include <fstream>
 #include <functional>
+#include <map>
+#include <random>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
@@ -387,6 +392,63 @@ TEST(FaultsTest, ASecondSigtermExitsAtOnce) {
   std::ifstream log(WorkerLog(*stack, worker));
   std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
   EXPECT_THAT(text, ::testing::Not(HasSubstr(R"("msg":"drained")")));
+}
+
+// A client cancels a running run; before the worker acts on the CancelRun, it hands the run back
+// (a retryable failure, as a drain does). The cancel was acknowledged, so the run ends cancelled
+// and is not retried.
+TEST(FaultsTest, ACancelledRunHandedBackIsNotRetried) {
+  auto stack = Stack::Start({.workers = 0});
+  ASSERT_NE(stack, nullptr);
+  grpc::ClientContext stream_context;
+  stream_context.set_deadline(std::chrono::system_clock::now() + kLimit);
+  auto stream = stack->gateway().Connect(&stream_context);
+  v1::WorkerFrame frame;
+  frame.mutable_hello()->set_worker_id("raw");
+  frame.mutable_hello()->set_protocol_version(v1::PROTOCOL_VERSION_1);
+  frame.mutable_hello()->set_capacity(2);
+  frame.mutable_hello()->add_agents()->set_name("chat");
+  ASSERT_TRUE(stream->Write(frame));
+  frame.Clear();
+  frame.mutable_credit()->set_runs(2);
+  ASSERT_TRUE(stream->Write(frame));
+  stack->Create("x1", "chat", "preload");
+  v1::GatewayFrame in;
+  while (stream->Read(&in) && !in.has_assign_run()) {
+  }
+  ASSERT_TRUE(in.has_assign_run());
+  const v1::AssignRun assign = in.assign_run();
+  frame.Clear();
+  frame.mutable_run_accepted()->set_run_id(assign.run_id());
+  frame.mutable_run_accepted()->set_lease_token(assign.lease_token());
+  ASSERT_TRUE(stream->Write(frame));
+  ASSERT_TRUE(stack->WaitForRunState("x1", v1::RUN_STATE_RUNNING));
+
+  grpc::ClientContext context;
+  v1::CancelRunRequest cancel;
+  cancel.set_chat_id("x1");
+  v1::Run run;
+  ASSERT_TRUE(stack->sessions().CancelRun(&context, cancel, &run).ok());
+  EXPECT_EQ(run.state(), v1::RUN_STATE_RUNNING);  // its worker is told
+  while (stream->Read(&in) && !in.has_cancel_run()) {
+  }
+  ASSERT_TRUE(in.has_cancel_run());
+  frame.Clear();
+  v1::RunFinished& finished = *frame.mutable_run_finished();
+  finished.set_run_id(assign.run_id());
+  finished.set_lease_token(assign.lease_token());
+  finished.set_end(v1::RUN_END_FAILED);
+  finished.set_retryable(true);
+  finished.set_reason("worker-shutdown");
+  ASSERT_TRUE(stream->Write(frame));
+  while (stream->Read(&in) && !(in.has_ack() && in.ack().run_ended())) {
+    EXPECT_FALSE(in.has_assign_run()) << "the cancelled run was retried";
+  }
+  std::vector<v1::Run> runs = stack->Runs("x1");
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(runs[0].state(), v1::RUN_STATE_CANCELLED);
+  EXPECT_EQ(stack->Get("x1").state(), v1::SESSION_STATE_EXITED);
+  stream_context.TryCancel();
 }
 
 // ---- an orchestrator that rejects heartbeats ---------------------------------------------------

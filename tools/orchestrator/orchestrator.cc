@@ -756,7 +756,9 @@ void Orchestrator::OnRunFinished(Conn& conn, const v1::RunFinished& finished) {
       state = "suspended";
       break;
     case v1::RUN_END_FAILED:
-      state = "failed";
+      // A run a client cancelled that then fails retryably (its worker handing it back on a
+      // drain, say) ends cancelled: the cancel was acknowledged, a retry would undo it.
+      state = finished.retryable() && run->cancel_requested ? "cancelled" : "failed";
       break;
     case v1::RUN_END_CANCELLED:
       state = "cancelled";
