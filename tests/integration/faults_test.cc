@@ -3,6 +3,7 @@
 // stays up (through TcpProxy), an orchestrator that rejects heartbeats (a fake WorkerGateway in
 // this process), the orchestrator killed and restarted with a turn in flight, and SIGTERM with
 // runs in flight.
+#include <curl/curl.h>
 #include <signal.h>
 
 #include <cstdlib>
@@ -655,6 +656,537 @@ TEST(FaultsTest, AGatewayThatRejectsHeartbeatsMakesTheWorkerResetNotHang) {
   std::optional<int> code = stack->worker(0).WaitFor(kLimit);
   ASSERT_TRUE(code.has_value()) << "the worker hangs after SIGTERM";
   EXPECT_EQ(*code, 0);
+}
+
+// ---- slot accounting under random sequences ---------------------------------------------------
+
+// Raw workers (frames written by hand, as gateway_test does) against a real orchestrator, driven
+// by a seeded random program of bursts: create chats, grant credit, accept assignments, cancel
+// chats through Sessions, fail runs (retryable or not), end them, cancel them on request, and
+// reconnect a worker mid-flight (its running runs listed in Hello). A burst's frames and calls
+// go out back to back, so the orchestrator sees them interleaved; then the driver settles
+// (a Heartbeat per stream, twice round, each awaited: every effect of the burst has arrived) and
+// checks its model against the orchestrator, exactly:
+//   - no AssignRun beyond the credit a stream granted (checked as each one arrives);
+//   - the orchestrator's free credit is what the streams granted minus what they were assigned;
+//   - its live runs are the model's live chats, one run each, never held twice;
+//   - no run waits in the queue while a worker has credit;
+//   - a run is revoked only when it was cancelled or its stream gave it up.
+class SlotDriver {
+ public:
+  static constexpr int kConns = 2;
+  static constexpr int kCapacity = 3;
+  static constexpr int kMaxLiveChats = 9;
+
+  SlotDriver(Stack& stack, uint64_t seed) : stack_(stack), random_(seed) {
+    curl_ = curl_easy_init();
+    for (int i = 0; i < kConns; ++i) {
+      conns_.push_back(std::make_unique<Conn>());
+      conns_.back()->worker_id = absl::StrCat("raw-", i);
+      Connect(*conns_.back());
+    }
+  }
+  ~SlotDriver() {
+    for (auto& conn : conns_) conn->context->TryCancel();
+    curl_easy_cleanup(curl_);
+  }
+
+  // One burst of 1 to 4 operations, then settle and check. False (with a failure added) when
+  // the orchestrator and the model disagree.
+  bool Sequence(int number) {
+    number_ = number;
+    trace_.clear();
+    SendReactions();
+    int ops = Uniform(1, 4);
+    for (int i = 0; i < ops && ok_; ++i) Operate();
+    if (ok_) Settle();
+    if (ok_) Check();
+    return ok_;
+  }
+
+  std::map<std::string, int> counts() const { return counts_; }
+
+ private:
+  struct Held {
+    std::string chat_id;
+    int64_t token = 0;
+    int attempt = 0;
+    bool accepted = false;
+    bool cancel_requested = false;
+    int accepted_in = -1;  // the sequence that sent its RunAccepted
+  };
+  struct Conn {
+    std::string worker_id;
+    std::unique_ptr<grpc::ClientContext> context;
+    std::unique_ptr<grpc::ClientReaderWriter<v1::WorkerFrame, v1::GatewayFrame>> stream;
+    int64_t granted = 0;   // credit sent on this stream
+    int64_t assigned = 0;  // AssignRuns received on this stream
+    int64_t heartbeat = 0;
+    int reactions = 0;  // Credit{1} owed for runs dropped on a revoke, sent at the next burst
+    std::map<std::string, Held> runs;
+    // Runs this side ended whose end the orchestrator has not acknowledged: a worker keeps
+    // them and sends the RunFinished again on its next stream (it may have died unread).
+    std::map<std::string, std::pair<v1::RunFinished, Held>> ending;
+  };
+  struct Chat {
+    bool live = true;
+    int attempt = 1;
+  };
+
+  int Uniform(int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(random_); }
+
+  void Fail(const std::string& what) {
+    if (!ok_) return;
+    ok_ = false;
+    ADD_FAILURE() << "sequence " << number_ << ": " << what << "\n  burst: " << trace_;
+  }
+
+  void Send(Conn& conn, const v1::WorkerFrame& frame) {
+    if (!conn.stream->Write(frame)) Fail(absl::StrCat(conn.worker_id, ": the stream broke"));
+  }
+
+  void Grant(Conn& conn, int runs) {
+    v1::WorkerFrame frame;
+    frame.mutable_credit()->set_runs(runs);
+    Send(conn, frame);
+    conn.granted += runs;
+  }
+
+  int HeldCount(const Conn& conn) const { return static_cast<int>(conn.runs.size()); }
+  int64_t Outstanding(const Conn& conn) const { return conn.granted - conn.assigned; }
+
+  // A new stream: Hello lists the runs this side accepted; the ones not rebound are dropped;
+  // then credit for what is free, as a real worker does.
+  void Connect(Conn& conn) {
+    conn.context = std::make_unique<grpc::ClientContext>();
+    conn.context->set_deadline(std::chrono::system_clock::now() + std::chrono::minutes(2));
+    conn.stream = stack_.gateway().Connect(conn.context.get());
+    v1::WorkerFrame hello;
+    hello.mutable_hello()->set_worker_id(conn.worker_id);
+    hello.mutable_hello()->set_protocol_version(v1::PROTOCOL_VERSION_1);
+    hello.mutable_hello()->set_capacity(kCapacity);
+    hello.mutable_hello()->add_agents()->set_name("chat");
+    for (auto it = conn.runs.begin(); it != conn.runs.end();) {
+      if (!it->second.accepted) {
+        it = conn.runs.erase(it);  // never accepted here: the orchestrator queues it again
+        continue;
+      }
+      v1::HeldRun& held = *hello.mutable_hello()->add_held_runs();
+      held.set_run_id(it->first);
+      held.set_lease_token(it->second.token);
+      held.set_attempt(it->second.attempt);
+      ++it;
+    }
+    for (const auto& [run_id, end] : conn.ending) {
+      v1::HeldRun& held = *hello.mutable_hello()->add_held_runs();
+      held.set_run_id(run_id);
+      held.set_lease_token(end.first.lease_token());
+    }
+    Send(conn, hello);
+    v1::GatewayFrame frame;
+    if (!conn.stream->Read(&frame) || !frame.has_welcome()) {
+      return Fail(absl::StrCat(conn.worker_id, ": no Welcome"));
+    }
+    std::set<std::string> rebound;
+    for (const v1::HeldRun& held : frame.welcome().rebound_runs()) rebound.insert(held.run_id());
+    for (const auto& [run_id, held] : conn.runs) {
+      // Every run this side accepted is still running (ends go through this driver): all are
+      // rebound, unless the acceptance went out in this burst and the stream died before the
+      // orchestrator read it (then the run is queued again).
+      if (rebound.count(run_id) == 0 && chats_[held.chat_id].live && held.accepted_in < number_) {
+        ++unbound_;
+      }
+    }
+    for (auto it = conn.runs.begin(); it != conn.runs.end();) {
+      it = rebound.count(it->first) > 0 ? std::next(it) : conn.runs.erase(it);
+    }
+    // An end not rebound was stored before the stream died, unless the run's acceptance went
+    // out in this burst and died unread with it: then the run is queued again, as if never
+    // run. Which of the two happened, the orchestrator's answer tells (after the old stream is
+    // gone). A rebound end goes again.
+    for (auto it = conn.ending.begin(); it != conn.ending.end();) {
+      if (rebound.count(it->first) == 0) {
+        if (it->second.second.accepted_in == number_) uncertain_[it->first] = it->second.second;
+        it = conn.ending.erase(it);
+        continue;
+      }
+      v1::WorkerFrame again;
+      *again.mutable_run_finished() = it->second.first;
+      Send(conn, again);
+      ++it;
+    }
+    conn.granted = conn.assigned = 0;
+    conn.reactions = 0;
+    conn.heartbeat = 0;
+    Grant(conn, Uniform(0, kCapacity - HeldCount(conn)));
+  }
+
+  void Reconnect(Conn& conn) {
+    conn.context->TryCancel();
+    v1::GatewayFrame ignored;
+    while (conn.stream->Read(&ignored)) {
+    }
+    conn.stream->Finish().IgnoreError();
+    Connect(conn);
+    // The orchestrator has let go of the old stream (its assigned runs queued again) once it
+    // counts kConns streams again: each answer is a round trip, this waits on its state.
+    auto deadline = std::chrono::steady_clock::now() + kLimit;
+    while (Metric("baton_workers_connected") != kConns) {
+      if (std::chrono::steady_clock::now() > deadline) return Fail("the old stream never closed");
+    }
+    for (const auto& [run_id, held] : std::exchange(uncertain_, {})) {
+      std::vector<v1::Run> runs = stack_.Runs(held.chat_id);
+      const v1::Run& last = runs.back();
+      if (last.run_id() == run_id &&
+          (last.state() == v1::RUN_STATE_QUEUED || last.state() == v1::RUN_STATE_ASSIGNED)) {
+        Chat& chat = chats_[held.chat_id];
+        chat.live = true;  // its end was never read: it runs again
+        chat.attempt = last.attempt();
+        released_retryable_.erase(run_id);
+        absl::StrAppend(&trace_, "[", run_id, " runs again] ");
+      }
+    }
+  }
+
+  void SendReactions() {
+    for (auto& conn : conns_) {
+      if (conn->reactions > 0) Grant(*conn, std::exchange(conn->reactions, 0));
+    }
+  }
+
+  // Candidates for an operation: (conn, run id) of held runs matching `pick`.
+  std::vector<std::pair<Conn*, std::string>> HeldWhere(
+      const std::function<bool(const Held&)>& pick) {
+    std::vector<std::pair<Conn*, std::string>> out;
+    for (auto& conn : conns_) {
+      for (const auto& [id, held] : conn->runs) {
+        if (pick(held)) out.emplace_back(conn.get(), id);
+      }
+    }
+    return out;
+  }
+
+  std::vector<std::string> LiveChats() const {
+    std::vector<std::string> out;
+    for (const auto& [id, chat] : chats_) {
+      if (chat.live) out.push_back(id);
+    }
+    return out;
+  }
+
+  void Operate() {
+    auto unaccepted = HeldWhere([](const Held& h) { return !h.accepted; });
+    auto accepted = HeldWhere([](const Held& h) { return h.accepted; });
+    auto asked = HeldWhere([](const Held& h) { return h.accepted && h.cancel_requested; });
+    std::vector<std::string> live = LiveChats();
+    std::vector<Conn*> roomy;
+    for (auto& conn : conns_) {
+      if (HeldCount(*conn) + Outstanding(*conn) + conn->reactions < kCapacity)
+        roomy.push_back(conn.get());
+    }
+    // Weighted choice among what is possible now.
+    std::vector<std::pair<std::string, int>> choices;
+    if (static_cast<int>(live.size()) < kMaxLiveChats) choices.emplace_back("create", 4);
+    if (!roomy.empty()) choices.emplace_back("grant", 1);
+    if (!unaccepted.empty()) choices.emplace_back("accept", 6);
+    if (!live.empty()) choices.emplace_back("cancel", 2);
+    if (!accepted.empty()) choices.emplace_back("fail", 2);
+    if (!accepted.empty()) choices.emplace_back("exit", 2);
+    if (!asked.empty()) choices.emplace_back("finish-cancelled", 3);
+    choices.emplace_back("reconnect", 1);
+    int total = 0;
+    for (const auto& c : choices) total += c.second;
+    int roll = Uniform(0, total - 1);
+    std::string op;
+    for (const auto& c : choices) {
+      if (roll < c.second) {
+        op = c.first;
+        break;
+      }
+      roll -= c.second;
+    }
+    ++counts_[op];
+    absl::StrAppend(&trace_, op, " ");
+
+    if (op == "create") {
+      std::string chat_id = absl::StrCat("r", next_chat_++);
+      grpc::ClientContext context;
+      v1::CreateSessionRequest request;
+      request.set_chat_id(chat_id);
+      request.set_agent("chat");
+      request.set_trigger(v1::TRIGGER_PRELOAD);
+      v1::CreateSessionResponse response;
+      grpc::Status status = stack_.sessions().CreateSession(&context, request, &response);
+      if (!status.ok()) return Fail(absl::StrCat("CreateSession: ", status.error_message()));
+      chats_[chat_id] = Chat{};
+      absl::StrAppend(&trace_, "(", chat_id, ") ");
+    } else if (op == "grant") {
+      Conn& conn = *roomy[Uniform(0, static_cast<int>(roomy.size()) - 1)];
+      Grant(conn, 1);
+      absl::StrAppend(&trace_, "(", conn.worker_id, ") ");
+    } else if (op == "accept") {
+      auto [conn, run_id] = unaccepted[Uniform(0, static_cast<int>(unaccepted.size()) - 1)];
+      Held& held = conn->runs[run_id];
+      v1::WorkerFrame frame;
+      frame.mutable_run_accepted()->set_run_id(run_id);
+      frame.mutable_run_accepted()->set_lease_token(held.token);
+      Send(*conn, frame);
+      held.accepted = true;
+      held.accepted_in = number_;
+      absl::StrAppend(&trace_, "(", run_id, " of ", held.chat_id, ") ");
+    } else if (op == "cancel") {
+      const std::string& chat_id = live[Uniform(0, static_cast<int>(live.size()) - 1)];
+      grpc::ClientContext context;
+      v1::CancelRunRequest request;
+      request.set_chat_id(chat_id);
+      v1::Run run;
+      grpc::Status status = stack_.sessions().CancelRun(&context, request, &run);
+      absl::StrAppend(&trace_, "(", chat_id, ": ", run.run_id(), " ",
+                      v1::RunState_Name(run.state()), ") ");
+      if (!status.ok()) {
+        return Fail(
+            absl::StrCat("CancelRun(", chat_id, ") of a live chat: ", status.error_message()));
+      }
+      if (run.state() == v1::RUN_STATE_CANCELLED) {
+        chats_[chat_id].live = false;             // queued or not accepted yet: it ended there
+        cancelled_at_once_.insert(run.run_id());  // its AssignRun may still be on its way
+      } else if (run.state() == v1::RUN_STATE_RUNNING) {
+        // Its worker is told; the run ends when the worker says so. A run this side already
+        // ended as a retryable failure (in this burst) ends for good: the cancel wins.
+        if (released_retryable_.count(run.run_id()) > 0) chats_[chat_id].live = false;
+        cancelled_runs_.insert(run.run_id());
+      } else {
+        return Fail(absl::StrCat("CancelRun(", chat_id, ") left the run ", run.run_id(),
+                                 " in state ", v1::RunState_Name(run.state())));
+      }
+    } else if (op == "fail" || op == "exit" || op == "finish-cancelled") {
+      auto& from = op == "finish-cancelled" ? asked : accepted;
+      auto [conn, run_id] = from[Uniform(0, static_cast<int>(from.size()) - 1)];
+      Held held = conn->runs[run_id];
+      bool retryable = op == "fail" && Uniform(0, 2) > 0;
+      v1::WorkerFrame frame;
+      v1::RunFinished& finished = *frame.mutable_run_finished();
+      finished.set_run_id(run_id);
+      finished.set_lease_token(held.token);
+      finished.set_end(op == "fail"   ? v1::RUN_END_FAILED
+                       : op == "exit" ? v1::RUN_END_EXITED
+                                      : v1::RUN_END_CANCELLED);
+      finished.set_retryable(retryable);
+      finished.set_reason(op);
+      Send(*conn, frame);
+      conn->ending[run_id] = {finished, held};
+      absl::StrAppend(
+          &trace_, "(", run_id, " of ", held.chat_id, " attempt ", held.attempt,
+          retryable ? ", retryable" : "",
+          held.cancel_requested || cancelled_runs_.count(run_id) > 0 ? ", cancelled" : "", ") ");
+      conn->runs.erase(run_id);
+      if (Uniform(0, 3) > 0) Grant(*conn, 1);  // as a worker does when a run ends, mostly
+      Chat& chat = chats_[held.chat_id];
+      if (!chat.live || chat.attempt != held.attempt) return;  // cancelled meanwhile
+      bool cancelled = held.cancel_requested || cancelled_runs_.count(run_id) > 0;
+      if (op == "fail" && retryable && !cancelled && held.attempt < 5) {
+        chat.attempt = held.attempt + 1;  // attempt + 1, queued at once
+        released_retryable_.insert(run_id);
+      } else {
+        chat.live = false;
+      }
+    } else if (op == "reconnect") {
+      Conn& conn = *conns_[Uniform(0, kConns - 1)];
+      absl::StrAppend(&trace_, "(", conn.worker_id, ") ");
+      Reconnect(conn);
+    }
+  }
+
+  void OnFrame(Conn& conn, const v1::GatewayFrame& frame) {
+    switch (frame.frame_case()) {
+      case v1::GatewayFrame::kAssignRun: {
+        const v1::AssignRun& assign = frame.assign_run();
+        if (conn.assigned >= conn.granted) {
+          return Fail(absl::StrCat(conn.worker_id, " was assigned ", assign.run_id(),
+                                   " beyond its credit (", conn.granted, " granted, ",
+                                   conn.assigned, " assigned)"));
+        }
+        ++conn.assigned;
+        auto chat = chats_.find(assign.chat_id());
+        if (cancelled_at_once_.count(assign.run_id()) > 0) {
+          // Assigned, then cancelled before this side saw it: a LeaseRevoked follows.
+        } else if (chat == chats_.end() || !chat->second.live) {
+          return Fail(
+              absl::StrCat(assign.run_id(), " of a chat that is not live: ", assign.chat_id()));
+        }
+        if (assign.attempt() != chat->second.attempt) {
+          return Fail(absl::StrCat(assign.run_id(), " is attempt ", assign.attempt(), ", expected ",
+                                   chat->second.attempt));
+        }
+        for (auto& other : conns_) {
+          for (const auto& [id, held] : other->runs) {
+            if (held.chat_id == assign.chat_id() && chats_[held.chat_id].live) {
+              return Fail(absl::StrCat(assign.chat_id(), " assigned ", assign.run_id(), " while ",
+                                       other->worker_id, " holds ", id));
+            }
+          }
+        }
+        conn.runs[assign.run_id()] = Held{.chat_id = assign.chat_id(),
+                                          .token = assign.lease_token(),
+                                          .attempt = assign.attempt()};
+        break;
+      }
+      case v1::GatewayFrame::kAck:
+        if (frame.ack().run_ended()) conn.ending.erase(frame.ack().run_id());
+        break;
+      case v1::GatewayFrame::kLeaseRevoked: {
+        const v1::LeaseRevoked& revoked = frame.lease_revoked();
+        auto end = conn.ending.find(revoked.run_id());
+        if (end != conn.ending.end() && end->second.first.lease_token() == revoked.lease_token()) {
+          conn.ending.erase(end);
+        }
+        auto it = conn.runs.find(revoked.run_id());
+        if (it == conn.runs.end() || it->second.token != revoked.lease_token()) break;  // stale
+        const Chat& chat = chats_[it->second.chat_id];
+        if (chat.live && chat.attempt == it->second.attempt) {
+          return Fail(absl::StrCat(revoked.run_id(), " revoked (", revoked.reason(),
+                                   ") though nothing ended it"));
+        }
+        conn.runs.erase(it);
+        ++conn.reactions;
+        break;
+      }
+      case v1::GatewayFrame::kCancelRun: {
+        auto it = conn.runs.find(frame.cancel_run().run_id());
+        if (it != conn.runs.end()) it->second.cancel_requested = true;
+        break;
+      }
+      default:
+        break;
+    }
+  }
+
+  // Every stream in turn, twice round: a Heartbeat, then its frames up to the HeartbeatAck.
+  // The first round has the orchestrator process everything this side sent; effects on other
+  // streams (a retry assigned elsewhere) are queued by then, and the second round collects them.
+  void Settle() {
+    for (int round = 0; round < 2 && ok_; ++round) {
+      for (auto& conn : conns_) {
+        v1::WorkerFrame beat;
+        beat.mutable_heartbeat()->set_seq(++conn->heartbeat);
+        Send(*conn, beat);
+        v1::GatewayFrame frame;
+        while (ok_) {
+          if (!conn->stream->Read(&frame))
+            return Fail(absl::StrCat(conn->worker_id, " stream ended"));
+          if (frame.has_heartbeat_ack() && frame.heartbeat_ack().seq() == conn->heartbeat) break;
+          OnFrame(*conn, frame);
+        }
+      }
+    }
+    released_retryable_.clear();
+    cancelled_runs_.clear();
+  }
+
+  int64_t Metric(const std::string& name) {
+    std::string body;
+    std::string url = absl::StrCat("http://", stack_.admin_address(), "/metrics");
+    curl_easy_setopt(curl_, CURLOPT_URL, url.c_str());
+    curl_easy_setopt(
+        curl_, CURLOPT_WRITEFUNCTION, +[](char* data, size_t size, size_t n, void* out) {
+          static_cast<std::string*>(out)->append(data, size * n);
+          return size * n;
+        });
+    curl_easy_setopt(curl_, CURLOPT_WRITEDATA, &body);
+    if (curl_easy_perform(curl_) != CURLE_OK) return -1;
+    size_t at = body.find(absl::StrCat("\n", name, " "));
+    int64_t value = -1;
+    if (at != std::string::npos) {
+      size_t start = at + name.size() + 2;
+      absl::SimpleAtoi(body.substr(start, body.find('\n', start) - start), &value);
+    }
+    return value;
+  }
+
+  void Check() {
+    int64_t free = 0;
+    int held_live = 0;
+    for (auto& conn : conns_) {
+      free += Outstanding(*conn);
+      for (const auto& [id, held] : conn->runs) {
+        const Chat& chat = chats_[held.chat_id];
+        held_live += chat.live && chat.attempt == held.attempt ? 1 : 0;
+      }
+    }
+    int live = static_cast<int>(LiveChats().size());
+    int64_t orchestrator_free = Metric("baton_worker_slots_free");
+    int64_t orchestrator_live = Metric("baton_runs_live");
+    if (orchestrator_free != free) {
+      return Fail(absl::StrCat("the orchestrator counts ", orchestrator_free,
+                               " free slots, the streams granted ", free, " unused"));
+    }
+    if (orchestrator_live != live) {
+      std::string chats;
+      for (const auto& [id, chat] : chats_) {
+        bool live_there = stack_.Get(id).state() == v1::SESSION_STATE_LIVE;
+        if (live_there == chat.live) continue;
+        absl::StrAppend(&chats, " ", id, " (", live_there ? "live" : "not live", " there; runs:");
+        for (const v1::Run& run : stack_.Runs(id)) {
+          absl::StrAppend(&chats, " ", run.run_id(), "/", run.attempt(), "/",
+                          v1::RunState_Name(run.state()), "/", run.reason());
+        }
+        absl::StrAppend(&chats, ")");
+      }
+      return Fail(absl::StrCat("the orchestrator counts ", orchestrator_live,
+                               " live runs, the model ", live, " live chats; they differ on",
+                               chats));
+    }
+    if (live > held_live && free > 0) {
+      return Fail(absl::StrCat(live - held_live, " runs wait in the queue while ", free,
+                               " slots are free"));
+    }
+    if (unbound_ > 0) {
+      Fail(absl::StrCat(unbound_, " accepted runs were not rebound after a reconnect"));
+    }
+  }
+
+  Stack& stack_;
+  std::mt19937_64 random_;
+  CURL* curl_ = nullptr;
+  std::vector<std::unique_ptr<Conn>> conns_;
+  std::map<std::string, Chat> chats_;
+  std::set<std::string> released_retryable_;  // ended retryable in this burst
+  std::set<std::string> cancelled_runs_;      // a cancel in this burst found them running
+  std::set<std::string> cancelled_at_once_;   // a cancel ended them before any worker ran them
+  std::map<std::string, Held> uncertain_;     // ended here; did the orchestrator ever run them?
+  std::map<std::string, int> counts_;
+  int next_chat_ = 0;
+  int number_ = 0;
+  int unbound_ = 0;
+  bool ok_ = true;
+  std::string trace_;
+};
+
+TEST(FaultsTest, SlotAccountingStaysExactUnderRandomSequences) {
+  // Timers that never fire: every change is one this test made.
+  auto stack = Stack::Start({.workers = 0,
+                             .orchestrator_flags = {"--admin=127.0.0.1:0", "--heartbeat_ms=600000",
+                                                    "--lease_ms=600000", "--accept_ms=600000"}});
+  ASSERT_NE(stack, nullptr);
+  uint64_t seed = 20261124;
+  if (const char* env = std::getenv("BATON_FAULTS_SEED")) {
+    ASSERT_TRUE(absl::SimpleAtoi(env, &seed));
+  }
+  SCOPED_TRACE(absl::StrCat("seed ", seed, " (set BATON_FAULTS_SEED to replay another)"));
+  int sequences = 10000;
+  if (const char* env = std::getenv("BATON_FAULTS_SEQUENCES")) {
+    ASSERT_TRUE(absl::SimpleAtoi(env, &sequences));
+  }
+  SlotDriver driver(*stack, seed);
+  for (int i = 0; i < sequences; ++i) {
+    if (!driver.Sequence(i)) break;
+  }
+  // Every operation was drawn, many times over.
+  std::map<std::string, int> counts = driver.counts();
+  for (const char* op :
+       {"create", "grant", "accept", "cancel", "fail", "exit", "finish-cancelled", "reconnect"}) {
+    EXPECT_GT(counts[op], sequences / 200) << op;
+  }
 }
 
 }  // namespace
