@@ -1,8 +1,8 @@
 // Faults, each with real parts (DESIGN §8; docs/faults.md): baton-orchestrator on a SQLite file,
 // baton-worker processes, real gRPC over loopback, fake-llm. A stream that stalls while TCP
 // stays up (through TcpProxy), an orchestrator that rejects heartbeats (a fake WorkerGateway in
-// this process), the orchestrator killed and restarted with a turn in flight, and SIGTERM with
-// runs in flight.
+// this process), the orchestrator killed and restarted with a turn in flight, SIGTERM with
+// runs in flight, and credit kept exact under 10,000 random sequences of worker frames.
 #include <curl/curl.h>
 #include <signal.h>
 
