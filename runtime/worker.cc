@@ -64,10 +64,9 @@ struct Worker::Stream {
         batch.swap(outbox);
       }
       for (const v1::WorkerFrame& frame : batch) {
-        if (!rw->Write(frame)) {
-          context.TryCancel();
-          return;
-        }
+        // A write fails only on a call that is over, which ends the reads too. No cancel here:
+        // it would replace the status the orchestrator ended the call with.
+        if (!rw->Write(frame)) return;
       }
     }
     rw->WritesDone();
@@ -158,7 +157,9 @@ void Worker::AddAgent(const std::string& name, const Agent& agent, std::string v
   agents_[name] = Hosted{&agent, std::move(version)};
 }
 
-void Worker::Start() {
+void Worker::Start() { Connect(); }
+
+std::shared_ptr<grpc::Channel> Worker::NewChannel() const {
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
   args.SetMaxReceiveMessageSize(64 << 20);  // assignments carry whole transcripts
@@ -168,8 +169,10 @@ void Worker::Start() {
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
-  channel_ = OpenChannel(options_.target, options_.security, args);
-  Connect();
+  // Its own connection: channels of one process otherwise share a connected transport to the
+  // same target, and a new stream would ride the stalled one again.
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  return OpenChannel(options_.target, options_.security, args);
 }
 
 void Worker::Connect() {
@@ -210,7 +213,11 @@ void Worker::Connect() {
     raw->context.TryCancel();
   });
 
-  std::shared_ptr<grpc::Channel> channel = channel_;
+  // Every stream on a channel of its own, so on a new TCP connection: a stream given up for
+  // silence (no HeartbeatAck, no Welcome) may sit on a connection that stalled while TCP stays
+  // up, and gRPC would otherwise open the next stream on it too, until its keepalive noticed
+  // (15 s and more). The old channel closes its connection when its last call ends.
+  std::shared_ptr<grpc::Channel> channel = NewChannel();
   raw->reader = std::thread([this, raw, alive, channel] {
     // Opening the stream blocks until the channel connects or fails: off the loop.
     raw->rw = v1::WorkerGateway::NewStub(channel)->Connect(&raw->context);
@@ -222,7 +229,10 @@ void Worker::Connect() {
       });
       in = v1::GatewayFrame();
     }
-    raw->context.TryCancel();
+    // The call is over (the orchestrator ended it, the connection broke, or this side
+    // cancelled it): writes fail fast now, so the writer ends, and Finish gives the status
+    // the call ended with, which the log shows (a cancel first would turn every one of them
+    // into CANCELLED).
     raw->CloseWrites();
     raw->writer.join();
     grpc::Status status = raw->rw->Finish();

@@ -78,6 +78,7 @@ class Worker {
   struct Stream;
   struct Slot;
 
+  std::shared_ptr<grpc::Channel> NewChannel() const;
   void Connect();
   void ScheduleReconnect();
   void OnFrame(Stream* stream, baton::v1::GatewayFrame frame);
@@ -109,7 +110,6 @@ class Worker {
     std::string version;
   };
   std::map<std::string, Hosted> agents_;
-  std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<Stream> stream_;
   bool welcomed_ = false;
   absl::Duration backoff_;

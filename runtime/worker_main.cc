@@ -1,5 +1,8 @@
 #include "runtime/worker_main.h"
 
+#include <signal.h>
+#include <unistd.h>
+
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -125,6 +128,11 @@ class HealthService final : public grpc::CallbackGenericService {
   std::function<bool()> ready_;
 };
 
+// A second SIGTERM or SIGINT: no more waiting, no cleanup. The exit code is 128 + the signal
+// (143 for SIGTERM, 130 for SIGINT), as a shell reports a process a signal ended: a supervisor
+// tells it from a drained exit (0) and from a start-up error (1). Async-signal-safe.
+extern "C" void ExitAtOnce(int signal) { _exit(128 + signal); }
+
 }  // namespace
 
 int WorkerMain(int argc, char** argv, const std::function<void(WorkerSetup&)>& register_agents) {
@@ -145,7 +153,7 @@ int WorkerMain(int argc, char** argv, const std::function<void(WorkerSetup&)>& r
        absl::GetFlag(FLAGS_tls_cert), absl::GetFlag(FLAGS_tls_key)});
   if (!security.ok()) {
     std::fprintf(stderr, "worker: %s\n", security.status().ToString().c_str());
-    return 2;
+    return 1;
   }
   options.security = *std::move(security);
   Worker worker(io.get_executor(), clock, pool, options);
@@ -195,9 +203,16 @@ int WorkerMain(int argc, char** argv, const std::function<void(WorkerSetup&)>& r
   asio::signal_set signals(io, SIGTERM, SIGINT);
   int received = 0;
   std::function<void(const asio::error_code&, int)> on_signal = [&](const asio::error_code& ec,
-                                                                    int) {
+                                                                    int signal) {
     if (ec) return;
-    if (++received > 1) std::_Exit(1);  // a second signal: no more waiting
+    if (++received > 1) ExitAtOnce(signal);  // both arrived before the loop took the first
+    // From now on the next signal ends the process in the handler itself, whatever the loop is
+    // doing.
+    struct sigaction now = {};
+    now.sa_handler = ExitAtOnce;
+    sigemptyset(&now.sa_mask);
+    sigaction(SIGTERM, &now, nullptr);
+    sigaction(SIGINT, &now, nullptr);
     worker.Drain([&] {
       signals.cancel();
       io.stop();

@@ -5,7 +5,9 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -113,6 +115,21 @@ int Process::Wait() {
     reaped_ = true;
   }
   return WIFEXITED(status_) ? WEXITSTATUS(status_) : 128 + WTERMSIG(status_);
+}
+
+std::optional<int> Process::WaitFor(std::chrono::milliseconds limit) {
+  if (!reaped_) {
+    // A pidfd becomes readable when the process exits: poll it with the limit.
+    int fd = static_cast<int>(syscall(SYS_pidfd_open, pid_, 0));
+    if (fd < 0) return Wait();  // no pidfds: the test's own timeout is the bound
+    pollfd p{fd, POLLIN, 0};
+    int ready;
+    while ((ready = poll(&p, 1, static_cast<int>(limit.count()))) < 0 && errno == EINTR) {
+    }
+    close(fd);
+    if (ready <= 0) return std::nullopt;
+  }
+  return Wait();
 }
 
 // ---- HookLog ----------------------------------------------------------------------------------
@@ -379,19 +396,7 @@ std::vector<Json> Stack::ReadUntil(const std::string& chat_id, int64_t after_seq
   std::vector<Json> records;
   v1::ReadResponse response;
   while (!done(records) && reader->Read(&response)) {
-    const v1::OutRecord& r = response.record();
-    if (r.has_control()) {
-      Json headers = Json::object();
-      for (const v1::Header& h : r.control().headers()) headers[h.name()] = h.value();
-      records.push_back(
-          Json{{"control", r.control().subtype()}, {"headers", headers}, {"seq", r.seq()}});
-    } else {
-      absl::StatusOr<Json> chunk = ParseJson(r.chunk_json());
-      EXPECT_TRUE(chunk.ok()) << r.chunk_json();
-      Json c = chunk.ok() ? *chunk : Json::object();
-      c["$seq"] = r.seq();
-      records.push_back(std::move(c));
-    }
+    records.push_back(RecordJson(response.record()));
   }
   context.TryCancel();
   EXPECT_TRUE(done(records)) << "read " << records.size() << " records of " << chat_id
@@ -420,6 +425,53 @@ std::string HttpGet(const std::string& url, long* status) {
   curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, status);
   curl_easy_cleanup(curl);
   return code == CURLE_OK ? body : "";
+}
+
+bool WaitForFileContains(const std::string& path, const std::string& text,
+                         std::chrono::milliseconds limit) {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  int watch = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+  if (watch < 0) return false;
+  // The directory is watched, so a file not created yet is seen when it is.
+  std::string dir = std::filesystem::path(path).parent_path().string();
+  inotify_add_watch(watch, dir.empty() ? "." : dir.c_str(), IN_MODIFY | IN_CREATE | IN_CLOSE_WRITE);
+  bool found = false;
+  while (true) {
+    std::ifstream in(path);
+    std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (content.find(text) != std::string::npos) {
+      found = true;
+      break;
+    }
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) break;
+    pollfd p{watch, POLLIN, 0};
+    if (poll(&p, 1, static_cast<int>(left.count())) > 0) {
+      char events[4096];
+      while (read(watch, events, sizeof(events)) > 0) {
+      }
+    }
+  }
+  close(watch);
+  return found;
+}
+
+Json RecordJson(const v1::OutRecord& r) {
+  if (r.has_control()) {
+    Json headers = Json::object();
+    for (const v1::Header& h : r.control().headers()) headers[h.name()] = h.value();
+    return Json{{"control", r.control().subtype()}, {"headers", headers}, {"seq", r.seq()}};
+  }
+  absl::StatusOr<Json> chunk = ParseJson(r.chunk_json());
+  EXPECT_TRUE(chunk.ok()) << r.chunk_json();
+  Json c = chunk.ok() ? *chunk : Json::object();
+  c["$seq"] = r.seq();
+  return c;
+}
+
+int64_t SeqOf(const Json& record) {
+  return record.contains("$seq") ? record["$seq"].get<int64_t>() : record["seq"].get<int64_t>();
 }
 
 std::vector<std::string> Types(const std::vector<Json>& records) {

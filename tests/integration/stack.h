@@ -14,6 +14,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -46,6 +47,8 @@ class Process {
   void Signal(int signal);
   // Reaps the process; its exit code, or 128 + signal.
   int Wait();
+  // As Wait, but gives up after `limit` (nullopt: still running).
+  std::optional<int> WaitFor(std::chrono::milliseconds limit);
   pid_t pid() const { return pid_; }
 
  private:
@@ -160,6 +163,17 @@ class Stack {
 
 // GET `url` (an admin endpoint); its body, with the HTTP status in `status` (0 when none came).
 std::string HttpGet(const std::string& url, long* status);
+
+// Blocks until the file at `path` contains `text` (it may not exist yet); false after `limit`.
+// For a process's log: waits on the file's changes (inotify), not on a timer.
+bool WaitForFileContains(const std::string& path, const std::string& text,
+                         std::chrono::milliseconds limit = kLimit);
+
+// A `.out` record as the helpers above give it: a chunk as its JSON with "$seq", a control
+// record as {"control": subtype, "headers": {...}, "seq": n}.
+Json RecordJson(const baton::v1::OutRecord& record);
+// The seq of a record in that form.
+int64_t SeqOf(const Json& record);
 
 // The `.out` records' chunk types, with "trigger:<subtype>" for control records.
 std::vector<std::string> Types(const std::vector<Json>& records);

@@ -112,14 +112,14 @@ int main(int argc, char** argv) {
         baton::orchestrator::Auth::FromFile(absl::GetFlag(FLAGS_auth));
     if (!loaded.ok()) {
       std::fprintf(stderr, "baton-orchestrator: %s\n", loaded.status().ToString().c_str());
-      return 2;
+      return 1;
     }
     auth = *std::move(loaded);
   }
   absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials = ServerCredentials();
   if (!credentials.ok()) {
     std::fprintf(stderr, "baton-orchestrator: %s\n", credentials.status().ToString().c_str());
-    return 2;
+    return 1;
   }
   baton::orchestrator::Options options;
   if (auth.enabled()) options.auth = &auth;

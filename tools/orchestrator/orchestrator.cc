@@ -625,6 +625,11 @@ grpc::Status Orchestrator::Connect(
   v1::WorkerFrame frame;
   while (stream->Read(&frame)) {
     absl::MutexLock lock(&mu_);
+    // A stream this side closed (the worker dialed again, it went silent, or it was reset) is
+    // read no more: a frame still buffered on it would act for a worker that has moved on, e.g.
+    // accept a run its new stream did not claim, leaving it running nowhere until its lease ran
+    // out.
+    if (conn.closed) break;
     conn.last_frame = absl::Now();
     if (frame.has_goodbye()) break;
     OnFrame(conn, frame);
@@ -841,7 +846,9 @@ void Orchestrator::OnRunFinished(Conn& conn, const v1::RunFinished& finished) {
       state = "suspended";
       break;
     case v1::RUN_END_FAILED:
-      state = "failed";
+      // A run a client cancelled that then fails retryably (its worker handing it back on a
+      // drain, say) ends cancelled: the cancel was acknowledged, a retry would undo it.
+      state = finished.retryable() && run->cancel_requested ? "cancelled" : "failed";
       break;
     case v1::RUN_END_CANCELLED:
       state = "cancelled";
