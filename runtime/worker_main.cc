@@ -156,6 +156,8 @@ int WorkerMain(int argc, char** argv, const std::function<void(WorkerSetup&)>& r
     return 1;
   }
   options.security = *std::move(security);
+  // Read once; hooks, tools and the processes they start need not inherit it.
+  if (!absl::GetFlag(FLAGS_token_env).empty()) unsetenv(absl::GetFlag(FLAGS_token_env).c_str());
   Worker worker(io.get_executor(), clock, pool, options);
   Setup setup(http, worker);
   register_agents(setup);

@@ -35,14 +35,21 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         absl::StatusOr<baton::orchestrator::Caller> caller = TestAuth().Identify(header, now);
         if (!caller.ok() && caller.status().message().empty()) __builtin_trap();
         if (caller.ok()) {
-          (void)baton::orchestrator::Auth::Check(*caller, baton::orchestrator::Scope::kWrite,
-                                                 input);
+          // Whoever it names, a chat token never reaches past its own chat.
+          bool chat_token = !caller->chat_id.empty();
+          absl::Status other = baton::orchestrator::Auth::Check(
+              *caller, baton::orchestrator::Scope::kRead, caller->chat_id + "-other");
+          if (chat_token && other.ok()) __builtin_trap();
         }
       }
       break;
     }
     case 1: {  // any chat id round-trips through a chat token
       std::string token = TestAuth().IssueChatToken(input, now);
+      if (input.empty()) {
+        if (!token.empty()) __builtin_trap();  // no token names no chat
+        break;
+      }
       absl::StatusOr<baton::orchestrator::Caller> caller =
           TestAuth().Identify("Bearer " + token, now);
       if (!caller.ok() || caller->chat_id != input) __builtin_trap();

@@ -210,6 +210,32 @@ TEST(SecurityTest, AChatTokenReachesItsOneChat) {
   EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_THAT(s.error_message(), HasSubstr("another chat"));
   EXPECT_EQ(GetWith(*browser, "b2").error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  {
+    v1::ReadRequest request;
+    request.set_chat_id("b2");
+    grpc::ClientContext context;
+    auto reader = browser->Read(Deadline(context), request);
+    v1::ReadResponse response;
+    EXPECT_FALSE(reader->Read(&response));
+    EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  }
+  {
+    v1::CancelRunRequest request;
+    request.set_chat_id("b2");
+    v1::Run run;
+    grpc::ClientContext context;
+    EXPECT_EQ(browser->CancelRun(Deadline(context), request, &run).error_code(),
+              grpc::StatusCode::PERMISSION_DENIED);
+  }
+  {
+    v1::CloseRequest request;
+    request.set_chat_id("b2");
+    v1::Session session;
+    grpc::ClientContext context;
+    EXPECT_EQ(browser->Close(Deadline(context), request, &session).error_code(),
+              grpc::StatusCode::PERMISSION_DENIED);
+  }
+  EXPECT_EQ(stack->Get("b2").state(), v1::SESSION_STATE_LIVE);
   EXPECT_EQ(CreateWith(*browser, "b3").error_code(), grpc::StatusCode::PERMISSION_DENIED);
   {
     v1::ListRunsRequest request;
@@ -222,11 +248,19 @@ TEST(SecurityTest, AChatTokenReachesItsOneChat) {
   s = AppendWith(*browser, "b1", Json{{"kind", "handover-skip"}});
   EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_THAT(s.error_message(), HasSubstr("messages and stops only"));
+  s = AppendWith(*browser, "b1",
+                 Json{{"kind", "handover"},
+                      {"messageId", "M"},
+                      {"isFinal", true},
+                      {"partialAssistantMessage", Json::array()}});
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_EQ(stack->Get("b2").in_seq(), 0);
 
-  // A token whose signature was tampered with names nobody.
+  // A token whose signature was tampered with names nobody. A middle character: the last one
+  // of a 32-byte MAC in base64 carries two padding bits.
   std::string tampered = created.chat_token();
-  tampered.back() = tampered.back() == 'A' ? 'B' : 'A';
+  char& flipped = tampered[tampered.rfind('.') + 10];
+  flipped = flipped == 'A' ? 'B' : 'A';
   auto forger = v1::Sessions::NewStub(stack->Channel({.token = tampered}));
   EXPECT_EQ(GetWith(*forger, "b1").error_code(), grpc::StatusCode::UNAUTHENTICATED);
 
@@ -407,6 +441,13 @@ TEST(SecurityTest, LimitsRefuseWithResourceExhaustedAndKeepWhatIsStored) {
   EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
   EXPECT_THAT(s.error_message(), HasSubstr("holds 2 .in records"));
   EXPECT_EQ(stack->Get("l1").in_seq(), 2);
+  v1::CloseRequest close_l1;
+  close_l1.set_chat_id("l1");
+  close_l1.set_reason(std::string(2000, 'r'));
+  v1::Session ignored;
+  grpc::ClientContext too_long;
+  EXPECT_EQ(stack->sessions().Close(Deadline(too_long), close_l1, &ignored).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
 
   // Runs per worker: the worker announced 5, the orchestrator assigns it 1 at a time.
   stack->Create("l2", "chat", "preload");
@@ -417,6 +458,10 @@ TEST(SecurityTest, LimitsRefuseWithResourceExhaustedAndKeepWhatIsStored) {
   v1::Session closed;
   grpc::ClientContext context;
   ASSERT_TRUE(stack->sessions().Close(Deadline(context), close, &closed).ok());
+  // A Close over the limit is stored once, however often it is asked for.
+  grpc::ClientContext again;
+  ASSERT_TRUE(stack->sessions().Close(Deadline(again), close, &closed).ok());
+  EXPECT_EQ(closed.in_seq(), 3);
   EXPECT_TRUE(stack->WaitForRunState("l2", v1::RUN_STATE_RUNNING));
   EXPECT_EQ(stack->Get("l1").state(), v1::SESSION_STATE_CLOSED);
 }

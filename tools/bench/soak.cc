@@ -4,7 +4,8 @@
 // and restarted on its file. Then an audit of every chat's logs:
 //
 //   - every `.in` message the clients appended was answered exactly once: one finished
-//     assistant answer and a turn-complete whose `.in` floor is that message's seq;
+//     assistant answer, whose text is one whole scripted reply, and one turn-complete whose
+//     `.in` floor is that message's seq; no error and no abort reached a reader;
 //   - every answer a fault cut short was retracted (or closed), none left dangling;
 //   - every turn-complete answers a message that was appended (none invented, none twice with
 //     an answer each);
@@ -50,23 +51,25 @@ int EnvInt(const char* name, int fallback) {
 
 // Text turns with a little pacing, tool turns for the weather agent (step 1 a tool call, step 2
 // text after the tool result), all repeatable.
+constexpr char kSteady[] = "A steady answer, in a few pieces, for the soak.";
+constexpr char kLook[] = "Let me look.";
+constexpr char kMild[] = "It is mild, according to the tool.";
+
 Json SoakScript() {
   Json tool_result_answer = {{"match", {{"contains", "tool_result"}}},
                              {"repeat", true},
                              {"delay_ms", 2},
-                             {"reply", {{"text", "It is mild, according to the tool."}}}};
+                             {"reply", {{"text", kMild}}}};
   Json tool_call = {
       {"match", {{"contains", "weather in"}}},
       {"repeat", true},
       {"delay_ms", 2},
       {"reply",
-       {{"text", "Let me look."},
+       {{"text", kLook},
         {"tool_calls",
          Json::array(
              {{{"id", "call-1"}, {"name", "get_weather"}, {"input", {{"city", "Oslo"}}}}})}}}};
-  Json text = {{"repeat", true},
-               {"delay_ms", 3},
-               {"reply", {{"text", "A steady answer, in a few pieces, for the soak."}}}};
+  Json text = {{"repeat", true}, {"delay_ms", 3}, {"reply", {{"text", kSteady}}}};
   return Json{{"responses", Json::array({tool_result_answer, tool_call, text})}};
 }
 
@@ -157,10 +160,12 @@ Audit AuditChat(Stack& stack, const ChatLog& chat) {
   auto reader = stack.sessions().Read(&context, request);
   v1::ReadResponse response;
   int64_t expected_seq = 1;
-  std::map<int64_t, int> answers_by_floor;  // .in floor -> finished answers in its turn
+  std::map<int64_t, int> answers_by_floor;  // .in floor -> finished answers in its turns
+  std::map<int64_t, int> turns_by_floor;    // .in floor -> turn-completes naming it
   int answers_in_turn = 0;
   std::set<std::string> unfinished;  // answers begun and not (yet) finished
   std::string current;               // the answer the chunks belong to
+  std::string text;                  // its text so far
   while (reader->Read(&response)) {
     const v1::OutRecord& r = response.record();
     EXPECT_EQ(r.seq(), expected_seq) << chat.chat_id << ": a gap or a repeat in .out";
@@ -177,6 +182,7 @@ Audit AuditChat(Stack& stack, const ChatLog& chat) {
       for (const v1::Header& h : r.control().headers()) {
         if (h.name() == "session-in-event-id") {
           answers_by_floor[std::stoll(h.value())] += answers_in_turn;
+          turns_by_floor[std::stoll(h.value())] += 1;
         }
       }
       answers_in_turn = 0;
@@ -187,8 +193,19 @@ Audit AuditChat(Stack& stack, const ChatLog& chat) {
     if (type == "start") {
       current = chunk.value("messageId", "");
       unfinished.insert(current);
+      text.clear();
     }
-    if (type == "finish" || type == "abort") {  // an abort closes a kept partial
+    if (type == "text-delta") text += chunk.value("delta", "");
+    // One message in flight per chat, no hook keeps partials, nothing cancels: an error or an
+    // abort is a fault that reached a reader.
+    EXPECT_NE(type, "error") << chat.chat_id << ": " << r.chunk_json();
+    EXPECT_NE(type, "abort") << chat.chat_id << " seq " << r.seq();
+    if (type == "finish") {
+      EXPECT_NE(chunk.value("finishReason", ""), "error") << chat.chat_id << " seq " << r.seq();
+      // Each answer is one whole scripted reply (a weather turn's two steps make one), never
+      // a reply twice or a fragment.
+      EXPECT_TRUE(text == kSteady || text == kMild || text == absl::StrCat(kLook, kMild))
+          << chat.chat_id << " seq " << r.seq() << ": \"" << text << "\"";
       ++answers_in_turn;
       ++audit.answers;
       unfinished.erase(current);
@@ -204,6 +221,8 @@ Audit AuditChat(Stack& stack, const ChatLog& chat) {
       EXPECT_EQ(it->second, 1) << chat.chat_id << ": .in " << seq << " answered " << it->second
                                << " times";
     }
+    EXPECT_EQ(turns_by_floor[seq], 1)
+        << chat.chat_id << ": .in " << seq << " has " << turns_by_floor[seq] << " turn-completes";
   }
   // No turn-complete answers a message nobody appended.
   for (const auto& [floor, count] : answers_by_floor) {
@@ -285,6 +304,11 @@ TEST(Soak, ManyChatsThroughKilledWorkersAndARestartedOrchestratorLoseNothing) {
     sent += static_cast<int>(log.sent.size());
     failed_waits += log.waits_failed;
   }
+  // The soak did something: messages flowed and every kind of fault happened.
+  EXPECT_GT(sent, chats);
+  EXPECT_GT(figures.worker_kills, 0);
+  EXPECT_GT(figures.worker_drains, 0);
+  EXPECT_EQ(figures.orchestrator_restarts, 1);
   EXPECT_EQ(failed_waits, 0) << "turns that were not answered within a minute";
   EXPECT_EQ(total.answers, sent);
   // Answers a fault cut short are withdrawn (retract) or closed (abort), never left dangling.

@@ -37,8 +37,9 @@ absl::StatusOr<Scope> ParseScope(std::string_view name) {
   for (Scope s : {Scope::kWorker, Scope::kCreate, Scope::kWrite, Scope::kRead}) {
     if (ScopeName(s) == name) return s;
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "unknown scope \"", Abs(name), "\" (worker, sessions:create, sessions:write, sessions:read)"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown scope \"", Abs(name),
+                   "\" (worker, sessions:create, sessions:write, sessions:read)"));
 }
 
 std::string Base64Url(std::string_view data) {
@@ -168,7 +169,7 @@ std::string Auth::Mac(std::string_view signed_part) const {
 }
 
 std::string Auth::IssueChatToken(std::string_view chat_id, absl::Time now) const {
-  if (chat_key_.empty()) return "";
+  if (chat_key_.empty() || chat_id.empty()) return "";
   std::string signed_part = absl::StrCat(Abs(kChatTokenPrefix), ".", Base64Url(chat_id), ".",
                                          absl::ToUnixSeconds(now + chat_token_ttl_));
   return absl::StrCat(signed_part, ".", Mac(signed_part));
@@ -180,8 +181,9 @@ absl::StatusOr<Caller> Auth::IdentifyChatToken(std::string_view token, absl::Tim
       absl::StrSplit(absl::string_view(token.data(), token.size()), '.');
   int64_t expires = 0;
   std::string chat_id;
+  // An empty chat would make the caller look like a service token: never valid.
   if (parts.size() != 4 || !absl::SimpleAtoi(parts[2], &expires) ||
-      !absl::WebSafeBase64Unescape(parts[1], &chat_id)) {
+      !absl::WebSafeBase64Unescape(parts[1], &chat_id) || chat_id.empty()) {
     return Unauthenticated("malformed chat token");
   }
   std::string signed_part = absl::StrCat(parts[0], ".", parts[1], ".", parts[2]);

@@ -59,7 +59,7 @@ class Auth {
   static absl::Status Check(const Caller& caller, Scope scope, std::string_view chat_id);
 
   // A chat token for `chat_id`, valid for the configured TTL from `now`; empty when the auth
-  // file has no chat_token_key.
+  // file has no chat_token_key, or `chat_id` is empty.
   std::string IssueChatToken(std::string_view chat_id, absl::Time now) const;
   absl::Duration chat_token_ttl() const { return chat_token_ttl_; }
 

@@ -127,6 +127,13 @@ int main(int argc, char** argv) {
   options.max_reads = absl::GetFlag(FLAGS_max_reads);
   options.max_reads_per_chat = absl::GetFlag(FLAGS_max_reads_per_chat);
   options.max_runs_per_worker = absl::GetFlag(FLAGS_max_runs_per_worker);
+  if (options.max_in_records < 1 || options.max_reads < 1 || options.max_reads_per_chat < 1 ||
+      options.max_runs_per_worker < 1) {
+    std::fprintf(stderr,
+                 "baton-orchestrator: --max_in_records, --max_reads, --max_reads_per_chat and "
+                 "--max_runs_per_worker must be at least 1\n");
+    return 1;
+  }
   options.heartbeat_interval = absl::Milliseconds(absl::GetFlag(FLAGS_heartbeat_ms));
   options.heartbeat_misses = absl::GetFlag(FLAGS_heartbeat_misses);
   options.lease_ttl = absl::Milliseconds(absl::GetFlag(FLAGS_lease_ms));

@@ -88,6 +88,7 @@ struct Orchestrator::Session {
   // Runs lost or failed (retryably) in a row since a snapshot last moved `.in` forward: the
   // retry budget. Kept in memory; a restart gives every chat a fresh budget.
   int failures = 0;
+  bool close_appended = false;  // Close stored its record (in memory: one more after a restart)
 };
 
 // ---- gRPC services ----------------------------------------------------------------------------
@@ -496,7 +497,10 @@ grpc::Status Orchestrator::Close(const v1::CloseRequest& request, v1::Session* r
   if (it == sessions_.end()) {
     return grpc::Status(grpc::StatusCode::NOT_FOUND, absl::StrCat("no chat ", request.chat_id()));
   }
-  if (it->second->row.state != "closed") {
+  if (request.reason().size() > 1024) return Invalid("reason must be at most 1024 bytes");
+  // One close record per chat: a second Close before the run has handled the first adds
+  // nothing (the per-chat record limit does not stop a close, so repeats must not pile up).
+  if (it->second->row.state != "closed" && !it->second->close_appended) {
     Json body = {{"kind", "message"},
                  {"payload", {{"chatId", request.chat_id()}, {"trigger", "close"}}}};
     if (!request.reason().empty()) body["payload"]["reason"] = request.reason();
@@ -506,6 +510,7 @@ grpc::Status Orchestrator::Close(const v1::CloseRequest& request, v1::Session* r
     v1::AppendResponse ignored;
     grpc::Status status = Append(append, &ignored, /*closing=*/true);
     if (!status.ok()) return status;
+    it->second->close_appended = true;
   }
   *response = SessionProto(*it->second);
   return grpc::Status::OK;
@@ -1091,8 +1096,8 @@ void Orchestrator::EndRun(Run& run, const std::string& state, const v1::RunFinis
     // that answers turns between faults keeps going: only failures in a row count.
     retry = false;
     run.row.error =
-        absl::StrCat("gave up after ", session.failures, " failures in a row: ",
-                     how.error().empty() ? how.reason() : how.error());
+        absl::StrCat("gave up after ", session.failures,
+                     " failures in a row: ", how.error().empty() ? how.reason() : how.error());
     SaveRun(run);
     session.failures = 0;  // the next message gets a whole budget again
     session.row.state = "failed";

@@ -2,6 +2,8 @@
 // each refusal gets (never echoing a token).
 #include "tools/orchestrator/auth.h"
 
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/sha.h>
 
 #include "absl/strings/escaping.h"
@@ -125,6 +127,26 @@ TEST(Auth, ATamperedOrForeignChatTokenIsRefused) {
               absl::StatusCode::kUnauthenticated)
         << junk;
   }
+}
+
+TEST(Auth, NoChatTokenNamesNoChat) {
+  Auth auth = MakeAuth();
+  EXPECT_EQ(auth.IssueChatToken("", kNow), "");
+  // Signed with the right key over an empty chat id: still refused, as it would otherwise pass
+  // for a token of no one chat, which is what service tokens are.
+  std::string signed_part = absl::StrCat("bct1..", absl::ToUnixSeconds(kNow) + 600);
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  const std::string key = "0123456789abcdef0123456789abcdef";
+  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+       reinterpret_cast<const unsigned char*>(signed_part.data()), signed_part.size(), mac,
+       &length);
+  std::string mac_text;
+  absl::WebSafeBase64Escape(absl::string_view(reinterpret_cast<char*>(mac), length), &mac_text);
+  absl::StatusOr<Caller> caller =
+      auth.Identify(absl::StrCat("Bearer ", signed_part, ".", mac_text), kNow);
+  EXPECT_EQ(caller.status().code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_THAT(caller.status().message(), HasSubstr("malformed"));
 }
 
 TEST(Auth, ChatTokensNeedAKey) {
