@@ -122,6 +122,34 @@ size_t ExpectRetractedPartial(const std::vector<Json>& all) {
 // A worker killed while the model streams: when its lease runs out, the run is retried on the
 // other worker. The reader sees the partial answer, a `retract` naming it, then one whole answer
 // and one turn-complete for the message; `.in` is as the client left it.
+// Starts a turn on chat `chat_id` in which step 1 calls the blocking tool (it waits for `gate`)
+// on a new worker with `flags`, and returns once the call is on `.out`: the worker's index and
+// the `.in` seq of the user message. The script answers a retried turn the same way, then
+// "Found it." after the tool's result.
+struct BlockedTurn {
+  int worker = -1;
+  int64_t in_seq = 0;
+};
+BlockedTurn StartBlockedToolTurn(Stack& stack, const std::string& chat_id, const std::string& gate,
+                                 std::vector<std::string> flags = {}) {
+  BlockedTurn turn;
+  EXPECT_TRUE(stack.llm()
+                  .SetScript(Script({ToolReply("Let me look.", "toolu_1", "block", gate),
+                                     ToolReply("Looking again.", "toolu_2", "block", gate),
+                                     Reply("Found it.")}))
+                  .ok());
+  turn.worker = stack.AddWorker(std::move(flags));
+  stack.Create(chat_id, "tools", "preload");
+  EXPECT_TRUE(stack.hooks(turn.worker).WaitFor("onPreload"));
+  turn.in_seq = stack.SendText(chat_id, "u1", "Find the file.");
+  EXPECT_TRUE(stack.hooks(turn.worker).WaitUntil(ToolLine("block", "toolu_1", "start")));
+  // Step 1 is stored: readers have seen the call.
+  stack.ReadUntil(chat_id, 0, [](const std::vector<Json>& r) {
+    return !r.empty() && StringField(r.back(), "type") == "tool-input-available";
+  });
+  return turn;
+}
+
 TEST(RecoveryTest, AWorkerKilledMidAnswerIsReplacedWithinTheLease) {
   Json slow = Reply("This answer will never finish because its worker dies.");
   slow["delay_ms"] = 200;
@@ -197,20 +225,7 @@ TEST(RecoveryTest, AWorkerKilledMidToolIsReplacedAndTheTurnRunsOnce) {
                              .worker_binary = FAULT_WORKER_BINARY});
   ASSERT_NE(stack, nullptr);
   const std::string gate = stack->Path("gate");
-  ASSERT_TRUE(stack->llm()
-                  .SetScript(Script({ToolReply("Let me look.", "toolu_1", "block", gate),
-                                     ToolReply("Looking again.", "toolu_2", "block", gate),
-                                     Reply("Found it.")}))
-                  .ok());
-  int first = stack->AddWorker();
-  stack->Create("t1", "tools", "preload");
-  ASSERT_TRUE(stack->hooks(first).WaitFor("onPreload"));
-  int64_t in_seq = stack->SendText("t1", "u1", "Find the file.");
-  ASSERT_TRUE(stack->hooks(first).WaitUntil(ToolLine("block", "toolu_1", "start")));
-  // Step 1 is stored: readers have seen the call.
-  stack->ReadUntil("t1", 0, [](const std::vector<Json>& r) {
-    return !r.empty() && StringField(r.back(), "type") == "tool-input-available";
-  });
+  auto [first, in_seq] = StartBlockedToolTurn(*stack, "t1", gate);
   int second = stack->AddWorker();
   stack->worker(first).Signal(SIGKILL);
   stack->worker(first).Wait();
@@ -342,19 +357,7 @@ TEST(RecoveryTest, ADrainingWorkerExitsWhileAToolIsStuckAndItsRunIsRetried) {
   auto stack = Stack::Start({.workers = 0, .worker_binary = FAULT_WORKER_BINARY});
   ASSERT_NE(stack, nullptr);
   const std::string gate = stack->Path("gate");
-  ASSERT_TRUE(stack->llm()
-                  .SetScript(Script({ToolReply("Let me look.", "toolu_1", "block", gate),
-                                     ToolReply("Looking again.", "toolu_2", "block", gate),
-                                     Reply("Found it.")}))
-                  .ok());
-  int first = stack->AddWorker({"--drain_grace_ms=100"});
-  stack->Create("g1", "tools", "preload");
-  ASSERT_TRUE(stack->hooks(first).WaitFor("onPreload"));
-  int64_t in_seq = stack->SendText("g1", "u1", "Find the file.");
-  ASSERT_TRUE(stack->hooks(first).WaitUntil(ToolLine("block", "toolu_1", "start")));
-  stack->ReadUntil("g1", 0, [](const std::vector<Json>& r) {
-    return !r.empty() && StringField(r.back(), "type") == "tool-input-available";
-  });
+  auto [first, in_seq] = StartBlockedToolTurn(*stack, "g1", gate, {"--drain_grace_ms=100"});
   int second = stack->AddWorker();
   stack->worker(first).Signal(SIGTERM);
   // The worker ends (its stdout closes) while the tool is still blocked: the gate is closed.
