@@ -16,6 +16,7 @@
 #include "grpcpp/create_channel.h"
 #include "runtime/chat_run.h"
 #include "runtime/log.h"
+#include "runtime/parse_errors.h"
 #include "runtime/session_rules.h"
 #include "runtime/wire.h"
 
@@ -223,6 +224,10 @@ void Worker::Connect() {
         if (!alive.expired() && *alive.lock()) OnFrame(raw, std::move(in));
       });
       in = v1::GatewayFrame();
+    }
+    if (std::string bad = TakeParseError(); !bad.empty()) {
+      LogJson("warn", "an orchestrator frame does not parse: reconnecting",
+              {{"worker_id", options_.worker_id}, {"error", bad}});
     }
     raw->context.TryCancel();
     raw->CloseWrites();

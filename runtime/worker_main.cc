@@ -20,6 +20,7 @@
 #include "runtime/hook_pool.h"
 #include "runtime/http_client.h"
 #include "runtime/log.h"
+#include "runtime/parse_errors.h"
 #include "runtime/providers.h"
 #include "runtime/worker.h"
 
@@ -124,6 +125,7 @@ class HealthService final : public grpc::CallbackGenericService {
 int WorkerMain(int argc, char** argv, const std::function<void(WorkerSetup&)>& register_agents) {
   absl::SetProgramUsageMessage("a baton worker: hosts chat agents for an orchestrator");
   absl::ParseCommandLine(argc, argv);
+  CaptureProtobufLogs();  // protobuf's own log lines as JSON lines, like ours
 
   asio::io_context io(1);
   RealClock clock;

@@ -8,6 +8,7 @@
 #include "hooks/json.h"
 #include "hooks/records.h"
 #include "runtime/log.h"
+#include "runtime/parse_errors.h"
 #include "runtime/session_rules.h"
 #include "runtime/wire.h"
 
@@ -504,7 +505,11 @@ grpc::Status Orchestrator::Connect(
     grpc::ServerContext* context,
     grpc::ServerReaderWriter<v1::GatewayFrame, v1::WorkerFrame>* stream) {
   v1::WorkerFrame first;
-  if (!stream->Read(&first)) return grpc::Status::OK;
+  if (!stream->Read(&first)) {
+    std::string bad = TakeParseError();
+    if (bad.empty()) return grpc::Status::OK;
+    return Invalid(absl::StrCat("a frame does not parse: ", bad));
+  }
   if (!first.has_hello()) return Invalid("the first frame of a Connect stream must be Hello");
   if (first.hello().protocol_version() != v1::PROTOCOL_VERSION_1) {
     return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
@@ -542,11 +547,22 @@ grpc::Status Orchestrator::Connect(
     }
   });
   v1::WorkerFrame frame;
+  bool goodbye = false;
   while (stream->Read(&frame)) {
     absl::MutexLock lock(&mu_);
     conn.last_frame = absl::Now();
-    if (frame.has_goodbye()) break;
+    if (frame.has_goodbye()) {
+      goodbye = true;
+      break;
+    }
     OnFrame(conn, frame);
+  }
+  // A frame that does not parse ends the stream as an error the worker is told about (its runs
+  // stay its own until their leases run out, as after any broken stream).
+  std::string bad = goodbye ? std::string() : TakeParseError();
+  if (!bad.empty()) {
+    LogJson("warn", "a worker frame does not parse: closing its stream",
+            {{"worker_id", conn.worker_id}, {"error", bad}});
   }
   {
     absl::MutexLock lock(&mu_);
@@ -554,6 +570,7 @@ grpc::Status Orchestrator::Connect(
     Disconnected(conn);
   }
   writer.join();
+  if (!bad.empty()) return Invalid(absl::StrCat("a frame does not parse: ", bad));
   return grpc::Status::OK;
 }
 
