@@ -52,6 +52,21 @@ absl::StatusOr<InRecord> DecodeInRecord(int64_t seq, std::string_view body);
 // The same checks on a body already parsed (the size limit is the caller's).
 absl::StatusOr<InRecord> InRecordFromJson(int64_t seq, Json body);
 
+// CheckUiMessage()
+//
+// The shape every UI message baton takes from a client must have (as the AI SDK's
+// validateUIMessages): an object with a non-empty string id, a role of "system", "user" or
+// "assistant", and a "parts" array whose items are objects with a string "type". Returns
+// InvalidArgument naming `where` ("payload.message") and what is wrong.
+absl::Status CheckUiMessage(const Json& message, std::string_view where);
+
+// CheckBootPayload()
+//
+// The checks CreateSession applies to its payload (a JSON object): a "message" that is present
+// and not null is a UI message (CheckUiMessage), and "headStartMessages", when present, is an
+// array of them.
+absl::Status CheckBootPayload(const Json& payload);
+
 // Control record subtypes on `.out`.
 inline constexpr std::string_view kTurnComplete = "turn-complete";
 inline constexpr std::string_view kTrim = "trim";

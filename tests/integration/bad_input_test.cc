@@ -111,6 +111,197 @@ TEST(BadInputTest, InvalidUtf8IsInvalidArgumentNamingTheField) {
   ExpectAnswers(*stack, "u1", "Still answering.");
 }
 
+// A `.in` stop record padded to exactly `size` bytes.
+std::string StopRecordOfSize(size_t size) {
+  const std::string head = R"({"kind":"stop","message":")";
+  const std::string tail = R"("})";
+  return head + std::string(size - head.size() - tail.size(), 'x') + tail;
+}
+
+TEST(BadInputTest, CreateSessionRefusesWhatNoRunCouldStartAndStoresNothing) {
+  auto stack = Stack::Start({.script = Script({Reply("Created after all.")})});
+  ASSERT_NE(stack, nullptr);
+  struct Case {
+    v1::CreateSessionRequest request;
+    grpc::StatusCode code;
+    std::string message;
+  };
+  const std::string big(kMaxInRecordBytes + 1 - std::string(R"({"metadata":""})").size(), 'x');
+  const std::string no_parts = R"({"message":{"id":"u1","role":"user"}})";
+  const std::string untyped_part =
+      R"({"message":{"id":"u1","role":"user","parts":[{"text":"hi"}]}})";
+  const std::string bad_role =
+      R"({"message":{"id":"u1","role":"robot","parts":[{"type":"text","text":"hi"}]}})";
+  std::vector<Case> cases = {
+      {CreateRequest("c", "chat", v1::TRIGGER_PRELOAD,
+                     absl::StrCat(R"({"metadata":")", big, "\"}")),
+       grpc::StatusCode::RESOURCE_EXHAUSTED,
+       absl::StrCat("payload_json of ", kMaxInRecordBytes + 1, " bytes exceeds the limit of ",
+                    kMaxInRecordBytes)},
+      {CreateRequest("c", "chat", v1::TRIGGER_PRELOAD, "{not json"),
+       grpc::StatusCode::INVALID_ARGUMENT, "payload_json: invalid JSON at byte 3"},
+      {CreateRequest("c", "chat", v1::TRIGGER_PRELOAD, "[]"), grpc::StatusCode::INVALID_ARGUMENT,
+       "payload_json must be a JSON object"},
+      {CreateRequest("c", "chat", v1::TRIGGER_SUBMIT_MESSAGE, R"({"message":"hello"})"),
+       grpc::StatusCode::INVALID_ARGUMENT, "payload.message needs a string id and role"},
+      {CreateRequest("c", "chat", v1::TRIGGER_SUBMIT_MESSAGE, no_parts),
+       grpc::StatusCode::INVALID_ARGUMENT, "payload.message needs a \"parts\" array"},
+      {CreateRequest("c", "chat", v1::TRIGGER_SUBMIT_MESSAGE, untyped_part),
+       grpc::StatusCode::INVALID_ARGUMENT,
+       "payload.message.parts[0] is not an object with a string \"type\""},
+      {CreateRequest("c", "chat", v1::TRIGGER_SUBMIT_MESSAGE, bad_role),
+       grpc::StatusCode::INVALID_ARGUMENT, "payload.message has role \"robot\""},
+      {CreateRequest("c", "chat", v1::TRIGGER_HANDOVER_PREPARE, R"({"headStartMessages":{}})"),
+       grpc::StatusCode::INVALID_ARGUMENT, "payload.headStartMessages must be an array"},
+      {CreateRequest("c", "chat", v1::TRIGGER_HANDOVER_PREPARE, R"({"headStartMessages":[7]})"),
+       grpc::StatusCode::INVALID_ARGUMENT, "payload.headStartMessages[0] needs a string id"},
+      {CreateRequest("", "chat", v1::TRIGGER_PRELOAD, ""), grpc::StatusCode::INVALID_ARGUMENT,
+       "chat_id must be 1 to 256 bytes"},
+      {CreateRequest(std::string(257, 'c'), "chat", v1::TRIGGER_PRELOAD, ""),
+       grpc::StatusCode::INVALID_ARGUMENT, "chat_id must be 1 to 256 bytes"},
+      {CreateRequest("c", "", v1::TRIGGER_PRELOAD, ""), grpc::StatusCode::INVALID_ARGUMENT,
+       "agent is required"},
+      {CreateRequest("c", "chat", v1::TRIGGER_UNSPECIFIED, ""), grpc::StatusCode::INVALID_ARGUMENT,
+       "trigger is required"},
+      {CreateRequest("c", "chat", static_cast<v1::Trigger>(99), ""),
+       grpc::StatusCode::INVALID_ARGUMENT, "trigger 99 is not a known trigger"},
+  };
+  for (const Case& c : cases) {
+    grpc::Status status = Create(*stack, c.request);
+    EXPECT_EQ(status.error_code(), c.code) << c.message;
+    EXPECT_THAT(status.error_message(), HasSubstr(c.message));
+  }
+  EXPECT_EQ(GetStatus(*stack, "c").error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_TRUE(stack->Runs().empty());  // no run was queued for any of them
+
+  // A payload exactly at the limit is taken, and the chat answers.
+  const std::string fits(kMaxInRecordBytes - std::string(R"({"metadata":""})").size(), 'x');
+  ASSERT_TRUE(Create(*stack, CreateRequest("c", "chat", v1::TRIGGER_PRELOAD,
+                                           absl::StrCat(R"({"metadata":")", fits, "\"}")))
+                  .ok());
+  ExpectAnswers(*stack, "c", "Created after all.");
+}
+
+TEST(BadInputTest, AppendRefusesMalformedRecordsAndStoresNothing) {
+  auto stack = Stack::Start({.script = Script({Reply("Nothing was lost.")})});
+  ASSERT_NE(stack, nullptr);
+  stack->Create("a1", "chat", "preload");
+  ASSERT_TRUE(stack->hooks().WaitFor("onPreload"));
+  struct Case {
+    std::string chat_id;
+    std::string body;
+    grpc::StatusCode code;
+    std::string message;
+  };
+  std::vector<Case> cases = {
+      {"a1", StopRecordOfSize(kMaxInRecordBytes + 1), grpc::StatusCode::RESOURCE_EXHAUSTED,
+       absl::StrCat(".in record of ", kMaxInRecordBytes + 1, " bytes exceeds the limit of ",
+                    kMaxInRecordBytes)},
+      {"a1", "{not json", grpc::StatusCode::INVALID_ARGUMENT, "invalid JSON at byte 3"},
+      {"a1", "", grpc::StatusCode::INVALID_ARGUMENT, "invalid JSON at byte 1"},
+      {"a1", R"([{"kind":"stop"}])", grpc::StatusCode::INVALID_ARGUMENT,
+       ".in record is not a JSON object"},
+      {"a1", R"({"message":"hi"})", grpc::StatusCode::INVALID_ARGUMENT,
+       ".in record has no string \"kind\""},
+      {"a1", R"({"kind":"shout"})", grpc::StatusCode::INVALID_ARGUMENT,
+       "unknown .in record kind \"shout\""},
+      {"a1", R"({"kind":"message"})", grpc::StatusCode::INVALID_ARGUMENT,
+       "message record has no object \"payload\""},
+      {"a1", R"({"kind":"message","payload":{"message":{"id":"u1","role":"user","parts":"hi"}}})",
+       grpc::StatusCode::INVALID_ARGUMENT, "payload.message needs a \"parts\" array"},
+      {"a1", R"({"kind":"message","payload":{"message":{"id":"u1","role":"user","parts":[3]}}})",
+       grpc::StatusCode::INVALID_ARGUMENT, "payload.message.parts[0] is not an object"},
+      {"a1", R"({"kind":"handover","partialAssistantMessage":"text"})",
+       grpc::StatusCode::INVALID_ARGUMENT, "needs a \"partialAssistantMessage\" array"},
+      {"a1", R"({"kind":"handover","partialAssistantMessage":[{"content":"x"}]})",
+       grpc::StatusCode::INVALID_ARGUMENT, "handover partial holds a message without a role"},
+      {"a1", R"({"kind":"handover","partialAssistantMessage":[],"isFinal":"yes"})",
+       grpc::StatusCode::INVALID_ARGUMENT, "\"isFinal\" must be a boolean"},
+      {"nope", R"({"kind":"stop"})", grpc::StatusCode::NOT_FOUND, "no chat nope"},
+  };
+  for (const Case& c : cases) {
+    grpc::Status status = Append(*stack, c.chat_id, c.body);
+    EXPECT_EQ(status.error_code(), c.code) << c.message;
+    EXPECT_THAT(status.error_message(), HasSubstr(c.message));
+  }
+  EXPECT_EQ(stack->Get("a1").in_seq(), 0);
+  EXPECT_EQ(stack->Get("a1").out_seq(), 0);
+
+  // A record exactly at the limit is taken (a stop with no turn in flight does nothing).
+  v1::AppendResponse at_limit;
+  ASSERT_TRUE(Append(*stack, "a1", StopRecordOfSize(kMaxInRecordBytes), "", &at_limit).ok());
+  EXPECT_EQ(at_limit.seq(), 1);
+  ExpectAnswers(*stack, "a1", "Nothing was lost.");
+}
+
+// Over the orchestrator's gRPC message limit (64 MiB), gRPC itself refuses the call.
+TEST(BadInputTest, AMessageOverTheGrpcLimitIsRefusedBeforeItIsRead) {
+  auto stack = Stack::Start({.script = Script({Reply("Still here.")})});
+  ASSERT_NE(stack, nullptr);
+  stack->Create("g1", "chat", "preload");
+  grpc::Status status = Append(*stack, "g1", StopRecordOfSize((64 << 20) + 1));
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(status.error_message(), HasSubstr("larger than max"));
+  EXPECT_EQ(stack->Get("g1").in_seq(), 0);
+  ExpectAnswers(*stack, "g1", "Still here.");
+}
+
+TEST(BadInputTest, UnknownAndClosedChatsSaySo) {
+  auto stack = Stack::Start({.script = Script({})});
+  ASSERT_NE(stack, nullptr);
+  EXPECT_EQ(GetStatus(*stack, "ghost").error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_THAT(GetStatus(*stack, "ghost").error_message(), HasSubstr("no chat ghost"));
+  {
+    grpc::ClientContext context;
+    v1::ListRunsRequest request;
+    request.set_chat_id("ghost");
+    v1::ListRunsResponse response;
+    EXPECT_EQ(stack->sessions().ListRuns(&context, request, &response).error_code(),
+              grpc::StatusCode::NOT_FOUND);
+  }
+  {
+    grpc::ClientContext context;
+    v1::ReadRequest request;
+    request.set_chat_id("ghost");
+    auto reader = stack->sessions().Read(&context, request);
+    v1::ReadResponse response;
+    EXPECT_FALSE(reader->Read(&response));
+    grpc::Status status = reader->Finish();
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
+    EXPECT_THAT(status.error_message(), HasSubstr("no chat ghost"));
+  }
+  {
+    grpc::ClientContext context;
+    v1::CloseRequest request;
+    request.set_chat_id("ghost");
+    v1::Session session;
+    EXPECT_EQ(stack->sessions().Close(&context, request, &session).error_code(),
+              grpc::StatusCode::NOT_FOUND);
+  }
+  // A closed chat takes no more records.
+  stack->Create("z1", "chat", "preload");
+  {
+    grpc::ClientContext context;
+    v1::CloseRequest request;
+    request.set_chat_id("z1");
+    v1::Session session;
+    ASSERT_TRUE(stack->sessions().Close(&context, request, &session).ok());
+  }
+  ASSERT_TRUE(stack->WaitForRunState("z1", v1::RUN_STATE_EXITED));
+  grpc::Status closed = Append(*stack, "z1", R"({"kind":"stop"})");
+  EXPECT_EQ(closed.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(closed.error_message(), HasSubstr("chat z1 is closed"));
+  {
+    grpc::ClientContext context;
+    v1::CancelRunRequest request;
+    request.set_chat_id("z1");
+    v1::Run run;
+    grpc::Status status = stack->sessions().CancelRun(&context, request, &run);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+    EXPECT_THAT(status.error_message(), HasSubstr("has no live run"));
+  }
+}
+
 // ---- WorkerGateway: what workers send ----------------------------------------------------------
 
 TEST(BadInputTest, AWorkerFrameThatDoesNotParseEndsItsStreamSayingWhy) {

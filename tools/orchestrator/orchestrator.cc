@@ -301,13 +301,18 @@ grpc::Status Orchestrator::CreateSession(const v1::CreateSessionRequest& request
   }
   if (request.agent().empty()) return Invalid("agent is required");
   std::string trigger(TriggerName(request.trigger()));
-  if (trigger.empty()) return Invalid("trigger is required");
+  if (request.trigger() == v1::TRIGGER_UNSPECIFIED) return Invalid("trigger is required");
+  if (trigger.empty()) {
+    return Invalid(
+        absl::StrCat("trigger ", static_cast<int>(request.trigger()), " is not a known trigger"));
+  }
   if (!request.traceparent().empty() && !ValidTraceparent(request.traceparent())) {
     return Invalid("traceparent is not a W3C traceparent (00-<32 hex>-<16 hex>-<2 hex>)");
   }
   if (request.payload_json().size() > kMaxInRecordBytes) {
     return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                        absl::StrCat("payload_json exceeds ", kMaxInRecordBytes, " bytes"));
+                        absl::StrCat("payload_json of ", request.payload_json().size(),
+                                     " bytes exceeds the limit of ", kMaxInRecordBytes));
   }
   Json payload = Json::object();
   if (!request.payload_json().empty()) {
@@ -316,6 +321,8 @@ grpc::Status Orchestrator::CreateSession(const v1::CreateSessionRequest& request
     if (!parsed->is_object()) return Invalid("payload_json must be a JSON object");
     payload = *std::move(parsed);
   }
+  // A message the run could not read would leave the chat waiting with no answer and no error.
+  if (absl::Status checked = CheckBootPayload(payload); !checked.ok()) return ToGrpc(checked);
   auto existing = sessions_.find(request.chat_id());
   if (existing != sessions_.end()) {
     if (existing->second->row.agent != request.agent()) {
