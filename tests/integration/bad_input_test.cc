@@ -246,6 +246,37 @@ TEST(BadInputTest, AMessageOverTheGrpcLimitIsRefusedBeforeItIsRead) {
   ExpectAnswers(*stack, "g1", "Still here.");
 }
 
+// A client record id makes a retry safe: the same record again is the first append. Another
+// record under a used id is refused, so it cannot vanish as a "duplicate".
+TEST(BadInputTest, AReusedClientRecordIdWithAnotherBodyIsRefused) {
+  auto stack = Stack::Start({.script = Script({Reply("First."), Reply("Second.")})});
+  ASSERT_NE(stack, nullptr);
+  stack->Create("d1", "chat", "preload");
+  v1::AppendResponse first, again;
+  ASSERT_TRUE(Append(*stack, "d1", MessageBody("d1", "m1", "one"), "rec-1", &first).ok());
+  std::vector<Json> turn = stack->ReadTurns("d1", 0);
+  EXPECT_EQ(Text(turn), "First.");
+  ASSERT_TRUE(Append(*stack, "d1", MessageBody("d1", "m1", "one"), "rec-1", &again).ok());
+  EXPECT_TRUE(again.duplicate());
+  EXPECT_EQ(again.seq(), first.seq());
+
+  grpc::Status other = Append(*stack, "d1", MessageBody("d1", "m2", "two"), "rec-1");
+  EXPECT_EQ(other.error_code(), grpc::StatusCode::ALREADY_EXISTS);
+  EXPECT_THAT(other.error_message(),
+              HasSubstr("client_record_id \"rec-1\" is already .in seq 1 of chat d1"));
+  EXPECT_EQ(stack->Get("d1").in_seq(), 1);
+  // Ids are the chat's own: another chat may use the same one.
+  stack->Create("d2", "chat", "preload");
+  EXPECT_TRUE(Append(*stack, "d2", R"({"kind":"stop"})", "rec-1").ok());
+
+  ExpectAnswers(*stack, "d1", "Second.");
+  // Two turns in all: the duplicate was not answered again.
+  std::vector<Json> all = stack->ReadUntil(
+      "d1", 0, [](const std::vector<Json>& r) { return CountControl(r, "turn-complete") >= 2; });
+  EXPECT_EQ(CountControl(all, "turn-complete"), 2);
+  EXPECT_EQ(Text(all), "First.Second.");
+}
+
 TEST(BadInputTest, UnknownAndClosedChatsSaySo) {
   auto stack = Stack::Start({.script = Script({})});
   ASSERT_NE(stack, nullptr);

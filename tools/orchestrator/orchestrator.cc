@@ -382,6 +382,14 @@ grpc::Status Orchestrator::Append(const v1::AppendRequest& request, v1::AppendRe
   row.appended_ms = UnixMs(absl::Now());
   absl::StatusOr<Store::Appended> appended = store_.AppendIn(session.row.chat_id, std::move(row));
   if (!appended.ok()) return ToGrpc(appended.status());
+  if (appended->duplicate && appended->row.body_json != request.body_json()) {
+    // A retry sends the same record again; another record under a used id would be lost.
+    return grpc::Status(
+        grpc::StatusCode::ALREADY_EXISTS,
+        absl::StrCat("client_record_id \"", request.client_record_id(), "\" is already .in seq ",
+                     appended->row.seq, " of chat ", request.chat_id(),
+                     ", with another body; a retry must send the same body"));
+  }
   response->set_seq(appended->row.seq);
   response->set_duplicate(appended->duplicate);
   if (appended->duplicate) {
