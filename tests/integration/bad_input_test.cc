@@ -333,6 +333,36 @@ TEST(BadInputTest, UnknownAndClosedChatsSaySo) {
   }
 }
 
+// An unknown agent is not an error at CreateSession (workers may start after clients): the run
+// waits in the queue, ListRuns says why, records wait with it, and a worker that hosts the
+// agent gets all of them.
+TEST(BadInputTest, ARunForAnAgentNoWorkerHostsSaysSoAndWaits) {
+  auto stack = Stack::Start({.script = Script({})});
+  ASSERT_NE(stack, nullptr);
+  v1::Session session = stack->Create("n1", "nope", "preload");
+  EXPECT_EQ(session.state(), v1::SESSION_STATE_LIVE);
+  std::vector<v1::Run> runs = stack->Runs("n1");
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(runs[0].state(), v1::RUN_STATE_QUEUED);
+  EXPECT_EQ(runs[0].reason(), "unknown-agent");
+  EXPECT_THAT(runs[0].error(), HasSubstr("no connected worker hosts agent \"nope\""));
+  v1::AppendResponse appended;
+  ASSERT_TRUE(Append(*stack, "n1", MessageBody("n1", "m1", "anyone?"), "", &appended).ok());
+  EXPECT_EQ(appended.seq(), 1);
+  EXPECT_EQ(appended.run_id(), runs[0].run_id());
+
+  RawWorker raw(stack->gateway(), 1, "nope-host", "nope");
+  v1::AssignRun assign = raw.Next(v1::GatewayFrame::kAssignRun).assign_run();
+  EXPECT_EQ(assign.run_id(), runs[0].run_id());
+  v1::Deliver deliver = raw.Next(v1::GatewayFrame::kDeliver).deliver();
+  EXPECT_EQ(deliver.record().seq(), 1);
+  EXPECT_THAT(deliver.record().body_json(), HasSubstr("anyone?"));
+  runs = stack->Runs("n1");
+  EXPECT_EQ(runs[0].state(), v1::RUN_STATE_ASSIGNED);
+  EXPECT_EQ(runs[0].reason(), "");
+  EXPECT_EQ(runs[0].error(), "");
+}
+
 // ---- WorkerGateway: what workers send ----------------------------------------------------------
 
 TEST(BadInputTest, AWorkerFrameThatDoesNotParseEndsItsStreamSayingWhy) {

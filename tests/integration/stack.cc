@@ -379,14 +379,15 @@ std::vector<Json> Stack::ReadTurns(const std::string& chat_id, int64_t after_seq
 
 // ---- RawWorker --------------------------------------------------------------------------------
 
-RawWorker::RawWorker(v1::WorkerGateway::Stub& gateway, int credit, const std::string& worker_id) {
+RawWorker::RawWorker(v1::WorkerGateway::Stub& gateway, int credit, const std::string& worker_id,
+                     const std::string& agent) {
   context_.set_deadline(std::chrono::system_clock::now() + kLimit);
   stream_ = gateway.Connect(&context_);
   v1::WorkerFrame hello;
   hello.mutable_hello()->set_worker_id(worker_id);
   hello.mutable_hello()->set_protocol_version(v1::PROTOCOL_VERSION_1);
   hello.mutable_hello()->set_capacity(10);
-  hello.mutable_hello()->add_agents()->set_name("chat");
+  hello.mutable_hello()->add_agents()->set_name(agent);
   Send(hello);
   welcome_ = Next(v1::GatewayFrame::kWelcome).welcome();
   v1::WorkerFrame frame;

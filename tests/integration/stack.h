@@ -148,12 +148,12 @@ class Stack {
 };
 
 // A worker written by hand: speaks WorkerGateway frame by frame over its own Connect stream
-// (Hello as worker `worker_id` hosting agent "chat" with capacity 10, then Credit{credit}), so
-// a test sees each protocol rule exactly.
+// (Hello as worker `worker_id` hosting `agent` with capacity 10, then Credit{credit}), so a
+// test sees each protocol rule exactly.
 class RawWorker {
  public:
   RawWorker(baton::v1::WorkerGateway::Stub& gateway, int credit,
-            const std::string& worker_id = "raw");
+            const std::string& worker_id = "raw", const std::string& agent = "chat");
   ~RawWorker() { context_.TryCancel(); }
 
   void Send(const baton::v1::WorkerFrame& frame) { EXPECT_TRUE(TrySend(frame)); }

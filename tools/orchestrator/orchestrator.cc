@@ -876,12 +876,28 @@ void Orchestrator::Dispatch() {
       if (best == nullptr || conn->credit > best->credit) best = conn;
     }
     if (best == nullptr) {
+      NoteWhyQueued(run);
       ++it;
       continue;
     }
     if (!Assign(run, *best)) return;  // the store fails: the next tick tries again
     it = queue_.erase(it);
   }
+}
+
+void Orchestrator::NoteWhyQueued(Run& run) {
+  // Not an error at CreateSession (workers may start after clients), but it must not look like
+  // a run that merely waits its turn: ListRuns says no worker hosts its agent.
+  bool hosted = false;
+  for (Conn* conn : conns_) hosted = hosted || (!conn->closed && conn->agents.count(run.row.agent));
+  std::string reason = hosted ? "" : "unknown-agent";
+  std::string error = hosted ? ""
+                             : absl::StrCat("no connected worker hosts agent \"", run.row.agent,
+                                            "\"; the run waits in the queue until one does");
+  if (run.row.reason == reason && run.row.error == error) return;
+  run.row.reason = std::move(reason);
+  run.row.error = std::move(error);
+  SaveRun(run);
 }
 
 bool Orchestrator::Assign(Run& run, Conn& conn) {
@@ -894,6 +910,8 @@ bool Orchestrator::Assign(Run& run, Conn& conn) {
   run.row.lease_token = *token;
   run.row.state = "assigned";
   run.row.worker_id = conn.worker_id;
+  run.row.reason.clear();  // why it was queued (NoteWhyQueued)
+  run.row.error.clear();
   run.conn = &conn;
   run.accept_by = absl::Now() + options_.accept_deadline;
   conn.credit -= 1;

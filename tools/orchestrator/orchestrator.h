@@ -105,6 +105,9 @@ class Orchestrator {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Assigns queued runs to workers with credit.
   void Dispatch() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A queued run no worker can take now: its reason and error say when no connected worker
+  // hosts its agent (saved only when that changes).
+  void NoteWhyQueued(Run& run) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // False when no lease token could be had (the run stays queued).
   bool Assign(Run& run, Conn& conn) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Sends the run the `.in` records after the last one it was sent.
