@@ -27,6 +27,10 @@ namespace baton {
 // Largest `.in` record body accepted, in bytes (as Trigger.dev's 1 MiB append cap).
 inline constexpr size_t kMaxInRecordBytes = 1 << 20;
 
+// Largest `.out` record accepted from a worker, serialized (one UI chunk or control record). A
+// reader's gRPC channel takes 4 MiB messages by default; this keeps every record well inside.
+inline constexpr size_t kMaxOutRecordBytes = 1 << 20;
+
 enum class InKind { kMessage, kStop, kHandover, kHandoverSkip };
 std::string_view InKindName(InKind kind);
 

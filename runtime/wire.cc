@@ -42,6 +42,65 @@ absl::StatusOr<OutRecord> OutRecordFromProto(const baton::v1::OutRecord& record)
   return out;
 }
 
+absl::Status CheckOutRecord(const baton::v1::OutRecord& record) {
+  if (record.seq() < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(".out record has seq ", record.seq(), "; seqs start at 1"));
+  }
+  size_t size = record.ByteSizeLong();
+  if (size > kMaxOutRecordBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(".out record ", record.seq(), " of ", size,
+                                                   " bytes exceeds the limit of ",
+                                                   kMaxOutRecordBytes));
+  }
+  switch (record.content_case()) {
+    case baton::v1::OutRecord::kChunkJson: {
+      absl::StatusOr<Json> chunk = ParseJson(record.chunk_json());
+      if (!chunk.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(".out record ", record.seq(), ": chunk_json: ", chunk.status().message()));
+      }
+      if (StringField(*chunk, "type").empty()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(".out record ", record.seq(),
+                         ": chunk_json is not a JSON object with a string \"type\""));
+      }
+      return absl::OkStatus();
+    }
+    case baton::v1::OutRecord::kControl:
+      if (record.control().subtype().empty()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(".out record ", record.seq(), ": control record without a subtype"));
+      }
+      return absl::OkStatus();
+    default:
+      return absl::InvalidArgumentError(absl::StrCat(
+          ".out record ", record.seq(), " holds neither a chunk nor a control record"));
+  }
+}
+
+absl::StatusOr<Json> DecodeSnapshot(std::string_view snapshot_json) {
+  absl::StatusOr<Json> snapshot = ParseJson(snapshot_json);
+  if (!snapshot.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("snapshot_json: ", snapshot.status().message()));
+  }
+  if (!snapshot->is_object()) {
+    return absl::InvalidArgumentError("snapshot_json is not a JSON object");
+  }
+  if (const Json* messages = FindField(*snapshot, "messages")) {
+    if (!messages->is_array()) {
+      return absl::InvalidArgumentError("snapshot_json: \"messages\" is not an array");
+    }
+    for (const Json& entry : *messages) {
+      if (!entry.is_object()) {
+        return absl::InvalidArgumentError(
+            "snapshot_json: an entry of \"messages\" is not an object");
+      }
+    }
+  }
+  return snapshot;
+}
+
 baton::v1::InKind InKindToProto(InKind kind) {
   switch (kind) {
     case InKind::kMessage:

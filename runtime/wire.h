@@ -18,6 +18,19 @@ baton::v1::OutRecord OutRecordToProto(const OutRecord& record);
 // InvalidArgument when a chunk is not a JSON object.
 absl::StatusOr<OutRecord> OutRecordFromProto(const baton::v1::OutRecord& record);
 
+// CheckOutRecord()
+//
+// What the orchestrator takes from a worker as a `.out` record: a seq from 1, no larger than
+// kMaxOutRecordBytes serialized, and either a chunk that is a JSON object with a string "type"
+// or a control record with a subtype. InvalidArgument naming the seq and what is wrong.
+absl::Status CheckOutRecord(const baton::v1::OutRecord& record);
+
+// DecodeSnapshot()
+//
+// A run's snapshot (JSON text, see ChatRun::MakeSnapshot): a JSON object whose "messages", when
+// present, is an array of objects. InvalidArgument saying what is wrong.
+absl::StatusOr<Json> DecodeSnapshot(std::string_view snapshot_json);
+
 baton::v1::InKind InKindToProto(InKind kind);
 // Validates the body as DecodeInRecord does.
 absl::StatusOr<InRecord> InRecordFromProto(const baton::v1::InRecord& record);

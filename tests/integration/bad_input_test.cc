@@ -2,6 +2,8 @@
 // real SQLite, fake-llm. Each test checks the exact status code, that the message says what is
 // wrong, that nothing was stored, and that the chat still answers the next good message.
 // docs/bad-input.md lists the entry points, their limits and their errors.
+#include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -364,6 +366,156 @@ TEST(BadInputTest, ARunForAnAgentNoWorkerHostsSaysSoAndWaits) {
 }
 
 // ---- WorkerGateway: what workers send ----------------------------------------------------------
+
+// A run assigned to a raw worker (hosting only `agent`, so that the run's retry can go nowhere
+// else) and accepted by it.
+struct RawRun {
+  std::unique_ptr<RawWorker> worker;
+  v1::AssignRun assign;
+};
+
+RawRun StartRawRun(Stack& stack, const std::string& chat_id, const std::string& agent) {
+  RawRun run;
+  run.worker = std::make_unique<RawWorker>(stack.gateway(), 1, "raw-" + agent, agent);
+  stack.Create(chat_id, agent, "submit-message", Json{{"message", UserMessage("u1", "hi")}});
+  run.assign = run.worker->Next(v1::GatewayFrame::kAssignRun).assign_run();
+  v1::WorkerFrame accept;
+  accept.mutable_run_accepted()->set_run_id(run.assign.run_id());
+  accept.mutable_run_accepted()->set_lease_token(run.assign.lease_token());
+  run.worker->Send(accept);
+  return run;
+}
+
+v1::WorkerFrame OutputOf(const RawRun& run, std::vector<v1::OutRecord> records) {
+  v1::WorkerFrame frame;
+  frame.mutable_run_output()->set_run_id(run.assign.run_id());
+  frame.mutable_run_output()->set_lease_token(run.assign.lease_token());
+  for (v1::OutRecord& r : records) *frame.mutable_run_output()->add_records() = std::move(r);
+  return frame;
+}
+
+v1::OutRecord ChunkRecord(int64_t seq, const std::string& chunk_json) {
+  v1::OutRecord record;
+  record.set_seq(seq);
+  record.set_chunk_json(chunk_json);
+  return record;
+}
+
+v1::WorkerFrame SnapshotOf(const RawRun& run, const std::string& json, int64_t in_seq,
+                           int64_t out_seq) {
+  v1::WorkerFrame frame;
+  v1::Snapshot& snapshot = *frame.mutable_snapshot();
+  snapshot.set_run_id(run.assign.run_id());
+  snapshot.set_lease_token(run.assign.lease_token());
+  snapshot.set_snapshot_json(json);
+  snapshot.set_in_seq(in_seq);
+  snapshot.set_out_seq(out_seq);
+  return frame;
+}
+
+// A worker's output or snapshot that readers or continuations could not use is not stored: the
+// worker loses the run (LeaseRevoked, saying why), the run fails retryably with the reason, and
+// attempt 2 waits for a worker.
+TEST(BadInputTest, BadWorkerOutputAndSnapshotsAreRefusedAndTheRunRetried) {
+  auto stack = Stack::Start({.workers = 0});
+  ASSERT_NE(stack, nullptr);
+  v1::OutRecord empty;
+  empty.set_seq(1);
+  v1::OutRecord no_subtype;
+  no_subtype.set_seq(1);
+  no_subtype.mutable_control();
+  const std::string huge = absl::StrCat(R"({"type":"text-delta","id":"t","delta":")",
+                                        std::string(kMaxOutRecordBytes, 'x'), "\"}");
+  const std::string good = R"({"type":"start"})";
+  struct Case {
+    std::string name;
+    std::function<v1::WorkerFrame(const RawRun&)> frame;
+    std::string reason;
+    std::string error;
+  };
+  std::vector<Case> cases = {
+      {"notjson", [](const RawRun& r) { return OutputOf(r, {ChunkRecord(1, "{oops")}); },
+       "bad-output", ".out record 1: chunk_json: invalid JSON at byte"},
+      {"array", [](const RawRun& r) { return OutputOf(r, {ChunkRecord(1, "[1]")}); }, "bad-output",
+       ".out record 1: chunk_json is not a JSON object with a string \"type\""},
+      {"untyped", [](const RawRun& r) { return OutputOf(r, {ChunkRecord(1, R"({"delta":"x"})")}); },
+       "bad-output", "chunk_json is not a JSON object with a string \"type\""},
+      {"empty", [&](const RawRun& r) { return OutputOf(r, {empty}); }, "bad-output",
+       ".out record 1 holds neither a chunk nor a control record"},
+      {"subtype", [&](const RawRun& r) { return OutputOf(r, {no_subtype}); }, "bad-output",
+       ".out record 1: control record without a subtype"},
+      {"seqzero", [&](const RawRun& r) { return OutputOf(r, {ChunkRecord(0, good)}); },
+       "bad-output", ".out record has seq 0; seqs start at 1"},
+      {"gap", [&](const RawRun& r) { return OutputOf(r, {ChunkRecord(2, good)}); }, "bad-output",
+       ".out record 2 leaves a gap after seq 0"},
+      {"oversized", [&](const RawRun& r) { return OutputOf(r, {ChunkRecord(1, huge)}); },
+       "bad-output", absl::StrCat("exceeds the limit of ", kMaxOutRecordBytes)},
+      // The whole batch or nothing: the good first record is not stored either.
+      {"batch",
+       [&](const RawRun& r) {
+         return OutputOf(r, {ChunkRecord(1, good), ChunkRecord(2, "x")});
+       },
+       "bad-output", ".out record 2: chunk_json"},
+      {"snapjson", [](const RawRun& r) { return SnapshotOf(r, "{", 0, 0); }, "bad-snapshot",
+       "snapshot_json: invalid JSON"},
+      {"snaparray", [](const RawRun& r) { return SnapshotOf(r, "[]", 0, 0); }, "bad-snapshot",
+       "snapshot_json is not a JSON object"},
+      {"snapmessages", [](const RawRun& r) { return SnapshotOf(r, R"({"messages":{}})", 0, 0); },
+       "bad-snapshot", "\"messages\" is not an array"},
+      {"snapin", [](const RawRun& r) { return SnapshotOf(r, "{}", 5, 0); }, "bad-snapshot",
+       "snapshot in_seq 5 is outside .in (0 to 0)"},
+      {"snapout", [](const RawRun& r) { return SnapshotOf(r, "{}", 0, 3); }, "bad-snapshot",
+       "snapshot out_seq 3 is outside the stored .out (0 to 0)"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    std::string chat_id = "w-" + c.name;
+    RawRun run = StartRawRun(*stack, chat_id, "agent-" + c.name);
+    run.worker->Send(c.frame(run));
+    v1::LeaseRevoked revoked = run.worker->Next(v1::GatewayFrame::kLeaseRevoked).lease_revoked();
+    EXPECT_EQ(revoked.run_id(), run.assign.run_id());
+    EXPECT_THAT(revoked.reason(), HasSubstr(c.error));
+    std::vector<v1::Run> runs = stack->Runs(chat_id);
+    ASSERT_EQ(runs.size(), 2u);
+    EXPECT_EQ(runs[0].state(), v1::RUN_STATE_FAILED);
+    EXPECT_EQ(runs[0].reason(), c.reason);
+    EXPECT_THAT(runs[0].error(), HasSubstr(c.error));
+    EXPECT_EQ(runs[1].attempt(), 2);
+    EXPECT_EQ(runs[1].state(), v1::RUN_STATE_QUEUED);
+    EXPECT_EQ(stack->Get(chat_id).out_seq(), 0);
+  }
+}
+
+// End to end: the retry of a run whose worker wrote garbage answers on a good worker, and
+// readers see only good records, numbered from 1.
+TEST(BadInputTest, AChatWhoseWorkerWroteGarbageIsAnsweredByTheRetry) {
+  auto stack =
+      Stack::Start({.script = Script({Reply("Answered by a good worker.")}), .workers = 0});
+  ASSERT_NE(stack, nullptr);
+  RawRun run = StartRawRun(*stack, "g1", "chat");
+  run.worker->Send(OutputOf(run, {ChunkRecord(1, "not a chunk")}));
+  run.worker->Next(v1::GatewayFrame::kLeaseRevoked);
+  stack->AddWorker();
+  std::vector<Json> out = stack->ReadTurns("g1", 0);
+  EXPECT_EQ(Text(out), "Answered by a good worker.");
+  EXPECT_EQ(out.front()["$seq"], 1);
+  std::vector<v1::Run> runs = stack->Runs("g1");
+  ASSERT_EQ(runs.size(), 2u);
+  EXPECT_EQ(runs[0].reason(), "bad-output");
+  EXPECT_EQ(runs[1].worker_id(), "worker-0");
+}
+
+// Over gRPC's 64 MiB limit a frame never reaches the orchestrator: gRPC ends the stream.
+TEST(BadInputTest, AFrameOverTheGrpcLimitEndsTheStream) {
+  auto stack = Stack::Start({.workers = 0});
+  ASSERT_NE(stack, nullptr);
+  RawRun run = StartRawRun(*stack, "big", "chat");
+  run.worker->TrySend(OutputOf(run, {ChunkRecord(1, std::string((64 << 20) + 1, ' '))}));
+  grpc::Status status = run.worker->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(status.error_message(), HasSubstr("larger than max"));
+  EXPECT_EQ(stack->Get("big").out_seq(), 0);
+}
 
 TEST(BadInputTest, AWorkerFrameThatDoesNotParseEndsItsStreamSayingWhy) {
   auto stack = Stack::Start({.workers = 0});

@@ -739,15 +739,44 @@ void Orchestrator::OnHeartbeat(Conn& conn, const v1::Heartbeat& heartbeat) {
   Send(conn, std::move(ack));
 }
 
+void Orchestrator::RefuseRunWrite(Conn& conn, Run& run, const std::string& reason,
+                                  const std::string& error) {
+  LogJson("warn", "a worker wrote what the chat cannot keep: the run fails and is retried",
+          {{"run_id", run.row.run_id},
+           {"worker_id", conn.worker_id},
+           {"reason", reason},
+           {"error", error}});
+  Revoke(conn, run.row.run_id, run.row.lease_token, absl::StrCat(reason, ": ", error));
+  v1::RunFinished how;
+  how.set_reason(reason);
+  how.set_error(error);
+  how.set_retryable(true);  // as a lost run: attempt + 1 from the last good snapshot
+  EndRun(run, "failed", how);
+}
+
 void Orchestrator::OnRunOutput(Conn& conn, const v1::RunOutput& output) {
   Run* run = OwnedRun(conn, output.run_id(), output.lease_token());
   if (run == nullptr) return;
+  Session& session = *sessions_[run->row.chat_id];
+  // Nothing of a batch is stored unless all of it can be: a record readers could not decode, or
+  // a gap, would break every reader and every continuation of the chat. (Storing and refusing
+  // to acknowledge would not do: the worker would send the same batch again forever.)
   std::vector<OutRow> rows;
   rows.reserve(output.records_size());
+  int64_t end = session.out_seq;
   for (const v1::OutRecord& record : output.records()) {
+    absl::Status checked = CheckOutRecord(record);
+    if (checked.ok() && record.seq() > end + 1) {
+      checked = absl::InvalidArgumentError(
+          absl::StrCat(".out record ", record.seq(), " leaves a gap after seq ", end));
+    }
+    if (!checked.ok()) {
+      RefuseRunWrite(conn, *run, "bad-output", std::string(checked.message()));
+      return;
+    }
+    end = std::max(end, record.seq());
     rows.push_back(OutRow{record.seq(), record.SerializeAsString()});
   }
-  Session& session = *sessions_[run->row.chat_id];
   absl::StatusOr<int64_t> stored = store_.AppendOut(session.row.chat_id, rows);
   if (!stored.ok()) {
     // Not acknowledged. The stream is reset: the worker reconnects and sends again everything
@@ -773,6 +802,22 @@ void Orchestrator::OnSnapshot(Conn& conn, const v1::Snapshot& snapshot) {
   Run* run = OwnedRun(conn, snapshot.run_id(), snapshot.lease_token());
   if (run == nullptr) return;
   Session& session = *sessions_[run->row.chat_id];
+  // A continuation boots from the stored snapshot: one no worker can read, or whose cursors
+  // point past the logs, would fail every later run of the chat.
+  absl::Status checked = DecodeSnapshot(snapshot.snapshot_json()).status();
+  if (checked.ok() && (snapshot.in_seq() < 0 || snapshot.in_seq() > session.in_seq)) {
+    checked = absl::InvalidArgumentError(absl::StrCat(
+        "snapshot in_seq ", snapshot.in_seq(), " is outside .in (0 to ", session.in_seq, ")"));
+  }
+  if (checked.ok() && (snapshot.out_seq() < 0 || snapshot.out_seq() > session.out_seq)) {
+    checked = absl::InvalidArgumentError(absl::StrCat("snapshot out_seq ", snapshot.out_seq(),
+                                                      " is outside the stored .out (0 to ",
+                                                      session.out_seq, ")"));
+  }
+  if (!checked.ok()) {
+    RefuseRunWrite(conn, *run, "bad-snapshot", std::string(checked.message()));
+    return;
+  }
   session.row.snapshot_json = snapshot.snapshot_json();
   session.row.snapshot_in_seq = snapshot.in_seq();
   session.row.snapshot_out_seq = snapshot.out_seq();

@@ -91,6 +91,10 @@ class Orchestrator {
   void OnSnapshot(Conn& conn, const baton::v1::Snapshot& snapshot);
   void OnRunFinished(Conn& conn, const baton::v1::RunFinished& finished);
   void Disconnected(Conn& conn);
+  // A write of the run's worker that the chat cannot keep (bad output, a bad snapshot): nothing
+  // of it is stored, the worker's lease is revoked, and the run fails retryably.
+  void RefuseRunWrite(Conn& conn, Run& run, const std::string& reason, const std::string& error)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Session rules.
   // The run `run_id` names, when `conn` holds it under `lease_token`; else tells the worker the
