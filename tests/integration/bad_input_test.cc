@@ -2,7 +2,10 @@
 // real SQLite, fake-llm. Each test checks the exact status code, that the message says what is
 // wrong, that nothing was stored, and that the chat still answers the next good message.
 // docs/bad-input.md lists the entry points, their limits and their errors.
+#include <curl/curl.h>
+
 #include <functional>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -366,6 +369,71 @@ TEST(BadInputTest, ARunForAnAgentNoWorkerHostsSaysSoAndWaits) {
 }
 
 // ---- WorkerGateway: what workers send ----------------------------------------------------------
+
+// Opens a Connect stream, sends `first`, and returns how the orchestrator ended it.
+grpc::Status ConnectWith(v1::WorkerGateway::Stub& gateway, const v1::WorkerFrame& first) {
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + kLimit);
+  auto stream = gateway.Connect(&context);
+  stream->Write(first);
+  stream->WritesDone();
+  v1::GatewayFrame frame;
+  while (stream->Read(&frame)) {
+  }
+  return stream->Finish();
+}
+
+TEST(BadInputTest, AStreamMustOpenWithAHelloTheOrchestratorCanUse) {
+  auto stack = Stack::Start({.workers = 0});
+  ASSERT_NE(stack, nullptr);
+  v1::WorkerFrame credit;
+  credit.mutable_credit()->set_runs(1);
+  grpc::Status no_hello = ConnectWith(stack->gateway(), credit);
+  EXPECT_EQ(no_hello.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(no_hello.error_message(),
+              HasSubstr("the first frame of a Connect stream must be Hello"));
+  v1::WorkerFrame hello;
+  hello.mutable_hello()->set_protocol_version(v1::PROTOCOL_VERSION_1);
+  grpc::Status no_id = ConnectWith(stack->gateway(), hello);
+  EXPECT_EQ(no_id.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(no_id.error_message(), HasSubstr("Hello needs a worker_id"));
+  hello.mutable_hello()->set_worker_id("w");
+  hello.mutable_hello()->set_protocol_version(v1::PROTOCOL_VERSION_UNSPECIFIED);
+  grpc::Status version = ConnectWith(stack->gateway(), hello);
+  EXPECT_EQ(version.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(version.error_message(), HasSubstr("unsupported protocol version"));
+}
+
+std::string HttpGet(const std::string& url) {
+  std::string body;
+  CURL* curl = curl_easy_init();
+  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(
+      curl, CURLOPT_WRITEFUNCTION, +[](char* data, size_t size, size_t n, void* out) {
+        static_cast<std::string*>(out)->append(data, size * n);
+        return size * n;
+      });
+  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &body);
+  CURLcode code = curl_easy_perform(curl);
+  curl_easy_cleanup(curl);
+  return code == CURLE_OK ? body : "";
+}
+
+// Credit is what a worker says it can take; more than its capacity is taken as its capacity.
+TEST(BadInputTest, CreditBeyondTheAnnouncedCapacityIsCapped) {
+  auto stack = Stack::Start({.workers = 0, .orchestrator_flags = {"--admin=127.0.0.1:0"}});
+  ASSERT_NE(stack, nullptr);
+  RawWorker raw(stack->gateway(), std::numeric_limits<int32_t>::max());  // capacity 10
+  v1::WorkerFrame more;
+  more.mutable_credit()->set_runs(std::numeric_limits<int32_t>::max());
+  raw.Send(more);
+  v1::WorkerFrame beat;
+  beat.mutable_heartbeat()->set_seq(1);
+  raw.Send(beat);
+  raw.Next(v1::GatewayFrame::kHeartbeatAck);  // frames are handled in order: the credit is in
+  EXPECT_THAT(HttpGet("http://" + stack->admin_address() + "/metrics"),
+              HasSubstr("\nbaton_worker_slots_free 10\n"));
+}
 
 // A run assigned to a raw worker (hosting only `agent`, so that the run's retry can go nowhere
 // else) and accepted by it.

@@ -526,6 +526,9 @@ grpc::Status Orchestrator::Connect(
     return Invalid(absl::StrCat("a frame does not parse: ", bad));
   }
   if (!first.has_hello()) return Invalid("the first frame of a Connect stream must be Hello");
+  if (first.hello().worker_id().empty() || first.hello().worker_id().size() > 256) {
+    return Invalid("Hello needs a worker_id of 1 to 256 bytes");
+  }
   if (first.hello().protocol_version() != v1::PROTOCOL_VERSION_1) {
     return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
                         "unsupported protocol version; this orchestrator speaks 1");
@@ -645,8 +648,12 @@ void Orchestrator::OnFrame(Conn& conn, const v1::WorkerFrame& frame) {
   switch (frame.frame_case()) {
     case v1::WorkerFrame::kCredit:
       if (!conn.draining) {
-        conn.credit += std::max(0, frame.credit().runs());
-        free_credit_.Add(std::max(0, frame.credit().runs()));
+        // Credit never exceeds the capacity the worker announced (nor overflows).
+        int64_t credit =
+            std::clamp<int64_t>(int64_t{conn.credit} + std::max(0, frame.credit().runs()), 0,
+                                std::max(0, conn.capacity));
+        free_credit_.Add(credit - conn.credit);
+        conn.credit = static_cast<int>(credit);
         Dispatch();
       }
       break;
