@@ -9,11 +9,12 @@ baton::v1::OutRecord OutRecordToProto(const OutRecord& record) {
   out.set_seq(record.seq);
   if (record.is_control) {
     baton::v1::ControlRecord* control = out.mutable_control();
-    control->set_subtype(record.control);
+    // Header values can come from user code (a close reason): a string field must be UTF-8.
+    control->set_subtype(ToValidUtf8(record.control));
     for (const auto& [name, value] : record.headers) {
       baton::v1::Header* header = control->add_headers();
-      header->set_name(name);
-      header->set_value(value);
+      header->set_name(ToValidUtf8(name));
+      header->set_value(ToValidUtf8(value));
     }
   } else {
     out.set_chunk_json(DumpJson(record.chunk));

@@ -604,8 +604,9 @@ void Worker::RunEnded(Slot& slot, const RunOutcome& outcome) {
     finished.set_run_id(slot.run_id);
     finished.set_lease_token(slot.lease_token);
     finished.set_end(RunEndProto(outcome.kind));
-    finished.set_reason(outcome.reason);
-    finished.set_error(outcome.error);
+    // An error can be any text from user code; the orchestrator could not parse non-UTF-8.
+    finished.set_reason(ToValidUtf8(outcome.reason));
+    finished.set_error(ToValidUtf8(outcome.error));
     finished.set_retryable(outcome.retryable);
     if (outcome.kind == RunOutcome::Kind::kSuspended) {
       finished.set_resume_deadline_unix_ms(absl::ToUnixMillis(outcome.resume_deadline));

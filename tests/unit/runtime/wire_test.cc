@@ -49,6 +49,14 @@ TEST(WireTest, BadChunksAndRecordsAreErrors) {
   EXPECT_FALSE(InRecordFromProto(in).ok());
 }
 
+TEST(WireTest, ControlHeadersFromUserCodeBecomeValidUtf8) {
+  OutRecord closed = OutRecord::Control(kSessionClosed, {{"session-closed-reason", "caf\xe9"}});
+  baton::v1::OutRecord proto = OutRecordToProto(closed);
+  EXPECT_EQ(proto.control().headers(0).value(), "caf\xef\xbf\xbd");
+  baton::v1::OutRecord parsed;
+  EXPECT_TRUE(parsed.ParseFromString(proto.SerializeAsString()));
+}
+
 TEST(WireTest, CheckOutRecordTakesARecordExactlyAtTheLimit) {
   baton::v1::OutRecord record;
   record.set_seq(1);
