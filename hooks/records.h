@@ -30,6 +30,9 @@ inline constexpr size_t kMaxInRecordBytes = 1 << 20;
 // Largest `.out` record accepted from a worker, serialized (one UI chunk or control record). A
 // reader's gRPC channel takes 4 MiB messages by default; this keeps every record well inside.
 inline constexpr size_t kMaxOutRecordBytes = 1 << 20;
+// The most a chunk's JSON text may take so that its record fits (a record adds its seq and two
+// field headers: at most 16 bytes).
+inline constexpr size_t kMaxChunkJsonBytes = kMaxOutRecordBytes - 16;
 
 enum class InKind { kMessage, kStop, kHandover, kHandoverSkip };
 std::string_view InKindName(InKind kind);

@@ -368,6 +368,30 @@ TEST(BadInputTest, ARunForAnAgentNoWorkerHostsSaysSoAndWaits) {
   EXPECT_EQ(runs[0].error(), "");
 }
 
+// ---- The worker: what it writes ---------------------------------------------------------------
+
+// A chunk too large for a `.out` record (here one enormous text delta) would fail the run at the
+// orchestrator: the worker writes an error chunk in its place, and the turn goes on.
+TEST(BadInputTest, AChunkTooLargeForAnOutRecordBecomesAnErrorAndTheTurnGoesOn) {
+  auto stack = Stack::Start({.script = Script({Reply(std::string(kMaxOutRecordBytes + 10, 'x')),
+                                               Reply("Small again.")})});
+  ASSERT_NE(stack, nullptr);
+  stack->Create("big", "chat", "submit-message", Json{{"message", UserMessage("u1", "hi")}});
+  std::vector<Json> out = stack->ReadTurns("big", 0);
+  std::string error;
+  for (const Json& r : out) {
+    if (StringField(r, "type") == "error") error = StringField(r, "errorText");
+  }
+  EXPECT_THAT(error, HasSubstr("a \"text-delta\" chunk of "));
+  EXPECT_THAT(error, HasSubstr(absl::StrCat("exceeds the limit of ", kMaxOutRecordBytes,
+                                            " bytes of a .out record and was dropped")));
+  EXPECT_EQ(Types(out).back(), "trigger:turn-complete");
+  std::vector<v1::Run> runs = stack->Runs("big");
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(runs[0].state(), v1::RUN_STATE_RUNNING);
+  ExpectAnswers(*stack, "big", "Small again.");
+}
+
 // ---- WorkerGateway: what workers send ----------------------------------------------------------
 
 // Opens a Connect stream, sends `first`, and returns how the orchestrator ended it.
