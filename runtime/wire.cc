@@ -102,6 +102,47 @@ absl::StatusOr<Json> DecodeSnapshot(std::string_view snapshot_json) {
   return snapshot;
 }
 
+absl::StatusOr<Assignment> DecodeAssignment(const baton::v1::AssignRun& assign) {
+  auto refuse = [](std::string_view reason, const absl::Status& why) {
+    return absl::InvalidArgumentError(absl::StrCat(std::string(reason), ": ", why.message()));
+  };
+  Assignment out;
+  if (!assign.payload_json().empty()) {
+    absl::StatusOr<Json> payload = ParseJson(assign.payload_json());
+    if (!payload.ok()) {
+      return refuse("bad-payload", absl::InvalidArgumentError(
+                                       absl::StrCat("payload_json: ", payload.status().message())));
+    }
+    if (!payload->is_object()) {
+      return refuse("bad-payload", absl::InvalidArgumentError("payload_json is not a JSON object"));
+    }
+    if (absl::Status checked = CheckBootPayload(*payload); !checked.ok()) {
+      return refuse("bad-payload", checked);
+    }
+    out.payload = *std::move(payload);
+  }
+  if (!assign.snapshot_json().empty()) {
+    absl::StatusOr<Json> snapshot = DecodeSnapshot(assign.snapshot_json());
+    if (!snapshot.ok()) return refuse("bad-snapshot", snapshot.status());
+    out.snapshot = *std::move(snapshot);
+  }
+  for (const baton::v1::InRecord& r : assign.pending()) {
+    absl::StatusOr<InRecord> record = InRecordFromProto(r);
+    if (!record.ok()) {
+      return refuse("bad-pending-record",
+                    absl::InvalidArgumentError(
+                        absl::StrCat(".in record ", r.seq(), ": ", record.status().message())));
+    }
+    out.pending.push_back(*std::move(record));
+  }
+  for (const baton::v1::OutRecord& r : assign.out_tail()) {
+    absl::StatusOr<OutRecord> record = OutRecordFromProto(r);
+    if (!record.ok()) return refuse("bad-out-record", record.status());
+    out.out_tail.push_back(*std::move(record));
+  }
+  return out;
+}
+
 baton::v1::InKind InKindToProto(InKind kind) {
   switch (kind) {
     case InKind::kMessage:

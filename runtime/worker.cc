@@ -435,28 +435,20 @@ void Worker::OnAssign(const v1::AssignRun& assign) {
   boot.previous_run_id = assign.previous_run_id();
   boot.attempt = assign.attempt();
   if (ValidTraceparent(assign.traceparent())) boot.traceparent = assign.traceparent();
-  if (!assign.payload_json().empty()) {
-    absl::StatusOr<Json> payload = ParseJson(assign.payload_json());
-    if (!payload.ok() || !payload->is_object()) return reject("bad-payload");
-    boot.payload = *std::move(payload);
+  absl::StatusOr<Assignment> decoded = DecodeAssignment(assign);
+  if (!decoded.ok()) {
+    // The reason starts with bad-payload, bad-snapshot, ...: the orchestrator fails the run
+    // (no worker could read it) and its error says what was wrong.
+    LogJson("warn", "an assignment does not decode: rejected",
+            {{"run_id", assign.run_id()}, {"error", std::string(decoded.status().message())}});
+    return reject(std::string(decoded.status().message()));
   }
-  if (!assign.snapshot_json().empty()) {
-    absl::StatusOr<Json> snapshot = ParseJson(assign.snapshot_json());
-    if (!snapshot.ok()) return reject("bad-snapshot");
-    boot.snapshot = *std::move(snapshot);
-  }
+  boot.payload = std::move(decoded->payload);
+  boot.snapshot = std::move(decoded->snapshot);
+  boot.pending = std::move(decoded->pending);
+  boot.out_tail = std::move(decoded->out_tail);
   auto slot = std::make_unique<Slot>();
-  for (const v1::InRecord& r : assign.pending()) {
-    absl::StatusOr<InRecord> record = InRecordFromProto(r);
-    if (!record.ok()) return reject("bad-pending-record");
-    slot->delivered_in = r.seq();
-    boot.pending.push_back(*std::move(record));
-  }
-  for (const v1::OutRecord& r : assign.out_tail()) {
-    absl::StatusOr<OutRecord> record = OutRecordFromProto(r);
-    if (!record.ok()) return reject("bad-out-record");
-    boot.out_tail.push_back(*std::move(record));
-  }
+  if (!boot.pending.empty()) slot->delivered_in = boot.pending.back().seq;
   slot->run_id = assign.run_id();
   slot->lease_token = assign.lease_token();
   slot->next_out = slot->sent_out = slot->acked_out = assign.out_seq();

@@ -13,6 +13,8 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "grpcpp/client_context.h"
+#include "grpcpp/server.h"
+#include "grpcpp/server_builder.h"
 #include "gtest/gtest.h"
 #include "hooks/messages.h"
 #include "hooks/records.h"
@@ -620,6 +622,162 @@ TEST(BadInputTest, AWorkerFrameThatDoesNotParseEndsItsStreamSayingWhy) {
   grpc::Status status = raw.Finish();
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(status.error_message(), HasSubstr("baton.v1.RunFinished.error is not valid UTF-8"));
+}
+
+// ---- The worker: what the orchestrator sends it -----------------------------------------------
+
+// An orchestrator written by hand: a WorkerGateway server in the test process that hands a
+// worker's Connect stream to the test, so the test can send a real baton-worker any frame.
+class FakeGateway final : public v1::WorkerGateway::Service {
+ public:
+  using Stream = grpc::ServerReaderWriter<v1::GatewayFrame, v1::WorkerFrame>;
+
+  grpc::Status Connect(grpc::ServerContext* context, Stream* stream) override {
+    absl::MutexLock lock(&mu_);
+    if (stream_ != nullptr || done_) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "busy");
+    stream_ = stream;
+    auto over = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return done_; };
+    while (!mu_.AwaitWithTimeout(absl::Condition(&over), absl::Milliseconds(100))) {
+      if (context->IsCancelled()) break;
+    }
+    stream_ = nullptr;
+    return grpc::Status::OK;
+  }
+
+  // The stream of the worker that connected (null after the limit).
+  Stream* WaitForStream() {
+    absl::MutexLock lock(&mu_);
+    auto connected = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stream_ != nullptr; };
+    mu_.AwaitWithTimeout(absl::Condition(&connected), absl::FromChrono(kLimit));
+    return stream_;
+  }
+
+  void Done() {
+    absl::MutexLock lock(&mu_);
+    done_ = true;
+  }
+
+ private:
+  absl::Mutex mu_;
+  Stream* stream_ ABSL_GUARDED_BY(mu_) = nullptr;
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+// The next frame of `kind` the worker sends, skipping heartbeats and credit.
+v1::WorkerFrame NextFrom(FakeGateway::Stream& stream, v1::WorkerFrame::FrameCase kind) {
+  v1::WorkerFrame frame;
+  while (stream.Read(&frame)) {
+    if (frame.frame_case() == kind) return frame;
+  }
+  ADD_FAILURE() << "the worker's stream ended before a frame of kind " << kind;
+  return frame;
+}
+
+// A worker rejects an assignment it cannot read, saying what is wrong, and skips a delivered
+// record it cannot decode; either way it carries on with the next good one.
+TEST(BadInputTest, AWorkerRefusesAssignmentsAndRecordsItCannotRead) {
+  absl::StatusOr<std::unique_ptr<fakellm::FakeLlm>> llm =
+      fakellm::FakeLlm::Start(Script({Reply("Still working.")}));
+  ASSERT_TRUE(llm.ok()) << llm.status();
+  FakeGateway gateway;
+  int port = 0;
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&gateway);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+  std::string dir = ::testing::TempDir();
+  absl::StatusOr<std::unique_ptr<Process>> worker =
+      Process::Spawn({BATON_WORKER_BINARY, absl::StrCat("--orchestrator=127.0.0.1:", port),
+                      "--worker_id=w", absl::StrCat("--base_url=", (*llm)->base_url()),
+                      "--provider=anthropic", "--api_key_env=BATON_TEST_NO_KEY", "--model=test"},
+                     dir + "bad-input-worker.log");
+  ASSERT_TRUE(worker.ok()) << worker.status();
+
+  FakeGateway::Stream* stream = gateway.WaitForStream();
+  ASSERT_NE(stream, nullptr);
+  NextFrom(*stream, v1::WorkerFrame::kHello);
+  v1::GatewayFrame welcome;
+  welcome.mutable_welcome()->set_connection_id("c1");
+  welcome.mutable_welcome()->set_heartbeat_interval_ms(60000);
+  ASSERT_TRUE(stream->Write(welcome));
+
+  auto assignment = [](int n) {
+    v1::GatewayFrame frame;
+    v1::AssignRun& assign = *frame.mutable_assign_run();
+    assign.set_run_id(absl::StrCat("run_", n));
+    assign.set_attempt(1);
+    assign.set_lease_token(n);
+    assign.set_agent("chat");
+    assign.set_chat_id(absl::StrCat("chat_", n));
+    assign.set_trigger(v1::TRIGGER_PRELOAD);
+    return frame;
+  };
+  struct Case {
+    std::function<void(v1::AssignRun&)> spoil;
+    std::string reason;
+  };
+  std::vector<Case> cases = {
+      {[](v1::AssignRun& a) { a.set_agent("nope"); }, "unknown-agent"},
+      {[](v1::AssignRun& a) { a.set_payload_json("{"); },
+       "bad-payload: payload_json: invalid JSON at byte"},
+      {[](v1::AssignRun& a) { a.set_payload_json("[]"); },
+       "bad-payload: payload_json is not a JSON object"},
+      {[](v1::AssignRun& a) { a.set_payload_json(R"({"message":{"id":"u1"}})"); },
+       "bad-payload: payload.message needs a string id and role"},
+      {[](v1::AssignRun& a) { a.set_snapshot_json("snap"); },
+       "bad-snapshot: snapshot_json: invalid JSON"},
+      {[](v1::AssignRun& a) { a.set_snapshot_json(R"({"messages":7})"); },
+       "bad-snapshot: snapshot_json: \"messages\" is not an array"},
+      {[](v1::AssignRun& a) {
+         v1::InRecord& r = *a.add_pending();
+         r.set_seq(4);
+         r.set_body_json(R"({"kind":"nope"})");
+       },
+       "bad-pending-record: .in record 4: unknown .in record kind \"nope\""},
+      {[](v1::AssignRun& a) { a.add_out_tail()->set_chunk_json("[]"); },
+       "bad-out-record: .out record 0 holds a chunk that is not a JSON object"},
+  };
+  for (size_t i = 0; i < cases.size(); ++i) {
+    SCOPED_TRACE(cases[i].reason);
+    v1::GatewayFrame frame = assignment(static_cast<int>(i) + 1);
+    cases[i].spoil(*frame.mutable_assign_run());
+    ASSERT_TRUE(stream->Write(frame));
+    v1::RunRejected rejected = NextFrom(*stream, v1::WorkerFrame::kRunRejected).run_rejected();
+    EXPECT_EQ(rejected.run_id(), frame.assign_run().run_id());
+    EXPECT_THAT(rejected.reason(), HasSubstr(cases[i].reason));
+  }
+
+  // A good assignment is taken; a record it cannot decode is acknowledged and skipped; the next
+  // message is answered.
+  v1::GatewayFrame good = assignment(100);
+  ASSERT_TRUE(stream->Write(good));
+  EXPECT_EQ(NextFrom(*stream, v1::WorkerFrame::kRunAccepted).run_accepted().run_id(), "run_100");
+  v1::GatewayFrame deliver;
+  deliver.mutable_deliver()->set_run_id("run_100");
+  deliver.mutable_deliver()->set_lease_token(100);
+  deliver.mutable_deliver()->mutable_record()->set_seq(1);
+  deliver.mutable_deliver()->mutable_record()->set_body_json(R"({"kind":"zzz"})");
+  ASSERT_TRUE(stream->Write(deliver));
+  EXPECT_EQ(NextFrom(*stream, v1::WorkerFrame::kDelivered).delivered().in_seq(), 1);
+  deliver.mutable_deliver()->mutable_record()->set_seq(2);
+  deliver.mutable_deliver()->mutable_record()->set_body_json(MessageBody("chat_100", "m1", "hi"));
+  ASSERT_TRUE(stream->Write(deliver));
+  std::string text;
+  while (text != "Still working.") {
+    v1::WorkerFrame output = NextFrom(*stream, v1::WorkerFrame::kRunOutput);
+    if (output.frame_case() != v1::WorkerFrame::kRunOutput) break;
+    for (const v1::OutRecord& r : output.run_output().records()) {
+      absl::StatusOr<Json> chunk = ParseJson(r.chunk_json());
+      if (chunk.ok() && StringField(*chunk, "type") == "text-delta") {
+        text += StringField(*chunk, "delta");
+      }
+    }
+  }
+  EXPECT_EQ(text, "Still working.");
+  worker->reset();  // SIGKILL
+  gateway.Done();
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
 }
 
 }  // namespace
