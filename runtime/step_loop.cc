@@ -415,6 +415,7 @@ asio::awaitable<StepLoopResult> StepLoop::Run(StepLoopInput input) {
         streams.Emit({{"type", "finish"}, {"finishReason", "error"}});
       }
       result.finish_reason = "error";
+      result.error = error;
       result.response = streams.reducer().message();
       co_return result;
     }

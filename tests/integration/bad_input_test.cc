@@ -4,7 +4,9 @@
 // docs/bad-input.md lists the entry points, their limits and their errors.
 #include <curl/curl.h>
 
+#include <fstream>
 #include <functional>
+#include <iterator>
 #include <limits>
 #include <memory>
 #include <string>
@@ -368,6 +370,113 @@ TEST(BadInputTest, ARunForAnAgentNoWorkerHostsSaysSoAndWaits) {
   EXPECT_EQ(runs[0].state(), v1::RUN_STATE_ASSIGNED);
   EXPECT_EQ(runs[0].reason(), "");
   EXPECT_EQ(runs[0].error(), "");
+}
+
+// ---- The model: what a provider sends --------------------------------------------------------
+
+// Raw Anthropic events: a tool call whose streamed arguments are not JSON.
+Json BrokenArgumentsResponse() {
+  return Json::parse(R"({"events": [
+    {"type": "message_start", "message": {"id": "msg_b", "type": "message", "role": "assistant",
+     "model": "m", "content": [], "stop_reason": null, "usage": {"input_tokens": 1, "output_tokens": 1}}},
+    {"type": "content_block_start", "index": 0,
+     "content_block": {"type": "tool_use", "id": "toolu_bad", "name": "get_weather", "input": {}}},
+    {"type": "content_block_delta", "index": 0,
+     "delta": {"type": "input_json_delta", "partial_json": "{\"city\": \"Oslo"}},
+    {"type": "content_block_stop", "index": 0},
+    {"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 5}},
+    {"type": "message_stop"}]})");
+}
+
+Json ToolCallReply(const std::string& name, Json input) {
+  return Json{
+      {"reply",
+       {{"tool_calls",
+         Json::array({{{"id", "toolu_" + name}, {"name", name}, {"input", std::move(input)}}})}}}};
+}
+
+// Raw Anthropic events: some text, then an error event mid-stream.
+Json ErrorMidStreamResponse() {
+  return Json::parse(R"({"events": [
+    {"type": "message_start", "message": {"id": "msg_e", "type": "message", "role": "assistant",
+     "model": "m", "content": [], "stop_reason": null, "usage": {"input_tokens": 1, "output_tokens": 1}}},
+    {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+    {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Half an "}},
+    {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded mid-stream"}}]})");
+}
+
+const Json* FindChunk(const std::vector<Json>& records, const std::string& type) {
+  for (const Json& r : records) {
+    if (StringField(r, "type") == type) return &r;
+  }
+  return nullptr;
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+// What a model gets wrong ends the step or the turn with a clear error in `.out`, and the chat
+// answers the next message: tool arguments that are not JSON or break the tool's schema, a tool
+// that does not exist (the model sees the error and takes a second step), a stream cut short
+// and an error event mid-stream (the turn ends with an error; the worker's log says why).
+TEST(BadInputTest, WhatTheModelGetsWrongIsAnErrorAndTheChatGoesOn) {
+  Json truncated = Reply("This answer is cut short");
+  truncated["truncate_after"] = 4;  // message_start, block start, ping, the first delta
+  auto stack = Stack::Start(
+      {.script = Script({BrokenArgumentsResponse(), Reply("A."),
+                         ToolCallReply("get_weather", {{"town", "Oslo"}}), Reply("B."),
+                         ToolCallReply("get_wether", {{"city", "Oslo"}}), Reply("C."), truncated,
+                         ErrorMidStreamResponse(), Reply("Back to normal.")})});
+  ASSERT_NE(stack, nullptr);
+  stack->Create("m1", "weather", "preload");
+  int64_t seq = 0;
+  auto turn = [&](const std::string& text) {
+    stack->SendText("m1", absl::StrCat("u", seq), text);
+    std::vector<Json> out = stack->ReadTurns("m1", seq);
+    seq = out.back()["seq"].get<int64_t>();
+    EXPECT_EQ(Types(out).back(), "trigger:turn-complete");
+    return out;
+  };
+  struct ToolCase {
+    std::string error;
+    std::string then;
+  };
+  std::vector<ToolCase> tool_cases = {
+      {"Invalid input for tool get_weather: invalid JSON at byte", "A."},
+      {"Invalid input for tool get_weather: missing required property \"city\"", "B."},
+      {"Model tried to call unavailable tool 'get_wether'", "C."},
+  };
+  for (size_t i = 0; i < tool_cases.size(); ++i) {
+    SCOPED_TRACE(tool_cases[i].error);
+    size_t requests_before = stack->llm().requests().size();
+    std::vector<Json> out = turn("weather in Oslo?");
+    const Json* input_error = FindChunk(out, "tool-input-error");
+    ASSERT_NE(input_error, nullptr);
+    EXPECT_THAT(StringField(*input_error, "errorText"), HasSubstr(tool_cases[i].error));
+    EXPECT_NE(FindChunk(out, "tool-output-error"), nullptr);
+    EXPECT_EQ(FindChunk(out, "tool-output-available"), nullptr);  // nothing was executed
+    EXPECT_EQ(Text(out), tool_cases[i].then);
+    // The model's second step saw the error as the tool's result.
+    std::vector<fakellm::RecordedRequest> requests = stack->llm().requests();
+    ASSERT_EQ(requests.size(), requests_before + 2);
+    EXPECT_THAT(requests.back().body, HasSubstr(tool_cases[i].error.substr(0, 30)));
+  }
+
+  for (const char* why : {"transfer closed with outstanding read data", "Overloaded mid-stream"}) {
+    SCOPED_TRACE(why);
+    std::vector<Json> out = turn("tell me more");
+    const Json* error = FindChunk(out, "error");
+    ASSERT_NE(error, nullptr);
+    EXPECT_EQ(StringField(*error, "errorText"), "An error occurred.");  // masked for readers
+    const Json* finish = FindChunk(out, "finish");
+    ASSERT_NE(finish, nullptr);
+    EXPECT_EQ(StringField(*finish, "finishReason"), "error");
+    EXPECT_FALSE(Text(out).empty());  // the partial answer is kept
+    EXPECT_THAT(ReadFile(stack->Path("worker-0.log")), HasSubstr(why));  // the operator sees why
+  }
+  EXPECT_EQ(Text(turn("and now?")), "Back to normal.");
 }
 
 // ---- The worker: what it writes ---------------------------------------------------------------

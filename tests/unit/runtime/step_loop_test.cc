@@ -177,6 +177,7 @@ TEST_F(StepLoopTest, ErrorAfterOutputClosesOpenPartsAndEnds) {  // V6
   EXPECT_EQ(chunks_[5]["errorText"], "An error occurred.");
   EXPECT_EQ(chunks_[7]["finishReason"], "error");
   EXPECT_EQ(result.finish_reason, "error");
+  EXPECT_EQ(result.error, "Overloaded");  // unmasked, for the run's log
 }
 
 TEST_F(StepLoopTest, ErrorBeforeAnyOutputIsStartThenError) {  // V7
