@@ -573,6 +573,11 @@ grpc::Status Orchestrator::Connect(
       goodbye = true;
       break;
     }
+    // A stream being reset (the store failed a batch, the orchestrator is stopping) is no longer
+    // listened to: frames already on their way could refer to output that was not stored (a
+    // snapshot would then look bad), and the worker sends again after its reconnect whatever
+    // was not acknowledged.
+    if (conn.closed) continue;
     OnFrame(conn, frame);
   }
   // A frame that does not parse ends the stream as an error the worker is told about (its runs
