@@ -318,8 +318,19 @@ TEST(BadInputTest, UnknownAndClosedChatsSaySo) {
     EXPECT_EQ(stack->sessions().Close(&context, request, &session).error_code(),
               grpc::StatusCode::NOT_FOUND);
   }
-  // A closed chat takes no more records.
+  // A closed chat takes no more records. A close reason must fit the close record.
   stack->Create("z1", "chat", "preload");
+  {
+    grpc::ClientContext context;
+    v1::CloseRequest request;
+    request.set_chat_id("z1");
+    request.set_reason(std::string(kMaxInRecordBytes, 'r'));
+    v1::Session session;
+    grpc::Status status = stack->sessions().Close(&context, request, &session);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+    EXPECT_THAT(status.error_message(), HasSubstr("exceeds the limit of 1048576"));
+    EXPECT_EQ(stack->Get("z1").in_seq(), 0);
+  }
   {
     grpc::ClientContext context;
     v1::CloseRequest request;
