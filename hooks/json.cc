@@ -1,5 +1,7 @@
 #include "hooks/json.h"
 
+#include <cstdint>
+
 #include "absl/strings/str_cat.h"
 
 namespace baton {
@@ -23,6 +25,37 @@ absl::StatusOr<Json> ParseJson(std::string_view text) {
 
 std::string DumpJson(const Json& value) {
   return value.dump(-1, ' ', false, Json::error_handler_t::replace);
+}
+
+std::string ToValidUtf8(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  size_t i = 0;
+  while (i < text.size()) {
+    auto byte = [&](size_t at) { return static_cast<unsigned char>(text[at]); };
+    unsigned char c = byte(i);
+    size_t length = c < 0x80           ? 1
+                    : (c >> 5) == 0x6  ? 2
+                    : (c >> 4) == 0xe  ? 3
+                    : (c >> 3) == 0x1e ? 4
+                                       : 0;
+    bool ok = length > 0 && i + length <= text.size();
+    for (size_t k = 1; ok && k < length; ++k) ok = (byte(i + k) & 0xc0) == 0x80;
+    if (ok && length > 1) {
+      uint32_t cp = c & (0xff >> (length + 1));
+      for (size_t k = 1; k < length; ++k) cp = (cp << 6) | (byte(i + k) & 0x3f);
+      static constexpr uint32_t kMin[] = {0, 0, 0x80, 0x800, 0x10000};
+      ok = cp >= kMin[length] && cp <= 0x10ffff && (cp < 0xd800 || cp > 0xdfff);
+    }
+    if (ok) {
+      out.append(text.substr(i, length));
+      i += length;
+    } else {
+      out.append("\xef\xbf\xbd");  // U+FFFD for one bad byte; resynchronise on the next
+      i += 1;
+    }
+  }
+  return out;
 }
 
 const Json* FindField(const Json& object, std::string_view key) {

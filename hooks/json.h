@@ -26,6 +26,14 @@ absl::StatusOr<Json> ParseJson(std::string_view text);
 // Compact serialization. Invalid UTF-8 in strings is replaced with U+FFFD rather than throwing.
 std::string DumpJson(const Json& value);
 
+// ToValidUtf8()
+//
+// `text` with every byte sequence that is not well-formed UTF-8 (stray continuation bytes,
+// truncated or overlong sequences, surrogates, code points above U+10FFFF) replaced by U+FFFD,
+// as DumpJson does inside JSON. For text from user code that goes into a protobuf string field,
+// which a receiver refuses to parse otherwise.
+std::string ToValidUtf8(std::string_view text);
+
 // Field accessors that tolerate missing keys and wrong types (untrusted input).
 std::string StringField(const Json& object, std::string_view key);
 bool BoolField(const Json& object, std::string_view key, bool fallback = false);

@@ -65,14 +65,7 @@ absl::StatusOr<InRecord> InRecordFromJson(int64_t seq, Json body) {
     }
     const Json* message = FindField(*payload, "message");
     if (message != nullptr && !message->is_null()) {
-      if (!message->is_object() || StringField(*message, "id").empty() ||
-          StringField(*message, "role").empty()) {
-        return absl::InvalidArgumentError("payload.message needs a string id and role");
-      }
-      const Json* parts = FindField(*message, "parts");
-      if (parts == nullptr || !parts->is_array()) {
-        return absl::InvalidArgumentError("payload.message needs a \"parts\" array");
-      }
+      if (absl::Status s = CheckUiMessage(*message, "payload.message"); !s.ok()) return s;
     }
   } else if (k == "stop") {
     record.kind = InKind::kStop;
@@ -99,6 +92,49 @@ absl::StatusOr<InRecord> InRecordFromJson(int64_t seq, Json body) {
   }
   record.body = std::move(body);
   return record;
+}
+
+absl::Status CheckUiMessage(const Json& message, std::string_view where_view) {
+  const std::string where(where_view);  // absl::StrCat takes absl::string_view, not std's
+  if (!message.is_object() || StringField(message, "id").empty() ||
+      StringField(message, "role").empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(where, " needs a string id and role"));
+  }
+  std::string role = StringField(message, "role");
+  if (role != "system" && role != "user" && role != "assistant") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        where, " has role \"", role, "\"; a UI message is \"system\", \"user\" or \"assistant\""));
+  }
+  const Json* parts = FindField(message, "parts");
+  if (parts == nullptr || !parts->is_array()) {
+    return absl::InvalidArgumentError(absl::StrCat(where, " needs a \"parts\" array"));
+  }
+  for (size_t i = 0; i < parts->size(); ++i) {
+    if (StringField((*parts)[i], "type").empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ".parts[", i, "] is not an object with a string \"type\""));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckBootPayload(const Json& payload) {
+  const Json* message = FindField(payload, "message");
+  if (message != nullptr && !message->is_null()) {
+    if (absl::Status s = CheckUiMessage(*message, "payload.message"); !s.ok()) return s;
+  }
+  if (const Json* history = FindField(payload, "headStartMessages")) {
+    if (!history->is_array()) {
+      return absl::InvalidArgumentError(
+          "payload.headStartMessages must be an array of UI messages");
+    }
+    for (size_t i = 0; i < history->size(); ++i) {
+      absl::Status s =
+          CheckUiMessage((*history)[i], absl::StrCat("payload.headStartMessages[", i, "]"));
+      if (!s.ok()) return s;
+    }
+  }
+  return absl::OkStatus();
 }
 
 OutRecord OutRecord::Chunk(Json chunk) {

@@ -27,6 +27,13 @@ namespace baton {
 // Largest `.in` record body accepted, in bytes (as Trigger.dev's 1 MiB append cap).
 inline constexpr size_t kMaxInRecordBytes = 1 << 20;
 
+// Largest `.out` record accepted from a worker, serialized (one UI chunk or control record). A
+// reader's gRPC channel takes 4 MiB messages by default; this keeps every record well inside.
+inline constexpr size_t kMaxOutRecordBytes = 1 << 20;
+// The most a chunk's JSON text may take so that its record fits (a record adds its seq and two
+// field headers: at most 16 bytes).
+inline constexpr size_t kMaxChunkJsonBytes = kMaxOutRecordBytes - 16;
+
 enum class InKind { kMessage, kStop, kHandover, kHandoverSkip };
 std::string_view InKindName(InKind kind);
 
@@ -51,6 +58,21 @@ struct InRecord {
 absl::StatusOr<InRecord> DecodeInRecord(int64_t seq, std::string_view body);
 // The same checks on a body already parsed (the size limit is the caller's).
 absl::StatusOr<InRecord> InRecordFromJson(int64_t seq, Json body);
+
+// CheckUiMessage()
+//
+// The shape every UI message baton takes from a client must have (as the AI SDK's
+// validateUIMessages): an object with a non-empty string id, a role of "system", "user" or
+// "assistant", and a "parts" array whose items are objects with a string "type". Returns
+// InvalidArgument naming `where` ("payload.message") and what is wrong.
+absl::Status CheckUiMessage(const Json& message, std::string_view where);
+
+// CheckBootPayload()
+//
+// The checks CreateSession applies to its payload (a JSON object): a "message" that is present
+// and not null is a UI message (CheckUiMessage), and "headStartMessages", when present, is an
+// array of them.
+absl::Status CheckBootPayload(const Json& payload);
 
 // Control record subtypes on `.out`.
 inline constexpr std::string_view kTurnComplete = "turn-complete";

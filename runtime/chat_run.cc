@@ -12,6 +12,7 @@
 #include "hooks/messages.h"
 #include "hooks/status.h"
 #include "runtime/convert.h"
+#include "runtime/log.h"
 #include "runtime/step_loop.h"
 #include "runtime/ui_reducer.h"
 
@@ -831,6 +832,14 @@ asio::awaitable<absl::Status> ChatRun::TurnTail(const TurnRequest& request, Turn
 
   Streamed streamed = co_await Stream(std::move(prompt));
   if (cancel_.stop_requested()) co_return absl::CancelledError("run cancelled");
+  if (!streamed.result.error.empty()) {
+    // Readers may see only "An error occurred." (mask_errors): the operator sees why.
+    LogJson("warn", "a model call failed; the turn ends with an error",
+            {{"chat_id", info_.chat_id},
+             {"run_id", info_.run_id},
+             {"turn", st.turn},
+             {"error", streamed.result.error}});
+  }
   st.stopped = streamed.result.stopped;
   st.finish_reason = streamed.result.finish_reason;
   st.usage = streamed.result.usage;

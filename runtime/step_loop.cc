@@ -7,6 +7,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "hooks/messages.h"
+#include "hooks/records.h"
 #include "runtime/convert.h"
 #include "runtime/ui_reducer.h"
 #include "runtime/waiter.h"
@@ -87,6 +88,18 @@ Json ToolResultOutput(const absl::StatusOr<Json>& result) {
   return Json{{"type", "json"}, {"value", *result}};
 }
 
+// A tool output too large for its chunk to fit a `.out` record is an error the model can act
+// on (the output would otherwise be dropped on its way to readers).
+absl::StatusOr<Json> FitOutput(const ToolCall& call, absl::StatusOr<Json> result) {
+  if (!result.ok()) return result;
+  size_t size = DumpJson(*result).size();
+  constexpr size_t kEnvelope = 64;  // {"type":"tool-output-available","toolCallId":..,"output":}
+  if (size + call.id.size() + kEnvelope <= kMaxChunkJsonBytes) return result;
+  return absl::ResourceExhaustedError(
+      absl::StrCat("tool ", call.name, " returned ", size, " bytes of output; the most a tool may ",
+                   "return is about ", kMaxChunkJsonBytes, " bytes"));
+}
+
 // Number of steps an assistant message already holds, so this turn's part ids do not repeat
 // the ids of the steps it continues.
 int StepsIn(const Json& message) {
@@ -164,6 +177,7 @@ class TurnStreams {
     absl::Time deadline = env_.clock->Now() + agent_.options.tool_timeout;
     while (remaining > 0) {
       for (auto& [i, result] : shared->done) {
+        result = FitOutput(calls[i], std::move(result));
         EmitOutput(calls[i], result);
         results[i] = std::move(result);
         --remaining;
@@ -401,6 +415,7 @@ asio::awaitable<StepLoopResult> StepLoop::Run(StepLoopInput input) {
         streams.Emit({{"type", "finish"}, {"finishReason", "error"}});
       }
       result.finish_reason = "error";
+      result.error = error;
       result.response = streams.reducer().message();
       co_return result;
     }

@@ -31,6 +31,7 @@ struct StepLoopInput {
 struct StepLoopResult {
   Json response;              // the UI message reduced from exactly the chunks written
   std::string finish_reason;  // "" when stopped
+  std::string error;          // the model error that ended the turn, unmasked ("" when none)
   bool stopped = false;
   Usage usage;
 };

@@ -9,11 +9,12 @@ baton::v1::OutRecord OutRecordToProto(const OutRecord& record) {
   out.set_seq(record.seq);
   if (record.is_control) {
     baton::v1::ControlRecord* control = out.mutable_control();
-    control->set_subtype(record.control);
+    // Header values can come from user code (a close reason): a string field must be UTF-8.
+    control->set_subtype(ToValidUtf8(record.control));
     for (const auto& [name, value] : record.headers) {
       baton::v1::Header* header = control->add_headers();
-      header->set_name(name);
-      header->set_value(value);
+      header->set_name(ToValidUtf8(name));
+      header->set_value(ToValidUtf8(value));
     }
   } else {
     out.set_chunk_json(DumpJson(record.chunk));
@@ -39,6 +40,106 @@ absl::StatusOr<OutRecord> OutRecordFromProto(const baton::v1::OutRecord& record)
     out = OutRecord::Chunk(*std::move(chunk));
   }
   out.seq = record.seq();
+  return out;
+}
+
+absl::Status CheckOutRecord(const baton::v1::OutRecord& record) {
+  if (record.seq() < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(".out record has seq ", record.seq(), "; seqs start at 1"));
+  }
+  size_t size = record.ByteSizeLong();
+  if (size > kMaxOutRecordBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(".out record ", record.seq(), " of ", size,
+                                                   " bytes exceeds the limit of ",
+                                                   kMaxOutRecordBytes));
+  }
+  switch (record.content_case()) {
+    case baton::v1::OutRecord::kChunkJson: {
+      absl::StatusOr<Json> chunk = ParseJson(record.chunk_json());
+      if (!chunk.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(".out record ", record.seq(), ": chunk_json: ", chunk.status().message()));
+      }
+      if (StringField(*chunk, "type").empty()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(".out record ", record.seq(),
+                         ": chunk_json is not a JSON object with a string \"type\""));
+      }
+      return absl::OkStatus();
+    }
+    case baton::v1::OutRecord::kControl:
+      if (record.control().subtype().empty()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(".out record ", record.seq(), ": control record without a subtype"));
+      }
+      return absl::OkStatus();
+    default:
+      return absl::InvalidArgumentError(absl::StrCat(
+          ".out record ", record.seq(), " holds neither a chunk nor a control record"));
+  }
+}
+
+absl::StatusOr<Json> DecodeSnapshot(std::string_view snapshot_json) {
+  absl::StatusOr<Json> snapshot = ParseJson(snapshot_json);
+  if (!snapshot.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("snapshot_json: ", snapshot.status().message()));
+  }
+  if (!snapshot->is_object()) {
+    return absl::InvalidArgumentError("snapshot_json is not a JSON object");
+  }
+  if (const Json* messages = FindField(*snapshot, "messages")) {
+    if (!messages->is_array()) {
+      return absl::InvalidArgumentError("snapshot_json: \"messages\" is not an array");
+    }
+    for (const Json& entry : *messages) {
+      if (!entry.is_object()) {
+        return absl::InvalidArgumentError(
+            "snapshot_json: an entry of \"messages\" is not an object");
+      }
+    }
+  }
+  return snapshot;
+}
+
+absl::StatusOr<Assignment> DecodeAssignment(const baton::v1::AssignRun& assign) {
+  auto refuse = [](std::string_view reason, const absl::Status& why) {
+    return absl::InvalidArgumentError(absl::StrCat(std::string(reason), ": ", why.message()));
+  };
+  Assignment out;
+  if (!assign.payload_json().empty()) {
+    absl::StatusOr<Json> payload = ParseJson(assign.payload_json());
+    if (!payload.ok()) {
+      return refuse("bad-payload", absl::InvalidArgumentError(
+                                       absl::StrCat("payload_json: ", payload.status().message())));
+    }
+    if (!payload->is_object()) {
+      return refuse("bad-payload", absl::InvalidArgumentError("payload_json is not a JSON object"));
+    }
+    if (absl::Status checked = CheckBootPayload(*payload); !checked.ok()) {
+      return refuse("bad-payload", checked);
+    }
+    out.payload = *std::move(payload);
+  }
+  if (!assign.snapshot_json().empty()) {
+    absl::StatusOr<Json> snapshot = DecodeSnapshot(assign.snapshot_json());
+    if (!snapshot.ok()) return refuse("bad-snapshot", snapshot.status());
+    out.snapshot = *std::move(snapshot);
+  }
+  for (const baton::v1::InRecord& r : assign.pending()) {
+    absl::StatusOr<InRecord> record = InRecordFromProto(r);
+    if (!record.ok()) {
+      return refuse("bad-pending-record",
+                    absl::InvalidArgumentError(
+                        absl::StrCat(".in record ", r.seq(), ": ", record.status().message())));
+    }
+    out.pending.push_back(*std::move(record));
+  }
+  for (const baton::v1::OutRecord& r : assign.out_tail()) {
+    absl::StatusOr<OutRecord> record = OutRecordFromProto(r);
+    if (!record.ok()) return refuse("bad-out-record", record.status());
+    out.out_tail.push_back(*std::move(record));
+  }
   return out;
 }
 

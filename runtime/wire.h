@@ -6,10 +6,12 @@
 #define BATON_RUNTIME_WIRE_H_
 
 #include <string_view>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "baton/v1/chat.pb.h"
 #include "baton/v1/sessions.pb.h"
+#include "baton/v1/worker.pb.h"
 #include "hooks/records.h"
 
 namespace baton {
@@ -17,6 +19,36 @@ namespace baton {
 baton::v1::OutRecord OutRecordToProto(const OutRecord& record);
 // InvalidArgument when a chunk is not a JSON object.
 absl::StatusOr<OutRecord> OutRecordFromProto(const baton::v1::OutRecord& record);
+
+// CheckOutRecord()
+//
+// What the orchestrator takes from a worker as a `.out` record: a seq from 1, no larger than
+// kMaxOutRecordBytes serialized, and either a chunk that is a JSON object with a string "type"
+// or a control record with a subtype. InvalidArgument naming the seq and what is wrong.
+absl::Status CheckOutRecord(const baton::v1::OutRecord& record);
+
+// DecodeSnapshot()
+//
+// A run's snapshot (JSON text, see ChatRun::MakeSnapshot): a JSON object whose "messages", when
+// present, is an array of objects. InvalidArgument saying what is wrong.
+absl::StatusOr<Json> DecodeSnapshot(std::string_view snapshot_json);
+
+// What a worker reads from an AssignRun before it starts the run.
+struct Assignment {
+  Json payload = Json::object();  // the boot payload
+  Json snapshot;                  // null when there is none
+  std::vector<InRecord> pending;
+  std::vector<OutRecord> out_tail;
+};
+
+// DecodeAssignment()
+//
+// Decodes and checks what an assignment carries: a payload that is a JSON object whose message
+// and head-start messages are UI messages (CheckBootPayload), a snapshot DecodeSnapshot takes,
+// `.in` records DecodeInRecord takes, `.out` records OutRecordFromProto takes. On failure,
+// InvalidArgument whose message is the RunRejected reason the worker answers with: "bad-payload",
+// "bad-snapshot", "bad-pending-record" or "bad-out-record", then ": " and what is wrong.
+absl::StatusOr<Assignment> DecodeAssignment(const baton::v1::AssignRun& assign);
 
 baton::v1::InKind InKindToProto(InKind kind);
 // Validates the body as DecodeInRecord does.

@@ -16,6 +16,7 @@
 #include "grpcpp/create_channel.h"
 #include "runtime/chat_run.h"
 #include "runtime/log.h"
+#include "runtime/parse_errors.h"
 #include "runtime/session_rules.h"
 #include "runtime/wire.h"
 
@@ -229,6 +230,10 @@ void Worker::Connect() {
       });
       in = v1::GatewayFrame();
     }
+    if (std::string bad = TakeParseError(); !bad.empty()) {
+      LogJson("warn", "an orchestrator frame does not parse: reconnecting",
+              {{"worker_id", options_.worker_id}, {"error", bad}});
+    }
     // The call is over (the orchestrator ended it, the connection broke, or this side
     // cancelled it): writes fail fast now, so the writer ends, and Finish gives the status
     // the call ended with, which the log shows (a cancel first would turn every one of them
@@ -438,28 +443,20 @@ void Worker::OnAssign(const v1::AssignRun& assign) {
   boot.previous_run_id = assign.previous_run_id();
   boot.attempt = assign.attempt();
   if (ValidTraceparent(assign.traceparent())) boot.traceparent = assign.traceparent();
-  if (!assign.payload_json().empty()) {
-    absl::StatusOr<Json> payload = ParseJson(assign.payload_json());
-    if (!payload.ok() || !payload->is_object()) return reject("bad-payload");
-    boot.payload = *std::move(payload);
+  absl::StatusOr<Assignment> decoded = DecodeAssignment(assign);
+  if (!decoded.ok()) {
+    // The reason starts with bad-payload, bad-snapshot, ...: the orchestrator fails the run
+    // (no worker could read it) and its error says what was wrong.
+    LogJson("warn", "an assignment does not decode: rejected",
+            {{"run_id", assign.run_id()}, {"error", std::string(decoded.status().message())}});
+    return reject(std::string(decoded.status().message()));
   }
-  if (!assign.snapshot_json().empty()) {
-    absl::StatusOr<Json> snapshot = ParseJson(assign.snapshot_json());
-    if (!snapshot.ok()) return reject("bad-snapshot");
-    boot.snapshot = *std::move(snapshot);
-  }
+  boot.payload = std::move(decoded->payload);
+  boot.snapshot = std::move(decoded->snapshot);
+  boot.pending = std::move(decoded->pending);
+  boot.out_tail = std::move(decoded->out_tail);
   auto slot = std::make_unique<Slot>();
-  for (const v1::InRecord& r : assign.pending()) {
-    absl::StatusOr<InRecord> record = InRecordFromProto(r);
-    if (!record.ok()) return reject("bad-pending-record");
-    slot->delivered_in = r.seq();
-    boot.pending.push_back(*std::move(record));
-  }
-  for (const v1::OutRecord& r : assign.out_tail()) {
-    absl::StatusOr<OutRecord> record = OutRecordFromProto(r);
-    if (!record.ok()) return reject("bad-out-record");
-    boot.out_tail.push_back(*std::move(record));
-  }
+  if (!boot.pending.empty()) slot->delivered_in = boot.pending.back().seq;
   slot->run_id = assign.run_id();
   slot->lease_token = assign.lease_token();
   slot->next_out = slot->sent_out = slot->acked_out = assign.out_seq();
@@ -472,7 +469,18 @@ void Worker::OnAssign(const v1::AssignRun& assign) {
   host.pool = &pool_;
   host.write = [this, s](OutRecord record) {
     record.seq = ++s->next_out;
-    s->unacked.push_back(OutRecordToProto(record));
+    v1::OutRecord proto = OutRecordToProto(record);
+    if (proto.ByteSizeLong() > kMaxOutRecordBytes) {
+      // The orchestrator would refuse the batch and fail the run: readers get an error instead
+      // of the chunk, and the turn goes on.
+      std::string what = absl::StrCat("a \"", record.Type(), "\" chunk of ", proto.ByteSizeLong(),
+                                      " bytes exceeds the limit of ", kMaxOutRecordBytes,
+                                      " bytes of a .out record and was dropped");
+      LogJson("warn", "dropped an oversized chunk", {{"run_id", s->run_id}, {"error", what}});
+      proto = OutRecordToProto(OutRecord::Chunk(Json{{"type", "error"}, {"errorText", what}}));
+      proto.set_seq(record.seq);
+    }
+    s->unacked.push_back(std::move(proto));
     out_records_.Add(1);
     unacked_.Add(1);
     ScheduleFlush(*s);
@@ -607,8 +615,9 @@ void Worker::RunEnded(Slot& slot, const RunOutcome& outcome) {
     finished.set_run_id(slot.run_id);
     finished.set_lease_token(slot.lease_token);
     finished.set_end(RunEndProto(outcome.kind));
-    finished.set_reason(outcome.reason);
-    finished.set_error(outcome.error);
+    // An error can be any text from user code; the orchestrator could not parse non-UTF-8.
+    finished.set_reason(ToValidUtf8(outcome.reason));
+    finished.set_error(ToValidUtf8(outcome.error));
     finished.set_retryable(outcome.retryable);
     if (outcome.kind == RunOutcome::Kind::kSuspended) {
       finished.set_resume_deadline_unix_ms(absl::ToUnixMillis(outcome.resume_deadline));

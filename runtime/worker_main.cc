@@ -23,6 +23,7 @@
 #include "runtime/hook_pool.h"
 #include "runtime/http_client.h"
 #include "runtime/log.h"
+#include "runtime/parse_errors.h"
 #include "runtime/providers.h"
 #include "runtime/worker.h"
 
@@ -138,6 +139,7 @@ extern "C" void ExitAtOnce(int signal) { _exit(128 + signal); }
 int WorkerMain(int argc, char** argv, const std::function<void(WorkerSetup&)>& register_agents) {
   absl::SetProgramUsageMessage("a baton worker: hosts chat agents for an orchestrator");
   absl::ParseCommandLine(argc, argv);
+  CaptureProtobufLogs();  // protobuf's own log lines as JSON lines, like ours
 
   asio::io_context io(1);
   RealClock clock;

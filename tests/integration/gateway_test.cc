@@ -15,45 +15,6 @@ namespace {
 
 namespace v1 = ::baton::v1;
 
-// A worker that speaks the protocol frame by frame.
-class RawWorker {
- public:
-  RawWorker(v1::WorkerGateway::Stub& gateway, int credit) {
-    context_.set_deadline(std::chrono::system_clock::now() + kLimit);
-    stream_ = gateway.Connect(&context_);
-    v1::WorkerFrame hello;
-    hello.mutable_hello()->set_worker_id("raw");
-    hello.mutable_hello()->set_protocol_version(v1::PROTOCOL_VERSION_1);
-    hello.mutable_hello()->set_capacity(10);
-    hello.mutable_hello()->add_agents()->set_name("chat");
-    Send(hello);
-    welcome_ = Next(v1::GatewayFrame::kWelcome).welcome();
-    v1::WorkerFrame frame;
-    frame.mutable_credit()->set_runs(credit);
-    Send(frame);
-  }
-  ~RawWorker() { context_.TryCancel(); }
-
-  void Send(const v1::WorkerFrame& frame) { EXPECT_TRUE(stream_->Write(frame)); }
-
-  // The next frame of kind `kind`, skipping others (heartbeat acks, ...).
-  v1::GatewayFrame Next(v1::GatewayFrame::FrameCase kind) {
-    v1::GatewayFrame frame;
-    while (stream_->Read(&frame)) {
-      if (frame.frame_case() == kind) return frame;
-    }
-    ADD_FAILURE() << "the stream ended before a frame of kind " << kind;
-    return frame;
-  }
-
-  const v1::Welcome& welcome() const { return welcome_; }
-
- private:
-  grpc::ClientContext context_;
-  std::unique_ptr<grpc::ClientReaderWriter<v1::WorkerFrame, v1::GatewayFrame>> stream_;
-  v1::Welcome welcome_;
-};
-
 v1::WorkerFrame Output(const std::string& run_id, int64_t token, int64_t seq) {
   v1::WorkerFrame frame;
   v1::RunOutput& output = *frame.mutable_run_output();

@@ -474,6 +474,40 @@ int64_t SeqOf(const Json& record) {
   return record.contains("$seq") ? record["$seq"].get<int64_t>() : record["seq"].get<int64_t>();
 }
 
+// ---- RawWorker --------------------------------------------------------------------------------
+
+RawWorker::RawWorker(v1::WorkerGateway::Stub& gateway, int credit, const std::string& worker_id,
+                     const std::string& agent) {
+  context_.set_deadline(std::chrono::system_clock::now() + kLimit);
+  stream_ = gateway.Connect(&context_);
+  v1::WorkerFrame hello;
+  hello.mutable_hello()->set_worker_id(worker_id);
+  hello.mutable_hello()->set_protocol_version(v1::PROTOCOL_VERSION_1);
+  hello.mutable_hello()->set_capacity(10);
+  hello.mutable_hello()->add_agents()->set_name(agent);
+  Send(hello);
+  welcome_ = Next(v1::GatewayFrame::kWelcome).welcome();
+  v1::WorkerFrame frame;
+  frame.mutable_credit()->set_runs(credit);
+  Send(frame);
+}
+
+v1::GatewayFrame RawWorker::Next(v1::GatewayFrame::FrameCase kind) {
+  v1::GatewayFrame frame;
+  while (stream_->Read(&frame)) {
+    if (frame.frame_case() == kind) return frame;
+  }
+  ADD_FAILURE() << "the stream ended before a frame of kind " << kind;
+  return frame;
+}
+
+grpc::Status RawWorker::Finish() {
+  v1::GatewayFrame frame;
+  while (stream_->Read(&frame)) {
+  }
+  return stream_->Finish();
+}
+
 std::vector<std::string> Types(const std::vector<Json>& records) {
   std::vector<std::string> types;
   for (const Json& r : records) {

@@ -23,6 +23,7 @@
 #include "absl/synchronization/mutex.h"
 #include "baton/v1/sessions.grpc.pb.h"
 #include "baton/v1/worker.grpc.pb.h"
+#include "gtest/gtest.h"
 #include "hooks/json.h"
 #include "runtime/grpc_client.h"
 #include "tools/fake-llm/fake_llm.h"
@@ -174,6 +175,30 @@ bool WaitForFileContains(const std::string& path, const std::string& text,
 Json RecordJson(const baton::v1::OutRecord& record);
 // The seq of a record in that form.
 int64_t SeqOf(const Json& record);
+
+// A worker written by hand: speaks WorkerGateway frame by frame over its own Connect stream
+// (Hello as worker `worker_id` hosting `agent` with capacity 10, then Credit{credit}), so a
+// test sees each protocol rule exactly.
+class RawWorker {
+ public:
+  RawWorker(baton::v1::WorkerGateway::Stub& gateway, int credit,
+            const std::string& worker_id = "raw", const std::string& agent = "chat");
+  ~RawWorker() { context_.TryCancel(); }
+
+  void Send(const baton::v1::WorkerFrame& frame) { EXPECT_TRUE(TrySend(frame)); }
+  bool TrySend(const baton::v1::WorkerFrame& frame) { return stream_->Write(frame); }
+  // The next frame of kind `kind`, skipping others (heartbeat acks, ...).
+  baton::v1::GatewayFrame Next(baton::v1::GatewayFrame::FrameCase kind);
+  // Reads to the end of the stream (the orchestrator closed it); its status.
+  grpc::Status Finish();
+  const baton::v1::Welcome& welcome() const { return welcome_; }
+
+ private:
+  grpc::ClientContext context_;
+  std::unique_ptr<grpc::ClientReaderWriter<baton::v1::WorkerFrame, baton::v1::GatewayFrame>>
+      stream_;
+  baton::v1::Welcome welcome_;
+};
 
 // The `.out` records' chunk types, with "trigger:<subtype>" for control records.
 std::vector<std::string> Types(const std::vector<Json>& records);

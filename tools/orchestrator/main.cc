@@ -24,6 +24,7 @@
 #include "grpcpp/server_builder.h"
 #include "runtime/admin_http.h"
 #include "runtime/log.h"
+#include "runtime/parse_errors.h"
 #include "tools/orchestrator/orchestrator.h"
 
 ABSL_FLAG(std::vector<std::string>, listen, {"127.0.0.1:7400"},
@@ -92,6 +93,7 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("baton-orchestrator: the control plane of a baton fleet");
   absl::ParseCommandLine(argc, argv);
   using baton::LogJson;
+  baton::CaptureProtobufLogs();
   // SIGTERM and SIGINT are taken by sigwait below: blocked before any thread starts, so every
   // thread inherits the mask.
   sigset_t signals;
@@ -153,6 +155,8 @@ int main(int argc, char** argv) {
   }
   builder.RegisterService(orchestrator.gateway_service());
   builder.RegisterService(orchestrator.sessions_service());
+  // A request that does not parse (a string field that is not UTF-8) is INVALID_ARGUMENT.
+  builder.experimental().SetInterceptorCreators(baton::ParseErrorInterceptors());
   // Snapshots and continuations' assignments carry whole transcripts.
   builder.SetMaxReceiveMessageSize(64 << 20);
   builder.SetMaxSendMessageSize(64 << 20);

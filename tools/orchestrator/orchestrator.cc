@@ -8,6 +8,7 @@
 #include "hooks/json.h"
 #include "hooks/records.h"
 #include "runtime/log.h"
+#include "runtime/parse_errors.h"
 #include "runtime/session_rules.h"
 #include "runtime/wire.h"
 
@@ -349,13 +350,18 @@ grpc::Status Orchestrator::CreateSession(const v1::CreateSessionRequest& request
   }
   if (request.agent().empty()) return Invalid("agent is required");
   std::string trigger(TriggerName(request.trigger()));
-  if (trigger.empty()) return Invalid("trigger is required");
+  if (request.trigger() == v1::TRIGGER_UNSPECIFIED) return Invalid("trigger is required");
+  if (trigger.empty()) {
+    return Invalid(
+        absl::StrCat("trigger ", static_cast<int>(request.trigger()), " is not a known trigger"));
+  }
   if (!request.traceparent().empty() && !ValidTraceparent(request.traceparent())) {
     return Invalid("traceparent is not a W3C traceparent (00-<32 hex>-<16 hex>-<2 hex>)");
   }
   if (request.payload_json().size() > kMaxInRecordBytes) {
     return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                        absl::StrCat("payload_json exceeds ", kMaxInRecordBytes, " bytes"));
+                        absl::StrCat("payload_json of ", request.payload_json().size(),
+                                     " bytes exceeds the limit of ", kMaxInRecordBytes));
   }
   Json payload = Json::object();
   if (!request.payload_json().empty()) {
@@ -364,6 +370,8 @@ grpc::Status Orchestrator::CreateSession(const v1::CreateSessionRequest& request
     if (!parsed->is_object()) return Invalid("payload_json must be a JSON object");
     payload = *std::move(parsed);
   }
+  // A message the run could not read would leave the chat waiting with no answer and no error.
+  if (absl::Status checked = CheckBootPayload(payload); !checked.ok()) return ToGrpc(checked);
   auto existing = sessions_.find(request.chat_id());
   if (existing != sessions_.end()) {
     if (existing->second->row.agent != request.agent()) {
@@ -442,6 +450,14 @@ grpc::Status Orchestrator::Append(const v1::AppendRequest& request, v1::AppendRe
   row.appended_ms = UnixMs(absl::Now());
   absl::StatusOr<Store::Appended> appended = store_.AppendIn(session.row.chat_id, std::move(row));
   if (!appended.ok()) return ToGrpc(appended.status());
+  if (appended->duplicate && appended->row.body_json != request.body_json()) {
+    // A retry sends the same record again; another record under a used id would be lost.
+    return grpc::Status(
+        grpc::StatusCode::ALREADY_EXISTS,
+        absl::StrCat("client_record_id \"", request.client_record_id(), "\" is already .in seq ",
+                     appended->row.seq, " of chat ", request.chat_id(),
+                     ", with another body; a retry must send the same body"));
+  }
   response->set_seq(appended->row.seq);
   response->set_duplicate(appended->duplicate);
   if (appended->duplicate) {
@@ -590,8 +606,15 @@ grpc::Status Orchestrator::Connect(
     grpc::ServerContext* context,
     grpc::ServerReaderWriter<v1::GatewayFrame, v1::WorkerFrame>* stream) {
   v1::WorkerFrame first;
-  if (!stream->Read(&first)) return grpc::Status::OK;
+  if (!stream->Read(&first)) {
+    std::string bad = TakeParseError();
+    if (bad.empty()) return grpc::Status::OK;
+    return Invalid(absl::StrCat("a frame does not parse: ", bad));
+  }
   if (!first.has_hello()) return Invalid("the first frame of a Connect stream must be Hello");
+  if (first.hello().worker_id().empty() || first.hello().worker_id().size() > 256) {
+    return Invalid("Hello needs a worker_id of 1 to 256 bytes");
+  }
   if (first.hello().protocol_version() != v1::PROTOCOL_VERSION_1) {
     return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
                         "unsupported protocol version; this orchestrator speaks 1");
@@ -628,6 +651,7 @@ grpc::Status Orchestrator::Connect(
     }
   });
   v1::WorkerFrame frame;
+  bool goodbye = false;
   while (stream->Read(&frame)) {
     absl::MutexLock lock(&mu_);
     // A stream this side closed (the worker dialed again, it went silent, or it was reset) is
@@ -636,8 +660,23 @@ grpc::Status Orchestrator::Connect(
     // out.
     if (conn.closed) break;
     conn.last_frame = absl::Now();
-    if (frame.has_goodbye()) break;
+    if (frame.has_goodbye()) {
+      goodbye = true;
+      break;
+    }
+    // A stream being reset (the store failed a batch, the orchestrator is stopping) is no longer
+    // listened to: frames already on their way could refer to output that was not stored (a
+    // snapshot would then look bad), and the worker sends again after its reconnect whatever
+    // was not acknowledged.
+    if (conn.closed) continue;
     OnFrame(conn, frame);
+  }
+  // A frame that does not parse ends the stream as an error the worker is told about (its runs
+  // stay its own until their leases run out, as after any broken stream).
+  std::string bad = goodbye ? std::string() : TakeParseError();
+  if (!bad.empty()) {
+    LogJson("warn", "a worker frame does not parse: closing its stream",
+            {{"worker_id", conn.worker_id}, {"error", bad}});
   }
   {
     absl::MutexLock lock(&mu_);
@@ -645,6 +684,7 @@ grpc::Status Orchestrator::Connect(
     Disconnected(conn);
   }
   writer.join();
+  if (!bad.empty()) return Invalid(absl::StrCat("a frame does not parse: ", bad));
   return grpc::Status::OK;
 }
 
@@ -704,11 +744,16 @@ void Orchestrator::OnFrame(Conn& conn, const v1::WorkerFrame& frame) {
   switch (frame.frame_case()) {
     case v1::WorkerFrame::kCredit:
       if (!conn.draining) {
-        // Never more runs on one worker than the limit, whatever credit it grants.
-        int room = options_.max_runs_per_worker - static_cast<int>(conn.runs.size()) - conn.credit;
-        int granted = std::clamp(frame.credit().runs(), 0, std::max(0, room));
-        conn.credit += granted;
-        free_credit_.Add(granted);
+        // Credit never exceeds the capacity the worker announced, never takes the worker past
+        // --max_runs_per_worker runs at once, and never overflows.
+        int64_t limit = std::min<int64_t>(
+            std::max(0, conn.capacity),
+            int64_t{options_.max_runs_per_worker} - static_cast<int64_t>(conn.runs.size()));
+        int64_t credit =
+            std::clamp<int64_t>(int64_t{conn.credit} + std::max(0, frame.credit().runs()), 0,
+                                std::max<int64_t>(0, limit));
+        free_credit_.Add(credit - conn.credit);
+        conn.credit = static_cast<int>(credit);
         Dispatch();
       }
       break;
@@ -801,15 +846,44 @@ void Orchestrator::OnHeartbeat(Conn& conn, const v1::Heartbeat& heartbeat) {
   Send(conn, std::move(ack));
 }
 
+void Orchestrator::RefuseRunWrite(Conn& conn, Run& run, const std::string& reason,
+                                  const std::string& error) {
+  LogJson("warn", "a worker wrote what the chat cannot keep: the run fails and is retried",
+          {{"run_id", run.row.run_id},
+           {"worker_id", conn.worker_id},
+           {"reason", reason},
+           {"error", error}});
+  Revoke(conn, run.row.run_id, run.row.lease_token, absl::StrCat(reason, ": ", error));
+  v1::RunFinished how;
+  how.set_reason(reason);
+  how.set_error(error);
+  how.set_retryable(true);  // as a lost run: attempt + 1 from the last good snapshot
+  EndRun(run, "failed", how);
+}
+
 void Orchestrator::OnRunOutput(Conn& conn, const v1::RunOutput& output) {
   Run* run = OwnedRun(conn, output.run_id(), output.lease_token());
   if (run == nullptr) return;
+  Session& session = *sessions_[run->row.chat_id];
+  // Nothing of a batch is stored unless all of it can be: a record readers could not decode, or
+  // a gap, would break every reader and every continuation of the chat. (Storing and refusing
+  // to acknowledge would not do: the worker would send the same batch again forever.)
   std::vector<OutRow> rows;
   rows.reserve(output.records_size());
+  int64_t end = session.out_seq;
   for (const v1::OutRecord& record : output.records()) {
+    absl::Status checked = CheckOutRecord(record);
+    if (checked.ok() && record.seq() > end + 1) {
+      checked = absl::InvalidArgumentError(
+          absl::StrCat(".out record ", record.seq(), " leaves a gap after seq ", end));
+    }
+    if (!checked.ok()) {
+      RefuseRunWrite(conn, *run, "bad-output", std::string(checked.message()));
+      return;
+    }
+    end = std::max(end, record.seq());
     rows.push_back(OutRow{record.seq(), record.SerializeAsString()});
   }
-  Session& session = *sessions_[run->row.chat_id];
   absl::StatusOr<int64_t> stored = store_.AppendOut(session.row.chat_id, rows);
   if (!stored.ok()) {
     // Not acknowledged. The stream is reset: the worker reconnects and sends again everything
@@ -835,6 +909,22 @@ void Orchestrator::OnSnapshot(Conn& conn, const v1::Snapshot& snapshot) {
   Run* run = OwnedRun(conn, snapshot.run_id(), snapshot.lease_token());
   if (run == nullptr) return;
   Session& session = *sessions_[run->row.chat_id];
+  // A continuation boots from the stored snapshot: one no worker can read, or whose cursors
+  // point past the logs, would fail every later run of the chat.
+  absl::Status checked = DecodeSnapshot(snapshot.snapshot_json()).status();
+  if (checked.ok() && (snapshot.in_seq() < 0 || snapshot.in_seq() > session.in_seq)) {
+    checked = absl::InvalidArgumentError(absl::StrCat(
+        "snapshot in_seq ", snapshot.in_seq(), " is outside .in (0 to ", session.in_seq, ")"));
+  }
+  if (checked.ok() && (snapshot.out_seq() < 0 || snapshot.out_seq() > session.out_seq)) {
+    checked = absl::InvalidArgumentError(absl::StrCat("snapshot out_seq ", snapshot.out_seq(),
+                                                      " is outside the stored .out (0 to ",
+                                                      session.out_seq, ")"));
+  }
+  if (!checked.ok()) {
+    RefuseRunWrite(conn, *run, "bad-snapshot", std::string(checked.message()));
+    return;
+  }
   if (snapshot.in_seq() > session.row.snapshot_in_seq) session.failures = 0;  // progress
   session.row.snapshot_json = snapshot.snapshot_json();
   session.row.snapshot_in_seq = snapshot.in_seq();
@@ -941,12 +1031,28 @@ void Orchestrator::Dispatch() {
       if (best == nullptr || conn->credit > best->credit) best = conn;
     }
     if (best == nullptr) {
+      NoteWhyQueued(run);
       ++it;
       continue;
     }
     if (!Assign(run, *best)) return;  // the store fails: the next tick tries again
     it = queue_.erase(it);
   }
+}
+
+void Orchestrator::NoteWhyQueued(Run& run) {
+  // Not an error at CreateSession (workers may start after clients), but it must not look like
+  // a run that merely waits its turn: ListRuns says no worker hosts its agent.
+  bool hosted = false;
+  for (Conn* conn : conns_) hosted = hosted || (!conn->closed && conn->agents.count(run.row.agent));
+  std::string reason = hosted ? "" : "unknown-agent";
+  std::string error = hosted ? ""
+                             : absl::StrCat("no connected worker hosts agent \"", run.row.agent,
+                                            "\"; the run waits in the queue until one does");
+  if (run.row.reason == reason && run.row.error == error) return;
+  run.row.reason = std::move(reason);
+  run.row.error = std::move(error);
+  SaveRun(run);
 }
 
 bool Orchestrator::Assign(Run& run, Conn& conn) {
@@ -959,6 +1065,8 @@ bool Orchestrator::Assign(Run& run, Conn& conn) {
   run.row.lease_token = *token;
   run.row.state = "assigned";
   run.row.worker_id = conn.worker_id;
+  run.row.reason.clear();  // why it was queued (NoteWhyQueued)
+  run.row.error.clear();
   run.conn = &conn;
   run.accept_by = absl::Now() + options_.accept_deadline;
   conn.credit -= 1;

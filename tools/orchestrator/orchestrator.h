@@ -110,6 +110,10 @@ class Orchestrator {
   void OnSnapshot(Conn& conn, const baton::v1::Snapshot& snapshot);
   void OnRunFinished(Conn& conn, const baton::v1::RunFinished& finished);
   void Disconnected(Conn& conn);
+  // A write of the run's worker that the chat cannot keep (bad output, a bad snapshot): nothing
+  // of it is stored, the worker's lease is revoked, and the run fails retryably.
+  void RefuseRunWrite(Conn& conn, Run& run, const std::string& reason, const std::string& error)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Session rules.
   // The run `run_id` names, when `conn` holds it under `lease_token`; else tells the worker the
@@ -124,6 +128,9 @@ class Orchestrator {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Assigns queued runs to workers with credit.
   void Dispatch() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A queued run no worker can take now: its reason and error say when no connected worker
+  // hosts its agent (saved only when that changes).
+  void NoteWhyQueued(Run& run) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // False when no lease token could be had (the run stays queued).
   bool Assign(Run& run, Conn& conn) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Sends the run the `.in` records after the last one it was sent.

@@ -30,5 +30,18 @@ TEST(DumpJson, ReplacesInvalidUtf8InsteadOfThrowing) {
   EXPECT_EQ(DumpJson(j), "\"a\xEF\xBF\xBD\"");
 }
 
+TEST(ToValidUtf8, KeepsWellFormedTextAndReplacesEachBadByte) {
+  EXPECT_EQ(ToValidUtf8("plain, Grüße 👋"), "plain, Grüße 👋");
+  EXPECT_EQ(ToValidUtf8(""), "");
+  const std::string r = "\xef\xbf\xbd";                       // U+FFFD
+  EXPECT_EQ(ToValidUtf8("caf\xe9"), "caf" + r);               // Latin-1
+  EXPECT_EQ(ToValidUtf8("\x80x"), r + "x");                   // stray continuation
+  EXPECT_EQ(ToValidUtf8("\xf0\x9f\x91"), r + r + r);          // truncated 4-byte
+  EXPECT_EQ(ToValidUtf8("\xc0\xaf"), r + r);                  // overlong "/"
+  EXPECT_EQ(ToValidUtf8("\xed\xa0\x80"), r + r + r);          // a surrogate
+  EXPECT_EQ(ToValidUtf8("\xf4\x90\x80\x80"), r + r + r + r);  // above U+10FFFF
+  EXPECT_EQ(ToValidUtf8(std::string("a\0b", 3)), std::string("a\0b", 3));
+}
+
 }  // namespace
 }  // namespace baton

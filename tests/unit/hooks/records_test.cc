@@ -152,6 +152,33 @@ TEST(DecodeInRecord, RejectsAPayloadMessageWithoutPartsArray) {
                  "\"parts\" array");
 }
 
+TEST(DecodeInRecord, RejectsAPayloadMessageWithAnUnknownRoleOrUntypedParts) {
+  ExpectRejected(R"({"kind":"message","payload":{"message":{"id":"u1","role":"tool","parts":[]}}})",
+                 "payload.message has role \"tool\"");
+  ExpectRejected(
+      R"({"kind":"message","payload":{"message":{"id":"u1","role":"user","parts":[{"type":"text"},"x"]}}})",
+      "payload.message.parts[1] is not an object with a string \"type\"");
+  ExpectRejected(
+      R"({"kind":"message","payload":{"message":{"id":"u1","role":"user","parts":[{"type":7}]}}})",
+      "payload.message.parts[0]");
+}
+
+TEST(CheckBootPayload, ChecksTheMessageAndTheHeadStartMessages) {
+  EXPECT_TRUE(CheckBootPayload(Json::object()).ok());
+  EXPECT_TRUE(CheckBootPayload(Json{{"message", nullptr}, {"metadata", 1}}).ok());
+  EXPECT_TRUE(CheckBootPayload(Json::parse(R"({"headStartMessages":[
+      {"id":"u1","role":"user","parts":[{"type":"text","text":"hi"}]}]})"))
+                  .ok());
+  absl::Status message = CheckBootPayload(Json{{"message", "hi"}});
+  EXPECT_EQ(message.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(message.message()), HasSubstr("payload.message needs a string id"));
+  absl::Status history = CheckBootPayload(Json::parse(R"({"headStartMessages":[
+      {"id":"u1","role":"user","parts":[]}, {"id":"u2","role":"user"}]})"));
+  EXPECT_THAT(std::string(history.message()),
+              HasSubstr("payload.headStartMessages[1] needs a \"parts\" array"));
+  EXPECT_FALSE(CheckBootPayload(Json{{"headStartMessages", "hi"}}).ok());
+}
+
 TEST(DecodeInRecord, RejectsHandoverWithoutPartialArray) {
   ExpectRejected(R"({"kind":"handover","messageId":"M","isFinal":false})",
                  "\"partialAssistantMessage\" array");

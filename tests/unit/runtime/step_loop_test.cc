@@ -10,6 +10,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "hooks/messages.h"
+#include "hooks/records.h"
 #include "runtime/scripted_model.h"
 
 namespace baton {
@@ -176,6 +177,7 @@ TEST_F(StepLoopTest, ErrorAfterOutputClosesOpenPartsAndEnds) {  // V6
   EXPECT_EQ(chunks_[5]["errorText"], "An error occurred.");
   EXPECT_EQ(chunks_[7]["finishReason"], "error");
   EXPECT_EQ(result.finish_reason, "error");
+  EXPECT_EQ(result.error, "Overloaded");  // unmasked, for the run's log
 }
 
 TEST_F(StepLoopTest, ErrorBeforeAnyOutputIsStartThenError) {  // V7
@@ -241,6 +243,28 @@ TEST_F(StepLoopTest, UnknownToolAndBadArgumentsBecomeInputErrorsAndTheLoopGoesOn
   EXPECT_NE(results.find("unavailable tool 'get_wether'"), std::string::npos) << results;
   EXPECT_NE(results.find("missing required property"), std::string::npos) << results;
   EXPECT_EQ(r.finish_reason, "stop");
+}
+
+TEST_F(StepLoopTest, AToolOutputTooLargeForAnOutRecordIsAToolError) {
+  Tool big = Time();
+  big.execute = [](const Json&, const ToolContext&) -> absl::StatusOr<Json> {
+    return Json(std::string(kMaxOutRecordBytes, 'x'));
+  };
+  agent_.tools = {big};
+  model_->Push(Script(R"([{"tool_call": {"id": "t1", "name": "get_time"}}])"));
+  model_->Push(Script(R"([{"text": "Too big."}])"));
+  StepLoopResult r = Run();
+  int output_errors = 0;
+  for (const Json& c : chunks_) {
+    EXPECT_NE(c["type"], "tool-output-available");
+    output_errors += c["type"] == "tool-output-error";
+  }
+  EXPECT_EQ(output_errors, 1);
+  EXPECT_EQ(r.finish_reason, "stop");
+  ASSERT_EQ(model_->calls().size(), 2u);
+  std::string results = model_->calls()[1].messages.back().dump();
+  EXPECT_NE(results.find("tool get_time returned 1048578 bytes of output"), std::string::npos)
+      << results.substr(0, 300);
 }
 
 TEST_F(StepLoopTest, ApprovalNeededEndsTheTurnWithARequest) {

@@ -49,6 +49,39 @@ TEST(WireTest, BadChunksAndRecordsAreErrors) {
   EXPECT_FALSE(InRecordFromProto(in).ok());
 }
 
+TEST(WireTest, ControlHeadersFromUserCodeBecomeValidUtf8) {
+  OutRecord closed = OutRecord::Control(kSessionClosed, {{"session-closed-reason", "caf\xe9"}});
+  baton::v1::OutRecord proto = OutRecordToProto(closed);
+  EXPECT_EQ(proto.control().headers(0).value(), "caf\xef\xbf\xbd");
+  baton::v1::OutRecord parsed;
+  EXPECT_TRUE(parsed.ParseFromString(proto.SerializeAsString()));
+}
+
+TEST(WireTest, CheckOutRecordTakesARecordExactlyAtTheLimit) {
+  baton::v1::OutRecord record;
+  record.set_seq(1);
+  const std::string head = R"({"type":"text-delta","id":"t","delta":")";
+  size_t delta = kMaxOutRecordBytes - 100;
+  for (int i = 0; i < 3; ++i) {  // the chunk's length prefix grows with it: settle the size
+    record.set_chunk_json(head + std::string(delta, 'x') + "\"}");
+    delta += kMaxOutRecordBytes - record.ByteSizeLong();
+  }
+  ASSERT_EQ(record.ByteSizeLong(), kMaxOutRecordBytes);
+  EXPECT_TRUE(CheckOutRecord(record).ok()) << CheckOutRecord(record);
+  record.mutable_chunk_json()->insert(head.size(), "x");
+  absl::Status over = CheckOutRecord(record);
+  EXPECT_EQ(over.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(over.message()), HasSubstr("exceeds the limit of 1048576"));
+}
+
+TEST(WireTest, DecodeSnapshotWantsAnObjectWithAMessagesArray) {
+  EXPECT_TRUE(DecodeSnapshot(R"({"messages":[{"id":"u1"}],"lastInEventId":2})").ok());
+  EXPECT_TRUE(DecodeSnapshot("{}").ok());
+  EXPECT_FALSE(DecodeSnapshot("").ok());
+  EXPECT_FALSE(DecodeSnapshot("null").ok());
+  EXPECT_FALSE(DecodeSnapshot(R"({"messages":[1]})").ok());
+}
+
 TEST(WireTest, TriggerNames) {
   for (const char* name :
        {"preload", "submit-message", "handover-prepare", "regenerate-message", "close"}) {
