@@ -2,7 +2,6 @@
 // real SQLite, fake-llm. Each test checks the exact status code, that the message says what is
 // wrong, that nothing was stored, and that the chat still answers the next good message.
 // docs/bad-input.md lists the entry points, their limits and their errors.
-#include <curl/curl.h>
 
 #include <fstream>
 #include <functional>
@@ -550,21 +549,6 @@ TEST(BadInputTest, AStreamMustOpenWithAHelloTheOrchestratorCanUse) {
   EXPECT_THAT(version.error_message(), HasSubstr("unsupported protocol version"));
 }
 
-std::string HttpGet(const std::string& url) {
-  std::string body;
-  CURL* curl = curl_easy_init();
-  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(
-      curl, CURLOPT_WRITEFUNCTION, +[](char* data, size_t size, size_t n, void* out) {
-        static_cast<std::string*>(out)->append(data, size * n);
-        return size * n;
-      });
-  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &body);
-  CURLcode code = curl_easy_perform(curl);
-  curl_easy_cleanup(curl);
-  return code == CURLE_OK ? body : "";
-}
-
 // Credit is what a worker says it can take; more than its capacity is taken as its capacity.
 TEST(BadInputTest, CreditBeyondTheAnnouncedCapacityIsCapped) {
   auto stack = Stack::Start({.workers = 0, .orchestrator_flags = {"--admin=127.0.0.1:0"}});
@@ -577,7 +561,8 @@ TEST(BadInputTest, CreditBeyondTheAnnouncedCapacityIsCapped) {
   beat.mutable_heartbeat()->set_seq(1);
   raw.Send(beat);
   raw.Next(v1::GatewayFrame::kHeartbeatAck);  // frames are handled in order: the credit is in
-  EXPECT_THAT(HttpGet("http://" + stack->admin_address() + "/metrics"),
+  long status = 0;
+  EXPECT_THAT(HttpGet("http://" + stack->admin_address() + "/metrics", &status),
               HasSubstr("\nbaton_worker_slots_free 10\n"));
 }
 
