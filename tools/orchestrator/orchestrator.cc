@@ -289,6 +289,13 @@ absl::Status Orchestrator::Load() {
     if (session->row.state == "suspended") {
       resume_deadlines_.emplace(session->row.resume_deadline_ms, id);
     }
+    if (session->live_run.empty() && session->row.state == "live") {
+      // A crash between ending the chat's run (lost, say) and storing the run that follows it:
+      // the chat rests, and its unanswered records boot the next run below. The soak found
+      // this, a message left unanswered by a restart landing in that gap.
+      session->row.state = "exited";
+      SaveSession(*session);
+    }
     if (session->live_run.empty()) BootIfUnanswered(*session);
   }
   return absl::OkStatus();
