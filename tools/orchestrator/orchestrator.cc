@@ -90,6 +90,14 @@ struct Orchestrator::Session {
   // retry budget. Kept in memory; a restart gives every chat a fresh budget.
   int failures = 0;
   bool close_appended = false;  // Close stored its record (in memory: one more after a restart)
+  // The `.in` seq of the handover or handover-skip that closed a head start's window (0 when
+  // open, or closed before a restart).
+  int64_t handover_closed_by = 0;
+
+  HandoverWindow handover() const {
+    return HandoverWindow{!row.head_start_json.empty(), row.handover_deadline_ms > 0,
+                          handover_closed_by};
+  }
 };
 
 // ---- gRPC services ----------------------------------------------------------------------------
@@ -289,6 +297,9 @@ absl::Status Orchestrator::Load() {
     if (session->row.state == "suspended") {
       resume_deadlines_.emplace(session->row.resume_deadline_ms, id);
     }
+    if (session->row.handover_deadline_ms > 0) {
+      handover_deadlines_.emplace(session->row.handover_deadline_ms, id);
+    }
     if (session->live_run.empty() && session->row.state == "live") {
       // A crash between ending the chat's run (lost, say) and storing the run that follows it:
       // the chat rests, and its unanswered records boot the next run below. The soak found
@@ -299,6 +310,26 @@ absl::Status Orchestrator::Load() {
     if (session->live_run.empty()) BootIfUnanswered(*session);
   }
   return absl::OkStatus();
+}
+
+void Orchestrator::ExpireHandover(Session& session) {
+  if (session.row.state == "closed") {
+    session.row.handover_deadline_ms = 0;
+    SaveSession(session);
+    return;
+  }
+  LogJson("info", "no handover before the head start's deadline: the run answers on its own",
+          {{"chat_id", session.row.chat_id}});
+  v1::AppendRequest skip;
+  skip.set_chat_id(session.row.chat_id);
+  skip.set_body_json(DumpJson(HandoverTimeoutSkip()));
+  skip.set_client_record_id("baton:handover-timeout");
+  v1::AppendResponse ignored;
+  grpc::Status appended = Append(skip, &ignored, /*closing=*/true);
+  if (!appended.ok()) {
+    LogJson("error", "appending a head start's handover-skip failed",
+            {{"chat_id", session.row.chat_id}, {"error", appended.error_message()}});
+  }
 }
 
 void Orchestrator::SaveRun(const Run& run) {
@@ -388,6 +419,7 @@ grpc::Status Orchestrator::CreateSession(const v1::CreateSessionRequest& request
     }
     *response->mutable_session() = SessionProto(*existing->second);
     response->set_created(false);
+    response->set_handover_deadline_unix_ms(existing->second->row.handover_deadline_ms);
     IssueChatToken(request.chat_id(), response);
     return grpc::Status::OK;
   }
@@ -403,6 +435,15 @@ grpc::Status Orchestrator::CreateSession(const v1::CreateSessionRequest& request
   }
   row.traceparent = request.traceparent();
   row.created_ms = UnixMs(absl::Now());
+  if (trigger == "handover-prepare") {
+    // The window for the warm side's signal: the agent's own handover_timeout, as its workers
+    // announced it, so the warm side and the run agree on it.
+    auto announced = handover_windows_.find(row.agent);
+    absl::Duration window =
+        announced != handover_windows_.end() ? announced->second : options_.handover_timeout;
+    row.head_start_json = DumpJson(payload.value("headStartMessages", Json::array()));
+    row.handover_deadline_ms = row.created_ms + absl::ToInt64Milliseconds(window);
+  }
   Session& s = *session;
   sessions_[row.chat_id] = std::move(session);
   absl::Status booted = Boot(s, trigger, DumpJson(payload), 1);
@@ -410,8 +451,12 @@ grpc::Status Orchestrator::CreateSession(const v1::CreateSessionRequest& request
     sessions_.erase(request.chat_id());
     return ToGrpc(booted);
   }
+  if (s.row.handover_deadline_ms > 0) {
+    handover_deadlines_.emplace(s.row.handover_deadline_ms, s.row.chat_id);
+  }
   *response->mutable_session() = SessionProto(s);
   response->set_created(true);
+  response->set_handover_deadline_unix_ms(s.row.handover_deadline_ms);
   IssueChatToken(request.chat_id(), response);
   return grpc::Status::OK;
 }
@@ -450,6 +495,26 @@ grpc::Status Orchestrator::Append(const v1::AppendRequest& request, v1::AppendRe
                                      " .in records, the most a chat may (close it and start "
                                      "another)"));
   }
+  const bool signal = record->kind == InKind::kHandover || record->kind == InKind::kHandoverSkip;
+  if (absl::Status allowed = CheckSignal(request.chat_id(), session.handover(), record->kind);
+      !allowed.ok()) {
+    // A retry of the very record that closed the window is answered as any retry is.
+    if (!request.client_record_id().empty()) {
+      absl::StatusOr<std::vector<InRow>> rows = store_.ReadIn(session.row.chat_id, 0);
+      if (rows.ok()) {
+        for (const InRow& earlier : *rows) {
+          if (earlier.client_record_id == request.client_record_id() &&
+              earlier.body_json == request.body_json()) {
+            response->set_seq(earlier.seq);
+            response->set_duplicate(true);
+            response->set_run_id(session.live_run);
+            return grpc::Status::OK;
+          }
+        }
+      }
+    }
+    return ToGrpc(allowed);
+  }
   InRow row;
   row.kind = std::string(InKindName(record->kind));
   row.body_json = request.body_json();
@@ -474,6 +539,12 @@ grpc::Status Orchestrator::Append(const v1::AppendRequest& request, v1::AppendRe
     return grpc::Status::OK;
   }
   session.in_seq = appended->row.seq;
+  if (signal) {
+    // A head start takes one signal: the run no longer waits for another.
+    session.row.handover_deadline_ms = 0;
+    session.handover_closed_by = appended->row.seq;
+    SaveSession(session);
+  }
   if (!session.live_run.empty()) {
     DeliverPending(*runs_[session.live_run]);
   } else if (record->kind == InKind::kMessage) {
@@ -699,7 +770,12 @@ void Orchestrator::OnHello(Conn& conn, const v1::Hello& hello) {
   conn.worker_id = hello.worker_id();
   conn.capacity = hello.capacity();
   conn.last_frame = absl::Now();
-  for (const v1::AgentInfo& agent : hello.agents()) conn.agents.insert(agent.name());
+  for (const v1::AgentInfo& agent : hello.agents()) {
+    conn.agents.insert(agent.name());
+    if (agent.handover_timeout_ms() > 0) {
+      handover_windows_[agent.name()] = absl::Milliseconds(agent.handover_timeout_ms());
+    }
+  }
   // The same worker again: its old stream is dead even if this side has not noticed yet.
   for (Conn* old : conns_) {
     if (old != &conn && old->worker_id == conn.worker_id && !old->closed) {
@@ -1103,23 +1179,19 @@ bool Orchestrator::Assign(Run& run, Conn& conn) {
     assign.set_continuation(run.row.trigger == "continuation");
     assign.set_resume(run.row.trigger == "resume");
     assign.set_snapshot_json(session.row.snapshot_json);
-    Json snapshot;
-    if (!session.row.snapshot_json.empty()) {
-      absl::StatusOr<Json> parsed = ParseJson(session.row.snapshot_json);
-      if (parsed.ok()) snapshot = *std::move(parsed);
-    }
-    // The first run's boot message never went through `.in`: until a snapshot holds it, a
-    // continuation is handed it again, so it is not lost.
-    absl::StatusOr<Json> payload = ParseJson(run.row.payload_json);
-    Json p = payload.ok() ? *std::move(payload) : Json::object();
-    if (!session.row.boot_message_json.empty()) {
-      absl::StatusOr<Json> message = ParseJson(session.row.boot_message_json);
-      if (message.ok() && !SnapshotHolds(snapshot, *message)) {
-        assign.set_trigger(v1::TRIGGER_SUBMIT_MESSAGE);
-        p["message"] = *std::move(message);
-      }
-    }
-    assign.set_payload_json(DumpJson(p));
+    auto parsed = [](const std::string& text) {
+      absl::StatusOr<Json> json = text.empty() ? absl::StatusOr<Json>(Json()) : ParseJson(text);
+      return json.ok() ? *std::move(json) : Json();
+    };
+    // The first run's boot message never went through `.in`: until a snapshot holds it, the
+    // next run boots as the first did (a head start waits for its signal again), so it is not
+    // lost.
+    NextBoot next =
+        NextBootOf(session.row.head_start_json.empty() ? "" : "handover-prepare",
+                   parsed(run.row.payload_json), parsed(session.row.boot_message_json),
+                   parsed(session.row.head_start_json), parsed(session.row.snapshot_json));
+    if (!next.trigger.empty()) assign.set_trigger(TriggerFromName(next.trigger));
+    assign.set_payload_json(DumpJson(next.payload));
     run.sent_in = session.row.snapshot_in_seq;
     absl::StatusOr<std::vector<InRow>> pending =
         store_.ReadIn(session.row.chat_id, session.row.snapshot_in_seq);
@@ -1347,6 +1419,13 @@ void Orchestrator::Tick(absl::Time now) {
       session.row.state = "exited";
       SaveSession(session);
     }
+  }
+  // Head starts whose handover window passed with no signal: the run answers on its own.
+  while (!handover_deadlines_.empty() && handover_deadlines_.begin()->first <= UnixMs(now)) {
+    auto [deadline, chat_id] = *handover_deadlines_.begin();
+    handover_deadlines_.erase(handover_deadlines_.begin());
+    Session& session = *sessions_[chat_id];
+    if (session.row.handover_deadline_ms == deadline) ExpireHandover(session);
   }
   // Ended runs live on in the store (ListRuns reads it); memory keeps the live ones only.
   for (auto it = runs_.begin(); it != runs_.end();) {
