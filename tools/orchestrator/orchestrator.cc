@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "hooks/json.h"
 #include "hooks/records.h"
@@ -1192,9 +1193,8 @@ bool Orchestrator::Assign(Run& run, Conn& conn) {
                    parsed(session.row.head_start_json), parsed(session.row.snapshot_json));
     if (!next.trigger.empty()) assign.set_trigger(TriggerFromName(next.trigger));
     assign.set_payload_json(DumpJson(next.payload));
-    run.sent_in = session.row.snapshot_in_seq;
-    absl::StatusOr<std::vector<InRow>> pending =
-        store_.ReadIn(session.row.chat_id, session.row.snapshot_in_seq);
+    run.sent_in = InFloor(session);
+    absl::StatusOr<std::vector<InRow>> pending = store_.ReadIn(session.row.chat_id, run.sent_in);
     if (pending.ok()) {
       for (const InRow& in : *pending) {
         v1::InRecord& r = *assign.add_pending();
@@ -1288,6 +1288,7 @@ void Orchestrator::EndRun(Run& run, const std::string& state, const v1::RunFinis
     SaveRun(run);
     session.failures = 0;  // the next message gets a whole budget again
     session.row.state = "failed";
+    AnswerWithError(session, run.row.error);
     SaveSession(session);
     return;
   }
@@ -1309,13 +1310,100 @@ void Orchestrator::EndRun(Run& run, const std::string& state, const v1::RunFinis
   BootIfUnanswered(session, how.reason() == "upgrade");
 }
 
+int64_t Orchestrator::InFloor(const Session& session) const {
+  return std::max(session.row.snapshot_in_seq, session.row.failed_in_seq);
+}
+
+void Orchestrator::AnswerWithError(Session& session, const std::string& error) {
+  const std::string& chat_id = session.row.chat_id;
+  auto parsed = [](const std::string& text) {
+    absl::StatusOr<Json> json = text.empty() ? absl::StatusOr<Json>(Json()) : ParseJson(text);
+    return json.ok() ? *std::move(json) : Json();
+  };
+  // The messages no run answered, oldest first: the boot message (seq 0) while no snapshot
+  // holds it, then the `.in` messages after the floor.
+  std::vector<int64_t> unanswered;
+  Json boot = parsed(session.row.boot_message_json);
+  if (boot.is_object() && !SnapshotHolds(parsed(session.row.snapshot_json), boot)) {
+    unanswered.push_back(0);
+  }
+  absl::StatusOr<std::vector<InRow>> in = store_.ReadIn(chat_id, InFloor(session));
+  if (in.ok()) {
+    for (const InRow& row : *in) {
+      absl::StatusOr<InRecord> record = DecodeInRecord(row.seq, row.body_json);
+      if (record.ok() && NeedsAnswer(*record)) unanswered.push_back(row.seq);
+    }
+  }
+  std::vector<OutRecord> records;
+  // The dead run's answer left open (a `start` with no end, not retracted yet).
+  absl::StatusOr<std::vector<OutRow>> tail =
+      store_.ReadOut(chat_id, session.row.snapshot_out_seq, std::numeric_limits<size_t>::max());
+  if (tail.ok()) {
+    std::string open_id;
+    int64_t open_from = 0;
+    std::set<int64_t> retracted;
+    for (const OutRow& row : *tail) {
+      v1::OutRecord proto;
+      if (!proto.ParseFromString(row.record)) continue;
+      absl::StatusOr<OutRecord> r = OutRecordFromProto(proto);
+      if (!r.ok()) continue;
+      if (r->is_control) {
+        int64_t from = 0;
+        if (r->control == kRetract && absl::SimpleAtoi(r->Header("from-seq"), &from)) {
+          retracted.insert(from);
+        }
+        continue;
+      }
+      std::string type = r->Type();
+      if (type == "start") {
+        open_id = StringField(r->chunk, "messageId");
+        open_from = r->seq;
+      } else if (type == "finish" || type == "abort") {
+        open_id.clear();
+      }
+    }
+    if (!open_id.empty() && retracted.count(open_from) == 0) {
+      records.push_back(OutRecord::Control(kRetract, {{"message-id", open_id},
+                                                      {"from-seq", absl::StrCat(open_from)},
+                                                      {"reason", "chat-failed"}}));
+    }
+  }
+  for (int64_t seq : unanswered) {
+    records.push_back(OutRecord::Chunk(
+        Json{{"type", "error"}, {"errorText", absl::StrCat("The chat failed: ", error)}}));
+    records.push_back(
+        OutRecord::Control(kTurnComplete, {{"session-in-event-id", absl::StrCat(seq)},
+                                           {"session-in-consumed-id", absl::StrCat(seq)}}));
+  }
+  std::vector<OutRow> rows;
+  int64_t seq = session.out_seq;
+  for (OutRecord& r : records) {
+    r.seq = ++seq;
+    rows.push_back(OutRow{r.seq, OutRecordToProto(r).SerializeAsString()});
+  }
+  if (!rows.empty()) {
+    absl::StatusOr<int64_t> stored = store_.AppendOut(chat_id, rows);
+    if (!stored.ok()) {
+      LogJson("error", "store: writing a failed chat's answers failed",
+              {{"chat_id", chat_id}, {"error", stored.status().ToString()}});
+      return;
+    }
+    out_records_.Add(*stored - session.out_seq);
+    session.out_seq = *stored;
+    session.last_out_at = absl::Now();
+  }
+  // Given up on: no later run is handed these messages (or the boot message) again.
+  if (!unanswered.empty() && unanswered.back() > 0) session.row.failed_in_seq = unanswered.back();
+  if (!unanswered.empty() && unanswered.front() == 0) session.row.boot_message_json.clear();
+  session.row.handover_deadline_ms = 0;
+}
+
 void Orchestrator::BootIfUnanswered(Session& session, bool upgrade) {
   if (session.row.state != "suspended" && session.row.state != "exited") return;
   // Records that arrived while the run was ending, or that it left unanswered, start the next
   // run at once (one live run per chat). An upgrade that left the boot message unanswered, too.
   bool unanswered = false;
-  absl::StatusOr<std::vector<InRow>> rows =
-      store_.ReadIn(session.row.chat_id, session.row.snapshot_in_seq);
+  absl::StatusOr<std::vector<InRow>> rows = store_.ReadIn(session.row.chat_id, InFloor(session));
   if (rows.ok()) {
     for (const InRow& row : *rows) {
       absl::StatusOr<InRecord> record = DecodeInRecord(row.seq, row.body_json);

@@ -152,6 +152,14 @@ class Orchestrator {
   void SendCancel(Run& run) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);  // to the run's worker
   void Revoke(Conn& conn, const std::string& run_id, int64_t lease_token, std::string reason)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A chat that gave up (its retry budget spent): every message no run answered gets an `error`
+  // and its turn-complete, and the dead run's unfinished answer a `retract`, so no client waits
+  // for an answer that will not come; later runs are not handed those messages again.
+  void AnswerWithError(Session& session, const std::string& error)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The `.in` seq through which messages were answered or given up on: records after it are
+  // what the next run is handed.
+  int64_t InFloor(const Session& session) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Closes a head start's handover window whose deadline passed with no signal: appends
   // HandoverTimeoutSkip() to its `.in`, and the run answers the message itself.
   void ExpireHandover(Session& session) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
