@@ -214,8 +214,11 @@ struct AgentOptions {
   std::optional<absl::Duration> preload_idle_timeout;  // default: idle_timeout
   std::optional<absl::Duration> preload_timeout;       // default: turn_timeout
   bool exit_after_preload_idle = false;
-  // Bound on the wait for a head start's handover signal (a deliberate fix: the reference waits
-  // forever). On expiry the run treats it as no handover and waits for a message.
+  // A head start's handover window (a deliberate fix: the reference waits forever): how long
+  // after the chat is created the warm side may append its handover or handover-skip. The
+  // chat's host (the orchestrator, from the agent's announcement, or LocalSessions) appends a
+  // handover-skip when it passes, and the run then answers the user's message itself; a later
+  // signal is refused.
   absl::Duration handover_timeout = absl::Seconds(30);
   int max_turns = 100;
   int max_steps = 5;  // stop condition stepCountIs(max_steps)

@@ -13,6 +13,7 @@
 #include "hooks/status.h"
 #include "runtime/convert.h"
 #include "runtime/log.h"
+#include "runtime/session_rules.h"
 #include "runtime/step_loop.h"
 #include "runtime/ui_reducer.h"
 
@@ -310,17 +311,36 @@ asio::awaitable<RunOutcome> ChatRun::Body() {
     co_return co_await TurnLoop(std::move(none), "preload");
   }
   if (trigger == "handover-prepare") {
-    std::optional<InRecord> signal = co_await inbox_.NextHandover(
-        host_.clock->Now() + agent_.options.handover_timeout, cancel_.get_token());
-    inbox_.set_handover_open(false);
-    if (cancel_.stop_requested()) co_return RunOutcome{RunOutcome::Kind::kCancelled, "cancelled"};
-    if (!signal.has_value()) {
-      // No signal in time: the warm side is gone. Treat it as no handover; answer messages.
+    if (boot_answered_) {
+      // A retry whose recovery found the head start answered on the `.out` tail: its signal
+      // was taken; it is not run again.
+      inbox_.set_handover_open(false);
       std::optional<TurnRequest> none;
-      co_return co_await TurnLoop(std::move(none), "handover");
+      co_return co_await TurnLoop(std::move(none), "continuation");
+    }
+    // The chat's host owns the deadline: when it passes, it appends a handover-skip itself
+    // (session_rules.h, HandoverWindow), so the run waits for exactly one signal.
+    std::optional<InRecord> signal =
+        co_await inbox_.NextHandover(absl::InfiniteFuture(), cancel_.get_token());
+    inbox_.set_handover_open(false);
+    if (cancel_.stop_requested() || !signal.has_value()) {
+      co_return RunOutcome{RunOutcome::Kind::kCancelled, "cancelled"};
     }
     if (signal->kind == InKind::kHandoverSkip) {
-      co_return RunOutcome{RunOutcome::Kind::kExited, "handover-skip"};
+      // The warm side gave up (or its deadline passed): the run answers the user's message on
+      // its own, so it is answered exactly once.
+      Json message = BootMessage(trigger, payload);
+      if (!message.is_object()) {
+        std::optional<TurnRequest> none;
+        co_return co_await TurnLoop(std::move(none), "handover");
+      }
+      TurnRequest first;
+      first.trigger = "submit-message";
+      first.message = std::move(message);
+      first.metadata = payload.value("metadata", Json());
+      first.seq = signal->seq;
+      std::optional<TurnRequest> request(std::move(first));
+      co_return co_await TurnLoop(std::move(request), "turn");
     }
     int64_t seq = signal->seq;
     handover_ = std::move(signal);
@@ -413,6 +433,15 @@ asio::awaitable<void> ChatRun::Recover() {
       MessageRole(*boot_message) == "user" && !acc_.Contains(MessageId(*boot_message)) &&
       !inbox_.HasQueuedMessage(MessageId(*boot_message))) {
     unanswered.emplace_back(0, *boot_message);
+  }
+  if (boot_.trigger == "handover-prepare") {
+    // A retried head start: its question was seeded into the transcript, unanswered while it is
+    // the transcript's last message. The first answer on the tail is its answer.
+    Json question = BootMessage(boot_.trigger, boot_.payload);
+    if (question.is_object() && !acc_.ui().empty() &&
+        MessageId(acc_.ui().back()) == MessageId(question)) {
+      unanswered.emplace_back(0, std::move(question));
+    }
   }
   for (const InRecord& r : inbox_.queued()) {
     if (MessageRole(r.message()) == "user" && !acc_.Contains(MessageId(r.message()))) {
@@ -706,8 +735,12 @@ asio::awaitable<absl::Status> ChatRun::TurnBody(const TurnRequest& request, Turn
       } else if (added == Accumulator::AddResult::kDuplicate &&
                  request.trigger != "regenerate-message") {
         // A user message already answered is a no-op; one still unanswered at the end of the
-        // transcript (a head start whose warm side gave up) gets its answer.
-        if (acc_.ui().empty() || MessageId(acc_.ui().back()) != id) st.noop = true;
+        // transcript (a head start whose warm side gave up) gets its answer, as this turn's.
+        if (acc_.ui().empty() || MessageId(acc_.ui().back()) != id) {
+          st.noop = true;
+        } else {
+          st.new_ui.push_back(std::move(m));
+        }
       }
     }
   }

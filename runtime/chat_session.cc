@@ -1,7 +1,10 @@
 #include "runtime/chat_session.h"
 
+#include <utility>
+
 #include "hooks/messages.h"
 #include "runtime/chat_run.h"
+#include "runtime/session_rules.h"
 
 namespace baton {
 
@@ -16,6 +19,15 @@ void ChatSession::Write(Json chunk) { run_.Write(OutRecord::Chunk(std::move(chun
 
 asio::awaitable<std::optional<IncomingMessage>> ChatSession::NextMessage() {
   const std::string& trigger = run_.boot_.trigger;
+  if (skipped_seq_ > 0) {
+    // A skipped head start: its user message is the next one to answer.
+    int64_t seq = std::exchange(skipped_seq_, 0);
+    Json message = BootMessage(trigger, run_.boot_.payload);
+    if (message.is_object()) {
+      co_return IncomingMessage{"submit-message", std::move(message),
+                                run_.boot_.payload.value("metadata", Json()), seq};
+    }
+  }
   if (!boot_message_taken_) {
     boot_message_taken_ = true;
     const Json* message = FindField(run_.boot_.payload, "message");
@@ -57,14 +69,15 @@ asio::awaitable<Handover> ChatSession::ConsumeHandover() {
     co_return out;
   }
   handover_consumed_ = true;
-  absl::Time deadline = run_.host_.clock->Now() + run_.agent_.options.handover_timeout;
+  // The chat's host owns the deadline and appends a handover-skip when it passes.
   std::optional<InRecord> signal =
-      co_await run_.inbox_.NextHandover(deadline, run_.cancel_.get_token());
+      co_await run_.inbox_.NextHandover(absl::InfiniteFuture(), run_.cancel_.get_token());
   run_.inbox_.set_handover_open(false);
   if (!signal.has_value()) co_return out;
   if (signal->kind == InKind::kHandoverSkip) {
+    // The run answers the head start's message itself: NextMessage() hands it out next.
     out.skipped = true;
-    run_.loop_outcome_ = RunOutcome{RunOutcome::Kind::kExited, "handover-skip"};
+    skipped_seq_ = signal->seq;
     co_return out;
   }
   out.received = true;
@@ -78,8 +91,8 @@ asio::awaitable<Handover> ChatSession::ConsumeHandover() {
 asio::awaitable<std::optional<Turn>> ChatSession::NextTurn() {
   if (!handover_consumed_ && !run_.boot_.resume && run_.boot_.trigger == "handover-prepare") {
     Handover handover = co_await ConsumeHandover();
-    if (handover.skipped) co_return std::nullopt;
     if (handover.received) co_return Turn{run_.turn_, std::nullopt, handover};
+    // Skipped: turn 0 answers the head start's message, as any message.
   }
   std::optional<IncomingMessage> message = co_await NextMessage();
   if (!message.has_value()) co_return std::nullopt;

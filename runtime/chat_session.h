@@ -56,8 +56,10 @@ struct IncomingMessage {
 };
 
 struct Handover {
-  bool received = false;  // false: not a head start, skipped, timed out or cancelled
-  bool skipped = false;   // the warm side sent handover-skip
+  bool received = false;  // false: not a head start, skipped or cancelled
+  // The warm side sent handover-skip, or its deadline passed: the run answers the user's message
+  // itself, which NextMessage() returns next.
+  bool skipped = false;
   bool is_final = false;  // pure text: nothing left to run
   std::string message_id;
 };
@@ -86,8 +88,10 @@ class ChatSession {
   // loop must return: close, max turns, suspended, timed out or cancelled.
   asio::awaitable<std::optional<IncomingMessage>> NextMessage();
 
-  // On a handover-prepare boot: waits (bounded) for the warm side's signal and splices its
-  // partial into the transcript under the warm message id. Consumed once.
+  // On a handover-prepare boot: waits for the warm side's signal (the chat's host appends a
+  // handover-skip at the handover deadline) and splices its partial into the transcript under
+  // the warm message id. Consumed once. After a skip, NextMessage() returns the head start's
+  // user message, so the loop answers it as any other.
   asio::awaitable<Handover> ConsumeHandover();
 
   // The session loop: turn 0 of a head start waits for the handover; every other turn takes
@@ -116,6 +120,7 @@ class ChatSession {
   ChatRun& run_;
   bool boot_message_taken_ = false;
   bool handover_consumed_ = false;
+  int64_t skipped_seq_ = 0;  // the handover-skip's seq until its message is handed out
 };
 
 }  // namespace baton

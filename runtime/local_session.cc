@@ -11,6 +11,7 @@ LocalSessions::~LocalSessions() {
   for (auto& [id, session] : sessions_) {
     if (session->run) session->run->Cancel();
     if (session->expiry) clock_.Disarm(*session->expiry);
+    if (session->handover_timer) clock_.Disarm(*session->handover_timer);
   }
 }
 
@@ -107,6 +108,22 @@ void LocalSessions::ArmExpiry(Session& session) {
   });
 }
 
+void LocalSessions::ArmHandoverDeadline(Session& session, absl::Time deadline) {
+  session.handover_timer = std::make_unique<asio::steady_timer>(executor_);
+  clock_.Arm(*session.handover_timer, deadline);
+  Session* s = &session;
+  session.handover_timer->async_wait([this, s, deadline](const asio::error_code&) {
+    if (!s->handover.open) return;
+    if (clock_.Now() < deadline) {  // the fake clock fires armed timers early: wait again
+      ArmHandoverDeadline(*s, deadline);
+      return;
+    }
+    // No signal in time: the warm side is gone. The run answers the message itself.
+    absl::StatusOr<int64_t> seq = Append(s->chat_id, HandoverTimeoutSkip());
+    static_cast<void>(seq);
+  });
+}
+
 void LocalSessions::Boot(Session& session, BootRequest boot) {
   if (session.expiry) {
     clock_.Disarm(*session.expiry);
@@ -117,15 +134,13 @@ void LocalSessions::Boot(Session& session, BootRequest boot) {
   boot.run_id = absl::StrCat("run_", next_run_++);
   if (boot.continuation || boot.resume) {
     boot.previous_run_id = session.run_id;
-    boot.payload = session.base_payload;
     boot.snapshot = session.snapshot;
     // The first run's boot message never went through `.in`: until a snapshot holds it (it
-    // was answered), a continuation or retry is handed it again, so it is not lost.
-    if (session.boot_message.is_object() &&
-        !SnapshotHolds(session.snapshot, session.boot_message)) {
-      boot.trigger = "submit-message";
-      boot.payload["message"] = session.boot_message;
-    }
+    // was answered), a continuation or retry boots as the first run did, so it is not lost.
+    NextBoot next = NextBootOf(session.first_trigger, session.base_payload, session.boot_message,
+                               session.head_start_messages, session.snapshot);
+    boot.trigger = std::move(next.trigger);
+    boot.payload = std::move(next.payload);
     int64_t floor = SnapshotInSeq(session.snapshot);
     for (const InRecord& r : session.in) {
       if (r.seq > floor) boot.pending.push_back(r);
@@ -156,8 +171,15 @@ absl::Status LocalSessions::Create(const std::string& chat_id, const Agent& agen
   payload["chatId"] = chat_id;
   session->base_payload = BasePayload(payload);
   session->boot_message = BootMessage(trigger, payload);
+  session->first_trigger = trigger;
   Session& s = *session;
   sessions_[chat_id] = std::move(session);
+  if (trigger == "handover-prepare") {
+    s.head_start_messages = payload.value("headStartMessages", Json::array());
+    s.handover.head_start = true;
+    s.handover.open = true;
+    ArmHandoverDeadline(s, clock_.Now() + agent.options.handover_timeout);
+  }
   BootRequest boot;
   boot.trigger = trigger;
   boot.payload = std::move(payload);
@@ -175,7 +197,15 @@ absl::StatusOr<int64_t> LocalSessions::Append(const std::string& chat_id, const 
   }
   absl::StatusOr<InRecord> record = InRecordFromJson(static_cast<int64_t>(s.in.size()) + 1, body);
   if (!record.ok()) return record.status();
+  if (absl::Status signal = CheckSignal(chat_id, s.handover, record->kind); !signal.ok()) {
+    return signal;
+  }
   int64_t seq = record->seq;
+  if (record->kind == InKind::kHandover || record->kind == InKind::kHandoverSkip) {
+    s.handover.open = false;
+    s.handover.closed_by = seq;
+    if (s.handover_timer) clock_.Disarm(*s.handover_timer);
+  }
   s.in.push_back(*record);
   if (s.run) {
     s.run->Deliver(*std::move(record));

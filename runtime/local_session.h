@@ -22,6 +22,7 @@
 #include "runtime/chat_run.h"
 #include "runtime/clock.h"
 #include "runtime/hook_pool.h"
+#include "runtime/session_rules.h"
 
 namespace baton {
 
@@ -33,8 +34,13 @@ class LocalSessions {
   struct Session {
     std::string chat_id;
     const Agent* agent = nullptr;
-    Json base_payload;            // the boot payload, minus one-shot fields, for continuations
-    Json boot_message;            // the first run's boot message (never on `.in`), or null
+    Json base_payload;          // the boot payload, minus one-shot fields, for continuations
+    Json boot_message;          // the first run's boot message (never on `.in`), or null
+    std::string first_trigger;  // the first run's trigger
+    Json head_start_messages;   // a head start's headStartMessages, or null
+    HandoverWindow handover;    // a head start's window for its signal
+    // Fires at the head start's handover deadline.
+    std::unique_ptr<asio::steady_timer> handover_timer;
     std::vector<InRecord> in;     // `.in`, seq = index + 1
     std::vector<OutRecord> out;   // `.out`, seq = index + 1
     Json snapshot;                // latest, or null
@@ -61,7 +67,8 @@ class LocalSessions {
                       Json payload, int attempt = 1);
 
   // Appends a `.in` record (its JSON body) and returns its seq. InvalidArgument for a malformed
-  // record (nothing stored), NotFound for an unknown chat, FailedPrecondition when closed.
+  // record (nothing stored), NotFound for an unknown chat, FailedPrecondition when closed, and
+  // for a handover or handover-skip the chat's head start cannot take (CheckSignal).
   absl::StatusOr<int64_t> Append(const std::string& chat_id, const Json& body);
 
   // Cancels the chat's live run.
@@ -81,6 +88,8 @@ class LocalSessions {
  private:
   void Boot(Session& session, BootRequest boot);
   void ArmExpiry(Session& session);
+  // At a head start's handover deadline with no signal, appends HandoverTimeoutSkip().
+  void ArmHandoverDeadline(Session& session, absl::Time deadline);
   RunHost MakeHost(Session& session);
 
   asio::any_io_executor executor_;

@@ -8,7 +8,9 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 
+#include "absl/status/status.h"
 #include "hooks/json.h"
 #include "hooks/records.h"
 
@@ -38,6 +40,39 @@ int64_t SnapshotOutSeq(const Json& snapshot);
 // Whether a `.in` record left after a run's end needs an answer, so that it boots the next run:
 // messages do; stops, handover signals and a close do not.
 bool NeedsAnswer(const InRecord& record);
+
+// What the next run of a chat boots with: a continuation after a run ended, a resume of a
+// suspended one, or a retry of a lost or failed one. Until a snapshot holds the first run's boot
+// message (its first turn was never completed), the next run boots as the first one did: a
+// submit-message with that message, or a head start with its headStartMessages, which waits for
+// the warm side's signal again (or finds it on `.in`). Otherwise it is a plain continuation
+// (`trigger` empty) on the chat's base payload.
+struct NextBoot {
+  std::string trigger;  // "submit-message", "handover-prepare", or "" (a continuation)
+  Json payload;
+};
+NextBoot NextBootOf(const std::string& first_trigger, const Json& base_payload,
+                    const Json& boot_message, const Json& head_start_messages,
+                    const Json& snapshot);
+
+// The head start's handover window, as the host of a chat's logs keeps it. A chat created with
+// trigger handover-prepare takes exactly one signal: the first `handover` or `handover-skip`
+// appended closes the window, and so does its deadline, at which the host appends
+// HandoverTimeoutSkip() itself. A skipped head start is answered by the run on its own, so the
+// user's message is answered exactly once either way.
+struct HandoverWindow {
+  bool head_start = false;  // the chat was created with trigger handover-prepare
+  bool open = false;        // no signal yet, and the deadline has not passed
+  int64_t closed_by = 0;    // the `.in` seq of the signal that closed it (0: unknown or open)
+};
+
+// OK when a `.in` record of `kind` may be appended; FailedPrecondition, saying why, for a
+// handover or handover-skip on a chat that is not a head start or whose window is closed (the
+// run no longer waits for it, so taking it would lose it).
+absl::Status CheckSignal(std::string_view chat_id, const HandoverWindow& window, InKind kind);
+
+// The `.in` body the host appends when a head start's window passes with no signal.
+Json HandoverTimeoutSkip();
 
 }  // namespace baton
 

@@ -410,10 +410,11 @@ asio::awaitable<StepLoopResult> StepLoop::Run(StepLoopInput input) {
         streams.Emit({{"type", absl::StrCat(it->first, "-end")}, {"id", it->second}});
       }
       streams.Emit({{"type", "error"}, {"errorText", streams.ErrorText(error)}});
-      if (started) {
-        streams.Emit({{"type", "finish-step"}});
-        streams.Emit({{"type", "finish"}, {"finishReason", "error"}});
-      }
+      // Every answer that was started ends like any other, with `finish`, even when the model
+      // failed before its first chunk (the AI SDK then ends with `error` alone): a reader, or a
+      // later recovery, must never take a failed answer for one still streaming.
+      if (started) streams.Emit({{"type", "finish-step"}});
+      streams.Emit({{"type", "finish"}, {"finishReason", "error"}});
       result.finish_reason = "error";
       result.error = error;
       result.response = streams.reducer().message();

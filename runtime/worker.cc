@@ -193,6 +193,7 @@ void Worker::Connect() {
     v1::AgentInfo& info = *hello.add_agents();
     info.set_name(name);
     info.set_version(hosted.version);
+    info.set_handover_timeout_ms(absl::ToInt64Milliseconds(hosted.agent->options.handover_timeout));
   }
   for (const auto& [key, value] : options_.labels) (*hello.mutable_labels())[key] = value;
   for (const auto& [id, slot] : slots_) {

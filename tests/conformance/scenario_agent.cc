@@ -241,6 +241,26 @@ Agent BuildAgent(const Json& spec, ToolLog* log) {
 }
 
 bool ApplyStep(const Json& step, TestKit& kit, const std::string& where) {
+  if (step.contains("refused")) {
+    // A record the chat must refuse: a send or a handover, with the error text it must name.
+    Json body = step.value("send", Json());
+    if (step.contains("handover")) {
+      const Json& h = step["handover"];
+      body = {{"kind", "handover"},
+              {"partialAssistantMessage", h["partialAssistantMessage"]},
+              {"messageId", StringField(h, "messageId")},
+              {"isFinal", h.value("isFinal", false)}};
+    } else if (step.contains("handover_skip")) {
+      body = {{"kind", "handover-skip"}};
+    }
+    absl::StatusOr<int64_t> seq = kit.Send(body);
+    EXPECT_FALSE(seq.ok()) << where << ": appended as seq " << (seq.ok() ? *seq : 0);
+    if (!seq.ok()) {
+      EXPECT_TRUE(absl::StrContains(seq.status().message(), StringField(step, "refused")))
+          << where << ": " << seq.status();
+    }
+    return true;
+  }
   if (step.contains("send")) {
     absl::StatusOr<int64_t> seq = kit.Send(step["send"]);
     EXPECT_TRUE(seq.ok()) << where << ": " << seq.status();

@@ -121,5 +121,64 @@ TEST(GatewayTest, DeliverCarriesInRecordsInOrderAfterTheAssignment) {
   EXPECT_EQ(one.lease_token(), assign.lease_token());
 }
 
+// A chat whose runs fail five times in a row gives up, and says so to whoever waits: the boot
+// message and the message on `.in` each get an `error` and their turn-complete, the last run's
+// unfinished answer is retracted. The next message boots a run that is not handed them again.
+TEST(GatewayTest, AChatThatGivesUpAnswersItsWaitingMessagesWithAnError) {
+  auto stack = Stack::Start({.workers = 0});
+  ASSERT_NE(stack, nullptr);
+  RawWorker raw(stack->gateway(), 10);
+  stack->Create("g1", "chat", "submit-message", Json{{"message", UserMessage("u1", "first")}});
+  int64_t second = 0;
+  for (int attempt = 1; attempt <= 5; ++attempt) {
+    v1::AssignRun assign = raw.Next(v1::GatewayFrame::kAssignRun).assign_run();
+    ASSERT_EQ(assign.attempt(), attempt);
+    v1::WorkerFrame accept;
+    accept.mutable_run_accepted()->set_run_id(assign.run_id());
+    accept.mutable_run_accepted()->set_lease_token(assign.lease_token());
+    raw.Send(accept);
+    if (attempt == 5) {
+      // The last attempt starts an answer and dies in it.
+      v1::WorkerFrame output;
+      output.mutable_run_output()->set_run_id(assign.run_id());
+      output.mutable_run_output()->set_lease_token(assign.lease_token());
+      v1::OutRecord& record = *output.mutable_run_output()->add_records();
+      record.set_seq(assign.out_seq() + 1);
+      record.set_chunk_json(R"({"type":"start","messageId":"m5"})");
+      raw.Send(output);
+      raw.Next(v1::GatewayFrame::kAck);
+    }
+    if (attempt == 1) second = stack->SendText("g1", "u2", "second");
+    v1::WorkerFrame failed;
+    v1::RunFinished& finished = *failed.mutable_run_finished();
+    finished.set_run_id(assign.run_id());
+    finished.set_lease_token(assign.lease_token());
+    finished.set_end(v1::RUN_END_FAILED);
+    finished.set_retryable(true);
+    finished.set_error("boom");
+    raw.Send(failed);
+  }
+  std::vector<Json> out = stack->ReadUntil(
+      "g1", 0, [](const std::vector<Json>& r) { return CountControl(r, "turn-complete") == 2; });
+  ASSERT_THAT(Types(out),
+              ::testing::ElementsAre("start", "trigger:retract", "error", "trigger:turn-complete",
+                                     "error", "trigger:turn-complete"));
+  EXPECT_EQ(out[1]["headers"]["message-id"], "m5");
+  EXPECT_EQ(out[1]["headers"]["reason"], "chat-failed");
+  EXPECT_THAT(StringField(out[2], "errorText"), ::testing::HasSubstr("boom"));
+  EXPECT_EQ(out[3]["headers"]["session-in-event-id"], "0");
+  EXPECT_EQ(out[5]["headers"]["session-in-event-id"], absl::StrCat(second));
+  EXPECT_EQ(stack->Get("g1").state(), v1::SESSION_STATE_FAILED);
+
+  // A new message: the run it boots is handed that message only.
+  int64_t third = stack->SendText("g1", "u3", "third");
+  v1::AssignRun next = raw.Next(v1::GatewayFrame::kAssignRun).assign_run();
+  EXPECT_EQ(next.attempt(), 1);
+  EXPECT_NE(next.trigger(), v1::TRIGGER_SUBMIT_MESSAGE);
+  EXPECT_THAT(next.payload_json(), ::testing::Not(::testing::HasSubstr("first")));
+  ASSERT_EQ(next.pending_size(), 1);
+  EXPECT_EQ(next.pending(0).seq(), third);
+}
+
 }  // namespace
 }  // namespace baton::testing

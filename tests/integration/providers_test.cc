@@ -528,7 +528,7 @@ TEST_F(ProvidersTest, V7ErrorsBeforeAnyOutputAreRetriedThenReported) {
   }));
   UseAnthropic();
   Run();
-  EXPECT_THAT(Types(), ElementsAre("start", "error"));
+  EXPECT_THAT(Types(), ElementsAre("start", "error", "finish"));
   EXPECT_EQ(server_->requests().size(), 3u);
   ASSERT_EQ(retries_.size(), 2u);
   EXPECT_EQ(retries_[0].attempt, 1);

@@ -275,6 +275,70 @@ TEST(RecoveryTest, AWorkerKilledMidToolIsReplacedAndTheTurnRunsOnce) {
   EXPECT_EQ(runs[1].worker_id(), "worker-1");
 }
 
+// A head start whose worker dies in step 2 (while the tool the warm side handed over runs): the
+// retry is a head start again. It retracts the dead run's start of the answer, takes the same
+// handover from `.in`, runs the tool and step 2 under the warm message id, and the message is
+// answered with no further message from the user.
+TEST(RecoveryTest, AHeadStartWhoseWorkerDiesInStepTwoIsAnsweredByTheRetry) {
+  auto stack = Stack::Start({.script = Script({Reply("Found it.")}),
+                             .workers = 0,
+                             .orchestrator_flags = {"--lease_ms=500", "--heartbeat_ms=100"},
+                             .worker_binary = FAULT_WORKER_BINARY});
+  ASSERT_NE(stack, nullptr);
+  const std::string gate = stack->Path("gate");
+  int first = stack->AddWorker();
+  stack->Create("hs", "tools", "handover-prepare",
+                Json{{"headStartMessages", Json::array({UserMessage("u1", "Find the file.")})}});
+  Json handover = {
+      {"kind", "handover"},
+      {"messageId", "M"},
+      {"isFinal", false},
+      {"partialAssistantMessage",
+       Json::array({{{"role", "assistant"},
+                     {"content", Json::array({{{"type", "text"}, {"text", "Let me look."}},
+                                              {{"type", "tool-call"},
+                                               {"toolCallId", "c1"},
+                                               {"toolName", "block"},
+                                               {"input", {{"gate", gate}}}},
+                                              {{"type", "tool-approval-request"},
+                                               {"approvalId", "h1"},
+                                               {"toolCallId", "c1"}}})}},
+                    {{"role", "tool"},
+                     {"content", Json::array({{{"type", "tool-approval-response"},
+                                               {"approvalId", "h1"},
+                                               {"approved", true}}})}}})}};
+  int64_t signal = stack->Append("hs", handover);
+  ASSERT_TRUE(stack->hooks(first).WaitUntil(ToolLine("block", "c1", "start")));
+  int second = stack->AddWorker();
+  stack->worker(first).Signal(SIGKILL);
+  stack->worker(first).Wait();
+  OpenGate(gate);
+
+  std::vector<Json> all = stack->ReadTurns("hs", 0);
+  ExpectGapless(all);
+  size_t retract = ExpectRetractedPartial(all);
+  ASSERT_LT(retract, all.size());
+  std::vector<Json> answer(all.begin() + static_cast<ptrdiff_t>(retract) + 1, all.end());
+  ASSERT_FALSE(answer.empty());
+  EXPECT_EQ(StringField(answer.front(), "type"), "start");
+  EXPECT_EQ(StringField(answer.front(), "messageId"), "M");
+  EXPECT_EQ(ToolOutputs(answer, "c1"), 1);
+  EXPECT_EQ(Text(answer), "Found it.");
+  EXPECT_EQ(Count(Types(answer), "finish"), 1);
+  EXPECT_EQ(CountControl(all, "turn-complete"), 1);
+  EXPECT_EQ(Header(all.back(), "session-in-event-id"), absl::StrCat(signal));
+  EXPECT_TRUE(ToolLine("block", "c1", "done")(stack->hooks(second).lines()));
+  // Step 2's one model call saw the warm side's step 1 and the tool's result.
+  std::vector<fakellm::RecordedRequest> requests = stack->llm().requests();
+  ASSERT_EQ(requests.size(), 1u);
+  EXPECT_THAT(requests[0].body, HasSubstr("Let me look."));
+  EXPECT_THAT(requests[0].body, HasSubstr("released"));
+  std::vector<v1::Run> runs = stack->Runs("hs");
+  ASSERT_EQ(runs.size(), 2u);
+  EXPECT_EQ(runs[0].state(), v1::RUN_STATE_LOST);
+  EXPECT_EQ(runs[1].attempt(), 2);
+}
+
 // CancelRun while a tool spins on the CPU and ignores its stop token: the run ends `cancelled`
 // at once and its slot is free (the worker, capacity 1, answers a second chat while the tool
 // still spins); the tool's late result is dropped: no tool output on .out, and nothing of the

@@ -175,6 +175,12 @@ TEST_F(HeadStartTest, PureTextIsFinalAndTheWorkerCallsNoModel) {
 // The head start's user message is in the boot payload, not on `.in`: a worker that dies while
 // it waits for the handover must not take the message with it. The retry answers it as a
 // submit-message (the warm side's step 1 is not spliced: its run is gone), once.
+// The head start's run is lost before its signal (its worker accepted it, then died): the retry
+// is a head start again, takes the warm side's handover-skip and answers the message itself.
+// (This test once hung under load: it killed the worker on onBoot, before the orchestrator had
+// read its RunAccepted, so the same run went back to the queue as a fresh head start, and a
+// skipped head start was then never answered. The test now waits for the run to be running;
+// the code answers a skipped head start either way, which the next test pins.)
 TEST(StackTest, AHeadStartWhoseWorkerDiesBeforeTheHandoverIsStillAnswered) {
   auto stack = Stack::Start({.script = Script({Reply("Answered by the retry.")}),
                              .workers = 0,
@@ -184,10 +190,11 @@ TEST(StackTest, AHeadStartWhoseWorkerDiesBeforeTheHandoverIsStillAnswered) {
   stack->Create("hd", "chat", "handover-prepare",
                 Json{{"headStartMessages", Json::array({UserMessage("u1", "Are you there?")})}});
   ASSERT_TRUE(stack->hooks(first).WaitFor("onBoot"));
+  ASSERT_TRUE(stack->WaitForRunState("hd", v1::RUN_STATE_RUNNING));
   int second = stack->AddWorker();
   stack->worker(first).Signal(SIGKILL);
   stack->worker(first).Wait();
-  // The warm side hands over meanwhile; the retry is no head start and leaves the signal be.
+  // The warm side gives up meanwhile; the retry takes the signal from `.in`.
   stack->Append("hd", Json{{"kind", "handover-skip"}});
   std::vector<Json> out = stack->ReadTurns("hd", 0);
   EXPECT_EQ(Text(out), "Answered by the retry.");
@@ -199,6 +206,30 @@ TEST(StackTest, AHeadStartWhoseWorkerDiesBeforeTheHandoverIsStillAnswered) {
   ASSERT_EQ(runs.size(), 2u);
   EXPECT_EQ(runs[0].state(), v1::RUN_STATE_LOST);
   EXPECT_EQ(runs[1].attempt(), 2);
+}
+
+// The same with no wait: the worker dies on onBoot, whether or not the orchestrator read its
+// RunAccepted. Either the run is requeued as it was, or it is lost and retried; both are head
+// starts that take the skip, and the message is answered once.
+TEST(StackTest, AHeadStartWhoseWorkerDiesAtBootIsAnsweredOnceWhicheverWayItIsRetried) {
+  auto stack = Stack::Start({.script = Script({Reply("Answered once.")}),
+                             .workers = 0,
+                             .orchestrator_flags = {"--lease_ms=500", "--heartbeat_ms=100"}});
+  ASSERT_NE(stack, nullptr);
+  int first = stack->AddWorker();
+  stack->Create("hb", "chat", "handover-prepare",
+                Json{{"headStartMessages", Json::array({UserMessage("u1", "Still there?")})}});
+  ASSERT_TRUE(stack->hooks(first).WaitFor("onBoot"));
+  int second = stack->AddWorker();
+  stack->worker(first).Signal(SIGKILL);
+  stack->worker(first).Wait();
+  int64_t skip = stack->Append("hb", Json{{"kind", "handover-skip"}});
+  std::vector<Json> out = stack->ReadTurns("hb", 0);
+  EXPECT_EQ(Text(out), "Answered once.");
+  ASSERT_EQ(CountControl(out, "turn-complete"), 1);
+  ASSERT_TRUE(stack->hooks(second).WaitFor("onTurnComplete"));
+  EXPECT_EQ(stack->llm().requests().size(), 1u);
+  EXPECT_EQ(out.back()["headers"].value("session-in-event-id", ""), absl::StrCat(skip));
 }
 
 TEST(StackTest, TraceparentReachesTheProviderCall) {

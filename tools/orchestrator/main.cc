@@ -48,6 +48,8 @@ ABSL_FLAG(int32_t, max_reads, 10000, "most Read streams open at once");
 ABSL_FLAG(int32_t, max_reads_per_chat, 64, "most Read streams open at once on one chat");
 ABSL_FLAG(int32_t, max_runs_per_worker, 1000,
           "most runs assigned to one worker at once, whatever capacity it announces");
+ABSL_FLAG(int64_t, handover_timeout_ms, 30000,
+          "a head start's handover window when no connected worker announced its agent's own");
 
 namespace {
 
@@ -136,6 +138,11 @@ int main(int argc, char** argv) {
                  "--max_runs_per_worker must be at least 1\n");
     return 1;
   }
+  if (absl::GetFlag(FLAGS_handover_timeout_ms) < 1) {
+    std::fprintf(stderr, "baton-orchestrator: --handover_timeout_ms must be at least 1\n");
+    return 1;
+  }
+  options.handover_timeout = absl::Milliseconds(absl::GetFlag(FLAGS_handover_timeout_ms));
   options.heartbeat_interval = absl::Milliseconds(absl::GetFlag(FLAGS_heartbeat_ms));
   options.heartbeat_misses = absl::GetFlag(FLAGS_heartbeat_misses);
   options.lease_ttl = absl::Milliseconds(absl::GetFlag(FLAGS_lease_ms));

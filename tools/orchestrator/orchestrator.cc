@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "hooks/json.h"
 #include "hooks/records.h"
@@ -90,6 +91,14 @@ struct Orchestrator::Session {
   // retry budget. Kept in memory; a restart gives every chat a fresh budget.
   int failures = 0;
   bool close_appended = false;  // Close stored its record (in memory: one more after a restart)
+  // The `.in` seq of the handover or handover-skip that closed a head start's window (0 when
+  // open, or closed before a restart).
+  int64_t handover_closed_by = 0;
+
+  HandoverWindow handover() const {
+    return HandoverWindow{!row.head_start_json.empty(), row.handover_deadline_ms > 0,
+                          handover_closed_by};
+  }
 };
 
 // ---- gRPC services ----------------------------------------------------------------------------
@@ -289,6 +298,9 @@ absl::Status Orchestrator::Load() {
     if (session->row.state == "suspended") {
       resume_deadlines_.emplace(session->row.resume_deadline_ms, id);
     }
+    if (session->row.handover_deadline_ms > 0) {
+      handover_deadlines_.emplace(session->row.handover_deadline_ms, id);
+    }
     if (session->live_run.empty() && session->row.state == "live") {
       // A crash between ending the chat's run (lost, say) and storing the run that follows it:
       // the chat rests, and its unanswered records boot the next run below. The soak found
@@ -299,6 +311,26 @@ absl::Status Orchestrator::Load() {
     if (session->live_run.empty()) BootIfUnanswered(*session);
   }
   return absl::OkStatus();
+}
+
+void Orchestrator::ExpireHandover(Session& session) {
+  if (session.row.state == "closed") {
+    session.row.handover_deadline_ms = 0;
+    SaveSession(session);
+    return;
+  }
+  LogJson("info", "no handover before the head start's deadline: the run answers on its own",
+          {{"chat_id", session.row.chat_id}});
+  v1::AppendRequest skip;
+  skip.set_chat_id(session.row.chat_id);
+  skip.set_body_json(DumpJson(HandoverTimeoutSkip()));
+  skip.set_client_record_id("baton:handover-timeout");
+  v1::AppendResponse ignored;
+  grpc::Status appended = Append(skip, &ignored, /*closing=*/true);
+  if (!appended.ok()) {
+    LogJson("error", "appending a head start's handover-skip failed",
+            {{"chat_id", session.row.chat_id}, {"error", appended.error_message()}});
+  }
 }
 
 void Orchestrator::SaveRun(const Run& run) {
@@ -388,6 +420,7 @@ grpc::Status Orchestrator::CreateSession(const v1::CreateSessionRequest& request
     }
     *response->mutable_session() = SessionProto(*existing->second);
     response->set_created(false);
+    response->set_handover_deadline_unix_ms(existing->second->row.handover_deadline_ms);
     IssueChatToken(request.chat_id(), response);
     return grpc::Status::OK;
   }
@@ -403,6 +436,15 @@ grpc::Status Orchestrator::CreateSession(const v1::CreateSessionRequest& request
   }
   row.traceparent = request.traceparent();
   row.created_ms = UnixMs(absl::Now());
+  if (trigger == "handover-prepare") {
+    // The window for the warm side's signal: the agent's own handover_timeout, as its workers
+    // announced it, so the warm side and the run agree on it.
+    auto announced = handover_windows_.find(row.agent);
+    absl::Duration window =
+        announced != handover_windows_.end() ? announced->second : options_.handover_timeout;
+    row.head_start_json = DumpJson(payload.value("headStartMessages", Json::array()));
+    row.handover_deadline_ms = row.created_ms + absl::ToInt64Milliseconds(window);
+  }
   Session& s = *session;
   sessions_[row.chat_id] = std::move(session);
   absl::Status booted = Boot(s, trigger, DumpJson(payload), 1);
@@ -410,8 +452,12 @@ grpc::Status Orchestrator::CreateSession(const v1::CreateSessionRequest& request
     sessions_.erase(request.chat_id());
     return ToGrpc(booted);
   }
+  if (s.row.handover_deadline_ms > 0) {
+    handover_deadlines_.emplace(s.row.handover_deadline_ms, s.row.chat_id);
+  }
   *response->mutable_session() = SessionProto(s);
   response->set_created(true);
+  response->set_handover_deadline_unix_ms(s.row.handover_deadline_ms);
   IssueChatToken(request.chat_id(), response);
   return grpc::Status::OK;
 }
@@ -450,6 +496,26 @@ grpc::Status Orchestrator::Append(const v1::AppendRequest& request, v1::AppendRe
                                      " .in records, the most a chat may (close it and start "
                                      "another)"));
   }
+  const bool signal = record->kind == InKind::kHandover || record->kind == InKind::kHandoverSkip;
+  if (absl::Status allowed = CheckSignal(request.chat_id(), session.handover(), record->kind);
+      !allowed.ok()) {
+    // A retry of the very record that closed the window is answered as any retry is.
+    if (!request.client_record_id().empty()) {
+      absl::StatusOr<std::vector<InRow>> rows = store_.ReadIn(session.row.chat_id, 0);
+      if (rows.ok()) {
+        for (const InRow& earlier : *rows) {
+          if (earlier.client_record_id == request.client_record_id() &&
+              earlier.body_json == request.body_json()) {
+            response->set_seq(earlier.seq);
+            response->set_duplicate(true);
+            response->set_run_id(session.live_run);
+            return grpc::Status::OK;
+          }
+        }
+      }
+    }
+    return ToGrpc(allowed);
+  }
   InRow row;
   row.kind = std::string(InKindName(record->kind));
   row.body_json = request.body_json();
@@ -474,6 +540,12 @@ grpc::Status Orchestrator::Append(const v1::AppendRequest& request, v1::AppendRe
     return grpc::Status::OK;
   }
   session.in_seq = appended->row.seq;
+  if (signal) {
+    // A head start takes one signal: the run no longer waits for another.
+    session.row.handover_deadline_ms = 0;
+    session.handover_closed_by = appended->row.seq;
+    SaveSession(session);
+  }
   if (!session.live_run.empty()) {
     DeliverPending(*runs_[session.live_run]);
   } else if (record->kind == InKind::kMessage) {
@@ -699,7 +771,12 @@ void Orchestrator::OnHello(Conn& conn, const v1::Hello& hello) {
   conn.worker_id = hello.worker_id();
   conn.capacity = hello.capacity();
   conn.last_frame = absl::Now();
-  for (const v1::AgentInfo& agent : hello.agents()) conn.agents.insert(agent.name());
+  for (const v1::AgentInfo& agent : hello.agents()) {
+    conn.agents.insert(agent.name());
+    if (agent.handover_timeout_ms() > 0) {
+      handover_windows_[agent.name()] = absl::Milliseconds(agent.handover_timeout_ms());
+    }
+  }
   // The same worker again: its old stream is dead even if this side has not noticed yet.
   for (Conn* old : conns_) {
     if (old != &conn && old->worker_id == conn.worker_id && !old->closed) {
@@ -1103,26 +1180,21 @@ bool Orchestrator::Assign(Run& run, Conn& conn) {
     assign.set_continuation(run.row.trigger == "continuation");
     assign.set_resume(run.row.trigger == "resume");
     assign.set_snapshot_json(session.row.snapshot_json);
-    Json snapshot;
-    if (!session.row.snapshot_json.empty()) {
-      absl::StatusOr<Json> parsed = ParseJson(session.row.snapshot_json);
-      if (parsed.ok()) snapshot = *std::move(parsed);
-    }
-    // The first run's boot message never went through `.in`: until a snapshot holds it, a
-    // continuation is handed it again, so it is not lost.
-    absl::StatusOr<Json> payload = ParseJson(run.row.payload_json);
-    Json p = payload.ok() ? *std::move(payload) : Json::object();
-    if (!session.row.boot_message_json.empty()) {
-      absl::StatusOr<Json> message = ParseJson(session.row.boot_message_json);
-      if (message.ok() && !SnapshotHolds(snapshot, *message)) {
-        assign.set_trigger(v1::TRIGGER_SUBMIT_MESSAGE);
-        p["message"] = *std::move(message);
-      }
-    }
-    assign.set_payload_json(DumpJson(p));
-    run.sent_in = session.row.snapshot_in_seq;
-    absl::StatusOr<std::vector<InRow>> pending =
-        store_.ReadIn(session.row.chat_id, session.row.snapshot_in_seq);
+    auto parsed = [](const std::string& text) {
+      absl::StatusOr<Json> json = text.empty() ? absl::StatusOr<Json>(Json()) : ParseJson(text);
+      return json.ok() ? *std::move(json) : Json();
+    };
+    // The first run's boot message never went through `.in`: until a snapshot holds it, the
+    // next run boots as the first did (a head start waits for its signal again), so it is not
+    // lost.
+    NextBoot next =
+        NextBootOf(session.row.head_start_json.empty() ? "" : "handover-prepare",
+                   parsed(run.row.payload_json), parsed(session.row.boot_message_json),
+                   parsed(session.row.head_start_json), parsed(session.row.snapshot_json));
+    if (!next.trigger.empty()) assign.set_trigger(TriggerFromName(next.trigger));
+    assign.set_payload_json(DumpJson(next.payload));
+    run.sent_in = InFloor(session);
+    absl::StatusOr<std::vector<InRow>> pending = store_.ReadIn(session.row.chat_id, run.sent_in);
     if (pending.ok()) {
       for (const InRow& in : *pending) {
         v1::InRecord& r = *assign.add_pending();
@@ -1216,6 +1288,7 @@ void Orchestrator::EndRun(Run& run, const std::string& state, const v1::RunFinis
     SaveRun(run);
     session.failures = 0;  // the next message gets a whole budget again
     session.row.state = "failed";
+    AnswerWithError(session, run.row.error);
     SaveSession(session);
     return;
   }
@@ -1237,13 +1310,100 @@ void Orchestrator::EndRun(Run& run, const std::string& state, const v1::RunFinis
   BootIfUnanswered(session, how.reason() == "upgrade");
 }
 
+int64_t Orchestrator::InFloor(const Session& session) const {
+  return std::max(session.row.snapshot_in_seq, session.row.failed_in_seq);
+}
+
+void Orchestrator::AnswerWithError(Session& session, const std::string& error) {
+  const std::string& chat_id = session.row.chat_id;
+  auto parsed = [](const std::string& text) {
+    absl::StatusOr<Json> json = text.empty() ? absl::StatusOr<Json>(Json()) : ParseJson(text);
+    return json.ok() ? *std::move(json) : Json();
+  };
+  // The messages no run answered, oldest first: the boot message (seq 0) while no snapshot
+  // holds it, then the `.in` messages after the floor.
+  std::vector<int64_t> unanswered;
+  Json boot = parsed(session.row.boot_message_json);
+  if (boot.is_object() && !SnapshotHolds(parsed(session.row.snapshot_json), boot)) {
+    unanswered.push_back(0);
+  }
+  absl::StatusOr<std::vector<InRow>> in = store_.ReadIn(chat_id, InFloor(session));
+  if (in.ok()) {
+    for (const InRow& row : *in) {
+      absl::StatusOr<InRecord> record = DecodeInRecord(row.seq, row.body_json);
+      if (record.ok() && NeedsAnswer(*record)) unanswered.push_back(row.seq);
+    }
+  }
+  std::vector<OutRecord> records;
+  // The dead run's answer left open (a `start` with no end, not retracted yet).
+  absl::StatusOr<std::vector<OutRow>> tail =
+      store_.ReadOut(chat_id, session.row.snapshot_out_seq, std::numeric_limits<size_t>::max());
+  if (tail.ok()) {
+    std::string open_id;
+    int64_t open_from = 0;
+    std::set<int64_t> retracted;
+    for (const OutRow& row : *tail) {
+      v1::OutRecord proto;
+      if (!proto.ParseFromString(row.record)) continue;
+      absl::StatusOr<OutRecord> r = OutRecordFromProto(proto);
+      if (!r.ok()) continue;
+      if (r->is_control) {
+        int64_t from = 0;
+        if (r->control == kRetract && absl::SimpleAtoi(r->Header("from-seq"), &from)) {
+          retracted.insert(from);
+        }
+        continue;
+      }
+      std::string type = r->Type();
+      if (type == "start") {
+        open_id = StringField(r->chunk, "messageId");
+        open_from = r->seq;
+      } else if (type == "finish" || type == "abort") {
+        open_id.clear();
+      }
+    }
+    if (!open_id.empty() && retracted.count(open_from) == 0) {
+      records.push_back(OutRecord::Control(kRetract, {{"message-id", open_id},
+                                                      {"from-seq", absl::StrCat(open_from)},
+                                                      {"reason", "chat-failed"}}));
+    }
+  }
+  for (int64_t seq : unanswered) {
+    records.push_back(OutRecord::Chunk(
+        Json{{"type", "error"}, {"errorText", absl::StrCat("The chat failed: ", error)}}));
+    records.push_back(
+        OutRecord::Control(kTurnComplete, {{"session-in-event-id", absl::StrCat(seq)},
+                                           {"session-in-consumed-id", absl::StrCat(seq)}}));
+  }
+  std::vector<OutRow> rows;
+  int64_t seq = session.out_seq;
+  for (OutRecord& r : records) {
+    r.seq = ++seq;
+    rows.push_back(OutRow{r.seq, OutRecordToProto(r).SerializeAsString()});
+  }
+  if (!rows.empty()) {
+    absl::StatusOr<int64_t> stored = store_.AppendOut(chat_id, rows);
+    if (!stored.ok()) {
+      LogJson("error", "store: writing a failed chat's answers failed",
+              {{"chat_id", chat_id}, {"error", stored.status().ToString()}});
+      return;
+    }
+    out_records_.Add(*stored - session.out_seq);
+    session.out_seq = *stored;
+    session.last_out_at = absl::Now();
+  }
+  // Given up on: no later run is handed these messages (or the boot message) again.
+  if (!unanswered.empty() && unanswered.back() > 0) session.row.failed_in_seq = unanswered.back();
+  if (!unanswered.empty() && unanswered.front() == 0) session.row.boot_message_json.clear();
+  session.row.handover_deadline_ms = 0;
+}
+
 void Orchestrator::BootIfUnanswered(Session& session, bool upgrade) {
   if (session.row.state != "suspended" && session.row.state != "exited") return;
   // Records that arrived while the run was ending, or that it left unanswered, start the next
   // run at once (one live run per chat). An upgrade that left the boot message unanswered, too.
   bool unanswered = false;
-  absl::StatusOr<std::vector<InRow>> rows =
-      store_.ReadIn(session.row.chat_id, session.row.snapshot_in_seq);
+  absl::StatusOr<std::vector<InRow>> rows = store_.ReadIn(session.row.chat_id, InFloor(session));
   if (rows.ok()) {
     for (const InRow& row : *rows) {
       absl::StatusOr<InRecord> record = DecodeInRecord(row.seq, row.body_json);
@@ -1347,6 +1507,13 @@ void Orchestrator::Tick(absl::Time now) {
       session.row.state = "exited";
       SaveSession(session);
     }
+  }
+  // Head starts whose handover window passed with no signal: the run answers on its own.
+  while (!handover_deadlines_.empty() && handover_deadlines_.begin()->first <= UnixMs(now)) {
+    auto [deadline, chat_id] = *handover_deadlines_.begin();
+    handover_deadlines_.erase(handover_deadlines_.begin());
+    Session& session = *sessions_[chat_id];
+    if (session.row.handover_deadline_ms == deadline) ExpireHandover(session);
   }
   // Ended runs live on in the store (ListRuns reads it); memory keeps the live ones only.
   for (auto it = runs_.begin(); it != runs_.end();) {

@@ -49,6 +49,9 @@ struct Options {
   int max_reads = 10000;
   int max_reads_per_chat = 64;
   int max_runs_per_worker = 1000;
+  // A head start's handover window when no connected worker announced the agent's own
+  // handover_timeout (docs/protocol.md, "A head start, seen from the warm server").
+  absl::Duration handover_timeout = absl::Seconds(30);
 };
 
 class Orchestrator {
@@ -149,6 +152,17 @@ class Orchestrator {
   void SendCancel(Run& run) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);  // to the run's worker
   void Revoke(Conn& conn, const std::string& run_id, int64_t lease_token, std::string reason)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A chat that gave up (its retry budget spent): every message no run answered gets an `error`
+  // and its turn-complete, and the dead run's unfinished answer a `retract`, so no client waits
+  // for an answer that will not come; later runs are not handed those messages again.
+  void AnswerWithError(Session& session, const std::string& error)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The `.in` seq through which messages were answered or given up on: records after it are
+  // what the next run is handed.
+  int64_t InFloor(const Session& session) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Closes a head start's handover window whose deadline passed with no signal: appends
+  // HandoverTimeoutSkip() to its `.in`, and the run answers the message itself.
+  void ExpireHandover(Session& session) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SaveRun(const Run& run) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SaveSession(const Session& session) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
@@ -166,6 +180,10 @@ class Orchestrator {
   std::set<Conn*> conns_ ABSL_GUARDED_BY(mu_);
   // Suspended chats by resume deadline (unix ms), for the timer thread.
   std::multimap<int64_t, std::string> resume_deadlines_ ABSL_GUARDED_BY(mu_);
+  // Head starts with an open handover window by deadline (unix ms), for the timer thread.
+  std::multimap<int64_t, std::string> handover_deadlines_ ABSL_GUARDED_BY(mu_);
+  // Each agent's handover_timeout, as its workers last announced it in Hello.
+  std::map<std::string, absl::Duration> handover_windows_ ABSL_GUARDED_BY(mu_);
   int64_t next_conn_ ABSL_GUARDED_BY(mu_) = 1;
   int open_reads_ ABSL_GUARDED_BY(mu_) = 0;
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;

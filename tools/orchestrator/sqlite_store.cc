@@ -107,6 +107,13 @@ CREATE TABLE IF NOT EXISTS counters (
   value INTEGER NOT NULL
 ) WITHOUT ROWID;
 )sql",
+    // Head starts keep their first turn for a retry and their handover window; a chat that gave
+    // up keeps the `.in` seq of the messages it answered with an error.
+    R"sql(
+ALTER TABLE sessions ADD COLUMN head_start_json TEXT NOT NULL DEFAULT '';
+ALTER TABLE sessions ADD COLUMN handover_deadline_ms INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE sessions ADD COLUMN failed_in_seq INTEGER NOT NULL DEFAULT 0;
+)sql",
 };
 constexpr int64_t kSchemaVersion = std::size(kMigrations);
 
@@ -376,6 +383,9 @@ constexpr Column<SessionRow> kSessionColumns[] = {
     {"snapshot_json", &SessionRow::snapshot_json},
     {"snapshot_in_seq", &SessionRow::snapshot_in_seq},
     {"snapshot_out_seq", &SessionRow::snapshot_out_seq},
+    {"head_start_json", &SessionRow::head_start_json},
+    {"handover_deadline_ms", &SessionRow::handover_deadline_ms},
+    {"failed_in_seq", &SessionRow::failed_in_seq},
 };
 
 // in_records without its chat_id.

@@ -41,6 +41,14 @@ struct SessionRow {
   std::string snapshot_json;
   int64_t snapshot_in_seq = 0;
   int64_t snapshot_out_seq = 0;
+  // A head start's headStartMessages (JSON text; "" for other chats): a retry of a head start
+  // whose first turn was never completed boots with them again (session_rules.h, NextBootOf).
+  std::string head_start_json;
+  // While a head start's handover window is open: when it closes (unix ms); 0 otherwise.
+  int64_t handover_deadline_ms = 0;
+  // The last `.in` seq a chat that gave up (its retry budget spent) answered with an error: the
+  // messages up to it are not handed to later runs.
+  int64_t failed_in_seq = 0;
 };
 
 struct InRow {

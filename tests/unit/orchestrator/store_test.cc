@@ -56,7 +56,8 @@ class ScratchDir {
 auto Fields(const SessionRow& s) {
   return std::tie(s.chat_id, s.agent, s.state, s.base_payload_json, s.boot_message_json,
                   s.traceparent, s.run_id, s.runs, s.created_ms, s.resume_deadline_ms,
-                  s.snapshot_json, s.snapshot_in_seq, s.snapshot_out_seq);
+                  s.snapshot_json, s.snapshot_in_seq, s.snapshot_out_seq, s.head_start_json,
+                  s.handover_deadline_ms, s.failed_in_seq);
 }
 auto Fields(const InRow& r) {
   return std::tie(r.seq, r.kind, r.body_json, r.client_record_id, r.appended_ms);
@@ -556,7 +557,7 @@ TEST_F(SqliteStoreTest, TheFileIsInWalModeWithASchemaVersion) {
   // A second connection sees the rows the store committed, and the file's settings.
   EXPECT_EQ(RawQuery(path_, "PRAGMA journal_mode"), "wal");
   EXPECT_EQ(RawQuery(path_, "SELECT count(*) FROM out_records"), "1");
-  EXPECT_EQ(RawQuery(path_, "PRAGMA user_version"), "1");
+  EXPECT_EQ(RawQuery(path_, "PRAGMA user_version"), "2");
   EXPECT_EQ(store->Describe(), "sqlite:" + path_);
 }
 
@@ -617,6 +618,26 @@ TEST_F(SqliteStoreTest, OpeningAFileThatIsNotADatabaseFails) {
 TEST_F(SqliteStoreTest, OpeningAnEmptyPathFails) {
   absl::StatusOr<std::unique_ptr<Store>> store = OpenSqliteStore("");
   EXPECT_EQ(store.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(SqliteStoreTest, AVersionOneFileIsMigratedAndKeepsItsRows) {
+  {
+    std::unique_ptr<Store> store = Open();
+    ASSERT_NE(store, nullptr);
+    ASSERT_TRUE(store->PutSession(Session("c1", "live")).ok());
+  }
+  // The file as version 1 left it: the sessions table without the head-start columns.
+  for (const char* column : {"head_start_json", "handover_deadline_ms", "failed_in_seq"}) {
+    RawQuery(path_, absl::StrCat("ALTER TABLE sessions DROP COLUMN ", column));
+  }
+  RawQuery(path_, "PRAGMA user_version = 1");
+  std::unique_ptr<Store> store = Open();
+  ASSERT_NE(store, nullptr);
+  absl::StatusOr<std::vector<SessionRow>> sessions = store->LoadSessions();
+  ASSERT_TRUE(sessions.ok()) << sessions.status();
+  ASSERT_EQ(sessions->size(), 1u);
+  EXPECT_EQ(Fields((*sessions)[0]), Fields(Session("c1", "live")));
+  EXPECT_EQ(RawQuery(path_, "PRAGMA user_version"), "2");
 }
 
 TEST_F(SqliteStoreTest, OpeningANewerSchemaFails) {

@@ -99,15 +99,32 @@ TEST(ChatSession, SessionLoopExposesAFinalHandoverAndRunsNoModel) {
   EXPECT_EQ(kit.snapshot()["messages"][1]["message"]["parts"][0]["text"], "Hello!");
 }
 
-TEST(ChatSession, SessionLoopEndsOnHandoverSkip) {
+TEST(ChatSession, SessionLoopAnswersASkippedHeadStartsMessageAsTurnZero) {
   Agent agent = tasks::ChatAgent(nullptr);
   agent.loop = SessionLoop;
   TestKit kit(agent);
+  kit.model().Push(ScriptedModel::Text("Hello from the run."));
   kit.Boot("handover-prepare", {{"headStartMessages", Json::array({UserMessage("u1", "hi")})}});
-  kit.SendHandoverSkip();
-  EXPECT_EQ(kit.state(), LocalSessions::State::kExited);
-  EXPECT_EQ(kit.last_outcome().reason, "handover-skip");
-  EXPECT_TRUE(kit.OutTypes().empty());
+  int64_t skip = kit.SendHandoverSkip();
+  EXPECT_EQ(kit.state(), LocalSessions::State::kLive);
+  ASSERT_EQ(kit.model().calls().size(), 1u);
+  EXPECT_EQ(kit.model().calls()[0].messages.size(), 1u);  // u1 once, not twice
+  ASSERT_FALSE(kit.out().empty());
+  EXPECT_EQ(kit.out().back().Header("session-in-event-id"), std::to_string(skip));
+  ASSERT_EQ(kit.snapshot()["messages"].size(), 2u);
+  EXPECT_EQ(kit.snapshot()["messages"][0]["id"], "u1");
+}
+
+TEST(ChatSession, CustomLoopGetsASkippedHeadStartsMessageFromNextMessage) {
+  Agent agent = tasks::ChatAgent(nullptr);
+  agent.loop = CustomLoop;
+  TestKit kit(agent);
+  kit.model().Push(ScriptedModel::Text("Answered."));
+  kit.Boot("handover-prepare", {{"headStartMessages", Json::array({UserMessage("u1", "hi")})}});
+  int64_t skip = kit.SendHandoverSkip();
+  ASSERT_EQ(kit.model().calls().size(), 1u);
+  EXPECT_EQ(kit.model().calls()[0].messages.size(), 1u);
+  EXPECT_EQ(kit.out().back().Header("session-in-event-id"), std::to_string(skip));
 }
 
 }  // namespace

@@ -180,12 +180,15 @@ TEST_F(StepLoopTest, ErrorAfterOutputClosesOpenPartsAndEnds) {  // V6
   EXPECT_EQ(result.error, "Overloaded");  // unmasked, for the run's log
 }
 
-TEST_F(StepLoopTest, ErrorBeforeAnyOutputIsStartThenError) {  // V7
+// The AI SDK ends such a stream with `error` alone (V7); baton closes every answer it started,
+// so no reader or later recovery takes it for one still streaming.
+TEST_F(StepLoopTest, ErrorBeforeAnyOutputStillEndsTheAnswerWithFinish) {  // V7
   model_->Push(Script(R"([{"error": "Overloaded"}])"));
   agent_.options.mask_errors = false;
   Run();
-  EXPECT_THAT(Types(), ElementsAre("start", "error"));
+  EXPECT_THAT(Types(), ElementsAre("start", "error", "finish"));
   EXPECT_EQ(chunks_[1]["errorText"], "Overloaded");
+  EXPECT_EQ(chunks_[2]["finishReason"], "error");
 }
 
 TEST_F(StepLoopTest, EmptyArgumentsAreAnEmptyObject) {  // V10
