@@ -541,7 +541,9 @@ void Worker::OnDeliver(const v1::Deliver& deliver) {
   absl::StatusOr<InRecord> record = InRecordFromProto(deliver.record());
   slot->delivered_in = deliver.record().seq();
   if (record.ok()) {
+    Json seen = {{"seq", record->seq}, {"kind", std::string(InKindName(record->kind))}};
     slot->run->Deliver(*std::move(record));
+    if (observe) observe(slot->run_id, "$in", seen);
   } else {
     LogJson("warn", "a delivered record does not decode; skipped",
             {{"run_id", slot->run_id},

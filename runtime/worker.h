@@ -71,7 +71,9 @@ class Worker {
   // Prometheus text exposition of the worker's metrics. Thread-safe.
   std::string MetricsText() const { return metrics_.Text(); }
 
-  // Optional: every lifecycle point of every run (the test kit's view), on the executor.
+  // Optional: every lifecycle point of every run (the test kit's view), on the executor. Also
+  // "$in" ({"seq", "kind"}) once a Deliver handed a `.in` record to a live run: tests wait on
+  // it to know a record reached the run.
   std::function<void(const std::string& run_id, std::string_view hook, const Json& args)> observe;
 
  private:

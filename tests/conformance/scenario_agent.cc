@@ -240,6 +240,23 @@ Agent BuildAgent(const Json& spec, ToolLog* log) {
   return agent;
 }
 
+Json StackAgentSpec(const Json& scenario, double time_scale) {
+  Json spec = scenario.value("agent", Json::object());
+  Json options = spec.value("options", Json::object());
+  if (const Json* stack = FindField(scenario, "stack")) {
+    if (const Json* over = FindField(*stack, "options"); over != nullptr && over->is_object()) {
+      for (auto it = over->begin(); it != over->end(); ++it) options[it.key()] = it.value();
+    }
+  }
+  for (auto it = options.begin(); it != options.end(); ++it) {
+    if (absl::EndsWith(it.key(), "_s") && it.value().is_number()) {
+      *it = it.value().get<double>() * time_scale;
+    }
+  }
+  spec["options"] = options;
+  return spec;
+}
+
 bool ApplyStep(const Json& step, TestKit& kit, const std::string& where) {
   if (step.contains("refused")) {
     // A record the chat must refuse: a send or a handover, with the error text it must name.

@@ -55,6 +55,10 @@ absl::Status Behave(const Json& spec, ChatControl* control);
 // The scenario's `agent`: its tools, options and hooks (no model: the driver gives it one).
 Agent BuildAgent(const Json& spec, ToolLog* log);
 
+// The scenario's `agent` as the stack runs it: the options of the scenario's `stack` section
+// laid over the agent's own, then every timeout option (`*_s`) multiplied by `time_scale`.
+Json StackAgentSpec(const Json& scenario, double time_scale);
+
 // Plays one step that is not an `expect` on the kit (`where` names it in failures); false for an
 // unknown step.
 bool ApplyStep(const Json& step, TestKit& kit, const std::string& where);

@@ -1,7 +1,12 @@
 // conformance-worker: a baton worker (WorkerMain, with all of its flags) that hosts one
 // conformance scenario's agent under the name "scenario", for stack_conformance_test.cc.
 //
-//   conformance-worker --scenario FILE [--scripted_model] <baton-worker flags>
+//   conformance-worker --scenario FILE [--scripted_model] [--time_scale X] <baton-worker flags>
+//
+// The agent is the scenario's, with the options of its `stack` section laid over its own (real
+// timeouts short enough for a test where the scenario's fake clock jumps a minute), every
+// timeout then multiplied by --time_scale (the driver's next attempt when a machine was too
+// slow to observe a state before a timer ended it: see stack_conformance_test.cc).
 //
 // The agent's model is the one the worker flags describe (the test points it at fake-llm, which
 // plays the scenario's `model` scripts), or with --scripted_model an in-process ScriptedModel
@@ -29,6 +34,8 @@ ABSL_DECLARE_FLAG(std::string, hook_log);
 ABSL_FLAG(std::string, scenario, "", "the conformance scenario file whose agent to host");
 ABSL_FLAG(bool, scripted_model, false,
           "play the scenario's model scripts in-process instead of using the flags' provider");
+ABSL_FLAG(double, time_scale, 1.0,
+          "multiply the agent's timeouts (after the scenario's stack options) by this");
 
 namespace baton::conformance {
 namespace {
@@ -87,7 +94,7 @@ int main(int argc, char** argv) {
       std::exit(2);
     }
     tools.on_call = [](const std::string& call) { extra->Write("$tool", call); };
-    Agent agent = BuildAgent(scenario->value("agent", Json::object()), &tools);
+    Agent agent = BuildAgent(StackAgentSpec(*scenario, absl::GetFlag(FLAGS_time_scale)), &tools);
     if (absl::GetFlag(FLAGS_scripted_model)) {
       auto model = std::make_shared<ScriptedModel>(clock);
       for (const Json& script : scenario->value("model", Json::array())) {

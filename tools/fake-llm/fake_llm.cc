@@ -3,6 +3,7 @@
 #include <deque>
 #include <fstream>
 #include <optional>
+#include <set>
 #include <sstream>
 #include <thread>
 #include <type_traits>
@@ -18,6 +19,7 @@
 #include "asio/detached.hpp"
 #include "asio/io_context.hpp"
 #include "asio/ip/tcp.hpp"
+#include "asio/post.hpp"
 #include "asio/redirect_error.hpp"
 #include "asio/ssl.hpp"
 #include "asio/steady_timer.hpp"
@@ -45,6 +47,16 @@ struct State {
   // Bumped by every script change, so a connection still answering a request of an old script
   // leaves the new records alone.
   uint64_t generation ABSL_GUARDED_BY(mu) = 0;
+  // The script clock (ms): only AdvanceScriptClock and POST /__fake/clock move it. Streams held
+  // by `hold_ms` items wait on it.
+  int64_t clock_ms ABSL_GUARDED_BY(mu) = 0;
+  // The timers of the connections holding a stream (on the loop thread only): an advance of
+  // the clock wakes them to look again.
+  std::set<asio::steady_timer*> holding;
+
+  void WakeHolding() {
+    for (asio::steady_timer* timer : holding) timer->cancel();
+  }
 
   void Replace(Script next) {
     absl::MutexLock lock(&mu);
@@ -65,6 +77,7 @@ struct Job {
   bool interim = false;  // a "100 Continue", not an answer
   ResponsePlan plan;
   std::optional<RecordRef> record;  // the recorded request it answers
+  int64_t clock_start = 0;          // the script clock when the request arrived
   bool keep_alive = true;
 };
 
@@ -93,7 +106,8 @@ class Connection : public std::enable_shared_from_this<Connection<Stream>> {
       : socket_(std::move(socket)),
         state_(state),
         wake_(socket_.get_executor()),
-        pause_(socket_.get_executor()) {}
+        pause_(socket_.get_executor()),
+        hold_(socket_.get_executor()) {}
 
   // The TLS handshake (nothing for plain TCP); false when it failed and the connection is
   // closed.
@@ -112,6 +126,8 @@ class Connection : public std::enable_shared_from_this<Connection<Stream>> {
   asio::awaitable<void> Park();
   // Waits `duration`; false when the client went away meanwhile.
   asio::awaitable<bool> Pause(std::chrono::microseconds duration);
+  // Waits until the script clock reads `at` (ms); false when the client went away meanwhile.
+  asio::awaitable<bool> HoldUntil(int64_t at);
   // Writes all of `bytes`; false when the client went away.
   asio::awaitable<bool> Send(const std::string& bytes);
   // Sends one job; false when the connection must close after it.
@@ -122,6 +138,7 @@ class Connection : public std::enable_shared_from_this<Connection<Stream>> {
   State& state_;
   asio::steady_timer wake_;   // the writer parks on it; cancelling it wakes the writer
   asio::steady_timer pause_;  // the writer's waits (ttfb, gaps, linger)
+  asio::steady_timer hold_;   // the writer's waits on the script clock
   HttpRequestParser parser_;
   std::deque<Job> jobs_;
   std::optional<RecordRef> answering_;  // the recorded request being answered
@@ -192,6 +209,7 @@ void Connection<Stream>::Enqueue(HttpRequest request) {
     job.plan = index >= 0 ? state_.script.Render(static_cast<size_t>(index), record.path, order)
                           : Script::NoResponse(order);
     job.record = RecordRef{state_.generation, state_.records.size()};
+    job.clock_start = state_.clock_ms;
     state_.records.push_back(std::move(record));
   }
   jobs_.push_back(std::move(job));
@@ -215,9 +233,24 @@ ResponsePlan Connection<Stream>::Control(const HttpRequest& request) {
     state_.Replace(*std::move(script));
     return JsonPlan(200, Json{{"ok", true}, {"responses", responses}});
   }
+  if (path == "/__fake/clock" && request.method == "POST") {
+    absl::StatusOr<Json> body = ParseJson(request.body);
+    const Json* advance = body.ok() ? FindField(*body, "advance_ms") : nullptr;
+    if (advance == nullptr || !advance->is_number_integer() || advance->get<int64_t>() < 0) {
+      return JsonPlan(400, ErrorBody("fake-llm: the body must be {\"advance_ms\": <ms, >= 0>}"));
+    }
+    int64_t now = 0;
+    {
+      absl::MutexLock lock(&state_.mu);
+      state_.clock_ms += advance->get<int64_t>();
+      now = state_.clock_ms;
+    }
+    state_.WakeHolding();
+    return JsonPlan(200, Json{{"ok", true}, {"clock_ms", now}});
+  }
   std::string message =
       absl::StrCat("fake-llm: no control endpoint ", request.method, " ", std::string(path),
-                   " (there are GET /__fake/requests, POST /__fake/script)");
+                   " (there are GET /__fake/requests, POST /__fake/script, POST /__fake/clock)");
   return JsonPlan(404, ErrorBody(message));
 }
 
@@ -242,6 +275,7 @@ void Connection<Stream>::ClientGone() {
   socket_.lowest_layer().cancel(ec);  // a write in progress ends
   wake_.cancel();
   pause_.cancel();
+  hold_.cancel();
 }
 
 template <typename Stream>
@@ -259,6 +293,24 @@ asio::awaitable<bool> Connection<Stream>::Pause(std::chrono::microseconds durati
     asio::error_code ec;
     auto token = asio::redirect_error(asio::use_awaitable, ec);
     co_await pause_.async_wait(token);
+  }
+  co_return !client_gone_;
+}
+
+template <typename Stream>
+asio::awaitable<bool> Connection<Stream>::HoldUntil(int64_t at) {
+  for (;;) {
+    {
+      absl::MutexLock lock(&state_.mu);
+      if (state_.clock_ms >= at) break;
+    }
+    if (client_gone_) co_return false;
+    state_.holding.insert(&hold_);
+    hold_.expires_at(asio::steady_timer::time_point::max());
+    asio::error_code ec;
+    auto token = asio::redirect_error(asio::use_awaitable, ec);
+    co_await hold_.async_wait(token);
+    state_.holding.erase(&hold_);
   }
   co_return !client_gone_;
 }
@@ -295,10 +347,18 @@ asio::awaitable<bool> Connection<Stream>::Answer(Job& job) {
       std::chrono::microseconds gap = plan.gap;
       if (!co_await Pause(gap)) co_return false;
     }
+    if (i < plan.holds_ms.size() && plan.holds_ms[i] > 0) {
+      int64_t at = job.clock_start + plan.holds_ms[i];
+      if (!co_await HoldUntil(at)) co_return false;
+    }
     std::string bytes = plan.stream ? ChunkFrame(plan.writes[i]) : std::move(plan.writes[i]);
     if (!co_await Send(bytes)) co_return false;
   }
   if (plan.truncated) co_return false;  // no terminating chunk: the stream is cut
+  if (plan.hold_end_ms > 0) {
+    int64_t at = job.clock_start + plan.hold_end_ms;
+    if (!co_await HoldUntil(at)) co_return false;
+  }
   if (plan.stream) {
     std::string last(kLastChunk);
     if (!co_await Send(last)) co_return false;
@@ -546,6 +606,15 @@ absl::Status FakeLlm::SetScript(Json script) {
   if (!parsed.ok()) return parsed.status();
   impl_->state.Replace(*std::move(parsed));
   return absl::OkStatus();
+}
+
+void FakeLlm::AdvanceScriptClock(std::chrono::milliseconds by) {
+  {
+    absl::MutexLock lock(&impl_->state.mu);
+    impl_->state.clock_ms += by.count();
+  }
+  State* state = &impl_->state;
+  asio::post(impl_->io, [state] { state->WakeHolding(); });
 }
 
 std::vector<RecordedRequest> FakeLlm::requests() const {

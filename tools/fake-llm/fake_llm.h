@@ -9,8 +9,9 @@
 //
 // It speaks HTTPS instead when given a certificate and key (TlsOptions).
 //
-// Besides the scripted answers it serves two control endpoints: GET /__fake/requests (the
-// records as JSON) and POST /__fake/script (replace the script).
+// Besides the scripted answers it serves three control endpoints: GET /__fake/requests (the
+// records as JSON), POST /__fake/script (replace the script) and POST /__fake/clock (move the
+// script clock that `hold_ms` items wait on).
 #ifndef BATON_TOOLS_FAKE_LLM_FAKE_LLM_H_
 #define BATON_TOOLS_FAKE_LLM_FAKE_LLM_H_
 
@@ -77,6 +78,10 @@ class FakeLlm {
   // Requests already answered from the old script finish as it said. InvalidArgument for a bad
   // script (the old one stays).
   absl::Status SetScript(Json script);
+
+  // Moves the script clock on by `by`: streams held by `hold_ms` items until a reading the clock
+  // now passes go on. Only this (and POST /__fake/clock) moves the clock; it starts at 0.
+  void AdvanceScriptClock(std::chrono::milliseconds by);
 
   // Every request recorded since the script was set, in arrival order.
   std::vector<RecordedRequest> requests() const;

@@ -47,6 +47,8 @@ absl::StatusOr<bool> Bool(const Json& value, absl::string_view where) {
   return value.get<bool>();
 }
 
+bool IsHold(const Json& item) { return item.is_object() && item.contains("hold_ms"); }
+
 absl::Status CheckEvents(const Json& events, std::optional<WireFormat> format,
                          absl::string_view where) {
   if (!events.is_array()) return Invalid(where, "must be an array");
@@ -55,6 +57,13 @@ absl::Status CheckEvents(const Json& events, std::optional<WireFormat> format,
     std::string at = absl::StrCat(where, "[", i, "]");
     if (item.is_string()) continue;
     if (!item.is_object()) return Invalid(at, "must be an object or a string");
+    if (item.contains("hold_ms")) {
+      if (item.size() != 1) {
+        return Invalid(at, "a hold is {\"hold_ms\": <ms of the script clock>} and nothing else");
+      }
+      BATON_RETURN_IF_ERROR(NonNegative(item["hold_ms"], absl::StrCat(at, ".hold_ms")).status());
+      continue;
+    }
     if (item.contains("raw")) {
       if (item.size() != 1 || !item["raw"].is_string()) {
         return Invalid(at, "a raw event is {\"raw\": \"<bytes>\"} and nothing else");
@@ -229,6 +238,14 @@ absl::StatusOr<ScriptedResponse> ParseResponse(const Json& entry, size_t index) 
       r.split_at.push_back(at);
     }
     if (r.chunk_bytes > 0) return Invalid(field("split_at"), "give chunk_bytes or split_at");
+  }
+  if ((r.chunk_bytes > 0 || !r.split_at.empty()) && r.events.is_array()) {
+    for (const Json& item : r.events) {
+      if (IsHold(item)) {
+        return Invalid(field("events"),
+                       "hold_ms items cannot be combined with chunk_bytes or split_at");
+      }
+    }
   }
   if (entry.contains("hang")) {
     BATON_ASSIGN_OR_RETURN(r.hang, Bool(entry["hang"], field("hang")));
@@ -501,16 +518,27 @@ ResponsePlan Script::Render(size_t index, std::string_view path, int64_t order) 
   plan.hang = r.hang;
   plan.stream = r.streams();
 
-  std::vector<std::string> pieces;  // one per event, or the body
+  std::vector<std::string> pieces;   // one per event, or the body
+  std::vector<int64_t> piece_holds;  // per event: the script clock it waits for (ms)
   if (plan.stream) {
     WireFormat format = r.format.value_or(FormatForPath(path));
     Json events = r.reply.is_null() ? r.events : ReplyEvents(r.reply, format, order);
-    size_t count = events.size();
-    if (r.truncate_after.has_value()) {
-      count = std::min(count, static_cast<size_t>(*r.truncate_after));
-      plan.truncated = true;
+    // Holds are not events: truncate_after counts the others, and each event carries the
+    // script-clock time (the holds before it, summed) it waits for.
+    plan.truncated = r.truncate_after.has_value();
+    int64_t held = 0;
+    size_t sent = 0;
+    for (const Json& item : events) {
+      if (IsHold(item)) {
+        held += item["hold_ms"].get<int64_t>();
+        continue;
+      }
+      if (r.truncate_after.has_value() && sent >= static_cast<size_t>(*r.truncate_after)) break;
+      ++sent;
+      pieces.push_back(RenderEvent(item, format));
+      piece_holds.push_back(held);
     }
-    for (size_t i = 0; i < count; ++i) pieces.push_back(RenderEvent(events[i], format));
+    if (!plan.truncated) plan.hold_end_ms = held;
     SetDefaultHeader(plan.headers, "content-type", "text/event-stream");
     SetDefaultHeader(plan.headers, "cache-control", "no-cache");
   } else if (r.body.has_value()) {
@@ -540,8 +568,12 @@ ResponsePlan Script::Render(size_t index, std::string_view path, int64_t order) 
     plan.gap = r.delay_ms > 0 ? std::chrono::microseconds(std::chrono::milliseconds(r.delay_ms))
                               : kSplitGap;
   } else {
-    for (std::string& piece : pieces) {
-      if (!piece.empty()) plan.writes.push_back(std::move(piece));
+    bool holds = plan.hold_end_ms > 0;
+    for (int64_t h : piece_holds) holds = holds || h > 0;
+    for (size_t i = 0; i < pieces.size(); ++i) {
+      if (pieces[i].empty()) continue;
+      plan.writes.push_back(std::move(pieces[i]));
+      if (holds) plan.holds_ms.push_back(i < piece_holds.size() ? piece_holds[i] : 0);
     }
     plan.gap = std::chrono::milliseconds(r.delay_ms);
   }

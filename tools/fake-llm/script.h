@@ -61,6 +61,11 @@ struct ResponsePlan {
   std::chrono::microseconds gap{0};   // wait before each write but the first
   bool truncated = false;             // after the writes, close with no terminating chunk
   bool hang = false;                  // write nothing; keep the connection until the client closes
+  // The `hold_ms` items of `events`: before write i, wait until the script clock reads
+  // holds_ms[i] past its reading when the request arrived (empty: no holds); before the
+  // terminating chunk, until it reads hold_end_ms past it.
+  std::vector<int64_t> holds_ms;
+  int64_t hold_end_ms = 0;
 
   // The whole body: the writes joined.
   std::string Body() const;

@@ -1398,6 +1398,24 @@ void Orchestrator::AnswerWithError(Session& session, const std::string& error) {
   session.row.handover_deadline_ms = 0;
 }
 
+void Orchestrator::TimeOutSuspendedRun(const Session& session) {
+  absl::StatusOr<std::vector<RunRow>> runs = store_.ListRuns(session.row.chat_id);
+  if (!runs.ok()) {
+    LogJson("error", "store: reading runs failed",
+            {{"chat_id", session.row.chat_id}, {"error", runs.status().ToString()}});
+    return;
+  }
+  for (RunRow& row : *runs) {
+    if (row.run_id != session.row.run_id || row.state != "suspended") continue;
+    row.state = "exited";
+    row.reason = "timeout";
+    if (absl::Status saved = store_.PutRun(row); !saved.ok()) {
+      LogJson("error", "store: saving a run failed",
+              {{"run_id", row.run_id}, {"error", saved.ToString()}});
+    }
+  }
+}
+
 void Orchestrator::BootIfUnanswered(Session& session, bool upgrade) {
   if (session.row.state != "suspended" && session.row.state != "exited") return;
   // Records that arrived while the run was ending, or that it left unanswered, start the next
@@ -1498,7 +1516,8 @@ void Orchestrator::Tick(absl::Time now) {
     EndRun(*run, run->cancel_requested ? "cancelled" : "lost", how);
   }
   // Suspended chats whose resume deadline passed count as exited (the next message boots a
-  // fresh continuation either way; this is what Get reports).
+  // fresh continuation either way; this is what Get reports), and their suspended run has
+  // ended: exited, reason "timeout" (what ListRuns reports), as in-process.
   while (!resume_deadlines_.empty() && resume_deadlines_.begin()->first <= UnixMs(now)) {
     auto [deadline, chat_id] = *resume_deadlines_.begin();
     resume_deadlines_.erase(resume_deadlines_.begin());
@@ -1506,6 +1525,7 @@ void Orchestrator::Tick(absl::Time now) {
     if (session.row.state == "suspended" && session.row.resume_deadline_ms == deadline) {
       session.row.state = "exited";
       SaveSession(session);
+      TimeOutSuspendedRun(session);
     }
   }
   // Head starts whose handover window passed with no signal: the run answers on its own.

@@ -145,6 +145,8 @@ class Orchestrator {
   // Boots a continuation when the resting session has `.in` messages no run answered (or, after
   // an upgrade, a boot message no snapshot holds).
   void BootIfUnanswered(Session& session, bool upgrade = false) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The session's resume deadline passed: its suspended run ends, exited with reason "timeout".
+  void TimeOutSuspendedRun(const Session& session) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Queues the run again; it is not offered for `delay` (a worker just refused it).
   void Requeue(Run& run, absl::Duration delay = absl::ZeroDuration())
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

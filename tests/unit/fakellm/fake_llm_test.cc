@@ -162,6 +162,13 @@ class Client {
     return r;
   }
 
+  // True when bytes are buffered or arrive within `wait` (for checks that nothing comes).
+  bool Readable(std::chrono::milliseconds wait) {
+    if (!buffer_.empty()) return true;
+    pollfd p{fd_, POLLIN, 0};
+    return ::poll(&p, 1, static_cast<int>(wait.count())) == 1;
+  }
+
   // True when the server ends the connection (after everything buffered was read).
   bool AtEnd() {
     while (ReadMore()) {
@@ -362,6 +369,64 @@ TEST(FakeLlmTest, HangKeepsTheRequestOpenUntilTheClientLeaves) {
   EXPECT_TRUE(server->WaitForClientClose(0, kLimit));
   EXPECT_TRUE(server->requests()[0].client_closed);
   EXPECT_FALSE(server->requests()[1].client_closed);
+}
+
+TEST(FakeLlmTest, AHeldStreamGoesOnWhenTheScriptClockPassesItsHold) {
+  auto server = Serve(R"({"responses": [{"events": [{"type": "a"}, {"hold_ms": 100},
+      {"type": "b"}, {"hold_ms": 50}, {"type": "c"}]}, {"events": [{"type": "d"}]}]})");
+  ASSERT_NE(server, nullptr);
+  Client client(server->port());
+  client.Send(Post("/v1/messages", "{}"));
+  // Reads CRLF-ended lines (a chunk's data is one: SSE lines end in LF) up to and including
+  // one that holds `text`; false when the connection ends first.
+  auto until = [&client](const std::string& text) {
+    while (std::optional<std::string> line = client.Line()) {
+      if (line->find(text) != std::string::npos) return true;
+    }
+    return false;
+  };
+  // The head and the first event come at once; the rest waits for the clock.
+  ASSERT_TRUE(until("event: a"));
+  EXPECT_FALSE(client.Readable(std::chrono::milliseconds(100)));
+
+  // 99 ms of the script clock is not enough; 100 releases "b", not "c". The clock moves by a
+  // control request (on another connection) or by the call.
+  Client control(server->port());
+  control.Send(Post("/__fake/clock", R"({"advance_ms": 99})"));
+  Response moved = control.Read();
+  EXPECT_EQ(moved.status, 200);
+  EXPECT_EQ(Json::parse(moved.body)["clock_ms"], 99);
+  EXPECT_FALSE(client.Readable(std::chrono::milliseconds(100)));
+  server->AdvanceScriptClock(std::chrono::milliseconds(1));
+  ASSERT_TRUE(until("event: b"));
+  EXPECT_FALSE(client.Readable(std::chrono::milliseconds(100)));
+
+  // A request that arrives now counts its holds from its own arrival: it has none to wait for.
+  Client later(server->port());
+  later.Send(Post("/v1/messages", "{}"));
+  Response d = later.Read();
+  EXPECT_TRUE(d.complete);
+  EXPECT_THAT(EventNames(d.body), ElementsAre("d"));
+
+  server->AdvanceScriptClock(std::chrono::milliseconds(50));
+  ASSERT_TRUE(until("event: c"));
+  EXPECT_EQ(client.Line(), "0");  // the terminating chunk: the response is complete
+  EXPECT_EQ(client.Line(), "");
+  EXPECT_FALSE(server->requests()[0].client_closed);
+
+  control.Send(Post("/__fake/clock", R"({"advance_ms": -1})"));
+  EXPECT_EQ(control.Read().status, 400);
+}
+
+TEST(FakeLlmTest, AClientLeavingAHeldStreamIsRecorded) {
+  auto server = Serve(R"({"responses": [{"events": [{"type": "a"}, {"hold_ms": 1000},
+      {"type": "b"}]}]})");
+  ASSERT_NE(server, nullptr);
+  Client client(server->port());
+  client.Send(Post("/v1/messages", "{}"));
+  ASSERT_TRUE(client.Line().has_value());
+  client.Close();
+  EXPECT_TRUE(server->WaitForClientClose(0, kLimit));
 }
 
 TEST(FakeLlmTest, StoppingTheServerDropsOpenConnections) {

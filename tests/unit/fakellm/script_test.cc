@@ -133,6 +133,12 @@ TEST(ScriptTest, ErrorsNameTheResponseAndTheField) {
   ExpectInvalid(R"({"responses": [{"reply": {"usage": {"input_tokens": "9"}}}]})",
                 "responses[0].reply.usage.input_tokens");
   ExpectInvalid(R"({"responses": [{"reply": {"txt": "a"}}]})", "responses[0].reply.txt");
+  ExpectInvalid(R"({"responses": [{"events": [{"hold_ms": -5}]}]})",
+                "responses[0].events[0].hold_ms: must be a non-negative integer");
+  ExpectInvalid(R"({"responses": [{"events": [{"hold_ms": 5, "type": "ping"}]}]})",
+                "responses[0].events[0]: a hold is");
+  ExpectInvalid(R"({"responses": [{"events": [{"hold_ms": 5}], "chunk_bytes": 2}]})",
+                "responses[0].events: hold_ms items cannot be combined");
 }
 
 TEST(ScriptTest, AcceptsEveryDocumentedField) {
@@ -420,6 +426,24 @@ TEST(ScriptTest, TruncateAfterKeepsTheFirstEventsAndCutsTheStream) {
   EXPECT_THAT(plan.writes[2], HasSubstr(R"("content":"b ")"));
   EXPECT_THAT(plan.Body(), Not(HasSubstr("[DONE]")));
   EXPECT_THAT(plan.Body(), Not(HasSubstr("finish_reason\":\"stop")));
+}
+
+TEST(ScriptTest, HoldsAreNotSentButSayWhatEachWriteWaitsFor) {
+  ResponsePlan plan = RenderOne(R"({"events": [{"type": "a"}, {"hold_ms": 60}, {"type": "b"},
+      {"hold_ms": 40}, {"hold_ms": 10}, {"type": "c"}, {"hold_ms": 5}]})");
+  ASSERT_EQ(plan.writes.size(), 3u);
+  EXPECT_THAT(plan.writes[1], HasSubstr("event: b"));
+  // Each write's reading of the script clock, counted from the request: the holds before it.
+  EXPECT_THAT(plan.holds_ms, ElementsAre(0, 60, 110));
+  EXPECT_EQ(plan.hold_end_ms, 115);
+  // Holds do not count as events for truncate_after; a cut stream waits for nothing at its end.
+  ResponsePlan cut = RenderOne(R"({"events": [{"type": "a"}, {"hold_ms": 60}, {"type": "b"},
+      {"hold_ms": 40}, {"type": "c"}], "truncate_after": 2})");
+  ASSERT_EQ(cut.writes.size(), 2u);
+  EXPECT_THAT(cut.holds_ms, ElementsAre(0, 60));
+  EXPECT_EQ(cut.hold_end_ms, 0);
+  // No holds: nothing to wait for.
+  EXPECT_TRUE(RenderOne(R"({"events": [{"type": "a"}]})").holds_ms.empty());
 }
 
 TEST(ScriptTest, SplitAtCutsTheBodyWhereItSays) {
