@@ -25,6 +25,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
 #include "grpcpp/client_context.h"
 #include "gtest/gtest-spi.h"
 #include "gtest/gtest.h"
@@ -596,7 +597,7 @@ bool ForcedScripted() {
 }
 
 // Why a scenario does not run through the stack, or "".
-std::string SkipReason(const std::string& file, const Json& scenario) {
+std::string SkipReason(const Json& scenario) {
   if (ForcedScripted() && HasDelay(scenario)) {
     return "BATON_CONFORMANCE_SCRIPTED=1: the worker's scripted model waits out a delay on the "
            "real clock, which the driver cannot hold as fake-llm's script clock does";
@@ -693,7 +694,8 @@ Attempt RunOnStack(const std::string& file, const Json& scenario, const OracleRu
   // worker's Hello, and the same value as its own default covers a CreateSession that comes
   // before the worker has connected.
   const Json spec = StackAgentSpec(scenario, time_scale);
-  if (const Json* timeout = FindField(spec.value("options", Json::object()), "handover_timeout_s")) {
+  const Json agent_options = spec.value("options", Json::object());
+  if (const Json* timeout = FindField(agent_options, "handover_timeout_s")) {
     options.orchestrator_flags.push_back(
         absl::StrCat("--handover_timeout_ms=", std::llround(timeout->get<double>() * 1000)));
   }
@@ -789,7 +791,7 @@ TEST_P(StackConformance, Scenario) {
   ASSERT_TRUE(loaded.ok()) << loaded.status();
   const Json& scenario = *loaded;
   SCOPED_TRACE(scenario.value("name", file));
-  if (std::string reason = SkipReason(file, scenario); !reason.empty()) GTEST_SKIP() << reason;
+  if (std::string reason = SkipReason(scenario); !reason.empty()) GTEST_SKIP() << reason;
   OracleRun oracle = Oracle(scenario);
 
   // An attempt that went beyond the in-process run before it could look (see Beyond) proves
