@@ -309,6 +309,8 @@ TEST(RecoveryTest, AHeadStartWhoseWorkerDiesInStepTwoIsAnsweredByTheRetry) {
                                                {"approved", true}}})}}})}};
   int64_t signal = stack->Append("hs", handover);
   ASSERT_TRUE(stack->hooks(first).WaitUntil(ToolLine("block", "c1", "start")));
+  // Accepted, so its death is a lost run and retried (not an assignment put back in the queue).
+  ASSERT_TRUE(stack->WaitForRunState("hs", v1::RUN_STATE_RUNNING));
   int second = stack->AddWorker();
   stack->worker(first).Signal(SIGKILL);
   stack->worker(first).Wait();
@@ -316,9 +318,14 @@ TEST(RecoveryTest, AHeadStartWhoseWorkerDiesInStepTwoIsAnsweredByTheRetry) {
 
   std::vector<Json> all = stack->ReadTurns("hs", 0);
   ExpectGapless(all);
-  size_t retract = ExpectRetractedPartial(all);
-  ASSERT_LT(retract, all.size());
-  std::vector<Json> answer(all.begin() + static_cast<ptrdiff_t>(retract) + 1, all.end());
+  // The dead run's `start` reached `.out` or died with it: when it did, the retry retracted it.
+  size_t from = 0;
+  if (CountControl(all, "retract") > 0) {
+    size_t retract = ExpectRetractedPartial(all);
+    ASSERT_LT(retract, all.size());
+    from = retract + 1;
+  }
+  std::vector<Json> answer(all.begin() + static_cast<ptrdiff_t>(from), all.end());
   ASSERT_FALSE(answer.empty());
   EXPECT_EQ(StringField(answer.front(), "type"), "start");
   EXPECT_EQ(StringField(answer.front(), "messageId"), "M");
