@@ -64,7 +64,7 @@ auto Fields(const InRow& r) {
 auto Fields(const RunRow& r) {
   return std::tie(r.run_id, r.chat_id, r.agent, r.attempt, r.trigger, r.state, r.payload_json,
                   r.previous_run_id, r.lease_token, r.worker_id, r.reason, r.error, r.created_ms,
-                  r.started_ms, r.ended_ms);
+                  r.started_ms, r.ended_ms, r.cancel_requested);
 }
 
 SessionRow Session(const std::string& chat_id, const std::string& state) {
@@ -383,6 +383,7 @@ TEST_P(StoreTest, PutRunInsertsAndReplacesInPlace) {
   RunRow ended = RunOf("r1", "a", "failed");
   ended.error = "worker lost";
   ended.ended_ms = 99;
+  ended.cancel_requested = true;
   ASSERT_TRUE(store_->PutRun(ended).ok());
 
   absl::StatusOr<std::vector<RunRow>> all = store_->ListRuns("");
@@ -514,7 +515,9 @@ TEST_F(SqliteStoreTest, EverythingSurvivesAReopen) {
     ASSERT_TRUE(store->AppendIn("a", In("{}", "client-1")).ok());
     ASSERT_TRUE(store->AppendIn("a", In("{}")).ok());
     ASSERT_EQ(store->AppendOut("a", Outs(1, 3)).value_or(-1), 3);
-    ASSERT_TRUE(store->PutRun(RunOf("r1", "a", "suspended")).ok());
+    RunRow cancelled = RunOf("r1", "a", "running");
+    cancelled.cancel_requested = true;
+    ASSERT_TRUE(store->PutRun(cancelled).ok());
     ASSERT_TRUE(store->PutRun(RunOf("r0", "a", "exited")).ok());
     token = store->NextLeaseToken().value_or(-1);
     run_number = store->NextRunNumber().value_or(-1);
@@ -542,7 +545,9 @@ TEST_F(SqliteStoreTest, EverythingSurvivesAReopen) {
   absl::StatusOr<std::vector<RunRow>> runs = store->ListRuns("a");
   ASSERT_TRUE(runs.ok()) << runs.status();
   EXPECT_THAT(RunIds(*runs), ElementsAre("r1", "r0"));
-  EXPECT_EQ(Fields((*runs)[0]), Fields(RunOf("r1", "a", "suspended")));
+  RunRow cancelled = RunOf("r1", "a", "running");
+  cancelled.cancel_requested = true;
+  EXPECT_EQ(Fields((*runs)[0]), Fields(cancelled));  // a cancel asked for outlives a restart
 
   EXPECT_GT(store->NextLeaseToken().value_or(-1), token);
   EXPECT_GT(store->NextRunNumber().value_or(-1), run_number);
@@ -556,7 +561,7 @@ TEST_F(SqliteStoreTest, TheFileIsInWalModeWithASchemaVersion) {
   // A second connection sees the rows the store committed, and the file's settings.
   EXPECT_EQ(RawQuery(path_, "PRAGMA journal_mode"), "wal");
   EXPECT_EQ(RawQuery(path_, "SELECT count(*) FROM out_records"), "1");
-  EXPECT_EQ(RawQuery(path_, "PRAGMA user_version"), "1");
+  EXPECT_EQ(RawQuery(path_, "PRAGMA user_version"), "2");
   EXPECT_EQ(store->Describe(), "sqlite:" + path_);
 }
 
@@ -617,6 +622,31 @@ TEST_F(SqliteStoreTest, OpeningAFileThatIsNotADatabaseFails) {
 TEST_F(SqliteStoreTest, OpeningAnEmptyPathFails) {
   absl::StatusOr<std::unique_ptr<Store>> store = OpenSqliteStore("");
   EXPECT_EQ(store.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// A file of schema version 1 (before runs kept a client's cancel) opens, gains the column, and
+// keeps its runs, none of them cancelled.
+TEST_F(SqliteStoreTest, AVersionOneFileIsMigratedAndKeepsItsRuns) {
+  {
+    std::unique_ptr<Store> store = Open();
+    ASSERT_NE(store, nullptr);
+    ASSERT_TRUE(store->PutRun(RunOf("r1", "a", "running")).ok());
+  }
+  RawQuery(path_, "ALTER TABLE runs DROP COLUMN cancel_requested");
+  RawQuery(path_, "PRAGMA user_version = 1");
+  std::unique_ptr<Store> store = Open();
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(RawQuery(path_, "PRAGMA user_version"), "2");
+  absl::StatusOr<std::vector<RunRow>> runs = store->ListRuns("a");
+  ASSERT_TRUE(runs.ok()) << runs.status();
+  ASSERT_EQ(runs->size(), 1u);
+  EXPECT_EQ(Fields((*runs)[0]), Fields(RunOf("r1", "a", "running")));
+  RunRow cancelled = RunOf("r1", "a", "running");
+  cancelled.cancel_requested = true;
+  ASSERT_TRUE(store->PutRun(cancelled).ok());
+  runs = store->ListRuns("a");
+  ASSERT_TRUE(runs.ok()) << runs.status();
+  EXPECT_TRUE((*runs)[0].cancel_requested);
 }
 
 TEST_F(SqliteStoreTest, OpeningANewerSchemaFails) {
