@@ -82,6 +82,7 @@ Json RunJson(const v1::Run& r) {
   j["created_at_unix_ms"] = r.created_at_unix_ms();
   j["started_at_unix_ms"] = r.started_at_unix_ms();
   j["ended_at_unix_ms"] = r.ended_at_unix_ms();
+  j["cancel_requested"] = r.cancel_requested();
   return j;
 }
 
@@ -362,6 +363,7 @@ std::string FormatRun(const v1::Run& run, bool json) {
       " attempt=", run.attempt(), " state=", Av(RunStateName(run.state())),
       " trigger=", Cell(run.trigger()), " worker=", Cell(run.worker_id()));
   if (!run.reason().empty()) absl::StrAppend(&line, " reason=", Cell(run.reason()));
+  if (run.cancel_requested()) absl::StrAppend(&line, " cancel_requested");
   if (!run.error().empty()) absl::StrAppend(&line, " error=", Cell(run.error()));
   return line + "\n";
 }

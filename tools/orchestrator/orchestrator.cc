@@ -43,6 +43,7 @@ v1::Run RunProto(const RunRow& row) {
   run.set_created_at_unix_ms(row.created_ms);
   run.set_started_at_unix_ms(row.started_ms);
   run.set_ended_at_unix_ms(row.ended_ms);
+  run.set_cancel_requested(row.cancel_requested);
   return run;
 }
 
@@ -273,6 +274,10 @@ absl::Status Orchestrator::Load() {
     }
     auto run = std::make_unique<Run>();
     run->queued_at = now;
+    // A cancel acknowledged before the restart still holds: the worker is told again when it
+    // rebinds the run, and a run whose lease runs out ends cancelled, not retried. (Only a
+    // running run keeps one: CancelRun ends any other at once.)
+    run->cancel_requested = row.cancel_requested;
     if (row.state == "running") {
       run->lease_until = now + options_.lease_ttl;  // its worker may reconnect and rebind it
     } else {
@@ -501,11 +506,24 @@ grpc::Status Orchestrator::CancelRun(const v1::CancelRunRequest& request, v1::Ru
                                      request.run_id().empty() ? "" : " by that id"));
   }
   Run& run = *runs_[session.live_run];
-  run.cancel_requested = true;
   if (run.conn != nullptr && run.row.state == "running") {
+    // Stored before it is acknowledged: a restart before the worker ends the run must not
+    // forget it (the run would carry on, or be retried when its lease ran out).
+    if (!run.cancel_requested) {
+      RunRow row = run.row;
+      row.cancel_requested = true;
+      if (absl::Status saved = store_.PutRun(row); !saved.ok()) {
+        return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                            absl::StrCat("the cancel could not be stored: ", saved.message()));
+      }
+      run.row.cancel_requested = true;
+      run.cancel_requested = true;
+    }
     SendCancel(run);
   } else {
     // Not running anywhere (queued, not accepted yet, or its worker is gone): it ends here.
+    run.cancel_requested = true;
+    run.row.cancel_requested = true;
     if (run.conn != nullptr) Revoke(*run.conn, run.row.run_id, run.row.lease_token, "cancelled");
     v1::RunFinished how;
     how.set_reason("cancelled");
