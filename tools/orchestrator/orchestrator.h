@@ -84,8 +84,8 @@ class Orchestrator {
   grpc::Status Authorize(const grpc::ServerContext& context, Scope scope, std::string_view chat_id,
                          Caller* caller = nullptr) const;
 
-  // Sessions API (each called with mu_ held).
-  grpc::Status CreateSession(const baton::v1::CreateSessionRequest& request,
+  // Sessions API (each called with mu_ held, after the request's sizes were checked).
+  grpc::Status CreateSession(const baton::v1::CreateSessionRequest& request, const Caller& caller,
                              baton::v1::CreateSessionResponse* response);
   // `closing`: the record closes the chat, which the per-chat record limit does not stop.
   grpc::Status Append(const baton::v1::AppendRequest& request, baton::v1::AppendResponse* response,
