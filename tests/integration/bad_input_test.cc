@@ -384,6 +384,50 @@ TEST(BadInputTest, ARunForAnAgentNoWorkerHostsSaysSoAndWaits) {
   EXPECT_EQ(runs[0].error(), "");
 }
 
+// A run no worker has room for says so, to the client too: Get and CreateSession carry the live
+// run's state and why it waits, ListRuns the same, /metrics counts it. It runs once a slot
+// frees, and the reason clears.
+TEST(BadInputTest, ARunNoWorkerHasRoomForSaysSoAndRunsWhenASlotFrees) {
+  auto stack = Stack::Start({.script = Script({Reply("Room at last.")}),
+                             .capacity = 1,
+                             .orchestrator_flags = {"--admin=127.0.0.1:0"},
+                             .worker_flags = {"--idle_timeout_ms=600000"}});
+  ASSERT_NE(stack, nullptr);
+  v1::Session first = stack->Create("full-1", "chat", "preload");
+  ASSERT_TRUE(stack->WaitForRunState("full-1", v1::RUN_STATE_RUNNING));
+  EXPECT_EQ(stack->Get("full-1").run_state(), v1::RUN_STATE_RUNNING);
+  EXPECT_EQ(stack->Get("full-1").queued_reason(), "");
+
+  v1::Session waiting = stack->Create("full-2", "chat", "preload");
+  EXPECT_EQ(waiting.run_state(), v1::RUN_STATE_QUEUED);
+  EXPECT_EQ(waiting.queued_reason(), "no-capacity");
+  EXPECT_THAT(waiting.queued_error(),
+              HasSubstr("every connected worker hosting agent \"chat\" is full"));
+  v1::Session got = stack->Get("full-2");
+  EXPECT_EQ(got.run_state(), v1::RUN_STATE_QUEUED);
+  EXPECT_EQ(got.queued_reason(), "no-capacity");
+  std::vector<v1::Run> runs = stack->Runs("full-2");
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(runs[0].reason(), "no-capacity");
+  long status = 0;
+  std::string metrics = HttpGet("http://" + stack->admin_address() + "/metrics", &status);
+  EXPECT_THAT(metrics, HasSubstr("\nbaton_runs_queued{reason=\"no-capacity\"} 1\n"));
+  EXPECT_THAT(metrics, HasSubstr("\nbaton_runs_queued{reason=\"unknown-agent\"} 0\n"));
+
+  // The first chat's run ends: its slot goes to the waiting run, which answers.
+  stack->Cancel("full-1");
+  ASSERT_TRUE(stack->WaitForRunState("full-2", v1::RUN_STATE_RUNNING));
+  got = stack->Get("full-2");
+  EXPECT_EQ(got.run_state(), v1::RUN_STATE_RUNNING);
+  EXPECT_EQ(got.queued_reason(), "");
+  EXPECT_EQ(got.queued_error(), "");
+  EXPECT_EQ(stack->Runs("full-2")[0].reason(), "");
+  EXPECT_THAT(HttpGet("http://" + stack->admin_address() + "/metrics", &status),
+              HasSubstr("\nbaton_runs_queued{reason=\"no-capacity\"} 0\n"));
+  stack->SendText("full-2", "u1", "hello?");
+  EXPECT_EQ(Text(stack->ReadTurns("full-2", 0)), "Room at last.");
+}
+
 // Every Sessions call on one channel, each with a 70 KB chat id: each is answered at once with
 // INVALID_ARGUMENT and a short message, and the next call on the same channel is answered. An
 // error quoting the whole id would exceed the client's metadata limit: a C++ client got

@@ -558,6 +558,8 @@ TEST(SecurityTest, LimitsRefuseWithResourceExhaustedAndKeepWhatIsStored) {
   stack->Create("l2", "chat", "preload");
   ASSERT_TRUE(stack->WaitForRunState("l1", v1::RUN_STATE_RUNNING));
   EXPECT_EQ(stack->Runs("l2").back().state(), v1::RUN_STATE_QUEUED);
+  EXPECT_EQ(stack->Runs("l2").back().reason(), "no-capacity");
+  EXPECT_EQ(stack->Get("l2").queued_reason(), "no-capacity");
   v1::CloseRequest close;
   close.set_chat_id("l1");
   v1::Session closed;

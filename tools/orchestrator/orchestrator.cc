@@ -363,6 +363,11 @@ Orchestrator::Orchestrator(Store& store, Options options)
                                      "Credit granted by workers and not used yet.")),
       live_runs_(metrics_.AddGauge("baton_runs_live", "Runs queued, assigned or running.")),
       readers_(metrics_.AddGauge("baton_readers", "Read streams open.")),
+      queued_waiting_(metrics_.AddGauge(
+          "baton_runs_queued{reason=\"waiting\"}",
+          "Runs queued, by why no worker has taken them (docs/orchestrator.md).")),
+      queued_unknown_agent_(metrics_.AddGauge("baton_runs_queued{reason=\"unknown-agent\"}", "")),
+      queued_no_capacity_(metrics_.AddGauge("baton_runs_queued{reason=\"no-capacity\"}", "")),
       dispatch_seconds_(metrics_.AddHistogram("baton_dispatch_seconds",
                                               "From a run queued to accepted by a worker.")),
       output_lag_seconds_(metrics_.AddHistogram(
@@ -379,7 +384,24 @@ Orchestrator::~Orchestrator() {
 
 grpc::Service* Orchestrator::gateway_service() { return gateway_.get(); }
 grpc::Service* Orchestrator::sessions_service() { return sessions_api_.get(); }
-std::string Orchestrator::MetricsText() const { return metrics_.Text(); }
+std::string Orchestrator::MetricsText() const {
+  {
+    absl::MutexLock lock(&mu_);
+    int64_t waiting = 0, unknown_agent = 0, no_capacity = 0;
+    for (const std::string& run_id : queue_) {
+      auto it = runs_.find(run_id);
+      if (it == runs_.end()) continue;
+      const std::string& reason = it->second->row.reason;
+      ++(reason == "unknown-agent" ? unknown_agent
+         : reason == "no-capacity" ? no_capacity
+                                   : waiting);
+    }
+    queued_waiting_.Set(waiting);
+    queued_unknown_agent_.Set(unknown_agent);
+    queued_no_capacity_.Set(no_capacity);
+  }
+  return metrics_.Text();
+}
 
 void Orchestrator::Shutdown() {
   absl::MutexLock lock(&mu_);
@@ -480,6 +502,15 @@ v1::Session Orchestrator::SessionProto(const Session& session) const {
   out.set_out_seq(session.out_seq);
   out.set_created_at_unix_ms(session.row.created_ms);
   out.set_runs(session.row.runs);
+  // A client sees a run that waits, and why, without ListRuns (which chat tokens cannot call).
+  if (auto live = runs_.find(session.live_run); live != runs_.end()) {
+    const RunRow& run = live->second->row;
+    out.set_run_state(RunStateFromName(run.state));
+    if (run.state == "queued") {
+      out.set_queued_reason(run.reason);
+      out.set_queued_error(run.error);
+    }
+  }
   return out;
 }
 
@@ -1240,15 +1271,21 @@ void Orchestrator::Dispatch() {
 }
 
 void Orchestrator::NoteWhyQueued(Run& run) {
-  // Not an error at CreateSession (workers may start after clients), but it must not look like
-  // a run that merely waits its turn: ListRuns says no worker hosts its agent.
+  // Not an error at CreateSession (workers may start after clients, runs end and free slots),
+  // but a run that cannot be placed must not look like one that merely waits its turn: ListRuns,
+  // Get and the metrics say why. Only called when no worker can take it now, so a hosting
+  // worker means every hosting worker is full (no credit) or draining. The words hold no counts,
+  // so the row is saved when the reason changes, not each time a run ends elsewhere.
   bool hosted = false;
   for (Conn* conn : conns_) hosted = hosted || (!conn->closed && conn->agents.count(run.row.agent));
-  std::string reason = hosted ? "" : "unknown-agent";
-  std::string error = hosted ? ""
-                             : absl::StrCat("no connected worker hosts agent \"", run.row.agent,
-                                            "\"; the run waits in the queue until one does");
-  if (run.row.reason == reason && run.row.error == error) return;
+  std::string reason = hosted ? "no-capacity" : "unknown-agent";
+  if (run.row.reason == reason) return;  // the words follow from the reason and the agent
+  std::string error =
+      hosted ? absl::StrCat("every connected worker hosting agent ", Quoted(run.row.agent),
+                            " is full or draining (its capacity, or --max_runs_per_worker, is "
+                            "reached); the run waits in the queue for a free slot")
+             : absl::StrCat("no connected worker hosts agent ", Quoted(run.row.agent),
+                            "; the run waits in the queue until one does");
   run.row.reason = std::move(reason);
   run.row.error = std::move(error);
   SaveRun(run);
