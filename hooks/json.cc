@@ -58,6 +58,53 @@ std::string ToValidUtf8(std::string_view text) {
   return out;
 }
 
+namespace {
+
+// The longest prefix of `text` of at most `max_bytes` that does not end inside a character.
+std::string_view CharacterPrefix(std::string_view text, size_t max_bytes) {
+  if (text.size() <= max_bytes) return text;
+  size_t cut = max_bytes;
+  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xc0) == 0x80) --cut;
+  return text.substr(0, cut);
+}
+
+std::string SizeSuffix(size_t bytes) {
+  return "\xe2\x80\xa6 (" + std::to_string(bytes) + " bytes)";
+}
+
+}  // namespace
+
+std::string ClipText(std::string_view text, size_t max_bytes) {
+  if (text.size() <= max_bytes) return std::string(text);
+  std::string suffix = SizeSuffix(text.size());
+  size_t room = max_bytes > suffix.size() ? max_bytes - suffix.size() : 0;
+  return std::string(CharacterPrefix(text, room)) + suffix;
+}
+
+std::string Quoted(std::string_view value, size_t max_bytes) {
+  std::string_view shown = CharacterPrefix(value, max_bytes);
+  std::string out = "\"";
+  for (char ch : shown) {
+    unsigned char c = static_cast<unsigned char>(ch);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += ch;
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (c < 0x20 || c == 0x7f) {
+      static constexpr char kHex[] = "0123456789abcdef";
+      out += "\\x";
+      out += kHex[c >> 4];
+      out += kHex[c & 0xf];
+    } else {
+      out += ch;
+    }
+  }
+  out += '"';
+  if (shown.size() < value.size()) out += SizeSuffix(value.size());
+  return out;
+}
+
 const Json* FindField(const Json& object, std::string_view key) {
   if (!object.is_object()) return nullptr;
   auto it = object.find(key);

@@ -34,6 +34,23 @@ std::string DumpJson(const Json& value);
 // which a receiver refuses to parse otherwise.
 std::string ToValidUtf8(std::string_view text);
 
+// ClipText()
+//
+// `text` as is when it fits `max_bytes`; otherwise cut at a character boundary and followed by
+// "… (N bytes)", N the size of the whole text, the result at most `max_bytes` long (for
+// `max_bytes` of at least 32). For text that goes where size is bounded: a gRPC status message
+// is sent whole or not at all (docs/bad-input.md).
+std::string ClipText(std::string_view text, size_t max_bytes);
+
+// Quoted()
+//
+// A caller's value for an error or a log message: in double quotes, with `"`, `\` and control
+// characters escaped, and, when longer than `max_bytes`, cut at a character boundary with
+// "… (N bytes)" after the closing quote. Error messages quote input only through this, so no
+// input makes a message unbounded.
+inline constexpr size_t kQuotedBytes = 64;
+std::string Quoted(std::string_view value, size_t max_bytes = kQuotedBytes);
+
 // Field accessors that tolerate missing keys and wrong types (untrusted input).
 std::string StringField(const Json& object, std::string_view key);
 bool BoolField(const Json& object, std::string_view key, bool fallback = false);

@@ -88,7 +88,7 @@ absl::StatusOr<InRecord> InRecordFromJson(int64_t seq, Json body) {
   } else if (k == "handover-skip") {
     record.kind = InKind::kHandoverSkip;
   } else {
-    return absl::InvalidArgumentError(absl::StrCat("unknown .in record kind \"", k, "\""));
+    return absl::InvalidArgumentError(absl::StrCat("unknown .in record kind ", Quoted(k)));
   }
   record.body = std::move(body);
   return record;
@@ -102,8 +102,9 @@ absl::Status CheckUiMessage(const Json& message, std::string_view where_view) {
   }
   std::string role = StringField(message, "role");
   if (role != "system" && role != "user" && role != "assistant") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        where, " has role \"", role, "\"; a UI message is \"system\", \"user\" or \"assistant\""));
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, " has role ", Quoted(role),
+                     "; a UI message is \"system\", \"user\" or \"assistant\""));
   }
   const Json* parts = FindField(message, "parts");
   if (parts == nullptr || !parts->is_array()) {

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/stubs/logging.h"
+#include "hooks/json.h"
 #include "runtime/log.h"
 
 namespace baton {
@@ -66,6 +67,35 @@ class ParseErrorInterceptorFactory final
   }
 };
 
+// Every status a server sends goes through here last: a message over kMaxStatusMessageBytes is
+// clipped. gRPC does not send a status whose message is too large for the peer's metadata limit
+// (8 KiB by default, and a message travels percent-encoded), and the call then hangs until the
+// client's deadline. Handlers quote input only through Quoted(); this is the last resort.
+class StatusCapInterceptor final : public grpc::experimental::Interceptor {
+ public:
+  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+    using Point = grpc::experimental::InterceptionHookPoints;
+    if (methods->QueryInterceptionHookPoint(Point::PRE_SEND_STATUS)) {
+      grpc::Status status = methods->GetSendStatus();
+      if (status.error_message().size() > kMaxStatusMessageBytes) {
+        methods->ModifySendStatus(grpc::Status(
+            status.error_code(), ClipText(status.error_message(), kMaxStatusMessageBytes),
+            status.error_details()));
+      }
+    }
+    methods->Proceed();
+  }
+};
+
+class StatusCapInterceptorFactory final
+    : public grpc::experimental::ServerInterceptorFactoryInterface {
+ public:
+  grpc::experimental::Interceptor* CreateServerInterceptor(
+      grpc::experimental::ServerRpcInfo*) override {
+    return new StatusCapInterceptor();
+  }
+};
+
 }  // namespace
 
 void CaptureProtobufLogs() { google::protobuf::SetLogHandler(&OnProtobufLog); }
@@ -93,6 +123,7 @@ std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterfac
 ParseErrorInterceptors() {
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> out;
   out.push_back(std::make_unique<ParseErrorInterceptorFactory>());
+  out.push_back(std::make_unique<StatusCapInterceptorFactory>());  // last: sees the final status
   return out;
 }
 

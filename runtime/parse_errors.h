@@ -38,8 +38,12 @@ std::string TakeParseError();
 // The sentence for a protobuf log message, or "" when it is not about a parse failure.
 std::string ParseErrorFromLog(std::string_view protobuf_message);
 
+// The longest status message a server sends; a longer one is clipped ("… (N bytes)").
+inline constexpr size_t kMaxStatusMessageBytes = 1024;
+
 // Server interceptors that turn the INTERNAL status of a unary or server-streaming request that
-// did not parse into INVALID_ARGUMENT with TakeParseError's sentence (or a generic one).
+// did not parse into INVALID_ARGUMENT with TakeParseError's sentence (or a generic one), and
+// then clip every status message of every call to kMaxStatusMessageBytes.
 std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
 ParseErrorInterceptors();
 

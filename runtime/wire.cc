@@ -230,6 +230,23 @@ baton::v1::RunState RunStateFromName(std::string_view name) {
   return baton::v1::RUN_STATE_UNSPECIFIED;
 }
 
+absl::Status CheckAgentName(std::string_view name) {
+  if (name.empty()) return absl::InvalidArgumentError("an agent name must not be empty");
+  if (name.size() > kMaxAgentNameBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "an agent name must be at most ", kMaxAgentNameBytes, " bytes, not ", name.size()));
+  }
+  for (char c : name) {
+    bool allowed = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                   c == '-' || c == '_' || c == '.' || c == ':' || c == '/' || c == '@';
+    if (!allowed) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "agent name ", Quoted(name), " may hold only ASCII letters, digits and - _ . : / @"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 bool ValidTraceparent(std::string_view value) {
   if (value.size() != 55 || value[2] != '-' || value[35] != '-' || value[52] != '-') return false;
   auto hex = [&](size_t from, size_t n) {

@@ -69,6 +69,19 @@ baton::v1::SessionState SessionStateFromName(std::string_view name);
 std::string_view RunStateName(baton::v1::RunState state);
 baton::v1::RunState RunStateFromName(std::string_view name);
 
+// Limits of what a worker writes in its own words (docs/bad-input.md): the worker clips its
+// text to fit, and the orchestrator refuses a frame over them.
+inline constexpr size_t kMaxRunReasonBytes = 256;  // RunRejected.reason, RunFinished.reason
+inline constexpr size_t kMaxRunErrorBytes = 4096;  // RunFinished.error
+
+// CheckAgentName()
+//
+// An agent's name, as CreateSession names it and a worker's Hello announces it: 1 to
+// kMaxAgentNameBytes of ASCII letters, digits and `-_.:/@`. InvalidArgument saying which rule
+// `name` breaks (quoting it clipped).
+inline constexpr size_t kMaxAgentNameBytes = 128;
+absl::Status CheckAgentName(std::string_view name);
+
 // Whether `value` is a W3C traceparent: "vv-<32 hex trace id>-<16 hex parent id>-<2 hex flags>",
 // lowercase, trace and parent ids not all zero. Only such values are carried into a run and
 // its provider requests.

@@ -425,7 +425,7 @@ void Worker::OnAssign(const v1::AssignRun& assign) {
     v1::RunRejected& rejected = *frame.mutable_run_rejected();
     rejected.set_run_id(assign.run_id());
     rejected.set_lease_token(assign.lease_token());
-    rejected.set_reason(std::move(reason));
+    rejected.set_reason(ClipText(reason, kMaxRunReasonBytes));
     Send(std::move(frame));
     if (slot_free) SendCredit(1);  // the slot it would have taken is still free
   };
@@ -618,9 +618,10 @@ void Worker::RunEnded(Slot& slot, const RunOutcome& outcome) {
     finished.set_run_id(slot.run_id);
     finished.set_lease_token(slot.lease_token);
     finished.set_end(RunEndProto(outcome.kind));
-    // An error can be any text from user code; the orchestrator could not parse non-UTF-8.
-    finished.set_reason(ToValidUtf8(outcome.reason));
-    finished.set_error(ToValidUtf8(outcome.error));
+    // An error can be any text from user code; the orchestrator could not parse non-UTF-8,
+    // and refuses text over its limits.
+    finished.set_reason(ClipText(ToValidUtf8(outcome.reason), kMaxRunReasonBytes));
+    finished.set_error(ClipText(ToValidUtf8(outcome.error), kMaxRunErrorBytes));
     finished.set_retryable(outcome.retryable);
     if (outcome.kind == RunOutcome::Kind::kSuspended) {
       finished.set_resume_deadline_unix_ms(absl::ToUnixMillis(outcome.resume_deadline));

@@ -3,6 +3,7 @@
 // wrong, that nothing was stored, and that the chat still answers the next good message.
 // docs/bad-input.md lists the entry points, their limits and their errors.
 
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <iterator>
@@ -19,6 +20,7 @@
 #include "gtest/gtest.h"
 #include "hooks/messages.h"
 #include "hooks/records.h"
+#include "runtime/wire.h"
 #include "tests/integration/stack.h"
 
 namespace baton::testing {
@@ -382,6 +384,252 @@ TEST(BadInputTest, ARunForAnAgentNoWorkerHostsSaysSoAndWaits) {
   EXPECT_EQ(runs[0].error(), "");
 }
 
+// A run no worker has room for says so, to the client too: Get and CreateSession carry the live
+// run's state and why it waits, ListRuns the same, /metrics counts it. It runs once a slot
+// frees, and the reason clears.
+TEST(BadInputTest, ARunNoWorkerHasRoomForSaysSoAndRunsWhenASlotFrees) {
+  auto stack = Stack::Start({.script = Script({Reply("Room at last.")}),
+                             .capacity = 1,
+                             .orchestrator_flags = {"--admin=127.0.0.1:0"},
+                             .worker_flags = {"--idle_timeout_ms=600000"}});
+  ASSERT_NE(stack, nullptr);
+  v1::Session first = stack->Create("full-1", "chat", "preload");
+  ASSERT_TRUE(stack->WaitForRunState("full-1", v1::RUN_STATE_RUNNING));
+  EXPECT_EQ(stack->Get("full-1").run_state(), v1::RUN_STATE_RUNNING);
+  EXPECT_EQ(stack->Get("full-1").queued_reason(), "");
+
+  v1::Session waiting = stack->Create("full-2", "chat", "preload");
+  EXPECT_EQ(waiting.run_state(), v1::RUN_STATE_QUEUED);
+  EXPECT_EQ(waiting.queued_reason(), "no-capacity");
+  EXPECT_THAT(waiting.queued_error(),
+              HasSubstr("every connected worker hosting agent \"chat\" is full"));
+  v1::Session got = stack->Get("full-2");
+  EXPECT_EQ(got.run_state(), v1::RUN_STATE_QUEUED);
+  EXPECT_EQ(got.queued_reason(), "no-capacity");
+  std::vector<v1::Run> runs = stack->Runs("full-2");
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(runs[0].reason(), "no-capacity");
+  long status = 0;
+  std::string metrics = HttpGet("http://" + stack->admin_address() + "/metrics", &status);
+  EXPECT_THAT(metrics, HasSubstr("\nbaton_runs_queued{reason=\"no-capacity\"} 1\n"));
+  EXPECT_THAT(metrics, HasSubstr("\nbaton_runs_queued{reason=\"unknown-agent\"} 0\n"));
+
+  // The first chat's run ends: its slot goes to the waiting run, which answers.
+  stack->Cancel("full-1");
+  ASSERT_TRUE(stack->WaitForRunState("full-2", v1::RUN_STATE_RUNNING));
+  got = stack->Get("full-2");
+  EXPECT_EQ(got.run_state(), v1::RUN_STATE_RUNNING);
+  EXPECT_EQ(got.queued_reason(), "");
+  EXPECT_EQ(got.queued_error(), "");
+  EXPECT_EQ(stack->Runs("full-2")[0].reason(), "");
+  EXPECT_THAT(HttpGet("http://" + stack->admin_address() + "/metrics", &status),
+              HasSubstr("\nbaton_runs_queued{reason=\"no-capacity\"} 0\n"));
+  stack->SendText("full-2", "u1", "hello?");
+  EXPECT_EQ(Text(stack->ReadTurns("full-2", 0)), "Room at last.");
+}
+
+// Every Sessions call on one channel, each with a 70 KB chat id: each is answered at once with
+// INVALID_ARGUMENT and a short message, and the next call on the same channel is answered. An
+// error quoting the whole id would exceed the client's metadata limit: a C++ client got
+// RESOURCE_EXHAUSTED instead of the error, others hung with every call behind them.
+TEST(BadInputTest, AnOversizedChatIdIsRefusedAtOnceAndTheConnectionGoesOn) {
+  auto stack = Stack::Start({.workers = 0});
+  ASSERT_NE(stack, nullptr);
+  stack->Create("ok", "chat", "preload");
+  auto stub = v1::Sessions::NewStub(stack->Channel({}));
+  const std::string huge(70'000, 'x');
+  auto context = [](grpc::ClientContext& c) {
+    c.set_deadline(std::chrono::system_clock::now() + kLimit);
+    return &c;
+  };
+  auto expect_refused = [&](const grpc::Status& status, const std::string& call) {
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << call;
+    EXPECT_THAT(status.error_message(), HasSubstr("chat_id must be 1 to 256 bytes, not 70000"))
+        << call;
+    EXPECT_LT(status.error_message().size(), 100u) << call;
+  };
+  {
+    grpc::ClientContext c;
+    v1::GetRequest request;
+    request.set_chat_id(huge);
+    v1::Session session;
+    expect_refused(stub->Get(context(c), request, &session), "Get");
+  }
+  {
+    grpc::ClientContext c;
+    v1::AppendRequest request;
+    request.set_chat_id(huge);
+    request.set_body_json(R"({"kind":"stop"})");
+    v1::AppendResponse response;
+    expect_refused(stub->Append(context(c), request, &response), "Append");
+  }
+  {
+    grpc::ClientContext c;
+    v1::CancelRunRequest request;
+    request.set_chat_id(huge);
+    v1::Run run;
+    expect_refused(stub->CancelRun(context(c), request, &run), "CancelRun");
+  }
+  {
+    grpc::ClientContext c;
+    v1::CloseRequest request;
+    request.set_chat_id(huge);
+    v1::Session session;
+    expect_refused(stub->Close(context(c), request, &session), "Close");
+  }
+  {
+    grpc::ClientContext c;
+    v1::CreateSessionResponse response;
+    expect_refused(stub->CreateSession(
+                       context(c), CreateRequest(huge, "chat", v1::TRIGGER_PRELOAD, ""), &response),
+                   "CreateSession");
+  }
+  {
+    grpc::ClientContext c;
+    v1::ReadRequest request;
+    request.set_chat_id(huge);
+    auto reader = stub->Read(context(c), request);
+    v1::ReadResponse response;
+    EXPECT_FALSE(reader->Read(&response));
+    expect_refused(reader->Finish(), "Read");
+  }
+  {
+    grpc::ClientContext c;
+    v1::ListRunsRequest request;
+    request.set_chat_id(huge);
+    v1::ListRunsResponse response;
+    grpc::Status status = stub->ListRuns(context(c), request, &response);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_THAT(status.error_message(), HasSubstr("chat_id must be at most 256 bytes, not 70000"));
+  }
+  // A record kind of 100 KB is quoted clipped: "unknown .in record kind "xxx…"… (N bytes)".
+  {
+    grpc::ClientContext c;
+    v1::AppendRequest request;
+    request.set_chat_id("ok");
+    request.set_body_json(absl::StrCat(R"({"kind":")", std::string(100'000, 'k'), "\"}"));
+    v1::AppendResponse response;
+    grpc::Status status = stub->Append(context(c), request, &response);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_THAT(status.error_message(),
+                HasSubstr(absl::StrCat("unknown .in record kind \"", std::string(64, 'k'),
+                                       "\"\xE2\x80\xA6 (100000 bytes)")));
+  }
+  grpc::ClientContext c;
+  v1::GetRequest request;
+  request.set_chat_id("ok");
+  v1::Session session;
+  ASSERT_TRUE(stub->Get(context(c), request, &session).ok());
+  EXPECT_EQ(session.chat_id(), "ok");
+  EXPECT_EQ(session.in_seq(), 0);
+}
+
+// ALREADY_EXISTS quotes what is stored or sent clipped to 64 bytes, so no stored value makes
+// the error too large to send.
+TEST(BadInputTest, AlreadyExistsQuotesItsValuesClipped) {
+  auto stack = Stack::Start({.workers = 0});
+  ASSERT_NE(stack, nullptr);
+  const std::string agent(128, 'a');  // the longest agent name
+  stack->Create("e1", agent, "preload");
+  grpc::Status other_agent = Create(*stack, CreateRequest("e1", "chat", v1::TRIGGER_PRELOAD, ""));
+  EXPECT_EQ(other_agent.error_code(), grpc::StatusCode::ALREADY_EXISTS);
+  EXPECT_THAT(other_agent.error_message(),
+              HasSubstr(absl::StrCat("chat e1 exists with agent \"", std::string(64, 'a'),
+                                     "\"\xE2\x80\xA6 (128 bytes)")));
+  const std::string record_id(256, 'r');  // the longest client record id
+  ASSERT_TRUE(Append(*stack, "e1", R"({"kind":"stop"})", record_id).ok());
+  grpc::Status reused = Append(*stack, "e1", R"({"kind":"stop","x":1})", record_id);
+  EXPECT_EQ(reused.error_code(), grpc::StatusCode::ALREADY_EXISTS);
+  EXPECT_THAT(
+      reused.error_message(),
+      HasSubstr(absl::StrCat("client_record_id \"", std::string(64, 'r'),
+                             "\"\xE2\x80\xA6 (256 bytes) is already .in seq 1 of chat e1")));
+  EXPECT_LT(reused.error_message().size(), 250u);
+  EXPECT_EQ(stack->Get("e1").in_seq(), 1);
+}
+
+// Every string field a client sends has a limit (docs/bad-input.md): over it, INVALID_ARGUMENT
+// saying which, and nothing is stored (a 10 MB agent name once grew the file by 70 MB).
+TEST(BadInputTest, EverySessionsFieldHasALimitAndNothingOverItIsStored) {
+  auto stack = Stack::Start({.script = Script({Reply("Still fine.")})});
+  ASSERT_NE(stack, nullptr);
+  stack->Create("f1", "chat", "preload");
+  ASSERT_TRUE(stack->hooks().WaitFor("onPreload"));
+  auto file_size = [&] {
+    std::error_code ignored;
+    return std::filesystem::file_size(stack->Path("baton.db"), ignored) +
+           std::filesystem::file_size(stack->Path("baton.db-wal"), ignored);
+  };
+  const uintmax_t size_before = file_size();
+  struct Case {
+    std::string name;
+    std::function<grpc::Status()> call;
+    std::string message;
+  };
+  auto create = [&](const std::string& chat_id, const std::string& agent,
+                    const std::string& traceparent = "") {
+    v1::CreateSessionRequest request = CreateRequest(chat_id, agent, v1::TRIGGER_PRELOAD, "");
+    request.set_traceparent(traceparent);
+    return Create(*stack, request);
+  };
+  auto cancel = [&](const std::string& run_id) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + kLimit);
+    v1::CancelRunRequest request;
+    request.set_chat_id("f1");
+    request.set_run_id(run_id);
+    v1::Run run;
+    return stack->sessions().CancelRun(&context, request, &run);
+  };
+  auto close = [&](const std::string& reason) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + kLimit);
+    v1::CloseRequest request;
+    request.set_chat_id("f1");
+    request.set_reason(reason);
+    v1::Session session;
+    return stack->sessions().Close(&context, request, &session);
+  };
+  std::vector<Case> cases = {
+      {"agent 10 MB", [&] { return create("f2", std::string(10'000'000, 'a')); },
+       "an agent name must be at most 128 bytes, not 10000000"},
+      {"agent 129", [&] { return create("f2", std::string(129, 'a')); },
+       "an agent name must be at most 128 bytes, not 129"},
+      {"agent charset", [&] { return create("f2", "my agent"); },
+       "agent name \"my agent\" may hold only ASCII letters, digits and - _ . : / @"},
+      {"agent control", [&] { return create("f2", "a\nb"); }, "agent name \"a\\nb\" may hold only"},
+      {"chat_id 257", [&] { return create(std::string(257, 'c'), "chat"); },
+       "chat_id must be 1 to 256 bytes, not 257"},
+      {"traceparent", [&] { return create("f2", "chat", std::string(10'000, '0')); },
+       "traceparent is not a W3C traceparent"},
+      {"client_record_id 257",
+       [&] { return Append(*stack, "f1", R"({"kind":"stop"})", std::string(257, 'r')); },
+       "client_record_id must be at most 256 bytes, not 257"},
+      {"client_record_id 10 MB",
+       [&] { return Append(*stack, "f1", R"({"kind":"stop"})", std::string(10'000'000, 'r')); },
+       "client_record_id must be at most 256 bytes, not 10000000"},
+      {"run_id 65", [&] { return cancel(std::string(65, 'r')); },
+       "run_id must be at most 64 bytes, not 65"},
+      {"close reason", [&] { return close(std::string(1025, 'r')); },
+       "reason must be at most 1024 bytes, not 1025"},
+  };
+  for (const Case& c : cases) {
+    grpc::Status status = c.call();
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << c.name;
+    EXPECT_THAT(status.error_message(), HasSubstr(c.message)) << c.name;
+    EXPECT_LT(status.error_message().size(), 200u) << c.name;
+  }
+  EXPECT_EQ(GetStatus(*stack, "f2").error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(stack->Runs().size(), 1u);
+  EXPECT_EQ(stack->Get("f1").in_seq(), 0);
+  EXPECT_EQ(stack->Get("f1").state(), v1::SESSION_STATE_LIVE);
+  EXPECT_LT(file_size(), size_before + (1 << 20));  // nothing of the megabytes was written
+  // At the limits, everything is taken.
+  ASSERT_TRUE(create("f3", std::string(128, 'a')).ok());
+  EXPECT_TRUE(Append(*stack, "f1", R"({"kind":"stop"})", std::string(256, 'r')).ok());
+  ExpectAnswers(*stack, "f1", "Still fine.");
+}
+
 // ---- The model: what a provider sends --------------------------------------------------------
 
 // Raw Anthropic events: a tool call whose streamed arguments are not JSON.
@@ -683,6 +931,155 @@ TEST(BadInputTest, BadWorkerOutputAndSnapshotsAreRefusedAndTheRunRetried) {
     EXPECT_EQ(runs[1].state(), v1::RUN_STATE_QUEUED);
     EXPECT_EQ(stack->Get(chat_id).out_seq(), 0);
   }
+}
+
+// A worker's text over its limit (a reason, an error) is not kept: the run fails as after bad
+// output ("bad-frame", retried), the worker's lease is revoked saying why. A run id longer than
+// any issued names no run: the frame is dropped, not answered (an answer would echo the id).
+TEST(BadInputTest, WorkerFramesOverTheirLimitsAreRefused) {
+  auto stack = Stack::Start({.workers = 0});
+  ASSERT_NE(stack, nullptr);
+  struct Case {
+    std::string name;
+    std::function<v1::WorkerFrame(const RawRun&)> frame;
+    std::string error;
+  };
+  auto rejected = [](const RawRun& r, const std::string& reason) {
+    v1::WorkerFrame frame;
+    frame.mutable_run_rejected()->set_run_id(r.assign.run_id());
+    frame.mutable_run_rejected()->set_lease_token(r.assign.lease_token());
+    frame.mutable_run_rejected()->set_reason(reason);
+    return frame;
+  };
+  auto finished = [](const RawRun& r, const std::string& reason, const std::string& error) {
+    v1::WorkerFrame frame;
+    v1::RunFinished& f = *frame.mutable_run_finished();
+    f.set_run_id(r.assign.run_id());
+    f.set_lease_token(r.assign.lease_token());
+    f.set_end(v1::RUN_END_FAILED);
+    f.set_reason(reason);
+    f.set_error(error);
+    return frame;
+  };
+  std::vector<Case> cases = {
+      {"rejectreason",
+       [&](const RawRun& r) { return rejected(r, "bad-" + std::string(kMaxRunReasonBytes, 'x')); },
+       "RunRejected.reason of 260 bytes exceeds the limit of 256"},
+      {"finishreason",
+       [&](const RawRun& r) { return finished(r, std::string(kMaxRunReasonBytes + 1, 'x'), ""); },
+       "RunFinished.reason of 257 bytes exceeds the limit of 256"},
+      {"finisherror",
+       [&](const RawRun& r) { return finished(r, "hook-error", std::string(10'000'000, 'e')); },
+       "RunFinished.error of 10000000 bytes exceeds the limit of 4096"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    std::string chat_id = "l-" + c.name;
+    RawRun run = StartRawRun(*stack, chat_id, "agent-" + c.name);
+    run.worker->Send(c.frame(run));
+    v1::LeaseRevoked revoked = run.worker->Next(v1::GatewayFrame::kLeaseRevoked).lease_revoked();
+    EXPECT_EQ(revoked.run_id(), run.assign.run_id());
+    EXPECT_EQ(revoked.reason(), absl::StrCat("bad-frame: ", c.error));
+    std::vector<v1::Run> runs = stack->Runs(chat_id);
+    ASSERT_EQ(runs.size(), 2u);
+    EXPECT_EQ(runs[0].state(), v1::RUN_STATE_FAILED);
+    EXPECT_EQ(runs[0].reason(), "bad-frame");
+    EXPECT_EQ(runs[0].error(), c.error);  // what is stored is the limit, not the text
+    EXPECT_EQ(runs[1].attempt(), 2);
+  }
+
+  // Run ids longer than any issued: the frames are dropped, unanswered; the stream and the run
+  // go on. Frames are handled in order, so the first LeaseRevoked the worker gets is the one for
+  // the stale write sent last.
+  RawRun run = StartRawRun(*stack, "l-runid", "agent-runid");
+  const std::string long_id(65, 'r');
+  v1::WorkerFrame output = OutputOf(run, {ChunkRecord(1, R"({"type":"start"})")});
+  output.mutable_run_output()->set_run_id(long_id);
+  run.worker->Send(output);
+  v1::WorkerFrame accepted;
+  accepted.mutable_run_accepted()->set_run_id(std::string(10'000'000, 'r'));
+  run.worker->Send(accepted);
+  v1::WorkerFrame beat;
+  beat.mutable_heartbeat()->set_seq(7);
+  beat.mutable_heartbeat()->add_runs()->set_run_id(long_id);
+  run.worker->Send(beat);
+  v1::WorkerFrame stale;
+  stale.mutable_run_accepted()->set_run_id("run_999999");
+  stale.mutable_run_accepted()->set_lease_token(1);
+  run.worker->Send(stale);
+  EXPECT_EQ(run.worker->Next(v1::GatewayFrame::kLeaseRevoked).lease_revoked().run_id(),
+            "run_999999");
+  EXPECT_EQ(stack->Runs("l-runid").back().state(), v1::RUN_STATE_RUNNING);
+  EXPECT_EQ(stack->Get("l-runid").out_seq(), 0);
+}
+
+// A Hello over any of its limits ends the stream at once saying which; nothing of it is kept.
+TEST(BadInputTest, AHelloOverItsLimitsIsRefused) {
+  auto stack = Stack::Start({.workers = 0});
+  ASSERT_NE(stack, nullptr);
+  auto hello = [] {
+    v1::WorkerFrame frame;
+    frame.mutable_hello()->set_worker_id("w");
+    frame.mutable_hello()->set_protocol_version(v1::PROTOCOL_VERSION_1);
+    frame.mutable_hello()->set_capacity(1);
+    frame.mutable_hello()->add_agents()->set_name("chat");
+    return frame;
+  };
+  struct Case {
+    std::string name;
+    std::function<void(v1::Hello&)> edit;
+    std::string message;
+  };
+  std::vector<Case> cases = {
+      {"worker_id", [](v1::Hello& h) { h.set_worker_id(std::string(257, 'w')); },
+       "Hello needs a worker_id of 1 to 256 bytes, not 257"},
+      {"build_id", [](v1::Hello& h) { h.set_build_id(std::string(257, 'b')); },
+       "Hello.build_id must be at most 256 bytes, not 257"},
+      {"agents",
+       [](v1::Hello& h) {
+         for (int i = 0; i < 1000; ++i) h.add_agents()->set_name(absl::StrCat("a", i));
+       },
+       "Hello lists 1001 agents; the most is 1000"},
+      {"agent name", [](v1::Hello& h) { h.mutable_agents(0)->set_name(std::string(129, 'a')); },
+       "Hello.agents[0]: an agent name must be at most 128 bytes, not 129"},
+      {"agent charset", [](v1::Hello& h) { h.mutable_agents(0)->set_name("chat agent"); },
+       "Hello.agents[0]: agent name \"chat agent\" may hold only"},
+      {"agent empty", [](v1::Hello& h) { h.mutable_agents(0)->set_name(""); },
+       "Hello.agents[0]: an agent name must not be empty"},
+      {"version", [](v1::Hello& h) { h.mutable_agents(0)->set_version(std::string(129, 'v')); },
+       "Hello.agents[0].version must be at most 128 bytes, not 129"},
+      {"labels",
+       [](v1::Hello& h) {
+         for (int i = 0; i < 65; ++i) (*h.mutable_labels())[absl::StrCat("k", i)] = "v";
+       },
+       "Hello has 65 labels; the most is 64"},
+      {"label value", [](v1::Hello& h) { (*h.mutable_labels())["zone"] = std::string(1025, 'v'); },
+       "Hello label \"zone\": a key must be 1 to 128 bytes and a value at most 1024"},
+      {"label key", [](v1::Hello& h) { (*h.mutable_labels())[std::string(129, 'k')] = "v"; },
+       "Hello label \"kkkk"},
+      {"held run id", [](v1::Hello& h) { h.add_held_runs()->set_run_id(std::string(65, 'r')); },
+       "Hello.held_runs[0].run_id must be at most 64 bytes, not 65"},
+  };
+  for (const Case& c : cases) {
+    v1::WorkerFrame frame = hello();
+    c.edit(*frame.mutable_hello());
+    grpc::Status status = ConnectWith(stack->gateway(), frame);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << c.name;
+    EXPECT_THAT(status.error_message(), HasSubstr(c.message)) << c.name;
+    EXPECT_LT(status.error_message().size(), 200u) << c.name;
+  }
+  // None got in: a run for "chat" finds no worker.
+  stack->Create("h1", "chat", "preload");
+  EXPECT_EQ(stack->Runs("h1")[0].reason(), "unknown-agent");
+  // The Hello as it is, at every limit, is taken.
+  v1::WorkerFrame full = hello();
+  v1::Hello& h = *full.mutable_hello();
+  h.set_worker_id(std::string(256, 'w'));
+  h.set_build_id(std::string(256, 'b'));
+  h.mutable_agents(0)->set_version(std::string(128, 'v'));
+  for (int i = 0; i < 63; ++i) (*h.mutable_labels())[absl::StrCat("k", i)] = std::string(1024, 'v');
+  (*h.mutable_labels())[std::string(128, 'k')] = "v";
+  EXPECT_TRUE(ConnectWith(stack->gateway(), full).ok());
 }
 
 // End to end: the retry of a run whose worker wrote garbage answers on a good worker, and

@@ -452,6 +452,120 @@ TEST(FaultsTest, ACancelledRunHandedBackIsNotRetried) {
   stream_context.TryCancel();
 }
 
+// A cancel acknowledged before an orchestrator restart still holds after it: the run row keeps
+// it. Two runs of a raw worker are cancelled while the worker ignores the CancelRun frames; the
+// orchestrator is killed (SIGKILL) and started again on its file. The worker comes back holding
+// one of them: it is told to cancel it again, hands it back as a drain would (a retryable
+// failure), and the run ends cancelled, not retried. The other run's worker never comes back:
+// its lease runs out and it ends cancelled, not lost and retried.
+TEST(FaultsTest, ACancelAcknowledgedBeforeARestartStillHoldsAfterIt) {
+  auto stack = Stack::Start({.workers = 0, .orchestrator_flags = {"--lease_ms=6000"}});
+  ASSERT_NE(stack, nullptr);
+  using Stream = grpc::ClientReaderWriter<v1::WorkerFrame, v1::GatewayFrame>;
+  auto hello = [](const std::vector<v1::HeldRun>& held) {
+    v1::WorkerFrame frame;
+    v1::Hello& h = *frame.mutable_hello();
+    h.set_worker_id("raw");
+    h.set_protocol_version(v1::PROTOCOL_VERSION_1);
+    h.set_capacity(2);
+    h.add_agents()->set_name("chat");
+    for (const v1::HeldRun& run : held) *h.add_held_runs() = run;
+    return frame;
+  };
+  auto credit = [] {
+    v1::WorkerFrame frame;
+    frame.mutable_credit()->set_runs(2);
+    return frame;
+  };
+  // The next frame the orchestrator sends that `wanted` takes; fails when the stream ends first.
+  auto next = [](Stream& stream, const std::function<bool(const v1::GatewayFrame&)>& wanted) {
+    v1::GatewayFrame frame;
+    while (stream.Read(&frame)) {
+      EXPECT_FALSE(frame.has_assign_run()) << "a run was assigned: " << frame.assign_run().run_id();
+      if (wanted(frame)) return frame;
+    }
+    ADD_FAILURE() << "the stream ended first";
+    return v1::GatewayFrame();
+  };
+
+  auto before_context = std::make_unique<grpc::ClientContext>();
+  before_context->set_deadline(std::chrono::system_clock::now() + kLimit);
+  std::unique_ptr<Stream> before = stack->gateway().Connect(before_context.get());
+  ASSERT_TRUE(before->Write(hello({})));
+  ASSERT_TRUE(before->Write(credit()));
+  std::map<std::string, v1::AssignRun> assigned;  // by chat
+  for (const char* chat : {"k1", "k2"}) {
+    stack->Create(chat, "chat", "preload");
+    v1::GatewayFrame frame;
+    while (before->Read(&frame) && !frame.has_assign_run()) {
+    }
+    ASSERT_TRUE(frame.has_assign_run());
+    assigned[chat] = frame.assign_run();
+    v1::WorkerFrame accept;
+    accept.mutable_run_accepted()->set_run_id(frame.assign_run().run_id());
+    accept.mutable_run_accepted()->set_lease_token(frame.assign_run().lease_token());
+    ASSERT_TRUE(before->Write(accept));
+    ASSERT_TRUE(stack->WaitForRunState(chat, v1::RUN_STATE_RUNNING));
+  }
+  v1::WorkerFrame beat;  // fresh leases, then straight to the cancels and the kill
+  beat.mutable_heartbeat()->set_seq(1);
+  for (const auto& [chat, run] : assigned) {
+    v1::RunLease& lease = *beat.mutable_heartbeat()->add_runs();
+    lease.set_run_id(run.run_id());
+    lease.set_lease_token(run.lease_token());
+  }
+  ASSERT_TRUE(before->Write(beat));
+  for (const char* chat : {"k1", "k2"}) {
+    v1::Run run = stack->Cancel(chat);
+    EXPECT_EQ(run.state(), v1::RUN_STATE_RUNNING);  // its worker is told; it has not ended yet
+    EXPECT_TRUE(run.cancel_requested());
+  }
+  stack->RestartOrchestrator();  // SIGKILL, then the same file and port
+  before_context->TryCancel();
+
+  // The worker returns holding k1's run only.
+  auto gateway = v1::WorkerGateway::NewStub(stack->Channel({}));
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + kLimit);
+  std::unique_ptr<Stream> after = gateway->Connect(&context);
+  const v1::AssignRun& k1 = assigned["k1"];
+  v1::HeldRun held;
+  held.set_run_id(k1.run_id());
+  held.set_attempt(k1.attempt());
+  held.set_lease_token(k1.lease_token());
+  ASSERT_TRUE(after->Write(hello({held})));
+  ASSERT_TRUE(after->Write(credit()));
+  v1::GatewayFrame welcome =
+      next(*after, [](const v1::GatewayFrame& f) { return f.has_welcome(); });
+  ASSERT_EQ(welcome.welcome().rebound_runs_size(), 1);
+  EXPECT_EQ(welcome.welcome().rebound_runs(0).run_id(), k1.run_id());
+  v1::GatewayFrame cancel =
+      next(*after, [](const v1::GatewayFrame& f) { return f.has_cancel_run(); });
+  EXPECT_EQ(cancel.cancel_run().run_id(), k1.run_id());
+  v1::WorkerFrame handed_back;
+  v1::RunFinished& finished = *handed_back.mutable_run_finished();
+  finished.set_run_id(k1.run_id());
+  finished.set_lease_token(k1.lease_token());
+  finished.set_end(v1::RUN_END_FAILED);
+  finished.set_retryable(true);
+  finished.set_reason("worker-shutdown");
+  ASSERT_TRUE(after->Write(handed_back));
+  next(*after, [](const v1::GatewayFrame& f) { return f.has_ack() && f.ack().run_ended(); });
+  std::vector<v1::Run> runs = stack->Runs("k1");
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(runs[0].state(), v1::RUN_STATE_CANCELLED);
+  EXPECT_EQ(stack->Get("k1").state(), v1::SESSION_STATE_EXITED);
+
+  // k2's worker never claims it: the lease runs out and the run ends cancelled, not retried
+  // (a retry would be the chat's latest run, never cancelled, and would go to this worker).
+  ASSERT_TRUE(stack->WaitForRunState("k2", v1::RUN_STATE_CANCELLED));
+  runs = stack->Runs("k2");
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(runs[0].reason(), "lease-expired");
+  EXPECT_EQ(stack->Get("k2").state(), v1::SESSION_STATE_EXITED);
+  context.TryCancel();
+}
+
 // ---- an orchestrator that rejects heartbeats ---------------------------------------------------
 
 // A WorkerGateway written for the test (real gRPC on loopback): it welcomes every worker with a

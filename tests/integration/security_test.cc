@@ -31,6 +31,8 @@ constexpr char kReaderToken[] = "rt-c4e6a2f9-reader-secret";
 constexpr char kChatKey[] = "ck-0b9d7e5a3c1f-chat-token-signing-key";
 constexpr char kApiKey[] = "sk-ant-93be0c71d4-provider-key";
 constexpr char kWrongToken[] = "xx-2d8f4b6a-wrong-secret";
+constexpr char kCreatorToken[] = "ct-8e1f3a5c-creator-secret";
+constexpr char kCreateWriteToken[] = "cw-6b2d9f0e-create-write-secret";
 
 Json Reply(const std::string& text) { return Json{{"reply", {{"text", text}}}}; }
 
@@ -47,17 +49,21 @@ std::string Scratch(const std::string& name) {
   return absl::StrCat(::testing::TempDir(), "security-", getpid(), "-", test->name(), "-", name);
 }
 
-// The auth file: a worker token, an app token with every Sessions scope, a read-only token.
+// The auth file: a worker token, an app token with every Sessions scope, a read-only token, a
+// token that may only create chats, and one that may create and write but not read.
 std::string WriteAuthFile() {
-  Json config = {{"tokens",
-                  {{{"name", "fleet"}, {"sha256", Sha256Hex(kWorkerToken)}, {"scopes", {"worker"}}},
-                   {{"name", "app"},
-                    {"sha256", Sha256Hex(kAppToken)},
-                    {"scopes", {"sessions:create", "sessions:write", "sessions:read"}}},
-                   {{"name", "dashboard"},
-                    {"sha256", Sha256Hex(kReaderToken)},
-                    {"scopes", {"sessions:read"}}}}},
-                 {"chat_token_key", kChatKey}};
+  Json config = {
+      {"tokens",
+       {{{"name", "fleet"}, {"sha256", Sha256Hex(kWorkerToken)}, {"scopes", {"worker"}}},
+        {{"name", "app"},
+         {"sha256", Sha256Hex(kAppToken)},
+         {"scopes", {"sessions:create", "sessions:write", "sessions:read"}}},
+        {{"name", "dashboard"}, {"sha256", Sha256Hex(kReaderToken)}, {"scopes", {"sessions:read"}}},
+        {{"name", "signup"}, {"sha256", Sha256Hex(kCreatorToken)}, {"scopes", {"sessions:create"}}},
+        {{"name", "writer"},
+         {"sha256", Sha256Hex(kCreateWriteToken)},
+         {"scopes", {"sessions:create", "sessions:write"}}}}},
+      {"chat_token_key", kChatKey}};
   std::string path = Scratch("auth.json");
   std::ofstream(path) << config.dump();
   return path;
@@ -272,6 +278,105 @@ TEST(SecurityTest, AChatTokenReachesItsOneChat) {
   EXPECT_TRUE(browser->Close(Deadline(context), close, &closed).ok());
 }
 
+// CreateSession of a chat that exists hands out a fresh chat token, which reads and writes the
+// chat. Only a caller that may already do both gets one: a token that may only create chats
+// makes new ones (and gets their chat tokens), but reaches no chat that exists, its own
+// included; renewing is for the app, which holds sessions:read and sessions:write.
+TEST(SecurityTest, RenewingAChatTokenNeedsTheScopesItGrants) {
+  auto stack = Stack::Start(AuthStack({Reply("unused")}));
+  ASSERT_NE(stack, nullptr);
+  auto signup = v1::Sessions::NewStub(stack->Channel({.token = kCreatorToken}));
+  auto writer = v1::Sessions::NewStub(stack->Channel({.token = kCreateWriteToken}));
+
+  // A new chat: created, with its chat token.
+  v1::CreateSessionResponse created;
+  ASSERT_TRUE(CreateWith(*signup, "r1", &created).ok());
+  EXPECT_TRUE(created.created());
+  EXPECT_FALSE(created.chat_token().empty());
+
+  // An existing chat (the app's, or its own): refused, no token, nothing about the chat.
+  ASSERT_TRUE(CreateWith(stack->sessions(), "r2").ok());
+  for (const char* chat : {"r1", "r2"}) {
+    v1::CreateSessionResponse response;
+    grpc::Status s = CreateWith(*signup, chat, &response);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED) << chat;
+    EXPECT_THAT(s.error_message(),
+                HasSubstr("signup may create chats but not renew the chat token of one that "
+                          "exists: CreateSession of an existing chat needs sessions:read and "
+                          "sessions:write as well"));
+    EXPECT_TRUE(response.chat_token().empty());
+    EXPECT_FALSE(response.has_session());
+  }
+  // Writing is not reading: a chat token would let it read.
+  grpc::Status s = CreateWith(*writer, "r2");
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(s.error_message(), HasSubstr("writer may create chats but not renew"));
+
+  // The app renews: the same chat, a fresh token that works.
+  v1::CreateSessionResponse renewed;
+  ASSERT_TRUE(CreateWith(stack->sessions(), "r1", &renewed).ok());
+  EXPECT_FALSE(renewed.created());
+  ASSERT_FALSE(renewed.chat_token().empty());
+  EXPECT_GE(renewed.chat_token_expires_unix_ms(), created.chat_token_expires_unix_ms());
+  auto browser = v1::Sessions::NewStub(stack->Channel({.token = renewed.chat_token()}));
+  EXPECT_TRUE(GetWith(*browser, "r1").ok());
+  EXPECT_EQ(stack->Runs("r1").size(), 1u);  // renewing booted nothing
+}
+
+// One credential per call: two authorization headers are refused, whichever comes first, on
+// both services, rather than one of them being picked by header order.
+TEST(SecurityTest, TwoAuthorizationHeadersAreUnauthenticated) {
+  auto stack = Stack::Start(AuthStack({Reply("unused")}));
+  ASSERT_NE(stack, nullptr);
+  stack->Create("t1", "chat", "preload");
+  auto anonymous = v1::Sessions::NewStub(stack->Channel({}));
+  const std::string app = absl::StrCat("Bearer ", kAppToken);
+  const std::string reader = absl::StrCat("Bearer ", kReaderToken);
+  for (const auto& [first, second] : std::vector<std::pair<std::string, std::string>>{
+           {app, app}, {app, reader}, {reader, app}, {app, "junk"}}) {
+    grpc::ClientContext context;
+    context.AddMetadata("authorization", first);
+    context.AddMetadata("authorization", second);
+    v1::AppendRequest request;
+    request.set_chat_id("t1");
+    request.set_body_json(R"({"kind":"stop"})");
+    v1::AppendResponse response;
+    grpc::Status status = anonymous->Append(Deadline(context), request, &response);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+    EXPECT_EQ(status.error_message(),
+              "more than one authorization header; send exactly one \"Bearer <token>\"");
+  }
+  {
+    grpc::ClientContext context;
+    context.AddMetadata("authorization", app);
+    context.AddMetadata("authorization", app);
+    v1::ReadRequest request;
+    request.set_chat_id("t1");
+    auto reader_stream = anonymous->Read(Deadline(context), request);
+    v1::ReadResponse response;
+    EXPECT_FALSE(reader_stream->Read(&response));
+    EXPECT_EQ(reader_stream->Finish().error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  }
+  {
+    auto gateway = v1::WorkerGateway::NewStub(stack->Channel({.token = kWorkerToken}));
+    grpc::ClientContext context;
+    context.AddMetadata("authorization", absl::StrCat("Bearer ", kWorkerToken));
+    v1::GetServerInfoRequest request;
+    v1::ServerInfo info;
+    grpc::Status status = gateway->GetServerInfo(Deadline(context), request, &info);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+    EXPECT_THAT(status.error_message(), HasSubstr("more than one authorization header"));
+  }
+  EXPECT_EQ(stack->Get("t1").in_seq(), 0);  // none of the appends got in
+  // One header, as always, is fine.
+  grpc::ClientContext context;
+  context.AddMetadata("authorization", app);
+  v1::GetRequest request;
+  request.set_chat_id("t1");
+  v1::Session session;
+  EXPECT_TRUE(anonymous->Get(Deadline(context), request, &session).ok());
+}
+
 // Certificates for a test: a CA, a server certificate for 127.0.0.1 and a client certificate it
 // signed, and a self-signed client certificate it did not. Made with the openssl command.
 struct Certificates {
@@ -453,6 +558,8 @@ TEST(SecurityTest, LimitsRefuseWithResourceExhaustedAndKeepWhatIsStored) {
   stack->Create("l2", "chat", "preload");
   ASSERT_TRUE(stack->WaitForRunState("l1", v1::RUN_STATE_RUNNING));
   EXPECT_EQ(stack->Runs("l2").back().state(), v1::RUN_STATE_QUEUED);
+  EXPECT_EQ(stack->Runs("l2").back().reason(), "no-capacity");
+  EXPECT_EQ(stack->Get("l2").queued_reason(), "no-capacity");
   v1::CloseRequest close;
   close.set_chat_id("l1");
   v1::Session closed;

@@ -65,6 +65,10 @@ Json SessionJson(const v1::Session& s) {
   j["out_seq"] = s.out_seq();
   j["created_at_unix_ms"] = s.created_at_unix_ms();
   j["runs"] = s.runs();
+  j["run_state"] =
+      s.run_state() == v1::RUN_STATE_UNSPECIFIED ? "" : std::string(RunStateName(s.run_state()));
+  j["queued_reason"] = s.queued_reason();
+  j["queued_error"] = s.queued_error();
   return j;
 }
 
@@ -82,6 +86,7 @@ Json RunJson(const v1::Run& r) {
   j["created_at_unix_ms"] = r.created_at_unix_ms();
   j["started_at_unix_ms"] = r.started_at_unix_ms();
   j["ended_at_unix_ms"] = r.ended_at_unix_ms();
+  j["cancel_requested"] = r.cancel_requested();
   return j;
 }
 
@@ -92,10 +97,19 @@ std::string RunOutcome(const v1::Run& r) {
 }
 
 std::string SessionLine(const v1::Session& s) {
-  return absl::StrCat("chat=", Cell(s.chat_id()), " agent=", Cell(s.agent()),
-                      " state=", Av(SessionStateName(s.state())), " run=", Cell(s.run_id()),
-                      " runs=", s.runs(), " in_seq=", s.in_seq(), " out_seq=", s.out_seq(),
-                      " created=", Millis(s.created_at_unix_ms()));
+  std::string line =
+      absl::StrCat("chat=", Cell(s.chat_id()), " agent=", Cell(s.agent()),
+                   " state=", Av(SessionStateName(s.state())), " run=", Cell(s.run_id()),
+                   " runs=", s.runs(), " in_seq=", s.in_seq(), " out_seq=", s.out_seq(),
+                   " created=", Millis(s.created_at_unix_ms()));
+  // The live run, and why it waits when no worker can take it (last: the words hold spaces).
+  if (s.run_state() != v1::RUN_STATE_UNSPECIFIED) {
+    absl::StrAppend(&line, " run_state=", Av(RunStateName(s.run_state())));
+  }
+  if (!s.queued_reason().empty()) {
+    absl::StrAppend(&line, " queued=", Cell(s.queued_reason()), ": ", Cell(s.queued_error()));
+  }
+  return line;
 }
 
 }  // namespace
@@ -362,6 +376,7 @@ std::string FormatRun(const v1::Run& run, bool json) {
       " attempt=", run.attempt(), " state=", Av(RunStateName(run.state())),
       " trigger=", Cell(run.trigger()), " worker=", Cell(run.worker_id()));
   if (!run.reason().empty()) absl::StrAppend(&line, " reason=", Cell(run.reason()));
+  if (run.cancel_requested()) absl::StrAppend(&line, " cancel_requested");
   if (!run.error().empty()) absl::StrAppend(&line, " error=", Cell(run.error()));
   return line + "\n";
 }

@@ -14,6 +14,7 @@
 #include "runtime/local_session.h"
 #include "runtime/scripted_model.h"
 #include "tasks/agents.h"
+#include "tools/bench/bench_main.h"
 
 namespace baton {
 namespace {
@@ -138,4 +139,7 @@ BENCHMARK(BM_ToolTurn)->Unit(benchmark::kMicrosecond)->MeasureProcessCPUTime()->
 }  // namespace
 }  // namespace baton
 
-BENCHMARK_MAIN();
+// Registered above; `--smoke` changes nothing here (ctest passes a short --benchmark_min_time).
+int main(int argc, char** argv) {
+  return baton::bench::BenchMain(argc, argv, [](bool) {});
+}

@@ -46,8 +46,9 @@ ABSL_FLAG(std::string, tls_client_ca, "",
 ABSL_FLAG(int64_t, max_in_records, 100000, "most .in records one chat may hold");
 ABSL_FLAG(int32_t, max_reads, 10000, "most Read streams open at once");
 ABSL_FLAG(int32_t, max_reads_per_chat, 64, "most Read streams open at once on one chat");
-ABSL_FLAG(int32_t, max_runs_per_worker, 1000,
-          "most runs assigned to one worker at once, whatever capacity it announces");
+ABSL_FLAG(int32_t, max_runs_per_worker, 10000,
+          "most runs assigned to one worker at once, whatever capacity it announces (10,000: "
+          "the waiting chats one worker is built to hold)");
 ABSL_FLAG(int64_t, handover_timeout_ms, 30000,
           "a head start's handover window when no connected worker announced its agent's own");
 

@@ -44,11 +44,147 @@ v1::Run RunProto(const RunRow& row) {
   run.set_created_at_unix_ms(row.created_ms);
   run.set_started_at_unix_ms(row.started_ms);
   run.set_ended_at_unix_ms(row.ended_ms);
+  run.set_cancel_requested(row.cancel_requested);
   return run;
 }
 
 bool IsLive(const std::string& run_state) {
   return run_state == "queued" || run_state == "assigned" || run_state == "running";
+}
+
+// ---- limits (docs/bad-input.md) ----------------------------------------------------------------
+// Every field a caller sends is checked against these before anything is looked up or stored,
+// so no error quotes unbounded input and no oversized value reaches the store.
+
+constexpr size_t kMaxChatIdBytes = 256;
+constexpr size_t kMaxClientRecordIdBytes = 256;
+constexpr size_t kMaxRunIdBytes = 64;  // run ids are the orchestrator's: "run_<n>"
+constexpr size_t kMaxCloseReasonBytes = 1024;
+constexpr size_t kMaxWorkerIdBytes = 256;
+constexpr size_t kMaxBuildIdBytes = 256;
+constexpr int kMaxAgentsPerWorker = 1000;
+constexpr size_t kMaxAgentVersionBytes = 128;
+constexpr int kMaxLabels = 64;
+constexpr size_t kMaxLabelKeyBytes = 128;
+constexpr size_t kMaxLabelValueBytes = 1024;
+constexpr int kMaxHeldRuns = 100000;
+
+grpc::Status CheckChatId(const std::string& chat_id) {
+  if (chat_id.empty()) return Invalid("chat_id must be 1 to 256 bytes");
+  if (chat_id.size() > kMaxChatIdBytes) {
+    return Invalid(absl::StrCat("chat_id must be 1 to 256 bytes, not ", chat_id.size()));
+  }
+  return grpc::Status::OK;
+}
+
+// "<what> must be at most <limit> bytes, not <size>" when `value` is longer than `limit`.
+grpc::Status CheckAtMost(std::string_view what, const std::string& value, size_t limit) {
+  if (value.size() <= limit) return grpc::Status::OK;
+  return Invalid(absl::StrCat(absl::string_view(what.data(), what.size()), " must be at most ",
+                              limit, " bytes, not ", value.size()));
+}
+
+grpc::Status CheckCreateRequest(const v1::CreateSessionRequest& request) {
+  if (grpc::Status s = CheckChatId(request.chat_id()); !s.ok()) return s;
+  if (request.agent().empty()) return Invalid("agent is required");
+  if (absl::Status s = CheckAgentName(request.agent()); !s.ok()) return ToGrpc(s);
+  if (request.traceparent().size() > 55 ||
+      (!request.traceparent().empty() && !ValidTraceparent(request.traceparent()))) {
+    return Invalid("traceparent is not a W3C traceparent (00-<32 hex>-<16 hex>-<2 hex>)");
+  }
+  if (request.payload_json().size() > kMaxInRecordBytes) {
+    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                        absl::StrCat("payload_json of ", request.payload_json().size(),
+                                     " bytes exceeds the limit of ", kMaxInRecordBytes));
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status CheckHello(const v1::Hello& hello) {
+  if (hello.worker_id().empty() || hello.worker_id().size() > kMaxWorkerIdBytes) {
+    return Invalid(
+        absl::StrCat("Hello needs a worker_id of 1 to 256 bytes, not ", hello.worker_id().size()));
+  }
+  if (grpc::Status s = CheckAtMost("Hello.build_id", hello.build_id(), kMaxBuildIdBytes); !s.ok()) {
+    return s;
+  }
+  if (hello.agents_size() > kMaxAgentsPerWorker) {
+    return Invalid(absl::StrCat("Hello lists ", hello.agents_size(), " agents; the most is ",
+                                kMaxAgentsPerWorker));
+  }
+  for (int i = 0; i < hello.agents_size(); ++i) {
+    const v1::AgentInfo& agent = hello.agents(i);
+    if (absl::Status s = CheckAgentName(agent.name()); !s.ok()) {
+      return Invalid(absl::StrCat("Hello.agents[", i, "]: ", s.message()));
+    }
+    if (grpc::Status s = CheckAtMost(absl::StrCat("Hello.agents[", i, "].version"), agent.version(),
+                                     kMaxAgentVersionBytes);
+        !s.ok()) {
+      return s;
+    }
+  }
+  if (hello.labels_size() > kMaxLabels) {
+    return Invalid(
+        absl::StrCat("Hello has ", hello.labels_size(), " labels; the most is ", kMaxLabels));
+  }
+  for (const auto& [key, value] : hello.labels()) {
+    if (key.empty() || key.size() > kMaxLabelKeyBytes || value.size() > kMaxLabelValueBytes) {
+      return Invalid(absl::StrCat("Hello label ", Quoted(key),
+                                  ": a key must be 1 to 128 bytes and a value at most 1024"));
+    }
+  }
+  if (hello.held_runs_size() > kMaxHeldRuns) {
+    return Invalid(absl::StrCat("Hello lists ", hello.held_runs_size(), " held runs; the most is ",
+                                kMaxHeldRuns));
+  }
+  for (int i = 0; i < hello.held_runs_size(); ++i) {
+    if (grpc::Status s = CheckAtMost(absl::StrCat("Hello.held_runs[", i, "].run_id"),
+                                     hello.held_runs(i).run_id(), kMaxRunIdBytes);
+        !s.ok()) {
+      return s;
+    }
+  }
+  return grpc::Status::OK;
+}
+
+// The run id a worker frame names; null for frames about no run or about many (Heartbeat).
+const std::string* FrameRunId(const v1::WorkerFrame& frame) {
+  switch (frame.frame_case()) {
+    case v1::WorkerFrame::kRunAccepted:
+      return &frame.run_accepted().run_id();
+    case v1::WorkerFrame::kRunRejected:
+      return &frame.run_rejected().run_id();
+    case v1::WorkerFrame::kRunOutput:
+      return &frame.run_output().run_id();
+    case v1::WorkerFrame::kSnapshot:
+      return &frame.snapshot().run_id();
+    case v1::WorkerFrame::kRunFinished:
+      return &frame.run_finished().run_id();
+    case v1::WorkerFrame::kDelivered:
+      return &frame.delivered().run_id();
+    default:
+      return nullptr;
+  }
+}
+
+// Why a worker frame about a run breaks a limit on its text ("" when it does not).
+std::string FrameTextOverLimit(const v1::WorkerFrame& frame) {
+  auto over = [](const char* what, const std::string& text, size_t limit) {
+    return text.size() <= limit
+               ? std::string()
+               : absl::StrCat(what, " of ", text.size(), " bytes exceeds the limit of ", limit);
+  };
+  if (frame.has_run_rejected()) {
+    return over("RunRejected.reason", frame.run_rejected().reason(), kMaxRunReasonBytes);
+  }
+  if (frame.has_run_finished()) {
+    std::string why = over("RunFinished.reason", frame.run_finished().reason(), kMaxRunReasonBytes);
+    if (why.empty()) {
+      why = over("RunFinished.error", frame.run_finished().error(), kMaxRunErrorBytes);
+    }
+    return why;
+  }
+  return "";
 }
 
 }  // namespace
@@ -129,16 +265,22 @@ class Orchestrator::Gateway final : public v1::WorkerGateway::Service {
 class Orchestrator::SessionsApi final : public v1::Sessions::Service {
  public:
   explicit SessionsApi(Orchestrator& o) : o_(o) {}
+  // Each call: who may make it, then the sizes of what it carries, then lookups.
   grpc::Status CreateSession(grpc::ServerContext* context, const v1::CreateSessionRequest* request,
                              v1::CreateSessionResponse* response) override {
-    if (grpc::Status s = o_.Authorize(*context, Scope::kCreate, ""); !s.ok()) return s;
+    Caller caller;
+    if (grpc::Status s = o_.Authorize(*context, Scope::kCreate, "", &caller); !s.ok()) return s;
+    if (grpc::Status s = CheckCreateRequest(*request); !s.ok()) return s;
     absl::MutexLock lock(&o_.mu_);
-    return o_.CreateSession(*request, response);
+    return o_.CreateSession(*request, caller, response);
   }
   grpc::Status Append(grpc::ServerContext* context, const v1::AppendRequest* request,
                       v1::AppendResponse* response) override {
     Caller caller;
     grpc::Status s = o_.Authorize(*context, Scope::kWrite, request->chat_id(), &caller);
+    if (!s.ok()) return s;
+    if (s = CheckChatId(request->chat_id()); !s.ok()) return s;
+    s = CheckAtMost("client_record_id", request->client_record_id(), kMaxClientRecordIdBytes);
     if (!s.ok()) return s;
     if (!caller.chat_id.empty()) {
       // A browser appends messages and stops; the handover is the warm server's.
@@ -155,12 +297,14 @@ class Orchestrator::SessionsApi final : public v1::Sessions::Service {
                     grpc::ServerWriter<v1::ReadResponse>* writer) override {
     grpc::Status s = o_.Authorize(*context, Scope::kRead, request->chat_id());
     if (!s.ok()) return s;
+    if (s = CheckChatId(request->chat_id()); !s.ok()) return s;
     return o_.Read(context, *request, writer);
   }
   grpc::Status Get(grpc::ServerContext* context, const v1::GetRequest* request,
                    v1::Session* response) override {
     grpc::Status s = o_.Authorize(*context, Scope::kRead, request->chat_id());
     if (!s.ok()) return s;
+    if (s = CheckChatId(request->chat_id()); !s.ok()) return s;
     absl::MutexLock lock(&o_.mu_);
     auto it = o_.sessions_.find(request->chat_id());
     if (it == o_.sessions_.end()) {
@@ -174,6 +318,9 @@ class Orchestrator::SessionsApi final : public v1::Sessions::Service {
                         v1::ListRunsResponse* response) override {
     // Runs name workers and carry errors: for operators, not for chat tokens.
     if (grpc::Status s = o_.Authorize(*context, Scope::kRead, ""); !s.ok()) return s;
+    if (grpc::Status s = CheckAtMost("chat_id", request->chat_id(), kMaxChatIdBytes); !s.ok()) {
+      return s;
+    }
     absl::MutexLock lock(&o_.mu_);
     if (!request->chat_id().empty() && o_.sessions_.count(request->chat_id()) == 0) {
       return grpc::Status(grpc::StatusCode::NOT_FOUND,
@@ -188,6 +335,8 @@ class Orchestrator::SessionsApi final : public v1::Sessions::Service {
                          v1::Run* response) override {
     grpc::Status s = o_.Authorize(*context, Scope::kWrite, request->chat_id());
     if (!s.ok()) return s;
+    if (s = CheckChatId(request->chat_id()); !s.ok()) return s;
+    if (s = CheckAtMost("run_id", request->run_id(), kMaxRunIdBytes); !s.ok()) return s;
     absl::MutexLock lock(&o_.mu_);
     return o_.CancelRun(*request, response);
   }
@@ -195,6 +344,8 @@ class Orchestrator::SessionsApi final : public v1::Sessions::Service {
                      v1::Session* response) override {
     grpc::Status s = o_.Authorize(*context, Scope::kWrite, request->chat_id());
     if (!s.ok()) return s;
+    if (s = CheckChatId(request->chat_id()); !s.ok()) return s;
+    if (s = CheckAtMost("reason", request->reason(), kMaxCloseReasonBytes); !s.ok()) return s;
     absl::MutexLock lock(&o_.mu_);
     return o_.Close(*request, response);
   }
@@ -221,6 +372,11 @@ Orchestrator::Orchestrator(Store& store, Options options)
                                      "Credit granted by workers and not used yet.")),
       live_runs_(metrics_.AddGauge("baton_runs_live", "Runs queued, assigned or running.")),
       readers_(metrics_.AddGauge("baton_readers", "Read streams open.")),
+      queued_waiting_(metrics_.AddGauge(
+          "baton_runs_queued{reason=\"waiting\"}",
+          "Runs queued, by why no worker has taken them (docs/orchestrator.md).")),
+      queued_unknown_agent_(metrics_.AddGauge("baton_runs_queued{reason=\"unknown-agent\"}", "")),
+      queued_no_capacity_(metrics_.AddGauge("baton_runs_queued{reason=\"no-capacity\"}", "")),
       dispatch_seconds_(metrics_.AddHistogram("baton_dispatch_seconds",
                                               "From a run queued to accepted by a worker.")),
       output_lag_seconds_(metrics_.AddHistogram(
@@ -237,7 +393,24 @@ Orchestrator::~Orchestrator() {
 
 grpc::Service* Orchestrator::gateway_service() { return gateway_.get(); }
 grpc::Service* Orchestrator::sessions_service() { return sessions_api_.get(); }
-std::string Orchestrator::MetricsText() const { return metrics_.Text(); }
+std::string Orchestrator::MetricsText() const {
+  {
+    absl::MutexLock lock(&mu_);
+    int64_t waiting = 0, unknown_agent = 0, no_capacity = 0;
+    for (const std::string& run_id : queue_) {
+      auto it = runs_.find(run_id);
+      if (it == runs_.end()) continue;
+      const std::string& reason = it->second->row.reason;
+      ++(reason == "unknown-agent" ? unknown_agent
+         : reason == "no-capacity" ? no_capacity
+                                   : waiting);
+    }
+    queued_waiting_.Set(waiting);
+    queued_unknown_agent_.Set(unknown_agent);
+    queued_no_capacity_.Set(no_capacity);
+  }
+  return metrics_.Text();
+}
 
 void Orchestrator::Shutdown() {
   absl::MutexLock lock(&mu_);
@@ -282,6 +455,10 @@ absl::Status Orchestrator::Load() {
     }
     auto run = std::make_unique<Run>();
     run->queued_at = now;
+    // A cancel acknowledged before the restart still holds: the worker is told again when it
+    // rebinds the run, and a run whose lease runs out ends cancelled, not retried. (Only a
+    // running run keeps one: CancelRun ends any other at once.)
+    run->cancel_requested = row.cancel_requested;
     if (row.state == "running") {
       run->lease_until = now + options_.lease_ttl;  // its worker may reconnect and rebind it
     } else {
@@ -357,6 +534,15 @@ v1::Session Orchestrator::SessionProto(const Session& session) const {
   out.set_out_seq(session.out_seq);
   out.set_created_at_unix_ms(session.row.created_ms);
   out.set_runs(session.row.runs);
+  // A client sees a run that waits, and why, without ListRuns (which chat tokens cannot call).
+  if (auto live = runs_.find(session.live_run); live != runs_.end()) {
+    const RunRow& run = live->second->row;
+    out.set_run_state(RunStateFromName(run.state));
+    if (run.state == "queued") {
+      out.set_queued_reason(run.reason);
+      out.set_queued_error(run.error);
+    }
+  }
   return out;
 }
 
@@ -368,11 +554,15 @@ grpc::Status Orchestrator::Authorize(const grpc::ServerContext& context, Scope s
     if (caller != nullptr) caller->anyone = true;
     return grpc::Status::OK;
   }
-  std::string_view header;
-  auto found = context.client_metadata().find("authorization");
-  if (found != context.client_metadata().end()) {
-    header = std::string_view(found->second.data(), found->second.size());
+  // Exactly one credential: with two, which one a call runs as would depend on header order
+  // (a proxy adding its own, say), so neither is taken.
+  auto [found, end] = context.client_metadata().equal_range("authorization");
+  if (found != end && std::next(found) != end) {
+    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                        "more than one authorization header; send exactly one \"Bearer <token>\"");
   }
+  std::string_view header;
+  if (found != end) header = std::string_view(found->second.data(), found->second.size());
   absl::StatusOr<Caller> who = options_.auth->Identify(header, absl::Now());
   if (!who.ok()) return ToGrpc(who.status());
   if (absl::Status allowed = Auth::Check(*who, scope, chat_id); !allowed.ok()) {
@@ -383,24 +573,13 @@ grpc::Status Orchestrator::Authorize(const grpc::ServerContext& context, Scope s
 }
 
 grpc::Status Orchestrator::CreateSession(const v1::CreateSessionRequest& request,
+                                         const Caller& caller,
                                          v1::CreateSessionResponse* response) {
-  if (request.chat_id().empty() || request.chat_id().size() > 256) {
-    return Invalid("chat_id must be 1 to 256 bytes");
-  }
-  if (request.agent().empty()) return Invalid("agent is required");
   std::string trigger(TriggerName(request.trigger()));
   if (request.trigger() == v1::TRIGGER_UNSPECIFIED) return Invalid("trigger is required");
   if (trigger.empty()) {
     return Invalid(
         absl::StrCat("trigger ", static_cast<int>(request.trigger()), " is not a known trigger"));
-  }
-  if (!request.traceparent().empty() && !ValidTraceparent(request.traceparent())) {
-    return Invalid("traceparent is not a W3C traceparent (00-<32 hex>-<16 hex>-<2 hex>)");
-  }
-  if (request.payload_json().size() > kMaxInRecordBytes) {
-    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                        absl::StrCat("payload_json of ", request.payload_json().size(),
-                                     " bytes exceeds the limit of ", kMaxInRecordBytes));
   }
   Json payload = Json::object();
   if (!request.payload_json().empty()) {
@@ -413,10 +592,22 @@ grpc::Status Orchestrator::CreateSession(const v1::CreateSessionRequest& request
   if (absl::Status checked = CheckBootPayload(payload); !checked.ok()) return ToGrpc(checked);
   auto existing = sessions_.find(request.chat_id());
   if (existing != sessions_.end()) {
+    // The answer carries a fresh chat token, which reads and writes the chat: only a caller
+    // that may already do both gets it, so sessions:create alone reaches no chat it did not
+    // make (docs/security.md).
+    if (!caller.anyone &&
+        (caller.scopes.count(Scope::kRead) == 0 || caller.scopes.count(Scope::kWrite) == 0)) {
+      return grpc::Status(
+          grpc::StatusCode::PERMISSION_DENIED,
+          absl::StrCat(caller.name,
+                       " may create chats but not renew the chat token of one that exists: "
+                       "CreateSession of an existing chat needs sessions:read and "
+                       "sessions:write as well"));
+    }
     if (existing->second->row.agent != request.agent()) {
       return grpc::Status(grpc::StatusCode::ALREADY_EXISTS,
                           absl::StrCat("chat ", request.chat_id(), " exists with agent ",
-                                       existing->second->row.agent));
+                                       Quoted(existing->second->row.agent)));
     }
     *response->mutable_session() = SessionProto(*existing->second);
     response->set_created(false);
@@ -527,8 +718,8 @@ grpc::Status Orchestrator::Append(const v1::AppendRequest& request, v1::AppendRe
     // A retry sends the same record again; another record under a used id would be lost.
     return grpc::Status(
         grpc::StatusCode::ALREADY_EXISTS,
-        absl::StrCat("client_record_id \"", request.client_record_id(), "\" is already .in seq ",
-                     appended->row.seq, " of chat ", request.chat_id(),
+        absl::StrCat("client_record_id ", Quoted(request.client_record_id()),
+                     " is already .in seq ", appended->row.seq, " of chat ", request.chat_id(),
                      ", with another body; a retry must send the same body"));
   }
   response->set_seq(appended->row.seq);
@@ -573,11 +764,24 @@ grpc::Status Orchestrator::CancelRun(const v1::CancelRunRequest& request, v1::Ru
                                      request.run_id().empty() ? "" : " by that id"));
   }
   Run& run = *runs_[session.live_run];
-  run.cancel_requested = true;
   if (run.conn != nullptr && run.row.state == "running") {
+    // Stored before it is acknowledged: a restart before the worker ends the run must not
+    // forget it (the run would carry on, or be retried when its lease ran out).
+    if (!run.cancel_requested) {
+      RunRow row = run.row;
+      row.cancel_requested = true;
+      if (absl::Status saved = store_.PutRun(row); !saved.ok()) {
+        return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                            absl::StrCat("the cancel could not be stored: ", saved.message()));
+      }
+      run.row.cancel_requested = true;
+      run.cancel_requested = true;
+    }
     SendCancel(run);
   } else {
     // Not running anywhere (queued, not accepted yet, or its worker is gone): it ends here.
+    run.cancel_requested = true;
+    run.row.cancel_requested = true;
     if (run.conn != nullptr) Revoke(*run.conn, run.row.run_id, run.row.lease_token, "cancelled");
     v1::RunFinished how;
     how.set_reason("cancelled");
@@ -592,7 +796,6 @@ grpc::Status Orchestrator::Close(const v1::CloseRequest& request, v1::Session* r
   if (it == sessions_.end()) {
     return grpc::Status(grpc::StatusCode::NOT_FOUND, absl::StrCat("no chat ", request.chat_id()));
   }
-  if (request.reason().size() > 1024) return Invalid("reason must be at most 1024 bytes");
   // One close record per chat: a second Close before the run has handled the first adds
   // nothing (the per-chat record limit does not stop a close, so repeats must not pile up).
   if (it->second->row.state != "closed" && !it->second->close_appended) {
@@ -691,9 +894,7 @@ grpc::Status Orchestrator::Connect(
     return Invalid(absl::StrCat("a frame does not parse: ", bad));
   }
   if (!first.has_hello()) return Invalid("the first frame of a Connect stream must be Hello");
-  if (first.hello().worker_id().empty() || first.hello().worker_id().size() > 256) {
-    return Invalid("Hello needs a worker_id of 1 to 256 bytes");
-  }
+  if (grpc::Status s = CheckHello(first.hello()); !s.ok()) return s;
   if (first.hello().protocol_version() != v1::PROTOCOL_VERSION_1) {
     return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
                         "unsupported protocol version; this orchestrator speaks 1");
@@ -825,6 +1026,26 @@ void Orchestrator::OnHello(Conn& conn, const v1::Hello& hello) {
 }
 
 void Orchestrator::OnFrame(Conn& conn, const v1::WorkerFrame& frame) {
+  // Limits (docs/bad-input.md). A run id longer than any the orchestrator issues names no run:
+  // the frame is dropped, and not answered, as a LeaseRevoked would have to echo the id.
+  if (const std::string* run_id = FrameRunId(frame);
+      run_id != nullptr && run_id->size() > kMaxRunIdBytes) {
+    stale_writes_.Add(1);
+    LogJson("warn", "a worker frame names a run id longer than any issued; dropped",
+            {{"worker_id", conn.worker_id}, {"run_id", Quoted(*run_id)}});
+    return;
+  }
+  // Text over its limit in a frame about a run: nothing of the frame is kept, and the run fails
+  // as after bad output (the worker keeps within the limits: it clips its own text).
+  if (std::string why = FrameTextOverLimit(frame); !why.empty()) {
+    const std::string& run_id = *FrameRunId(frame);
+    int64_t token = frame.has_run_rejected() ? frame.run_rejected().lease_token()
+                                             : frame.run_finished().lease_token();
+    if (Run* run = OwnedRun(conn, run_id, token); run != nullptr) {
+      RefuseRunWrite(conn, *run, "bad-frame", why);
+    }
+    return;
+  }
   switch (frame.frame_case()) {
     case v1::WorkerFrame::kCredit:
       if (!conn.draining) {
@@ -865,7 +1086,8 @@ void Orchestrator::OnFrame(Conn& conn, const v1::WorkerFrame& frame) {
       conn.draining = true;
       free_credit_.Add(-conn.credit);
       conn.credit = 0;
-      LogJson("info", "worker draining", {{"worker_id", conn.worker_id}});
+      LogJson("info", "worker draining",
+              {{"worker_id", conn.worker_id}, {"reason", Quoted(frame.draining().reason())}});
       break;
     case v1::WorkerFrame::kHello:
       LogJson("warn", "a second Hello on one stream is ignored", {{"worker_id", conn.worker_id}});
@@ -921,6 +1143,7 @@ void Orchestrator::OnRunRejected(Conn& conn, const v1::RunRejected& rejected) {
 void Orchestrator::OnHeartbeat(Conn& conn, const v1::Heartbeat& heartbeat) {
   absl::Time until = absl::Now() + options_.lease_ttl;
   for (const v1::RunLease& lease : heartbeat.runs()) {
+    if (lease.run_id().size() > kMaxRunIdBytes) continue;  // names no run (see OnFrame)
     Run* run = OwnedRun(conn, lease.run_id(), lease.lease_token());
     if (run != nullptr) run->lease_until = until;
   }
@@ -1125,15 +1348,21 @@ void Orchestrator::Dispatch() {
 }
 
 void Orchestrator::NoteWhyQueued(Run& run) {
-  // Not an error at CreateSession (workers may start after clients), but it must not look like
-  // a run that merely waits its turn: ListRuns says no worker hosts its agent.
+  // Not an error at CreateSession (workers may start after clients, runs end and free slots),
+  // but a run that cannot be placed must not look like one that merely waits its turn: ListRuns,
+  // Get and the metrics say why. Only called when no worker can take it now, so a hosting
+  // worker means every hosting worker is full (no credit) or draining. The words hold no counts,
+  // so the row is saved when the reason changes, not each time a run ends elsewhere.
   bool hosted = false;
   for (Conn* conn : conns_) hosted = hosted || (!conn->closed && conn->agents.count(run.row.agent));
-  std::string reason = hosted ? "" : "unknown-agent";
-  std::string error = hosted ? ""
-                             : absl::StrCat("no connected worker hosts agent \"", run.row.agent,
-                                            "\"; the run waits in the queue until one does");
-  if (run.row.reason == reason && run.row.error == error) return;
+  std::string reason = hosted ? "no-capacity" : "unknown-agent";
+  if (run.row.reason == reason) return;  // the words follow from the reason and the agent
+  std::string error =
+      hosted ? absl::StrCat("every connected worker hosting agent ", Quoted(run.row.agent),
+                            " is full or draining (its capacity, or --max_runs_per_worker, is "
+                            "reached); the run waits in the queue for a free slot")
+             : absl::StrCat("no connected worker hosts agent ", Quoted(run.row.agent),
+                            "; the run waits in the queue until one does");
   run.row.reason = std::move(reason);
   run.row.error = std::move(error);
   SaveRun(run);

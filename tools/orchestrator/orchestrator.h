@@ -44,11 +44,12 @@ struct Options {
   // Who may call what; null lets every call through (docs/security.md).
   const Auth* auth = nullptr;
   // Limits (docs/security.md): `.in` records per chat, open Read streams in all and per chat,
-  // runs assigned to one worker at once (whatever capacity it announces).
+  // runs assigned to one worker at once (whatever capacity it announces): DESIGN §5's 10,000
+  // waiting chats a worker holds.
   int64_t max_in_records = 100000;
   int max_reads = 10000;
   int max_reads_per_chat = 64;
-  int max_runs_per_worker = 1000;
+  int max_runs_per_worker = 10000;
   // A head start's handover window when no connected worker announced the agent's own
   // handover_timeout (docs/protocol.md, "A head start, seen from the warm server").
   absl::Duration handover_timeout = absl::Seconds(30);
@@ -87,8 +88,8 @@ class Orchestrator {
   grpc::Status Authorize(const grpc::ServerContext& context, Scope scope, std::string_view chat_id,
                          Caller* caller = nullptr) const;
 
-  // Sessions API (each called with mu_ held).
-  grpc::Status CreateSession(const baton::v1::CreateSessionRequest& request,
+  // Sessions API (each called with mu_ held, after the request's sizes were checked).
+  grpc::Status CreateSession(const baton::v1::CreateSessionRequest& request, const Caller& caller,
                              baton::v1::CreateSessionResponse* response);
   // `closing`: the record closes the chat, which the per-chat record limit does not stop.
   grpc::Status Append(const baton::v1::AppendRequest& request, baton::v1::AppendResponse* response,
@@ -98,7 +99,7 @@ class Orchestrator {
   grpc::Status Close(const baton::v1::CloseRequest& request, baton::v1::Session* response);
   grpc::Status Read(grpc::ServerContext* context, const baton::v1::ReadRequest& request,
                     grpc::ServerWriter<baton::v1::ReadResponse>* writer);
-  baton::v1::Session SessionProto(const Session& session) const;
+  baton::v1::Session SessionProto(const Session& session) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
 
   // Worker streams.
   grpc::Status Connect(
@@ -131,8 +132,9 @@ class Orchestrator {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Assigns queued runs to workers with credit.
   void Dispatch() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // A queued run no worker can take now: its reason and error say when no connected worker
-  // hosts its agent (saved only when that changes).
+  // A queued run no worker can take now: its reason and error say why, when no connected worker
+  // hosts its agent ("unknown-agent") or every one that does is full ("no-capacity"); saved
+  // only when that changes.
   void NoteWhyQueued(Run& run) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // False when no lease token could be had (the run stays queued).
   bool Assign(Run& run, Conn& conn) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -200,6 +202,11 @@ class Orchestrator {
   Gauge& free_credit_;
   Gauge& live_runs_;
   Gauge& readers_;
+  // Queued runs by why they wait: "waiting" (their turn), "unknown-agent", "no-capacity". Counted
+  // when the metrics are read.
+  Gauge& queued_waiting_;
+  Gauge& queued_unknown_agent_;
+  Gauge& queued_no_capacity_;
   Histogram& dispatch_seconds_;
   Histogram& output_lag_seconds_;
 

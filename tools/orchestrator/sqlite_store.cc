@@ -107,8 +107,12 @@ CREATE TABLE IF NOT EXISTS counters (
   value INTEGER NOT NULL
 ) WITHOUT ROWID;
 )sql",
-    // Head starts keep their first turn for a retry and their handover window; a chat that gave
-    // up keeps the `.in` seq of the messages it answered with an error.
+    // 1 -> 2: a run keeps the cancel a client asked for, so a restart does not forget it.
+    R"sql(
+ALTER TABLE runs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
+)sql",
+    // 2 -> 3: head starts keep their first turn for a retry and their handover window; a chat that
+    // gave up keeps the `.in` seq of the messages it answered with an error.
     R"sql(
 ALTER TABLE sessions ADD COLUMN head_start_json TEXT NOT NULL DEFAULT '';
 ALTER TABLE sessions ADD COLUMN handover_deadline_ms INTEGER NOT NULL DEFAULT 0;
@@ -216,6 +220,8 @@ class Query {
   Query& operator=(const Query&) = delete;
 
   Query& Bind(int64_t value) { return Bound(sqlite3_bind_int64(stmt_, next_param_++, value)); }
+  Query& Bind(int32_t value) { return Bind(int64_t{value}); }
+  Query& Bind(bool value) { return Bind(int64_t{value ? 1 : 0}); }
   Query& Bind(absl::string_view text) {
     return Bound(sqlite3_bind_text64(stmt_, next_param_++, NonNull(text), text.size(),
                                      SQLITE_STATIC, SQLITE_UTF8));
@@ -262,6 +268,7 @@ class Query {
   void Read(int column, std::string& out) const { out = Text(column); }
   void Read(int column, int64_t& out) const { out = Int(column); }
   void Read(int column, int32_t& out) const { out = static_cast<int32_t>(Int(column)); }
+  void Read(int column, bool& out) const { out = Int(column) != 0; }
 
  private:
   // SQLite binds SQL NULL for a null pointer; an empty string or record is not NULL.
@@ -365,7 +372,7 @@ class Transaction {
 template <typename Row>
 struct Column {
   absl::string_view name;
-  std::variant<std::string Row::*, int64_t Row::*, int32_t Row::*> member;
+  std::variant<std::string Row::*, int64_t Row::*, int32_t Row::*, bool Row::*> member;
 };
 
 // The key comes first: UpsertSql() relies on it.
@@ -413,6 +420,7 @@ constexpr Column<RunRow> kRunColumns[] = {
     {"created_ms", &RunRow::created_ms},
     {"started_ms", &RunRow::started_ms},
     {"ended_ms", &RunRow::ended_ms},
+    {"cancel_requested", &RunRow::cancel_requested},
 };
 
 template <typename Row, size_t N>

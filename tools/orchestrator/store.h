@@ -82,6 +82,9 @@ struct RunRow {
   int64_t created_ms = 0;
   int64_t started_ms = 0;
   int64_t ended_ms = 0;
+  // A client's CancelRun was acknowledged while the run was running: it ends cancelled however
+  // it ends, and is never retried, across restarts.
+  bool cancel_requested = false;
 };
 
 class Store {

@@ -676,8 +676,20 @@ TEST(Format, SessionReadableAndJson) {
             "created=2025-01-02T03:04:05.123Z\n");
   EXPECT_EQ(FormatSession(MakeSession(), true),
             R"({"chat_id":"c-1","agent":"support","state":"live","run_id":"r-7","in_seq":3,)"
-            R"("out_seq":12,"created_at_unix_ms":1735787045123,"runs":2})"
+            R"("out_seq":12,"created_at_unix_ms":1735787045123,"runs":2,"run_state":"",)"
+            R"("queued_reason":"","queued_error":""})"
             "\n");
+  // A live run, and one that waits with a reason.
+  v1::Session queued = MakeSession();
+  queued.set_run_state(v1::RUN_STATE_QUEUED);
+  queued.set_queued_reason("no-capacity");
+  queued.set_queued_error("every connected worker hosting agent \"support\" is full");
+  EXPECT_EQ(FormatSession(queued, false),
+            "chat=c-1 agent=support state=live run=r-7 runs=2 in_seq=3 out_seq=12 "
+            "created=2025-01-02T03:04:05.123Z run_state=queued queued=no-capacity: every "
+            "connected worker hosting agent \"support\" is full\n");
+  EXPECT_THAT(FormatSession(queued, true),
+              testing::HasSubstr(R"("run_state":"queued","queued_reason":"no-capacity",)"));
   v1::CreateSessionResponse created;
   *created.mutable_session() = MakeSession();
   created.set_created(true);

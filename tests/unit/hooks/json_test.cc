@@ -43,5 +43,36 @@ TEST(ToValidUtf8, KeepsWellFormedTextAndReplacesEachBadByte) {
   EXPECT_EQ(ToValidUtf8(std::string("a\0b", 3)), std::string("a\0b", 3));
 }
 
+TEST(ClipText, KeepsWhatFitsAndCutsTheRestAtACharacterWithItsSize) {
+  EXPECT_EQ(ClipText("short", 64), "short");
+  EXPECT_EQ(ClipText(std::string(64, 'x'), 64), std::string(64, 'x'));
+  std::string clipped = ClipText(std::string(100'000, 'x'), 64);
+  EXPECT_EQ(clipped, std::string(64 - 18, 'x') + "\xE2\x80\xA6 (100000 bytes)");
+  EXPECT_LE(clipped.size(), 64u);
+  // Never inside a character: "é" is two bytes.
+  std::string accents;
+  for (int i = 0; i < 100; ++i) accents += "\xC3\xA9";
+  std::string cut = ClipText(accents, 40);
+  EXPECT_LE(cut.size(), 40u);
+  EXPECT_EQ(ToValidUtf8(cut), cut);
+  EXPECT_TRUE(cut.ends_with("\xE2\x80\xA6 (200 bytes)"));
+}
+
+TEST(Quoted, QuotesEscapesAndClipsAt64Bytes) {
+  EXPECT_EQ(Quoted("chat"), "\"chat\"");
+  EXPECT_EQ(Quoted(""), "\"\"");
+  EXPECT_EQ(Quoted("say \"hi\"\\"), R"("say \"hi\"\\")");
+  EXPECT_EQ(Quoted("a\nb\x01\x7f"), R"("a\nb\x01\x7f")");
+  EXPECT_EQ(Quoted("Grüße"), "\"Grüße\"");
+  EXPECT_EQ(Quoted(std::string(64, 'k')), "\"" + std::string(64, 'k') + "\"");
+  EXPECT_EQ(Quoted(std::string(70'000, 'k')),
+            "\"" + std::string(64, 'k') + "\"\xE2\x80\xA6 (70000 bytes)");
+  std::string accents;
+  for (int i = 0; i < 40; ++i) accents += "\xC3\xA9";  // 80 bytes
+  std::string quoted = Quoted(accents);
+  EXPECT_EQ(quoted, "\"" + accents.substr(0, 64) + "\"\xE2\x80\xA6 (80 bytes)");
+  EXPECT_EQ(Quoted(std::string(10, 'x'), 4), "\"xxxx\"\xE2\x80\xA6 (10 bytes)");
+}
+
 }  // namespace
 }  // namespace baton

@@ -65,7 +65,7 @@ auto Fields(const InRow& r) {
 auto Fields(const RunRow& r) {
   return std::tie(r.run_id, r.chat_id, r.agent, r.attempt, r.trigger, r.state, r.payload_json,
                   r.previous_run_id, r.lease_token, r.worker_id, r.reason, r.error, r.created_ms,
-                  r.started_ms, r.ended_ms);
+                  r.started_ms, r.ended_ms, r.cancel_requested);
 }
 
 SessionRow Session(const std::string& chat_id, const std::string& state) {
@@ -384,6 +384,7 @@ TEST_P(StoreTest, PutRunInsertsAndReplacesInPlace) {
   RunRow ended = RunOf("r1", "a", "failed");
   ended.error = "worker lost";
   ended.ended_ms = 99;
+  ended.cancel_requested = true;
   ASSERT_TRUE(store_->PutRun(ended).ok());
 
   absl::StatusOr<std::vector<RunRow>> all = store_->ListRuns("");
@@ -515,7 +516,9 @@ TEST_F(SqliteStoreTest, EverythingSurvivesAReopen) {
     ASSERT_TRUE(store->AppendIn("a", In("{}", "client-1")).ok());
     ASSERT_TRUE(store->AppendIn("a", In("{}")).ok());
     ASSERT_EQ(store->AppendOut("a", Outs(1, 3)).value_or(-1), 3);
-    ASSERT_TRUE(store->PutRun(RunOf("r1", "a", "suspended")).ok());
+    RunRow cancelled = RunOf("r1", "a", "running");
+    cancelled.cancel_requested = true;
+    ASSERT_TRUE(store->PutRun(cancelled).ok());
     ASSERT_TRUE(store->PutRun(RunOf("r0", "a", "exited")).ok());
     token = store->NextLeaseToken().value_or(-1);
     run_number = store->NextRunNumber().value_or(-1);
@@ -543,7 +546,9 @@ TEST_F(SqliteStoreTest, EverythingSurvivesAReopen) {
   absl::StatusOr<std::vector<RunRow>> runs = store->ListRuns("a");
   ASSERT_TRUE(runs.ok()) << runs.status();
   EXPECT_THAT(RunIds(*runs), ElementsAre("r1", "r0"));
-  EXPECT_EQ(Fields((*runs)[0]), Fields(RunOf("r1", "a", "suspended")));
+  RunRow cancelled = RunOf("r1", "a", "running");
+  cancelled.cancel_requested = true;
+  EXPECT_EQ(Fields((*runs)[0]), Fields(cancelled));  // a cancel asked for outlives a restart
 
   EXPECT_GT(store->NextLeaseToken().value_or(-1), token);
   EXPECT_GT(store->NextRunNumber().value_or(-1), run_number);
@@ -557,7 +562,7 @@ TEST_F(SqliteStoreTest, TheFileIsInWalModeWithASchemaVersion) {
   // A second connection sees the rows the store committed, and the file's settings.
   EXPECT_EQ(RawQuery(path_, "PRAGMA journal_mode"), "wal");
   EXPECT_EQ(RawQuery(path_, "SELECT count(*) FROM out_records"), "1");
-  EXPECT_EQ(RawQuery(path_, "PRAGMA user_version"), "2");
+  EXPECT_EQ(RawQuery(path_, "PRAGMA user_version"), "3");
   EXPECT_EQ(store->Describe(), "sqlite:" + path_);
 }
 
@@ -620,24 +625,52 @@ TEST_F(SqliteStoreTest, OpeningAnEmptyPathFails) {
   EXPECT_EQ(store.status().code(), absl::StatusCode::kInvalidArgument);
 }
 
-TEST_F(SqliteStoreTest, AVersionOneFileIsMigratedAndKeepsItsRows) {
+TEST_F(SqliteStoreTest, AVersionTwoFileIsMigratedAndKeepsItsSessions) {
   {
     std::unique_ptr<Store> store = Open();
     ASSERT_NE(store, nullptr);
     ASSERT_TRUE(store->PutSession(Session("c1", "live")).ok());
   }
-  // The file as version 1 left it: the sessions table without the head-start columns.
+  // The file as version 2 left it: the sessions table without the head-start columns.
   for (const char* column : {"head_start_json", "handover_deadline_ms", "failed_in_seq"}) {
     RawQuery(path_, absl::StrCat("ALTER TABLE sessions DROP COLUMN ", column));
   }
-  RawQuery(path_, "PRAGMA user_version = 1");
+  RawQuery(path_, "PRAGMA user_version = 2");
   std::unique_ptr<Store> store = Open();
   ASSERT_NE(store, nullptr);
   absl::StatusOr<std::vector<SessionRow>> sessions = store->LoadSessions();
   ASSERT_TRUE(sessions.ok()) << sessions.status();
   ASSERT_EQ(sessions->size(), 1u);
   EXPECT_EQ(Fields((*sessions)[0]), Fields(Session("c1", "live")));
-  EXPECT_EQ(RawQuery(path_, "PRAGMA user_version"), "2");
+  EXPECT_EQ(RawQuery(path_, "PRAGMA user_version"), "3");
+}
+
+// A file of schema version 1 (before runs kept a client's cancel) opens, gains the column, and
+// keeps its runs, none of them cancelled.
+TEST_F(SqliteStoreTest, AVersionOneFileIsMigratedAndKeepsItsRuns) {
+  {
+    std::unique_ptr<Store> store = Open();
+    ASSERT_NE(store, nullptr);
+    ASSERT_TRUE(store->PutRun(RunOf("r1", "a", "running")).ok());
+  }
+  RawQuery(path_, "ALTER TABLE runs DROP COLUMN cancel_requested");
+  for (const char* column : {"head_start_json", "handover_deadline_ms", "failed_in_seq"}) {
+    RawQuery(path_, absl::StrCat("ALTER TABLE sessions DROP COLUMN ", column));
+  }
+  RawQuery(path_, "PRAGMA user_version = 1");
+  std::unique_ptr<Store> store = Open();
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(RawQuery(path_, "PRAGMA user_version"), "3");
+  absl::StatusOr<std::vector<RunRow>> runs = store->ListRuns("a");
+  ASSERT_TRUE(runs.ok()) << runs.status();
+  ASSERT_EQ(runs->size(), 1u);
+  EXPECT_EQ(Fields((*runs)[0]), Fields(RunOf("r1", "a", "running")));
+  RunRow cancelled = RunOf("r1", "a", "running");
+  cancelled.cancel_requested = true;
+  ASSERT_TRUE(store->PutRun(cancelled).ok());
+  runs = store->ListRuns("a");
+  ASSERT_TRUE(runs.ok()) << runs.status();
+  EXPECT_TRUE((*runs)[0].cancel_requested);
 }
 
 TEST_F(SqliteStoreTest, OpeningANewerSchemaFails) {

@@ -108,6 +108,22 @@ TEST(WireTest, RunStateNames) {
   EXPECT_EQ(RunStateFromName("sleeping"), baton::v1::RUN_STATE_UNSPECIFIED);
 }
 
+TEST(WireTest, AgentNames) {
+  for (const char* good : {"chat", "support-agent", "team/agent_v2", "a.b:c@1", "A9"}) {
+    EXPECT_TRUE(CheckAgentName(good).ok()) << good;
+  }
+  EXPECT_TRUE(CheckAgentName(std::string(128, 'a')).ok());
+  EXPECT_EQ(CheckAgentName("").message(), "an agent name must not be empty");
+  EXPECT_EQ(CheckAgentName(std::string(129, 'a')).message(),
+            "an agent name must be at most 128 bytes, not 129");
+  for (const char* bad : {"my agent", "tab\t", "caf\xC3\xA9", "quote\"", "semi;colon"}) {
+    absl::Status status = CheckAgentName(bad);
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_THAT(std::string(status.message()),
+                ::testing::HasSubstr("may hold only ASCII letters, digits and - _ . : / @"));
+  }
+}
+
 TEST(WireTest, Traceparent) {
   EXPECT_TRUE(ValidTraceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"));
   EXPECT_FALSE(ValidTraceparent(""));
