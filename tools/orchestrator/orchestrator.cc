@@ -223,6 +223,31 @@ struct Orchestrator::Session {
   absl::Time last_out_at = absl::InfinitePast();
   std::string live_run;  // queued, assigned or running; "" when none
   int readers = 0;       // open Read streams
+  // The `.out` seq of the last turn-complete, and whether an answer started after it (what a
+  // resuming reader and an Append's answer need; after a restart, from the snapshot's cursor).
+  int64_t turn_out_seq = 0;
+  bool answering = false;
+  // `.in` messages whose turn has not completed yet, oldest first: the answers a new message's
+  // answer comes after on `.out`. (In memory: empty after a restart.)
+  std::deque<int64_t> awaiting;
+
+  // Notes a record just stored on `.out`.
+  void Stored(const OutRecord& record) {
+    if (!record.is_control) {
+      answering = true;
+      return;
+    }
+    if (record.control != kTurnComplete) return;
+    turn_out_seq = record.seq;
+    answering = false;
+    // The turn answered its message, and consumed any that joined it (steering).
+    int64_t in = 0;
+    int64_t consumed = 0;
+    if (!absl::SimpleAtoi(record.Header("session-in-event-id"), &in)) in = 0;
+    if (!absl::SimpleAtoi(record.Header("session-in-consumed-id"), &consumed)) consumed = 0;
+    int64_t through = std::max(in, consumed);
+    while (!awaiting.empty() && awaiting.front() <= through) awaiting.pop_front();
+  }
   // Runs lost or failed (retryably) in a row since a snapshot last moved `.in` forward: the
   // retry budget. Kept in memory; a restart gives every chat a fresh budget.
   int failures = 0;
@@ -438,6 +463,8 @@ absl::Status Orchestrator::Load() {
     if (!out.ok()) return out.status();
     session->in_seq = *in;
     session->out_seq = *out;
+    // Approximate until the next turn-complete: the snapshot's turn ended there.
+    session->turn_out_seq = row.snapshot_out_seq;
     session->row = std::move(row);
     sessions_[session->row.chat_id] = std::move(session);
   }
@@ -534,6 +561,8 @@ v1::Session Orchestrator::SessionProto(const Session& session) const {
   out.set_out_seq(session.out_seq);
   out.set_created_at_unix_ms(session.row.created_ms);
   out.set_runs(session.row.runs);
+  out.set_turn_out_seq(session.turn_out_seq);
+  out.set_answering(session.answering);
   // A client sees a run that waits, and why, without ListRuns (which chat tokens cannot call).
   if (auto live = runs_.find(session.live_run); live != runs_.end()) {
     const RunRow& run = live->second->row;
@@ -624,6 +653,7 @@ grpc::Status Orchestrator::CreateSession(const v1::CreateSessionRequest& request
   row.base_payload_json = DumpJson(BasePayload(payload));
   if (Json boot = BootMessage(trigger, payload); boot.is_object()) {
     row.boot_message_json = DumpJson(boot);
+    session->awaiting.push_back(0);  // the boot message's turn is the first on `.out`
   }
   row.traceparent = request.traceparent();
   row.created_ms = UnixMs(absl::Now());
@@ -724,6 +754,11 @@ grpc::Status Orchestrator::Append(const v1::AppendRequest& request, v1::AppendRe
   }
   response->set_seq(appended->row.seq);
   response->set_duplicate(appended->duplicate);
+  if (!appended->duplicate) {
+    response->set_out_seq(session.out_seq);
+    response->set_turns_before(static_cast<int32_t>(session.awaiting.size()));
+    if (NeedsAnswer(*record)) session.awaiting.push_back(appended->row.seq);
+  }
   if (appended->duplicate) {
     // The first append may have failed after storing the record: make sure it is answered.
     if (session.live_run.empty()) BootIfUnanswered(session);
@@ -1191,6 +1226,7 @@ void Orchestrator::OnRunOutput(Conn& conn, const v1::RunOutput& output) {
     end = std::max(end, record.seq());
     rows.push_back(OutRow{record.seq(), record.SerializeAsString()});
   }
+  const int64_t stored_before = session.out_seq;
   absl::StatusOr<int64_t> stored = store_.AppendOut(session.row.chat_id, rows);
   if (!stored.ok()) {
     // Not acknowledged. The stream is reset: the worker reconnects and sends again everything
@@ -1205,6 +1241,11 @@ void Orchestrator::OnRunOutput(Conn& conn, const v1::RunOutput& output) {
     out_records_.Add(*stored - session.out_seq);
     session.out_seq = *stored;
     session.last_out_at = absl::Now();
+    for (const v1::OutRecord& record : output.records()) {
+      if (record.seq() <= stored_before || record.seq() > *stored) continue;
+      absl::StatusOr<OutRecord> decoded = OutRecordFromProto(record);  // checked above
+      if (decoded.ok()) session.Stored(*decoded);
+    }
   }
   v1::GatewayFrame ack;
   ack.mutable_ack()->set_run_id(run->row.run_id);
@@ -1620,6 +1661,7 @@ void Orchestrator::AnswerWithError(Session& session, const std::string& error) {
     out_records_.Add(*stored - session.out_seq);
     session.out_seq = *stored;
     session.last_out_at = absl::Now();
+    for (const OutRecord& r : records) session.Stored(r);
   }
   // Given up on: no later run is handed these messages (or the boot message) again.
   if (!unanswered.empty() && unanswered.back() > 0) session.row.failed_in_seq = unanswered.back();

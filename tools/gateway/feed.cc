@@ -1,0 +1,209 @@
+#include "tools/gateway/feed.h"
+
+#include <algorithm>
+#include <chrono>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "hooks/records.h"
+#include "runtime/log.h"
+
+namespace baton::gateway {
+
+namespace v1 = ::baton::v1;
+
+namespace {
+
+// Records kept per chat beyond the turn in flight: a bound on memory, not a rule readers see
+// (a reader further back is served by reading again from the orchestrator).
+constexpr size_t kMaxKeptBytes = 16 * 1024 * 1024;
+
+}  // namespace
+
+std::string FeedRecord::Header(std::string_view name) const {
+  for (const auto& [key, value] : headers) {
+    if (key == name) return value;
+  }
+  return {};
+}
+
+FeedRecord FeedRecord::From(const v1::OutRecord& record) {
+  FeedRecord r;
+  r.seq = record.seq();
+  if (record.has_control()) {
+    r.control = true;
+    r.subtype = record.control().subtype();
+    for (const v1::Header& h : record.control().headers()) r.headers.emplace_back(h.name(), h.value());
+    return r;
+  }
+  r.chunk_json = record.chunk_json();
+  absl::StatusOr<Json> chunk = ParseJson(r.chunk_json);
+  if (chunk.ok()) {
+    r.type = StringField(*chunk, "type");
+    if (r.type == "start") r.message_id = StringField(*chunk, "messageId");
+  }
+  return r;
+}
+
+ChatFeed::ChatFeed(SessionsClient& sessions, std::string chat_id)
+    : sessions_(sessions), chat_id_(std::move(chat_id)) {}
+
+ChatFeed::~ChatFeed() {
+  *alive_ = false;
+  if (upstream_) upstream_->Cancel();
+  if (retry_) retry_->cancel();
+}
+
+void ChatFeed::Attach(Reader* reader, int64_t after_seq, const std::string& token) {
+  if (token_.empty()) token_ = token;
+  after_seq = std::max<int64_t>(0, after_seq);
+  int64_t kept_from = kept_.empty() ? end_seq_ : kept_.front().seq - 1;
+  if (end_seq_ < 0 || after_seq < kept_from) {
+    // The first reader, or one further back than what is kept: read again from its seq. The
+    // others are not given anything twice (each has its cursor).
+    readers_[reader] = after_seq;
+    StartUpstream(std::min(after_seq, end_seq_ < 0 ? after_seq : kept_from));
+    return;
+  }
+  readers_[reader] = after_seq;
+  for (const FeedRecord& record : kept_) {
+    if (readers_.count(reader) == 0) return;  // it left while being caught up
+    if (record.seq <= readers_[reader]) continue;
+    readers_[reader] = record.seq;
+    reader->OnRecord(record);
+  }
+}
+
+void ChatFeed::Detach(Reader* reader) { readers_.erase(reader); }
+
+void ChatFeed::StartUpstream(int64_t after_seq) {
+  if (upstream_) upstream_->Cancel();
+  kept_.clear();
+  end_seq_ = after_seq;
+  open_turn_after_ = -1;
+  v1::ReadRequest request;
+  request.set_chat_id(chat_id_);
+  request.set_after_seq(after_seq);
+  request.set_follow(true);
+  std::weak_ptr<bool> alive = alive_;
+  std::shared_ptr<SessionsClient::ReadStream>* slot = &upstream_;
+  auto stream = std::make_shared<std::shared_ptr<SessionsClient::ReadStream>>();
+  upstream_ = sessions_.Read(
+      std::move(request), token_,
+      [this, alive, stream](v1::OutRecord record) {
+        if (alive.expired() || *stream != upstream_) return;  // a stream given up
+        OnUpstream(std::move(record));
+      },
+      [this, alive, stream](absl::Status status) {
+        if (alive.expired() || *stream != upstream_) return;
+        OnUpstreamEnd(std::move(status));
+      });
+  *stream = upstream_;
+  static_cast<void>(slot);
+}
+
+void ChatFeed::OnUpstream(v1::OutRecord record) {
+  if (record.seq() <= end_seq_) return;  // a repeat across a re-read
+  failures_ = 0;
+  FeedRecord r = FeedRecord::From(record);
+  end_seq_ = r.seq;
+  if (r.control && r.subtype == kTurnComplete) {
+    open_turn_after_ = -1;
+  } else if (!r.control && open_turn_after_ < 0) {
+    open_turn_after_ = r.seq - 1;
+  }
+  kept_.push_back(std::move(r));
+  Deliver(kept_.back());
+  Trim();
+}
+
+void ChatFeed::Deliver(const FeedRecord& record) {
+  std::vector<Reader*> readers;
+  readers.reserve(readers_.size());
+  for (const auto& [reader, cursor] : readers_) {
+    if (record.seq > cursor) readers.push_back(reader);
+  }
+  for (Reader* reader : readers) {
+    auto it = readers_.find(reader);
+    if (it == readers_.end() || record.seq <= it->second) continue;  // left meanwhile
+    it->second = record.seq;
+    reader->OnRecord(record);
+  }
+}
+
+void ChatFeed::Trim() {
+  // What a reader may still ask for: the turn in flight (a resumed stream replays it from its
+  // start) and the turn before it (a retried request that lost its answer gets it again).
+  size_t bytes = 0;
+  for (const FeedRecord& r : kept_) bytes += r.chunk_json.size() + 64;
+  int boundaries = 0;
+  size_t keep_from = 0;
+  for (size_t i = kept_.size(); i-- > 0;) {
+    if (kept_[i].control && kept_[i].subtype == kTurnComplete && ++boundaries == 3) {
+      keep_from = i + 1;
+      break;
+    }
+  }
+  while (keep_from > 0 && !kept_.empty()) {
+    bytes -= kept_.front().chunk_json.size() + 64;
+    kept_.pop_front();
+    --keep_from;
+  }
+  while (bytes > kMaxKeptBytes && kept_.size() > 1) {
+    bytes -= kept_.front().chunk_json.size() + 64;
+    kept_.pop_front();
+  }
+}
+
+void ChatFeed::OnUpstreamEnd(absl::Status status) {
+  upstream_.reset();
+  absl::StatusCode code = status.code();
+  bool transient = code == absl::StatusCode::kUnavailable ||
+                   code == absl::StatusCode::kInternal || code == absl::StatusCode::kUnknown ||
+                   code == absl::StatusCode::kDeadlineExceeded ||
+                   code == absl::StatusCode::kResourceExhausted ||
+                   code == absl::StatusCode::kAborted || code == absl::StatusCode::kCancelled;
+  if (status.ok()) {
+    // The chat was closed: every reader has all there is.
+    status = absl::OkStatus();
+  } else if (transient && !readers_.empty()) {
+    // The orchestrator restarted or the connection broke: read again from where the feed was,
+    // with a backoff, for as long as readers wait.
+    ++failures_;
+    auto delay = std::chrono::milliseconds(std::min(5000, 50 << std::min(failures_, 7)));
+    retry_ = std::make_unique<asio::steady_timer>(sessions_.executor(), delay);
+    std::weak_ptr<bool> alive = alive_;
+    retry_->async_wait([this, alive](const asio::error_code& ec) {
+      if (ec || alive.expired() || readers_.empty()) return;
+      int64_t from = end_seq_;
+      std::deque<FeedRecord> kept = std::move(kept_);
+      int64_t open = open_turn_after_;
+      StartUpstream(from);
+      kept_ = std::move(kept);
+      open_turn_after_ = open;
+    });
+    return;
+  }
+  if (!status.ok()) {
+    LogJson("info", "a chat's upstream read ended",
+            {{"chat_id", chat_id_}, {"error", status.ToString()}});
+  }
+  std::vector<Reader*> readers;
+  for (const auto& [reader, cursor] : readers_) readers.push_back(reader);
+  readers_.clear();
+  for (Reader* reader : readers) reader->OnFeedError(status);
+}
+
+ChatFeed& FeedHub::Feed(const std::string& chat_id) {
+  std::unique_ptr<ChatFeed>& feed = feeds_[chat_id];
+  if (!feed) feed = std::make_unique<ChatFeed>(sessions_, chat_id);
+  return *feed;
+}
+
+void FeedHub::Sweep() {
+  for (auto it = feeds_.begin(); it != feeds_.end();) {
+    it = it->second->idle() ? feeds_.erase(it) : std::next(it);
+  }
+}
+
+}  // namespace baton::gateway

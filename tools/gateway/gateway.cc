@@ -1,0 +1,1064 @@
+#include "tools/gateway/gateway.h"
+
+#include <sys/stat.h>
+
+#include <fstream>
+#include <sstream>
+#include <utility>
+
+#include "absl/random/random.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "asio/co_spawn.hpp"
+#include "asio/detached.hpp"
+#include "google/protobuf/util/json_util.h"
+#include "hooks/messages.h"
+#include "hooks/records.h"
+#include "runtime/log.h"
+
+namespace baton::gateway {
+
+namespace v1 = ::baton::v1;
+
+namespace {
+
+constexpr size_t kMaxChatIdBytes = 256;
+
+HttpHeaders SseHeaders() {
+  return {{"Content-Type", "text/event-stream"},
+          {"Cache-Control", "no-cache, no-transform"},
+          {"X-Vercel-AI-UI-Message-Stream", "v1"},
+          {"X-Accel-Buffering", "no"}};
+}
+
+std::string NewMessageId() {
+  absl::BitGen gen;
+  return absl::StrFormat("msg_%016x", absl::Uniform<uint64_t>(gen));
+}
+
+std::string ProtoJson(const google::protobuf::Message& message) {
+  std::string out;
+  google::protobuf::util::JsonPrintOptions options;
+  options.always_print_primitive_fields = true;
+  if (!google::protobuf::util::MessageToJsonString(message, &out, options).ok()) return "{}";
+  return out;
+}
+
+Json ProtoToJson(const google::protobuf::Message& message) {
+  absl::StatusOr<Json> json = ParseJson(ProtoJson(message));
+  return json.ok() ? *std::move(json) : Json::object();
+}
+
+// A chat id from a path segment: decoded, 1 to 256 bytes.
+absl::StatusOr<std::string> ChatIdOf(std::string_view segment) {
+  std::string id = PercentDecode(segment);
+  if (id.empty() || id.size() > kMaxChatIdBytes) {
+    return absl::InvalidArgumentError("a chat id is 1 to 256 bytes");
+  }
+  return id;
+}
+
+std::string ContentType(std::string_view path) {
+  static const std::pair<const char*, const char*> kTypes[] = {
+      {".html", "text/html; charset=utf-8"}, {".js", "text/javascript; charset=utf-8"},
+      {".mjs", "text/javascript; charset=utf-8"}, {".css", "text/css; charset=utf-8"},
+      {".json", "application/json"}, {".svg", "image/svg+xml"},
+      {".png", "image/png"}, {".ico", "image/x-icon"},
+      {".map", "application/json"}, {".txt", "text/plain; charset=utf-8"}};
+  for (const auto& [ext, type] : kTypes) {
+    if (absl::EndsWith(path, ext)) return type;
+  }
+  return "application/octet-stream";
+}
+
+}  // namespace
+
+int HttpStatusOf(absl::StatusCode code) {
+  switch (code) {
+    case absl::StatusCode::kOk: return 200;
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kOutOfRange: return 400;
+    case absl::StatusCode::kUnauthenticated: return 401;
+    case absl::StatusCode::kPermissionDenied: return 403;
+    case absl::StatusCode::kNotFound: return 404;
+    case absl::StatusCode::kAlreadyExists:
+    case absl::StatusCode::kAborted: return 409;
+    case absl::StatusCode::kFailedPrecondition: return 412;
+    case absl::StatusCode::kResourceExhausted: return 429;
+    case absl::StatusCode::kCancelled: return 499;
+    case absl::StatusCode::kUnimplemented: return 501;
+    case absl::StatusCode::kUnavailable: return 503;
+    case absl::StatusCode::kDeadlineExceeded: return 504;
+    default: return 500;
+  }
+}
+
+absl::StatusOr<std::string> BearerToken(const HttpRequest& request) {
+  int count = request.HeaderCount("authorization");
+  if (count == 0) return std::string();
+  if (count > 1) return absl::UnauthenticatedError("more than one Authorization header");
+  std::string_view value = request.Header("authorization");
+  if (!absl::StartsWithIgnoreCase(value, "Bearer ") || value.size() <= 7) {
+    return absl::UnauthenticatedError("the Authorization header is not \"Bearer <token>\"");
+  }
+  return std::string(absl::StripAsciiWhitespace(value.substr(7)));
+}
+
+// ---- an answer, streamed ----------------------------------------------------------------------
+
+// An SSE response that follows a chat's `.out` and writes the AI SDK UI message stream of one
+// answer: the records after `after_seq`, past the turn-completes of `skip_turns` earlier
+// answers, up to the answer's own turn-complete. It guarantees the stream's shape whatever the
+// run wrote: one `start` (with a message id) first, `finish` or `abort` last, then [DONE]; no
+// baton control record reaches the client.
+class Gateway::AnswerStream : public ChatFeed::Reader,
+                              public std::enable_shared_from_this<AnswerStream> {
+ public:
+  AnswerStream(Gateway& gateway, std::shared_ptr<HttpConnection> connection, std::string chat_id,
+               int skip_turns, absl::Time received)
+      : gateway_(gateway),
+        connection_(std::move(connection)),
+        chat_id_(std::move(chat_id)),
+        skip_turns_(skip_turns),
+        received_(received),
+        keep_alive_(gateway.executor_) {}
+
+  ~AnswerStream() override { Leave(); }
+
+  void Begin(int64_t after_seq, const std::string& token, HttpHeaders extra) {
+    HttpHeaders headers = SseHeaders();
+    for (auto& h : extra) headers.push_back(std::move(h));
+    connection_->StartStream(200, std::move(headers));
+    gateway_.streams_open_.Add(1);
+    counted_ = true;
+    std::weak_ptr<AnswerStream> weak = weak_from_this();
+    self_ = shared_from_this();  // alive while it follows the feed
+    connection_->OnClose([weak] {
+      // The client went away: the turn goes on upstream; this reader stops.
+      if (std::shared_ptr<AnswerStream> self = weak.lock()) self->Leave();
+    });
+    ArmKeepAlive();
+    feed_ = &gateway_.feeds_.Feed(chat_id_);
+    feed_->Attach(this, after_seq, token);
+  }
+
+  void OnRecord(const FeedRecord& record) override {
+    if (done_) return;
+    if (record.control) {
+      if (record.subtype == kTurnComplete) {
+        if (skip_turns_ > 0) {
+          --skip_turns_;
+          return;
+        }
+        if (started_ || forward_all_) Finish("stop");
+        else Finish("stop");
+        return;
+      }
+      if (record.subtype == kSessionClosed && skip_turns_ == 0) {
+        Finish("stop");
+        return;
+      }
+      if (record.subtype == kRetract && skip_turns_ == 0 && started_ &&
+          record.Header("message-id") == message_id_) {
+        // The answer being streamed was withdrawn (its run died); the run answers again, and
+        // this stream cannot take parts back: it says so and ends. A reload shows the new
+        // answer.
+        Chunk(Json{{"type", "error"},
+                   {"errorText", "The answer was interrupted and is being given again: reload "
+                                 "to see it."}}
+                  .dump());
+        Finish("error");
+      }
+      return;
+    }
+    if (skip_turns_ > 0) return;
+    Forward(record);
+  }
+
+  void OnFeedError(const absl::Status& status) override {
+    feed_ = nullptr;
+    if (done_) return;
+    if (!status.ok()) {
+      Chunk(Json{{"type", "error"}, {"errorText", std::string(status.message())}}.dump());
+    }
+    Finish(status.ok() ? "stop" : "error");
+  }
+
+ private:
+  void Forward(const FeedRecord& record) {
+    if (record.type == "start") {
+      if (started_) return;  // one start per answer
+      started_ = true;
+      message_id_ = record.message_id;
+      if (message_id_.empty()) {
+        // A start without an id: the client needs one to place the message.
+        message_id_ = NewMessageId();
+        Chunk(Json{{"type", "start"}, {"messageId", message_id_}}.dump());
+        return;
+      }
+      Chunk(record.chunk_json);
+      return;
+    }
+    if (!started_) {
+      started_ = true;
+      message_id_ = NewMessageId();
+      Chunk(Json{{"type", "start"}, {"messageId", message_id_}}.dump());
+    }
+    if (record.type == "finish") {
+      // The gateway adds its own phase to the run's timings.
+      absl::StatusOr<Json> finish = ParseJson(record.chunk_json);
+      if (finish.ok()) {
+        Json& timings = (*finish)["messageMetadata"]["baton"]["timings"];
+        if (!timings.is_object()) timings = Json::object();
+        timings["firstChunkOut"] = first_chunk_ms_;
+        ended_ = true;
+        Chunk(DumpJson(*finish));
+        return;
+      }
+    }
+    if (record.type == "finish" || record.type == "abort") ended_ = true;
+    Chunk(record.chunk_json);
+  }
+
+  void Chunk(std::string_view json) {
+    if (done_) return;
+    if (first_chunk_ms_ < 0) {
+      first_chunk_ms_ = absl::ToInt64Milliseconds(absl::Now() - received_);
+      gateway_.first_chunk_seconds_.Observe(absl::ToDoubleSeconds(absl::Now() - received_));
+    }
+    std::string event;
+    event.reserve(json.size() + 8);
+    event.append("data: ").append(json).append("\n\n");
+    if (!connection_->Write(event)) Leave();
+    ArmKeepAlive();
+  }
+
+  void Finish(const char* reason) {
+    if (done_) return;
+    if (!started_) {
+      started_ = true;
+      message_id_ = NewMessageId();
+      Chunk(Json{{"type", "start"}, {"messageId", message_id_}}.dump());
+    }
+    if (!ended_) {
+      ended_ = true;
+      Chunk(Json{{"type", "finish"}, {"finishReason", reason}}.dump());
+    }
+    connection_->Write("data: [DONE]\n\n");
+    connection_->End();
+    Leave();
+  }
+
+  void ArmKeepAlive() {
+    keep_alive_.expires_after(absl::ToChronoNanoseconds(gateway_.options_.keep_alive));
+    std::weak_ptr<AnswerStream> weak = weak_from_this();
+    keep_alive_.async_wait([weak](const asio::error_code& ec) {
+      std::shared_ptr<AnswerStream> self = weak.lock();
+      if (ec || !self || self->done_) return;
+      if (!self->connection_->Write(": keep-alive\n\n")) {
+        self->Leave();
+        return;
+      }
+      self->ArmKeepAlive();
+    });
+  }
+
+  // Stops following (at the end, or when the client left); the object goes once nothing holds
+  // it.
+  void Leave() {
+    if (done_) return;
+    done_ = true;
+    keep_alive_.cancel();
+    if (feed_ != nullptr) feed_->Detach(this);
+    feed_ = nullptr;
+    if (counted_) gateway_.streams_open_.Add(-1);
+    counted_ = false;
+    if (connection_->open() && connection_->streaming()) connection_->Close();
+    std::shared_ptr<AnswerStream> self = std::move(self_);
+    if (self) asio::post(gateway_.executor_, [self] {});  // released after this call returns
+  }
+
+  Gateway& gateway_;
+  std::shared_ptr<HttpConnection> connection_;
+  std::string chat_id_;
+  int skip_turns_ = 0;
+  absl::Time received_;
+  asio::steady_timer keep_alive_;
+  ChatFeed* feed_ = nullptr;
+  std::shared_ptr<AnswerStream> self_;
+  std::string message_id_;
+  int64_t first_chunk_ms_ = -1;
+  bool started_ = false;
+  bool ended_ = false;
+  bool done_ = false;
+  bool counted_ = false;
+  bool forward_all_ = false;
+};
+
+// ---- the gateway ------------------------------------------------------------------------------
+
+Gateway::Gateway(asio::any_io_executor executor, SessionsClient& sessions, GatewayOptions options)
+    : executor_(std::move(executor)),
+      sessions_(sessions),
+      options_(std::move(options)),
+      feeds_(sessions),
+      sweeper_(executor_),
+      requests_(metrics_.AddCounter("baton_gateway_requests_total", "HTTP requests answered.")),
+      errors_(metrics_.AddCounter("baton_gateway_errors_total",
+                                  "HTTP requests answered with an error status.")),
+      streams_open_(metrics_.AddGauge("baton_gateway_streams_open",
+                                      "SSE answers open (AI SDK streams and REST followers).")),
+      feeds_open_(metrics_.AddGauge("baton_gateway_chat_feeds",
+                                    "Chats with an upstream Read shared by their readers.")),
+      first_chunk_seconds_(metrics_.AddHistogram(
+          "baton_gateway_first_chunk_seconds",
+          "From a chat request received to the first chunk of its answer written.")) {
+  Sweep();
+}
+
+Gateway::~Gateway() { *alive_ = false; }
+
+void Gateway::Sweep() {
+  feeds_.Sweep();
+  feeds_open_.Set(static_cast<int64_t>(feeds_.feeds()));
+  absl::Time now = absl::Now();
+  for (auto it = created_.begin(); it != created_.end();) {
+    it = now - it->second.at > options_.retry_window ? created_.erase(it) : std::next(it);
+  }
+  sweeper_.expires_after(std::chrono::seconds(5));
+  std::weak_ptr<bool> alive = alive_;
+  sweeper_.async_wait([this, alive](const asio::error_code& ec) {
+    if (!ec && !alive.expired() && *alive.lock()) Sweep();
+  });
+}
+
+HttpHeaders Gateway::Cors(const HttpRequest& request) const {
+  std::string_view origin = request.Header("origin");
+  if (origin.empty() || options_.cors_origins.empty()) return {};
+  bool allowed = false;
+  for (const std::string& o : options_.cors_origins) allowed = allowed || o == "*" || o == origin;
+  if (!allowed) return {};
+  return {{"Access-Control-Allow-Origin", std::string(origin)},
+          {"Vary", "Origin"},
+          {"Access-Control-Expose-Headers",
+           "x-baton-chat-id, x-baton-chat-token, x-baton-chat-token-expires"}};
+}
+
+void Gateway::Preflight(const std::shared_ptr<HttpConnection>& connection,
+                        const HttpRequest& request) {
+  HttpHeaders headers = Cors(request);
+  if (headers.empty()) {
+    Error(connection, request, absl::PermissionDeniedError("this origin is not allowed (CORS)"));
+    return;
+  }
+  headers.emplace_back("Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+  headers.emplace_back("Access-Control-Allow-Headers",
+                       "authorization, content-type, idempotency-key, last-event-id");
+  headers.emplace_back("Access-Control-Max-Age", "600");
+  connection->Respond(204, std::move(headers), "");
+}
+
+void Gateway::Error(const std::shared_ptr<HttpConnection>& connection, const HttpRequest& request,
+                    const absl::Status& status) {
+  errors_.Add(1);
+  Json body = {{"error",
+                {{"code", absl::StatusCodeToString(status.code())},
+                 {"message", std::string(status.message())}}}};
+  HttpHeaders headers = Cors(request);
+  headers.emplace_back("Content-Type", "application/json");
+  int http = HttpStatusOf(status.code());
+  if (http == 499) http = 400;
+  connection->Respond(http, std::move(headers), DumpJson(body));
+}
+
+void Gateway::Json200(const std::shared_ptr<HttpConnection>& connection,
+                      const HttpRequest& request, int http_status, const Json& body,
+                      HttpHeaders extra) {
+  HttpHeaders headers = Cors(request);
+  headers.emplace_back("Content-Type", "application/json");
+  for (auto& h : extra) headers.push_back(std::move(h));
+  connection->Respond(http_status, std::move(headers), DumpJson(body));
+}
+
+void Gateway::Handle(std::shared_ptr<HttpConnection> connection, HttpRequest request) {
+  requests_.Add(1);
+  const std::string& method = request.method;
+  std::vector<std::string> segments = absl::StrSplit(request.path, '/', absl::SkipEmpty());
+  if (method == "OPTIONS") {
+    Preflight(connection, request);
+    return;
+  }
+  if (method == "GET" && (request.path == "/healthz" || request.path == "/readyz")) {
+    connection->Respond(200, {{"Content-Type", "text/plain"}}, "ok\n");
+    return;
+  }
+  if (method == "GET" && request.path == "/metrics") {
+    connection->Respond(200, {{"Content-Type", "text/plain; version=0.0.4"}}, MetricsText());
+    return;
+  }
+  // The chat transport: {base}[/{chatId}/{stream|stop|preload}], or the same under
+  // /api/agents/{agent}/chat, which names the agent.
+  std::vector<std::string> base = absl::StrSplit(options_.base, '/', absl::SkipEmpty());
+  std::string agent;
+  size_t at = 0;
+  auto starts_with = [&](const std::vector<std::string>& prefix) {
+    if (segments.size() < prefix.size()) return false;
+    for (size_t i = 0; i < prefix.size(); ++i) {
+      if (segments[i] != prefix[i]) return false;
+    }
+    return true;
+  };
+  bool chat_route = false;
+  if (!base.empty() && starts_with(base)) {
+    chat_route = true;
+    at = base.size();
+  } else if (segments.size() >= 4 && segments[0] == "api" && segments[1] == "agents" &&
+             segments[3] == "chat") {
+    chat_route = true;
+    agent = PercentDecode(segments[2]);
+    at = 4;
+  }
+  if (chat_route) {
+    size_t rest = segments.size() - at;
+    if (rest == 0 && method == "POST") {
+      asio::co_spawn(executor_, ChatPost(connection, std::move(request), std::move(agent)),
+                     asio::detached);
+      return;
+    }
+    if (rest == 2) {
+      absl::StatusOr<std::string> chat_id = ChatIdOf(segments[at]);
+      if (!chat_id.ok()) {
+        Error(connection, request, chat_id.status());
+        return;
+      }
+      const std::string& action = segments[at + 1];
+      if (action == "stream" && method == "GET") {
+        asio::co_spawn(executor_, ChatResume(connection, std::move(request), *chat_id),
+                       asio::detached);
+        return;
+      }
+      if (action == "stop" && method == "POST") {
+        asio::co_spawn(executor_, ChatStop(connection, std::move(request), *chat_id),
+                       asio::detached);
+        return;
+      }
+      if (action == "preload" && method == "POST") {
+        asio::co_spawn(executor_,
+                       ChatPreload(connection, std::move(request), *chat_id, std::move(agent)),
+                       asio::detached);
+        return;
+      }
+    }
+    Error(connection, request,
+          absl::NotFoundError(absl::StrCat("no route ", method, " ", request.path)));
+    return;
+  }
+  if (segments.size() >= 2 && segments[0] == "v1" && segments[1] == "sessions") {
+    asio::co_spawn(executor_, Rest(connection, std::move(request), std::move(segments)),
+                   asio::detached);
+    return;
+  }
+  if (method == "GET" || method == "HEAD") {
+    Static(connection, request);
+    return;
+  }
+  Error(connection, request,
+        absl::NotFoundError(absl::StrCat("no route ", method, " ", request.path)));
+}
+
+void Gateway::StreamAnswer(std::shared_ptr<HttpConnection> connection, const HttpRequest& request,
+                           const std::string& chat_id, const std::string& token, int64_t after_seq,
+                           int skip_turns, absl::Time received, HttpHeaders extra) {
+  HttpHeaders headers = Cors(request);
+  headers.emplace_back("x-baton-chat-id", chat_id);
+  for (auto& h : extra) headers.push_back(std::move(h));
+  auto stream = std::make_shared<AnswerStream>(*this, std::move(connection), chat_id, skip_turns,
+                                               received);
+  stream->Begin(after_seq, token, std::move(headers));
+}
+
+// ---- the AI SDK transport ---------------------------------------------------------------------
+
+asio::awaitable<void> Gateway::ChatPost(std::shared_ptr<HttpConnection> connection,
+                                        HttpRequest request, std::string agent) {
+  const absl::Time received = absl::Now();
+  absl::StatusOr<std::string> token = BearerToken(request);
+  if (!token.ok()) {
+    Error(connection, request, token.status());
+    co_return;
+  }
+  absl::StatusOr<Json> body = ParseJson(request.body);
+  if (!body.ok()) {
+    Error(connection, request,
+          absl::InvalidArgumentError(absl::StrCat("the body is not JSON: ", body.status().message())));
+    co_return;
+  }
+  if (!body->is_object()) {
+    Error(connection, request, absl::InvalidArgumentError("the body must be a JSON object"));
+    co_return;
+  }
+  std::string chat_id = StringField(*body, "id");
+  if (chat_id.empty() || chat_id.size() > kMaxChatIdBytes) {
+    Error(connection, request,
+          absl::InvalidArgumentError("\"id\" (the chat id) must be a string of 1 to 256 bytes"));
+    co_return;
+  }
+  std::string trigger = StringField(*body, "trigger");
+  if (trigger.empty()) trigger = "submit-message";
+  if (trigger != "submit-message" && trigger != "regenerate-message") {
+    Error(connection, request,
+          absl::InvalidArgumentError(absl::StrCat(
+              "\"trigger\" must be \"submit-message\" or \"regenerate-message\", not ",
+              Quoted(trigger))));
+    co_return;
+  }
+  const Json* messages = FindField(*body, "messages");
+  if (messages == nullptr || !messages->is_array()) {
+    Error(connection, request, absl::InvalidArgumentError("\"messages\" must be an array"));
+    co_return;
+  }
+  Json last = messages->empty() ? Json() : messages->back();
+  if (trigger == "submit-message" && (!last.is_object() || MessageId(last).empty())) {
+    Error(connection, request,
+          absl::InvalidArgumentError("a submit-message needs its message as the last of "
+                                     "\"messages\", with an id"));
+    co_return;
+  }
+  if (agent.empty()) agent = StringField(*body, "agent");
+  if (agent.empty()) agent = options_.agent;
+  Json metadata = body->value("metadata", Json());
+
+  HttpHeaders extra;
+  // 1. A request without a token may create the chat (the first POST of a chat).
+  if (token->empty()) {
+    if (agent.empty()) {
+      Error(connection, request,
+            absl::InvalidArgumentError("no agent: name it in the route "
+                                       "(/api/agents/{agent}/chat), the body, or --agent"));
+      co_return;
+    }
+    if (trigger == "submit-message" && MessageRole(last) == "user") {
+      v1::CreateSessionRequest create;
+      create.set_chat_id(chat_id);
+      create.set_agent(agent);
+      create.set_trigger(v1::TRIGGER_SUBMIT_MESSAGE);
+      Json payload = {{"message", last}};
+      if (!metadata.is_null()) payload["metadata"] = metadata;
+      create.set_payload_json(DumpJson(payload));
+      absl::StatusOr<v1::CreateSessionResponse> created =
+          co_await sessions_.CreateSession(std::move(create), "");
+      if (!created.ok()) {
+        Error(connection, request, created.status());
+        co_return;
+      }
+      bool retry = false;
+      if (!created->created()) {
+        // Only the retry of the request that created it may go on without the chat's token.
+        auto known = created_.find(chat_id);
+        retry = known != created_.end() && known->second.first_message_id == MessageId(last) &&
+                absl::Now() - known->second.at <= options_.retry_window;
+        if (!retry && !created->chat_token().empty()) {
+          Error(connection, request,
+                absl::UnauthenticatedError(absl::StrCat(
+                    "chat ", Quoted(chat_id), " exists: send its chat token as "
+                    "\"Authorization: Bearer <token>\"")));
+          co_return;
+        }
+      } else {
+        created_[chat_id] = Created{MessageId(last), absl::Now()};
+      }
+      if (!created->chat_token().empty()) {
+        extra.emplace_back("x-baton-chat-token", created->chat_token());
+        extra.emplace_back("x-baton-chat-token-expires",
+                           absl::StrCat(created->chat_token_expires_unix_ms()));
+      }
+      if (created->created() || retry) {
+        // The boot message's answer is the chat's first.
+        StreamAnswer(connection, request, chat_id, created->chat_token(), 0, 0, received,
+                     std::move(extra));
+        co_return;
+      }
+      // An existing chat of an orchestrator without chat tokens: append as any message.
+    } else if (!options_.public_create) {
+      Error(connection, request,
+            absl::UnauthenticatedError("send the chat's token as \"Authorization: Bearer "
+                                       "<token>\""));
+      co_return;
+    }
+  }
+
+  // 2. A message on an existing chat.
+  Json record = {{"kind", "message"}};
+  Json payload = {{"chatId", chat_id}, {"trigger", trigger}};
+  if (trigger == "submit-message") payload["message"] = last;
+  if (const Json* id = FindField(*body, "messageId"); id != nullptr && id->is_string()) {
+    payload["messageId"] = *id;
+  }
+  if (!metadata.is_null()) payload["metadata"] = metadata;
+  record["payload"] = std::move(payload);
+  v1::AppendRequest append;
+  append.set_chat_id(chat_id);
+  append.set_body_json(DumpJson(record));
+  if (trigger == "submit-message" && MessageRole(last) == "user") {
+    // A retried POST of the same message is the same record: it is not appended twice.
+    append.set_client_record_id(absl::StrCat("ui:", MessageId(last)));
+  }
+  absl::StatusOr<v1::AppendResponse> appended =
+      co_await sessions_.Append(std::move(append), *token);
+  if (!appended.ok()) {
+    Error(connection, request, appended.status());
+    co_return;
+  }
+  if (appended->duplicate()) {
+    // Its answer is under way or done: the answer in flight, as a resumed stream would get it.
+    v1::GetRequest get;
+    get.set_chat_id(chat_id);
+    absl::StatusOr<v1::Session> session = co_await sessions_.Get(std::move(get), *token);
+    if (!session.ok()) {
+      Error(connection, request, session.status());
+      co_return;
+    }
+    if (!session->answering() && session->turn_out_seq() >= 0) {
+      Error(connection, request,
+            absl::AlreadyExistsError("this message was answered already: reload the chat"));
+      co_return;
+    }
+    StreamAnswer(connection, request, chat_id, *token, session->turn_out_seq(), 0, received,
+                 std::move(extra));
+    co_return;
+  }
+  StreamAnswer(connection, request, chat_id, *token, appended->out_seq(),
+               appended->turns_before(), received, std::move(extra));
+}
+
+asio::awaitable<void> Gateway::ChatResume(std::shared_ptr<HttpConnection> connection,
+                                          HttpRequest request, std::string chat_id) {
+  const absl::Time received = absl::Now();
+  absl::StatusOr<std::string> token = BearerToken(request);
+  if (!token.ok()) {
+    Error(connection, request, token.status());
+    co_return;
+  }
+  v1::GetRequest get;
+  get.set_chat_id(chat_id);
+  absl::StatusOr<v1::Session> session = co_await sessions_.Get(std::move(get), *token);
+  if (!session.ok()) {
+    if (session.status().code() == absl::StatusCode::kNotFound) {
+      // useChat asks on every page load, for new chats too: nothing to resume.
+      HttpHeaders headers = Cors(request);
+      connection->Respond(204, std::move(headers), "");
+      co_return;
+    }
+    Error(connection, request, session.status());
+    co_return;
+  }
+  if (!session->answering()) {
+    connection->Respond(204, Cors(request), "");
+    co_return;
+  }
+  StreamAnswer(connection, request, chat_id, *token, session->turn_out_seq(), 0, received, {});
+}
+
+asio::awaitable<void> Gateway::ChatStop(std::shared_ptr<HttpConnection> connection,
+                                        HttpRequest request, std::string chat_id) {
+  absl::StatusOr<std::string> token = BearerToken(request);
+  if (!token.ok()) {
+    Error(connection, request, token.status());
+    co_return;
+  }
+  v1::AppendRequest append;
+  append.set_chat_id(chat_id);
+  append.set_body_json(R"({"kind":"stop"})");
+  absl::StatusOr<v1::AppendResponse> appended =
+      co_await sessions_.Append(std::move(append), *token);
+  if (!appended.ok()) {
+    Error(connection, request, appended.status());
+    co_return;
+  }
+  connection->Respond(204, Cors(request), "");
+}
+
+asio::awaitable<void> Gateway::ChatPreload(std::shared_ptr<HttpConnection> connection,
+                                           HttpRequest request, std::string chat_id,
+                                           std::string agent) {
+  absl::StatusOr<std::string> token = BearerToken(request);
+  if (!token.ok()) {
+    Error(connection, request, token.status());
+    co_return;
+  }
+  Json metadata;
+  if (!request.body.empty()) {
+    absl::StatusOr<Json> body = ParseJson(request.body);
+    if (!body.ok() || !body->is_object()) {
+      Error(connection, request,
+            absl::InvalidArgumentError("the body, when sent, must be a JSON object"));
+      co_return;
+    }
+    if (agent.empty()) agent = StringField(*body, "agent");
+    metadata = body->value("metadata", Json());
+  }
+  if (agent.empty()) agent = options_.agent;
+  if (agent.empty()) {
+    Error(connection, request, absl::InvalidArgumentError("no agent to preload"));
+    co_return;
+  }
+  if (token->empty() && !options_.public_create) {
+    Error(connection, request,
+          absl::UnauthenticatedError("preloading a chat needs a token (or --public_create)"));
+    co_return;
+  }
+  v1::CreateSessionRequest create;
+  create.set_chat_id(chat_id);
+  create.set_agent(agent);
+  create.set_trigger(v1::TRIGGER_PRELOAD);
+  Json payload = Json::object();
+  if (!metadata.is_null()) payload["metadata"] = metadata;
+  create.set_payload_json(DumpJson(payload));
+  absl::StatusOr<v1::CreateSessionResponse> created =
+      co_await sessions_.CreateSession(std::move(create), *token);
+  if (!created.ok()) {
+    Error(connection, request, created.status());
+    co_return;
+  }
+  Json answer = {{"chatId", chat_id}, {"created", created->created()}};
+  HttpHeaders extra;
+  if (!created->chat_token().empty()) {
+    answer["chatToken"] = created->chat_token();
+    answer["chatTokenExpiresAt"] = created->chat_token_expires_unix_ms();
+  }
+  Json200(connection, request, 200, answer, std::move(extra));
+}
+
+// ---- the REST mirror --------------------------------------------------------------------------
+
+namespace {
+
+// A `.out` record as the REST mirror shows it.
+Json RecordJson(const FeedRecord& record) {
+  if (record.control) {
+    Json headers = Json::object();
+    for (const auto& [k, v] : record.headers) headers[k] = v;
+    return {{"seq", record.seq}, {"control", record.subtype}, {"headers", headers}};
+  }
+  absl::StatusOr<Json> chunk = ParseJson(record.chunk_json);
+  return {{"seq", record.seq}, {"chunk", chunk.ok() ? *chunk : Json()}};
+}
+
+// Every record after a seq, as SSE events with their seq as the id, until the client leaves
+// (with `follow`) or the records stored now are sent.
+class RecordStream : public ChatFeed::Reader, public std::enable_shared_from_this<RecordStream> {
+ public:
+  RecordStream(FeedHub& feeds, std::shared_ptr<HttpConnection> connection, std::string chat_id,
+               int64_t until, Gauge& open, absl::Duration keep_alive)
+      : feeds_(feeds),
+        connection_(std::move(connection)),
+        chat_id_(std::move(chat_id)),
+        until_(until),
+        open_(open),
+        keep_alive_(connection_->open() ? keep_alive : keep_alive),
+        timer_(feeds.Feed(chat_id_).chat_id().empty() ? nullptr : nullptr) {}
+
+  void Begin(int64_t after_seq, const std::string& token, HttpHeaders headers,
+             asio::any_io_executor executor) {
+    timer_ = std::make_unique<asio::steady_timer>(executor);
+    connection_->StartStream(200, std::move(headers));
+    open_.Add(1);
+    self_ = shared_from_this();
+    std::weak_ptr<RecordStream> weak = weak_from_this();
+    connection_->OnClose([weak] {
+      if (auto self = weak.lock()) self->Leave();
+    });
+    if (until_ >= 0 && after_seq >= until_) {
+      End();
+      return;
+    }
+    Arm();
+    feed_ = &feeds_.Feed(chat_id_);
+    feed_->Attach(this, after_seq, token);
+  }
+
+  void OnRecord(const FeedRecord& record) override {
+    if (done_) return;
+    std::string event = absl::StrCat("id: ", record.seq, "\nevent: ",
+                                     record.control ? "control" : "chunk", "\ndata: ",
+                                     DumpJson(RecordJson(record)), "\n\n");
+    if (!connection_->Write(event)) {
+      Leave();
+      return;
+    }
+    Arm();
+    if (until_ >= 0 && record.seq >= until_) End();
+  }
+
+  void OnFeedError(const absl::Status& status) override {
+    feed_ = nullptr;
+    if (!status.ok() && !done_) {
+      connection_->Write(absl::StrCat(
+          "event: error\ndata: ",
+          DumpJson(Json{{"error",
+                         {{"code", absl::StatusCodeToString(status.code())},
+                          {"message", std::string(status.message())}}}}),
+          "\n\n"));
+    }
+    End();
+  }
+
+ private:
+  void Arm() {
+    timer_->expires_after(absl::ToChronoNanoseconds(keep_alive_));
+    std::weak_ptr<RecordStream> weak = weak_from_this();
+    timer_->async_wait([weak](const asio::error_code& ec) {
+      auto self = weak.lock();
+      if (ec || !self || self->done_) return;
+      if (!self->connection_->Write(": keep-alive\n\n")) {
+        self->Leave();
+        return;
+      }
+      self->Arm();
+    });
+  }
+  void End() {
+    if (done_) return;
+    connection_->End();
+    Leave();
+  }
+  void Leave() {
+    if (done_) return;
+    done_ = true;
+    if (timer_) timer_->cancel();
+    if (feed_ != nullptr) feed_->Detach(this);
+    feed_ = nullptr;
+    open_.Add(-1);
+    if (connection_->open() && connection_->streaming()) connection_->Close();
+    std::shared_ptr<RecordStream> self = std::move(self_);
+    if (self && timer_) asio::post(timer_->get_executor(), [self] {});
+  }
+
+  FeedHub& feeds_;
+  std::shared_ptr<HttpConnection> connection_;
+  std::string chat_id_;
+  int64_t until_;
+  Gauge& open_;
+  absl::Duration keep_alive_;
+  std::unique_ptr<asio::steady_timer> timer_;
+  ChatFeed* feed_ = nullptr;
+  std::shared_ptr<RecordStream> self_;
+  bool done_ = false;
+};
+
+}  // namespace
+
+asio::awaitable<void> Gateway::Rest(std::shared_ptr<HttpConnection> connection,
+                                    HttpRequest request, std::vector<std::string> segments) {
+  absl::StatusOr<std::string> token = BearerToken(request);
+  if (!token.ok()) {
+    Error(connection, request, token.status());
+    co_return;
+  }
+  const std::string& method = request.method;
+  auto body_json = [&]() -> absl::StatusOr<Json> {
+    if (request.body.empty()) return Json::object();
+    absl::StatusOr<Json> body = ParseJson(request.body);
+    if (!body.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("the body is not JSON: ", body.status().message()));
+    }
+    if (!body->is_object()) return absl::InvalidArgumentError("the body must be a JSON object");
+    return body;
+  };
+  // POST /v1/sessions
+  if (segments.size() == 2) {
+    if (method != "POST") {
+      Error(connection, request, absl::NotFoundError("POST /v1/sessions creates a session"));
+      co_return;
+    }
+    if (token->empty() && !options_.public_create) {
+      Error(connection, request, absl::UnauthenticatedError("creating a session needs a token"));
+      co_return;
+    }
+    absl::StatusOr<Json> body = body_json();
+    if (!body.ok()) {
+      Error(connection, request, body.status());
+      co_return;
+    }
+    v1::CreateSessionRequest create;
+    create.set_chat_id(StringField(*body, "chatId"));
+    create.set_agent(StringField(*body, "agent"));
+    create.set_trigger(TriggerFromName(StringField(*body, "trigger")));
+    if (const Json* payload = FindField(*body, "payload"); payload != nullptr) {
+      create.set_payload_json(DumpJson(*payload));
+    }
+    create.set_traceparent(StringField(*body, "traceparent"));
+    if (create.trigger() == v1::TRIGGER_UNSPECIFIED && !StringField(*body, "trigger").empty()) {
+      Error(connection, request,
+            absl::InvalidArgumentError(
+                absl::StrCat("unknown trigger ", Quoted(StringField(*body, "trigger")))));
+      co_return;
+    }
+    absl::StatusOr<v1::CreateSessionResponse> created =
+        co_await sessions_.CreateSession(std::move(create), *token);
+    if (!created.ok()) {
+      Error(connection, request, created.status());
+      co_return;
+    }
+    Json answer = ProtoToJson(created->session());
+    if (!created->chat_token().empty()) {
+      answer["chatToken"] = created->chat_token();
+      answer["chatTokenExpiresAt"] = created->chat_token_expires_unix_ms();
+    }
+    if (created->handover_deadline_unix_ms() > 0) {
+      answer["handoverDeadline"] = created->handover_deadline_unix_ms();
+    }
+    Json200(connection, request, created->created() ? 201 : 200, answer);
+    co_return;
+  }
+  absl::StatusOr<std::string> chat = ChatIdOf(segments[2]);
+  if (!chat.ok()) {
+    Error(connection, request, chat.status());
+    co_return;
+  }
+  const std::string& chat_id = *chat;
+  std::string what = segments.size() > 3 ? segments[3] : "";
+  if (segments.size() > 4) what = "?";
+  if (what.empty() && method == "GET") {
+    v1::GetRequest get;
+    get.set_chat_id(chat_id);
+    absl::StatusOr<v1::Session> session = co_await sessions_.Get(std::move(get), *token);
+    if (!session.ok()) {
+      Error(connection, request, session.status());
+      co_return;
+    }
+    Json200(connection, request, 200, ProtoToJson(*session));
+    co_return;
+  }
+  if (what == "records" && method == "POST") {
+    v1::AppendRequest append;
+    append.set_chat_id(chat_id);
+    append.set_body_json(request.body);
+    append.set_client_record_id(std::string(request.Header("idempotency-key")));
+    absl::StatusOr<v1::AppendResponse> appended =
+        co_await sessions_.Append(std::move(append), *token);
+    if (!appended.ok()) {
+      Error(connection, request, appended.status());
+      co_return;
+    }
+    Json200(connection, request, 200,
+            {{"seq", appended->seq()},
+             {"duplicate", appended->duplicate()},
+             {"runId", appended->run_id()}});
+    co_return;
+  }
+  if (what == "records" && method == "GET") {
+    int64_t after = 0;
+    std::string last = std::string(request.Header("last-event-id"));
+    std::string param = request.Param("after");
+    if (!last.empty() && !absl::SimpleAtoi(last, &after)) {
+      Error(connection, request, absl::InvalidArgumentError("Last-Event-ID is not a seq"));
+      co_return;
+    }
+    if (last.empty() && !param.empty() && !absl::SimpleAtoi(param, &after)) {
+      Error(connection, request, absl::InvalidArgumentError("\"after\" is not a seq"));
+      co_return;
+    }
+    bool follow = request.Param("follow") == "true" || request.Param("follow") == "1";
+    // Authorized as the caller: a Get with its token (the feed reads with the gateway's own).
+    v1::GetRequest get;
+    get.set_chat_id(chat_id);
+    absl::StatusOr<v1::Session> session = co_await sessions_.Get(std::move(get), *token);
+    if (!session.ok()) {
+      Error(connection, request, session.status());
+      co_return;
+    }
+    HttpHeaders headers = Cors(request);
+    headers.emplace_back("Content-Type", "text/event-stream");
+    headers.emplace_back("Cache-Control", "no-cache, no-transform");
+    headers.emplace_back("X-Accel-Buffering", "no");
+    auto stream = std::make_shared<RecordStream>(feeds_, connection, chat_id,
+                                                 follow ? -1 : session->out_seq(), streams_open_,
+                                                 options_.keep_alive);
+    stream->Begin(after, *token, std::move(headers), executor_);
+    co_return;
+  }
+  if (what == "runs" && method == "GET") {
+    v1::ListRunsRequest list;
+    list.set_chat_id(chat_id);
+    absl::StatusOr<v1::ListRunsResponse> runs = co_await sessions_.ListRuns(std::move(list), *token);
+    if (!runs.ok()) {
+      Error(connection, request, runs.status());
+      co_return;
+    }
+    Json200(connection, request, 200, ProtoToJson(*runs));
+    co_return;
+  }
+  if (what == "cancel" && method == "POST") {
+    v1::CancelRunRequest cancel;
+    cancel.set_chat_id(chat_id);
+    absl::StatusOr<Json> body = body_json();
+    if (!body.ok()) {
+      Error(connection, request, body.status());
+      co_return;
+    }
+    cancel.set_run_id(StringField(*body, "runId"));
+    absl::StatusOr<v1::Run> run = co_await sessions_.CancelRun(std::move(cancel), *token);
+    if (!run.ok()) {
+      Error(connection, request, run.status());
+      co_return;
+    }
+    Json200(connection, request, 200, ProtoToJson(*run));
+    co_return;
+  }
+  if (what == "close" && method == "POST") {
+    absl::StatusOr<Json> body = body_json();
+    if (!body.ok()) {
+      Error(connection, request, body.status());
+      co_return;
+    }
+    v1::CloseRequest close;
+    close.set_chat_id(chat_id);
+    close.set_reason(StringField(*body, "reason"));
+    absl::StatusOr<v1::Session> session = co_await sessions_.Close(std::move(close), *token);
+    if (!session.ok()) {
+      Error(connection, request, session.status());
+      co_return;
+    }
+    Json200(connection, request, 200, ProtoToJson(*session));
+    co_return;
+  }
+  Error(connection, request,
+        absl::NotFoundError(absl::StrCat("no route ", method, " ", request.path)));
+}
+
+// ---- static files -----------------------------------------------------------------------------
+
+void Gateway::Static(const std::shared_ptr<HttpConnection>& connection,
+                     const HttpRequest& request) {
+  std::string path = PercentDecode(request.path);
+  // Only plain paths below the directories: no "..", no NUL, no hidden files.
+  bool plain = !path.empty() && path[0] == '/' && path.find('\0') == std::string::npos &&
+               path.find("/.") == std::string::npos && path.find('\\') == std::string::npos;
+  if (plain && path.back() == '/') path += "index.html";
+  for (const std::string& dir : {options_.web_dir, options_.static_dir}) {
+    if (!plain || dir.empty()) continue;
+    std::string file = dir + path;
+    struct stat st;
+    if (stat(file.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+    std::ifstream in(file, std::ios::binary);
+    std::stringstream content;
+    content << in.rdbuf();
+    if (!in) continue;
+    HttpHeaders headers = Cors(request);
+    headers.emplace_back("Content-Type", ContentType(path));
+    headers.emplace_back("Cache-Control", "no-cache");
+    headers.emplace_back("X-Content-Type-Options", "nosniff");
+    connection->Respond(200, std::move(headers),
+                        request.method == "HEAD" ? std::string() : content.str());
+    return;
+  }
+  Error(connection, request, absl::NotFoundError(absl::StrCat("no file ", Quoted(request.path))));
+}
+
+}  // namespace baton::gateway

@@ -1,0 +1,129 @@
+// File: tools/gateway/gateway.h
+//
+// Gateway: baton's web face (DESIGN §1, docs/gateway.md). It answers HTTP requests on the
+// gateway's one event loop:
+//
+//   - the AI SDK's chat transport, so `useChat` with `DefaultChatTransport` works unchanged: a
+//     POST answers the turn as a UI message stream, GET .../stream resumes the answer in flight,
+//     and baton's additions stop and preload;
+//   - a REST/SSE mirror of Sessions for other backends;
+//   - the demo page and the user's static files, /healthz and /metrics.
+//
+// Every answer a browser sees is read from the chat's `.out` through one shared upstream Read
+// per chat (ChatFeed), cut to the records of that answer, and written as the AI SDK's SSE.
+//
+// Thread-safety: everything runs on the executor the Gateway was made with.
+#ifndef BATON_TOOLS_GATEWAY_GATEWAY_H_
+#define BATON_TOOLS_GATEWAY_GATEWAY_H_
+
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "asio/any_io_executor.hpp"
+#include "asio/awaitable.hpp"
+#include "asio/steady_timer.hpp"
+#include "hooks/json.h"
+#include "runtime/metrics.h"
+#include "tools/gateway/feed.h"
+#include "tools/gateway/http_server.h"
+#include "tools/gateway/sessions_client.h"
+
+namespace baton::gateway {
+
+struct GatewayOptions {
+  std::string base = "/api/chat";  // the AI SDK transport's `api`
+  std::string agent;               // the agent of chats whose request names none
+  std::string web_dir;             // the demo page's files; "" serves none
+  std::string static_dir;          // the user's own files, served after the page's; "" none
+  std::vector<std::string> cors_origins;  // allowed Origins ("*": any); empty: no CORS
+  // Requests without a token may create chats (and get their chat token in the answer).
+  bool public_create = false;
+  // A streamed answer silent for this long gets an SSE comment, so proxies keep it open.
+  absl::Duration keep_alive = absl::Seconds(15);
+  // How long a chat this gateway created may be asked again, without its token, by a retry of
+  // the request that created it (the network lost the answer, and the token with it).
+  absl::Duration retry_window = absl::Seconds(60);
+};
+
+class Gateway {
+ public:
+  Gateway(asio::any_io_executor executor, SessionsClient& sessions, GatewayOptions options);
+  ~Gateway();
+
+  // The HttpServer's handler.
+  void Handle(std::shared_ptr<HttpConnection> connection, HttpRequest request);
+
+  std::string MetricsText() const { return metrics_.Text(); }
+  FeedHub& feeds() { return feeds_; }
+
+  class AnswerStream;  // an SSE response following a chat's `.out`
+
+ private:
+  struct Route;
+  struct Caller {
+    std::string token;  // the bearer token the request carried ("" when none)
+  };
+
+  // The AI SDK transport.
+  asio::awaitable<void> ChatPost(std::shared_ptr<HttpConnection> connection, HttpRequest request,
+                                 std::string agent);
+  asio::awaitable<void> ChatResume(std::shared_ptr<HttpConnection> connection,
+                                   HttpRequest request, std::string chat_id);
+  asio::awaitable<void> ChatStop(std::shared_ptr<HttpConnection> connection, HttpRequest request,
+                                 std::string chat_id);
+  asio::awaitable<void> ChatPreload(std::shared_ptr<HttpConnection> connection,
+                                    HttpRequest request, std::string chat_id, std::string agent);
+  // The REST mirror.
+  asio::awaitable<void> Rest(std::shared_ptr<HttpConnection> connection, HttpRequest request,
+                             std::vector<std::string> segments);
+
+  void Static(const std::shared_ptr<HttpConnection>& connection, const HttpRequest& request);
+  void Preflight(const std::shared_ptr<HttpConnection>& connection, const HttpRequest& request);
+  // CORS headers for a request from an allowed Origin (none otherwise).
+  HttpHeaders Cors(const HttpRequest& request) const;
+  // A JSON error answer with the HTTP status of `status`'s code.
+  void Error(const std::shared_ptr<HttpConnection>& connection, const HttpRequest& request,
+             const absl::Status& status);
+  void Json200(const std::shared_ptr<HttpConnection>& connection, const HttpRequest& request,
+               int http_status, const Json& body, HttpHeaders extra = {});
+  // Starts an SSE answer following `chat_id` from `after_seq` (see AnswerStream).
+  void StreamAnswer(std::shared_ptr<HttpConnection> connection, const HttpRequest& request,
+                    const std::string& chat_id, const std::string& token, int64_t after_seq,
+                    int skip_turns, absl::Time received, HttpHeaders extra);
+  void Sweep();
+
+  asio::any_io_executor executor_;
+  SessionsClient& sessions_;
+  GatewayOptions options_;
+  FeedHub feeds_;
+  asio::steady_timer sweeper_;
+  // Chats this gateway created without a token, for a retry of the request that created them.
+  struct Created {
+    std::string first_message_id;
+    absl::Time at;
+  };
+  std::map<std::string, Created> created_;
+
+  Metrics metrics_;
+  Counter& requests_;
+  Counter& errors_;
+  Gauge& streams_open_;
+  Gauge& feeds_open_;
+  Histogram& first_chunk_seconds_;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+// The bearer token of a request's Authorization header; "" when none. An error when the header
+// is not "Bearer <token>" or appears more than once.
+absl::StatusOr<std::string> BearerToken(const HttpRequest& request);
+
+// The HTTP status for a gRPC / absl status code.
+int HttpStatusOf(absl::StatusCode code);
+
+}  // namespace baton::gateway
+
+#endif  // BATON_TOOLS_GATEWAY_GATEWAY_H_
