@@ -16,8 +16,9 @@ namespace baton {
 
 using Json = nlohmann::ordered_json;
 
-// Nesting limits (docs/bad-input.md, "Nesting"). nlohmann parses iteratively, but copying,
-// comparing and dumping a value recurse once per level: a value nested deeply enough (about
+// Nesting limits (docs/bad-input.md, "Nesting"). Copying, comparing and dumping an nlohmann value
+// recurse once per level, and so does parsing once an object gains a member after a deep one
+// (ordered_json's objects grow by copying their members): a value nested deeply enough (about
 // 100,000 levels fit in 300 KB of text) overflows the stack of whatever process holds it. So
 // nesting is bounded where JSON enters baton, and nothing deeper is ever built.
 //
