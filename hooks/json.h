@@ -18,9 +18,9 @@ using Json = nlohmann::ordered_json;
 
 // Nesting limits (docs/bad-input.md, "Nesting"). Copying, comparing and dumping an nlohmann value
 // recurse once per level, and so does parsing once an object gains a member after a deep one
-// (ordered_json's objects grow by copying their members): a value nested deeply enough (about
-// 100,000 levels fit in 300 KB of text) overflows the stack of whatever process holds it. So
-// nesting is bounded where JSON enters baton, and nothing deeper is ever built.
+// (ordered_json's objects grow by copying their members): a value nested deeply enough (100,000
+// levels fit in 200 KB of text) overflows the stack of whatever process holds it. So nesting is
+// bounded where JSON enters baton, and nothing deeper is ever built.
 //
 // kMaxDataDepth bounds JSON that comes from outside baton or from user code: `.in` records and
 // CreateSession payloads (and what they carry: messages, metadata, handover partials), a
@@ -31,9 +31,10 @@ inline constexpr int kMaxDataDepth = 128;
 // that a head start's handover record, which carries them 5 levels down
 // (partialAssistantMessage[].content[].input), is always a record the orchestrator takes.
 inline constexpr int kMaxToolInputDepth = kMaxDataDepth - 8;
-// kMaxJsonDepth bounds every JSON text baton parses, its own documents too (snapshots, `.out`
-// chunks, provider requests, assignments): they wrap data of at most kMaxDataDepth in a few
-// levels of their own, so whatever baton builds around data stays well inside this limit.
+// kMaxJsonDepth bounds every JSON text baton parses, its own documents too (snapshots, provider
+// requests, assignments; `.out` chunks have kMaxChunkDepth, hooks/records.h): they wrap data of
+// at most kMaxDataDepth in a few levels of their own, so whatever baton builds around data stays
+// well inside this limit.
 inline constexpr int kMaxJsonDepth = 256;
 
 // ParseJson()
