@@ -156,9 +156,14 @@ class ChatRun : public std::enable_shared_from_this<ChatRun> {
   asio::awaitable<R> CallHook(const std::function<R(const E&)>& hook, E event);
   template <typename R>
   asio::awaitable<R> RunUserCode(absl::AnyInvocable<R()> fn, bool* in_time = nullptr);
-  void ApplyControl(ChatControl& control);
+  // Applies a hook's requests; an error when one of them cannot be taken (messages nested
+  // deeper than kMaxDataDepth), which becomes the hook's error.
+  absl::Status ApplyControl(ChatControl& control);
   // Every `.out` record and snapshot of the run goes through these: a lost run writes nothing.
   int64_t Write(OutRecord record);
+  // A chunk from user code (ChatControl::Write, ChatSession::Write): one nested deeper than
+  // kMaxDataDepth is replaced by an `error` chunk saying so.
+  int64_t WriteUserChunk(Json chunk);
   void SaveSnapshot(Json snapshot);
 
   const Agent& agent_;

@@ -51,7 +51,7 @@ bool RetryableStatus(int status) {
 // {"error": {"type", "message"}} in the body (OpenAI may give a `code` instead of a type).
 std::string DescribeHttpError(int status, std::string_view body) {
   std::string what = absl::StrCat("HTTP ", status);
-  absl::StatusOr<Json> parsed = ParseJson(body);
+  absl::StatusOr<Json> parsed = ParseJson(body, kMaxDataDepth);
   const Json* error = parsed.ok() ? FindField(*parsed, "error") : nullptr;
   if (error != nullptr && error->is_object()) {
     std::string type = StringField(*error, "type");

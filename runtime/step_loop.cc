@@ -88,10 +88,16 @@ Json ToolResultOutput(const absl::StatusOr<Json>& result) {
   return Json{{"type", "json"}, {"value", *result}};
 }
 
-// A tool output too large for its chunk to fit a `.out` record is an error the model can act
-// on (the output would otherwise be dropped on its way to readers).
+// A tool output too large for its chunk to fit a `.out` record, or nested deeper than data may
+// be, is an error the model can act on (the output would otherwise be dropped on its way to
+// readers, or crash whoever copies it). Depth first: the size is measured by dumping it.
 absl::StatusOr<Json> FitOutput(const ToolCall& call, absl::StatusOr<Json> result) {
   if (!result.ok()) return result;
+  if (JsonDepth(*result, kMaxDataDepth) > kMaxDataDepth) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("tool ", call.name, " returned output nested deeper than ", kMaxDataDepth,
+                     " levels, the most a tool's ", "output may nest"));
+  }
   size_t size = DumpJson(*result).size();
   constexpr size_t kEnvelope = 64;  // {"type":"tool-output-available","toolCallId":..,"output":}
   if (size + call.id.size() + kEnvelope <= kMaxChunkJsonBytes) return result;
@@ -326,6 +332,14 @@ asio::awaitable<StepLoopResult> StepLoop::Run(StepLoopInput input) {
     const size_t parts_before = streams.reducer().message()["parts"].size();
 
     auto on_event = [&](ModelEvent e) {
+      if (!error.empty()) return;  // the call has failed: nothing after that is the answer
+      if (JsonDepth(e.provider_metadata, kMaxDataDepth) > kMaxDataDepth) {
+        // Only a model written in C++ can send this (a provider's events are parsed within the
+        // limit): the call fails as on any other bad event.
+        e = ModelEvent::Of(ModelEvent::Type::kError);
+        e.error = absl::StrCat("the model sent provider metadata nested deeper than ",
+                               kMaxDataDepth, " levels");
+      }
       if (e.type == ModelEvent::Type::kError) {
         // An error as the first event leaves no step behind: `start`, `error` (V7).
         error = e.error.empty() ? "model call failed" : e.error;
@@ -436,7 +450,7 @@ asio::awaitable<StepLoopResult> StepLoop::Run(StepLoopInput input) {
       absl::Status invalid;
       Json raw_input = c.input;
       if (!c.input.empty()) {
-        absl::StatusOr<Json> parsed = ParseJson(c.input);
+        absl::StatusOr<Json> parsed = ParseJson(c.input, kMaxToolInputDepth);
         if (parsed.ok()) {
           tc.input = *parsed;
           raw_input = *parsed;

@@ -31,7 +31,7 @@ absl::StatusOr<OutRecord> OutRecordFromProto(const baton::v1::OutRecord& record)
     }
     out = OutRecord::Control(record.control().subtype(), std::move(headers));
   } else {
-    absl::StatusOr<Json> chunk = ParseJson(record.chunk_json());
+    absl::StatusOr<Json> chunk = ParseJson(record.chunk_json(), kMaxChunkDepth);
     if (!chunk.ok()) return chunk.status();
     if (!chunk->is_object()) {
       return absl::InvalidArgumentError(
@@ -56,7 +56,7 @@ absl::Status CheckOutRecord(const baton::v1::OutRecord& record) {
   }
   switch (record.content_case()) {
     case baton::v1::OutRecord::kChunkJson: {
-      absl::StatusOr<Json> chunk = ParseJson(record.chunk_json());
+      absl::StatusOr<Json> chunk = ParseJson(record.chunk_json(), kMaxChunkDepth);
       if (!chunk.ok()) {
         return absl::InvalidArgumentError(
             absl::StrCat(".out record ", record.seq(), ": chunk_json: ", chunk.status().message()));
@@ -108,7 +108,9 @@ absl::StatusOr<Assignment> DecodeAssignment(const baton::v1::AssignRun& assign) 
   };
   Assignment out;
   if (!assign.payload_json().empty()) {
-    absl::StatusOr<Json> payload = ParseJson(assign.payload_json());
+    // The client's payload (with its chatId and boot message): held to the client's limit, as
+    // CreateSession held it, so that what the run builds around it stays parseable.
+    absl::StatusOr<Json> payload = ParseJson(assign.payload_json(), kMaxDataDepth);
     if (!payload.ok()) {
       return refuse("bad-payload", absl::InvalidArgumentError(
                                        absl::StrCat("payload_json: ", payload.status().message())));

@@ -24,7 +24,8 @@ absl::StatusOr<OutRecord> OutRecordFromProto(const baton::v1::OutRecord& record)
 //
 // What the orchestrator takes from a worker as a `.out` record: a seq from 1, no larger than
 // kMaxOutRecordBytes serialized, and either a chunk that is a JSON object with a string "type"
-// or a control record with a subtype. InvalidArgument naming the seq and what is wrong.
+// nested at most kMaxChunkDepth levels, or a control record with a subtype. InvalidArgument
+// naming the seq and what is wrong. OutRecordFromProto takes every chunk this takes.
 absl::Status CheckOutRecord(const baton::v1::OutRecord& record);
 
 // DecodeSnapshot()
@@ -43,8 +44,9 @@ struct Assignment {
 
 // DecodeAssignment()
 //
-// Decodes and checks what an assignment carries: a payload that is a JSON object whose message
-// and head-start messages are UI messages (CheckBootPayload), a snapshot DecodeSnapshot takes,
+// Decodes and checks what an assignment carries: a payload that is a JSON object nested at most
+// kMaxDataDepth levels whose message and head-start messages are UI messages (CheckBootPayload),
+// a snapshot DecodeSnapshot takes (at most kMaxJsonDepth levels, as every JSON text),
 // `.in` records DecodeInRecord takes, `.out` records OutRecordFromProto takes. On failure,
 // InvalidArgument whose message is the RunRejected reason the worker answers with: "bad-payload",
 // "bad-snapshot", "bad-pending-record" or "bad-out-record", then ": " and what is wrong.

@@ -583,7 +583,7 @@ grpc::Status Orchestrator::CreateSession(const v1::CreateSessionRequest& request
   }
   Json payload = Json::object();
   if (!request.payload_json().empty()) {
-    absl::StatusOr<Json> parsed = ParseJson(request.payload_json());
+    absl::StatusOr<Json> parsed = ParseJson(request.payload_json(), kMaxDataDepth);
     if (!parsed.ok()) return Invalid(absl::StrCat("payload_json: ", parsed.status().message()));
     if (!parsed->is_object()) return Invalid("payload_json must be a JSON object");
     payload = *std::move(parsed);

@@ -4,6 +4,7 @@
 
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "asio/co_spawn.hpp"
 #include "asio/detached.hpp"
 #include "asio/io_context.hpp"
@@ -11,6 +12,7 @@
 #include "gtest/gtest.h"
 #include "hooks/messages.h"
 #include "hooks/records.h"
+#include "runtime/head_start.h"
 #include "runtime/scripted_model.h"
 
 namespace baton {
@@ -268,6 +270,123 @@ TEST_F(StepLoopTest, AToolOutputTooLargeForAnOutRecordIsAToolError) {
   std::string results = model_->calls()[1].messages.back().dump();
   EXPECT_NE(results.find("tool get_time returned 1048578 bytes of output"), std::string::npos)
       << results.substr(0, 300);
+}
+
+// `depth` nested arrays around 1, built by moves (a copy of a deep one would recurse).
+Json Nested(int depth) {
+  Json value = 1;
+  for (int i = 0; i < depth; ++i) {
+    Json outer = Json::array();
+    outer.push_back(std::move(value));
+    value = std::move(outer);
+  }
+  return value;
+}
+
+// A tool's output is user code's JSON: at the data limit it is the call's result; one level
+// deeper, or a hundred thousand, it is a tool error the model sees, and nothing deep is copied.
+TEST_F(StepLoopTest, AToolOutputNestedTooDeeplyIsAToolError) {
+  for (int depth : {kMaxDataDepth, kMaxDataDepth + 1, 100000}) {
+    SCOPED_TRACE(depth);
+    chunks_.clear();
+    Tool deep = Time();
+    deep.execute = [depth](const Json&, const ToolContext&) -> absl::StatusOr<Json> {
+      return Nested(depth);
+    };
+    agent_.tools = {deep};
+    model_->Push(Script(R"([{"tool_call": {"id": "t1", "name": "get_time"}}])"));
+    model_->Push(Script(R"([{"text": "Done."}])"));
+    size_t calls_before = model_->calls().size();
+    StepLoopResult r = Run();
+    EXPECT_EQ(r.finish_reason, "stop");
+    ASSERT_EQ(model_->calls().size(), calls_before + 2);
+    const Json result = model_->calls().back().messages.back();
+    bool available = false, failed = false;
+    for (const Json& c : chunks_) {
+      available = available || c["type"] == "tool-output-available";
+      failed = failed || c["type"] == "tool-output-error";
+    }
+    if (depth <= kMaxDataDepth) {
+      EXPECT_TRUE(available);
+      EXPECT_EQ(JsonDepth(result["content"][0]["output"]["value"]), depth);
+    } else {
+      EXPECT_FALSE(available);
+      EXPECT_TRUE(failed);
+      EXPECT_EQ(StringField(result["content"][0]["output"], "value"),
+                absl::StrCat("tool get_time returned output nested deeper than ", kMaxDataDepth,
+                             " levels, the most a tool's output may nest"));
+    }
+  }
+}
+
+// The model's tool-call arguments are outside data: nested deeper than their limit, they are an
+// input error (as arguments that are not JSON), streamed and final, and the turn goes on.
+TEST_F(StepLoopTest, ToolArgumentsNestedTooDeeplyAreAnInputError) {
+  agent_.tools = {Weather()};
+  std::string deep =
+      absl::StrCat(R"({"city":)", std::string(100000, '['), "1", std::string(100000, ']'), "}");
+  Json call = {{"tool_call", {{"id", "t1"}, {"name", "get_weather"}, {"input_text", deep}}}};
+  model_->Push(Script(Json::array({call}).dump().c_str()));
+  model_->Push(Script(R"([{"text": "Try again."}])"));
+  StepLoopResult r = Run();
+  EXPECT_EQ(r.finish_reason, "stop");
+  const Json* input_error = nullptr;
+  for (const Json& c : chunks_) {
+    if (c["type"] == "tool-input-error") input_error = &c;
+  }
+  ASSERT_NE(input_error, nullptr);
+  EXPECT_EQ(StringField(*input_error, "errorText"),
+            absl::StrCat("Invalid input for tool get_weather: JSON nests deeper than ",
+                         kMaxToolInputDepth, " levels at byte ", 8 + kMaxToolInputDepth));
+  // While it streamed, the partial input was never built either: the part holds none.
+  for (const Json& part : r.response["parts"]) {
+    if (StringField(part, "type") == "tool-get_weather") {
+      EXPECT_FALSE(part.contains("input"));
+    }
+  }
+}
+
+// Arguments at their limit are taken, and a head start's handover carrying them (the warm side
+// leaves the call to the worker) is a record the orchestrator takes; one level more is not.
+TEST_F(StepLoopTest, ToolArgumentsAtTheirLimitFitAHandoverRecord) {
+  for (int depth : {kMaxToolInputDepth, kMaxToolInputDepth + 1}) {
+    SCOPED_TRACE(depth);
+    chunks_.clear();
+    Tool client_side = Time();
+    client_side.execute = nullptr;  // as on the warm side: the call is left for the worker
+    agent_.tools = {client_side};
+    agent_.options.max_steps = 1;
+    std::string input = absl::StrCat(R"({"a":)", std::string(depth - 1, '['), "1",
+                                     std::string(depth - 1, ']'), "}");
+    Json call = {{"tool_call", {{"id", "t1"}, {"name", "get_time"}, {"input_text", input}}}};
+    model_->Push(Script(Json::array({call}).dump().c_str()));
+    StepLoopResult r = Run();
+    bool taken = false;
+    for (const Json& c : chunks_) taken = taken || c["type"] == "tool-input-available";
+    EXPECT_EQ(taken, depth <= kMaxToolInputDepth);
+    Json body = {{"kind", "handover"},
+                 {"partialAssistantMessage", HandoverPartial(r.response)},
+                 {"messageId", "M"},
+                 {"isFinal", false}};
+    absl::StatusOr<InRecord> record = DecodeInRecord(1, DumpJson(body));
+    EXPECT_TRUE(record.ok()) << record.status();
+    if (taken) {
+      EXPECT_EQ(JsonDepth(body), depth + 5);
+    }
+  }
+}
+
+// A model written in C++ may hand over provider metadata of any depth: the call fails as on a
+// bad event, and the turn ends with an error instead of a crash.
+TEST_F(StepLoopTest, ProviderMetadataNestedTooDeeplyFailsTheModelCall) {
+  ScriptedResponse response = ScriptedModel::Text("Hi.");
+  ASSERT_EQ(response[0].event.type, ModelEvent::Type::kTextStart);
+  response[0].event.provider_metadata = Nested(100000);
+  model_->Push(std::move(response));
+  StepLoopResult r = Run();
+  EXPECT_EQ(r.finish_reason, "error");
+  EXPECT_EQ(r.error, absl::StrCat("the model sent provider metadata nested deeper than ",
+                                  kMaxDataDepth, " levels"));
 }
 
 TEST_F(StepLoopTest, ApprovalNeededEndsTheTurnWithARequest) {

@@ -2,6 +2,9 @@
 // Prometheus text of the metrics registry.
 #include "runtime/wire.h"
 
+#include <string>
+
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "runtime/metrics.h"
@@ -80,6 +83,84 @@ TEST(WireTest, DecodeSnapshotWantsAnObjectWithAMessagesArray) {
   EXPECT_FALSE(DecodeSnapshot("").ok());
   EXPECT_FALSE(DecodeSnapshot("null").ok());
   EXPECT_FALSE(DecodeSnapshot(R"({"messages":[1]})").ok());
+}
+
+// `depth` nested arrays around 1, as text.
+std::string Nest(int depth) { return std::string(depth, '[') + "1" + std::string(depth, ']'); }
+
+// The JSON fields of the protocol at depths around their limits: client data (payloads, `.in`
+// records) at kMaxDataDepth, `.out` chunks at kMaxChunkDepth, snapshots at kMaxJsonDepth.
+// Nothing crashes, and every refusal says which field and what limit.
+TEST(WireTest, EveryJsonFieldOfTheProtocolIsHeldToItsDepthLimit) {
+  for (int depth :
+       {1, kMaxDataDepth - 1, kMaxDataDepth, kMaxDataDepth + 1, kMaxChunkDepth, kMaxChunkDepth + 1,
+        kMaxJsonDepth - 1, kMaxJsonDepth, kMaxJsonDepth + 1, 100000}) {
+    SCOPED_TRACE(depth);
+    // A chunk holds the nest one level down; a snapshot two (messages, an entry).
+    baton::v1::OutRecord out;
+    out.set_seq(1);
+    out.set_chunk_json(absl::StrCat(R"({"type":"data-x","data":)", Nest(depth - 1), "}"));
+    absl::Status checked = CheckOutRecord(out);
+    EXPECT_EQ(checked.ok(), depth <= kMaxChunkDepth) << checked;
+    EXPECT_EQ(OutRecordFromProto(out).ok(), depth <= kMaxChunkDepth);
+    if (!checked.ok()) {
+      EXPECT_THAT(std::string(checked.message()),
+                  HasSubstr(absl::StrCat(".out record 1: chunk_json: JSON nests deeper than ",
+                                         kMaxChunkDepth, " levels at byte")));
+    }
+    std::string snapshot = absl::StrCat(R"({"messages":[{"id":"m","message":)",
+                                        depth >= 3 ? Nest(depth - 3) : "1", "}]}");
+    absl::StatusOr<Json> decoded = DecodeSnapshot(snapshot);
+    EXPECT_EQ(decoded.ok(), depth <= kMaxJsonDepth);
+    if (!decoded.ok()) {
+      EXPECT_THAT(std::string(decoded.status().message()),
+                  HasSubstr(absl::StrCat("snapshot_json: JSON nests deeper than ", kMaxJsonDepth,
+                                         " levels")));
+    }
+
+    baton::v1::AssignRun assign;
+    assign.set_payload_json(absl::StrCat(R"({"chatId":"c","metadata":)", Nest(depth - 1), "}"));
+    absl::StatusOr<Assignment> payload = DecodeAssignment(assign);
+    EXPECT_EQ(payload.ok(), depth <= kMaxDataDepth);
+    if (!payload.ok()) {
+      EXPECT_THAT(std::string(payload.status().message()),
+                  HasSubstr(absl::StrCat("bad-payload: payload_json: JSON nests deeper than ",
+                                         kMaxDataDepth, " levels at byte")));
+    }
+    assign.clear_payload_json();
+    baton::v1::InRecord& pending = *assign.add_pending();
+    pending.set_seq(4);
+    pending.set_body_json(absl::StrCat(R"({"kind":"stop","message":)", Nest(depth - 1), "}"));
+    absl::StatusOr<Assignment> with_pending = DecodeAssignment(assign);
+    EXPECT_EQ(with_pending.ok(), depth <= kMaxDataDepth);
+    if (!with_pending.ok()) {
+      EXPECT_THAT(std::string(with_pending.status().message()),
+                  HasSubstr(absl::StrCat("bad-pending-record: .in record 4: .in record nests "
+                                         "deeper than ",
+                                         kMaxDataDepth, " levels at byte")));
+    }
+    EXPECT_EQ(InRecordFromProto(pending).ok(), depth <= kMaxDataDepth);
+    assign.clear_pending();
+    *assign.add_out_tail() = out;
+    EXPECT_EQ(DecodeAssignment(assign).ok(), depth <= kMaxChunkDepth);
+  }
+}
+
+// What the orchestrator stores, a worker can read: a payload CreateSession takes (with the
+// chatId it adds) decodes as an assignment's payload, at every depth it takes.
+TEST(WireTest, APayloadTheOrchestratorTakesIsOneAWorkerDecodes) {
+  for (int depth = 1; depth <= kMaxDataDepth + 1; ++depth) {
+    std::string text = absl::StrCat(R"({"metadata":)", Nest(depth - 1), "}");
+    absl::StatusOr<Json> taken = ParseJson(text, kMaxDataDepth);  // as CreateSession parses
+    if (!taken.ok() || !CheckBootPayload(*taken).ok()) {
+      EXPECT_GT(depth, kMaxDataDepth);
+      continue;
+    }
+    (*taken)["chatId"] = "c";
+    baton::v1::AssignRun assign;
+    assign.set_payload_json(DumpJson(*taken));
+    EXPECT_TRUE(DecodeAssignment(assign).ok()) << depth;
+  }
 }
 
 TEST(WireTest, TriggerNames) {
