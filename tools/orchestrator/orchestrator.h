@@ -49,6 +49,12 @@ struct Options {
   int max_reads = 10000;
   int max_reads_per_chat = 64;
   int max_runs_per_worker = 1000;
+  // Frames (docs/protocol.md): the largest frame the orchestrator reads (announced in Welcome),
+  // and sends within together with the worker's own bound. gRPC's message limit on every call
+  // is this plus room for one record (GrpcMessageLimit, runtime/wire.h).
+  size_t max_frame_bytes = 4 << 20;
+  // The largest snapshot a worker may store, all its pieces together.
+  size_t max_snapshot_bytes = 256 << 20;
 };
 
 class Orchestrator {
