@@ -224,7 +224,7 @@ std::vector<baton::v1::GatewayFrame> FrameAssignment(baton::v1::AssignRun assign
       next();
       continue;
     }
-    size_t n = Utf8Cut(rest, std::max<size_t>(room, 1));
+    size_t n = Utf8Cut(rest, std::max(room, kMinPiece));
     snapshot_field().append(rest.substr(0, n));
     used += FieldBytes(n);
     fresh = false;
