@@ -313,7 +313,7 @@ asio::awaitable<StepLoopResult> StepLoop::Run(StepLoopInput input) {
       rewritten.push_back(Json());  // filled with the result below
     }
     if (!approved.empty()) {
-      co_await Room(input.stop);
+      if (env_.writable) co_await Room(input.stop);
       auto outputs = co_await streams.Execute(approved, input.stop);
       if (!outputs.has_value()) co_return stopped();
       for (size_t i = 0; i < approved.size(); ++i) {
@@ -419,7 +419,7 @@ asio::awaitable<StepLoopResult> StepLoop::Run(StepLoopInput input) {
       }
     };
 
-    co_await Room(input.stop);
+    if (env_.writable) co_await Room(input.stop);
     if (input.stop.stop_requested()) co_return stopped();
     ModelCall call{agent_.system, ForProvider(prompt), tools, step, env_.traceparent};
     RoomToWrite room(env_.writable, input.stop);
@@ -504,7 +504,7 @@ asio::awaitable<StepLoopResult> StepLoop::Run(StepLoopInput input) {
       }
     }
     if (!to_execute.empty()) {
-      co_await Room(input.stop);
+      if (env_.writable) co_await Room(input.stop);
       auto outputs = co_await streams.Execute(to_execute, input.stop);
       if (!outputs.has_value()) co_return stopped();
     }

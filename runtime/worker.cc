@@ -516,17 +516,18 @@ void Worker::OnAssign(const v1::AssignRun& assign) {
   host.write = [this, s](OutRecord record) {
     record.seq = ++s->next_out;
     v1::OutRecord proto = OutRecordToProto(record);
-    if (proto.ByteSizeLong() > kMaxOutRecordBytes) {
+    size_t bytes = proto.ByteSizeLong();
+    if (bytes > kMaxOutRecordBytes) {
       // The orchestrator would refuse the batch and fail the run: readers get an error instead
       // of the chunk, and the turn goes on.
-      std::string what = absl::StrCat("a \"", record.Type(), "\" chunk of ", proto.ByteSizeLong(),
-                                      " bytes exceeds the limit of ", kMaxOutRecordBytes,
-                                      " bytes of a .out record and was dropped");
+      std::string what =
+          absl::StrCat("a \"", record.Type(), "\" chunk of ", bytes, " bytes exceeds the limit of ",
+                       kMaxOutRecordBytes, " bytes of a .out record and was dropped");
       LogJson("warn", "dropped an oversized chunk", {{"run_id", s->run_id}, {"error", what}});
       proto = OutRecordToProto(OutRecord::Chunk(Json{{"type", "error"}, {"errorText", what}}));
       proto.set_seq(record.seq);
+      bytes = proto.ByteSizeLong();
     }
-    size_t bytes = proto.ByteSizeLong();
     s->unacked.push_back(std::move(proto));
     s->unacked_bytes += bytes;
     unacked_bytes_ += bytes;
