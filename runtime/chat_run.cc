@@ -974,6 +974,7 @@ asio::awaitable<ChatRun::Streamed> ChatRun::Stream(Json prompt) {
   StepLoop::Env env{host_.executor, host_.clock, host_.pool, info_.chat_id,
                     [this](Json chunk) { Write(OutRecord::Chunk(std::move(chunk))); }};
   env.traceparent = info_.traceparent;
+  env.writable = host_.writable;
   if (agent_.hooks.should_inject_pending) {
     env.between_steps = [this](int next_step) { return InjectPending(next_step); };
   }

@@ -70,8 +70,13 @@ struct RunHost {
   asio::any_io_executor executor;
   Clock* clock = nullptr;
   HookPool* pool = nullptr;
-  // Appends a record to the session's `.out` and returns its seq.
+  // Appends a record to the session's `.out` and returns its seq. It always takes the record.
   std::function<int64_t(OutRecord)> write;
+  // Optional: returns once the host has room for more output (its outbox of unacknowledged
+  // records is under its bound), or at once when `stop` is requested. The step loop awaits it
+  // before each model call, between the model's reads and before it starts tools, so a run
+  // whose output cannot leave stops producing it (backpressure). Empty: no bound.
+  std::function<asio::awaitable<void>(std::stop_token stop)> writable;
   // Stores the run's snapshot (see docs/semantics.md for the format).
   std::function<void(Json snapshot)> save_snapshot;
   // Called once, when the run has ended.

@@ -116,6 +116,10 @@ asio::awaitable<void> HttpModel::Stream(ModelCall call, std::function<void(Model
                                         std::stop_token stop) {
   HttpRequest request = BuildRequest(call);
   if (!call.traceparent.empty()) request.headers.push_back("traceparent: " + call.traceparent);
+  if (call.backpressure != nullptr) {
+    Backpressure* backpressure = call.backpressure;
+    request.wait_for_room = [backpressure] { return backpressure->WaitForRoom(); };
+  }
   const RetryPolicy& policy = options().retry;
   absl::Duration backoff = policy.initial_delay;
   for (int attempt = 1;; ++attempt) {

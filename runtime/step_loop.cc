@@ -118,6 +118,21 @@ int StepsIn(const Json& message) {
 
 }  // namespace
 
+// A model call's Backpressure: the step loop's Env::writable under the turn's stop.
+class RoomToWrite final : public Backpressure {
+ public:
+  RoomToWrite(const std::function<asio::awaitable<void>(std::stop_token)>& writable,
+              std::stop_token stop)
+      : writable_(writable), stop_(std::move(stop)) {}
+  asio::awaitable<void> WaitForRoom() override {
+    if (writable_) co_await writable_(stop_);
+  }
+
+ private:
+  const std::function<asio::awaitable<void>(std::stop_token)>& writable_;
+  std::stop_token stop_;
+};
+
 // Everything one Run() works on; lives in the coroutine frame.
 class TurnStreams {
  public:
@@ -221,6 +236,10 @@ class TurnStreams {
   absl::flat_hash_map<std::string, std::string> real_errors_;  // toolCallId -> unmasked text
 };
 
+asio::awaitable<void> StepLoop::Room(std::stop_token stop) {
+  if (env_.writable) co_await env_.writable(stop);
+}
+
 asio::awaitable<StepLoopResult> StepLoop::Run(StepLoopInput input) {
   Json start_message = input.continued;
   if (start_message.is_null()) {
@@ -300,6 +319,7 @@ asio::awaitable<StepLoopResult> StepLoop::Run(StepLoopInput input) {
       rewritten.push_back(Json());  // filled with the result below
     }
     if (!approved.empty()) {
+      if (env_.writable) co_await Room(input.stop);
       auto outputs = co_await streams.Execute(approved, input.stop);
       if (!outputs.has_value()) co_return stopped();
       for (size_t i = 0; i < approved.size(); ++i) {
@@ -413,7 +433,11 @@ asio::awaitable<StepLoopResult> StepLoop::Run(StepLoopInput input) {
       }
     };
 
+    if (env_.writable) co_await Room(input.stop);
+    if (input.stop.stop_requested()) co_return stopped();
     ModelCall call{agent_.system, ForProvider(prompt), tools, step, env_.traceparent};
+    RoomToWrite room(env_.writable, input.stop);
+    if (env_.writable) call.backpressure = &room;
     std::function<void(ModelEvent)> sink = on_event;  // named: see docs/decisions.md
     co_await agent_.model->Stream(std::move(call), std::move(sink), input.stop);
     if (input.stop.stop_requested()) co_return stopped();
@@ -495,6 +519,7 @@ asio::awaitable<StepLoopResult> StepLoop::Run(StepLoopInput input) {
       }
     }
     if (!to_execute.empty()) {
+      if (env_.writable) co_await Room(input.stop);
       auto outputs = co_await streams.Execute(to_execute, input.stop);
       if (!outputs.has_value()) co_return stopped();
     }

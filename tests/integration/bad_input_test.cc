@@ -244,14 +244,17 @@ TEST(BadInputTest, AppendRefusesMalformedRecordsAndStoresNothing) {
   ExpectAnswers(*stack, "a1", "Nothing was lost.");
 }
 
-// Over the orchestrator's gRPC message limit (64 MiB), gRPC itself refuses the call.
+// Over the orchestrator's gRPC message limit (the frame bound and one record: 5,308,416 bytes by
+// default), gRPC itself refuses the call before the orchestrator reads it.
 TEST(BadInputTest, AMessageOverTheGrpcLimitIsRefusedBeforeItIsRead) {
   auto stack = Stack::Start({.script = Script({Reply("Still here.")})});
   ASSERT_NE(stack, nullptr);
   stack->Create("g1", "chat", "preload");
-  grpc::Status status = Append(*stack, "g1", StopRecordOfSize((64 << 20) + 1));
+  grpc::Status status =
+      Append(*stack, "g1", StopRecordOfSize(GrpcMessageLimit(kDefaultFrameBytes) + 1));
   EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
   EXPECT_THAT(status.error_message(), HasSubstr("larger than max"));
+  EXPECT_THAT(status.error_message(), HasSubstr("5308416"));
   EXPECT_EQ(stack->Get("g1").in_seq(), 0);
   ExpectAnswers(*stack, "g1", "Still here.");
 }
@@ -1101,12 +1104,14 @@ TEST(BadInputTest, AChatWhoseWorkerWroteGarbageIsAnsweredByTheRetry) {
   EXPECT_EQ(runs[1].worker_id(), "worker-0");
 }
 
-// Over gRPC's 64 MiB limit a frame never reaches the orchestrator: gRPC ends the stream.
+// Over gRPC's message limit (the frame bound and one record) a frame never reaches the
+// orchestrator: gRPC ends the stream.
 TEST(BadInputTest, AFrameOverTheGrpcLimitEndsTheStream) {
   auto stack = Stack::Start({.workers = 0});
   ASSERT_NE(stack, nullptr);
   RawRun run = StartRawRun(*stack, "big", "chat");
-  run.worker->TrySend(OutputOf(run, {ChunkRecord(1, std::string((64 << 20) + 1, ' '))}));
+  run.worker->TrySend(
+      OutputOf(run, {ChunkRecord(1, std::string(GrpcMessageLimit(kDefaultFrameBytes) + 1, ' '))}));
   grpc::Status status = run.worker->Finish();
   EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
   EXPECT_THAT(status.error_message(), HasSubstr("larger than max"));

@@ -399,8 +399,11 @@ std::vector<Json> Stack::ReadUntil(const std::string& chat_id, int64_t after_seq
     records.push_back(RecordJson(response.record()));
   }
   context.TryCancel();
+  std::string seen = DumpJson(Json(records));
+  if (seen.size() > 20000)
+    seen = seen.substr(0, 10000) + " ... " + seen.substr(seen.size() - 10000);
   EXPECT_TRUE(done(records)) << "read " << records.size() << " records of " << chat_id
-                             << " before the limit: " << DumpJson(Json(records));
+                             << " before the limit: " << seen;
   return records;
 }
 

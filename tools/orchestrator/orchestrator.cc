@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <optional>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -203,6 +204,8 @@ struct Orchestrator::Conn {
   absl::Time last_frame;
   std::set<std::string> runs;  // assigned or running here
   std::deque<v1::GatewayFrame> outbox;
+  size_t frame_bytes = kDefaultFrameBytes;       // what this worker reads (Hello), at most ours
+  std::optional<v1::Snapshot> partial_snapshot;  // the pieces so far of a snapshot in pieces
 };
 
 struct Orchestrator::Run {
@@ -994,6 +997,8 @@ void Orchestrator::OnHello(Conn& conn, const v1::Hello& hello) {
   welcome.set_lease_ttl_ms(absl::ToInt64Milliseconds(options_.lease_ttl));
   welcome.set_accept_deadline_ms(absl::ToInt64Milliseconds(options_.accept_deadline));
   welcome.set_server_time_unix_ms(UnixMs(absl::Now()));
+  welcome.set_max_frame_bytes(static_cast<int64_t>(options_.max_frame_bytes));
+  conn.frame_bytes = SendFrameBytes(hello.max_frame_bytes(), options_.max_frame_bytes);
   // Runs held from an earlier stream: rebound when their lease is still theirs.
   std::vector<Run*> rebound;
   for (const v1::HeldRun& held : hello.held_runs()) {
@@ -1212,9 +1217,27 @@ void Orchestrator::OnRunOutput(Conn& conn, const v1::RunOutput& output) {
   Send(conn, std::move(ack));
 }
 
-void Orchestrator::OnSnapshot(Conn& conn, const v1::Snapshot& snapshot) {
-  Run* run = OwnedRun(conn, snapshot.run_id(), snapshot.lease_token());
-  if (run == nullptr) return;
+void Orchestrator::OnSnapshot(Conn& conn, const v1::Snapshot& piece) {
+  // A snapshot's pieces follow each other: one of another run leaves an unfinished one behind,
+  // which is never stored (the run keeps its previous snapshot).
+  if (conn.partial_snapshot && conn.partial_snapshot->run_id() != piece.run_id()) {
+    LogJson("warn", "a snapshot in pieces was left unfinished; dropped",
+            {{"run_id", conn.partial_snapshot->run_id()}, {"worker_id", conn.worker_id}});
+    conn.partial_snapshot.reset();
+  }
+  Run* run = OwnedRun(conn, piece.run_id(), piece.lease_token());
+  if (run == nullptr) {
+    conn.partial_snapshot.reset();
+    return;
+  }
+  absl::StatusOr<std::optional<v1::Snapshot>> whole =
+      AddSnapshotPiece(conn.partial_snapshot, piece, options_.max_snapshot_bytes);
+  if (!whole.ok()) {
+    RefuseRunWrite(conn, *run, "bad-snapshot", std::string(whole.status().message()));
+    return;
+  }
+  if (!whole->has_value()) return;  // more pieces to come
+  const v1::Snapshot& snapshot = **whole;
   Session& session = *sessions_[run->row.chat_id];
   // A continuation boots from the stored snapshot: one no worker can read, or whose cursors
   // point past the logs, would fail every later run of the chat.
@@ -1441,7 +1464,10 @@ bool Orchestrator::Assign(Run& run, Conn& conn) {
     }
   }
   assign.set_out_seq(session.out_seq);
-  Send(conn, std::move(frame));
+  // What does not fit one frame follows in AssignMore frames, directly after it.
+  for (v1::GatewayFrame& part : FrameAssignment(std::move(assign), conn.frame_bytes)) {
+    Send(conn, std::move(part));
+  }
   DeliverPending(run);
   return true;
 }

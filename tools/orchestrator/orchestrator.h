@@ -53,6 +53,12 @@ struct Options {
   // A head start's handover window when no connected worker announced the agent's own
   // handover_timeout (docs/protocol.md, "A head start, seen from the warm server").
   absl::Duration handover_timeout = absl::Seconds(30);
+  // Frames (docs/protocol.md): the largest frame the orchestrator reads (announced in Welcome),
+  // and sends within together with the worker's own bound. gRPC's message limit on every call
+  // is this plus room for one record (GrpcMessageLimit, runtime/wire.h).
+  size_t max_frame_bytes = 4 << 20;
+  // The largest snapshot a worker may store, all its pieces together.
+  size_t max_snapshot_bytes = 256 << 20;
 };
 
 class Orchestrator {

@@ -2,18 +2,22 @@
 // the provider wire formats are the providers' tests).
 #include "runtime/step_loop.h"
 
+#include <algorithm>
+#include <atomic>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "asio/co_spawn.hpp"
 #include "asio/detached.hpp"
 #include "asio/io_context.hpp"
+#include "asio/this_coro.hpp"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "hooks/messages.h"
 #include "hooks/records.h"
 #include "runtime/head_start.h"
 #include "runtime/scripted_model.h"
+#include "runtime/waiter.h"
 
 namespace baton {
 namespace {
@@ -458,6 +462,142 @@ TEST_F(StepLoopTest, DeniedApprovalIsReportedAndNotExecuted) {
   EXPECT_EQ(chunks_[1]["type"], "tool-output-denied");
   EXPECT_EQ(model_->calls()[0].messages.back()["content"][0]["output"]["type"], "execution-denied");
   EXPECT_EQ(r.response["parts"][1]["state"], "output-denied");
+}
+
+// The host's room for output, as a test sets it: a wait returns once `open()` holds.
+struct TestRoom {
+  Clock* clock = nullptr;
+  std::function<bool()> open;
+  int waits = 0;  // waits that found no room
+  Waiter* waiter = nullptr;
+  void Changed() {
+    if (waiter != nullptr) waiter->Notify();
+  }
+};
+
+asio::awaitable<void> WaitForTestRoom(TestRoom* room, std::stop_token stop) {
+  while (!room->open() && !stop.stop_requested()) {
+    ++room->waits;
+    Waiter waiter(co_await asio::this_coro::executor, *room->clock);
+    room->waiter = &waiter;
+    co_await waiter.Wait(absl::InfiniteFuture(), stop);
+    room->waiter = nullptr;
+  }
+}
+
+// Backpressure: while the host has no room for output, the turn pulls no more model events and
+// starts no tools; once there is room again it goes on, and its output is whole.
+TEST_F(StepLoopTest, WithoutRoomForOutputTheTurnWaitsThenGoesOnWhole) {
+  auto executed = std::make_shared<std::atomic<bool>>(false);
+  Tool weather = Weather();
+  weather.execute = [executed, inner = weather.execute](const Json& input,
+                                                        const ToolContext& context) {
+    *executed = true;
+    return inner(input, context);
+  };
+  agent_.tools = {weather};
+  model_->Push(Script(R"([{"text": ["a ", "b ", "c "]},
+      {"tool_call": {"id": "toolu_01", "name": "get_weather", "input_text": "{\"city\": \"Oslo\"}"}}])"));
+  model_->Push(Script(R"([{"text": "4 °C."}])"));
+  auto count = [this](const std::string& type) {
+    std::vector<std::string> types = Types();
+    return std::count(types.begin(), types.end(), type);
+  };
+  TestRoom room{&clock_};
+  int phase = 0;
+  room.open = [&] {
+    switch (phase) {
+      case 0:
+        return false;  // no room at all
+      case 1:
+        return count("text-delta") < 1;  // room for one delta
+      case 2:
+        return count("tool-input-available") == 0;  // room until the step's tool calls
+      default:
+        return true;
+    }
+  };
+  StepLoop::Env env{io_.get_executor(), &clock_, &pool_, "chat",
+                    [this](Json c) { chunks_.push_back(std::move(c)); }};
+  env.writable = [&room](std::stop_token stop) { return WaitForTestRoom(&room, stop); };
+  auto loop = std::make_shared<StepLoop>(agent_, std::move(env));
+  StepLoopInput input{"msg_A", Json(), Json::array({{{"role", "user"}, {"content", "hi"}}}),
+                      stop_.get_token()};
+  std::optional<StepLoopResult> result;
+  asio::co_spawn(
+      io_, [loop, input = std::move(input)]() mutable { return loop->Run(std::move(input)); },
+      [&result](std::exception_ptr e, StepLoopResult r) {
+        if (e) std::rethrow_exception(e);
+        result = std::move(r);
+      });
+  auto settle = [this] {
+    io_.restart();
+    while (io_.poll() > 0) io_.restart();
+  };
+
+  settle();  // no model call while there is no room
+  EXPECT_THAT(Types(), ElementsAre("start"));
+  EXPECT_TRUE(model_->calls().empty());
+  EXPECT_EQ(room.waits, 1);
+
+  phase = 1;  // the model is called and hands on events until the output is full again
+  room.Changed();
+  settle();
+  EXPECT_EQ(model_->calls().size(), 1u);
+  EXPECT_THAT(Types(), ElementsAre("start", "start-step", "text-start", "text-delta"));
+
+  phase = 2;  // the step's events come, but its tool does not start
+  room.Changed();
+  settle();
+  EXPECT_EQ(count("tool-input-available"), 1);
+  EXPECT_EQ(count("tool-output-available"), 0);
+  EXPECT_FALSE(*executed);
+
+  phase = 3;
+  room.Changed();
+  while (!result.has_value()) {
+    io_.restart();
+    io_.run_one();  // the tool's result comes from the pool
+  }
+  EXPECT_TRUE(*executed);
+  EXPECT_THAT(Types(), ElementsAre("start", "start-step", "text-start", "text-delta", "text-delta",
+                                   "text-delta", "text-end", "tool-input-start", "tool-input-delta",
+                                   "tool-input-available", "tool-output-available", "finish-step",
+                                   "start-step", "text-start", "text-delta", "text-end",
+                                   "finish-step", "finish"));
+  EXPECT_EQ(result->finish_reason, "stop");
+  EXPECT_GE(room.waits, 3);
+}
+
+// A stop ends a turn that waits for room, as it ends any wait.
+TEST_F(StepLoopTest, AStopEndsATurnWaitingForRoom) {
+  model_->Push(Script(R"([{"text": ["a ", "b "]}])"));
+  TestRoom room{&clock_};
+  room.open = [this] { return chunks_.size() < 4; };  // start, start-step, text-start, a delta
+  StepLoop::Env env{io_.get_executor(), &clock_, &pool_, "chat",
+                    [this](Json c) { chunks_.push_back(std::move(c)); }};
+  env.writable = [&room](std::stop_token stop) { return WaitForTestRoom(&room, stop); };
+  auto loop = std::make_shared<StepLoop>(agent_, std::move(env));
+  StepLoopInput input{"msg_A", Json(), Json::array({{{"role", "user"}, {"content", "hi"}}}),
+                      stop_.get_token()};
+  std::optional<StepLoopResult> result;
+  asio::co_spawn(
+      io_, [loop, input = std::move(input)]() mutable { return loop->Run(std::move(input)); },
+      [&result](std::exception_ptr e, StepLoopResult r) {
+        if (e) std::rethrow_exception(e);
+        result = std::move(r);
+      });
+  io_.restart();
+  while (io_.poll() > 0) io_.restart();
+  ASSERT_FALSE(result.has_value());
+  EXPECT_EQ(room.waits, 1);
+  stop_.request_stop();
+  while (!result.has_value()) {
+    io_.restart();
+    io_.run_one();
+  }
+  EXPECT_TRUE(result->stopped);
+  EXPECT_THAT(Types(), ElementsAre("start", "start-step", "text-start", "text-delta", "abort"));
 }
 
 }  // namespace
