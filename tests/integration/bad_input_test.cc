@@ -594,8 +594,8 @@ TEST(BadInputTest, EverySessionsFieldHasALimitAndNothingOverItIsStored) {
     return stack->sessions().Close(&context, request, &session);
   };
   std::vector<Case> cases = {
-      {"agent 10 MB", [&] { return create("f2", std::string(10'000'000, 'a')); },
-       "an agent name must be at most 128 bytes, not 10000000"},
+      {"agent 4 MB", [&] { return create("f2", std::string(4'000'000, 'a')); },
+       "an agent name must be at most 128 bytes, not 4000000"},
       {"agent 129", [&] { return create("f2", std::string(129, 'a')); },
        "an agent name must be at most 128 bytes, not 129"},
       {"agent charset", [&] { return create("f2", "my agent"); },
@@ -608,9 +608,9 @@ TEST(BadInputTest, EverySessionsFieldHasALimitAndNothingOverItIsStored) {
       {"client_record_id 257",
        [&] { return Append(*stack, "f1", R"({"kind":"stop"})", std::string(257, 'r')); },
        "client_record_id must be at most 256 bytes, not 257"},
-      {"client_record_id 10 MB",
-       [&] { return Append(*stack, "f1", R"({"kind":"stop"})", std::string(10'000'000, 'r')); },
-       "client_record_id must be at most 256 bytes, not 10000000"},
+      {"client_record_id 4 MB",
+       [&] { return Append(*stack, "f1", R"({"kind":"stop"})", std::string(4'000'000, 'r')); },
+       "client_record_id must be at most 256 bytes, not 4000000"},
       {"run_id 65", [&] { return cancel(std::string(65, 'r')); },
        "run_id must be at most 64 bytes, not 65"},
       {"close reason", [&] { return close(std::string(1025, 'r')); },
@@ -972,8 +972,8 @@ TEST(BadInputTest, WorkerFramesOverTheirLimitsAreRefused) {
        [&](const RawRun& r) { return finished(r, std::string(kMaxRunReasonBytes + 1, 'x'), ""); },
        "RunFinished.reason of 257 bytes exceeds the limit of 256"},
       {"finisherror",
-       [&](const RawRun& r) { return finished(r, "hook-error", std::string(10'000'000, 'e')); },
-       "RunFinished.error of 10000000 bytes exceeds the limit of 4096"},
+       [&](const RawRun& r) { return finished(r, "hook-error", std::string(4'000'000, 'e')); },
+       "RunFinished.error of 4000000 bytes exceeds the limit of 4096"},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.name);
@@ -1000,7 +1000,7 @@ TEST(BadInputTest, WorkerFramesOverTheirLimitsAreRefused) {
   output.mutable_run_output()->set_run_id(long_id);
   run.worker->Send(output);
   v1::WorkerFrame accepted;
-  accepted.mutable_run_accepted()->set_run_id(std::string(10'000'000, 'r'));
+  accepted.mutable_run_accepted()->set_run_id(std::string(4'000'000, 'r'));
   run.worker->Send(accepted);
   v1::WorkerFrame beat;
   beat.mutable_heartbeat()->set_seq(7);

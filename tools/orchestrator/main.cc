@@ -37,6 +37,9 @@ ABSL_FLAG(int64_t, heartbeat_ms, 5000, "worker heartbeat interval, sent in Welco
 ABSL_FLAG(int32_t, heartbeat_misses, 3, "missed heartbeats after which a worker stream closes");
 ABSL_FLAG(int64_t, lease_ms, 30000, "run lease TTL");
 ABSL_FLAG(int64_t, accept_ms, 5000, "deadline for a worker to accept an assignment");
+ABSL_FLAG(int64_t, max_outbox_mb, 32,
+          "MiB queued for one worker stream and not yet written, above which the worker is taken "
+          "to have stopped reading and its stream is closed");
 ABSL_FLAG(std::string, auth, "",
           "the auth file: service tokens with scopes, the chat-token key (docs/security.md); "
           "empty: every call is allowed");
@@ -160,6 +163,11 @@ int main(int argc, char** argv) {
     return 1;
   }
   options.handover_timeout = absl::Milliseconds(absl::GetFlag(FLAGS_handover_timeout_ms));
+  if (absl::GetFlag(FLAGS_max_outbox_mb) < 1 || absl::GetFlag(FLAGS_max_outbox_mb) > 65536) {
+    std::fprintf(stderr, "baton-orchestrator: --max_outbox_mb must be 1 to 65536\n");
+    return 1;
+  }
+  options.max_outbox_bytes = absl::GetFlag(FLAGS_max_outbox_mb) << 20;
   options.heartbeat_interval = absl::Milliseconds(absl::GetFlag(FLAGS_heartbeat_ms));
   options.heartbeat_misses = absl::GetFlag(FLAGS_heartbeat_misses);
   options.lease_ttl = absl::Milliseconds(absl::GetFlag(FLAGS_lease_ms));
