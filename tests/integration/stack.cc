@@ -283,6 +283,11 @@ Stack::~Stack() {
   workers_.clear();
   orchestrator_.reset();
   hook_logs_.clear();
+  // Kept when the test failed: its logs say why. Otherwise repeated runs would fill the disk.
+  if (!::testing::Test::HasFailure()) {
+    std::error_code ignored;
+    std::filesystem::remove_all(dir_, ignored);
+  }
 }
 
 namespace {
