@@ -13,7 +13,7 @@ packages=(
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   libhttp-parser-dev
   clang-14 libclang-rt-14-dev
-  openssl
+  openssl ccache stress-ng
 )
 
 missing=()
