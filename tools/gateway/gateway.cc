@@ -19,6 +19,7 @@
 #include "hooks/messages.h"
 #include "hooks/records.h"
 #include "runtime/log.h"
+#include "runtime/wire.h"
 
 namespace baton::gateway {
 
@@ -70,7 +71,7 @@ std::string ContentType(std::string_view path) {
       {".png", "image/png"}, {".ico", "image/x-icon"},
       {".map", "application/json"}, {".txt", "text/plain; charset=utf-8"}};
   for (const auto& [ext, type] : kTypes) {
-    if (absl::EndsWith(path, ext)) return type;
+    if (absl::EndsWith(absl::string_view(path.data(), path.size()), ext)) return type;
   }
   return "application/octet-stream";
 }
@@ -101,7 +102,8 @@ absl::StatusOr<std::string> BearerToken(const HttpRequest& request) {
   int count = request.HeaderCount("authorization");
   if (count == 0) return std::string();
   if (count > 1) return absl::UnauthenticatedError("more than one Authorization header");
-  std::string_view value = request.Header("authorization");
+  std::string_view header = request.Header("authorization");
+  absl::string_view value(header.data(), header.size());
   if (!absl::StartsWithIgnoreCase(value, "Bearer ") || value.size() <= 7) {
     return absl::UnauthenticatedError("the Authorization header is not \"Bearer <token>\"");
   }
@@ -759,8 +761,7 @@ class RecordStream : public ChatFeed::Reader, public std::enable_shared_from_thi
         chat_id_(std::move(chat_id)),
         until_(until),
         open_(open),
-        keep_alive_(connection_->open() ? keep_alive : keep_alive),
-        timer_(feeds.Feed(chat_id_).chat_id().empty() ? nullptr : nullptr) {}
+        keep_alive_(keep_alive) {}
 
   void Begin(int64_t after_seq, const std::string& token, HttpHeaders headers,
              asio::any_io_executor executor) {

@@ -10,6 +10,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "asio/buffer.hpp"
+#include "runtime/log.h"
 #include "asio/post.hpp"
 #include "asio/write.hpp"
 #include "hooks/json.h"
@@ -340,6 +341,9 @@ bool HttpConnection::Write(std::string_view data) {
   if (buffered_ + data.size() > options_.max_buffered) {
     // The client does not read: it is dropped, and reads again from where it was (nothing it
     // was sent is lost on `.out`).
+    LogJson("warn", "a client that does not read its answer: dropped",
+            {{"buffered_bytes", static_cast<int64_t>(buffered_)},
+             {"limit", static_cast<int64_t>(options_.max_buffered)}});
     Close();
     return false;
   }

@@ -83,7 +83,7 @@ int main(int argc, char** argv) {
   options.web_dir = absl::GetFlag(FLAGS_web_dir);
   options.static_dir = absl::GetFlag(FLAGS_static_dir);
   options.public_create = absl::GetFlag(FLAGS_public_create);
-  for (std::string_view origin :
+  for (absl::string_view origin :
        absl::StrSplit(absl::GetFlag(FLAGS_cors_origins), ',', absl::SkipEmpty())) {
     options.cors_origins.emplace_back(origin);
   }

@@ -1,0 +1,685 @@
+// baton-gateway through real processes: fake-llm, an orchestrator, a worker and the gateway,
+// spoken to over HTTP/1.1 on a loopback socket as a browser's fetch would (docs/gateway.md).
+// Each streamed answer is checked as the AI SDK reads it: by tests/web/validate-sse.mjs with
+// the real `ai` packages, when the build has them (BATON_SSE_VALIDATOR).
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "hooks/json.h"
+#include "hooks/messages.h"
+#include "tests/integration/stack.h"
+
+namespace baton::testing {
+namespace {
+
+namespace v1 = ::baton::v1;
+using ::testing::HasSubstr;
+
+Json Reply(const std::string& text) { return Json{{"reply", {{"text", text}}}}; }
+
+Json Script(std::vector<Json> responses) { return Json{{"responses", Json(responses)}}; }
+
+Json WeatherCall(const std::string& text, const std::string& city) {
+  return Json{{"reply",
+               {{"text", text},
+                {"tool_calls", Json::array({{{"id", "call_1"},
+                                             {"name", "get_weather"},
+                                             {"input", {{"city", city}}}}})}}}};
+}
+
+// An Anthropic stream that sends `first`, then waits for fake-llm's script clock to move by
+// 100 ms, then sends `second`: a test acts on an answer half sent, with no race.
+Json HeldReply(const std::string& first, const std::string& second) {
+  auto delta = [](const std::string& text) {
+    return Json{{"type", "content_block_delta"},
+                {"index", 0},
+                {"delta", {{"type", "text_delta"}, {"text", text}}}};
+  };
+  return Json{
+      {"format", "anthropic"},
+      {"events",
+       Json::array(
+           {{{"type", "message_start"},
+             {"message",
+              {{"id", "msg_1"},
+               {"type", "message"},
+               {"role", "assistant"},
+               {"model", "m"},
+               {"content", Json::array()},
+               {"usage", {{"input_tokens", 1}, {"output_tokens", 0}}}}}},
+            {{"type", "content_block_start"},
+             {"index", 0},
+             {"content_block", {{"type", "text"}, {"text", ""}}}},
+            delta(first),
+            {{"hold_ms", 100}},
+            delta(second),
+            {{"type", "content_block_stop"}, {"index", 0}},
+            {{"type", "message_delta"},
+             {"delta", {{"stop_reason", "end_turn"}}},
+             {"usage", {{"output_tokens", 2}}}},
+            {{"type", "message_stop"}}})}};
+}
+
+// ---- a small HTTP/1.1 client over one loopback connection --------------------------------------
+
+struct HttpResponse {
+  int status = 0;
+  std::string head;                            // status line and headers, as received
+  std::map<std::string, std::string> headers;  // lower-case names
+  std::string body;                            // chunked encoding undone
+  bool complete = false;                       // the body ended as its framing says
+};
+
+class HttpClient {
+ public:
+  // `receive_buffer`: a small kernel buffer for a client that reads slowly (0: the default).
+  explicit HttpClient(int port, int receive_buffer = 0) {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    if (receive_buffer > 0) {
+      setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof(receive_buffer));
+    }
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+      close(fd_);
+      fd_ = -1;
+    }
+  }
+  ~HttpClient() { Close(); }
+
+  bool connected() const { return fd_ >= 0; }
+  void Close() {
+    if (fd_ >= 0) close(fd_);
+    fd_ = -1;
+  }
+
+  void Send(const std::string& method, const std::string& path, const std::string& body = "",
+            const std::vector<std::pair<std::string, std::string>>& headers = {}) {
+    std::string request = absl::StrCat(method, " ", path, " HTTP/1.1\r\nHost: localhost\r\n");
+    for (const auto& [name, value] : headers) absl::StrAppend(&request, name, ": ", value, "\r\n");
+    if (!body.empty() || method == "POST") {
+      absl::StrAppend(&request, "Content-Length: ", body.size(), "\r\n");
+    }
+    absl::StrAppend(&request, "\r\n", body);
+    SendRaw(request);
+  }
+
+  void SendRaw(const std::string& bytes) {
+    size_t sent = 0;
+    while (sent < bytes.size()) {
+      ssize_t n = ::send(fd_, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
+      if (n <= 0) return;
+      sent += static_cast<size_t>(n);
+    }
+  }
+
+  // Reads the head, then the body until it ends or `enough` holds for what was read of it.
+  HttpResponse Read(const std::function<bool(const std::string&)>& enough = nullptr) {
+    HttpResponse response;
+    if (ReadHead(response)) ReadBody(response, enough);
+    return response;
+  }
+
+  bool ReadHead(HttpResponse& response) {
+    size_t end;
+    while ((end = buffer_.find("\r\n\r\n")) == std::string::npos) {
+      if (!Fill()) return false;
+    }
+    response.head = buffer_.substr(0, end + 2);
+    buffer_.erase(0, end + 4);
+    std::vector<std::string> lines = absl::StrSplit(response.head, "\r\n", absl::SkipEmpty());
+    if (lines.empty()) return false;
+    std::vector<std::string> status_line = absl::StrSplit(lines[0], ' ');
+    if (status_line.size() < 2 || !absl::SimpleAtoi(status_line[1], &response.status)) {
+      return false;
+    }
+    for (size_t i = 1; i < lines.size(); ++i) {
+      size_t colon = lines[i].find(':');
+      if (colon == std::string::npos) continue;
+      response.headers[absl::AsciiStrToLower(lines[i].substr(0, colon))] =
+          std::string(absl::StripAsciiWhitespace(lines[i].substr(colon + 1)));
+    }
+    if (response.status == 204 || response.status == 304) response.complete = true;
+    return true;
+  }
+
+  // Reads more of the body into `response.body`: to its end, or until `enough` holds. Called
+  // again, it goes on where it stopped.
+  void ReadBody(HttpResponse& response,
+                const std::function<bool(const std::string&)>& enough = nullptr) {
+    if (response.complete) return;
+    if (response.headers["transfer-encoding"] == "chunked") {
+      while (true) {
+        size_t line_end;
+        while ((line_end = buffer_.find("\r\n")) == std::string::npos) {
+          if (!Fill()) return;
+        }
+        size_t size = 0;
+        if (!absl::SimpleHexAtoi(buffer_.substr(0, line_end), &size)) return;
+        while (buffer_.size() < line_end + 2 + size + 2) {
+          if (!Fill()) return;
+        }
+        response.body += buffer_.substr(line_end + 2, size);
+        buffer_.erase(0, line_end + 2 + size + 2);
+        if (size == 0) {
+          response.complete = true;
+          return;
+        }
+        if (enough && enough(response.body)) return;
+      }
+    }
+    size_t length = 0;
+    if (!absl::SimpleAtoi(response.headers["content-length"], &length)) return;
+    while (buffer_.size() < length) {
+      if (!Fill()) return;
+    }
+    response.body = buffer_.substr(0, length);
+    buffer_.erase(0, length);
+    response.complete = true;
+  }
+
+  // True when the server closed the connection (EOF or a reset) within the limit.
+  bool ClosedByServer() {
+    while (Fill()) {
+    }
+    return eof_;
+  }
+
+ private:
+  bool Fill() {
+    if (fd_ < 0) return false;
+    pollfd p{fd_, POLLIN, 0};
+    int ready = poll(&p, 1, static_cast<int>(kLimit.count()));
+    if (ready <= 0) return false;
+    char chunk[16384];
+    ssize_t n = recv(fd_, chunk, sizeof(chunk), 0);
+    if (n <= 0) {
+      eof_ = true;
+      return false;
+    }
+    buffer_.append(chunk, static_cast<size_t>(n));
+    return true;
+  }
+
+  int fd_ = -1;
+  std::string buffer_;
+  bool eof_ = false;
+};
+
+// The UI chunks of an SSE body, in order, and whether it ended with `data: [DONE]`.
+struct Sse {
+  std::vector<Json> chunks;
+  bool done = false;
+  int comments = 0;
+};
+
+Sse ParseSse(const std::string& body) {
+  Sse sse;
+  for (absl::string_view event : absl::StrSplit(body, "\n\n", absl::SkipEmpty())) {
+    if (absl::StartsWith(event, ":")) {
+      ++sse.comments;
+      continue;
+    }
+    if (!absl::StartsWith(event, "data: ")) continue;
+    absl::string_view data = event.substr(6);
+    if (data == "[DONE]") {
+      sse.done = true;
+      continue;
+    }
+    absl::StatusOr<Json> chunk = ParseJson(std::string(data));
+    EXPECT_TRUE(chunk.ok()) << data;
+    if (chunk.ok()) sse.chunks.push_back(*chunk);
+  }
+  return sse;
+}
+
+std::vector<std::string> ChunkTypes(const Sse& sse) {
+  std::vector<std::string> types;
+  for (const Json& c : sse.chunks) types.push_back(StringField(c, "type"));
+  return types;
+}
+
+std::string SseText(const Sse& sse) {
+  std::string text;
+  for (const Json& c : sse.chunks) {
+    if (StringField(c, "type") == "text-delta") text += StringField(c, "delta");
+  }
+  return text;
+}
+
+[[maybe_unused]] std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// Checks one SSE answer with the real `ai` packages (tests/web/validate-sse.mjs), when built
+// with them; returns the UIMessage they folded it into (null when not checked).
+Json ValidateWithAiSdk(const std::string& dir, const HttpResponse& response,
+                       const std::string& extra_args = "") {
+#ifdef BATON_SSE_VALIDATOR
+  static int n = 0;
+  std::string base = absl::StrCat(dir, "/sse-", ++n);
+  std::ofstream(base + ".head") << response.head;
+  std::ofstream(base + ".body") << response.body;
+  std::vector<std::string> argv = {"node", BATON_SSE_VALIDATOR, base + ".body", "--headers",
+                                   base + ".head"};
+  for (absl::string_view a : absl::StrSplit(extra_args, ' ', absl::SkipEmpty())) {
+    argv.emplace_back(a);
+  }
+  absl::StatusOr<std::unique_ptr<Process>> node = Process::Spawn(argv, base + ".out", {});
+  EXPECT_TRUE(node.ok()) << node.status();
+  if (!node.ok()) return Json();
+  int code = (*node)->Wait();
+  std::string out = ReadFile(base + ".out");
+  EXPECT_EQ(code, 0) << "the AI SDK refused the answer:\n" << out << "\n" << response.body;
+  std::vector<std::string> lines = absl::StrSplit(out, '\n', absl::SkipEmpty());
+  if (lines.empty()) return Json();
+  absl::StatusOr<Json> message = ParseJson(lines.back());
+  return message.ok() ? *message : Json();
+#else
+  (void)dir;
+  (void)response;
+  (void)extra_args;
+  return Json();
+#endif
+}
+
+// A stack and a gateway in front of it.
+class GatewayStack {
+ public:
+  static std::unique_ptr<GatewayStack> Start(StackOptions options,
+                                             std::vector<std::string> gateway_flags = {}) {
+    auto g = std::unique_ptr<GatewayStack>(new GatewayStack());
+    g->stack_ = Stack::Start(std::move(options));
+    if (g->stack_ == nullptr) return nullptr;
+    std::vector<std::string> argv = {BATON_GATEWAY_BINARY, "--listen=127.0.0.1:0",
+                                     absl::StrCat("--orchestrator=", g->stack_->address()),
+                                     "--agent=chat", "--public_create", "--web_dir="};
+    argv.insert(argv.end(), gateway_flags.begin(), gateway_flags.end());
+    absl::StatusOr<std::unique_ptr<Process>> gateway =
+        Process::Spawn(argv, g->stack_->Path("gateway.log"), {});
+    EXPECT_TRUE(gateway.ok()) << gateway.status();
+    if (!gateway.ok()) return nullptr;
+    g->gateway_ = *std::move(gateway);
+    absl::StatusOr<std::string> line = g->gateway_->WaitForLine("listening ");
+    EXPECT_TRUE(line.ok()) << line.status() << "; see " << g->stack_->Path("gateway.log");
+    if (!line.ok()) return nullptr;
+    std::string address = line->substr(std::string("listening ").size());
+    if (!absl::SimpleAtoi(address.substr(address.rfind(':') + 1), &g->port_)) return nullptr;
+    return g;
+  }
+
+  Stack& stack() { return *stack_; }
+  Process& gateway() { return *gateway_; }
+  int port() const { return port_; }
+  std::string dir() const { return stack_->Path(""); }
+
+  HttpResponse Request(const std::string& method, const std::string& path,
+                       const std::string& body = "",
+                       const std::vector<std::pair<std::string, std::string>>& headers = {}) {
+    HttpClient client(port_);
+    EXPECT_TRUE(client.connected());
+    client.Send(method, path, body, headers);
+    return client.Read();
+  }
+
+  // POSTs a chat message as DefaultChatTransport does.
+  HttpResponse PostMessage(const std::string& chat_id, const std::string& message_id,
+                           const std::string& text, const std::string& route = "/api/chat",
+                           const std::vector<std::pair<std::string, std::string>>& headers = {}) {
+    return Request("POST", route, PostBody(chat_id, message_id, text), WithJson(headers));
+  }
+
+  static std::string PostBody(const std::string& chat_id, const std::string& message_id,
+                              const std::string& text) {
+    return DumpJson(Json{{"id", chat_id},
+                         {"messages", Json::array({UserMessage(message_id, text)})},
+                         {"trigger", "submit-message"}});
+  }
+
+  static std::vector<std::pair<std::string, std::string>> WithJson(
+      std::vector<std::pair<std::string, std::string>> headers) {
+    headers.emplace_back("Content-Type", "application/json");
+    return headers;
+  }
+
+ private:
+  GatewayStack() = default;
+  std::unique_ptr<Stack> stack_;
+  std::unique_ptr<Process> gateway_;
+  int port_ = 0;
+};
+
+// ---- the AI SDK transport -----------------------------------------------------------------------
+
+// A chat's first POST creates its session and answers the message as one UI message stream with
+// the AI SDK's headers; a second POST on the same chat answers the next message the same way.
+TEST(HttpGatewayTest, AChatsFirstPostCreatesItAndEachPostStreamsItsAnswer) {
+  auto g = GatewayStack::Start({.script = Script({Reply("Hello from baton."), Reply("Again.")})});
+  ASSERT_NE(g, nullptr);
+
+  HttpResponse first = g->PostMessage("c1", "u1", "Hi");
+  EXPECT_EQ(first.status, 200) << first.body;
+  EXPECT_TRUE(first.complete);
+  EXPECT_THAT(first.headers["content-type"], HasSubstr("text/event-stream"));
+  EXPECT_EQ(first.headers["x-vercel-ai-ui-message-stream"], "v1");
+  EXPECT_EQ(first.headers["x-baton-chat-id"], "c1");
+  Sse sse = ParseSse(first.body);
+  EXPECT_TRUE(sse.done);
+  ASSERT_FALSE(sse.chunks.empty());
+  EXPECT_EQ(StringField(sse.chunks.front(), "type"), "start");
+  EXPECT_FALSE(StringField(sse.chunks.front(), "messageId").empty());
+  EXPECT_EQ(StringField(sse.chunks.back(), "type"), "finish");
+  EXPECT_EQ(SseText(sse), "Hello from baton.");
+  for (const std::string& type : ChunkTypes(sse)) {
+    EXPECT_FALSE(absl::StartsWith(type, "data-baton")) << "baton's control records stay inside";
+  }
+  ValidateWithAiSdk(g->dir(), first);
+
+  HttpResponse second = g->PostMessage("c1", "u2", "And now?");
+  EXPECT_EQ(second.status, 200) << second.body;
+  Sse sse2 = ParseSse(second.body);
+  EXPECT_EQ(SseText(sse2), "Again.");
+  EXPECT_NE(StringField(sse2.chunks.front(), "messageId"),
+            StringField(sse.chunks.front(), "messageId"));
+  ValidateWithAiSdk(g->dir(), second);
+
+  // Both turns are on the chat's log, answered once each.
+  v1::Session session = g->stack().Get("c1");
+  EXPECT_EQ(session.in_seq(), 1);  // the boot message is the session's payload; u2 is .in 1
+  std::vector<Json> out = g->stack().ReadTurns("c1", 0, 2);
+  EXPECT_EQ(CountControl(out, "turn-complete"), 2);
+}
+
+// A tool call and step 2 reach the browser as one assistant message: the call, its input, its
+// output, and the text of the model's second call, under one start and one finish.
+TEST(HttpGatewayTest, AToolCallAndStepTwoAreOneMessage) {
+  auto g = GatewayStack::Start(
+      {.script = Script({WeatherCall("Let me look.", "Lisbon"), Reply("19 degrees in Lisbon.")})});
+  ASSERT_NE(g, nullptr);
+  HttpResponse response = g->PostMessage("w1", "u1", "Weather in Lisbon?", "/api/agents/weather/chat");
+  ASSERT_EQ(response.status, 200) << response.body;
+  Sse sse = ParseSse(response.body);
+  std::vector<std::string> types = ChunkTypes(sse);
+  EXPECT_EQ(std::count(types.begin(), types.end(), "start"), 1);
+  EXPECT_EQ(std::count(types.begin(), types.end(), "finish"), 1);
+  EXPECT_THAT(types, ::testing::Contains("tool-input-available"));
+  EXPECT_THAT(types, ::testing::Contains("tool-output-available"));
+  EXPECT_EQ(SseText(sse), "Let me look.19 degrees in Lisbon.");
+  Json message = ValidateWithAiSdk(g->dir(), response);
+  if (!message.is_null()) {
+    std::string parts = DumpJson(message["parts"]);
+    EXPECT_THAT(parts, HasSubstr("tool-get_weather"));
+    EXPECT_THAT(parts, HasSubstr("output-available"));
+  }
+}
+
+// A reload mid-answer: GET .../stream replays the answer in flight from its start and follows it
+// to its end; with nothing in flight, or for a chat nobody created, it answers 204.
+TEST(HttpGatewayTest, AReloadMidAnswerResumesTheWholeAnswer) {
+  auto g = GatewayStack::Start({.script = Script({HeldReply("Half ", "and whole.")})});
+  ASSERT_NE(g, nullptr);
+  EXPECT_EQ(g->Request("GET", "/api/chat/nobody/stream").status, 204);
+
+  HttpClient first(g->port());
+  first.Send("POST", "/api/chat", GatewayStack::PostBody("r1", "u1", "Tell me"),
+             GatewayStack::WithJson({}));
+  // The first half reached the browser; the model is held.
+  HttpResponse partial = first.Read([](const std::string& body) {
+    return absl::StrContains(body, "Half ");
+  });
+  ASSERT_EQ(partial.status, 200);
+  first.Close();  // the tab reloads: the fetch is gone, the turn goes on
+
+  HttpClient resumed(g->port());
+  resumed.Send("GET", "/api/chat/r1/stream");
+  HttpResponse head = resumed.Read([](const std::string& body) {
+    return absl::StrContains(body, "Half ");
+  });
+  ASSERT_EQ(head.status, 200) << head.body;
+  g->stack().llm().AdvanceScriptClock(std::chrono::milliseconds(100));
+  resumed.ReadBody(head);
+  EXPECT_TRUE(head.complete);
+  Sse sse = ParseSse(head.body);
+  EXPECT_TRUE(sse.done);
+  // One message from its start: nothing missing, nothing twice.
+  std::vector<std::string> types = ChunkTypes(sse);
+  ASSERT_FALSE(types.empty());
+  EXPECT_EQ(types.front(), "start");
+  EXPECT_EQ(std::count(types.begin(), types.end(), "start"), 1);
+  EXPECT_EQ(types.back(), "finish");
+  EXPECT_EQ(SseText(sse), "Half and whole.");
+  ValidateWithAiSdk(g->dir(), head);
+
+  // What the turn stored: the whole answer, once.
+  std::vector<Json> out = g->stack().ReadTurns("r1", 0);
+  EXPECT_EQ(Text(out), "Half and whole.");
+  EXPECT_EQ(g->Request("GET", "/api/chat/r1/stream").status, 204);
+}
+
+// Stop, from anywhere: POST .../stop appends a stop record, and the answer in flight ends (with
+// its finish) though the model had more to say. Closing the fetch alone does not stop the turn.
+TEST(HttpGatewayTest, StopEndsTheAnswerInFlightAndAClosedFetchDoesNot) {
+  auto g = GatewayStack::Start(
+      {.script = Script({HeldReply("Going on ", "to the end."), HeldReply("Long ", "story.")})});
+  ASSERT_NE(g, nullptr);
+
+  // A fetch closed mid-answer: the turn goes on and completes on `.out`.
+  {
+    HttpClient client(g->port());
+    client.Send("POST", "/api/chat", GatewayStack::PostBody("s1", "u1", "Go"),
+                GatewayStack::WithJson({}));
+    HttpResponse partial =
+        client.Read([](const std::string& body) { return absl::StrContains(body, "Going on "); });
+    ASSERT_EQ(partial.status, 200);
+  }
+  g->stack().llm().AdvanceScriptClock(std::chrono::milliseconds(100));
+  std::vector<Json> out = g->stack().ReadTurns("s1", 0);
+  EXPECT_EQ(Text(out), "Going on to the end.");
+  int64_t after = Seq(out.back());
+
+  // A stop from another connection ends the next answer while the model is held.
+  HttpClient client(g->port());
+  client.Send("POST", "/api/chat", GatewayStack::PostBody("s1", "u2", "Again"),
+              GatewayStack::WithJson({}));
+  HttpResponse answer =
+      client.Read([](const std::string& body) { return absl::StrContains(body, "Long "); });
+  ASSERT_EQ(answer.status, 200);
+  EXPECT_EQ(g->Request("POST", "/api/chat/s1/stop").status, 204);
+  client.ReadBody(answer);
+  EXPECT_TRUE(answer.complete);
+  Sse sse = ParseSse(answer.body);
+  EXPECT_TRUE(sse.done);
+  EXPECT_EQ(SseText(sse), "Long ");
+  // Stopped as the AI SDK's own streamText says it: the message ends with `abort`.
+  ASSERT_FALSE(sse.chunks.empty());
+  EXPECT_EQ(StringField(sse.chunks.back(), "type"), "abort");
+  ValidateWithAiSdk(g->dir(), answer);
+  std::vector<Json> stopped = g->stack().ReadTurns("s1", after);
+  EXPECT_EQ(CountControl(stopped, "turn-complete"), 1);
+}
+
+// The network lost the answer to a chat's first POST and the browser sends it again: the same
+// chat, the same message. It is not created twice nor answered twice; the retry gets the answer.
+TEST(HttpGatewayTest, ARetriedFirstPostGetsTheSameAnswer) {
+  auto g = GatewayStack::Start({.script = Script({Reply("Only once.")})});
+  ASSERT_NE(g, nullptr);
+  HttpResponse first = g->PostMessage("t1", "u1", "Hello?");
+  ASSERT_EQ(first.status, 200) << first.body;
+  HttpResponse retry = g->PostMessage("t1", "u1", "Hello?");
+  EXPECT_EQ(retry.status, 200) << retry.body;
+  EXPECT_EQ(SseText(ParseSse(retry.body)), "Only once.");
+  EXPECT_EQ(g->stack().Runs("t1").size(), 1u);
+  EXPECT_EQ(g->stack().llm().requests().size(), 1u);
+}
+
+// Bad requests get a clear HTTP error as JSON, and nothing is stored.
+TEST(HttpGatewayTest, BadRequestsGetClearErrorsAndStoreNothing) {
+  auto g = GatewayStack::Start({.script = Script({})}, {"--max_body_bytes=65536"});
+  ASSERT_NE(g, nullptr);
+  struct Case {
+    std::string name;
+    std::string method, path, body;
+    int status;
+    std::string message;
+  };
+  std::vector<Case> cases = {
+      {"malformed JSON", "POST", "/api/chat", "{\"id\": ", 400, "JSON"},
+      {"not an object", "POST", "/api/chat", "[1,2]", 400, ""},
+      {"no chat id", "POST", "/api/chat", R"({"messages":[],"trigger":"submit-message"})", 400,
+       "id"},
+      {"no messages", "POST", "/api/chat", R"({"id":"b1","trigger":"submit-message"})", 400,
+       "messages"},
+      {"unknown trigger", "POST", "/api/chat",
+       DumpJson(Json{{"id", "b2"},
+                     {"messages", Json::array({UserMessage("u1", "x")})},
+                     {"trigger", "explode"}}),
+       400, "trigger"},
+      {"oversized body", "POST", "/api/chat",
+       GatewayStack::PostBody("b3", "u1", std::string(100000, 'x')), 413, ""},
+      {"unknown session", "GET", "/v1/sessions/nobody", "", 404, "nobody"},
+      {"unknown route", "GET", "/v2/whatever", "", 404, ""},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    HttpResponse response =
+        g->Request(c.method, c.path, c.body, GatewayStack::WithJson({}));
+    EXPECT_EQ(response.status, c.status) << response.body;
+    if (response.status >= 400 && response.status != 413) {
+      absl::StatusOr<Json> error = ParseJson(response.body);
+      ASSERT_TRUE(error.ok()) << response.body;
+      EXPECT_TRUE((*error)["error"].is_object()) << response.body;
+      EXPECT_THAT(StringField((*error)["error"], "message"), HasSubstr(c.message));
+    }
+  }
+  // Two Authorization headers are refused, not guessed at.
+  HttpResponse two = g->Request("GET", "/v1/sessions/x", "",
+                                {{"Authorization", "Bearer a"}, {"Authorization", "Bearer b"}});
+  EXPECT_EQ(two.status, 401) << two.body;
+  // Nothing was created.
+  for (const char* chat : {"b1", "b2", "b3"}) {
+    v1::GetRequest get;
+    get.set_chat_id(chat);
+    v1::Session session;
+    grpc::ClientContext context;
+    EXPECT_EQ(g->stack().sessions().Get(&context, get, &session).error_code(),
+              grpc::StatusCode::NOT_FOUND);
+  }
+  EXPECT_TRUE(g->stack().llm().requests().empty());
+}
+
+// The REST mirror: create, append with an idempotency key (a retry is the same record), read the
+// log as SSE from a seq, resume with Last-Event-ID, get and close.
+TEST(HttpGatewayTest, TheRestMirrorCoversSessions) {
+  auto g = GatewayStack::Start({.script = Script({Reply("Mirrored.")})});
+  ASSERT_NE(g, nullptr);
+  HttpResponse created = g->Request(
+      "POST", "/v1/sessions",
+      DumpJson(Json{{"chatId", "m1"}, {"agent", "chat"}, {"trigger", "preload"}}),
+      GatewayStack::WithJson({}));
+  EXPECT_EQ(created.status, 201) << created.body;
+  HttpResponse again = g->Request(
+      "POST", "/v1/sessions",
+      DumpJson(Json{{"chatId", "m1"}, {"agent", "chat"}, {"trigger", "preload"}}),
+      GatewayStack::WithJson({}));
+  EXPECT_EQ(again.status, 200) << again.body;
+
+  std::string record = DumpJson(Json{
+      {"kind", "message"},
+      {"payload", {{"chatId", "m1"}, {"trigger", "submit-message"},
+                   {"message", UserMessage("u1", "Hi")}}}});
+  HttpResponse appended = g->Request("POST", "/v1/sessions/m1/records", record,
+                                     GatewayStack::WithJson({{"Idempotency-Key", "k1"}}));
+  ASSERT_EQ(appended.status, 200) << appended.body;
+  absl::StatusOr<Json> a = ParseJson(appended.body);
+  ASSERT_TRUE(a.ok());
+  HttpResponse retried = g->Request("POST", "/v1/sessions/m1/records", record,
+                                    GatewayStack::WithJson({{"Idempotency-Key", "k1"}}));
+  absl::StatusOr<Json> r = ParseJson(retried.body);
+  ASSERT_TRUE(r.ok()) << retried.body;
+  EXPECT_EQ((*r)["seq"], (*a)["seq"]);
+  EXPECT_EQ((*r)["duplicate"], true);
+
+  std::vector<Json> out = g->stack().ReadTurns("m1", 0);
+  int64_t last = Seq(out.back());
+  HttpResponse log = g->Request("GET", "/v1/sessions/m1/records?after=0");
+  ASSERT_EQ(log.status, 200) << log.body;
+  EXPECT_THAT(log.headers["content-type"], HasSubstr("text/event-stream"));
+  EXPECT_THAT(log.body, HasSubstr(absl::StrCat("id: ", last, "\n")));
+  EXPECT_THAT(log.body, HasSubstr("Mirrored."));
+  HttpResponse resumed = g->Request("GET", "/v1/sessions/m1/records", "",
+                                    {{"Last-Event-ID", absl::StrCat(last - 1)}});
+  EXPECT_EQ(resumed.status, 200);
+  EXPECT_THAT(resumed.body, HasSubstr(absl::StrCat("id: ", last, "\n")));
+  EXPECT_THAT(resumed.body, ::testing::Not(HasSubstr(absl::StrCat("id: ", last - 1, "\n"))));
+
+  HttpResponse session = g->Request("GET", "/v1/sessions/m1");
+  EXPECT_EQ(session.status, 200) << session.body;
+  HttpResponse closed = g->Request("POST", "/v1/sessions/m1/close", "{}",
+                                   GatewayStack::WithJson({}));
+  EXPECT_EQ(closed.status, 200) << closed.body;
+  HttpResponse late = g->Request("POST", "/v1/sessions/m1/records", R"({"kind":"stop"})",
+                                 GatewayStack::WithJson({}));
+  EXPECT_EQ(late.status, 412) << late.body;
+}
+
+// Preload over HTTP: what transport.preload(chatId) would call boots the chat's run before the
+// first message; the first POST then appends to it rather than creating it.
+TEST(HttpGatewayTest, PreloadBootsTheRunBeforeTheFirstMessage) {
+  auto g = GatewayStack::Start({.script = Script({Reply("Warm already.")})});
+  ASSERT_NE(g, nullptr);
+  HttpResponse preload = g->Request("POST", "/api/chat/p1/preload", "{}", GatewayStack::WithJson({}));
+  ASSERT_EQ(preload.status, 200) << preload.body;
+  EXPECT_TRUE(g->stack().WaitForRunState("p1", v1::RUN_STATE_RUNNING));
+  EXPECT_TRUE(g->stack().hooks().WaitFor("onPreload"));
+  HttpResponse answer = g->PostMessage("p1", "u1", "Hi");
+  ASSERT_EQ(answer.status, 200) << answer.body;
+  EXPECT_EQ(SseText(ParseSse(answer.body)), "Warm already.");
+  EXPECT_EQ(g->stack().Runs("p1").size(), 1u);
+  ValidateWithAiSdk(g->dir(), answer);
+}
+
+// A client that never reads its answer: the gateway buffers up to its bound, then drops the
+// connection. The turn completes on `.out` regardless, and another reader gets all of it.
+TEST(HttpGatewayTest, AClientThatNeverReadsIsDroppedAndNothingIsLost) {
+  // 600 deltas of 1,000 bytes: far more than the gateway's 64 KiB bound and the kernel's buffers.
+  std::vector<std::string> chunks(600, std::string(1000, 'z'));
+  std::string big = absl::StrJoin(chunks, "");
+  auto g = GatewayStack::Start({.script = Script({Json{{"reply", {{"text_chunks", chunks}}}}})},
+                               {"--max_buffered_bytes=65536"});
+  ASSERT_NE(g, nullptr);
+  HttpClient stalled(g->port(), 4096);
+  stalled.Send("POST", "/api/chat", GatewayStack::PostBody("n1", "u1", "Say a lot"),
+               GatewayStack::WithJson({}));
+  HttpResponse head;
+  ASSERT_TRUE(stalled.ReadHead(head));  // the chat exists; from here on the client reads nothing
+  EXPECT_EQ(head.status, 200);
+  std::vector<Json> out = g->stack().ReadTurns("n1", 0);
+  EXPECT_EQ(Text(out).size(), big.size());
+  EXPECT_TRUE(Text(out) == big);
+  EXPECT_TRUE(WaitForFileContains(g->stack().Path("gateway.log"), "does not read"));
+  EXPECT_TRUE(stalled.ClosedByServer());
+}
+
+}  // namespace
+}  // namespace baton::testing
