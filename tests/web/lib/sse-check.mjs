@@ -405,12 +405,15 @@ export async function checkSse(body, options = {}) {
 
   let text;
   try {
-    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+    text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes);
   } catch {
     errors.push('framing: the body is not valid UTF-8');
     return { message: undefined, errors, chunks: [], versions };
   }
-  if (text.charCodeAt(0) === 0xfeff) errors.push('framing: the body starts with a byte order mark');
+  if (text.charCodeAt(0) === 0xfeff) {
+    errors.push('framing: the body starts with a byte order mark');
+    text = text.slice(1);
+  }
   const events = parseFraming(text, errors);
   const chunks = checkAnswer(events, errors, { expectError, messageId: messageId ?? message?.id });
 
