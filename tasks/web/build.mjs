@@ -36,6 +36,7 @@ async function put(name, contents) {
 }
 
 const result = await build({
+  absWorkingDir: here, // metafile paths are relative to the page's directory
   entryPoints: [join(here, 'src/main.js')],
   bundle: true,
   format: 'esm',
