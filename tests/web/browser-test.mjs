@@ -1,15 +1,20 @@
 #!/usr/bin/env node
 // The demo page in a real browser: Debian's chromium, headless, driven by playwright-core,
-// against a gateway that serves the page (baton-gateway, or mock-gateway.mjs). docs/web.md.
+// against a gateway that serves the page: a running baton-gateway given by --url, or (by
+// default) mock-gateway.mjs, started in this process on a free loopback port. docs/web.md.
 //
-//   node browser-test.mjs --base http://HOST:PORT [--clock URL] [--out DIR]
+//   node browser-test.mjs [--url http://HOST:PORT] [--clock URL] [--web-dir DIR] [--out DIR]
 //        [--scenario FILE] [--api /api/chat] [--only a,b] [--skip a,b] [--chromium PATH]
-//        [--timeout-ms 60000]
+//        [--timeout-ms 60000] [--verbose]
 //
-//   --base      where the gateway serves the page (GET / is index.html)
+//   --url       the gateway's base URL (GET / is the page); env BATON_GATEWAY_URL. Without
+//               either, the mock gateway serves the page from --web-dir
 //   --clock     POST {"advance_ms": N} here releases held answers: fake-llm's /__fake/clock
-//               behind a real gateway (default: the mock's BASE/__mock/clock)
-//   --out       screenshots and, on failure, the page's HTML and log (default ./browser-test-out)
+//               behind a real gateway; env BATON_CLOCK_URL (default: URL/__mock/clock, the mock's)
+//   --web-dir   the built page the mock serves; env BATON_WEB_DIR; default: build.mjs of
+//               tasks/web builds it into a temporary directory
+//   --out       the screenshots (one per scenario at least) and the browser's log; on failure
+//               also the page's HTML (default: a new directory under the system's temp dir)
 //   --scenario  prompts and expected answers (default: scenario.json beside this file)
 //
 // Scenarios, in order: headStart (a message answered with step-1 text, a tool call and its
@@ -19,14 +24,17 @@
 // first asked for), approval (approve a tool call, reload while the answer goes on; agent
 // "files", a chat of its own).
 // Every wait is on the page's DOM or on a request; the answers that must be caught mid-way are
-// held by the script clock, never by timing. Exit 0 when all pass, 1 on the first failure.
+// held by the script clock, never by timing. Exit 0 when all pass, 1 on the first failure,
+// 2 on bad arguments. Run by `node --test` too (its name matches), against the mock.
 import { chromium } from 'playwright-core';
-import { access, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { spawnSync } from 'node:child_process';
+import { access, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isDeepStrictEqual, parseArgs } from 'node:util';
 import { checkSse } from './lib/sse-check.mjs';
+import { createMockGateway } from './mock-gateway.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -128,7 +136,7 @@ export async function runBrowserTest(options) {
   const origin = new URL(base).origin;
   const api = options.api ?? '/api/chat';
   const clockUrl = options.clock ?? `${base}/__mock/clock`;
-  const out = resolve(options.out ?? 'browser-test-out');
+  const out = resolve(options.out);
   const timeout = options.timeoutMs ?? 60000;
   const scenario = JSON.parse(await readFile(options.scenario ?? join(here, 'scenario.json'), 'utf8'));
   const answer = (name) => {
@@ -146,6 +154,10 @@ export async function runBrowserTest(options) {
     throw new TestFailure(`${executablePath} not found: Debian's chromium is installed by scripts/setup.sh`);
   }
   await mkdir(out, { recursive: true });
+  // What an earlier run left here would pass for this run's: its screenshots and logs go.
+  for (const name of await readdir(out)) {
+    if (/\.png$|^failure[-.]|^browser-test\.log$/.test(name)) await rm(join(out, name), { force: true });
+  }
 
   const log = [];
   const note = (line) => {
@@ -272,12 +284,18 @@ export async function runBrowserTest(options) {
   }
 
   async function advanceClock(ms) {
-    const response = await fetch(clockUrl, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ advance_ms: ms }),
-    });
-    check(response.ok, `POST ${clockUrl}: ${response.status} ${await response.text()}`);
+    const hint = options.clock ? '' : ' (--clock names the script clock: fake-llm\'s /__fake/clock behind a real gateway)';
+    let response;
+    try {
+      response = await fetch(clockUrl, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ advance_ms: ms }),
+      });
+    } catch (error) {
+      throw new TestFailure(`POST ${clockUrl}: ${error.cause?.message ?? error.message}${hint}`);
+    }
+    check(response.ok, `POST ${clockUrl}: ${response.status} ${await response.text()}${hint}`);
   }
 
   async function screenshot(page, name) {
@@ -299,7 +317,15 @@ export async function runBrowserTest(options) {
   const results = [];
   const turns = []; // the main chat's turns so far: { prompt, parts }
   let chatId;
-  let token;
+  // The chat token: what the answer to the main chat's first POST (which had none) handed out.
+  const chatToken = () => {
+    const first = chatRequests('tab1', 'POST')[0];
+    check(first, 'the chat has no POST yet, so no token');
+    check(!first.headers.authorization, `the chat's first POST sent a token it cannot have had`);
+    const token = first.responseHeaders?.['x-baton-chat-token'];
+    check(token, `the answer to the chat's first POST has no x-baton-chat-token header`);
+    return token;
+  };
   let step = 'start';
   try {
     for (const name of selected) {
@@ -326,13 +352,10 @@ export async function runBrowserTest(options) {
         const posts = chatRequests('tab1', 'POST');
         check(posts.length === before + 1, `expected one POST ${api} for the message, saw ${posts.length - before}`);
         const post = posts[posts.length - 1];
-        if (name === 'headStart') {
-          check(!post.headers.authorization, `the chat's first POST sent a token it cannot have had`);
-          token = post.responseHeaders?.['x-baton-chat-token'];
-          check(token, `the first POST's answer has no x-baton-chat-token header`);
-        } else {
+        const token = chatToken(); // the first POST got one
+        if (post !== posts[0]) {
           check(post.headers.authorization === `Bearer ${token}`,
-            `the second POST sent authorization ${show(post.headers.authorization)}, not the chat token`);
+            `a later POST sent authorization ${show(post.headers.authorization)}, not the chat token`);
         }
         if (name === 'second') {
           check(parts.some((p) => p.kind === 'reasoning'), 'the scenario\'s second answer has no reasoning');
@@ -351,7 +374,7 @@ export async function runBrowserTest(options) {
         await tab1.reload();
         const response = await resumed;
         check(response.status() === 200, `GET .../stream after the reload answered ${response.status()}`);
-        check(response.request().headers().authorization === `Bearer ${token}`,
+        check(response.request().headers().authorization === `Bearer ${chatToken()}`,
           'GET .../stream after the reload did not carry the chat token');
         const mid = await streamedUpTo(tab1, 'the reloaded page to resume the answer where it was', partial);
         assertTranscript(mid, [...turns, { prompt: a.prompt, parts: partial }]);
@@ -375,7 +398,7 @@ export async function runBrowserTest(options) {
         await tab1.locator('#stop').click();
         const response = await stopResponse;
         check(response.status() === 204, `POST .../stop answered ${response.status()}`);
-        check(response.request().headers().authorization === `Bearer ${token}`, 'POST .../stop did not carry the chat token');
+        check(response.request().headers().authorization === `Bearer ${chatToken()}`, 'POST .../stop did not carry the chat token');
         const state = await waitPage(tab1, 'the page to be ready after stop', (s) => s.status === 'ready');
         turns.push({ prompt: a.prompt, parts: partial });
         assertTranscript(state, turns);
@@ -385,7 +408,7 @@ export async function runBrowserTest(options) {
         let body;
         try {
           replay = await fetch(`${base}${api}/${encodeURIComponent(chatId)}/stream`, {
-            headers: { authorization: `Bearer ${token}` },
+            headers: { authorization: `Bearer ${chatToken()}` },
             signal: AbortSignal.timeout(timeout),
           });
           body = new Uint8Array(await replay.arrayBuffer());
@@ -487,23 +510,62 @@ export async function runBrowserTest(options) {
   return results;
 }
 
-async function main() {
-  const { values } = parseArgs({
-    options: {
-      base: { type: 'string' },
-      clock: { type: 'string' },
-      out: { type: 'string' },
-      scenario: { type: 'string' },
-      api: { type: 'string' },
-      only: { type: 'string' },
-      skip: { type: 'string' },
-      chromium: { type: 'string' },
-      'timeout-ms': { type: 'string' },
-      verbose: { type: 'boolean', default: false },
-    },
+// The mock gateway in this process, serving `webDir` (built into a temporary directory when
+// not given); returns { base, close }.
+async function startMock({ webDir, scenario, api }) {
+  let temporary;
+  if (!webDir) {
+    temporary = await mkdtemp(join(tmpdir(), 'baton-web-'));
+    const build = join(here, '..', '..', 'tasks', 'web', 'build.mjs');
+    const built = spawnSync(process.execPath, [build, '--outdir', temporary, '--api', api], { encoding: 'utf8' });
+    if (built.status !== 0) {
+      throw new TestFailure(`building the page (${build}) failed; npm ci in tasks/web first?\n${built.stderr}`);
+    }
+    webDir = temporary;
+  }
+  for (const name of ['index.html', 'app.js', 'app.css']) {
+    try {
+      await access(join(webDir, name));
+    } catch {
+      throw new TestFailure(`${join(webDir, name)} is missing: --web-dir must be the built page`);
+    }
+  }
+  const gateway = createMockGateway({
+    webDir: resolve(webDir),
+    scenario: JSON.parse(await readFile(scenario ?? join(here, 'scenario.json'), 'utf8')),
+    base: api,
   });
-  if (!values.base) {
-    console.error('usage: node browser-test.mjs --base http://HOST:PORT [--clock URL] [--out DIR] [--only a,b] [--skip a,b]');
+  const { host, port } = await gateway.listen(0, '127.0.0.1');
+  return {
+    base: `http://${host}:${port}`,
+    close: async () => {
+      await gateway.close();
+      if (temporary) await rm(temporary, { recursive: true, force: true });
+    },
+  };
+}
+
+async function main() {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      options: {
+        url: { type: 'string' },
+        clock: { type: 'string' },
+        'web-dir': { type: 'string' },
+        out: { type: 'string' },
+        scenario: { type: 'string' },
+        api: { type: 'string', default: '/api/chat' },
+        only: { type: 'string' },
+        skip: { type: 'string' },
+        chromium: { type: 'string' },
+        'timeout-ms': { type: 'string' },
+        verbose: { type: 'boolean', default: false },
+      },
+    }));
+  } catch (error) {
+    console.error(`browser-test: ${error.message}`);
+    console.error('usage: node browser-test.mjs [--url http://HOST:PORT] [--clock URL] [--web-dir DIR] [--out DIR] [--only a,b] [--skip a,b]');
     process.exit(2);
   }
   const list = (text) => text?.split(',').map((s) => s.trim()).filter(Boolean);
@@ -513,26 +575,61 @@ async function main() {
       process.exit(2);
     }
   }
+  const url = values.url ?? (process.env.BATON_GATEWAY_URL || undefined);
+  if (url !== undefined && !/^https?:\/\/[^/]+\/?$/.test(url)) {
+    console.error(`browser-test: --url must be a gateway's base URL such as http://127.0.0.1:8080, not ${url}`);
+    process.exit(2);
+  }
+  const timeoutMs = values['timeout-ms'] ? Number(values['timeout-ms']) : undefined;
+  if (timeoutMs !== undefined && !(timeoutMs > 0)) {
+    console.error(`browser-test: --timeout-ms must be a positive number, not ${values['timeout-ms']}`);
+    process.exit(2);
+  }
+  const out = resolve(values.out ?? (await mkdtemp(join(tmpdir(), 'baton-browser-test-'))));
+
+  let mock;
+  let code = 0;
+  // A stop from outside (a ctest timeout, ^C): the browser and the mock end with this process.
+  for (const signal of ['SIGTERM', 'SIGINT']) {
+    process.once(signal, () => {
+      console.error(`browser-test: stopped by ${signal}`);
+      Promise.resolve(mock?.close()).finally(() => process.exit(1));
+    });
+  }
   try {
+    if (url === undefined) {
+      mock = await startMock({
+        webDir: values['web-dir'] ?? (process.env.BATON_WEB_DIR || undefined),
+        scenario: values.scenario,
+        api: values.api,
+      });
+    }
+    const base = url ?? mock.base;
+    console.log(`browser-test: against ${url ? base : `the mock gateway at ${base}`}`);
     const passed = await runBrowserTest({
-      base: values.base,
-      clock: values.clock,
-      out: values.out,
+      base,
+      clock: values.clock ?? (process.env.BATON_CLOCK_URL || undefined),
+      out,
       scenario: values.scenario,
       api: values.api,
       only: list(values.only),
       skip: list(values.skip),
       chromium: values.chromium,
-      timeoutMs: values['timeout-ms'] ? Number(values['timeout-ms']) : undefined,
+      timeoutMs,
       verbose: values.verbose,
     });
-    console.log(`browser-test: ${passed.length} scenarios passed; screenshots in ${resolve(values.out ?? 'browser-test-out')}`);
+    const shots = (await readdir(out)).filter((name) => name.endsWith('.png'));
+    if (shots.length === 0) throw new TestFailure(`no screenshot in ${out}`);
+    console.log(`browser-test: ${passed.length} scenarios passed; ${shots.length} screenshots in ${out}`);
   } catch (error) {
     const where = error.step ? ` in ${error.step}` : '';
     console.error(`browser-test: FAIL${where}: ${error instanceof TestFailure ? error.message : error.stack}`);
-    console.error(`browser-test: screenshots and the page's log in ${resolve(values.out ?? 'browser-test-out')}`);
-    process.exit(1);
+    console.error(`browser-test: screenshots and the page's log in ${out}`);
+    code = 1;
+  } finally {
+    await mock?.close();
   }
+  process.exit(code);
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
