@@ -1,12 +1,80 @@
 #include "hooks/json.h"
 
+#include <algorithm>
 #include <cstdint>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 
 namespace baton {
 
-absl::StatusOr<Json> ParseJson(std::string_view text) {
+size_t JsonTextTooDeep(std::string_view text, int max_depth) {
+  int depth = 0;
+  bool in_string = false;
+  bool escaped = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (in_string) {
+      if (escaped) {
+        escaped = false;  // the character after a backslash, whatever it is
+      } else if (c == '\\') {
+        escaped = true;
+      } else if (c == '"') {
+        in_string = false;
+      }
+      continue;
+    }
+    if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > max_depth) return i;
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return std::string_view::npos;
+}
+
+absl::Status CheckJsonTextDepth(std::string_view text, int max_depth, std::string_view what) {
+  size_t at = JsonTextTooDeep(text, max_depth);
+  if (at == std::string_view::npos) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(std::string(what), " nests deeper than ",
+                                                 max_depth, " levels at byte ", at + 1));
+}
+
+int JsonDepth(const Json& value, int max_depth) {
+  if (!value.is_structured()) return 0;
+  // One entry per open level: where the walk is in that array or object, and its end.
+  std::vector<std::pair<Json::const_iterator, Json::const_iterator>> open;
+  open.emplace_back(value.cbegin(), value.cend());
+  int deepest = 1;
+  while (!open.empty()) {
+    auto& [at, end] = open.back();
+    if (at == end) {
+      open.pop_back();
+      continue;
+    }
+    const Json& child = *at;
+    ++at;
+    if (!child.is_structured()) continue;
+    int level = static_cast<int>(open.size()) + 1;
+    deepest = std::max(deepest, level);
+    if (level > max_depth) return level;
+    open.emplace_back(child.cbegin(), child.cend());
+  }
+  return deepest;
+}
+
+absl::Status CheckJsonDepth(const Json& value, int max_depth, std::string_view what) {
+  if (JsonDepth(value, max_depth) <= max_depth) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat(std::string(what), " nests deeper than ", max_depth, " levels"));
+}
+
+absl::StatusOr<Json> ParseJson(std::string_view text, int max_depth) {
+  // Before nlohmann builds anything: a value too deep would crash whoever copies or dumps it.
+  if (absl::Status depth = CheckJsonTextDepth(text, max_depth, "JSON"); !depth.ok()) return depth;
   Json value = Json::parse(text, /*cb=*/nullptr, /*allow_exceptions=*/false);
   if (value.is_discarded()) {
     // Re-parse with exceptions only to learn where it broke; bad input is the rare path.

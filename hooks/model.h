@@ -19,6 +19,20 @@
 
 namespace baton {
 
+// Backpressure
+//
+// A run's output is bounded (the worker keeps what the orchestrator has not yet acknowledged,
+// up to a limit). A model awaits WaitForRoom() before it passes on more events, e.g. before it
+// hands on each read of the provider's response, and so stops reading while the run's output
+// cannot leave; a provider stream then waits in the TCP window. The built-in models do this; a
+// model that does not still works, its events then wait in the worker's memory.
+class Backpressure {
+ public:
+  virtual ~Backpressure() = default;
+  // Returns once the run's output has room again, or at once when the call's stop is requested.
+  virtual asio::awaitable<void> WaitForRoom() = 0;
+};
+
 // LanguageModel
 //
 // Thread-safety: Stream() is called on the run's executor and must not block it; it may be

@@ -13,6 +13,8 @@
 
 namespace baton {
 
+class Backpressure;  // hooks/model.h
+
 // Token counts of one call; a count a provider did not report stays unknown, never 0.
 struct Usage {
   std::optional<int64_t> input_tokens;
@@ -63,6 +65,9 @@ struct ModelCall {
   int step = 0;                   // 0-based step within the turn
   std::string traceparent;        // the run's W3C trace context ("" when none); sent on
                                   // provider requests as a `traceparent` header
+  // Optional, valid while Stream() runs: the run's output is bounded, and the model awaits
+  // backpressure->WaitForRoom() before it passes on more events (see hooks/model.h).
+  Backpressure* backpressure = nullptr;
 };
 
 }  // namespace baton

@@ -43,13 +43,20 @@ absl::StatusOr<InRecord> DecodeInRecord(int64_t seq, std::string_view body) {
     return absl::InvalidArgumentError(absl::StrCat(
         ".in record of ", body.size(), " bytes exceeds the limit of ", kMaxInRecordBytes));
   }
-  absl::StatusOr<Json> json = ParseJson(body);
+  // Checked on the text, before anything is built: a record no worker could hold is refused.
+  if (absl::Status depth = CheckJsonTextDepth(body, kMaxDataDepth, ".in record"); !depth.ok()) {
+    return depth;
+  }
+  absl::StatusOr<Json> json = ParseJson(body, kMaxDataDepth);
   if (!json.ok()) return json.status();
   return InRecordFromJson(seq, *std::move(json));
 }
 
 absl::StatusOr<InRecord> InRecordFromJson(int64_t seq, Json body) {
   if (!body.is_object()) return absl::InvalidArgumentError(".in record is not a JSON object");
+  if (absl::Status depth = CheckJsonDepth(body, kMaxDataDepth, ".in record"); !depth.ok()) {
+    return depth;
+  }
   const Json* kind = FindField(body, "kind");
   if (kind == nullptr || !kind->is_string()) {
     return absl::InvalidArgumentError(".in record has no string \"kind\"");
@@ -120,6 +127,9 @@ absl::Status CheckUiMessage(const Json& message, std::string_view where_view) {
 }
 
 absl::Status CheckBootPayload(const Json& payload) {
+  if (absl::Status depth = CheckJsonDepth(payload, kMaxDataDepth, "payload"); !depth.ok()) {
+    return depth;
+  }
   const Json* message = FindField(payload, "message");
   if (message != nullptr && !message->is_null()) {
     if (absl::Status s = CheckUiMessage(*message, "payload.message"); !s.ok()) return s;

@@ -34,6 +34,12 @@ inline constexpr size_t kMaxOutRecordBytes = 1 << 20;
 // field headers: at most 16 bytes).
 inline constexpr size_t kMaxChunkJsonBytes = kMaxOutRecordBytes - 16;
 
+// The deepest `.out` chunk (docs/bad-input.md, "Nesting"): data of at most kMaxDataDepth levels
+// inside the chunk's own levels (one today), with room to spare. What readers and continuations
+// build from a chunk (its message, a snapshot holding the message, a model request) adds a few
+// levels more and so stays well inside kMaxJsonDepth.
+inline constexpr int kMaxChunkDepth = kMaxDataDepth + 8;
+
 enum class InKind { kMessage, kStop, kHandover, kHandoverSkip };
 std::string_view InKindName(InKind kind);
 
@@ -53,7 +59,8 @@ struct InRecord {
 // DecodeInRecord()
 //
 // Validates a `.in` body: a JSON object with a known `kind` and the fields that kind needs, no
-// larger than kMaxInRecordBytes. Returns InvalidArgument saying what is wrong; the caller keeps
+// larger than kMaxInRecordBytes, nested no deeper than kMaxDataDepth (".in record nests deeper
+// than 128 levels at byte N"). Returns InvalidArgument saying what is wrong; the caller keeps
 // the bytes, nothing is lost.
 absl::StatusOr<InRecord> DecodeInRecord(int64_t seq, std::string_view body);
 // The same checks on a body already parsed (the size limit is the caller's).
@@ -69,9 +76,9 @@ absl::Status CheckUiMessage(const Json& message, std::string_view where);
 
 // CheckBootPayload()
 //
-// The checks CreateSession applies to its payload (a JSON object): a "message" that is present
-// and not null is a UI message (CheckUiMessage), and "headStartMessages", when present, is an
-// array of them.
+// The checks CreateSession applies to its payload (a JSON object): it nests no deeper than
+// kMaxDataDepth, a "message" that is present and not null is a UI message (CheckUiMessage), and
+// "headStartMessages", when present, is an array of them.
 absl::Status CheckBootPayload(const Json& payload);
 
 // Control record subtypes on `.out`.

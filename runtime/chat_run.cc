@@ -1,8 +1,12 @@
 #include "runtime/chat_run.h"
 
 #include <deque>
+#include <optional>
 #include <set>
+#include <string>
+#include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/numbers.h"
@@ -39,6 +43,39 @@ bool HasContent(const Json& response) {
     if (StringField(p, "type") != "step-start") return true;
   }
   return false;
+}
+
+// What user code hands back is held to the data limit before baton copies or stores it
+// (docs/bad-input.md, "Nesting"): a value nested deeper would crash the worker that dumps it.
+absl::Status TooDeep(const Json& value) { return CheckJsonDepth(value, kMaxDataDepth, "JSON"); }
+absl::Status TooDeep(const std::vector<Json>& values) {
+  for (const Json& value : values) {
+    if (absl::Status s = TooDeep(value); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+absl::Status TooDeep(bool) { return absl::OkStatus(); }
+absl::Status TooDeep(const std::string&) { return absl::OkStatus(); }
+template <typename T>
+absl::Status TooDeep(const std::optional<T>& value) {
+  return value.has_value() ? TooDeep(*value) : absl::OkStatus();
+}
+
+// A hook's result that nests too deeply is the hook's error.
+template <typename R>
+void CheckResultDepth(R& result) {
+  if constexpr (!std::is_same_v<R, absl::Status>) {
+    if (!result.ok()) return;
+    if (absl::Status s = TooDeep(*result); !s.ok()) {
+      result = absl::InvalidArgumentError(
+          absl::StrCat("the hook returned JSON nested deeper than ", kMaxDataDepth, " levels"));
+    }
+  }
+}
+
+template <typename R>
+void FailWith(R& result, absl::Status error) {
+  if (result.ok()) result = std::move(error);
 }
 
 }  // namespace
@@ -99,7 +136,8 @@ asio::awaitable<R> ChatRun::CallHook(const std::function<R(const E&, ChatControl
   bool in_time = false;
   R result = co_await RunUserCode<R>(std::move(fn), &in_time);
   if (in_time) {
-    ApplyControl(*control);
+    CheckResultDepth(result);
+    if (absl::Status applied = ApplyControl(*control); !applied.ok()) FailWith(result, applied);
   } else {
     control->Take();  // seals it: what the late hook asks for is dropped
   }
@@ -109,7 +147,9 @@ asio::awaitable<R> ChatRun::CallHook(const std::function<R(const E&, ChatControl
 template <typename R, typename E>
 asio::awaitable<R> ChatRun::CallHook(const std::function<R(const E&)>& hook, E event) {
   absl::AnyInvocable<R()> fn = [&hook, event = std::move(event)] { return hook(event); };
-  co_return co_await RunUserCode<R>(std::move(fn));
+  R result = co_await RunUserCode<R>(std::move(fn));
+  CheckResultDepth(result);
+  co_return result;
 }
 
 template <typename R>
@@ -119,22 +159,60 @@ asio::awaitable<R> ChatRun::RunUserCode(absl::AnyInvocable<R()> fn, bool* in_tim
                                         cancel_.get_token(), in_time);
 }
 
-void ChatRun::ApplyControl(ChatControl& control) {
+absl::Status ChatRun::ApplyControl(ChatControl& control) {
   ChatControl::Requests requests = control.Take();
-  for (Json& chunk : requests.chunks) Write(OutRecord::Chunk(std::move(chunk)));
-  if (requests.messages.has_value()) acc_.Replace(std::move(*requests.messages));
+  absl::Status status;
+  for (Json& chunk : requests.chunks) WriteUserChunk(std::move(chunk));
+  if (requests.messages.has_value()) {
+    if (TooDeep(*requests.messages).ok()) {
+      acc_.Replace(std::move(*requests.messages));
+    } else {
+      status = absl::InvalidArgumentError(absl::StrCat(
+          "SetMessages was given a message nested deeper than ", kMaxDataDepth, " levels"));
+    }
+  }
   end_run_ = end_run_ || requests.end_run;
   upgrade_ = upgrade_ || requests.upgrade;
   if (requests.close_reason.has_value()) close_reason_ = std::move(requests.close_reason);
+  return status;
+}
+
+int64_t ChatRun::WriteUserChunk(Json chunk) {
+  if (!TooDeep(chunk).ok()) {
+    // As a chunk too large for a `.out` record: readers get an error instead, the turn goes on.
+    std::string what =
+        absl::StrCat("a \"", StringField(chunk, "type"), "\" chunk nests deeper than ",
+                     kMaxDataDepth, " levels and was dropped");
+    LogJson("warn", "dropped a chunk nested too deeply",
+            {{"run_id", info_.run_id}, {"error", what}});
+    chunk = Json{{"type", "error"}, {"errorText", std::move(what)}};
+  }
+  return Write(OutRecord::Chunk(std::move(chunk)));
 }
 
 int64_t ChatRun::Write(OutRecord record) {
   if (lost_) return 0;  // a lost run writes nothing more
+  if (!record.is_control && JsonDepth(record.chunk, kMaxChunkDepth) > kMaxChunkDepth) {
+    // Unreachable while every way in holds data to kMaxDataDepth; the orchestrator would refuse
+    // the record and fail the run, and dumping it could overflow the stack.
+    std::string what = absl::StrCat("a \"", record.Type(), "\" chunk nests deeper than ",
+                                    kMaxChunkDepth, " levels and was dropped");
+    LogJson("error", "dropped a chunk nested too deeply",
+            {{"run_id", info_.run_id}, {"error", what}});
+    record = OutRecord::Chunk(Json{{"type", "error"}, {"errorText", std::move(what)}});
+  }
   return host_.write(std::move(record));
 }
 
 void ChatRun::SaveSnapshot(Json snapshot) {
   if (lost_) return;
+  if (JsonDepth(snapshot) > kMaxJsonDepth) {
+    // As above, unreachable by the data's own limit; no orchestrator would take it. The last
+    // snapshot stored stays the one a continuation starts from.
+    LogJson("error", "a snapshot nests too deeply to be saved; the last one stays",
+            {{"run_id", info_.run_id}, {"limit", kMaxJsonDepth}});
+    return;
+  }
   host_.save_snapshot(std::move(snapshot));
 }
 
@@ -896,6 +974,7 @@ asio::awaitable<ChatRun::Streamed> ChatRun::Stream(Json prompt) {
   StepLoop::Env env{host_.executor, host_.clock, host_.pool, info_.chat_id,
                     [this](Json chunk) { Write(OutRecord::Chunk(std::move(chunk))); }};
   env.traceparent = info_.traceparent;
+  env.writable = host_.writable;
   if (agent_.hooks.should_inject_pending) {
     env.between_steps = [this](int next_step) { return InjectPending(next_step); };
   }

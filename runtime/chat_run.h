@@ -70,8 +70,13 @@ struct RunHost {
   asio::any_io_executor executor;
   Clock* clock = nullptr;
   HookPool* pool = nullptr;
-  // Appends a record to the session's `.out` and returns its seq.
+  // Appends a record to the session's `.out` and returns its seq. It always takes the record.
   std::function<int64_t(OutRecord)> write;
+  // Optional: returns once the host has room for more output (its outbox of unacknowledged
+  // records is under its bound), or at once when `stop` is requested. The step loop awaits it
+  // before each model call, between the model's reads and before it starts tools, so a run
+  // whose output cannot leave stops producing it (backpressure). Empty: no bound.
+  std::function<asio::awaitable<void>(std::stop_token stop)> writable;
   // Stores the run's snapshot (see docs/semantics.md for the format).
   std::function<void(Json snapshot)> save_snapshot;
   // Called once, when the run has ended.
@@ -156,9 +161,14 @@ class ChatRun : public std::enable_shared_from_this<ChatRun> {
   asio::awaitable<R> CallHook(const std::function<R(const E&)>& hook, E event);
   template <typename R>
   asio::awaitable<R> RunUserCode(absl::AnyInvocable<R()> fn, bool* in_time = nullptr);
-  void ApplyControl(ChatControl& control);
+  // Applies a hook's requests; an error when one of them cannot be taken (messages nested
+  // deeper than kMaxDataDepth), which becomes the hook's error.
+  absl::Status ApplyControl(ChatControl& control);
   // Every `.out` record and snapshot of the run goes through these: a lost run writes nothing.
   int64_t Write(OutRecord record);
+  // A chunk from user code (ChatControl::Write, ChatSession::Write): one nested deeper than
+  // kMaxDataDepth is replaced by an `error` chunk saying so.
+  int64_t WriteUserChunk(Json chunk);
   void SaveSnapshot(Json snapshot);
 
   const Agent& agent_;

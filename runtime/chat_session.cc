@@ -15,7 +15,7 @@ bool ChatSession::resumed() const { return run_.boot_.resume; }
 int ChatSession::turn() const { return run_.turn_; }
 Accumulator& ChatSession::transcript() { return run_.acc_; }
 
-void ChatSession::Write(Json chunk) { run_.Write(OutRecord::Chunk(std::move(chunk))); }
+void ChatSession::Write(Json chunk) { run_.WriteUserChunk(std::move(chunk)); }
 
 asio::awaitable<std::optional<IncomingMessage>> ChatSession::NextMessage() {
   const std::string& trigger = run_.boot_.trigger;

@@ -107,6 +107,13 @@ struct HttpClient::Transfer {
 
   static size_t OnWrite(char* data, size_t size, size_t n, void* self) {
     auto* t = static_cast<Transfer*>(self);
+    if (t->buffer.size() >= HttpClient::kMaxBufferedBytes) {
+      // The caller is not taking the body (it waits for room): curl keeps these bytes and reads
+      // no more until Fetch resumes the transfer.
+      if (!t->paused && t->client != nullptr) ++t->client->paused_;
+      t->paused = true;
+      return CURL_WRITEFUNC_PAUSE;
+    }
     t->buffer.append(data, size * n);
     t->first_byte = true;
     t->last_read = t->clock.Now();
@@ -126,7 +133,8 @@ struct HttpClient::Transfer {
   bool head_ready = false;
   bool first_byte = false;
   absl::Time last_read;
-  std::string buffer;  // body bytes not yet handed to the caller
+  std::string buffer;   // body bytes not yet handed to the caller
+  bool paused = false;  // OnWrite paused the transfer: the buffer was full
   bool done = false;
   CURLcode result = CURLE_OK;
 };
@@ -256,6 +264,7 @@ asio::awaitable<absl::Status> HttpClient::Fetch(HttpRequest request,
     Transfer* t;
     ~Cleanup() {
       if (t->client != nullptr) {
+        if (t->paused) --t->client->paused_;
         if (t->in_multi) curl_multi_remove_handle(Multi(t->client->multi_), t->easy);
         t->client->live_.erase(t);
       }
@@ -306,8 +315,19 @@ asio::awaitable<absl::Status> HttpClient::Fetch(HttpRequest request,
       if (stop.stop_requested()) co_return absl::CancelledError("stopped");
     }
     if (head_delivered && !t->buffer.empty()) {
+      if (request.wait_for_room) {
+        co_await request.wait_for_room();
+        if (stop.stop_requested()) co_return absl::CancelledError("stopped");
+        // Our own pause is no silence of the server's: the idle timeout counts from here.
+        t->last_read = std::max(t->last_read, clock().Now());
+      }
       std::string bytes = std::move(t->buffer);
       t->buffer.clear();
+      if (t->paused && t->in_multi) {
+        t->paused = false;
+        --paused_;
+        curl_easy_pause(e, CURLPAUSE_CONT);  // may hand over what curl kept at once
+      }
       if (!on_body(bytes)) co_return absl::OkStatus();
       if (stop.stop_requested()) co_return absl::CancelledError("stopped");
       continue;

@@ -41,6 +41,10 @@ struct HttpRequest {
   absl::Duration first_byte_timeout = absl::Seconds(60);
   // Longest silence between two reads once the response has started.
   absl::Duration idle_timeout = absl::Seconds(60);
+  // Optional: backpressure. Awaited before each read of the body is handed to `on_body`; while
+  // it waits, the transfer buffers at most kMaxBufferedBytes and then stops reading from the
+  // socket (the server waits in the TCP window). The idle timeout counts from its return.
+  std::function<asio::awaitable<void>()> wait_for_room;
 };
 
 struct HttpHead {
@@ -59,6 +63,9 @@ struct HttpHead {
 // down; their coroutines, if ever resumed or destroyed, see a failed transfer.
 class HttpClient {
  public:
+  // Body bytes a transfer holds that its caller has not taken yet; past this it pauses reading.
+  static constexpr size_t kMaxBufferedBytes = 64 << 10;
+
   explicit HttpClient(asio::any_io_executor executor);
   ~HttpClient();
   HttpClient(const HttpClient&) = delete;
@@ -83,6 +90,8 @@ class HttpClient {
 
   // Transfers in flight (for tests and metrics).
   size_t active() const { return live_.size(); }
+  // Transfers that stopped reading because their caller did not take the body (backpressure).
+  size_t paused() const { return paused_; }
 
   struct Socket;
   struct Transfer;
@@ -99,6 +108,7 @@ class HttpClient {
   asio::steady_timer timer_;
   std::map<int, std::shared_ptr<Socket>> sockets_;
   std::set<Transfer*> live_;
+  size_t paused_ = 0;
 };
 
 }  // namespace baton

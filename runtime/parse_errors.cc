@@ -39,7 +39,11 @@ class ParseErrorInterceptor final : public grpc::experimental::Interceptor {
     }
     if (methods->QueryInterceptionHookPoint(Point::PRE_SEND_STATUS) && failed_) {
       grpc::Status status = methods->GetSendStatus();
-      if (status.error_code() == grpc::StatusCode::INTERNAL) {
+      // The synchronous API answers INTERNAL; the callback API (Sessions.Read) UNIMPLEMENTED
+      // with no message.
+      if (status.error_code() == grpc::StatusCode::INTERNAL ||
+          (status.error_code() == grpc::StatusCode::UNIMPLEMENTED &&
+           status.error_message().empty())) {
         methods->ModifySendStatus(
             grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                          absl::StrCat("the request to ", info_->method(), " does not parse: ",

@@ -105,9 +105,11 @@ void AnthropicStream::Fail(std::string message, bool retryable, std::vector<Mode
 
 absl::Status AnthropicStream::OnEvent(const SseEvent& event, std::vector<ModelEvent>& out) {
   if (done_) return absl::OkStatus();  // nothing after the end counts
-  absl::StatusOr<Json> parsed = ParseJson(event.data);
+  absl::StatusOr<Json> parsed = ParseJson(event.data, kMaxDataDepth);
   if (!parsed.ok()) {
-    Fail("the model's stream sent an event that is not JSON", false, out);
+    Fail(absl::StrCat("the model's stream sent an event that is not JSON baton takes: ",
+                      parsed.status().message()),
+         false, out);
     return absl::InvalidArgumentError(
         absl::StrCat("anthropic stream: event \"", event.event, "\": ", parsed.status().message()));
   }
@@ -295,11 +297,14 @@ absl::Status OpenAiStream::OnEvent(const SseEvent& event, std::vector<ModelEvent
     done_ = true;
     return absl::OkStatus();
   }
-  absl::StatusOr<Json> parsed = event.data.find("\\u") == std::string::npos
-                                    ? ParseJson(event.data)
-                                    : ParseJson(MendSurrogates(event.data, pending_high_));
+  absl::StatusOr<Json> parsed =
+      event.data.find("\\u") == std::string::npos
+          ? ParseJson(event.data, kMaxDataDepth)
+          : ParseJson(MendSurrogates(event.data, pending_high_), kMaxDataDepth);
   if (!parsed.ok()) {
-    Fail("the model's stream sent a chunk that is not JSON", false, out);
+    Fail(absl::StrCat("the model's stream sent a chunk that is not JSON baton takes: ",
+                      parsed.status().message()),
+         false, out);
     return absl::InvalidArgumentError(absl::StrCat("openai stream: ", parsed.status().message()));
   }
   const Json& chunk = *parsed;

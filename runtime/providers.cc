@@ -51,7 +51,7 @@ bool RetryableStatus(int status) {
 // {"error": {"type", "message"}} in the body (OpenAI may give a `code` instead of a type).
 std::string DescribeHttpError(int status, std::string_view body) {
   std::string what = absl::StrCat("HTTP ", status);
-  absl::StatusOr<Json> parsed = ParseJson(body);
+  absl::StatusOr<Json> parsed = ParseJson(body, kMaxDataDepth);
   const Json* error = parsed.ok() ? FindField(*parsed, "error") : nullptr;
   if (error != nullptr && error->is_object()) {
     std::string type = StringField(*error, "type");
@@ -116,6 +116,10 @@ asio::awaitable<void> HttpModel::Stream(ModelCall call, std::function<void(Model
                                         std::stop_token stop) {
   HttpRequest request = BuildRequest(call);
   if (!call.traceparent.empty()) request.headers.push_back("traceparent: " + call.traceparent);
+  if (call.backpressure != nullptr) {
+    Backpressure* backpressure = call.backpressure;
+    request.wait_for_room = [backpressure] { return backpressure->WaitForRoom(); };
+  }
   const RetryPolicy& policy = options().retry;
   absl::Duration backoff = policy.initial_delay;
   for (int attempt = 1;; ++attempt) {

@@ -102,6 +102,10 @@ asio::awaitable<void> ScriptedModel::Stream(ModelCall call,
       if (woke == Waiter::Result::kStopped) co_return;
     }
     if (stop.stop_requested()) co_return;
+    if (call.backpressure != nullptr) {
+      co_await call.backpressure->WaitForRoom();
+      if (stop.stop_requested()) co_return;
+    }
     bool last =
         step.event.type == ModelEvent::Type::kFinish || step.event.type == ModelEvent::Type::kError;
     on_event(std::move(step.event));

@@ -88,10 +88,16 @@ Json ToolResultOutput(const absl::StatusOr<Json>& result) {
   return Json{{"type", "json"}, {"value", *result}};
 }
 
-// A tool output too large for its chunk to fit a `.out` record is an error the model can act
-// on (the output would otherwise be dropped on its way to readers).
+// A tool output too large for its chunk to fit a `.out` record, or nested deeper than data may
+// be, is an error the model can act on (the output would otherwise be dropped on its way to
+// readers, or crash whoever copies it). Depth first: the size is measured by dumping it.
 absl::StatusOr<Json> FitOutput(const ToolCall& call, absl::StatusOr<Json> result) {
   if (!result.ok()) return result;
+  if (JsonDepth(*result, kMaxDataDepth) > kMaxDataDepth) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("tool ", call.name, " returned output nested deeper than ", kMaxDataDepth,
+                     " levels, the most a tool's ", "output may nest"));
+  }
   size_t size = DumpJson(*result).size();
   constexpr size_t kEnvelope = 64;  // {"type":"tool-output-available","toolCallId":..,"output":}
   if (size + call.id.size() + kEnvelope <= kMaxChunkJsonBytes) return result;
@@ -111,6 +117,21 @@ int StepsIn(const Json& message) {
 }
 
 }  // namespace
+
+// A model call's Backpressure: the step loop's Env::writable under the turn's stop.
+class RoomToWrite final : public Backpressure {
+ public:
+  RoomToWrite(const std::function<asio::awaitable<void>(std::stop_token)>& writable,
+              std::stop_token stop)
+      : writable_(writable), stop_(std::move(stop)) {}
+  asio::awaitable<void> WaitForRoom() override {
+    if (writable_) co_await writable_(stop_);
+  }
+
+ private:
+  const std::function<asio::awaitable<void>(std::stop_token)>& writable_;
+  std::stop_token stop_;
+};
 
 // Everything one Run() works on; lives in the coroutine frame.
 class TurnStreams {
@@ -215,6 +236,10 @@ class TurnStreams {
   absl::flat_hash_map<std::string, std::string> real_errors_;  // toolCallId -> unmasked text
 };
 
+asio::awaitable<void> StepLoop::Room(std::stop_token stop) {
+  if (env_.writable) co_await env_.writable(stop);
+}
+
 asio::awaitable<StepLoopResult> StepLoop::Run(StepLoopInput input) {
   Json start_message = input.continued;
   if (start_message.is_null()) {
@@ -294,6 +319,7 @@ asio::awaitable<StepLoopResult> StepLoop::Run(StepLoopInput input) {
       rewritten.push_back(Json());  // filled with the result below
     }
     if (!approved.empty()) {
+      if (env_.writable) co_await Room(input.stop);
       auto outputs = co_await streams.Execute(approved, input.stop);
       if (!outputs.has_value()) co_return stopped();
       for (size_t i = 0; i < approved.size(); ++i) {
@@ -326,6 +352,14 @@ asio::awaitable<StepLoopResult> StepLoop::Run(StepLoopInput input) {
     const size_t parts_before = streams.reducer().message()["parts"].size();
 
     auto on_event = [&](ModelEvent e) {
+      if (!error.empty()) return;  // the call has failed: nothing after that is the answer
+      if (JsonDepth(e.provider_metadata, kMaxDataDepth) > kMaxDataDepth) {
+        // Only a model written in C++ can send this (a provider's events are parsed within the
+        // limit): the call fails as on any other bad event.
+        e = ModelEvent::Of(ModelEvent::Type::kError);
+        e.error = absl::StrCat("the model sent provider metadata nested deeper than ",
+                               kMaxDataDepth, " levels");
+      }
       if (e.type == ModelEvent::Type::kError) {
         // An error as the first event leaves no step behind: `start`, `error` (V7).
         error = e.error.empty() ? "model call failed" : e.error;
@@ -399,7 +433,11 @@ asio::awaitable<StepLoopResult> StepLoop::Run(StepLoopInput input) {
       }
     };
 
+    if (env_.writable) co_await Room(input.stop);
+    if (input.stop.stop_requested()) co_return stopped();
     ModelCall call{agent_.system, ForProvider(prompt), tools, step, env_.traceparent};
+    RoomToWrite room(env_.writable, input.stop);
+    if (env_.writable) call.backpressure = &room;
     std::function<void(ModelEvent)> sink = on_event;  // named: see docs/decisions.md
     co_await agent_.model->Stream(std::move(call), std::move(sink), input.stop);
     if (input.stop.stop_requested()) co_return stopped();
@@ -436,7 +474,7 @@ asio::awaitable<StepLoopResult> StepLoop::Run(StepLoopInput input) {
       absl::Status invalid;
       Json raw_input = c.input;
       if (!c.input.empty()) {
-        absl::StatusOr<Json> parsed = ParseJson(c.input);
+        absl::StatusOr<Json> parsed = ParseJson(c.input, kMaxToolInputDepth);
         if (parsed.ok()) {
           tc.input = *parsed;
           raw_input = *parsed;
@@ -481,6 +519,7 @@ asio::awaitable<StepLoopResult> StepLoop::Run(StepLoopInput input) {
       }
     }
     if (!to_execute.empty()) {
+      if (env_.writable) co_await Room(input.stop);
       auto outputs = co_await streams.Execute(to_execute, input.stop);
       if (!outputs.has_value()) co_return stopped();
     }

@@ -53,6 +53,10 @@ class StepLoop {
     };
     std::function<asio::awaitable<Injection>(int next_step)> between_steps;
     std::string traceparent;  // passed to every model call (ModelCall::traceparent)
+    // Optional (RunHost::writable): awaited before each model call and before tools start, and
+    // handed to the model as its Backpressure (ModelCall::backpressure), so the turn pauses
+    // while the run's output cannot leave.
+    std::function<asio::awaitable<void>(std::stop_token stop)> writable;
   };
 
   StepLoop(const Agent& agent, Env env) : agent_(agent), env_(std::move(env)) {}
@@ -60,6 +64,9 @@ class StepLoop {
   asio::awaitable<StepLoopResult> Run(StepLoopInput input);
 
  private:
+  // Waits for Env::writable, when there is one.
+  asio::awaitable<void> Room(std::stop_token stop);
+
   const Agent& agent_;
   Env env_;
 };

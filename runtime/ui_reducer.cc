@@ -35,6 +35,9 @@ std::optional<Json> TryParse(const std::string& text) {
 }
 
 Json ParsePartialJson(const std::string& text) {
+  // Input nested deeper than a tool input may be is shown as nothing (and refused as the call's
+  // input when the step ends); closing brackets never makes it shallower.
+  if (JsonTextTooDeep(text, kMaxToolInputDepth) != std::string_view::npos) return Json();
   if (std::optional<Json> whole = TryParse(text)) return *whole;
   std::string work = text;
   for (int attempt = 0; attempt < 4 && !work.empty(); ++attempt) {

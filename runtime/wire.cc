@@ -1,5 +1,7 @@
 #include "runtime/wire.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 
 namespace baton {
@@ -31,7 +33,7 @@ absl::StatusOr<OutRecord> OutRecordFromProto(const baton::v1::OutRecord& record)
     }
     out = OutRecord::Control(record.control().subtype(), std::move(headers));
   } else {
-    absl::StatusOr<Json> chunk = ParseJson(record.chunk_json());
+    absl::StatusOr<Json> chunk = ParseJson(record.chunk_json(), kMaxChunkDepth);
     if (!chunk.ok()) return chunk.status();
     if (!chunk->is_object()) {
       return absl::InvalidArgumentError(
@@ -56,7 +58,7 @@ absl::Status CheckOutRecord(const baton::v1::OutRecord& record) {
   }
   switch (record.content_case()) {
     case baton::v1::OutRecord::kChunkJson: {
-      absl::StatusOr<Json> chunk = ParseJson(record.chunk_json());
+      absl::StatusOr<Json> chunk = ParseJson(record.chunk_json(), kMaxChunkDepth);
       if (!chunk.ok()) {
         return absl::InvalidArgumentError(
             absl::StrCat(".out record ", record.seq(), ": chunk_json: ", chunk.status().message()));
@@ -108,7 +110,9 @@ absl::StatusOr<Assignment> DecodeAssignment(const baton::v1::AssignRun& assign) 
   };
   Assignment out;
   if (!assign.payload_json().empty()) {
-    absl::StatusOr<Json> payload = ParseJson(assign.payload_json());
+    // The client's payload (with its chatId and boot message): held to the client's limit, as
+    // CreateSession held it, so that what the run builds around it stays parseable.
+    absl::StatusOr<Json> payload = ParseJson(assign.payload_json(), kMaxDataDepth);
     if (!payload.ok()) {
       return refuse("bad-payload", absl::InvalidArgumentError(
                                        absl::StrCat("payload_json: ", payload.status().message())));
@@ -141,6 +145,209 @@ absl::StatusOr<Assignment> DecodeAssignment(const baton::v1::AssignRun& assign) 
     out.out_tail.push_back(*std::move(record));
   }
   return out;
+}
+
+// ---- frames -----------------------------------------------------------------------------------
+
+namespace {
+
+// A frame's own envelope (the GatewayFrame or WorkerFrame around it, its `more` flag) fits this.
+constexpr size_t kFrameSlack = 32;
+// A frame that would take less of a snapshot than this starts a new frame instead.
+constexpr size_t kMinPiece = 1024;
+
+size_t VarintBytes(size_t n) {
+  size_t bytes = 1;
+  while (n >= 0x80) {
+    n >>= 7;
+    ++bytes;
+  }
+  return bytes;
+}
+
+// A length-delimited field of `n` bytes: its tag (fields here are numbered below 16), its
+// length and its bytes.
+size_t FieldBytes(size_t n) { return 1 + VarintBytes(n) + n; }
+
+}  // namespace
+
+size_t GrpcMessageLimit(size_t frame_bytes) {
+  // One record alone (a .in or .out record, or a payload, each at most 1 MiB) and its frame's
+  // header.
+  return frame_bytes + kMaxInRecordBytes + (64 << 10);
+}
+
+size_t SendFrameBytes(int64_t announced, size_t own) {
+  size_t peer = announced <= 0 ? kDefaultFrameBytes : static_cast<size_t>(announced);
+  return std::max(kMinFrameBytes, std::min(peer, own));
+}
+
+size_t Utf8Cut(std::string_view text, size_t n) {
+  if (n >= text.size()) return text.size();
+  size_t cut = n;
+  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
+  return cut > 0 ? cut : n;
+}
+
+std::vector<baton::v1::GatewayFrame> FrameAssignment(baton::v1::AssignRun assign,
+                                                     size_t frame_bytes) {
+  const size_t budget = frame_bytes - std::min(frame_bytes, kFrameSlack);
+  std::string snapshot;
+  snapshot.swap(*assign.mutable_snapshot_json());
+  google::protobuf::RepeatedPtrField<baton::v1::InRecord> pending;
+  pending.Swap(assign.mutable_pending());
+  google::protobuf::RepeatedPtrField<baton::v1::OutRecord> tail;
+  tail.Swap(assign.mutable_out_tail());
+  assign.set_more(false);
+  const std::string run_id = assign.run_id();
+  const int64_t lease_token = assign.lease_token();
+
+  std::vector<baton::v1::GatewayFrame> frames(1);
+  *frames[0].mutable_assign_run() = std::move(assign);
+  size_t used = frames[0].assign_run().ByteSizeLong();
+  bool fresh = false;  // the last frame holds its header only
+  auto next = [&] {
+    baton::v1::AssignMore& more = *frames.emplace_back().mutable_assign_more();
+    more.set_run_id(run_id);
+    more.set_lease_token(lease_token);
+    used = more.ByteSizeLong();
+    fresh = true;
+  };
+  auto snapshot_field = [&]() -> std::string& {
+    baton::v1::GatewayFrame& last = frames.back();
+    return last.has_assign_run() ? *last.mutable_assign_run()->mutable_snapshot_json()
+                                 : *last.mutable_assign_more()->mutable_snapshot_json();
+  };
+
+  std::string_view rest = snapshot;
+  while (!rest.empty()) {
+    size_t room = budget - std::min(budget, used + FieldBytes(0) + VarintBytes(rest.size()));
+    if (room < std::min(rest.size(), kMinPiece) && !fresh) {
+      next();
+      continue;
+    }
+    size_t n = Utf8Cut(rest, std::max(room, kMinPiece));
+    snapshot_field().append(rest.substr(0, n));
+    used += FieldBytes(n);
+    fresh = false;
+    rest.remove_prefix(n);
+    if (!rest.empty()) next();
+  }
+  for (baton::v1::InRecord& record : pending) {
+    size_t n = FieldBytes(record.ByteSizeLong());
+    if (!fresh && used + n > budget) next();
+    baton::v1::GatewayFrame& last = frames.back();
+    *(last.has_assign_run() ? last.mutable_assign_run()->add_pending()
+                            : last.mutable_assign_more()->add_pending()) = std::move(record);
+    used += n;
+    fresh = false;
+  }
+  for (baton::v1::OutRecord& record : tail) {
+    size_t n = FieldBytes(record.ByteSizeLong());
+    if (!fresh && used + n > budget) next();
+    baton::v1::GatewayFrame& last = frames.back();
+    *(last.has_assign_run() ? last.mutable_assign_run()->add_out_tail()
+                            : last.mutable_assign_more()->add_out_tail()) = std::move(record);
+    used += n;
+    fresh = false;
+  }
+  for (size_t i = 0; i < frames.size(); ++i) {
+    bool more = i + 1 < frames.size();
+    if (i == 0) {
+      frames[i].mutable_assign_run()->set_more(more);
+    } else {
+      frames[i].mutable_assign_more()->set_more(more);
+    }
+  }
+  return frames;
+}
+
+absl::Status MergeAssignMore(baton::v1::AssignRun& assign, baton::v1::AssignMore more) {
+  if (more.run_id() != assign.run_id() || more.lease_token() != assign.lease_token()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("an AssignMore of run ", more.run_id(), " lease ", more.lease_token(),
+                     " arrived while run ", assign.run_id(), " lease ", assign.lease_token(),
+                     " was being assigned"));
+  }
+  assign.mutable_snapshot_json()->append(more.snapshot_json());
+  for (baton::v1::InRecord& r : *more.mutable_pending()) *assign.add_pending() = std::move(r);
+  for (baton::v1::OutRecord& r : *more.mutable_out_tail()) *assign.add_out_tail() = std::move(r);
+  assign.set_more(more.more());
+  return absl::OkStatus();
+}
+
+std::vector<baton::v1::Snapshot> FrameSnapshot(const baton::v1::Snapshot& snapshot,
+                                               size_t frame_bytes) {
+  baton::v1::Snapshot header = snapshot;
+  header.clear_snapshot_json();
+  header.set_more(true);
+  const size_t overhead =
+      kFrameSlack + header.ByteSizeLong() + FieldBytes(0) + VarintBytes(frame_bytes);
+  const size_t piece = std::max(kMinPiece, frame_bytes - std::min(frame_bytes, overhead));
+  std::string_view rest = snapshot.snapshot_json();
+  std::vector<baton::v1::Snapshot> pieces;
+  do {
+    size_t n = Utf8Cut(rest, piece);
+    pieces.push_back(header);
+    pieces.back().set_snapshot_json(std::string(rest.substr(0, n)));
+    rest.remove_prefix(n);
+  } while (!rest.empty());
+  pieces.back().set_more(false);
+  return pieces;
+}
+
+absl::StatusOr<std::optional<baton::v1::Snapshot>> AddSnapshotPiece(
+    std::optional<baton::v1::Snapshot>& partial, baton::v1::Snapshot piece, size_t max_bytes) {
+  if (partial.has_value()) {
+    if (piece.run_id() != partial->run_id() || piece.lease_token() != partial->lease_token() ||
+        piece.in_seq() != partial->in_seq() || piece.out_seq() != partial->out_seq()) {
+      std::string run_id = partial->run_id();
+      partial.reset();
+      return absl::InvalidArgumentError(
+          absl::StrCat("a piece of run ", piece.run_id(), "'s snapshot does not continue the ",
+                       "snapshot of run ", run_id, " (another lease token or cursors)"));
+    }
+    size_t size = partial->snapshot_json().size() + piece.snapshot_json().size();
+    if (size > max_bytes) {
+      partial.reset();
+      return absl::InvalidArgumentError(absl::StrCat(
+          "a snapshot of ", size, " bytes or more exceeds the limit of ", max_bytes, " bytes"));
+    }
+    partial->mutable_snapshot_json()->append(piece.snapshot_json());
+    partial->set_more(piece.more());
+  } else {
+    if (piece.snapshot_json().size() > max_bytes) {
+      return absl::InvalidArgumentError(absl::StrCat("a snapshot of ", piece.snapshot_json().size(),
+                                                     " bytes or more exceeds the limit of ",
+                                                     max_bytes, " bytes"));
+    }
+    partial = std::move(piece);
+  }
+  if (partial->more()) return std::optional<baton::v1::Snapshot>();
+  std::optional<baton::v1::Snapshot> whole = std::move(partial);
+  partial.reset();
+  return whole;
+}
+
+std::vector<baton::v1::RunOutput> FrameRunOutput(const std::string& run_id, int64_t lease_token,
+                                                 const std::deque<baton::v1::OutRecord>& records,
+                                                 int64_t after_seq, size_t frame_bytes) {
+  const size_t budget = frame_bytes - std::min(frame_bytes, kFrameSlack);
+  std::vector<baton::v1::RunOutput> frames;
+  size_t used = 0;
+  for (const baton::v1::OutRecord& record : records) {
+    if (record.seq() <= after_seq) continue;
+    size_t n = FieldBytes(record.ByteSizeLong());
+    if (frames.empty() || (frames.back().records_size() > 0 && used + n > budget)) {
+      baton::v1::RunOutput& output = frames.emplace_back();
+      output.set_run_id(run_id);
+      output.set_lease_token(lease_token);
+      used = output.ByteSizeLong();
+    }
+    *frames.back().add_records() = record;
+    used += n;
+  }
+  return frames;
 }
 
 baton::v1::InKind InKindToProto(InKind kind) {

@@ -5,6 +5,9 @@
 #ifndef BATON_RUNTIME_WIRE_H_
 #define BATON_RUNTIME_WIRE_H_
 
+#include <deque>
+#include <optional>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -24,7 +27,8 @@ absl::StatusOr<OutRecord> OutRecordFromProto(const baton::v1::OutRecord& record)
 //
 // What the orchestrator takes from a worker as a `.out` record: a seq from 1, no larger than
 // kMaxOutRecordBytes serialized, and either a chunk that is a JSON object with a string "type"
-// or a control record with a subtype. InvalidArgument naming the seq and what is wrong.
+// nested at most kMaxChunkDepth levels, or a control record with a subtype. InvalidArgument
+// naming the seq and what is wrong. OutRecordFromProto takes every chunk this takes.
 absl::Status CheckOutRecord(const baton::v1::OutRecord& record);
 
 // DecodeSnapshot()
@@ -43,12 +47,82 @@ struct Assignment {
 
 // DecodeAssignment()
 //
-// Decodes and checks what an assignment carries: a payload that is a JSON object whose message
-// and head-start messages are UI messages (CheckBootPayload), a snapshot DecodeSnapshot takes,
+// Decodes and checks what an assignment carries: a payload that is a JSON object nested at most
+// kMaxDataDepth levels whose message and head-start messages are UI messages (CheckBootPayload),
+// a snapshot DecodeSnapshot takes (at most kMaxJsonDepth levels, as every JSON text),
 // `.in` records DecodeInRecord takes, `.out` records OutRecordFromProto takes. On failure,
 // InvalidArgument whose message is the RunRejected reason the worker answers with: "bad-payload",
 // "bad-snapshot", "bad-pending-record" or "bad-out-record", then ": " and what is wrong.
 absl::StatusOr<Assignment> DecodeAssignment(const baton::v1::AssignRun& assign);
+
+// ---- Frames (docs/protocol.md, "Frames") ----------------------------------------------------
+//
+// No frame between orchestrator and worker is larger than its receiver's frame bound, unless it
+// holds one record (or an assignment's payload) that alone is larger. What does not fit is
+// split: an assignment into AssignRun + AssignMore frames, a snapshot into several Snapshot
+// frames, output into several RunOutput frames.
+
+// The protocol's frame bound: what a side reads when its peer announced none (gRPC's default
+// receive limit).
+inline constexpr size_t kDefaultFrameBytes = 4 << 20;
+// The least and the most a side may set as its bound.
+inline constexpr size_t kMinFrameBytes = 64 << 10;
+inline constexpr size_t kMaxFrameBytes = 256 << 20;
+
+// GrpcMessageLimit()
+//
+// The gRPC message limit (send and receive) of a side whose frame bound is `frame_bytes`: the
+// bound, plus room for a frame that holds one record of the largest size alone.
+size_t GrpcMessageLimit(size_t frame_bytes);
+
+// SendFrameBytes()
+//
+// The bound to send within: the smaller of `own` and the bound the peer announced (0: the
+// protocol's default), never below kMinFrameBytes.
+size_t SendFrameBytes(int64_t announced, size_t own);
+
+// Utf8Cut()
+//
+// The longest prefix of `text`, at most `n` bytes, that does not end inside a UTF-8 character
+// (`n` itself when the text has no character start to cut at).
+size_t Utf8Cut(std::string_view text, size_t n);
+
+// FrameAssignment()
+//
+// An assignment as the frames that carry it: the AssignRun (with `more` when more follow), then
+// AssignMore frames with the rest of its snapshot, pending and out-tail records, in order.
+std::vector<baton::v1::GatewayFrame> FrameAssignment(baton::v1::AssignRun assign,
+                                                     size_t frame_bytes);
+
+// MergeAssignMore()
+//
+// Appends a continuation frame to the assignment it continues (whose `more` it takes over).
+// InvalidArgument when it names another run or lease token.
+absl::Status MergeAssignMore(baton::v1::AssignRun& assign, baton::v1::AssignMore more);
+
+// FrameSnapshot()
+//
+// A snapshot as the Snapshot frames that carry it: one, or pieces of its JSON text cut between
+// characters, all but the last with `more`.
+std::vector<baton::v1::Snapshot> FrameSnapshot(const baton::v1::Snapshot& snapshot,
+                                               size_t frame_bytes);
+
+// AddSnapshotPiece()
+//
+// Gathers a snapshot sent in pieces. `partial` holds the pieces so far of one run's snapshot
+// (empty when none). Returns the whole snapshot when `piece` is its last (a snapshot in one
+// frame is returned as it is) and clears `partial`; nullopt while more pieces are to come.
+// InvalidArgument, with `partial` cleared, when `piece` names another run, lease token or
+// cursors than the pieces before it, or when the pieces together exceed `max_bytes`.
+absl::StatusOr<std::optional<baton::v1::Snapshot>> AddSnapshotPiece(
+    std::optional<baton::v1::Snapshot>& partial, baton::v1::Snapshot piece, size_t max_bytes);
+
+// FrameRunOutput()
+//
+// The records of `records` after seq `after_seq` as RunOutput frames of the run, in order.
+std::vector<baton::v1::RunOutput> FrameRunOutput(const std::string& run_id, int64_t lease_token,
+                                                 const std::deque<baton::v1::OutRecord>& records,
+                                                 int64_t after_seq, size_t frame_bytes);
 
 baton::v1::InKind InKindToProto(InKind kind);
 // Validates the body as DecodeInRecord does.

@@ -85,6 +85,7 @@ struct Worker::Slot {
   int64_t acked_out = 0;      // last seq the orchestrator stored
   int64_t delivered_in = 0;   // last `.in` seq given to the run
   std::deque<v1::OutRecord> unacked;
+  size_t unacked_bytes = 0;               // serialized size of `unacked`
   std::optional<v1::Snapshot> snapshot;   // latest, re-sent after a reconnect
   std::optional<v1::RunFinished> finish;  // set when the run ended
   bool ended = false;                     // the ChatRun has finished
@@ -135,9 +136,19 @@ Worker::Worker(asio::any_io_executor executor, Clock& clock, HookPool& pool, Wor
       slots_free_(metrics_.AddGauge("baton_worker_slots_free", "Capacity left.")),
       unacked_(metrics_.AddGauge("baton_worker_output_unacked",
                                  ".out records sent or queued and not yet acknowledged.")),
+      unacked_bytes_gauge_(
+          metrics_.AddGauge("baton_worker_output_unacked_bytes",
+                            "Bytes of .out records sent or queued and not yet acknowledged.")),
+      runs_waiting_(metrics_.AddGauge("baton_worker_runs_waiting_for_acks",
+                                      "Runs held back until their output is acknowledged.")),
+      room_waits_(metrics_.AddCounter(
+          "baton_worker_output_waits_total",
+          "Times a run stopped to wait for acknowledgements (its outbox was full).")),
       boot_seconds_(metrics_.AddHistogram("baton_worker_boot_seconds",
                                           "From AssignRun received to the run started.")) {
   if (options_.worker_id.empty()) options_.worker_id = DefaultWorkerId();
+  options_.max_frame_bytes = std::clamp(options_.max_frame_bytes, kMinFrameBytes, kMaxFrameBytes);
+  send_frame_bytes_ = options_.max_frame_bytes;
   slots_free_.Set(options_.capacity);
 }
 
@@ -163,8 +174,9 @@ void Worker::Start() { Connect(); }
 std::shared_ptr<grpc::Channel> Worker::NewChannel() const {
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
-  args.SetMaxReceiveMessageSize(64 << 20);  // assignments carry whole transcripts
-  args.SetMaxSendMessageSize(64 << 20);
+  // Frames are split to the bound (docs/protocol.md, Frames): a larger message is an error.
+  args.SetMaxReceiveMessageSize(static_cast<int>(GrpcMessageLimit(options_.max_frame_bytes)));
+  args.SetMaxSendMessageSize(static_cast<int>(GrpcMessageLimit(options_.max_frame_bytes)));
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
   // Reconnects are ours (with our backoff); the channel's own must not be slower.
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
@@ -182,6 +194,7 @@ void Worker::Connect() {
   Stream* raw = stream.get();
   stream_ = std::move(stream);
   welcomed_ = false;
+  assembling_.reset();  // the rest of it was on the old stream; the run is offered again
 
   v1::WorkerFrame frame;
   v1::Hello& hello = *frame.mutable_hello();
@@ -189,6 +202,7 @@ void Worker::Connect() {
   hello.set_build_id(options_.build_id);
   hello.set_protocol_version(v1::PROTOCOL_VERSION_1);
   hello.set_capacity(options_.capacity);
+  hello.set_max_frame_bytes(static_cast<int64_t>(options_.max_frame_bytes));
   for (const auto& [name, hosted] : agents_) {
     v1::AgentInfo& info = *hello.add_agents();
     info.set_name(name);
@@ -296,12 +310,38 @@ void Worker::SendCredit(int runs) {
 
 void Worker::OnFrame(Stream* stream, v1::GatewayFrame frame) {
   if (stream != stream_.get()) return;  // a frame of a stream already given up
+  // An assignment's AssignMore frames follow its AssignRun directly.
+  if (assembling_ && frame.frame_case() != v1::GatewayFrame::kAssignMore) {
+    AbandonAssembly("another frame came before its last AssignMore");
+  }
   switch (frame.frame_case()) {
     case v1::GatewayFrame::kWelcome:
       OnWelcome(frame.welcome());
       break;
     case v1::GatewayFrame::kAssignRun:
-      OnAssign(frame.assign_run());
+      if (frame.assign_run().more()) {
+        assembling_ = std::move(*frame.mutable_assign_run());
+      } else {
+        OnAssign(frame.assign_run());
+      }
+      break;
+    case v1::GatewayFrame::kAssignMore:
+      if (!assembling_) {
+        LogJson("warn", "an AssignMore without an assignment to continue; ignored",
+                {{"run_id", frame.assign_more().run_id()}});
+        break;
+      }
+      if (absl::Status merged =
+              MergeAssignMore(*assembling_, std::move(*frame.mutable_assign_more()));
+          !merged.ok()) {
+        AbandonAssembly(std::string(merged.message()));
+        break;
+      }
+      if (!assembling_->more()) {
+        v1::AssignRun whole = std::move(*assembling_);
+        assembling_.reset();
+        OnAssign(whole);
+      }
       break;
     case v1::GatewayFrame::kDeliver:
       OnDeliver(frame.deliver());
@@ -339,6 +379,7 @@ void Worker::OnWelcome(const v1::Welcome& welcome) {
   heartbeat_interval_ = absl::Milliseconds(std::max<int64_t>(welcome.heartbeat_interval_ms(), 10));
   heartbeat_seq_ = 0;
   heartbeat_acked_ = 0;
+  send_frame_bytes_ = SendFrameBytes(welcome.max_frame_bytes(), options_.max_frame_bytes);
   // Runs held across the reconnect: the rebound ones re-send what was not stored; the others
   // are no longer ours.
   std::set<std::string> rebound;
@@ -347,9 +388,7 @@ void Worker::OnWelcome(const v1::Welcome& welcome) {
     Slot* slot = Find(held.run_id(), held.lease_token());
     if (slot == nullptr) continue;
     slot->acked_out = std::max(slot->acked_out, held.acked_out_seq());
-    while (!slot->unacked.empty() && slot->unacked.front().seq() <= slot->acked_out) {
-      slot->unacked.pop_front();
-    }
+    DropAcked(*slot);
     slot->sent_out = slot->acked_out;
   }
   std::vector<std::string> lost;
@@ -360,11 +399,7 @@ void Worker::OnWelcome(const v1::Welcome& welcome) {
   for (auto& [id, slot] : slots_) {
     if (slot->dropped) continue;
     Flush(*slot);
-    if (slot->snapshot) {
-      v1::WorkerFrame frame;
-      *frame.mutable_snapshot() = *slot->snapshot;
-      Send(std::move(frame));
-    }
+    if (slot->snapshot) SendSnapshot(*slot->snapshot);
     if (slot->finish) {
       v1::WorkerFrame frame;
       *frame.mutable_run_finished() = *slot->finish;
@@ -471,22 +506,28 @@ void Worker::OnAssign(const v1::AssignRun& assign) {
   host.write = [this, s](OutRecord record) {
     record.seq = ++s->next_out;
     v1::OutRecord proto = OutRecordToProto(record);
-    if (proto.ByteSizeLong() > kMaxOutRecordBytes) {
+    size_t bytes = proto.ByteSizeLong();
+    if (bytes > kMaxOutRecordBytes) {
       // The orchestrator would refuse the batch and fail the run: readers get an error instead
       // of the chunk, and the turn goes on.
-      std::string what = absl::StrCat("a \"", record.Type(), "\" chunk of ", proto.ByteSizeLong(),
-                                      " bytes exceeds the limit of ", kMaxOutRecordBytes,
-                                      " bytes of a .out record and was dropped");
+      std::string what =
+          absl::StrCat("a \"", record.Type(), "\" chunk of ", bytes, " bytes exceeds the limit of ",
+                       kMaxOutRecordBytes, " bytes of a .out record and was dropped");
       LogJson("warn", "dropped an oversized chunk", {{"run_id", s->run_id}, {"error", what}});
       proto = OutRecordToProto(OutRecord::Chunk(Json{{"type", "error"}, {"errorText", what}}));
       proto.set_seq(record.seq);
+      bytes = proto.ByteSizeLong();
     }
     s->unacked.push_back(std::move(proto));
+    s->unacked_bytes += bytes;
+    unacked_bytes_ += bytes;
+    unacked_bytes_gauge_.Add(static_cast<int64_t>(bytes));
     out_records_.Add(1);
     unacked_.Add(1);
     ScheduleFlush(*s);
     return record.seq;
   };
+  host.writable = [this, s](std::stop_token stop) { return WaitForRoom(s->run_id, stop); };
   host.save_snapshot = [this, s](Json snapshot) {
     v1::Snapshot frame;
     frame.set_run_id(s->run_id);
@@ -494,11 +535,9 @@ void Worker::OnAssign(const v1::AssignRun& assign) {
     frame.set_in_seq(SnapshotInSeq(snapshot));
     frame.set_out_seq(SnapshotOutSeq(snapshot));
     frame.set_snapshot_json(DumpJson(snapshot));
-    s->snapshot = frame;
+    s->snapshot = std::move(frame);
     Flush(*s);  // the records it refers to go first
-    v1::WorkerFrame out;
-    *out.mutable_snapshot() = std::move(frame);
-    Send(std::move(out));
+    SendSnapshot(*s->snapshot);
   };
   host.finished = [this, s](const RunOutcome& outcome) { RunEnded(*s, outcome); };
   if (observe) {
@@ -563,11 +602,90 @@ void Worker::OnAck(const v1::Ack& ack) {
   Slot& slot = *it->second;
   slot.acked_out = std::max(slot.acked_out, ack.out_seq());
   slot.end_stored = slot.end_stored || ack.run_ended();
-  while (!slot.unacked.empty() && slot.unacked.front().seq() <= slot.acked_out) {
-    slot.unacked.pop_front();
-    unacked_.Add(-1);
-  }
+  DropAcked(slot);
   MaybeRelease(ack.run_id());
+}
+
+void Worker::DropAcked(Slot& slot) {
+  size_t freed = 0;
+  int64_t records = 0;
+  while (!slot.unacked.empty() && slot.unacked.front().seq() <= slot.acked_out) {
+    freed += slot.unacked.front().ByteSizeLong();
+    ++records;
+    slot.unacked.pop_front();
+  }
+  if (records == 0) return;
+  freed = std::min(freed, slot.unacked_bytes);
+  slot.unacked_bytes -= freed;
+  unacked_bytes_ -= std::min(freed, unacked_bytes_);
+  unacked_bytes_gauge_.Add(-static_cast<int64_t>(freed));
+  unacked_.Add(-records);
+  // Room freed: runs under both bounds again go on. (Few wait at once; a wake that finds no
+  // room waits again.)
+  for (auto& [run_id, waiters] : waiting_for_room_) {
+    auto it = slots_.find(run_id);
+    if (it != slots_.end() && !HasRoom(*it->second)) continue;
+    for (Waiter* waiter : waiters) waiter->Notify();
+  }
+}
+
+bool Worker::HasRoom(const Slot& slot) const {
+  return slot.unacked_bytes < options_.max_unacked_run_bytes &&
+         unacked_bytes_ < options_.max_unacked_bytes;
+}
+
+asio::awaitable<void> Worker::WaitForRoom(std::string run_id, std::stop_token stop) {
+  std::weak_ptr<bool> alive = alive_;
+  bool counted = false;
+  for (;;) {
+    auto it = slots_.find(run_id);
+    if (it == slots_.end() || it->second->dropped || HasRoom(*it->second) ||
+        stop.stop_requested()) {
+      break;
+    }
+    if (!counted) {
+      counted = true;
+      room_waits_.Add(1);
+      runs_waiting_.Add(1);
+    }
+    Waiter waiter(executor_, clock_);
+    // Leaves the list however the wait ends (the frame may be destroyed with the loop).
+    struct Listed {
+      Worker* worker;
+      std::weak_ptr<bool> alive;
+      const std::string& run_id;
+      Waiter* waiter;
+      ~Listed() {
+        std::shared_ptr<bool> live = alive.lock();
+        if (!live || !*live) return;
+        auto it = worker->waiting_for_room_.find(run_id);
+        if (it == worker->waiting_for_room_.end()) return;
+        std::erase(it->second, waiter);
+        if (it->second.empty()) worker->waiting_for_room_.erase(it);
+      }
+    } listed{this, alive, run_id, &waiter};
+    waiting_for_room_[run_id].push_back(&waiter);
+    Waiter::Result woke = co_await waiter.Wait(absl::InfiniteFuture(), stop);
+    std::shared_ptr<bool> live = alive.lock();
+    if (!live || !*live) co_return;  // the worker is gone; nothing to count down
+    if (woke == Waiter::Result::kStopped) break;
+  }
+  if (counted) runs_waiting_.Add(-1);
+}
+
+void Worker::AbandonAssembly(const std::string& why) {
+  v1::AssignRun partial = std::move(*assembling_);
+  assembling_.reset();
+  LogJson("warn", "an assignment in several frames was cut short; rejected",
+          {{"run_id", partial.run_id()}, {"error", why}});
+  runs_rejected_.Add(1);
+  v1::WorkerFrame frame;
+  v1::RunRejected& rejected = *frame.mutable_run_rejected();
+  rejected.set_run_id(partial.run_id());
+  rejected.set_lease_token(partial.lease_token());
+  rejected.set_reason("incomplete-assignment");
+  Send(std::move(frame));
+  SendCredit(1);
 }
 
 void Worker::ScheduleFlush(Slot& slot) {
@@ -597,15 +715,21 @@ void Worker::ScheduleFlush(Slot& slot) {
 void Worker::Flush(Slot& slot) {
   if (slot.dropped || !stream_ || !welcomed_) return;
   if (slot.unacked.empty() || slot.unacked.back().seq() <= slot.sent_out) return;
-  v1::WorkerFrame frame;
-  v1::RunOutput& output = *frame.mutable_run_output();
-  output.set_run_id(slot.run_id);
-  output.set_lease_token(slot.lease_token);
-  for (const v1::OutRecord& record : slot.unacked) {
-    if (record.seq() > slot.sent_out) *output.add_records() = record;
+  for (v1::RunOutput& output : FrameRunOutput(slot.run_id, slot.lease_token, slot.unacked,
+                                              slot.sent_out, send_frame_bytes_)) {
+    v1::WorkerFrame frame;
+    *frame.mutable_run_output() = std::move(output);
+    Send(std::move(frame));
   }
   slot.sent_out = slot.unacked.back().seq();
-  Send(std::move(frame));
+}
+
+void Worker::SendSnapshot(const v1::Snapshot& snapshot) {
+  for (v1::Snapshot& piece : FrameSnapshot(snapshot, send_frame_bytes_)) {
+    v1::WorkerFrame frame;
+    *frame.mutable_snapshot() = std::move(piece);
+    Send(std::move(frame));
+  }
 }
 
 void Worker::RunEnded(Slot& slot, const RunOutcome& outcome) {
@@ -651,7 +775,13 @@ void Worker::MaybeRelease(const std::string& run_id) {
   if (!slot.ended) return;
   if (!slot.dropped && !slot.end_stored) return;
   unacked_.Add(-static_cast<int64_t>(slot.unacked.size()));
+  unacked_bytes_ -= std::min(slot.unacked_bytes, unacked_bytes_);
+  unacked_bytes_gauge_.Add(-static_cast<int64_t>(slot.unacked_bytes));
   slots_.erase(it);
+  // What it held is free: other runs may have waited on the worker's bound.
+  for (auto& [run_id, waiters] : waiting_for_room_) {
+    for (Waiter* waiter : waiters) waiter->Notify();
+  }
   CheckDrained();
 }
 

@@ -16,11 +16,14 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
+#include <stop_token>
 #include <string>
 #include <vector>
 
 #include "absl/time/time.h"
 #include "asio/any_io_executor.hpp"
+#include "asio/awaitable.hpp"
 #include "asio/steady_timer.hpp"
 #include "baton/v1/worker.grpc.pb.h"
 #include "hooks/agent.h"
@@ -29,6 +32,7 @@
 #include "runtime/grpc_client.h"
 #include "runtime/hook_pool.h"
 #include "runtime/metrics.h"
+#include "runtime/waiter.h"
 
 namespace baton {
 
@@ -43,6 +47,14 @@ struct WorkerOptions {
   absl::Duration reconnect_max = absl::Seconds(10);
   // How long a drain lets live runs finish before handing them back to the orchestrator.
   absl::Duration drain_grace = absl::Seconds(30);
+  // The largest frame this worker reads, announced in Hello; it sends within the smaller of this
+  // and the orchestrator's (docs/protocol.md, Frames). Clamped to 64 KiB .. 256 MiB.
+  size_t max_frame_bytes = 4 << 20;
+  // The bounded outbox (DESIGN §5): output not yet acknowledged by the orchestrator, in bytes,
+  // per run and for the whole worker. A run at either bound stops pulling model events and
+  // starting tools until acknowledgements free room (docs/worker.md, Backpressure).
+  size_t max_unacked_run_bytes = 4 << 20;
+  size_t max_unacked_bytes = 64 << 20;
   ClientSecurity security;  // TLS and the bearer token (the default: plaintext, no token)
 };
 
@@ -97,6 +109,16 @@ class Worker {
   // the loop (coalesced: one frame per run per turn).
   void ScheduleFlush(Slot& slot);
   void Flush(Slot& slot);
+  void SendSnapshot(const baton::v1::Snapshot& snapshot);
+  // Forgets the slot's output the orchestrator stored (through slot.acked_out) and wakes runs
+  // that wait for room.
+  void DropAcked(Slot& slot);
+  bool HasRoom(const Slot& slot) const;
+  // RunHost::writable: returns once the run's output is under both bounds (or at once when the
+  // run is gone, dropped, or `stop` is requested).
+  asio::awaitable<void> WaitForRoom(std::string run_id, std::stop_token stop);
+  // The assignment being gathered from AssignRun + AssignMore frames is given up: rejected.
+  void AbandonAssembly(const std::string& why);
   void RunEnded(Slot& slot, const RunOutcome& outcome);
   void MaybeRelease(const std::string& run_id);
   void CheckDrained();
@@ -122,7 +144,13 @@ class Worker {
   int64_t heartbeat_seq_ = 0;
   int64_t heartbeat_acked_ = 0;
   std::map<std::string, std::unique_ptr<Slot>> slots_;
-  int live_runs_ = 0;  // slots whose run has not ended
+  int live_runs_ = 0;                  // slots whose run has not ended
+  size_t send_frame_bytes_ = 4 << 20;  // the bound this worker sends within (see Welcome)
+  // An assignment whose AssignMore frames are still to come.
+  std::optional<baton::v1::AssignRun> assembling_;
+  size_t unacked_bytes_ = 0;  // every slot's unacknowledged output
+  // Runs waiting for room in the outbox (WaitForRoom), with their waiters.
+  std::map<std::string, std::vector<Waiter*>> waiting_for_room_;
   bool flush_posted_ = false;
   std::vector<std::string> to_flush_;  // runs with output to send at the posted flush
   bool draining_ = false;
@@ -140,6 +168,9 @@ class Worker {
   Gauge& slots_used_;
   Gauge& slots_free_;
   Gauge& unacked_;
+  Gauge& unacked_bytes_gauge_;
+  Gauge& runs_waiting_;
+  Counter& room_waits_;
   Histogram& boot_seconds_;
 };
 

@@ -25,6 +25,7 @@
 #include "runtime/log.h"
 #include "runtime/parse_errors.h"
 #include "runtime/providers.h"
+#include "runtime/wire.h"
 #include "runtime/worker.h"
 
 ABSL_FLAG(std::string, orchestrator, "127.0.0.1:7400",
@@ -53,6 +54,12 @@ ABSL_FLAG(std::string, tls_cert, "", "PEM client certificate, for mTLS (with --t
 ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert");
 ABSL_FLAG(std::string, hook_log, "",
           "a file that gets every lifecycle point of every run as a JSON line (tests)");
+ABSL_FLAG(int64_t, max_frame_bytes, 4 << 20,
+          "largest frame read from the orchestrator, 64 KiB to 256 MiB (docs/protocol.md, Frames)");
+ABSL_FLAG(int64_t, max_unacked_run_bytes, 4 << 20,
+          "a run's output the orchestrator has not acknowledged, past which the run waits");
+ABSL_FLAG(int64_t, max_unacked_bytes, 64 << 20,
+          "all runs' output not acknowledged, past which every run that writes waits");
 
 namespace baton {
 namespace {
@@ -150,6 +157,18 @@ int WorkerMain(int argc, char** argv, const std::function<void(WorkerSetup&)>& r
   options.capacity = absl::GetFlag(FLAGS_capacity);
   options.worker_id = absl::GetFlag(FLAGS_worker_id);
   options.drain_grace = absl::Milliseconds(absl::GetFlag(FLAGS_drain_grace_ms));
+  if (absl::GetFlag(FLAGS_max_frame_bytes) < static_cast<int64_t>(kMinFrameBytes) ||
+      absl::GetFlag(FLAGS_max_frame_bytes) > static_cast<int64_t>(kMaxFrameBytes) ||
+      absl::GetFlag(FLAGS_max_unacked_run_bytes) < 1 ||
+      absl::GetFlag(FLAGS_max_unacked_bytes) < 1) {
+    std::fprintf(stderr,
+                 "worker: --max_frame_bytes must be 65536 to 268435456, --max_unacked_run_bytes "
+                 "and --max_unacked_bytes at least 1\n");
+    return 1;
+  }
+  options.max_frame_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_max_frame_bytes));
+  options.max_unacked_run_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_max_unacked_run_bytes));
+  options.max_unacked_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_max_unacked_bytes));
   absl::StatusOr<ClientSecurity> security = LoadClientSecurity(
       {absl::GetFlag(FLAGS_token_env), absl::GetFlag(FLAGS_tls), absl::GetFlag(FLAGS_tls_ca),
        absl::GetFlag(FLAGS_tls_cert), absl::GetFlag(FLAGS_tls_key)});

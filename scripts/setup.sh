@@ -12,7 +12,7 @@ packages=(
   libcurl4-openssl-dev libssl-dev libsqlite3-dev clang-format
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   clang-14 libclang-rt-14-dev
-  openssl
+  openssl ccache stress-ng
   chromium
 )
 

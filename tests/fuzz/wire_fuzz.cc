@@ -4,13 +4,20 @@
 //   - an assignment is decoded whole or refused with a RunRejected reason ("bad-...: why");
 //   - a `.out` record the orchestrator accepts (CheckOutRecord) is one a worker's continuation
 //     can read (OutRecordFromProto), and reads back the same after a round trip;
-//   - ToValidUtf8 gives text a strict JSON dump accepts, and is idempotent.
+//   - ToValidUtf8 gives text a strict JSON dump accepts, and is idempotent;
+//   - frames: an assignment split into AssignRun + AssignMore frames, a snapshot into pieces and
+//     output into batches (with a bound from the input, 64 KiB up) are gathered back exactly,
+//     and every frame is within the bound unless it holds one item alone.
 // Seeds: tests/fuzz/corpus/wire/*.bin, encoded from tests/fuzz/wire_seeds/*.txtpb with
 //   protoc --encode=baton.v1.GatewayFrame (or WorkerFrame) -I proto proto/baton/v1/worker.proto
 #include <cstddef>
 #include <cstdint>
+#include <deque>
+#include <limits>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "google/protobuf/stubs/logging.h"
@@ -47,6 +54,52 @@ void CheckOut(const baton::v1::OutRecord& record) {
   }
 }
 
+// A bound from the input's size: the least, or a little more.
+size_t BoundOf(size_t size) { return baton::kMinFrameBytes + (size % 4096); }
+
+void CheckAssignmentFrames(const baton::v1::AssignRun& assign, size_t bound) {
+  baton::v1::AssignRun original = assign;
+  original.set_more(false);
+  std::vector<baton::v1::GatewayFrame> frames = baton::FrameAssignment(original, bound);
+  if (frames.empty() || !frames[0].has_assign_run()) __builtin_trap();
+  baton::v1::AssignRun whole = frames[0].assign_run();
+  for (size_t i = 1; i < frames.size(); ++i) {
+    if (!whole.more() || !frames[i].has_assign_more()) __builtin_trap();
+    if (!baton::MergeAssignMore(whole, frames[i].assign_more()).ok()) __builtin_trap();
+  }
+  if (whole.more() || whole.SerializeAsString() != original.SerializeAsString()) __builtin_trap();
+}
+
+void CheckSnapshotFrames(const baton::v1::Snapshot& snapshot, size_t bound) {
+  baton::v1::Snapshot original = snapshot;
+  original.set_more(false);
+  std::optional<baton::v1::Snapshot> partial;
+  std::vector<baton::v1::Snapshot> pieces = baton::FrameSnapshot(original, bound);
+  for (size_t i = 0; i < pieces.size(); ++i) {
+    absl::StatusOr<std::optional<baton::v1::Snapshot>> added =
+        baton::AddSnapshotPiece(partial, pieces[i], std::numeric_limits<size_t>::max());
+    if (!added.ok() || added->has_value() != (i + 1 == pieces.size())) __builtin_trap();
+    if (added->has_value() && (*added)->SerializeAsString() != original.SerializeAsString()) {
+      __builtin_trap();
+    }
+  }
+}
+
+void CheckOutputFrames(const baton::v1::RunOutput& output, size_t bound) {
+  std::deque<baton::v1::OutRecord> records(output.records().begin(), output.records().end());
+  size_t n = 0;
+  for (const baton::v1::RunOutput& frame :
+       baton::FrameRunOutput(output.run_id(), output.lease_token(), records,
+                             std::numeric_limits<int64_t>::min(), bound)) {
+    if (frame.records_size() == 0) __builtin_trap();
+    if (frame.records_size() > 1 && frame.ByteSizeLong() > bound) __builtin_trap();
+    for (const baton::v1::OutRecord& r : frame.records()) {
+      if (r.SerializeAsString() != records[n++].SerializeAsString()) __builtin_trap();
+    }
+  }
+  if (n != records.size()) __builtin_trap();
+}
+
 }  // namespace
 
 // Protobuf logs every string field that is not UTF-8; the fuzzer makes thousands a second.
@@ -80,13 +133,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       }
     }
     if (to_worker.has_deliver()) (void)baton::InRecordFromProto(to_worker.deliver().record());
+    if (to_worker.has_assign_run()) CheckAssignmentFrames(to_worker.assign_run(), BoundOf(size));
   }
 
   baton::v1::WorkerFrame from_worker;
   if (from_worker.ParseFromArray(data, static_cast<int>(size))) {
     if (from_worker.has_run_output()) {
       for (const baton::v1::OutRecord& r : from_worker.run_output().records()) CheckOut(r);
+      CheckOutputFrames(from_worker.run_output(), BoundOf(size));
     }
+    if (from_worker.has_snapshot()) CheckSnapshotFrames(from_worker.snapshot(), BoundOf(size));
     if (from_worker.has_snapshot()) {
       absl::StatusOr<baton::Json> snapshot =
           baton::DecodeSnapshot(from_worker.snapshot().snapshot_json());

@@ -244,14 +244,17 @@ TEST(BadInputTest, AppendRefusesMalformedRecordsAndStoresNothing) {
   ExpectAnswers(*stack, "a1", "Nothing was lost.");
 }
 
-// Over the orchestrator's gRPC message limit (64 MiB), gRPC itself refuses the call.
+// Over the orchestrator's gRPC message limit (the frame bound and one record: 5,308,416 bytes by
+// default), gRPC itself refuses the call before the orchestrator reads it.
 TEST(BadInputTest, AMessageOverTheGrpcLimitIsRefusedBeforeItIsRead) {
   auto stack = Stack::Start({.script = Script({Reply("Still here.")})});
   ASSERT_NE(stack, nullptr);
   stack->Create("g1", "chat", "preload");
-  grpc::Status status = Append(*stack, "g1", StopRecordOfSize((64 << 20) + 1));
+  grpc::Status status =
+      Append(*stack, "g1", StopRecordOfSize(GrpcMessageLimit(kDefaultFrameBytes) + 1));
   EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
   EXPECT_THAT(status.error_message(), HasSubstr("larger than max"));
+  EXPECT_THAT(status.error_message(), HasSubstr("5308416"));
   EXPECT_EQ(stack->Get("g1").in_seq(), 0);
   ExpectAnswers(*stack, "g1", "Still here.");
 }
@@ -591,8 +594,8 @@ TEST(BadInputTest, EverySessionsFieldHasALimitAndNothingOverItIsStored) {
     return stack->sessions().Close(&context, request, &session);
   };
   std::vector<Case> cases = {
-      {"agent 10 MB", [&] { return create("f2", std::string(10'000'000, 'a')); },
-       "an agent name must be at most 128 bytes, not 10000000"},
+      {"agent 4 MB", [&] { return create("f2", std::string(4'000'000, 'a')); },
+       "an agent name must be at most 128 bytes, not 4000000"},
       {"agent 129", [&] { return create("f2", std::string(129, 'a')); },
        "an agent name must be at most 128 bytes, not 129"},
       {"agent charset", [&] { return create("f2", "my agent"); },
@@ -605,9 +608,9 @@ TEST(BadInputTest, EverySessionsFieldHasALimitAndNothingOverItIsStored) {
       {"client_record_id 257",
        [&] { return Append(*stack, "f1", R"({"kind":"stop"})", std::string(257, 'r')); },
        "client_record_id must be at most 256 bytes, not 257"},
-      {"client_record_id 10 MB",
-       [&] { return Append(*stack, "f1", R"({"kind":"stop"})", std::string(10'000'000, 'r')); },
-       "client_record_id must be at most 256 bytes, not 10000000"},
+      {"client_record_id 4 MB",
+       [&] { return Append(*stack, "f1", R"({"kind":"stop"})", std::string(4'000'000, 'r')); },
+       "client_record_id must be at most 256 bytes, not 4000000"},
       {"run_id 65", [&] { return cancel(std::string(65, 'r')); },
        "run_id must be at most 64 bytes, not 65"},
       {"close reason", [&] { return close(std::string(1025, 'r')); },
@@ -969,8 +972,8 @@ TEST(BadInputTest, WorkerFramesOverTheirLimitsAreRefused) {
        [&](const RawRun& r) { return finished(r, std::string(kMaxRunReasonBytes + 1, 'x'), ""); },
        "RunFinished.reason of 257 bytes exceeds the limit of 256"},
       {"finisherror",
-       [&](const RawRun& r) { return finished(r, "hook-error", std::string(10'000'000, 'e')); },
-       "RunFinished.error of 10000000 bytes exceeds the limit of 4096"},
+       [&](const RawRun& r) { return finished(r, "hook-error", std::string(4'000'000, 'e')); },
+       "RunFinished.error of 4000000 bytes exceeds the limit of 4096"},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.name);
@@ -997,7 +1000,7 @@ TEST(BadInputTest, WorkerFramesOverTheirLimitsAreRefused) {
   output.mutable_run_output()->set_run_id(long_id);
   run.worker->Send(output);
   v1::WorkerFrame accepted;
-  accepted.mutable_run_accepted()->set_run_id(std::string(10'000'000, 'r'));
+  accepted.mutable_run_accepted()->set_run_id(std::string(4'000'000, 'r'));
   run.worker->Send(accepted);
   v1::WorkerFrame beat;
   beat.mutable_heartbeat()->set_seq(7);
@@ -1101,12 +1104,14 @@ TEST(BadInputTest, AChatWhoseWorkerWroteGarbageIsAnsweredByTheRetry) {
   EXPECT_EQ(runs[1].worker_id(), "worker-0");
 }
 
-// Over gRPC's 64 MiB limit a frame never reaches the orchestrator: gRPC ends the stream.
+// Over gRPC's message limit (the frame bound and one record) a frame never reaches the
+// orchestrator: gRPC ends the stream.
 TEST(BadInputTest, AFrameOverTheGrpcLimitEndsTheStream) {
   auto stack = Stack::Start({.workers = 0});
   ASSERT_NE(stack, nullptr);
   RawRun run = StartRawRun(*stack, "big", "chat");
-  run.worker->TrySend(OutputOf(run, {ChunkRecord(1, std::string((64 << 20) + 1, ' '))}));
+  run.worker->TrySend(
+      OutputOf(run, {ChunkRecord(1, std::string(GrpcMessageLimit(kDefaultFrameBytes) + 1, ' '))}));
   grpc::Status status = run.worker->Finish();
   EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
   EXPECT_THAT(status.error_message(), HasSubstr("larger than max"));

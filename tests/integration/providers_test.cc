@@ -24,6 +24,7 @@
 #include "gtest/gtest.h"
 #include "runtime/http_client.h"
 #include "runtime/step_loop.h"
+#include "runtime/waiter.h"
 #include "tools/fake-llm/fake_llm.h"
 
 namespace baton {
@@ -858,6 +859,74 @@ TEST_F(ProvidersTest, ConnectionsAreReusedAcrossCalls) {
   }
   EXPECT_EQ(server_->requests().size(), 3u);
   EXPECT_EQ(http_->active(), 0u);
+}
+
+// A Backpressure that holds a model call until the test opens it.
+class Gate final : public Backpressure {
+ public:
+  explicit Gate(asio::any_io_executor executor)
+      : waiter_(std::move(executor), HttpClient::clock()) {}
+  asio::awaitable<void> WaitForRoom() override {
+    ++waits_;
+    while (!open_) co_await waiter_.Wait(absl::InfiniteFuture());
+  }
+  void Open() {
+    open_ = true;
+    waiter_.Notify();
+  }
+  int waits() const { return waits_; }
+
+ private:
+  bool open_ = false;
+  int waits_ = 0;
+  Waiter waiter_;
+};
+
+// Backpressure: a call whose run has no room for more output hands on nothing and stops reading
+// the response (its transfer pauses once it holds HttpClient::kMaxBufferedBytes, and the rest
+// waits in the TCP window); once room comes back, the rest arrives whole.
+TEST_F(ProvidersTest, ACallWithoutRoomForOutputStopsReadingAndResumesWhole) {
+  std::string text;
+  for (int i = 0; i < 6000; ++i) absl::StrAppend(&text, "word", i, " ");
+  Serve(Json::array({AnthropicText(text)}));
+  UseAnthropic();
+  Gate gate(io_.get_executor());
+  ModelCall call;
+  call.messages =
+      Json::array({{{"role", "user"}, {"content", {{{"type", "text"}, {"text", "hi"}}}}}});
+  call.backpressure = &gate;
+  std::vector<ModelEvent> events;
+  bool done = false;
+  std::function<void(ModelEvent)> sink = [&](ModelEvent e) { events.push_back(std::move(e)); };
+  asio::co_spawn(io_, agent_.model->Stream(std::move(call), std::move(sink), stop_.get_token()),
+                 [&](std::exception_ptr e) {
+                   if (e) std::rethrow_exception(e);
+                   done = true;
+                 });
+  auto deadline = std::chrono::steady_clock::now() + kLimit;
+  while (http_->paused() == 0 && std::chrono::steady_clock::now() < deadline) {
+    io_.restart();
+    io_.run_one_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_EQ(http_->paused(), 1u) << "the transfer never paused";
+  EXPECT_TRUE(events.empty()) << "events were handed on while there was no room";
+  EXPECT_FALSE(done);
+
+  gate.Open();
+  while (!done && std::chrono::steady_clock::now() < deadline) {
+    io_.restart();
+    io_.run_one_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(done);
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events.back().type, ModelEvent::Type::kFinish);
+  std::string got;
+  for (const ModelEvent& e : events) {
+    if (e.type == ModelEvent::Type::kTextDelta) got += e.delta;
+  }
+  EXPECT_EQ(got, text);
+  EXPECT_GT(gate.waits(), 1);  // asked before each read handed on
+  EXPECT_EQ(http_->paused(), 0u);
 }
 
 // A client destroyed with a transfer in flight tears it down; the parked coroutine, destroyed

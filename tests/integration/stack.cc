@@ -283,6 +283,11 @@ Stack::~Stack() {
   workers_.clear();
   orchestrator_.reset();
   hook_logs_.clear();
+  // Kept when the test failed: its logs say why. Otherwise repeated runs would fill the disk.
+  if (!::testing::Test::HasFailure()) {
+    std::error_code ignored;
+    std::filesystem::remove_all(dir_, ignored);
+  }
 }
 
 namespace {
@@ -399,8 +404,11 @@ std::vector<Json> Stack::ReadUntil(const std::string& chat_id, int64_t after_seq
     records.push_back(RecordJson(response.record()));
   }
   context.TryCancel();
+  std::string seen = DumpJson(Json(records));
+  if (seen.size() > 20000)
+    seen = seen.substr(0, 10000) + " ... " + seen.substr(seen.size() - 10000);
   EXPECT_TRUE(done(records)) << "read " << records.size() << " records of " << chat_id
-                             << " before the limit: " << DumpJson(Json(records));
+                             << " before the limit: " << seen;
   return records;
 }
 

@@ -8,6 +8,11 @@
 //   BM_OutputToReader         `.out` records/s reaching a following reader while a run streams
 //   BM_CatchUpReader          `.out` records/s reading a finished chat's log from seq 0
 //   BM_IdleChats              worker RSS and threads with 10,000 chats parked on `.in`
+//   BM_IdleFollowers          orchestrator RSS, threads and CPU with N following Reads idle
+//   BM_IdleWorkerStreams      orchestrator RSS, threads and CPU with N idle worker streams
+//
+// BATON_BENCH_ORCHESTRATOR=<path> runs another baton-orchestrator binary (an older build, to
+// compare against).
 //
 // The worker reports lifecycle points as JSON lines on its --hook_log, a FIFO read here by a
 // thread that stamps each line with the time read() returned it. Every wait is on an event (a
@@ -34,6 +39,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <map>
 #include <memory>
@@ -49,6 +55,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "baton/v1/sessions.grpc.pb.h"
+#include "baton/v1/worker.grpc.pb.h"
 #include "benchmark/benchmark.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
@@ -338,9 +345,12 @@ class Stack {
                                              : std::string("127.0.0.1:0");
     // The orchestrator takes as many runs on the worker as the worker announces: the bench
     // measures the stack at the worker's capacity, not at the orchestrator's default cap.
-    std::vector<std::string> argv = {BATON_ORCHESTRATOR_BINARY, absl::StrCat("--listen=", listen),
-                                     absl::StrCat("--db=", stack->dir_, "/baton.db"),
-                                     absl::StrCat("--max_runs_per_worker=", options.capacity)};
+    const char* binary = std::getenv("BATON_BENCH_ORCHESTRATOR");
+    std::vector<std::string> argv = {
+        binary != nullptr && *binary != '\0' ? std::string(binary)
+                                             : std::string(BATON_ORCHESTRATOR_BINARY),
+        absl::StrCat("--listen=", listen), absl::StrCat("--db=", stack->dir_, "/baton.db"),
+        absl::StrCat("--max_runs_per_worker=", options.capacity)};
     for (const std::string& f : options.orchestrator_flags) argv.push_back(f);
     stack->orchestrator_ =
         Process::Spawn(argv, stack->dir_ + "/orchestrator.log", /*pipe_stdout=*/true, error);
@@ -384,6 +394,7 @@ class Stack {
   }
 
   v1::Sessions::Stub& sessions() { return *sessions_; }
+  const std::string& address() const { return address_; }
   HookLog& hooks() { return *hooks_; }
   pid_t worker_pid() const { return worker_->pid(); }
   pid_t orchestrator_pid() const { return orchestrator_->pid(); }
@@ -872,6 +883,253 @@ void Register(bool smoke) {
       ->UseManualTime()
       ->Unit(benchmark::kMillisecond);
 }
+
+// ---- 5. idle streams ---------------------------------------------------------------------------
+
+// Counts down to zero; Wait blocks until it is there or the limit passed.
+class Latch {
+ public:
+  explicit Latch(int count) : count_(count) {}
+  void CountDown() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (--count_ == 0) cv_.notify_all();
+  }
+  bool Wait() {
+    std::unique_lock<std::mutex> lock(mu_);
+    return cv_.wait_for(lock, kLimit, [&] { return count_ <= 0; });
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int count_;
+};
+
+// A following Read on gRPC's client callback API (no thread of this process per stream). It is
+// ready once it has read its chat's turn-complete; then it waits, as a browser's tab would.
+class IdleFollower final : public grpc::ClientReadReactor<v1::ReadResponse> {
+ public:
+  IdleFollower(v1::Sessions::Stub& sessions, const std::string& chat_id, Latch& ready, Latch& done)
+      : ready_(ready), done_(done) {
+    request_.set_chat_id(chat_id);
+    request_.set_follow(true);
+    sessions.async()->Read(&context_, &request_, this);
+    StartRead(&response_);
+    StartCall();
+  }
+  void Cancel() { context_.TryCancel(); }
+  void OnReadDone(bool ok) override {
+    if (!ok) return;  // the stream ended: OnDone follows
+    const v1::OutRecord& r = response_.record();
+    if (!counted_ && r.has_control() && r.control().subtype() == "turn-complete") {
+      counted_ = true;
+      ready_.CountDown();
+    }
+    StartRead(&response_);
+  }
+  void OnDone(const grpc::Status&) override { done_.CountDown(); }
+
+ private:
+  grpc::ClientContext context_;
+  v1::ReadRequest request_;
+  v1::ReadResponse response_;
+  Latch& ready_;
+  Latch& done_;
+  bool counted_ = false;
+};
+
+// A worker stream that does nothing but heartbeat (Hello with no capacity, then a Heartbeat
+// when asked), on the client callback API, reading whatever the orchestrator sends.
+class IdleWorkerStream final : public grpc::ClientBidiReactor<v1::WorkerFrame, v1::GatewayFrame> {
+ public:
+  IdleWorkerStream(v1::WorkerGateway::Stub& gateway, const std::string& worker_id, Latch& welcomed,
+                   Latch& done)
+      : welcomed_(welcomed), done_(done) {
+    v1::Hello& hello = *out_.mutable_hello();
+    hello.set_worker_id(worker_id);
+    hello.set_protocol_version(v1::PROTOCOL_VERSION_1);
+    hello.add_agents()->set_name("idle");
+    gateway.async()->Connect(&context_, this);
+    writing_ = true;
+    StartWrite(&out_);
+    StartRead(&in_);
+    StartCall();
+  }
+  void Heartbeat() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (writing_ || ended_) return;
+    writing_ = true;
+    out_.mutable_heartbeat()->set_seq(++seq_);
+    StartWrite(&out_);
+  }
+  void Cancel() { context_.TryCancel(); }
+  void OnWriteDone(bool ok) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    writing_ = false;
+    ended_ = ended_ || !ok;
+  }
+  void OnReadDone(bool ok) override {
+    if (!ok) return;
+    if (in_.has_welcome() && !welcomed_once_) {
+      welcomed_once_ = true;
+      welcomed_.CountDown();
+    }
+    StartRead(&in_);
+  }
+  void OnDone(const grpc::Status&) override { done_.CountDown(); }
+
+ private:
+  grpc::ClientContext context_;
+  v1::WorkerFrame out_;
+  v1::GatewayFrame in_;
+  Latch& welcomed_;
+  Latch& done_;
+  std::mutex mu_;
+  bool writing_ = false;
+  bool ended_ = false;
+  bool welcomed_once_ = false;
+  int64_t seq_ = 0;
+};
+
+// How long the idle benchmarks measure, before and after the streams open: 15 s, or
+// $BATON_BENCH_IDLE_SECONDS (a smoke run can take 1).
+std::chrono::seconds IdleInterval() {
+  const char* text = std::getenv("BATON_BENCH_IDLE_SECONDS");
+  int seconds = text != nullptr ? std::atoi(text) : 0;
+  return std::chrono::seconds(seconds > 0 ? seconds : 15);
+}
+
+// The orchestrator's CPU time over `interval` (while `during` runs now and then), as a share of
+// one core, and its VmRSS and threads at the end.
+struct IdleSample {
+  double cpu_share = 0;
+  ProcStatus status;
+};
+
+IdleSample MeasureIdle(pid_t pid, const std::function<void()>& during = nullptr,
+                       std::chrono::seconds every = std::chrono::seconds(5)) {
+  double cpu = CpuSeconds(pid);
+  TimePoint start = SteadyClock::now();
+  TimePoint end = start + IdleInterval();
+  TimePoint next = start;
+  while (SteadyClock::now() < end) {
+    if (during != nullptr && SteadyClock::now() >= next) {
+      during();
+      next += every;
+    }
+    std::this_thread::sleep_until(std::min(next, end));
+  }
+  IdleSample sample;
+  sample.cpu_share = (CpuSeconds(pid) - cpu) / Seconds(SteadyClock::now() - start);
+  sample.status = ReadProcStatus(pid);
+  return sample;
+}
+
+void CountIdle(benchmark::State& state, const IdleSample& before, const IdleSample& after, int n,
+               const std::string& unit) {
+  state.counters[absl::StrCat("orch_KiB_per_", unit)] =
+      static_cast<double>(after.status.rss_kib - before.status.rss_kib) / n;
+  state.counters["orch_MiB_before"] = before.status.rss_kib / 1024.0;
+  state.counters["orch_MiB_after"] = after.status.rss_kib / 1024.0;
+  state.counters["orch_threads_before"] = static_cast<double>(before.status.threads);
+  state.counters["orch_threads_after"] = static_cast<double>(after.status.threads);
+  state.counters["orch_cpu_pct_before"] = before.cpu_share * 100;
+  state.counters["orch_cpu_pct_after"] = after.cpu_share * 100;
+  state.counters[absl::StrCat("orch_cpu_us_per_s_per_", unit)] =
+      (after.cpu_share - before.cpu_share) * 1e6 / n;
+}
+
+// `n` following Reads on idle chats (50 per chat, each chat answered once before), opened from
+// one client channel. The orchestrator's VmRSS, threads and CPU share over 15 s of idle, before
+// and after they are open.
+void BM_IdleFollowers(benchmark::State& state) {
+  const int n = static_cast<int>(state.range(0));
+  constexpr int kPerChat = 50;
+  const int chats = (n + kPerChat - 1) / kPerChat;
+  std::string error;
+  auto stack =
+      Stack::Start({.script = Script({{{"repeat", true}, {"reply", {{"text", "Idle now."}}}}}),
+                    .worker_flags = {"--idle_timeout_ms=3600000"}},
+                   &error);
+  if (stack == nullptr) return state.SkipWithError(error.c_str());
+  for (int c = 0; c < chats; ++c) {
+    std::string chat = absl::StrCat("idle-", c);
+    grpc::Status s = stack->Create(chat, "chat", v1::TRIGGER_SUBMIT_MESSAGE,
+                                   Json{{"message", UserMessage("u1", "Hello.")}}, nullptr);
+    if (!s.ok()) return state.SkipWithError(s.error_message().c_str());
+    ReadResult r = ReadAll(stack->sessions(), chat, /*follow=*/true);
+    if (!r.error.empty()) return state.SkipWithError(r.error.c_str());
+  }
+  pid_t orchestrator = stack->orchestrator_pid();
+  for (auto _ : state) {
+    IdleSample before = MeasureIdle(orchestrator);
+    auto channel = grpc::CreateChannel(stack->address(), grpc::InsecureChannelCredentials());
+    auto sessions = v1::Sessions::NewStub(channel);
+    Latch ready(n), done(n);
+    std::vector<std::unique_ptr<IdleFollower>> followers;
+    for (int i = 0; i < n; ++i) {
+      followers.push_back(std::make_unique<IdleFollower>(
+          *sessions, absl::StrCat("idle-", i / kPerChat), ready, done));
+    }
+    if (!ready.Wait()) {
+      stack->Keep();
+      return state.SkipWithError("not every follower read its chat");
+    }
+    IdleSample after = MeasureIdle(orchestrator);
+    CountIdle(state, before, after, n, "follower");
+    state.SetIterationTime(Seconds(IdleInterval()));
+    for (auto& f : followers) f->Cancel();
+    if (!done.Wait()) return state.SkipWithError("followers did not end");
+  }
+}
+BENCHMARK(BM_IdleFollowers)
+    ->Arg(1'000)
+    ->Arg(10'000)
+    ->Iterations(1)
+    ->UseManualTime()
+    ->Unit(benchmark::kSecond);
+
+// `n` worker streams that only heartbeat, every 5 s (the orchestrator's default interval), each
+// on a channel (a TCP connection) of its own as separate worker processes would be. The
+// orchestrator's VmRSS, threads and CPU share over 15 s, before and after they are open.
+void BM_IdleWorkerStreams(benchmark::State& state) {
+  const int n = static_cast<int>(state.range(0));
+  std::string error;
+  auto stack = Stack::Start({}, &error);
+  if (stack == nullptr) return state.SkipWithError(error.c_str());
+  pid_t orchestrator = stack->orchestrator_pid();
+  for (auto _ : state) {
+    IdleSample before = MeasureIdle(orchestrator);
+    std::vector<std::unique_ptr<v1::WorkerGateway::Stub>> gateways;
+    std::vector<std::unique_ptr<IdleWorkerStream>> streams;
+    Latch welcomed(n), done(n);
+    for (int i = 0; i < n; ++i) {
+      grpc::ChannelArguments args;
+      args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+      gateways.push_back(v1::WorkerGateway::NewStub(
+          grpc::CreateCustomChannel(stack->address(), grpc::InsecureChannelCredentials(), args)));
+      streams.push_back(std::make_unique<IdleWorkerStream>(
+          *gateways.back(), absl::StrCat("idle-worker-", i), welcomed, done));
+    }
+    if (!welcomed.Wait()) {
+      stack->Keep();
+      return state.SkipWithError("not every stream was welcomed");
+    }
+    IdleSample after = MeasureIdle(orchestrator, [&] {
+      for (auto& s : streams) s->Heartbeat();
+    });
+    CountIdle(state, before, after, n, "stream");
+    state.SetIterationTime(Seconds(IdleInterval()));
+    for (auto& s : streams) s->Cancel();
+    if (!done.Wait()) return state.SkipWithError("streams did not end");
+  }
+}
+BENCHMARK(BM_IdleWorkerStreams)
+    ->Arg(100)
+    ->Arg(1'000)
+    ->Iterations(1)
+    ->UseManualTime()
+    ->Unit(benchmark::kSecond);
 
 }  // namespace
 }  // namespace baton::bench

@@ -193,8 +193,10 @@ absl::StatusOr<Caller> Auth::IdentifyChatToken(std::string_view token, absl::Tim
     return Unauthenticated("chat token signature does not match");
   }
   if (absl::FromUnixSeconds(expires) <= now) return Unauthenticated("chat token expired");
-  return Caller{
-      .name = "chat token", .scopes = {Scope::kRead, Scope::kWrite}, .chat_id = std::move(chat_id)};
+  return Caller{.name = "chat token",
+                .scopes = {Scope::kRead, Scope::kWrite},
+                .chat_id = std::move(chat_id),
+                .expires = absl::FromUnixSeconds(expires)};
 }
 
 absl::Status Auth::Check(const Caller& caller, Scope scope, std::string_view chat_id) {

@@ -38,6 +38,8 @@ struct Caller {
   std::set<Scope> scopes;
   std::string chat_id;  // a chat token's one chat; empty for a service token
   bool anyone = false;  // auth is off: everything is allowed
+  // When a chat token stops being valid; a following Read it opened ends then.
+  absl::Time expires = absl::InfiniteFuture();
 };
 
 class Auth {

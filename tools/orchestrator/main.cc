@@ -25,6 +25,7 @@
 #include "runtime/admin_http.h"
 #include "runtime/log.h"
 #include "runtime/parse_errors.h"
+#include "runtime/wire.h"
 #include "tools/orchestrator/orchestrator.h"
 
 ABSL_FLAG(std::vector<std::string>, listen, {"127.0.0.1:7400"},
@@ -36,6 +37,9 @@ ABSL_FLAG(int64_t, heartbeat_ms, 5000, "worker heartbeat interval, sent in Welco
 ABSL_FLAG(int32_t, heartbeat_misses, 3, "missed heartbeats after which a worker stream closes");
 ABSL_FLAG(int64_t, lease_ms, 30000, "run lease TTL");
 ABSL_FLAG(int64_t, accept_ms, 5000, "deadline for a worker to accept an assignment");
+ABSL_FLAG(int64_t, max_outbox_mb, 32,
+          "MiB queued for one worker stream and not yet written, above which the worker is taken "
+          "to have stopped reading and its stream is closed");
 ABSL_FLAG(std::string, auth, "",
           "the auth file: service tokens with scopes, the chat-token key (docs/security.md); "
           "empty: every call is allowed");
@@ -51,6 +55,10 @@ ABSL_FLAG(int32_t, max_runs_per_worker, 10000,
           "the waiting chats one worker is built to hold)");
 ABSL_FLAG(int64_t, handover_timeout_ms, 30000,
           "a head start's handover window when no connected worker announced its agent's own");
+ABSL_FLAG(int64_t, max_frame_bytes, 4 << 20,
+          "largest frame read or sent on a worker stream (64 KiB to 256 MiB); every gRPC message "
+          "is limited to this plus 1 MiB and 64 KiB (docs/protocol.md, Frames)");
+ABSL_FLAG(int64_t, max_snapshot_bytes, 256 << 20, "largest snapshot a run may store");
 
 namespace {
 
@@ -132,6 +140,17 @@ int main(int argc, char** argv) {
   options.max_reads = absl::GetFlag(FLAGS_max_reads);
   options.max_reads_per_chat = absl::GetFlag(FLAGS_max_reads_per_chat);
   options.max_runs_per_worker = absl::GetFlag(FLAGS_max_runs_per_worker);
+  int64_t max_frame_bytes = absl::GetFlag(FLAGS_max_frame_bytes);
+  if (max_frame_bytes < static_cast<int64_t>(baton::kMinFrameBytes) ||
+      max_frame_bytes > static_cast<int64_t>(baton::kMaxFrameBytes) ||
+      absl::GetFlag(FLAGS_max_snapshot_bytes) < 1) {
+    std::fprintf(stderr,
+                 "baton-orchestrator: --max_frame_bytes must be 65536 to 268435456 and "
+                 "--max_snapshot_bytes at least 1\n");
+    return 1;
+  }
+  options.max_frame_bytes = static_cast<size_t>(max_frame_bytes);
+  options.max_snapshot_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_max_snapshot_bytes));
   if (options.max_in_records < 1 || options.max_reads < 1 || options.max_reads_per_chat < 1 ||
       options.max_runs_per_worker < 1) {
     std::fprintf(stderr,
@@ -144,6 +163,11 @@ int main(int argc, char** argv) {
     return 1;
   }
   options.handover_timeout = absl::Milliseconds(absl::GetFlag(FLAGS_handover_timeout_ms));
+  if (absl::GetFlag(FLAGS_max_outbox_mb) < 1 || absl::GetFlag(FLAGS_max_outbox_mb) > 65536) {
+    std::fprintf(stderr, "baton-orchestrator: --max_outbox_mb must be 1 to 65536\n");
+    return 1;
+  }
+  options.max_outbox_bytes = absl::GetFlag(FLAGS_max_outbox_mb) << 20;
   options.heartbeat_interval = absl::Milliseconds(absl::GetFlag(FLAGS_heartbeat_ms));
   options.heartbeat_misses = absl::GetFlag(FLAGS_heartbeat_misses);
   options.lease_ttl = absl::Milliseconds(absl::GetFlag(FLAGS_lease_ms));
@@ -165,8 +189,12 @@ int main(int argc, char** argv) {
   builder.RegisterService(orchestrator.sessions_service());
   // A request that does not parse (a string field that is not UTF-8) is INVALID_ARGUMENT.
   builder.experimental().SetInterceptorCreators(baton::ParseErrorInterceptors());
-  // Snapshots and continuations' assignments carry whole transcripts.
-  builder.SetMaxReceiveMessageSize(64 << 20);
+  // No request is read past the frame bound and one record (docs/protocol.md, Frames): so at
+  // most that much of a call is read before its token is checked. Worker streams are split to
+  // the bound; what the orchestrator sends clients (a Read record, ListRuns) keeps the old
+  // 64 MiB limit for ListRuns of many runs.
+  builder.SetMaxReceiveMessageSize(
+      static_cast<int>(baton::GrpcMessageLimit(options.max_frame_bytes)));
   builder.SetMaxSendMessageSize(64 << 20);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000);

@@ -1,7 +1,9 @@
 #include "tools/orchestrator/orchestrator.h"
 
 #include <algorithm>
+#include <atomic>
 #include <limits>
+#include <optional>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -187,6 +189,32 @@ std::string FrameTextOverLimit(const v1::WorkerFrame& frame) {
   return "";
 }
 
+// Assignments (all their frames) and deliveries can wait in the store while a worker stream's
+// queue drains; the other frames (acknowledgements, heartbeat answers, revocations, cancels)
+// cannot.
+bool IsBulk(const v1::GatewayFrame& frame) {
+  return frame.has_assign_run() || frame.has_assign_more() || frame.has_deliver();
+}
+
+// `.out` records a Read takes from the store at a time.
+constexpr size_t kReadPage = 512;
+
+grpc::Status TokenExpired() {
+  return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "chat token expired");
+}
+
+grpc::Status ShuttingDown() {
+  return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                      "the orchestrator is shutting down; read again from the last seq you got");
+}
+
+// A Read refused before it started: it ends with its status.
+class RefusedRead final : public grpc::ServerWriteReactor<v1::ReadResponse> {
+ public:
+  explicit RefusedRead(const grpc::Status& status) { Finish(status); }
+  void OnDone() override { delete this; }
+};
+
 }  // namespace
 
 // ---- state ------------------------------------------------------------------------------------
@@ -203,6 +231,18 @@ struct Orchestrator::Conn {
   absl::Time last_frame;
   std::set<std::string> runs;  // assigned or running here
   std::deque<v1::GatewayFrame> outbox;
+  size_t frame_bytes = kDefaultFrameBytes;       // what this worker reads (Hello), at most ours
+  std::optional<v1::Snapshot> partial_snapshot;  // the pieces so far of a snapshot in pieces
+  // Bytes queued (in `outbox` or in the writer's hands) and not written yet, all frames and
+  // those that cannot wait (IsBulk: not an assignment or a delivery); the writer takes each
+  // frame off as its Write returns.
+  std::atomic<int64_t> unsent_bytes{0};
+  std::atomic<int64_t> unsent_urgent_bytes{0};
+  // When the Write the writer is in began (unix ns); 0 while it is not writing.
+  std::atomic<int64_t> writing_since_ns{0};
+  // An assignment or a delivery waited for the queue to drain: the writer carries on with them
+  // when it has (under mu_).
+  bool held_back = false;
 };
 
 struct Orchestrator::Run {
@@ -235,6 +275,61 @@ struct Orchestrator::Session {
     return HandoverWindow{!row.head_start_json.empty(), row.handover_deadline_ms > 0,
                           handover_closed_by};
   }
+  std::vector<Follower*> waiters;  // following Reads parked until the chat has more to send
+};
+
+// One Read stream, on gRPC's callback API: it holds no thread. At any time one party at most
+// acts on it (reads the store, writes, finishes): a pump thread that took it off the queue, or
+// the gRPC thread its last write completed on. `state` (under mu_) says where it is. Others (a
+// cancel, new output, the chat's close, the token's expiry, shutdown) only move a waiting
+// follower to the pump queue, under mu_; nothing polls.
+class Orchestrator::Follower final : public grpc::ServerWriteReactor<v1::ReadResponse> {
+ public:
+  enum class State { kQueued, kBusy, kWaiting, kDone };
+
+  Follower(Orchestrator& o, Session& session, const v1::ReadRequest& request, absl::Time expires)
+      : o_(o),
+        session_(session),
+        chat_id_(request.chat_id()),
+        follow_(request.follow()),
+        expires_(expires),
+        cursor_(std::max<int64_t>(0, request.after_seq())) {}
+
+  // On a pump thread: the end, or the next page from the store, or a wait for more.
+  void Fill();
+
+  void OnWriteDone(bool ok) override;
+  void OnCancel() override;
+  void OnDone() override;
+
+  Session& session() { return session_; }
+
+  // Under mu_.
+  State state = State::kQueued;
+  bool cancelled = false;
+  bool holds_slot = true;  // counts in open_reads_ and its chat's readers
+  std::multimap<absl::Time, Follower*>::iterator expiry;
+
+ private:
+  // Writes the page's next record; at its end, parks or queues the follower.
+  void WriteNext();
+  // Under mu_, the page sent: waits on the chat when there is nothing to read and no reason to
+  // end; back to the queue otherwise.
+  void ParkOrQueue();
+  // Frees its Read slot (under mu_), at the first of its client going away and its end.
+  void ReleaseSlot();
+  void End(const grpc::Status& status);
+  bool Expired() const { return absl::Now() >= expires_; }
+
+  Orchestrator& o_;
+  Session& session_;
+  const std::string chat_id_;
+  const bool follow_;
+  const absl::Time expires_;  // a chat token's expiry; InfiniteFuture for other callers
+  int64_t cursor_;            // the last seq written
+  std::vector<OutRow> page_;
+  size_t next_ = 0;
+  v1::ReadResponse response_;
 };
 
 // ---- gRPC services ----------------------------------------------------------------------------
@@ -262,7 +357,8 @@ class Orchestrator::Gateway final : public v1::WorkerGateway::Service {
   Orchestrator& o_;
 };
 
-class Orchestrator::SessionsApi final : public v1::Sessions::Service {
+class Orchestrator::SessionsApi final
+    : public v1::Sessions::WithCallbackMethod_Read<v1::Sessions::Service> {
  public:
   explicit SessionsApi(Orchestrator& o) : o_(o) {}
   // Each call: who may make it, then the sizes of what it carries, then lookups.
@@ -293,12 +389,13 @@ class Orchestrator::SessionsApi final : public v1::Sessions::Service {
     absl::MutexLock lock(&o_.mu_);
     return o_.Append(*request, response);
   }
-  grpc::Status Read(grpc::ServerContext* context, const v1::ReadRequest* request,
-                    grpc::ServerWriter<v1::ReadResponse>* writer) override {
-    grpc::Status s = o_.Authorize(*context, Scope::kRead, request->chat_id());
-    if (!s.ok()) return s;
-    if (s = CheckChatId(request->chat_id()); !s.ok()) return s;
-    return o_.Read(context, *request, writer);
+  grpc::ServerWriteReactor<v1::ReadResponse>* Read(grpc::CallbackServerContext* context,
+                                                   const v1::ReadRequest* request) override {
+    Caller caller;
+    grpc::Status s = o_.Authorize(*context, Scope::kRead, request->chat_id(), &caller);
+    if (!s.ok()) return new RefusedRead(s);
+    if (s = CheckChatId(request->chat_id()); !s.ok()) return new RefusedRead(s);
+    return o_.Read(*request, caller.expires);
   }
   grpc::Status Get(grpc::ServerContext* context, const v1::GetRequest* request,
                    v1::Session* response) override {
@@ -371,12 +468,21 @@ Orchestrator::Orchestrator(Store& store, Options options)
       free_credit_(metrics_.AddGauge("baton_worker_slots_free",
                                      "Credit granted by workers and not used yet.")),
       live_runs_(metrics_.AddGauge("baton_runs_live", "Runs queued, assigned or running.")),
+      streams_stalled_(
+          metrics_.AddCounter("baton_worker_streams_stalled_total",
+                              "Worker streams closed because the worker stopped reading them.")),
+      read_wakeups_(metrics_.AddCounter(
+          "baton_read_wakeups_total",
+          "Times a following Read waiting for output was woken (new output, its chat closed, "
+          "its client gone, its token expired, shutdown).")),
       readers_(metrics_.AddGauge("baton_readers", "Read streams open.")),
       queued_waiting_(metrics_.AddGauge(
           "baton_runs_queued{reason=\"waiting\"}",
           "Runs queued, by why no worker has taken them (docs/orchestrator.md).")),
       queued_unknown_agent_(metrics_.AddGauge("baton_runs_queued{reason=\"unknown-agent\"}", "")),
       queued_no_capacity_(metrics_.AddGauge("baton_runs_queued{reason=\"no-capacity\"}", "")),
+      readers_waiting_(
+          metrics_.AddGauge("baton_readers_waiting", "Following Read streams waiting for output.")),
       dispatch_seconds_(metrics_.AddHistogram("baton_dispatch_seconds",
                                               "From a run queued to accepted by a worker.")),
       output_lag_seconds_(metrics_.AddHistogram(
@@ -384,11 +490,17 @@ Orchestrator::Orchestrator(Store& store, Options options)
       gateway_(std::make_unique<Gateway>(*this)),
       sessions_api_(std::make_unique<SessionsApi>(*this)) {
   timer_ = std::thread([this] { TimerLoop(); });
+  for (int i = 0; i < 2; ++i) pumps_.emplace_back([this] { PumpLoop(); });
 }
 
 Orchestrator::~Orchestrator() {
   Shutdown();
   timer_.join();
+  {
+    absl::MutexLock lock(&mu_);
+    pumps_stop_ = true;
+  }
+  for (std::thread& pump : pumps_) pump.join();
 }
 
 grpc::Service* Orchestrator::gateway_service() { return gateway_.get(); }
@@ -424,6 +536,8 @@ void Orchestrator::Shutdown() {
     Send(*conn, std::move(drain));
     conn->closed = true;
   }
+  // Following Reads end (UNAVAILABLE): their clients read again from the last seq they got.
+  for (auto& [id, session] : sessions_) WakeReaders(*session);
 }
 
 absl::Status Orchestrator::Load() {
@@ -548,7 +662,7 @@ v1::Session Orchestrator::SessionProto(const Session& session) const {
 
 // ---- Sessions ---------------------------------------------------------------------------------
 
-grpc::Status Orchestrator::Authorize(const grpc::ServerContext& context, Scope scope,
+grpc::Status Orchestrator::Authorize(const grpc::ServerContextBase& context, Scope scope,
                                      std::string_view chat_id, Caller* caller) const {
   if (options_.auth == nullptr) {
     if (caller != nullptr) caller->anyone = true;
@@ -583,7 +697,7 @@ grpc::Status Orchestrator::CreateSession(const v1::CreateSessionRequest& request
   }
   Json payload = Json::object();
   if (!request.payload_json().empty()) {
-    absl::StatusOr<Json> parsed = ParseJson(request.payload_json());
+    absl::StatusOr<Json> parsed = ParseJson(request.payload_json(), kMaxDataDepth);
     if (!parsed.ok()) return Invalid(absl::StrCat("payload_json: ", parsed.status().message()));
     if (!parsed->is_object()) return Invalid("payload_json must be a JSON object");
     payload = *std::move(parsed);
@@ -814,72 +928,176 @@ grpc::Status Orchestrator::Close(const v1::CloseRequest& request, v1::Session* r
   return grpc::Status::OK;
 }
 
-grpc::Status Orchestrator::Read(grpc::ServerContext* context, const v1::ReadRequest& request,
-                                grpc::ServerWriter<v1::ReadResponse>* writer) {
-  Session* session = nullptr;
+grpc::ServerWriteReactor<v1::ReadResponse>* Orchestrator::Read(const v1::ReadRequest& request,
+                                                               absl::Time token_expires) {
+  grpc::Status refused;
   {
     absl::MutexLock lock(&mu_);
     auto it = sessions_.find(request.chat_id());
     if (it == sessions_.end()) {
-      return grpc::Status(grpc::StatusCode::NOT_FOUND, absl::StrCat("no chat ", request.chat_id()));
+      refused =
+          grpc::Status(grpc::StatusCode::NOT_FOUND, absl::StrCat("no chat ", request.chat_id()));
+    } else if (shutdown_) {
+      refused = ShuttingDown();
+    } else if (open_reads_ >= options_.max_reads) {
+      refused = grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                             absl::StrCat(open_reads_, " Read streams are open, the most allowed"));
+    } else if (it->second->readers >= options_.max_reads_per_chat) {
+      refused = grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                             absl::StrCat("chat ", request.chat_id(), " has ", it->second->readers,
+                                          " Read streams open, the most allowed"));
+    } else {
+      Session& session = *it->second;  // sessions are never removed
+      ++open_reads_;
+      ++session.readers;
+      readers_.Add(1);
+      auto* follower = new Follower(*this, session, request, token_expires);
+      follower->expiry = token_expires == absl::InfiniteFuture()
+                             ? read_expiries_.end()
+                             : read_expiries_.emplace(token_expires, follower);
+      // A pump thread sends what is stored; gRPC keeps the first write until the stream is
+      // bound to the follower.
+      pump_queue_.push_back(follower);
+      return follower;
     }
-    session = it->second.get();  // sessions are never removed
-    if (open_reads_ >= options_.max_reads) {
-      return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                          absl::StrCat(open_reads_, " Read streams are open, the most allowed"));
-    }
-    if (session->readers >= options_.max_reads_per_chat) {
-      return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                          absl::StrCat("chat ", request.chat_id(), " has ", session->readers,
-                                       " Read streams open, the most allowed"));
-    }
-    ++open_reads_;
-    ++session->readers;
   }
-  readers_.Add(1);
-  int64_t cursor = std::max<int64_t>(0, request.after_seq());
-  grpc::Status result = grpc::Status::OK;
+  return new RefusedRead(refused);
+}
+
+void Orchestrator::Follower::Fill() {
+  std::optional<grpc::Status> end;
+  {
+    absl::MutexLock lock(&o_.mu_);
+    if (cancelled) {
+      end = grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
+    } else if (o_.shutdown_) {
+      end = ShuttingDown();
+    } else if (Expired()) {
+      end = TokenExpired();
+    }
+  }
+  if (end.has_value()) return End(*end);
+  absl::StatusOr<std::vector<OutRow>> rows = o_.store_.ReadOut(chat_id_, cursor_, kReadPage);
+  if (!rows.ok()) return End(ToGrpc(rows.status()));
+  if (!rows->empty()) {
+    page_ = *std::move(rows);
+    next_ = 0;
+    return WriteNext();
+  }
+  if (!follow_) return End(grpc::Status::OK);
+  {
+    absl::MutexLock lock(&o_.mu_);
+    if (session_.out_seq > cursor_ || session_.row.state != "closed") return ParkOrQueue();
+  }
+  End(grpc::Status::OK);  // the chat is closed and every record was sent
+}
+
+void Orchestrator::Follower::WriteNext() {
+  if (next_ < page_.size()) {
+    const OutRow& row = page_[next_];
+    if (!response_.mutable_record()->ParseFromString(row.record)) {
+      return End(grpc::Status(grpc::StatusCode::DATA_LOSS,
+                              absl::StrCat(".out record ", row.seq, " does not parse")));
+    }
+    return StartWrite(&response_);  // OnWriteDone carries on, on a gRPC thread
+  }
+  page_.clear();
+  absl::MutexLock lock(&o_.mu_);
+  if (cursor_ == session_.out_seq && session_.last_out_at != absl::InfinitePast()) {
+    o_.output_lag_seconds_.Observe(absl::ToDoubleSeconds(absl::Now() - session_.last_out_at));
+  }
+  ParkOrQueue();
+}
+
+void Orchestrator::Follower::ParkOrQueue() {
+  bool more = session_.out_seq > cursor_;
+  bool ending =
+      !follow_ || cancelled || o_.shutdown_ || Expired() || session_.row.state == "closed";
+  if (!more && !ending) {
+    state = State::kWaiting;
+    session_.waiters.push_back(this);
+    o_.readers_waiting_.Add(1);
+    return;
+  }
+  state = State::kQueued;
+  o_.pump_queue_.push_back(this);
+}
+
+void Orchestrator::Follower::OnWriteDone(bool ok) {
+  if (!ok) return End(grpc::Status(grpc::StatusCode::CANCELLED, "the client went away"));
+  cursor_ = page_[next_++].seq;
+  if (Expired()) return End(TokenExpired());
+  WriteNext();
+}
+
+void Orchestrator::Follower::OnCancel() {
+  absl::MutexLock lock(&o_.mu_);
+  cancelled = true;
+  ReleaseSlot();  // free at once, not when the stream is done
+  if (state == State::kWaiting) o_.Wake(*this);
+}
+
+void Orchestrator::Follower::OnDone() {
+  {
+    absl::MutexLock lock(&o_.mu_);
+    ReleaseSlot();
+    if (expiry != o_.read_expiries_.end()) o_.read_expiries_.erase(expiry);
+  }
+  delete this;
+}
+
+void Orchestrator::Follower::ReleaseSlot() {
+  if (!holds_slot) return;
+  holds_slot = false;
+  --o_.open_reads_;
+  --session_.readers;
+  o_.readers_.Add(-1);
+}
+
+void Orchestrator::Follower::End(const grpc::Status& status) {
+  {
+    absl::MutexLock lock(&o_.mu_);
+    state = State::kDone;
+  }
+  Finish(status);  // OnDone follows, on a gRPC thread
+}
+
+void Orchestrator::Wake(Follower& follower) {
+  std::vector<Follower*>& waiters = follower.session().waiters;
+  waiters.erase(std::remove(waiters.begin(), waiters.end(), &follower), waiters.end());
+  follower.state = Follower::State::kQueued;
+  pump_queue_.push_back(&follower);
+  readers_waiting_.Add(-1);
+  read_wakeups_.Add(1);
+}
+
+void Orchestrator::WakeReaders(Session& session) {
+  std::vector<Follower*> waiters;
+  waiters.swap(session.waiters);
+  for (Follower* follower : waiters) {
+    follower->state = Follower::State::kQueued;
+    pump_queue_.push_back(follower);
+  }
+  readers_waiting_.Add(-static_cast<int64_t>(waiters.size()));
+  read_wakeups_.Add(static_cast<int64_t>(waiters.size()));
+}
+
+void Orchestrator::PumpLoop() {
+  auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return !pump_queue_.empty() || pumps_stop_;
+  };
   while (true) {
-    absl::StatusOr<std::vector<OutRow>> rows = store_.ReadOut(request.chat_id(), cursor, 512);
-    if (!rows.ok()) {
-      result = ToGrpc(rows.status());
-      break;
-    }
-    if (!rows->empty()) {
-      v1::ReadResponse response;
-      for (const OutRow& row : *rows) {
-        if (!response.mutable_record()->ParseFromString(row.record)) {
-          result = grpc::Status(grpc::StatusCode::DATA_LOSS,
-                                absl::StrCat(".out record ", row.seq, " does not parse"));
-          break;
-        }
-        if (!writer->Write(response)) break;
-        cursor = row.seq;
-      }
-      if (!result.ok() || cursor != rows->back().seq) break;  // the client went away
+    Follower* follower = nullptr;
+    {
       absl::MutexLock lock(&mu_);
-      if (cursor == session->out_seq && session->last_out_at != absl::InfinitePast()) {
-        output_lag_seconds_.Observe(absl::ToDoubleSeconds(absl::Now() - session->last_out_at));
-      }
-      continue;
+      mu_.Await(absl::Condition(&ready));
+      if (pump_queue_.empty()) return;
+      follower = pump_queue_.front();
+      pump_queue_.pop_front();
+      follower->state = Follower::State::kBusy;
     }
-    if (!request.follow()) break;
-    absl::MutexLock lock(&mu_);
-    auto more = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return session->out_seq > cursor || session->row.state == "closed" || shutdown_;
-    };
-    // Wakes on new output; checks now and then whether the client went away.
-    while (!mu_.AwaitWithTimeout(absl::Condition(&more), absl::Milliseconds(200))) {
-      if (context->IsCancelled()) break;
-    }
-    if (context->IsCancelled() || shutdown_) break;
-    if (session->out_seq <= cursor && session->row.state == "closed") break;
+    follower->Fill();
   }
-  readers_.Add(-1);
-  absl::MutexLock lock(&mu_);
-  --open_reads_;
-  --session->readers;
-  return result;
 }
 
 // ---- worker streams ---------------------------------------------------------------------------
@@ -909,19 +1127,34 @@ grpc::Status Orchestrator::Connect(
     workers_.Add(1);
     OnHello(conn, first.hello());
   }
-  // The writer: frames queued under the lock go out in order, without holding it.
+  // The writer: frames queued under the lock go out in order, without holding it. A Write
+  // blocks while the worker reads nothing; the timer thread watches how long (Tick).
   std::thread writer([this, &conn, stream] {
     while (true) {
       std::deque<v1::GatewayFrame> batch;
       {
         absl::MutexLock lock(&mu_);
+        if (conn.held_back && !conn.closed && !Full(conn)) {
+          // The queue drained: the deliveries and assignments that waited go on.
+          conn.held_back = false;
+          for (const std::string& run_id : conn.runs) DeliverPending(*runs_[run_id]);
+          Dispatch();
+        }
         mu_.Await(absl::Condition(
             +[](Conn* c) { return !c->outbox.empty() || c->closed; }, &conn));
         if (conn.outbox.empty()) return;
         batch.swap(conn.outbox);
       }
-      for (v1::GatewayFrame& frame : batch) {
-        if (!stream->Write(frame)) {
+      while (!batch.empty()) {
+        int64_t size = static_cast<int64_t>(batch.front().ByteSizeLong());
+        bool bulk = IsBulk(batch.front());
+        conn.writing_since_ns.store(absl::GetCurrentTimeNanos());
+        bool written = stream->Write(batch.front());
+        conn.writing_since_ns.store(0);
+        conn.unsent_bytes.fetch_sub(size);
+        if (!bulk) conn.unsent_urgent_bytes.fetch_sub(size);
+        batch.pop_front();
+        if (!written) {
           absl::MutexLock lock(&mu_);
           conn.closed = true;
           conn.context->TryCancel();
@@ -994,6 +1227,8 @@ void Orchestrator::OnHello(Conn& conn, const v1::Hello& hello) {
   welcome.set_lease_ttl_ms(absl::ToInt64Milliseconds(options_.lease_ttl));
   welcome.set_accept_deadline_ms(absl::ToInt64Milliseconds(options_.accept_deadline));
   welcome.set_server_time_unix_ms(UnixMs(absl::Now()));
+  welcome.set_max_frame_bytes(static_cast<int64_t>(options_.max_frame_bytes));
+  conn.frame_bytes = SendFrameBytes(hello.max_frame_bytes(), options_.max_frame_bytes);
   // Runs held from an earlier stream: rebound when their lease is still theirs.
   std::vector<Run*> rebound;
   for (const v1::HeldRun& held : hello.held_runs()) {
@@ -1205,6 +1440,7 @@ void Orchestrator::OnRunOutput(Conn& conn, const v1::RunOutput& output) {
     out_records_.Add(*stored - session.out_seq);
     session.out_seq = *stored;
     session.last_out_at = absl::Now();
+    WakeReaders(session);
   }
   v1::GatewayFrame ack;
   ack.mutable_ack()->set_run_id(run->row.run_id);
@@ -1212,9 +1448,27 @@ void Orchestrator::OnRunOutput(Conn& conn, const v1::RunOutput& output) {
   Send(conn, std::move(ack));
 }
 
-void Orchestrator::OnSnapshot(Conn& conn, const v1::Snapshot& snapshot) {
-  Run* run = OwnedRun(conn, snapshot.run_id(), snapshot.lease_token());
-  if (run == nullptr) return;
+void Orchestrator::OnSnapshot(Conn& conn, const v1::Snapshot& piece) {
+  // A snapshot's pieces follow each other: one of another run leaves an unfinished one behind,
+  // which is never stored (the run keeps its previous snapshot).
+  if (conn.partial_snapshot && conn.partial_snapshot->run_id() != piece.run_id()) {
+    LogJson("warn", "a snapshot in pieces was left unfinished; dropped",
+            {{"run_id", conn.partial_snapshot->run_id()}, {"worker_id", conn.worker_id}});
+    conn.partial_snapshot.reset();
+  }
+  Run* run = OwnedRun(conn, piece.run_id(), piece.lease_token());
+  if (run == nullptr) {
+    conn.partial_snapshot.reset();
+    return;
+  }
+  absl::StatusOr<std::optional<v1::Snapshot>> whole =
+      AddSnapshotPiece(conn.partial_snapshot, piece, options_.max_snapshot_bytes);
+  if (!whole.ok()) {
+    RefuseRunWrite(conn, *run, "bad-snapshot", std::string(whole.status().message()));
+    return;
+  }
+  if (!whole->has_value()) return;  // more pieces to come
+  const v1::Snapshot& snapshot = **whole;
   Session& session = *sessions_[run->row.chat_id];
   // A continuation boots from the stored snapshot: one no worker can read, or whose cursors
   // point past the logs, would fail every later run of the chat.
@@ -1335,6 +1589,10 @@ void Orchestrator::Dispatch() {
           conn->agents.count(run.row.agent) == 0) {
         continue;
       }
+      if (Full(*conn)) {
+        conn->held_back = true;  // assigned more once its queue has drained
+        continue;
+      }
       if (best == nullptr || conn->credit > best->credit) best = conn;
     }
     if (best == nullptr) {
@@ -1441,7 +1699,10 @@ bool Orchestrator::Assign(Run& run, Conn& conn) {
     }
   }
   assign.set_out_seq(session.out_seq);
-  Send(conn, std::move(frame));
+  // What does not fit one frame follows in AssignMore frames, directly after it.
+  for (v1::GatewayFrame& part : FrameAssignment(std::move(assign), conn.frame_bytes)) {
+    Send(conn, std::move(part));
+  }
   DeliverPending(run);
   return true;
 }
@@ -1450,12 +1711,20 @@ void Orchestrator::DeliverPending(Run& run) {
   if (run.conn == nullptr || run.row.state == "queued") return;
   Session& session = *sessions_[run.row.chat_id];
   if (session.in_seq <= run.sent_in) return;
+  if (Full(*run.conn)) {
+    run.conn->held_back = true;  // the writer delivers them once the queue has drained
+    return;
+  }
   absl::StatusOr<std::vector<InRow>> rows = store_.ReadIn(session.row.chat_id, run.sent_in);
   if (!rows.ok()) {
     LogJson("error", "store: reading .in failed", {{"error", rows.status().ToString()}});
     return;
   }
   for (const InRow& row : *rows) {
+    if (Full(*run.conn)) {
+      run.conn->held_back = true;
+      return;
+    }
     v1::GatewayFrame frame;
     v1::Deliver& deliver = *frame.mutable_deliver();
     deliver.set_run_id(run.row.run_id);
@@ -1536,6 +1805,7 @@ void Orchestrator::EndRun(Run& run, const std::string& state, const v1::RunFinis
     session.row.state = how.reason() == "close" ? "closed" : "exited";
   }
   SaveSession(session);
+  if (session.row.state == "closed") WakeReaders(session);  // followers end
   BootIfUnanswered(session, how.reason() == "upgrade");
 }
 
@@ -1620,6 +1890,7 @@ void Orchestrator::AnswerWithError(Session& session, const std::string& error) {
     out_records_.Add(*stored - session.out_seq);
     session.out_seq = *stored;
     session.last_out_at = absl::Now();
+    WakeReaders(session);
   }
   // Given up on: no later run is handed these messages (or the boot message) again.
   if (!unanswered.empty() && unanswered.back() > 0) session.row.failed_in_seq = unanswered.back();
@@ -1676,7 +1947,34 @@ void Orchestrator::BootIfUnanswered(Session& session, bool upgrade) {
 
 void Orchestrator::Send(Conn& conn, v1::GatewayFrame frame) {
   if (conn.closed) return;
+  int64_t size = static_cast<int64_t>(frame.ByteSizeLong());
+  if (!IsBulk(frame)) {
+    // Assignments and deliveries hold back at half the bound (Full); the frames that cannot
+    // wait filling the other half mean a worker that no longer reads.
+    int64_t urgent = conn.unsent_urgent_bytes.fetch_add(size) + size;
+    if (urgent > options_.max_outbox_bytes / 2) {
+      StreamStalled(conn, absl::StrCat(urgent, " bytes of acknowledgements and answers wait, over ",
+                                       "half the bound of ", options_.max_outbox_bytes));
+      return;
+    }
+  }
+  conn.unsent_bytes.fetch_add(size);
   conn.outbox.push_back(std::move(frame));
+}
+
+bool Orchestrator::Full(const Conn& conn) const {
+  return conn.unsent_bytes.load() > options_.max_outbox_bytes / 2;
+}
+
+void Orchestrator::StreamStalled(Conn& conn, const std::string& why) {
+  LogJson("warn", "worker stopped reading its stream: closing it",
+          {{"worker_id", conn.worker_id}, {"connection_id", conn.id}, {"why", why}});
+  streams_stalled_.Add(1);
+  // As any broken stream: its runs stay its own until their leases run out, runs not accepted
+  // yet queue again once the stream has ended (Disconnected).
+  conn.closed = true;
+  conn.outbox.clear();
+  conn.context->TryCancel();
 }
 
 void Orchestrator::SendCancel(Run& run) {
@@ -1714,11 +2012,22 @@ void Orchestrator::TimerLoop() {
 void Orchestrator::Tick(absl::Time now) {
   absl::Duration silence = options_.heartbeat_interval * options_.heartbeat_misses;
   for (Conn* conn : conns_) {
-    if (!conn->closed && now - conn->last_frame > silence) {
+    if (conn->closed) continue;
+    int64_t writing_since = conn->writing_since_ns.load();
+    if (now - conn->last_frame > silence) {
       LogJson("warn", "worker silent: closing its stream", {{"worker_id", conn->worker_id}});
       conn->closed = true;
       conn->context->TryCancel();
+    } else if (writing_since != 0 && now - absl::FromUnixNanos(writing_since) > silence) {
+      // It heartbeats but reads nothing: the frame waits as long as a silent worker would.
+      StreamStalled(*conn, absl::StrCat("one write has been blocked for more than ",
+                                        absl::FormatDuration(silence)));
     }
+  }
+  // Following Reads whose chat token expired: a waiting one is woken to end; a busy one ends at
+  // its next record.
+  for (auto it = read_expiries_.begin(); it != read_expiries_.end() && it->first <= now; ++it) {
+    if (it->second->state == Follower::State::kWaiting) Wake(*it->second);
   }
   std::vector<Run*> late;
   std::vector<Run*> expired;

@@ -8,8 +8,12 @@
 //
 // Its working state lives in memory under one mutex and is written through to the Store before
 // anything is acknowledged. gRPC handlers run on the server's threads (a Connect stream holds a
-// reading thread and a writing thread; a following Read holds one); a timer thread enforces
-// accept deadlines, leases, heartbeats and suspension deadlines.
+// reading thread and a writing thread); a Read is a callback stream that holds no thread: two
+// pump threads read its pages from the store when it has something to send, and a following
+// Read with nothing to send waits on its chat, woken by new output, the chat's close, its
+// client going away, its chat token's expiry or shutdown. A timer thread enforces accept
+// deadlines, leases, heartbeats, stalled streams, chat-token expiries of open Reads and
+// suspension deadlines.
 #ifndef BATON_TOOLS_ORCHESTRATOR_ORCHESTRATOR_H_
 #define BATON_TOOLS_ORCHESTRATOR_ORCHESTRATOR_H_
 
@@ -53,6 +57,16 @@ struct Options {
   // A head start's handover window when no connected worker announced the agent's own
   // handover_timeout (docs/protocol.md, "A head start, seen from the warm server").
   absl::Duration handover_timeout = absl::Seconds(30);
+  // Frames (docs/protocol.md): the largest frame the orchestrator reads (announced in Welcome),
+  // and sends within together with the worker's own bound. gRPC's message limit on every call
+  // is this plus room for one record (GrpcMessageLimit, runtime/wire.h).
+  size_t max_frame_bytes = 4 << 20;
+  // The largest snapshot a worker may store, all its pieces together.
+  size_t max_snapshot_bytes = 256 << 20;
+  // Bytes queued for one worker stream and not yet written (docs/faults.md): assignments and
+  // deliveries wait while half of it is taken; acknowledgements and answers filling the other
+  // half mean the worker stopped reading, and its stream is closed.
+  int64_t max_outbox_bytes = int64_t{32} << 20;
 };
 
 class Orchestrator {
@@ -79,14 +93,15 @@ class Orchestrator {
  private:
   class Gateway;
   class SessionsApi;
+  class Follower;
   struct Conn;
   struct Run;
   struct Session;
 
   // The caller of a call, when it may use `scope` on `chat_id` (empty: a call about no one
   // chat, which chat tokens cannot make); else UNAUTHENTICATED or PERMISSION_DENIED.
-  grpc::Status Authorize(const grpc::ServerContext& context, Scope scope, std::string_view chat_id,
-                         Caller* caller = nullptr) const;
+  grpc::Status Authorize(const grpc::ServerContextBase& context, Scope scope,
+                         std::string_view chat_id, Caller* caller = nullptr) const;
 
   // Sessions API (each called with mu_ held, after the request's sizes were checked).
   grpc::Status CreateSession(const baton::v1::CreateSessionRequest& request, const Caller& caller,
@@ -97,8 +112,17 @@ class Orchestrator {
   grpc::Status CancelRun(const baton::v1::CancelRunRequest& request, baton::v1::Run* response);
   void IssueChatToken(const std::string& chat_id, baton::v1::CreateSessionResponse* response) const;
   grpc::Status Close(const baton::v1::CloseRequest& request, baton::v1::Session* response);
-  grpc::Status Read(grpc::ServerContext* context, const baton::v1::ReadRequest& request,
-                    grpc::ServerWriter<baton::v1::ReadResponse>* writer);
+  // A Read stream: refused at once (no chat, over a limit), or a Follower that pages the chat's
+  // `.out` from the store and, with `follow`, waits for more; a chat token's stream ends at
+  // `token_expires`.
+  grpc::ServerWriteReactor<baton::v1::ReadResponse>* Read(const baton::v1::ReadRequest& request,
+                                                          absl::Time token_expires);
+  // Hands a waiting Follower to the pump threads (new output, its chat closed, its client gone,
+  // its token expired, shutdown).
+  void Wake(Follower& follower) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void WakeReaders(Session& session) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The pump threads: each takes a Follower off the queue and reads its next page.
+  void PumpLoop();
   baton::v1::Session SessionProto(const Session& session) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
 
   // Worker streams.
@@ -152,7 +176,14 @@ class Orchestrator {
   // Queues the run again; it is not offered for `delay` (a worker just refused it).
   void Requeue(Run& run, absl::Duration delay = absl::ZeroDuration())
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Queues a frame for the stream's writer. A stream on which the frames that cannot wait
+  // (acknowledgements, answers) fill half of max_outbox_bytes has stopped reading and is closed
+  // instead (StreamStalled).
   void Send(Conn& conn, baton::v1::GatewayFrame frame) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // More than half of max_outbox_bytes waits on the stream: assignments and deliveries wait.
+  bool Full(const Conn& conn) const;
+  // A worker that stopped reading its stream: the stream is closed as a broken one would be.
+  void StreamStalled(Conn& conn, const std::string& why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SendCancel(Run& run) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);  // to the run's worker
   void Revoke(Conn& conn, const std::string& run_id, int64_t lease_token, std::string reason)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -170,7 +201,8 @@ class Orchestrator {
   void SaveRun(const Run& run) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SaveSession(const Session& session) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  // The timer thread: accept deadlines, leases, heartbeats, suspension deadlines.
+  // The timer thread: accept deadlines, leases, heartbeats, stalled writes, Read token expiries,
+  // suspension deadlines.
   void TimerLoop();
   void Tick(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
@@ -191,6 +223,10 @@ class Orchestrator {
   int64_t next_conn_ ABSL_GUARDED_BY(mu_) = 1;
   int open_reads_ ABSL_GUARDED_BY(mu_) = 0;
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
+  // Followers with work for a pump thread, and open Reads by chat-token expiry.
+  std::deque<Follower*> pump_queue_ ABSL_GUARDED_BY(mu_);
+  std::multimap<absl::Time, Follower*> read_expiries_ ABSL_GUARDED_BY(mu_);
+  bool pumps_stop_ ABSL_GUARDED_BY(mu_) = false;
 
   Metrics metrics_;
   Counter& runs_started_;
@@ -201,18 +237,22 @@ class Orchestrator {
   Gauge& workers_;
   Gauge& free_credit_;
   Gauge& live_runs_;
+  Counter& streams_stalled_;
+  Counter& read_wakeups_;
   Gauge& readers_;
   // Queued runs by why they wait: "waiting" (their turn), "unknown-agent", "no-capacity". Counted
   // when the metrics are read.
   Gauge& queued_waiting_;
   Gauge& queued_unknown_agent_;
   Gauge& queued_no_capacity_;
+  Gauge& readers_waiting_;
   Histogram& dispatch_seconds_;
   Histogram& output_lag_seconds_;
 
   std::unique_ptr<Gateway> gateway_;
   std::unique_ptr<SessionsApi> sessions_api_;
   std::thread timer_;
+  std::vector<std::thread> pumps_;
 };
 
 }  // namespace baton::orchestrator

@@ -2,7 +2,9 @@
 #include "hooks/records.h"
 
 #include <string>
+#include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -219,6 +221,105 @@ TEST(DecodeInRecord, RejectsAnOversizedBody) {
   std::string body = StopRecordOfSize(kMaxInRecordBytes + 1);
   ExpectRejected(body, "exceeds the limit of " + std::to_string(kMaxInRecordBytes));
   ExpectRejected(body, std::to_string(kMaxInRecordBytes + 1) + " bytes");
+}
+
+// A `.in` body from `shape`, with "@" replaced by `depth` - (the levels open at "@") nested
+// arrays, so that the whole body nests exactly `depth` levels. Also the byte (from 1) of the
+// bracket that opens level limit + 1.
+struct DeepBody {
+  std::string text;
+  size_t byte_over_limit = 0;
+};
+DeepBody DeepIn(const std::string& shape, int depth, int limit) {
+  size_t at = shape.find('@');
+  int open = 0;  // the shapes hold no brackets inside strings
+  for (size_t i = 0; i < at; ++i) open += shape[i] == '{' || shape[i] == '[';
+  for (size_t i = 0; i < at; ++i) open -= shape[i] == '}' || shape[i] == ']';
+  int n = depth - open;
+  DeepBody body;
+  body.text =
+      shape.substr(0, at) + std::string(n, '[') + "1" + std::string(n, ']') + shape.substr(at + 1);
+  body.byte_over_limit = at + static_cast<size_t>(limit - open) + 1;
+  return body;
+}
+
+// Every place a client can nest data in a `.in` record is held to kMaxDataDepth, the record
+// counted whole, at depths around the limit and far beyond (the crash of issue 12).
+TEST(DecodeInRecord, RefusesARecordNestedDeeperThanTheDataLimitWhereverItNests) {
+  const std::vector<std::string> shapes = {
+      // a message part's data
+      R"({"kind":"message","payload":{"chatId":"c","trigger":"submit-message","message":{"id":"u1","role":"user","parts":[{"type":"data-x","data":@}]}}})",
+      // the payload's metadata
+      R"({"kind":"message","payload":{"chatId":"c","trigger":"submit-message","metadata":@,"message":{"id":"u1","role":"user","parts":[{"type":"text","text":"hi"}]}}})",
+      // a handover partial's tool call input
+      R"({"kind":"handover","messageId":"M","isFinal":false,"partialAssistantMessage":[{"role":"assistant","content":[{"type":"tool-call","toolCallId":"c1","toolName":"t","input":@}]}]})",
+      // anything else
+      R"({"kind":"stop","message":@})",
+  };
+  for (const std::string& shape : shapes) {
+    for (int depth : {kMaxDataDepth - 1, kMaxDataDepth, kMaxDataDepth + 1, 100000}) {
+      SCOPED_TRACE(absl::StrCat(shape.substr(0, 60), " at depth ", depth));
+      DeepBody body = DeepIn(shape, depth, kMaxDataDepth);
+      ASSERT_EQ(JsonTextTooDeep(body.text, depth), std::string_view::npos);
+      ASSERT_NE(JsonTextTooDeep(body.text, depth - 1), std::string_view::npos);
+      absl::StatusOr<InRecord> r = DecodeInRecord(1, body.text);
+      if (depth <= kMaxDataDepth) {
+        ASSERT_TRUE(r.ok()) << r.status();
+        EXPECT_EQ(JsonDepth(r->body), depth);
+        EXPECT_EQ(ParseJson(DumpJson(r->body)).value(), r->body);
+      } else {
+        ASSERT_FALSE(r.ok());
+        EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+        EXPECT_EQ(r.status().message(), absl::StrCat(".in record nests deeper than ", kMaxDataDepth,
+                                                     " levels at byte ", body.byte_over_limit));
+      }
+    }
+  }
+}
+
+TEST(DecodeInRecord, ARecordAtTheDepthLimitAndTheSizeLimitIsTaken) {
+  // Size and depth together: the deepest record that is also the largest.
+  const std::string shape = R"({"kind":"stop","message":@,"pad":""})";
+  DeepBody body = DeepIn(shape, kMaxDataDepth, kMaxDataDepth);
+  body.text.insert(body.text.size() - 2, kMaxInRecordBytes - body.text.size(), 'x');
+  ASSERT_EQ(body.text.size(), kMaxInRecordBytes);
+  absl::StatusOr<InRecord> r = DecodeInRecord(1, body.text);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(JsonDepth(r->body), kMaxDataDepth);
+  // One byte more is refused for its size, one level more for its depth.
+  EXPECT_THAT(std::string(DecodeInRecord(1, body.text + " ").status().message()),
+              HasSubstr("exceeds the limit"));
+  DeepBody deeper = DeepIn(shape, kMaxDataDepth + 1, kMaxDataDepth);
+  EXPECT_THAT(std::string(DecodeInRecord(1, deeper.text).status().message()),
+              HasSubstr("nests deeper than"));
+}
+
+TEST(InRecordFromJson, RefusesABodyBuiltTooDeepInMemory) {
+  // Built and handed over by moves only: a copy of it would itself overflow the stack.
+  auto deep = [](int depth) {
+    Json value = 1;
+    for (int i = 0; i < depth; ++i) {
+      Json outer = Json::array();
+      outer.push_back(std::move(value));
+      value = std::move(outer);
+    }
+    return value;
+  };
+  Json body = Json::object();
+  body["kind"] = "stop";
+  body["message"] = deep(100000);
+  absl::StatusOr<InRecord> r = InRecordFromJson(1, std::move(body));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().message(),
+            absl::StrCat(".in record nests deeper than ", kMaxDataDepth, " levels"));
+  Json payload = Json::object();
+  payload["metadata"] = deep(kMaxDataDepth);
+  absl::Status checked = CheckBootPayload(payload);
+  EXPECT_EQ(checked.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(checked.message(),
+            absl::StrCat("payload nests deeper than ", kMaxDataDepth, " levels"));
+  payload["metadata"] = deep(kMaxDataDepth - 1);
+  EXPECT_TRUE(CheckBootPayload(payload).ok());
 }
 
 TEST(InKindName, NamesEveryKindAsOnTheWire) {

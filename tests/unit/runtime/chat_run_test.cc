@@ -4,10 +4,13 @@
 #include <algorithm>
 #include <atomic>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "hooks/messages.h"
+#include "runtime/provider_requests.h"
 #include "runtime/testkit/test_kit.h"
+#include "runtime/wire.h"
 #include "tasks/agents.h"
 
 namespace baton {
@@ -161,6 +164,133 @@ TEST(ChatRun, AToolThatDoesNotFinishInTimeIsAToolError) {
   EXPECT_EQ(error->chunk["errorText"], "tool slow did not finish in time");
   EXPECT_EQ(kit.OutTypes().back(), "trigger:turn-complete");
   ASSERT_EQ(kit.model().calls().size(), 2u);
+}
+
+// `depth` nested arrays around 1, built by moves (a copy of a deep one would recurse).
+Json Nested(int depth) {
+  Json value = 1;
+  for (int i = 0; i < depth; ++i) {
+    Json outer = Json::array();
+    outer.push_back(std::move(value));
+    value = std::move(outer);
+  }
+  return value;
+}
+
+// What user code hands back nested deeper than data may be is never stored: a chunk it writes
+// becomes an error chunk, messages it returns or sets are the hook's error (a turn error), and
+// the chat answers the next message.
+TEST(ChatRun, JsonNestedTooDeeplyFromHooksIsAnErrorAndNeverStored) {
+  Agent agent = TextAgent();
+  agent.hooks.on_turn_start = [](const TurnStartEvent& e, ChatControl& c) {
+    if (e.turn == 0) {
+      Json chunk = Json::object();
+      chunk["type"] = "data-deep";
+      chunk["data"] = Nested(100000);
+      c.Write(std::move(chunk));
+    }
+    return absl::OkStatus();
+  };
+  agent.hooks.on_validate_messages =
+      [](const ValidateMessagesEvent& e) -> absl::StatusOr<std::vector<Json>> {
+    std::vector<Json> messages = e.messages;
+    if (MessageText(messages[0]) == "return deep") {
+      messages[0]["metadata"] = Nested(100000);
+    }
+    return messages;
+  };
+  agent.hooks.on_before_turn_complete = [](const TurnCompleteEvent& e, ChatControl& c) {
+    if (e.ui_messages.size() >= 2 &&
+        MessageText(e.ui_messages[e.ui_messages.size() - 2]) == "set deep") {
+      std::vector<Json> messages = e.ui_messages;
+      messages.back()["metadata"] = Nested(kMaxDataDepth);
+      c.SetMessages(std::move(messages));
+    }
+    return absl::OkStatus();
+  };
+  TestKit kit(agent);
+  kit.model().Push(ScriptedModel::Text("one"));
+  kit.model().Push(ScriptedModel::Text("three"));
+  kit.model().Push(ScriptedModel::Text("four"));
+  kit.Boot("submit-message", {{"message", UserMessage("u1", "hi")}});
+  std::vector<OutRecord> out = kit.out();
+  ASSERT_FALSE(out.empty());
+  EXPECT_EQ(out[0].Type(), "error");
+  EXPECT_EQ(out[0].chunk["errorText"], absl::StrCat("a \"data-deep\" chunk nests deeper than ",
+                                                    kMaxDataDepth, " levels and was dropped"));
+  EXPECT_EQ(MessageText(kit.snapshot()["messages"][1]["message"]), "one");
+
+  // The error, then the turn's end: each turn below ends with a turn-complete (and a trim).
+  auto error_then_turn_complete = [&](size_t from, const std::string& text) {
+    std::vector<OutRecord> records = kit.out();
+    for (size_t i = from; i < records.size(); ++i) {
+      if (records[i].Type() != "error" || StringField(records[i].chunk, "errorText") != text) {
+        continue;
+      }
+      for (size_t j = i + 1; j < records.size(); ++j) {
+        if (records[j].Type() == "trigger:turn-complete") return true;
+      }
+    }
+    return false;
+  };
+  size_t before = kit.out().size();
+  kit.SendText("u2", "return deep");
+  EXPECT_TRUE(error_then_turn_complete(
+      before,
+      absl::StrCat("the hook returned JSON nested deeper than ", kMaxDataDepth, " levels")));
+
+  // The model's answer streams; the transcript the hook asked for is refused, and said so.
+  before = kit.out().size();
+  kit.SendText("u3", "set deep");
+  EXPECT_TRUE(error_then_turn_complete(
+      before, absl::StrCat("SetMessages was given a message nested deeper than ", kMaxDataDepth,
+                           " levels")));
+  EXPECT_LE(JsonDepth(kit.snapshot()), kMaxJsonDepth);
+
+  kit.SendText("u4", "and now?");
+  EXPECT_EQ(MessageText(kit.snapshot()["messages"].back()["message"]), "four");
+  EXPECT_EQ(kit.state(), LocalSessions::State::kLive);
+}
+
+// The deepest JSON a client or user code may hand baton, all at once: a message part, message
+// metadata and a tool's output each at the data limit. Everything baton builds around them
+// stays inside the hard limit: every `.out` record passes the orchestrator's check, the
+// snapshot decodes, and both providers' requests parse.
+TEST(ChatRun, WhatBatonBuildsAroundTheDeepestDataStaysParseable) {
+  Agent agent = TextAgent();
+  agent.tools.push_back(Tool{"deep", "Deep output", Json{{"type", "object"}},
+                             [](const Json&, const ToolContext&) -> absl::StatusOr<Json> {
+                               return Nested(kMaxDataDepth);
+                             }});
+  TestKit kit(agent);
+  kit.model().Push(ScriptedModel::ToolCall("c1", "deep", "{}"));
+  kit.model().Push(ScriptedModel::Text("done"));
+  kit.Boot("preload");
+  // The record nests exactly kMaxDataDepth: record, payload, message, parts, part, data.
+  Json message = UserMessage("u1", "hi");
+  message["metadata"] = Nested(kMaxDataDepth - 3);
+  Json part = Json::object();
+  part["type"] = "data-x";
+  part["data"] = Nested(kMaxDataDepth - 5);
+  message["parts"].push_back(std::move(part));
+  kit.SendMessage(message);
+  ASSERT_EQ(kit.OutTypes().back(), "trigger:turn-complete");
+  EXPECT_EQ(MessageText(kit.snapshot()["messages"].back()["message"]), "done");
+  for (const OutRecord& r : kit.out()) {
+    v1::OutRecord proto = OutRecordToProto(r);
+    proto.set_seq(std::max<int64_t>(r.seq, 1));
+    EXPECT_TRUE(CheckOutRecord(proto).ok()) << CheckOutRecord(proto);
+  }
+  Json snapshot = kit.snapshot();
+  EXPECT_GT(JsonDepth(snapshot), kMaxDataDepth);  // the data is in it, wrapped
+  EXPECT_LE(JsonDepth(snapshot), kMaxJsonDepth);
+  EXPECT_TRUE(DecodeSnapshot(DumpJson(snapshot)).ok());
+  for (const ModelCall& call : kit.model().calls()) {
+    for (const Json& request : {BuildAnthropicRequest(call, {}), BuildOpenAiRequest(call, {})}) {
+      absl::StatusOr<Json> parsed = ParseJson(DumpJson(request));
+      EXPECT_TRUE(parsed.ok()) << parsed.status();
+    }
+  }
 }
 
 TEST(ChatRun, RegenerateCarryingTheUserMessageAnswersAgain) {

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "runtime/sse_parser.h"
@@ -198,6 +199,42 @@ TEST(AnthropicStream, AnErrorEventEndsTheCallAndSaysWhetherToRetry) {  // V6
   EXPECT_THAT(Describe(events),
               ElementsAre("text-start 0", "text-delta 0 Partial", "error Overloaded"));
   EXPECT_TRUE(events.back().retryable);
+}
+
+// A provider's event is outside data: nested deeper than kMaxDataDepth (here in a thinking
+// block's signature, which would be replayed to the model), the call fails before anything of
+// the event is built, and the text before it is kept.
+TEST(ProviderStreams, AnEventNestedTooDeeplyEndsTheCallWithAnError) {
+  for (int depth : {kMaxDataDepth - 4, kMaxDataDepth - 3, kMaxDataDepth - 2, 100000}) {
+    SCOPED_TRACE(depth);
+    std::string nest = std::string(depth, '[') + "1" + std::string(depth, ']');
+    // Three levels above the nest: the event, its delta, the signature's value.
+    std::vector<ModelEvent> a = Decode<AnthropicStream>(
+        {kMessageStart,
+         A("content_block_start",
+           R"({"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}})"),
+         A("content_block_delta",
+           R"({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hal"}})"),
+         A("content_block_delta",
+           R"({"type":"content_block_delta","index":0,"delta":{"x":{"y":)" + nest + "}}}")},
+        /*finish=*/false);
+    ASSERT_GE(a.size(), 2u);
+    EXPECT_EQ(Describe(a[1]), "text-delta 0 Hal");
+    bool failed = a.back().type == ModelEvent::Type::kError;
+    EXPECT_EQ(failed, depth + 3 > kMaxDataDepth);
+    if (failed) {
+      EXPECT_EQ(a.back().error,
+                absl::StrCat("the model's stream sent an event that is not JSON baton takes: JSON "
+                             "nests deeper than ",
+                             kMaxDataDepth, " levels at byte ", 56 + kMaxDataDepth));
+    }
+    std::vector<ModelEvent> o = Decode<OpenAiStream>(
+        {O(R"({"id":"r","choices":[{"index":0,"delta":{"content":"Hal"}}]})"),
+         O(R"({"id":"r","choices":[{"index":0,"delta":{"x":)" + nest + "}}]}")},
+        /*finish=*/false);
+    ASSERT_FALSE(o.empty());
+    EXPECT_EQ(o.back().type == ModelEvent::Type::kError, depth + 4 > kMaxDataDepth);
+  }
 }
 
 TEST(AnthropicStream, ATruncatedStreamIsAnError) {  // V8

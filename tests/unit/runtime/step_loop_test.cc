@@ -2,16 +2,22 @@
 // the provider wire formats are the providers' tests).
 #include "runtime/step_loop.h"
 
+#include <algorithm>
+#include <atomic>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "asio/co_spawn.hpp"
 #include "asio/detached.hpp"
 #include "asio/io_context.hpp"
+#include "asio/this_coro.hpp"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "hooks/messages.h"
 #include "hooks/records.h"
+#include "runtime/head_start.h"
 #include "runtime/scripted_model.h"
+#include "runtime/waiter.h"
 
 namespace baton {
 namespace {
@@ -270,6 +276,123 @@ TEST_F(StepLoopTest, AToolOutputTooLargeForAnOutRecordIsAToolError) {
       << results.substr(0, 300);
 }
 
+// `depth` nested arrays around 1, built by moves (a copy of a deep one would recurse).
+Json Nested(int depth) {
+  Json value = 1;
+  for (int i = 0; i < depth; ++i) {
+    Json outer = Json::array();
+    outer.push_back(std::move(value));
+    value = std::move(outer);
+  }
+  return value;
+}
+
+// A tool's output is user code's JSON: at the data limit it is the call's result; one level
+// deeper, or a hundred thousand, it is a tool error the model sees, and nothing deep is copied.
+TEST_F(StepLoopTest, AToolOutputNestedTooDeeplyIsAToolError) {
+  for (int depth : {kMaxDataDepth, kMaxDataDepth + 1, 100000}) {
+    SCOPED_TRACE(depth);
+    chunks_.clear();
+    Tool deep = Time();
+    deep.execute = [depth](const Json&, const ToolContext&) -> absl::StatusOr<Json> {
+      return Nested(depth);
+    };
+    agent_.tools = {deep};
+    model_->Push(Script(R"([{"tool_call": {"id": "t1", "name": "get_time"}}])"));
+    model_->Push(Script(R"([{"text": "Done."}])"));
+    size_t calls_before = model_->calls().size();
+    StepLoopResult r = Run();
+    EXPECT_EQ(r.finish_reason, "stop");
+    ASSERT_EQ(model_->calls().size(), calls_before + 2);
+    const Json result = model_->calls().back().messages.back();
+    bool available = false, failed = false;
+    for (const Json& c : chunks_) {
+      available = available || c["type"] == "tool-output-available";
+      failed = failed || c["type"] == "tool-output-error";
+    }
+    if (depth <= kMaxDataDepth) {
+      EXPECT_TRUE(available);
+      EXPECT_EQ(JsonDepth(result["content"][0]["output"]["value"]), depth);
+    } else {
+      EXPECT_FALSE(available);
+      EXPECT_TRUE(failed);
+      EXPECT_EQ(StringField(result["content"][0]["output"], "value"),
+                absl::StrCat("tool get_time returned output nested deeper than ", kMaxDataDepth,
+                             " levels, the most a tool's output may nest"));
+    }
+  }
+}
+
+// The model's tool-call arguments are outside data: nested deeper than their limit, they are an
+// input error (as arguments that are not JSON), streamed and final, and the turn goes on.
+TEST_F(StepLoopTest, ToolArgumentsNestedTooDeeplyAreAnInputError) {
+  agent_.tools = {Weather()};
+  std::string deep =
+      absl::StrCat(R"({"city":)", std::string(100000, '['), "1", std::string(100000, ']'), "}");
+  Json call = {{"tool_call", {{"id", "t1"}, {"name", "get_weather"}, {"input_text", deep}}}};
+  model_->Push(Script(Json::array({call}).dump().c_str()));
+  model_->Push(Script(R"([{"text": "Try again."}])"));
+  StepLoopResult r = Run();
+  EXPECT_EQ(r.finish_reason, "stop");
+  const Json* input_error = nullptr;
+  for (const Json& c : chunks_) {
+    if (c["type"] == "tool-input-error") input_error = &c;
+  }
+  ASSERT_NE(input_error, nullptr);
+  EXPECT_EQ(StringField(*input_error, "errorText"),
+            absl::StrCat("Invalid input for tool get_weather: JSON nests deeper than ",
+                         kMaxToolInputDepth, " levels at byte ", 8 + kMaxToolInputDepth));
+  // While it streamed, the partial input was never built either: the part holds none.
+  for (const Json& part : r.response["parts"]) {
+    if (StringField(part, "type") == "tool-get_weather") {
+      EXPECT_FALSE(part.contains("input"));
+    }
+  }
+}
+
+// Arguments at their limit are taken, and a head start's handover carrying them (the warm side
+// leaves the call to the worker) is a record the orchestrator takes; one level more is not.
+TEST_F(StepLoopTest, ToolArgumentsAtTheirLimitFitAHandoverRecord) {
+  for (int depth : {kMaxToolInputDepth, kMaxToolInputDepth + 1}) {
+    SCOPED_TRACE(depth);
+    chunks_.clear();
+    Tool client_side = Time();
+    client_side.execute = nullptr;  // as on the warm side: the call is left for the worker
+    agent_.tools = {client_side};
+    agent_.options.max_steps = 1;
+    std::string input = absl::StrCat(R"({"a":)", std::string(depth - 1, '['), "1",
+                                     std::string(depth - 1, ']'), "}");
+    Json call = {{"tool_call", {{"id", "t1"}, {"name", "get_time"}, {"input_text", input}}}};
+    model_->Push(Script(Json::array({call}).dump().c_str()));
+    StepLoopResult r = Run();
+    bool taken = false;
+    for (const Json& c : chunks_) taken = taken || c["type"] == "tool-input-available";
+    EXPECT_EQ(taken, depth <= kMaxToolInputDepth);
+    Json body = {{"kind", "handover"},
+                 {"partialAssistantMessage", HandoverPartial(r.response)},
+                 {"messageId", "M"},
+                 {"isFinal", false}};
+    absl::StatusOr<InRecord> record = DecodeInRecord(1, DumpJson(body));
+    EXPECT_TRUE(record.ok()) << record.status();
+    if (taken) {
+      EXPECT_EQ(JsonDepth(body), depth + 5);
+    }
+  }
+}
+
+// A model written in C++ may hand over provider metadata of any depth: the call fails as on a
+// bad event, and the turn ends with an error instead of a crash.
+TEST_F(StepLoopTest, ProviderMetadataNestedTooDeeplyFailsTheModelCall) {
+  ScriptedResponse response = ScriptedModel::Text("Hi.");
+  ASSERT_EQ(response[0].event.type, ModelEvent::Type::kTextStart);
+  response[0].event.provider_metadata = Nested(100000);
+  model_->Push(std::move(response));
+  StepLoopResult r = Run();
+  EXPECT_EQ(r.finish_reason, "error");
+  EXPECT_EQ(r.error, absl::StrCat("the model sent provider metadata nested deeper than ",
+                                  kMaxDataDepth, " levels"));
+}
+
 TEST_F(StepLoopTest, ApprovalNeededEndsTheTurnWithARequest) {
   Tool del = Time();
   del.name = "del";
@@ -339,6 +462,142 @@ TEST_F(StepLoopTest, DeniedApprovalIsReportedAndNotExecuted) {
   EXPECT_EQ(chunks_[1]["type"], "tool-output-denied");
   EXPECT_EQ(model_->calls()[0].messages.back()["content"][0]["output"]["type"], "execution-denied");
   EXPECT_EQ(r.response["parts"][1]["state"], "output-denied");
+}
+
+// The host's room for output, as a test sets it: a wait returns once `open()` holds.
+struct TestRoom {
+  Clock* clock = nullptr;
+  std::function<bool()> open;
+  int waits = 0;  // waits that found no room
+  Waiter* waiter = nullptr;
+  void Changed() {
+    if (waiter != nullptr) waiter->Notify();
+  }
+};
+
+asio::awaitable<void> WaitForTestRoom(TestRoom* room, std::stop_token stop) {
+  while (!room->open() && !stop.stop_requested()) {
+    ++room->waits;
+    Waiter waiter(co_await asio::this_coro::executor, *room->clock);
+    room->waiter = &waiter;
+    co_await waiter.Wait(absl::InfiniteFuture(), stop);
+    room->waiter = nullptr;
+  }
+}
+
+// Backpressure: while the host has no room for output, the turn pulls no more model events and
+// starts no tools; once there is room again it goes on, and its output is whole.
+TEST_F(StepLoopTest, WithoutRoomForOutputTheTurnWaitsThenGoesOnWhole) {
+  auto executed = std::make_shared<std::atomic<bool>>(false);
+  Tool weather = Weather();
+  weather.execute = [executed, inner = weather.execute](const Json& input,
+                                                        const ToolContext& context) {
+    *executed = true;
+    return inner(input, context);
+  };
+  agent_.tools = {weather};
+  model_->Push(Script(R"([{"text": ["a ", "b ", "c "]},
+      {"tool_call": {"id": "toolu_01", "name": "get_weather", "input_text": "{\"city\": \"Oslo\"}"}}])"));
+  model_->Push(Script(R"([{"text": "4 °C."}])"));
+  auto count = [this](const std::string& type) {
+    std::vector<std::string> types = Types();
+    return std::count(types.begin(), types.end(), type);
+  };
+  TestRoom room{&clock_};
+  int phase = 0;
+  room.open = [&] {
+    switch (phase) {
+      case 0:
+        return false;  // no room at all
+      case 1:
+        return count("text-delta") < 1;  // room for one delta
+      case 2:
+        return count("tool-input-available") == 0;  // room until the step's tool calls
+      default:
+        return true;
+    }
+  };
+  StepLoop::Env env{io_.get_executor(), &clock_, &pool_, "chat",
+                    [this](Json c) { chunks_.push_back(std::move(c)); }};
+  env.writable = [&room](std::stop_token stop) { return WaitForTestRoom(&room, stop); };
+  auto loop = std::make_shared<StepLoop>(agent_, std::move(env));
+  StepLoopInput input{"msg_A", Json(), Json::array({{{"role", "user"}, {"content", "hi"}}}),
+                      stop_.get_token()};
+  std::optional<StepLoopResult> result;
+  asio::co_spawn(
+      io_, [loop, input = std::move(input)]() mutable { return loop->Run(std::move(input)); },
+      [&result](std::exception_ptr e, StepLoopResult r) {
+        if (e) std::rethrow_exception(e);
+        result = std::move(r);
+      });
+  auto settle = [this] {
+    io_.restart();
+    while (io_.poll() > 0) io_.restart();
+  };
+
+  settle();  // no model call while there is no room
+  EXPECT_THAT(Types(), ElementsAre("start"));
+  EXPECT_TRUE(model_->calls().empty());
+  EXPECT_EQ(room.waits, 1);
+
+  phase = 1;  // the model is called and hands on events until the output is full again
+  room.Changed();
+  settle();
+  EXPECT_EQ(model_->calls().size(), 1u);
+  EXPECT_THAT(Types(), ElementsAre("start", "start-step", "text-start", "text-delta"));
+
+  phase = 2;  // the step's events come, but its tool does not start
+  room.Changed();
+  settle();
+  EXPECT_EQ(count("tool-input-available"), 1);
+  EXPECT_EQ(count("tool-output-available"), 0);
+  EXPECT_FALSE(*executed);
+
+  phase = 3;
+  room.Changed();
+  while (!result.has_value()) {
+    io_.restart();
+    io_.run_one();  // the tool's result comes from the pool
+  }
+  EXPECT_TRUE(*executed);
+  EXPECT_THAT(Types(), ElementsAre("start", "start-step", "text-start", "text-delta", "text-delta",
+                                   "text-delta", "text-end", "tool-input-start", "tool-input-delta",
+                                   "tool-input-available", "tool-output-available", "finish-step",
+                                   "start-step", "text-start", "text-delta", "text-end",
+                                   "finish-step", "finish"));
+  EXPECT_EQ(result->finish_reason, "stop");
+  EXPECT_GE(room.waits, 3);
+}
+
+// A stop ends a turn that waits for room, as it ends any wait.
+TEST_F(StepLoopTest, AStopEndsATurnWaitingForRoom) {
+  model_->Push(Script(R"([{"text": ["a ", "b "]}])"));
+  TestRoom room{&clock_};
+  room.open = [this] { return chunks_.size() < 4; };  // start, start-step, text-start, a delta
+  StepLoop::Env env{io_.get_executor(), &clock_, &pool_, "chat",
+                    [this](Json c) { chunks_.push_back(std::move(c)); }};
+  env.writable = [&room](std::stop_token stop) { return WaitForTestRoom(&room, stop); };
+  auto loop = std::make_shared<StepLoop>(agent_, std::move(env));
+  StepLoopInput input{"msg_A", Json(), Json::array({{{"role", "user"}, {"content", "hi"}}}),
+                      stop_.get_token()};
+  std::optional<StepLoopResult> result;
+  asio::co_spawn(
+      io_, [loop, input = std::move(input)]() mutable { return loop->Run(std::move(input)); },
+      [&result](std::exception_ptr e, StepLoopResult r) {
+        if (e) std::rethrow_exception(e);
+        result = std::move(r);
+      });
+  io_.restart();
+  while (io_.poll() > 0) io_.restart();
+  ASSERT_FALSE(result.has_value());
+  EXPECT_EQ(room.waits, 1);
+  stop_.request_stop();
+  while (!result.has_value()) {
+    io_.restart();
+    io_.run_one();
+  }
+  EXPECT_TRUE(result->stopped);
+  EXPECT_THAT(Types(), ElementsAre("start", "start-step", "text-start", "text-delta", "abort"));
 }
 
 }  // namespace

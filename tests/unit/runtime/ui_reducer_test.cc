@@ -212,6 +212,29 @@ TEST(UiReducer, ToolInputDeltaUpdatesThePartInputFromTheTextSoFar) {
   EXPECT_EQ(part.value("input", Json()), Json::parse(R"({"city":"Oslo"})")) << part.dump();
 }
 
+// A model's streamed tool input is outside data: the partial value is shown while it nests no
+// deeper than kMaxToolInputDepth, and once the text goes deeper (complete or cut short, by one
+// level or a hundred thousand) it is shown as nothing, never built.
+TEST(UiReducer, ToolInputStreamedTooDeepIsNotBuilt) {
+  for (int depth : {kMaxToolInputDepth, kMaxToolInputDepth + 1, 100000}) {
+    SCOPED_TRACE(depth);
+    UiReducer reducer;
+    ApplyAll(reducer, {R"({"type":"tool-input-start","toolCallId":"c1","toolName":"t"})"});
+    // {"a": then depth - 1 arrays: cut short first, then whole.
+    std::string open = R"({"a":)" + std::string(depth - 1, '[');
+    Json delta = {{"type", "tool-input-delta"}, {"toolCallId", "c1"}, {"inputTextDelta", open}};
+    ASSERT_TRUE(reducer.Apply(delta).ok());
+    const Json& part = reducer.message()["parts"][0];
+    EXPECT_EQ(part.contains("input"), depth <= kMaxToolInputDepth);
+    delta["inputTextDelta"] = "1" + std::string(depth - 1, ']') + "}";
+    ASSERT_TRUE(reducer.Apply(delta).ok());
+    EXPECT_EQ(part.contains("input"), depth <= kMaxToolInputDepth);
+    if (depth <= kMaxToolInputDepth) {
+      EXPECT_EQ(JsonDepth(part["input"]), depth);
+    }
+  }
+}
+
 TEST(UiReducer, RejectsToolInputDeltaForACallThatNeverStarted) {
   UiReducer reducer;
   ExpectRejected(reducer, R"({"type":"tool-input-delta","toolCallId":"c9","inputTextDelta":"{"})",

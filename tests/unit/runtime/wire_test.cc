@@ -2,6 +2,12 @@
 // Prometheus text of the metrics registry.
 #include "runtime/wire.h"
 
+#include <deque>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "runtime/metrics.h"
@@ -82,6 +88,84 @@ TEST(WireTest, DecodeSnapshotWantsAnObjectWithAMessagesArray) {
   EXPECT_FALSE(DecodeSnapshot(R"({"messages":[1]})").ok());
 }
 
+// `depth` nested arrays around 1, as text.
+std::string Nest(int depth) { return std::string(depth, '[') + "1" + std::string(depth, ']'); }
+
+// The JSON fields of the protocol at depths around their limits: client data (payloads, `.in`
+// records) at kMaxDataDepth, `.out` chunks at kMaxChunkDepth, snapshots at kMaxJsonDepth.
+// Nothing crashes, and every refusal says which field and what limit.
+TEST(WireTest, EveryJsonFieldOfTheProtocolIsHeldToItsDepthLimit) {
+  for (int depth :
+       {1, kMaxDataDepth - 1, kMaxDataDepth, kMaxDataDepth + 1, kMaxChunkDepth, kMaxChunkDepth + 1,
+        kMaxJsonDepth - 1, kMaxJsonDepth, kMaxJsonDepth + 1, 100000}) {
+    SCOPED_TRACE(depth);
+    // A chunk holds the nest one level down; a snapshot two (messages, an entry).
+    baton::v1::OutRecord out;
+    out.set_seq(1);
+    out.set_chunk_json(absl::StrCat(R"({"type":"data-x","data":)", Nest(depth - 1), "}"));
+    absl::Status checked = CheckOutRecord(out);
+    EXPECT_EQ(checked.ok(), depth <= kMaxChunkDepth) << checked;
+    EXPECT_EQ(OutRecordFromProto(out).ok(), depth <= kMaxChunkDepth);
+    if (!checked.ok()) {
+      EXPECT_THAT(std::string(checked.message()),
+                  HasSubstr(absl::StrCat(".out record 1: chunk_json: JSON nests deeper than ",
+                                         kMaxChunkDepth, " levels at byte")));
+    }
+    std::string snapshot = absl::StrCat(R"({"messages":[{"id":"m","message":)",
+                                        depth >= 3 ? Nest(depth - 3) : "1", "}]}");
+    absl::StatusOr<Json> decoded = DecodeSnapshot(snapshot);
+    EXPECT_EQ(decoded.ok(), depth <= kMaxJsonDepth);
+    if (!decoded.ok()) {
+      EXPECT_THAT(std::string(decoded.status().message()),
+                  HasSubstr(absl::StrCat("snapshot_json: JSON nests deeper than ", kMaxJsonDepth,
+                                         " levels")));
+    }
+
+    baton::v1::AssignRun assign;
+    assign.set_payload_json(absl::StrCat(R"({"chatId":"c","metadata":)", Nest(depth - 1), "}"));
+    absl::StatusOr<Assignment> payload = DecodeAssignment(assign);
+    EXPECT_EQ(payload.ok(), depth <= kMaxDataDepth);
+    if (!payload.ok()) {
+      EXPECT_THAT(std::string(payload.status().message()),
+                  HasSubstr(absl::StrCat("bad-payload: payload_json: JSON nests deeper than ",
+                                         kMaxDataDepth, " levels at byte")));
+    }
+    assign.clear_payload_json();
+    baton::v1::InRecord& pending = *assign.add_pending();
+    pending.set_seq(4);
+    pending.set_body_json(absl::StrCat(R"({"kind":"stop","message":)", Nest(depth - 1), "}"));
+    absl::StatusOr<Assignment> with_pending = DecodeAssignment(assign);
+    EXPECT_EQ(with_pending.ok(), depth <= kMaxDataDepth);
+    if (!with_pending.ok()) {
+      EXPECT_THAT(std::string(with_pending.status().message()),
+                  HasSubstr(absl::StrCat("bad-pending-record: .in record 4: .in record nests "
+                                         "deeper than ",
+                                         kMaxDataDepth, " levels at byte")));
+    }
+    EXPECT_EQ(InRecordFromProto(pending).ok(), depth <= kMaxDataDepth);
+    assign.clear_pending();
+    *assign.add_out_tail() = out;
+    EXPECT_EQ(DecodeAssignment(assign).ok(), depth <= kMaxChunkDepth);
+  }
+}
+
+// What the orchestrator stores, a worker can read: a payload CreateSession takes (with the
+// chatId it adds) decodes as an assignment's payload, at every depth it takes.
+TEST(WireTest, APayloadTheOrchestratorTakesIsOneAWorkerDecodes) {
+  for (int depth = 1; depth <= kMaxDataDepth + 1; ++depth) {
+    std::string text = absl::StrCat(R"({"metadata":)", Nest(depth - 1), "}");
+    absl::StatusOr<Json> taken = ParseJson(text, kMaxDataDepth);  // as CreateSession parses
+    if (!taken.ok() || !CheckBootPayload(*taken).ok()) {
+      EXPECT_GT(depth, kMaxDataDepth);
+      continue;
+    }
+    (*taken)["chatId"] = "c";
+    baton::v1::AssignRun assign;
+    assign.set_payload_json(DumpJson(*taken));
+    EXPECT_TRUE(DecodeAssignment(assign).ok()) << depth;
+  }
+}
+
 TEST(WireTest, TriggerNames) {
   for (const char* name :
        {"preload", "submit-message", "handover-prepare", "regenerate-message", "close"}) {
@@ -133,6 +217,226 @@ TEST(WireTest, Traceparent) {
   EXPECT_FALSE(ValidTraceparent("ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"));
   EXPECT_FALSE(ValidTraceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0\n"));
   EXPECT_FALSE(ValidTraceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01x"));
+}
+
+// ---- frames ------------------------------------------------------------------------------------
+
+// Text of `bytes` bytes with characters of 1 to 4 bytes, so that cuts fall inside them.
+std::string MixedText(size_t bytes) {
+  const char* pieces[] = {"a", "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80", " "};
+  std::string text;
+  for (size_t i = 0; text.size() < bytes; ++i) text += pieces[(i * 7) % 5];
+  return text;
+}
+
+bool ValidUtf8(const std::string& text) { return ToValidUtf8(text) == text; }
+
+baton::v1::AssignRun BigAssignment() {
+  baton::v1::AssignRun assign;
+  assign.set_run_id("run_7");
+  assign.set_attempt(2);
+  assign.set_lease_token(42);
+  assign.set_agent("chat");
+  assign.set_chat_id("c1");
+  assign.set_continuation(true);
+  assign.set_payload_json(R"({"metadata":{"k":1}})");
+  assign.set_snapshot_json(DumpJson(Json{{"messages", Json::array({MixedText(300000)})}}));
+  for (int i = 1; i <= 40; ++i) {
+    baton::v1::InRecord& r = *assign.add_pending();
+    r.set_seq(i);
+    r.set_body_json(DumpJson(Json{{"kind", "message"}, {"text", MixedText(5000)}}));
+  }
+  for (int i = 1; i <= 90; ++i) {
+    baton::v1::OutRecord& r = *assign.add_out_tail();
+    r.set_seq(i);
+    r.set_chunk_json(DumpJson(Json{{"type", "text-delta"}, {"delta", MixedText(3000)}}));
+  }
+  assign.set_out_seq(90);
+  return assign;
+}
+
+// Gathers frames as a worker does; fails the test on a frame out of place.
+baton::v1::AssignRun Reassemble(std::vector<baton::v1::GatewayFrame> frames) {
+  EXPECT_TRUE(frames.at(0).has_assign_run());
+  baton::v1::AssignRun assign = frames[0].assign_run();
+  for (size_t i = 1; i < frames.size(); ++i) {
+    EXPECT_TRUE(assign.more()) << "frame " << i << " follows the last one";
+    EXPECT_TRUE(frames[i].has_assign_more());
+    EXPECT_TRUE(MergeAssignMore(assign, frames[i].assign_more()).ok());
+  }
+  EXPECT_FALSE(assign.more());
+  return assign;
+}
+
+TEST(WireFramesTest, AnAssignmentLargerThanAFrameIsSplitAndReassembledExactly) {
+  baton::v1::AssignRun assign = BigAssignment();
+  constexpr size_t kBound = 64 << 10;
+  std::vector<baton::v1::GatewayFrame> frames = FrameAssignment(assign, kBound);
+  ASSERT_GT(frames.size(), 10u);
+  for (size_t i = 0; i < frames.size(); ++i) {
+    SCOPED_TRACE(i);
+    EXPECT_LE(frames[i].ByteSizeLong(), kBound);
+    // Every piece is UTF-8 on its own: the frame parses (protobuf checks string fields).
+    baton::v1::GatewayFrame parsed;
+    EXPECT_TRUE(parsed.ParseFromString(frames[i].SerializeAsString()));
+    const std::string& piece = frames[i].has_assign_run() ? frames[i].assign_run().snapshot_json()
+                                                          : frames[i].assign_more().snapshot_json();
+    EXPECT_TRUE(ValidUtf8(piece));
+  }
+  // The snapshot comes first, then the pending records, then the tail, each in order.
+  baton::v1::AssignRun whole = Reassemble(frames);
+  EXPECT_EQ(whole.SerializeAsString(), assign.SerializeAsString());
+}
+
+TEST(WireFramesTest, AnAssignmentThatFitsIsOneFrameAsItIs) {
+  baton::v1::AssignRun assign;
+  assign.set_run_id("run_1");
+  assign.set_lease_token(1);
+  assign.set_snapshot_json(R"({"messages":[]})");
+  assign.add_pending()->set_seq(1);
+  std::vector<baton::v1::GatewayFrame> frames = FrameAssignment(assign, 64 << 10);
+  ASSERT_EQ(frames.size(), 1u);
+  EXPECT_FALSE(frames[0].assign_run().more());
+  EXPECT_EQ(frames[0].assign_run().SerializeAsString(), assign.SerializeAsString());
+}
+
+TEST(WireFramesTest, ARecordLargerThanAFrameTravelsAloneInItsFrame) {
+  baton::v1::AssignRun assign;
+  assign.set_run_id("run_1");
+  assign.set_lease_token(1);
+  assign.set_payload_json(DumpJson(Json{{"big", std::string(200000, 'p')}}));  // over the bound
+  for (int i = 1; i <= 3; ++i) {
+    baton::v1::OutRecord& r = *assign.add_out_tail();
+    r.set_seq(i);
+    r.set_chunk_json(
+        DumpJson(Json{{"type", "text-delta"}, {"delta", std::string(i == 2 ? 300000 : 10, 'x')}}));
+  }
+  std::vector<baton::v1::GatewayFrame> frames = FrameAssignment(assign, 64 << 10);
+  // The payload alone in the AssignRun, then each record in a frame of its own: none fits
+  // beside what is larger than the bound.
+  ASSERT_EQ(frames.size(), 4u);
+  EXPECT_EQ(frames[0].assign_run().out_tail_size(), 0);
+  for (int i = 1; i <= 3; ++i) {
+    ASSERT_EQ(frames[i].assign_more().out_tail_size(), 1);
+    EXPECT_EQ(frames[i].assign_more().out_tail(0).seq(), i);
+  }
+  for (const baton::v1::GatewayFrame& f : frames)
+    EXPECT_LE(f.ByteSizeLong(), GrpcMessageLimit(64 << 10));
+  EXPECT_EQ(Reassemble(frames).SerializeAsString(), assign.SerializeAsString());
+}
+
+TEST(WireFramesTest, AnAssignMoreOfAnotherRunIsRefused) {
+  baton::v1::AssignRun assign;
+  assign.set_run_id("run_1");
+  assign.set_lease_token(1);
+  baton::v1::AssignMore more;
+  more.set_run_id("run_1");
+  more.set_lease_token(2);
+  absl::Status merged = MergeAssignMore(assign, more);
+  EXPECT_EQ(merged.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(merged.message(), HasSubstr("run_1 lease 2"));
+}
+
+baton::v1::Snapshot BigSnapshot(size_t bytes) {
+  baton::v1::Snapshot snapshot;
+  snapshot.set_run_id("run_3");
+  snapshot.set_lease_token(9);
+  snapshot.set_in_seq(4);
+  snapshot.set_out_seq(17);
+  snapshot.set_snapshot_json(DumpJson(Json{{"messages", Json::array({MixedText(bytes)})}}));
+  return snapshot;
+}
+
+TEST(WireFramesTest, ASnapshotLargerThanAFrameGoesInPiecesAndIsGatheredWhole) {
+  baton::v1::Snapshot snapshot = BigSnapshot(500000);
+  std::vector<baton::v1::Snapshot> pieces = FrameSnapshot(snapshot, 64 << 10);
+  ASSERT_GT(pieces.size(), 7u);
+  std::optional<baton::v1::Snapshot> partial;
+  for (size_t i = 0; i < pieces.size(); ++i) {
+    SCOPED_TRACE(i);
+    baton::v1::WorkerFrame frame;
+    *frame.mutable_snapshot() = pieces[i];
+    EXPECT_LE(frame.ByteSizeLong(), size_t{64 << 10});
+    EXPECT_TRUE(ValidUtf8(pieces[i].snapshot_json()));
+    EXPECT_EQ(pieces[i].more(), i + 1 < pieces.size());
+    absl::StatusOr<std::optional<baton::v1::Snapshot>> added =
+        AddSnapshotPiece(partial, pieces[i], 1 << 20);
+    ASSERT_TRUE(added.ok()) << added.status();
+    EXPECT_EQ(added->has_value(), i + 1 == pieces.size());
+    if (added->has_value()) {
+      EXPECT_EQ((*added)->SerializeAsString(), snapshot.SerializeAsString());
+      EXPECT_FALSE(partial.has_value());
+    }
+  }
+  // One that fits is one frame, taken as it is.
+  baton::v1::Snapshot small = BigSnapshot(100);
+  pieces = FrameSnapshot(small, 64 << 10);
+  ASSERT_EQ(pieces.size(), 1u);
+  absl::StatusOr<std::optional<baton::v1::Snapshot>> added =
+      AddSnapshotPiece(partial, pieces[0], 1 << 20);
+  ASSERT_TRUE(added.ok() && added->has_value());
+  EXPECT_EQ((*added)->SerializeAsString(), small.SerializeAsString());
+}
+
+TEST(WireFramesTest, SnapshotPiecesThatDisagreeOrExceedTheLimitAreRefused) {
+  std::vector<baton::v1::Snapshot> pieces = FrameSnapshot(BigSnapshot(200000), 64 << 10);
+  ASSERT_GT(pieces.size(), 2u);
+  std::optional<baton::v1::Snapshot> partial;
+  ASSERT_TRUE(AddSnapshotPiece(partial, pieces[0], 1 << 20).ok());
+  baton::v1::Snapshot other = pieces[1];
+  other.set_out_seq(18);
+  absl::StatusOr<std::optional<baton::v1::Snapshot>> added =
+      AddSnapshotPiece(partial, other, 1 << 20);
+  EXPECT_EQ(added.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_FALSE(partial.has_value());
+
+  for (size_t i = 0; i + 1 < pieces.size(); ++i) {
+    added = AddSnapshotPiece(partial, pieces[i], 100000);
+    if (!added.ok()) break;
+  }
+  EXPECT_EQ(added.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(added.status().message(), HasSubstr("exceeds the limit of 100000 bytes"));
+  EXPECT_FALSE(partial.has_value());
+}
+
+TEST(WireFramesTest, OutputIsBatchedWithinTheBound) {
+  std::deque<baton::v1::OutRecord> records;
+  for (int i = 1; i <= 200; ++i) {
+    baton::v1::OutRecord& r = records.emplace_back();
+    r.set_seq(i);
+    r.set_chunk_json(DumpJson(
+        Json{{"type", "text-delta"}, {"delta", std::string(i == 150 ? 200000 : 1000, 'x')}}));
+  }
+  std::vector<baton::v1::RunOutput> frames = FrameRunOutput("run_1", 5, records, 10, 64 << 10);
+  int64_t next = 11;
+  for (const baton::v1::RunOutput& output : frames) {
+    EXPECT_EQ(output.run_id(), "run_1");
+    EXPECT_EQ(output.lease_token(), 5);
+    ASSERT_GT(output.records_size(), 0);
+    baton::v1::WorkerFrame frame;
+    *frame.mutable_run_output() = output;
+    if (output.records_size() > 1) {
+      EXPECT_LE(frame.ByteSizeLong(), size_t{64 << 10});
+    }
+    for (const baton::v1::OutRecord& r : output.records()) EXPECT_EQ(r.seq(), next++);
+  }
+  EXPECT_EQ(next, 201);
+  EXPECT_GT(frames.size(), 3u);
+  EXPECT_TRUE(FrameRunOutput("run_1", 5, records, 200, 64 << 10).empty());
+}
+
+TEST(WireFramesTest, BoundsAndCuts) {
+  EXPECT_EQ(SendFrameBytes(0, 64 << 10), size_t{64 << 10});  // 0: the default, at most ours
+  EXPECT_EQ(SendFrameBytes(0, 8 << 20), kDefaultFrameBytes);
+  EXPECT_EQ(SendFrameBytes(1, 8 << 20), kMinFrameBytes);  // never below the least
+  EXPECT_EQ(SendFrameBytes(100000, 8 << 20), 100000u);
+  EXPECT_GE(GrpcMessageLimit(kMinFrameBytes), kMinFrameBytes + kMaxInRecordBytes);
+  std::string text = "a\xc3\xa9\xf0\x9f\x98\x80";  // a, é, 😀
+  EXPECT_EQ(Utf8Cut(text, 2), 1u);
+  EXPECT_EQ(Utf8Cut(text, 3), 3u);
+  EXPECT_EQ(Utf8Cut(text, 5), 3u);
+  EXPECT_EQ(Utf8Cut(text, 7), 7u);
+  EXPECT_EQ(Utf8Cut(text, 100), 7u);
 }
 
 TEST(MetricsTest, PrometheusText) {
