@@ -14,7 +14,8 @@
 //   --web-dir   the built page the mock serves; env BATON_WEB_DIR; default: build.mjs of
 //               tasks/web builds it into a temporary directory
 //   --out       the screenshots (one per scenario at least) and the browser's log; on failure
-//               also the page's HTML (default: a new directory under the system's temp dir)
+//               also the page's HTML (default: baton-browser-test-out in the system's temp
+//               dir; an earlier run's files there are replaced)
 //   --scenario  prompts and expected answers (default: scenario.json beside this file)
 //
 // Scenarios, in order: headStart (a message answered with step-1 text, a tool call and its
@@ -51,6 +52,8 @@ export const CHROMIUM_ARGS = [
 export const SCENARIOS = ['headStart', 'second', 'reload', 'stop', 'twoTabs', 'approval'];
 
 class TestFailure extends Error {}
+// What a stop from outside (SIGTERM, SIGINT) must undo before the process ends.
+const onStop = new Set();
 function check(condition, message) {
   if (!condition) throw new TestFailure(message);
 }
@@ -168,13 +171,25 @@ export async function runBrowserTest(options) {
   const requests = []; // every request of every page: { method, url, headers, status }
 
   const profile = await mkdtemp(join(tmpdir(), 'baton-chromium-'));
-  const context = await chromium.launchPersistentContext(profile, {
-    executablePath,
-    headless: true,
-    chromiumSandbox: false,
-    args: CHROMIUM_ARGS,
-    viewport: { width: 960, height: 900 },
-  });
+  let context;
+  const cleanup = async () => {
+    await context?.close().catch(() => {});
+    await rm(profile, { recursive: true, force: true });
+  };
+  onStop.add(cleanup);
+  try {
+    context = await chromium.launchPersistentContext(profile, {
+      executablePath,
+      headless: true,
+      chromiumSandbox: false,
+      args: CHROMIUM_ARGS,
+      viewport: { width: 960, height: 900 },
+    });
+  } catch (error) {
+    onStop.delete(cleanup);
+    await cleanup();
+    throw new TestFailure(`${executablePath} did not start: ${error.message.split('\n')[0]}`);
+  }
   context.setDefaultTimeout(timeout);
   const pages = new Map(); // name -> page
 
@@ -214,7 +229,11 @@ export async function runBrowserTest(options) {
     // The first tab is the window the browser opened with.
     const blank = pages.size === 0 ? context.pages()[0] : undefined;
     const page = watch(blank ?? (await context.newPage()), name);
-    await page.goto(`${base}${path}`);
+    try {
+      await page.goto(`${base}${path}`);
+    } catch (error) {
+      throw new TestFailure(`the page at ${base}${path} did not load: ${error.message.split('\n')[0]}`);
+    }
     await waitPage(page, 'the page loaded and found nothing to resume', (s) => s.status === 'ready');
     return page;
   }
@@ -503,8 +522,8 @@ export async function runBrowserTest(options) {
     error.step = step;
     throw error;
   } finally {
-    await context.close().catch(() => {});
-    await rm(profile, { recursive: true, force: true });
+    onStop.delete(cleanup);
+    await cleanup();
   }
   await writeFile(join(out, 'browser-test.log'), `${log.join('\n')}\n`);
   return results;
@@ -585,7 +604,7 @@ async function main() {
     console.error(`browser-test: --timeout-ms must be a positive number, not ${values['timeout-ms']}`);
     process.exit(2);
   }
-  const out = resolve(values.out ?? (await mkdtemp(join(tmpdir(), 'baton-browser-test-'))));
+  const out = resolve(values.out ?? join(tmpdir(), 'baton-browser-test-out'));
 
   let mock;
   let code = 0;
@@ -593,7 +612,9 @@ async function main() {
   for (const signal of ['SIGTERM', 'SIGINT']) {
     process.once(signal, () => {
       console.error(`browser-test: stopped by ${signal}`);
-      Promise.resolve(mock?.close()).finally(() => process.exit(1));
+      Promise.allSettled([...onStop].map((undo) => undo()))
+        .then(() => mock?.close())
+        .finally(() => process.exit(1));
     });
   }
   try {
