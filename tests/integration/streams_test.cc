@@ -148,14 +148,14 @@ TEST(StreamsTest, AWorkerThatStopsReadingIsClosedAndItsRunRetriedElsewhere) {
   Heartbeats heartbeats(raw, assign, absl::Milliseconds(100));
 
   pid_t orchestrator = stack->orchestrator().pid();
-  int64_t rss_before = ProcStatusField(orchestrator, "VmRSS");
+  [[maybe_unused]] int64_t rss_before = ProcStatusField(orchestrator, "VmRSS");
   constexpr int kAppends = 60;
   for (int i = 0; i < kAppends; ++i) stack->Append("s1", PaddedStop(1'000'000));
-  int64_t rss_appended = ProcStatusField(orchestrator, "VmRSS");
+  [[maybe_unused]] int64_t rss_appended = ProcStatusField(orchestrator, "VmRSS");
   EXPECT_TRUE(WaitForFileContains(stack->Path("orchestrator.log"),
                                   "one write has been blocked for more than 3s"));
   EXPECT_TRUE(WaitForMetric(*stack, "baton_worker_streams_stalled_total", 1));
-  int64_t rss_closed = ProcStatusField(orchestrator, "VmRSS");
+  [[maybe_unused]] int64_t rss_closed = ProcStatusField(orchestrator, "VmRSS");
 #if !defined(__SANITIZE_ADDRESS__)  // ASan keeps freed memory in quarantine
   // 60 MB were appended and 4 MiB of them queued; the rest is what the allocator keeps of the
   // appends' own buffers. Unbounded, the queue held them all (VmRSS grew by about 90 MB here).
