@@ -202,10 +202,12 @@ class HandGateway final : public v1::WorkerGateway::Service {
     absl::MutexLock lock(&mu_);
     if (stream_ != nullptr || done_) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "busy");
     stream_ = stream;
+    // The stream stays valid until the test is done with it, even once the worker has gone
+    // (its reads then fail): a test thread may still be reading it. Returning earlier freed the
+    // stream under that thread.
+    (void)context;
     auto over = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return done_; };
-    while (!mu_.AwaitWithTimeout(absl::Condition(&over), absl::Milliseconds(100))) {
-      if (context->IsCancelled()) break;
-    }
+    mu_.Await(absl::Condition(&over));
     stream_ = nullptr;
     return grpc::Status::OK;
   }

@@ -134,13 +134,15 @@ v1::AssignRun TakeRun(Stack& stack, RawWorker& raw, const std::string& chat_id) 
 // A worker that heartbeats but never reads its stream again, while 60 records of 1 MB are
 // appended to its chat. Deliveries wait in the store once half the bound (8 MiB here) is
 // queued, so the orchestrator's memory stays far below what was appended; the writer's blocked
-// write outlasts the silence limit (3 x 1 s) and the stream is closed and counted. The run
-// keeps its lease until it runs out, and is then retried on a real worker, which answers.
+// write outlasts the silence limit (3 x 2 s) and the stream is closed and counted. The run
+// keeps its lease until it runs out, and is then retried on a real worker, which answers. The
+// silence limit leaves room for that worker to take a 60 MB assignment under sanitizers on a
+// loaded machine: its event loop parses it between heartbeats.
 TEST(StreamsTest, AWorkerThatStopsReadingIsClosedAndItsRunRetriedElsewhere) {
   auto stack = Stack::Start({.script = Script({Reply("Answered elsewhere.")}),
                              .workers = 0,
                              .orchestrator_flags = {"--admin=127.0.0.1:0", "--max_outbox_mb=8",
-                                                    "--heartbeat_ms=1000", "--lease_ms=4000"}});
+                                                    "--heartbeat_ms=2000", "--lease_ms=8000"}});
   ASSERT_NE(stack, nullptr);
   std::unique_ptr<v1::WorkerGateway::Stub> gateway = OwnGateway(*stack);
   RawWorker raw(*gateway, 1, "reads-nothing");
@@ -153,7 +155,7 @@ TEST(StreamsTest, AWorkerThatStopsReadingIsClosedAndItsRunRetriedElsewhere) {
   for (int i = 0; i < kAppends; ++i) stack->Append("s1", PaddedStop(1'000'000));
   [[maybe_unused]] int64_t rss_appended = ProcStatusField(orchestrator, "VmRSS");
   EXPECT_TRUE(WaitForFileContains(stack->Path("orchestrator.log"),
-                                  "one write has been blocked for more than 3s"));
+                                  "one write has been blocked for more than 6s"));
   EXPECT_TRUE(WaitForMetric(*stack, "baton_worker_streams_stalled_total", 1));
   [[maybe_unused]] int64_t rss_closed = ProcStatusField(orchestrator, "VmRSS");
 #if !defined(__SANITIZE_ADDRESS__)  // ASan keeps freed memory in quarantine
