@@ -281,7 +281,7 @@ Json ValidateWithAiSdk(const std::string& dir, const HttpResponse& response,
   std::string base = absl::StrCat(dir, "/sse-", ++n);
   std::ofstream(base + ".head") << response.head;
   std::ofstream(base + ".body") << response.body;
-  std::vector<std::string> argv = {"node", BATON_SSE_VALIDATOR, base + ".body", "--headers",
+  std::vector<std::string> argv = {BATON_NODE, BATON_SSE_VALIDATOR, base + ".body", "--headers",
                                    base + ".head"};
   for (absl::string_view a : absl::StrSplit(extra_args, ' ', absl::SkipEmpty())) {
     argv.emplace_back(a);

@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 #include <utility>
@@ -31,7 +32,7 @@ constexpr size_t kMaxChatIdBytes = 256;
 
 HttpHeaders SseHeaders() {
   return {{"Content-Type", "text/event-stream"},
-          {"Cache-Control", "no-cache, no-transform"},
+          {"Cache-Control", "no-cache"},
           {"X-Vercel-AI-UI-Message-Stream", "v1"},
           {"X-Accel-Buffering", "no"}};
 }
@@ -156,8 +157,7 @@ class Gateway::AnswerStream : public ChatFeed::Reader,
           --skip_turns_;
           return;
         }
-        if (started_ || forward_all_) Finish("stop");
-        else Finish("stop");
+        Finish("stop");
         return;
       }
       if (record.subtype == kSessionClosed && skip_turns_ == 0) {
@@ -222,8 +222,48 @@ class Gateway::AnswerStream : public ChatFeed::Reader,
         return;
       }
     }
-    if (record.type == "finish" || record.type == "abort") ended_ = true;
+    if (record.type == "abort") {
+      // A stopped answer: its open parts are closed first, so the page shows them done rather
+      // than still streaming (the AI SDK leaves parts open at a bare abort).
+      CloseOpenParts();
+      ended_ = true;
+      Chunk(record.chunk_json);
+      return;
+    }
+    if (record.type == "finish") ended_ = true;
+    TrackParts(record);
     Chunk(record.chunk_json);
+  }
+
+  // The text and reasoning parts started and not ended yet (a finish-step forgets them all).
+  void TrackParts(const FeedRecord& record) {
+    const std::string& type = record.type;
+    if (type == "start-step") in_step_ = true;
+    if (type == "finish-step") {
+      in_step_ = false;
+      open_parts_.clear();
+      return;
+    }
+    bool start = type == "text-start" || type == "reasoning-start";
+    bool end = type == "text-end" || type == "reasoning-end";
+    if (!start && !end) return;
+    absl::StatusOr<Json> chunk = ParseJson(record.chunk_json);
+    if (!chunk.ok()) return;
+    std::string part = absl::StrCat(type.substr(0, type.find('-')), "-end");
+    std::pair<std::string, std::string> key = {part, StringField(*chunk, "id")};
+    if (start) {
+      open_parts_.push_back(std::move(key));
+    } else {
+      open_parts_.erase(std::remove(open_parts_.begin(), open_parts_.end(), key),
+                        open_parts_.end());
+    }
+  }
+
+  void CloseOpenParts() {
+    for (const auto& [end_type, id] : open_parts_) {
+      Chunk(Json{{"type", end_type}, {"id", id}}.dump());
+    }
+    open_parts_.clear();
   }
 
   void Chunk(std::string_view json) {
@@ -248,6 +288,8 @@ class Gateway::AnswerStream : public ChatFeed::Reader,
     }
     if (!ended_) {
       ended_ = true;
+      CloseOpenParts();
+      if (in_step_) Chunk(R"({"type":"finish-step"})");
       Chunk(Json{{"type", "finish"}, {"finishReason", reason}}.dump());
     }
     connection_->Write("data: [DONE]\n\n");
@@ -296,9 +338,10 @@ class Gateway::AnswerStream : public ChatFeed::Reader,
   int64_t first_chunk_ms_ = -1;
   bool started_ = false;
   bool ended_ = false;
+  bool in_step_ = false;
+  std::vector<std::pair<std::string, std::string>> open_parts_;  // ("text-end", id), ...
   bool done_ = false;
   bool counted_ = false;
-  bool forward_all_ = false;
 };
 
 // ---- the gateway ------------------------------------------------------------------------------
@@ -976,7 +1019,7 @@ asio::awaitable<void> Gateway::Rest(std::shared_ptr<HttpConnection> connection,
     }
     HttpHeaders headers = Cors(request);
     headers.emplace_back("Content-Type", "text/event-stream");
-    headers.emplace_back("Cache-Control", "no-cache, no-transform");
+    headers.emplace_back("Cache-Control", "no-cache");
     headers.emplace_back("X-Accel-Buffering", "no");
     auto stream = std::make_shared<RecordStream>(feeds_, connection, chat_id,
                                                  follow ? -1 : session->out_seq(), streams_open_,

@@ -29,26 +29,9 @@
 #include "asio/any_io_executor.hpp"
 #include "asio/ip/tcp.hpp"
 #include "asio/steady_timer.hpp"
+#include "tools/gateway/http_request.h"
 
 namespace baton::gateway {
-
-using HttpHeaders = std::vector<std::pair<std::string, std::string>>;
-
-struct HttpRequest {
-  std::string method;  // "GET", "POST", ...
-  std::string target;  // as sent: path and query
-  std::string path;    // percent-decoding is the handler's (a chat id may hold an escaped '/')
-  std::string query;   // after '?', undecoded
-  HttpHeaders headers;  // names lower-cased, in order
-  std::string body;
-  std::string peer;  // "ip:port" of the client
-
-  // The first value of header `name` (lower case), or "".
-  std::string_view Header(std::string_view name) const;
-  int HeaderCount(std::string_view name) const;
-  // A query parameter, percent-decoded ("" when absent).
-  std::string Param(std::string_view name) const;
-};
 
 struct HttpServerOptions {
   size_t max_header_bytes = 16 * 1024;       // request line and headers
@@ -86,7 +69,6 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
   void Close();
 
  private:
-  struct Parser;
   void ReadMore();
   void OnRead(size_t n);
   void Dispatch();
@@ -101,7 +83,7 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
   std::function<void(std::shared_ptr<HttpConnection>, HttpRequest)> handler_;
   std::function<void()> on_gone_;
   std::function<void()> on_close_;
-  std::unique_ptr<Parser> parser_;
+  std::unique_ptr<HttpRequestParser> parser_;
   asio::steady_timer timer_;
   std::string peer_;
   char read_buffer_[16 * 1024];
