@@ -53,29 +53,26 @@ Json HeldReply(const std::string& first, const std::string& second) {
                 {"index", 0},
                 {"delta", {{"type", "text_delta"}, {"text", text}}}};
   };
-  return Json{
-      {"format", "anthropic"},
-      {"events",
-       Json::array(
-           {{{"type", "message_start"},
-             {"message",
-              {{"id", "msg_1"},
-               {"type", "message"},
-               {"role", "assistant"},
-               {"model", "m"},
-               {"content", Json::array()},
-               {"usage", {{"input_tokens", 1}, {"output_tokens", 0}}}}}},
-            {{"type", "content_block_start"},
-             {"index", 0},
-             {"content_block", {{"type", "text"}, {"text", ""}}}},
-            delta(first),
-            {{"hold_ms", 100}},
-            delta(second),
-            {{"type", "content_block_stop"}, {"index", 0}},
-            {{"type", "message_delta"},
-             {"delta", {{"stop_reason", "end_turn"}}},
-             {"usage", {{"output_tokens", 2}}}},
-            {{"type", "message_stop"}}})}};
+  return Json{{"format", "anthropic"},
+              {"events", Json::array({{{"type", "message_start"},
+                                       {"message",
+                                        {{"id", "msg_1"},
+                                         {"type", "message"},
+                                         {"role", "assistant"},
+                                         {"model", "m"},
+                                         {"content", Json::array()},
+                                         {"usage", {{"input_tokens", 1}, {"output_tokens", 0}}}}}},
+                                      {{"type", "content_block_start"},
+                                       {"index", 0},
+                                       {"content_block", {{"type", "text"}, {"text", ""}}}},
+                                      delta(first),
+                                      {{"hold_ms", 100}},
+                                      delta(second),
+                                      {{"type", "content_block_stop"}, {"index", 0}},
+                                      {{"type", "message_delta"},
+                                       {"delta", {{"stop_reason", "end_turn"}}},
+                                       {"usage", {{"output_tokens", 2}}}},
+                                      {{"type", "message_stop"}}})}};
 }
 
 // ---- a small HTTP/1.1 client over one loopback connection --------------------------------------
@@ -312,9 +309,12 @@ class GatewayStack {
     auto g = std::unique_ptr<GatewayStack>(new GatewayStack());
     g->stack_ = Stack::Start(std::move(options));
     if (g->stack_ == nullptr) return nullptr;
-    std::vector<std::string> argv = {BATON_GATEWAY_BINARY, "--listen=127.0.0.1:0",
+    std::vector<std::string> argv = {BATON_GATEWAY_BINARY,
+                                     "--listen=127.0.0.1:0",
                                      absl::StrCat("--orchestrator=", g->stack_->address()),
-                                     "--agent=chat", "--public_create", "--web_dir="};
+                                     "--agent=chat",
+                                     "--public_create",
+                                     "--web_dir="};
     argv.insert(argv.end(), gateway_flags.begin(), gateway_flags.end());
     absl::StatusOr<std::unique_ptr<Process>> gateway =
         Process::Spawn(argv, g->stack_->Path("gateway.log"), {});
@@ -417,7 +417,8 @@ TEST(HttpGatewayTest, AToolCallAndStepTwoAreOneMessage) {
   auto g = GatewayStack::Start(
       {.script = Script({WeatherCall("Let me look.", "Lisbon"), Reply("19 degrees in Lisbon.")})});
   ASSERT_NE(g, nullptr);
-  HttpResponse response = g->PostMessage("w1", "u1", "Weather in Lisbon?", "/api/agents/weather/chat");
+  HttpResponse response =
+      g->PostMessage("w1", "u1", "Weather in Lisbon?", "/api/agents/weather/chat");
   ASSERT_EQ(response.status, 200) << response.body;
   Sse sse = ParseSse(response.body);
   std::vector<std::string> types = ChunkTypes(sse);
@@ -445,17 +446,15 @@ TEST(HttpGatewayTest, AReloadMidAnswerResumesTheWholeAnswer) {
   first.Send("POST", "/api/chat", GatewayStack::PostBody("r1", "u1", "Tell me"),
              GatewayStack::WithJson({}));
   // The first half reached the browser; the model is held.
-  HttpResponse partial = first.Read([](const std::string& body) {
-    return absl::StrContains(body, "Half ");
-  });
+  HttpResponse partial =
+      first.Read([](const std::string& body) { return absl::StrContains(body, "Half "); });
   ASSERT_EQ(partial.status, 200);
   first.Close();  // the tab reloads: the fetch is gone, the turn goes on
 
   HttpClient resumed(g->port());
   resumed.Send("GET", "/api/chat/r1/stream");
-  HttpResponse head = resumed.Read([](const std::string& body) {
-    return absl::StrContains(body, "Half ");
-  });
+  HttpResponse head =
+      resumed.Read([](const std::string& body) { return absl::StrContains(body, "Half "); });
   ASSERT_EQ(head.status, 200) << head.body;
   g->stack().llm().AdvanceScriptClock(std::chrono::milliseconds(100));
   resumed.ReadBody(head);
@@ -562,8 +561,7 @@ TEST(HttpGatewayTest, BadRequestsGetClearErrorsAndStoreNothing) {
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.name);
-    HttpResponse response =
-        g->Request(c.method, c.path, c.body, GatewayStack::WithJson({}));
+    HttpResponse response = g->Request(c.method, c.path, c.body, GatewayStack::WithJson({}));
     EXPECT_EQ(response.status, c.status) << response.body;
     if (response.status >= 400 && response.status != 413) {
       absl::StatusOr<Json> error = ParseJson(response.body);
@@ -593,21 +591,21 @@ TEST(HttpGatewayTest, BadRequestsGetClearErrorsAndStoreNothing) {
 TEST(HttpGatewayTest, TheRestMirrorCoversSessions) {
   auto g = GatewayStack::Start({.script = Script({Reply("Mirrored.")})});
   ASSERT_NE(g, nullptr);
-  HttpResponse created = g->Request(
-      "POST", "/v1/sessions",
-      DumpJson(Json{{"chatId", "m1"}, {"agent", "chat"}, {"trigger", "preload"}}),
-      GatewayStack::WithJson({}));
+  HttpResponse created =
+      g->Request("POST", "/v1/sessions",
+                 DumpJson(Json{{"chatId", "m1"}, {"agent", "chat"}, {"trigger", "preload"}}),
+                 GatewayStack::WithJson({}));
   EXPECT_EQ(created.status, 201) << created.body;
-  HttpResponse again = g->Request(
-      "POST", "/v1/sessions",
-      DumpJson(Json{{"chatId", "m1"}, {"agent", "chat"}, {"trigger", "preload"}}),
-      GatewayStack::WithJson({}));
+  HttpResponse again =
+      g->Request("POST", "/v1/sessions",
+                 DumpJson(Json{{"chatId", "m1"}, {"agent", "chat"}, {"trigger", "preload"}}),
+                 GatewayStack::WithJson({}));
   EXPECT_EQ(again.status, 200) << again.body;
 
   std::string record = DumpJson(Json{
       {"kind", "message"},
-      {"payload", {{"chatId", "m1"}, {"trigger", "submit-message"},
-                   {"message", UserMessage("u1", "Hi")}}}});
+      {"payload",
+       {{"chatId", "m1"}, {"trigger", "submit-message"}, {"message", UserMessage("u1", "Hi")}}}});
   HttpResponse appended = g->Request("POST", "/v1/sessions/m1/records", record,
                                      GatewayStack::WithJson({{"Idempotency-Key", "k1"}}));
   ASSERT_EQ(appended.status, 200) << appended.body;
@@ -627,16 +625,16 @@ TEST(HttpGatewayTest, TheRestMirrorCoversSessions) {
   EXPECT_THAT(log.headers["content-type"], HasSubstr("text/event-stream"));
   EXPECT_THAT(log.body, HasSubstr(absl::StrCat("id: ", last, "\n")));
   EXPECT_THAT(log.body, HasSubstr("Mirrored."));
-  HttpResponse resumed = g->Request("GET", "/v1/sessions/m1/records", "",
-                                    {{"Last-Event-ID", absl::StrCat(last - 1)}});
+  HttpResponse resumed =
+      g->Request("GET", "/v1/sessions/m1/records", "", {{"Last-Event-ID", absl::StrCat(last - 1)}});
   EXPECT_EQ(resumed.status, 200);
   EXPECT_THAT(resumed.body, HasSubstr(absl::StrCat("id: ", last, "\n")));
   EXPECT_THAT(resumed.body, ::testing::Not(HasSubstr(absl::StrCat("id: ", last - 1, "\n"))));
 
   HttpResponse session = g->Request("GET", "/v1/sessions/m1");
   EXPECT_EQ(session.status, 200) << session.body;
-  HttpResponse closed = g->Request("POST", "/v1/sessions/m1/close", "{}",
-                                   GatewayStack::WithJson({}));
+  HttpResponse closed =
+      g->Request("POST", "/v1/sessions/m1/close", "{}", GatewayStack::WithJson({}));
   EXPECT_EQ(closed.status, 200) << closed.body;
   HttpResponse late = g->Request("POST", "/v1/sessions/m1/records", R"({"kind":"stop"})",
                                  GatewayStack::WithJson({}));
@@ -648,7 +646,8 @@ TEST(HttpGatewayTest, TheRestMirrorCoversSessions) {
 TEST(HttpGatewayTest, PreloadBootsTheRunBeforeTheFirstMessage) {
   auto g = GatewayStack::Start({.script = Script({Reply("Warm already.")})});
   ASSERT_NE(g, nullptr);
-  HttpResponse preload = g->Request("POST", "/api/chat/p1/preload", "{}", GatewayStack::WithJson({}));
+  HttpResponse preload =
+      g->Request("POST", "/api/chat/p1/preload", "{}", GatewayStack::WithJson({}));
   ASSERT_EQ(preload.status, 200) << preload.body;
   EXPECT_TRUE(g->stack().WaitForRunState("p1", v1::RUN_STATE_RUNNING));
   EXPECT_TRUE(g->stack().hooks().WaitFor("onPreload"));

@@ -33,7 +33,8 @@ FeedRecord FeedRecord::From(const v1::OutRecord& record) {
   if (record.has_control()) {
     r.control = true;
     r.subtype = record.control().subtype();
-    for (const v1::Header& h : record.control().headers()) r.headers.emplace_back(h.name(), h.value());
+    for (const v1::Header& h : record.control().headers())
+      r.headers.emplace_back(h.name(), h.value());
     return r;
   }
   r.chunk_json = record.chunk_json();
@@ -158,8 +159,8 @@ void ChatFeed::Trim() {
 void ChatFeed::OnUpstreamEnd(absl::Status status) {
   upstream_.reset();
   absl::StatusCode code = status.code();
-  bool transient = code == absl::StatusCode::kUnavailable ||
-                   code == absl::StatusCode::kInternal || code == absl::StatusCode::kUnknown ||
+  bool transient = code == absl::StatusCode::kUnavailable || code == absl::StatusCode::kInternal ||
+                   code == absl::StatusCode::kUnknown ||
                    code == absl::StatusCode::kDeadlineExceeded ||
                    code == absl::StatusCode::kResourceExhausted ||
                    code == absl::StatusCode::kAborted || code == absl::StatusCode::kCancelled;

@@ -66,11 +66,16 @@ absl::StatusOr<std::string> ChatIdOf(std::string_view segment) {
 
 std::string ContentType(std::string_view path) {
   static const std::pair<const char*, const char*> kTypes[] = {
-      {".html", "text/html; charset=utf-8"}, {".js", "text/javascript; charset=utf-8"},
-      {".mjs", "text/javascript; charset=utf-8"}, {".css", "text/css; charset=utf-8"},
-      {".json", "application/json"}, {".svg", "image/svg+xml"},
-      {".png", "image/png"}, {".ico", "image/x-icon"},
-      {".map", "application/json"}, {".txt", "text/plain; charset=utf-8"}};
+      {".html", "text/html; charset=utf-8"},
+      {".js", "text/javascript; charset=utf-8"},
+      {".mjs", "text/javascript; charset=utf-8"},
+      {".css", "text/css; charset=utf-8"},
+      {".json", "application/json"},
+      {".svg", "image/svg+xml"},
+      {".png", "image/png"},
+      {".ico", "image/x-icon"},
+      {".map", "application/json"},
+      {".txt", "text/plain; charset=utf-8"}};
   for (const auto& [ext, type] : kTypes) {
     if (absl::EndsWith(absl::string_view(path.data(), path.size()), ext)) return type;
   }
@@ -81,21 +86,34 @@ std::string ContentType(std::string_view path) {
 
 int HttpStatusOf(absl::StatusCode code) {
   switch (code) {
-    case absl::StatusCode::kOk: return 200;
+    case absl::StatusCode::kOk:
+      return 200;
     case absl::StatusCode::kInvalidArgument:
-    case absl::StatusCode::kOutOfRange: return 400;
-    case absl::StatusCode::kUnauthenticated: return 401;
-    case absl::StatusCode::kPermissionDenied: return 403;
-    case absl::StatusCode::kNotFound: return 404;
+    case absl::StatusCode::kOutOfRange:
+      return 400;
+    case absl::StatusCode::kUnauthenticated:
+      return 401;
+    case absl::StatusCode::kPermissionDenied:
+      return 403;
+    case absl::StatusCode::kNotFound:
+      return 404;
     case absl::StatusCode::kAlreadyExists:
-    case absl::StatusCode::kAborted: return 409;
-    case absl::StatusCode::kFailedPrecondition: return 412;
-    case absl::StatusCode::kResourceExhausted: return 429;
-    case absl::StatusCode::kCancelled: return 499;
-    case absl::StatusCode::kUnimplemented: return 501;
-    case absl::StatusCode::kUnavailable: return 503;
-    case absl::StatusCode::kDeadlineExceeded: return 504;
-    default: return 500;
+    case absl::StatusCode::kAborted:
+      return 409;
+    case absl::StatusCode::kFailedPrecondition:
+      return 412;
+    case absl::StatusCode::kResourceExhausted:
+      return 429;
+    case absl::StatusCode::kCancelled:
+      return 499;
+    case absl::StatusCode::kUnimplemented:
+      return 501;
+    case absl::StatusCode::kUnavailable:
+      return 503;
+    case absl::StatusCode::kDeadlineExceeded:
+      return 504;
+    default:
+      return 500;
   }
 }
 
@@ -170,8 +188,9 @@ class Gateway::AnswerStream : public ChatFeed::Reader,
         // this stream cannot take parts back: it says so and ends. A reload shows the new
         // answer.
         Chunk(Json{{"type", "error"},
-                   {"errorText", "The answer was interrupted and is being given again: reload "
-                                 "to see it."}}
+                   {"errorText",
+                    "The answer was interrupted and is being given again: reload "
+                    "to see it."}}
                   .dump());
         Finish("error");
       }
@@ -420,9 +439,8 @@ void Gateway::Error(const std::shared_ptr<HttpConnection>& connection, const Htt
   connection->Respond(http, std::move(headers), DumpJson(body));
 }
 
-void Gateway::Json200(const std::shared_ptr<HttpConnection>& connection,
-                      const HttpRequest& request, int http_status, const Json& body,
-                      HttpHeaders extra) {
+void Gateway::Json200(const std::shared_ptr<HttpConnection>& connection, const HttpRequest& request,
+                      int http_status, const Json& body, HttpHeaders extra) {
   HttpHeaders headers = Cors(request);
   headers.emplace_back("Content-Type", "application/json");
   for (auto& h : extra) headers.push_back(std::move(h));
@@ -521,8 +539,8 @@ void Gateway::StreamAnswer(std::shared_ptr<HttpConnection> connection, const Htt
   HttpHeaders headers = Cors(request);
   headers.emplace_back("x-baton-chat-id", chat_id);
   for (auto& h : extra) headers.push_back(std::move(h));
-  auto stream = std::make_shared<AnswerStream>(*this, std::move(connection), chat_id, skip_turns,
-                                               received);
+  auto stream =
+      std::make_shared<AnswerStream>(*this, std::move(connection), chat_id, skip_turns, received);
   stream->Begin(after_seq, token, std::move(headers));
 }
 
@@ -539,7 +557,8 @@ asio::awaitable<void> Gateway::ChatPost(std::shared_ptr<HttpConnection> connecti
   absl::StatusOr<Json> body = ParseJson(request.body);
   if (!body.ok()) {
     Error(connection, request,
-          absl::InvalidArgumentError(absl::StrCat("the body is not JSON: ", body.status().message())));
+          absl::InvalidArgumentError(
+              absl::StrCat("the body is not JSON: ", body.status().message())));
     co_return;
   }
   if (!body->is_object()) {
@@ -556,9 +575,9 @@ asio::awaitable<void> Gateway::ChatPost(std::shared_ptr<HttpConnection> connecti
   if (trigger.empty()) trigger = "submit-message";
   if (trigger != "submit-message" && trigger != "regenerate-message") {
     Error(connection, request,
-          absl::InvalidArgumentError(absl::StrCat(
-              "\"trigger\" must be \"submit-message\" or \"regenerate-message\", not ",
-              Quoted(trigger))));
+          absl::InvalidArgumentError(
+              absl::StrCat("\"trigger\" must be \"submit-message\" or \"regenerate-message\", not ",
+                           Quoted(trigger))));
     co_return;
   }
   const Json* messages = FindField(*body, "messages");
@@ -608,9 +627,9 @@ asio::awaitable<void> Gateway::ChatPost(std::shared_ptr<HttpConnection> connecti
                 absl::Now() - known->second.at <= options_.retry_window;
         if (!retry && !created->chat_token().empty()) {
           Error(connection, request,
-                absl::UnauthenticatedError(absl::StrCat(
-                    "chat ", Quoted(chat_id), " exists: send its chat token as "
-                    "\"Authorization: Bearer <token>\"")));
+                absl::UnauthenticatedError(absl::StrCat("chat ", Quoted(chat_id),
+                                                        " exists: send its chat token as "
+                                                        "\"Authorization: Bearer <token>\"")));
           co_return;
         }
       } else {
@@ -676,8 +695,8 @@ asio::awaitable<void> Gateway::ChatPost(std::shared_ptr<HttpConnection> connecti
                  std::move(extra));
     co_return;
   }
-  StreamAnswer(connection, request, chat_id, *token, appended->out_seq(),
-               appended->turns_before(), received, std::move(extra));
+  StreamAnswer(connection, request, chat_id, *token, appended->out_seq(), appended->turns_before(),
+               received, std::move(extra));
 }
 
 asio::awaitable<void> Gateway::ChatResume(std::shared_ptr<HttpConnection> connection,
@@ -827,9 +846,9 @@ class RecordStream : public ChatFeed::Reader, public std::enable_shared_from_thi
 
   void OnRecord(const FeedRecord& record) override {
     if (done_) return;
-    std::string event = absl::StrCat("id: ", record.seq, "\nevent: ",
-                                     record.control ? "control" : "chunk", "\ndata: ",
-                                     DumpJson(RecordJson(record)), "\n\n");
+    std::string event =
+        absl::StrCat("id: ", record.seq, "\nevent: ", record.control ? "control" : "chunk",
+                     "\ndata: ", DumpJson(RecordJson(record)), "\n\n");
     if (!connection_->Write(event)) {
       Leave();
       return;
@@ -841,12 +860,12 @@ class RecordStream : public ChatFeed::Reader, public std::enable_shared_from_thi
   void OnFeedError(const absl::Status& status) override {
     feed_ = nullptr;
     if (!status.ok() && !done_) {
-      connection_->Write(absl::StrCat(
-          "event: error\ndata: ",
-          DumpJson(Json{{"error",
-                         {{"code", absl::StatusCodeToString(status.code())},
-                          {"message", std::string(status.message())}}}}),
-          "\n\n"));
+      connection_->Write(
+          absl::StrCat("event: error\ndata: ",
+                       DumpJson(Json{{"error",
+                                      {{"code", absl::StatusCodeToString(status.code())},
+                                       {"message", std::string(status.message())}}}}),
+                       "\n\n"));
     }
     End();
   }
@@ -896,8 +915,8 @@ class RecordStream : public ChatFeed::Reader, public std::enable_shared_from_thi
 
 }  // namespace
 
-asio::awaitable<void> Gateway::Rest(std::shared_ptr<HttpConnection> connection,
-                                    HttpRequest request, std::vector<std::string> segments) {
+asio::awaitable<void> Gateway::Rest(std::shared_ptr<HttpConnection> connection, HttpRequest request,
+                                    std::vector<std::string> segments) {
   absl::StatusOr<std::string> token = BearerToken(request);
   if (!token.ok()) {
     Error(connection, request, token.status());
@@ -1030,7 +1049,8 @@ asio::awaitable<void> Gateway::Rest(std::shared_ptr<HttpConnection> connection,
   if (what == "runs" && method == "GET") {
     v1::ListRunsRequest list;
     list.set_chat_id(chat_id);
-    absl::StatusOr<v1::ListRunsResponse> runs = co_await sessions_.ListRuns(std::move(list), *token);
+    absl::StatusOr<v1::ListRunsResponse> runs =
+        co_await sessions_.ListRuns(std::move(list), *token);
     if (!runs.ok()) {
       Error(connection, request, runs.status());
       co_return;

@@ -35,10 +35,10 @@
 namespace baton::gateway {
 
 struct GatewayOptions {
-  std::string base = "/api/chat";  // the AI SDK transport's `api`
-  std::string agent;               // the agent of chats whose request names none
-  std::string web_dir;             // the demo page's files; "" serves none
-  std::string static_dir;          // the user's own files, served after the page's; "" none
+  std::string base = "/api/chat";         // the AI SDK transport's `api`
+  std::string agent;                      // the agent of chats whose request names none
+  std::string web_dir;                    // the demo page's files; "" serves none
+  std::string static_dir;                 // the user's own files, served after the page's; "" none
   std::vector<std::string> cors_origins;  // allowed Origins ("*": any); empty: no CORS
   // Requests without a token may create chats (and get their chat token in the answer).
   bool public_create = false;
@@ -71,12 +71,12 @@ class Gateway {
   // The AI SDK transport.
   asio::awaitable<void> ChatPost(std::shared_ptr<HttpConnection> connection, HttpRequest request,
                                  std::string agent);
-  asio::awaitable<void> ChatResume(std::shared_ptr<HttpConnection> connection,
-                                   HttpRequest request, std::string chat_id);
+  asio::awaitable<void> ChatResume(std::shared_ptr<HttpConnection> connection, HttpRequest request,
+                                   std::string chat_id);
   asio::awaitable<void> ChatStop(std::shared_ptr<HttpConnection> connection, HttpRequest request,
                                  std::string chat_id);
-  asio::awaitable<void> ChatPreload(std::shared_ptr<HttpConnection> connection,
-                                    HttpRequest request, std::string chat_id, std::string agent);
+  asio::awaitable<void> ChatPreload(std::shared_ptr<HttpConnection> connection, HttpRequest request,
+                                    std::string chat_id, std::string agent);
   // The REST mirror.
   asio::awaitable<void> Rest(std::shared_ptr<HttpConnection> connection, HttpRequest request,
                              std::vector<std::string> segments);

@@ -18,7 +18,7 @@ std::string PercentDecode(std::string_view text, bool plus_is_space) {
     int hi = 0;
     int lo = 0;
     auto hex = [](char h) {
-      return h >= '0' && h <= '9' ? h - '0'
+      return h >= '0' && h <= '9'   ? h - '0'
              : h >= 'a' && h <= 'f' ? h - 'a' + 10
              : h >= 'A' && h <= 'F' ? h - 'A' + 10
                                     : -1;
@@ -128,8 +128,8 @@ struct HttpRequestParser::Impl {
       Impl& self = *static_cast<Impl*>(p->data);
       if (self.request.body.size() + n > self.max_body_bytes) {
         self.error_status = 413;
-        self.error = absl::StrCat("the request body exceeds the limit of ",
-                                  self.max_body_bytes, " bytes");
+        self.error =
+            absl::StrCat("the request body exceeds the limit of ", self.max_body_bytes, " bytes");
         return -1;
       }
       self.request.body.append(at, n);

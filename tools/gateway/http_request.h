@@ -18,10 +18,10 @@ namespace baton::gateway {
 using HttpHeaders = std::vector<std::pair<std::string, std::string>>;
 
 struct HttpRequest {
-  std::string method;  // "GET", "POST", ...
-  std::string target;  // as sent: path and query
-  std::string path;    // percent-decoding is the handler's (a chat id may hold an escaped '/')
-  std::string query;   // after '?', undecoded
+  std::string method;   // "GET", "POST", ...
+  std::string target;   // as sent: path and query
+  std::string path;     // percent-decoding is the handler's (a chat id may hold an escaped '/')
+  std::string query;    // after '?', undecoded
   HttpHeaders headers;  // names lower-cased, in order
   std::string body;
   std::string peer;  // "ip:port" of the client

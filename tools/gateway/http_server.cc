@@ -8,10 +8,10 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "asio/buffer.hpp"
-#include "runtime/log.h"
 #include "asio/post.hpp"
 #include "asio/write.hpp"
 #include "hooks/json.h"
+#include "runtime/log.h"
 
 namespace baton::gateway {
 
@@ -19,28 +19,50 @@ using asio::ip::tcp;
 
 const char* StatusText(int status) {
   switch (status) {
-    case 200: return "OK";
-    case 201: return "Created";
-    case 204: return "No Content";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 411: return "Length Required";
-    case 412: return "Precondition Failed";
-    case 413: return "Content Too Large";
-    case 415: return "Unsupported Media Type";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    default: return "Status";
+    case 200:
+      return "OK";
+    case 201:
+      return "Created";
+    case 204:
+      return "No Content";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 408:
+      return "Request Timeout";
+    case 409:
+      return "Conflict";
+    case 411:
+      return "Length Required";
+    case 412:
+      return "Precondition Failed";
+    case 413:
+      return "Content Too Large";
+    case 415:
+      return "Unsupported Media Type";
+    case 429:
+      return "Too Many Requests";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 500:
+      return "Internal Server Error";
+    case 501:
+      return "Not Implemented";
+    case 502:
+      return "Bad Gateway";
+    case 503:
+      return "Service Unavailable";
+    case 504:
+      return "Gateway Timeout";
+    default:
+      return "Status";
   }
 }
 
@@ -54,7 +76,8 @@ HttpConnection::HttpConnection(
       options_(options),
       handler_(std::move(handler)),
       on_gone_(std::move(on_gone)),
-      parser_(std::make_unique<HttpRequestParser>(options.max_header_bytes, options.max_body_bytes)),
+      parser_(
+          std::make_unique<HttpRequestParser>(options.max_header_bytes, options.max_body_bytes)),
       timer_(socket_.get_executor()) {
   asio::error_code ec;
   tcp::endpoint remote = socket_.remote_endpoint(ec);
@@ -92,15 +115,14 @@ void HttpConnection::ReadMore() {
   if (reading_ || closed_) return;
   reading_ = true;
   std::shared_ptr<HttpConnection> self = shared_from_this();
-  socket_.async_read_some(asio::buffer(read_buffer_),
-                          [self](const asio::error_code& ec, size_t n) {
-                            self->reading_ = false;
-                            if (ec) {
-                              self->Close();
-                              return;
-                            }
-                            self->OnRead(n);
-                          });
+  socket_.async_read_some(asio::buffer(read_buffer_), [self](const asio::error_code& ec, size_t n) {
+    self->reading_ = false;
+    if (ec) {
+      self->Close();
+      return;
+    }
+    self->OnRead(n);
+  });
 }
 
 void HttpConnection::OnRead(size_t n) {
@@ -221,7 +243,10 @@ void HttpConnection::Flush() {
   std::shared_ptr<HttpConnection> self = shared_from_this();
   asio::async_write(socket_, buffers, [self, count](const asio::error_code& ec, size_t) {
     self->writing_ = false;
-    if (ec) {
+    if (ec || self->closed_) {
+      // The buffers of this write are freed only now that it is over (Close leaves them).
+      self->outbox_.clear();
+      self->buffered_ = 0;
       self->Close();
       return;
     }
@@ -243,8 +268,7 @@ void HttpConnection::Fail(int status, std::string_view message) {
   const char* code = status == 413 || status == 431 ? "RESOURCE_EXHAUSTED"
                      : status == 408                ? "DEADLINE_EXCEEDED"
                                                     : "INVALID_ARGUMENT";
-  std::string body =
-      DumpJson(Json{{"error", {{"code", code}, {"message", std::string(message)}}}});
+  std::string body = DumpJson(Json{{"error", {{"code", code}, {"message", std::string(message)}}}});
   Respond(status, {{"Content-Type", "application/json"}}, std::move(body));
 }
 
@@ -255,8 +279,11 @@ void HttpConnection::Close() {
   asio::error_code ec;
   socket_.shutdown(tcp::socket::shutdown_both, ec);
   socket_.close(ec);
-  outbox_.clear();
-  buffered_ = 0;
+  // A write in flight still reads its buffers from the outbox: they go when it completes.
+  if (!writing_) {
+    outbox_.clear();
+    buffered_ = 0;
+  }
   if (busy_ && on_close_) std::exchange(on_close_, nullptr)();
 }
 
@@ -279,8 +306,7 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(asio::any_io_execu
   int port = 0;
   if (colon == std::string::npos || !absl::SimpleAtoi(address.substr(colon + 1), &port) ||
       port < 0 || port > 65535) {
-    return absl::InvalidArgumentError(absl::StrCat("--listen: \"", address,
-                                                   "\" is not host:port"));
+    return absl::InvalidArgumentError(absl::StrCat("--listen: \"", address, "\" is not host:port"));
   }
   std::string host = address.substr(0, colon);
   if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
@@ -320,8 +346,8 @@ void HttpServer::Accept() {
         socket.close(ignored);  // over the limit: refused before anything is read
       } else {
         ++connections_;
-        auto connection = std::make_shared<HttpConnection>(
-            std::move(socket), options_, handler_, [this, alive] {
+        auto connection =
+            std::make_shared<HttpConnection>(std::move(socket), options_, handler_, [this, alive] {
               if (!alive.expired() && *alive.lock()) --connections_;
             });
         connection->Start();

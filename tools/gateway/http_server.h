@@ -34,9 +34,9 @@
 namespace baton::gateway {
 
 struct HttpServerOptions {
-  size_t max_header_bytes = 16 * 1024;       // request line and headers
-  size_t max_body_bytes = 8 * 1024 * 1024;   // larger: 413, the body is not read
-  size_t max_buffered = 1024 * 1024;         // unsent bytes a streamed response may queue
+  size_t max_header_bytes = 16 * 1024;                // request line and headers
+  size_t max_body_bytes = 8 * 1024 * 1024;            // larger: 413, the body is not read
+  size_t max_buffered = 1024 * 1024;                  // unsent bytes a streamed response may queue
   absl::Duration header_timeout = absl::Seconds(30);  // to send a whole request head
   absl::Duration idle_timeout = absl::Seconds(75);    // keep-alive between requests
   int max_connections = 20000;

@@ -28,8 +28,7 @@
 #endif
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:8080", "host:port to serve HTTP on (port 0 picks one)");
-ABSL_FLAG(std::string, orchestrator, "127.0.0.1:7400",
-          "the orchestrator: host:port or unix:/path");
+ABSL_FLAG(std::string, orchestrator, "127.0.0.1:7400", "the orchestrator: host:port or unix:/path");
 ABSL_FLAG(std::string, agent, "", "the agent of chats whose request names none");
 ABSL_FLAG(std::string, base, "/api/chat", "the path of the AI SDK chat transport (its `api`)");
 ABSL_FLAG(std::string, web_dir, BATON_WEB_DIR,
@@ -57,12 +56,12 @@ int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
   std::signal(SIGPIPE, SIG_IGN);
 
-  absl::StatusOr<baton::ClientSecurity> security = baton::LoadClientSecurity(
-      {.token_env = absl::GetFlag(FLAGS_token_env),
-       .tls = absl::GetFlag(FLAGS_tls),
-       .tls_ca = absl::GetFlag(FLAGS_tls_ca),
-       .tls_cert = absl::GetFlag(FLAGS_tls_cert),
-       .tls_key = absl::GetFlag(FLAGS_tls_key)});
+  absl::StatusOr<baton::ClientSecurity> security =
+      baton::LoadClientSecurity({.token_env = absl::GetFlag(FLAGS_token_env),
+                                 .tls = absl::GetFlag(FLAGS_tls),
+                                 .tls_ca = absl::GetFlag(FLAGS_tls_ca),
+                                 .tls_cert = absl::GetFlag(FLAGS_tls_cert),
+                                 .tls_key = absl::GetFlag(FLAGS_tls_key)});
   if (!security.ok()) {
     std::fprintf(stderr, "baton-gateway: %s\n", security.status().ToString().c_str());
     return 1;

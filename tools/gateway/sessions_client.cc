@@ -145,7 +145,7 @@ asio::awaitable<absl::StatusOr<v1::AppendResponse>> SessionsClient::Append(
 }
 
 asio::awaitable<absl::StatusOr<v1::Session>> SessionsClient::Get(v1::GetRequest request,
-                                                                std::string token) {
+                                                                 std::string token) {
   auto* stub = stub_.get();
   auto start = [stub](grpc::ClientContext* c, const v1::GetRequest* q, v1::Session* r,
                       std::function<void(grpc::Status)> done) {
@@ -158,8 +158,8 @@ asio::awaitable<absl::StatusOr<v1::Session>> SessionsClient::Get(v1::GetRequest 
 asio::awaitable<absl::StatusOr<v1::ListRunsResponse>> SessionsClient::ListRuns(
     v1::ListRunsRequest request, std::string token) {
   auto* stub = stub_.get();
-  auto start = [stub](grpc::ClientContext* c, const v1::ListRunsRequest* q,
-                      v1::ListRunsResponse* r, std::function<void(grpc::Status)> done) {
+  auto start = [stub](grpc::ClientContext* c, const v1::ListRunsRequest* q, v1::ListRunsResponse* r,
+                      std::function<void(grpc::Status)> done) {
     stub->async()->ListRuns(c, q, r, std::move(done));
   };
   co_return co_await Unary<v1::ListRunsRequest, v1::ListRunsResponse>(
@@ -167,7 +167,7 @@ asio::awaitable<absl::StatusOr<v1::ListRunsResponse>> SessionsClient::ListRuns(
 }
 
 asio::awaitable<absl::StatusOr<v1::Run>> SessionsClient::CancelRun(v1::CancelRunRequest request,
-                                                                  std::string token) {
+                                                                   std::string token) {
   auto* stub = stub_.get();
   auto start = [stub](grpc::ClientContext* c, const v1::CancelRunRequest* q, v1::Run* r,
                       std::function<void(grpc::Status)> done) {
@@ -178,7 +178,7 @@ asio::awaitable<absl::StatusOr<v1::Run>> SessionsClient::CancelRun(v1::CancelRun
 }
 
 asio::awaitable<absl::StatusOr<v1::Session>> SessionsClient::Close(v1::CloseRequest request,
-                                                                  std::string token) {
+                                                                   std::string token) {
   auto* stub = stub_.get();
   auto start = [stub](grpc::ClientContext* c, const v1::CloseRequest* q, v1::Session* r,
                       std::function<void(grpc::Status)> done) {

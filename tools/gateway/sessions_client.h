@@ -33,13 +33,13 @@ class SessionsClient {
   asio::awaitable<absl::StatusOr<baton::v1::AppendResponse>> Append(
       baton::v1::AppendRequest request, std::string token);
   asio::awaitable<absl::StatusOr<baton::v1::Session>> Get(baton::v1::GetRequest request,
-                                                         std::string token);
+                                                          std::string token);
   asio::awaitable<absl::StatusOr<baton::v1::ListRunsResponse>> ListRuns(
       baton::v1::ListRunsRequest request, std::string token);
   asio::awaitable<absl::StatusOr<baton::v1::Run>> CancelRun(baton::v1::CancelRunRequest request,
-                                                           std::string token);
+                                                            std::string token);
   asio::awaitable<absl::StatusOr<baton::v1::Session>> Close(baton::v1::CloseRequest request,
-                                                           std::string token);
+                                                            std::string token);
 
   // A Read of `.out`. `on_record` gets each record, `on_end` the stream's end, once; both on the
   // executor. Cancel() ends it early (on_end then gets CANCELLED). The stream keeps itself alive

@@ -821,7 +821,9 @@ grpc::Status Orchestrator::Append(const v1::AppendRequest& request, v1::AppendRe
     return grpc::Status(grpc::StatusCode::NOT_FOUND, absl::StrCat("no chat ", request.chat_id()));
   }
   Session& session = *it->second;
-  if (session.row.state == "closed") {
+  // Closed, or closing: once Close stored its record, nothing after it would be answered (the
+  // run ends at the close), so nothing more is taken.
+  if (session.row.state == "closed" || (session.close_appended && !closing)) {
     return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
                         absl::StrCat("chat ", request.chat_id(), " is closed"));
   }
