@@ -206,7 +206,9 @@ class HttpClient {
   bool Fill() {
     if (fd_ < 0) return false;
     pollfd p{fd_, POLLIN, 0};
-    int ready = poll(&p, 1, static_cast<int>(kLimit.count()));
+    int ready = poll(
+        &p, 1,
+        static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(kLimit).count()));
     if (ready <= 0) return false;
     char chunk[16384];
     ssize_t n = recv(fd_, chunk, sizeof(chunk), 0);
@@ -583,6 +585,35 @@ TEST(HttpGatewayTest, BadRequestsGetClearErrorsAndStoreNothing) {
     EXPECT_EQ(g->stack().sessions().Get(&context, get, &session).error_code(),
               grpc::StatusCode::NOT_FOUND);
   }
+  EXPECT_TRUE(g->stack().llm().requests().empty());
+}
+
+// Without --public_create, a request with no token is refused (401) before anything is done:
+// the gateway's own token never stands in for an anonymous caller.
+TEST(HttpGatewayTest, WithoutPublicCreateARequestWithNoTokenIsRefused) {
+  auto g = GatewayStack::Start({.script = Script({Reply("Never.")})}, {"--public_create=false"});
+  ASSERT_NE(g, nullptr);
+  g->stack().Create("x1", "chat", "preload");
+  struct Case {
+    std::string method, path, body;
+  };
+  std::vector<Case> cases = {
+      {"POST", "/api/chat", GatewayStack::PostBody("new", "u1", "Hi")},
+      {"GET", "/api/chat/x1/stream", ""},
+      {"POST", "/api/chat/x1/stop", ""},
+      {"POST", "/api/chat/x1/preload", "{}"},
+      {"GET", "/v1/sessions/x1", ""},
+      {"GET", "/v1/sessions/x1/records?after=0", ""},
+      {"POST", "/v1/sessions/x1/records", R"({"kind":"stop"})"},
+      {"POST", "/v1/sessions/x1/close", "{}"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.method + " " + c.path);
+    HttpResponse response = g->Request(c.method, c.path, c.body, GatewayStack::WithJson({}));
+    EXPECT_EQ(response.status, 401) << response.body;
+  }
+  EXPECT_EQ(g->stack().Get("x1").in_seq(), 0);  // nothing appended, the chat not closed
+  EXPECT_NE(g->stack().Get("x1").state(), v1::SESSION_STATE_CLOSED);
   EXPECT_TRUE(g->stack().llm().requests().empty());
 }
 

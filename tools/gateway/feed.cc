@@ -56,7 +56,10 @@ ChatFeed::~ChatFeed() {
 }
 
 void ChatFeed::Attach(Reader* reader, int64_t after_seq, const std::string& token) {
-  if (token_.empty()) token_ = token;
+  // The feed reads with the gateway's own token: every reader was authorized by a call of its
+  // own (Get or Append) with its token, and one reader's chat token expiring must not end the
+  // others' streams.
+  static_cast<void>(token);
   after_seq = std::max<int64_t>(0, after_seq);
   int64_t kept_from = kept_.empty() ? end_seq_ : kept_.front().seq - 1;
   if (end_seq_ < 0 || after_seq < kept_from) {
@@ -67,6 +70,16 @@ void ChatFeed::Attach(Reader* reader, int64_t after_seq, const std::string& toke
     return;
   }
   readers_[reader] = after_seq;
+  if (!upstream_ && !(retry_ && retry_pending_)) {
+    // The upstream ended (the chat closed, or an error while nobody read): read again from
+    // where the feed was, keeping what it holds.
+    std::deque<FeedRecord> kept = std::move(kept_);
+    int64_t from = end_seq_;
+    int64_t open = open_turn_after_;
+    StartUpstream(from);
+    kept_ = std::move(kept);
+    open_turn_after_ = open;
+  }
   for (const FeedRecord& record : kept_) {
     if (readers_.count(reader) == 0) return;  // it left while being caught up
     if (record.seq <= readers_[reader]) continue;
@@ -90,7 +103,7 @@ void ChatFeed::StartUpstream(int64_t after_seq) {
   std::shared_ptr<SessionsClient::ReadStream>* slot = &upstream_;
   auto stream = std::make_shared<std::shared_ptr<SessionsClient::ReadStream>>();
   upstream_ = sessions_.Read(
-      std::move(request), token_,
+      std::move(request), /*token=*/"",
       [this, alive, stream](v1::OutRecord record) {
         if (alive.expired() || *stream != upstream_) return;  // a stream given up
         OnUpstream(std::move(record));
@@ -173,9 +186,12 @@ void ChatFeed::OnUpstreamEnd(absl::Status status) {
     ++failures_;
     auto delay = std::chrono::milliseconds(std::min(5000, 50 << std::min(failures_, 7)));
     retry_ = std::make_unique<asio::steady_timer>(sessions_.executor(), delay);
+    retry_pending_ = true;
     std::weak_ptr<bool> alive = alive_;
     retry_->async_wait([this, alive](const asio::error_code& ec) {
-      if (ec || alive.expired() || readers_.empty()) return;
+      if (ec || alive.expired()) return;
+      retry_pending_ = false;
+      if (readers_.empty()) return;  // the next reader to come starts it again (Attach)
       int64_t from = end_seq_;
       std::deque<FeedRecord> kept = std::move(kept_);
       int64_t open = open_turn_after_;

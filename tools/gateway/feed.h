@@ -59,7 +59,8 @@ class ChatFeed {
   ~ChatFeed();
 
   // `reader` gets every record after `after_seq`, in order: those kept at once, then the rest as
-  // they come. `token` reads upstream when the feed has no token of its own yet.
+  // they come. `token` is the reader's own (it was authorized with it); the feed reads upstream
+  // with the gateway's own token.
   void Attach(Reader* reader, int64_t after_seq, const std::string& token);
   void Detach(Reader* reader);
 
@@ -81,13 +82,13 @@ class ChatFeed {
 
   SessionsClient& sessions_;
   std::string chat_id_;
-  std::string token_;
   std::map<Reader*, int64_t> readers_;  // reader -> the last seq it was given
   std::deque<FeedRecord> kept_;         // contiguous, ending at end_seq_
   int64_t end_seq_ = -1;                // last seq seen; -1 before the upstream starts
   int64_t open_turn_after_ = -1;
   std::shared_ptr<SessionsClient::ReadStream> upstream_;
   std::unique_ptr<asio::steady_timer> retry_;
+  bool retry_pending_ = false;  // retry_ waits to read again
   int failures_ = 0;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };

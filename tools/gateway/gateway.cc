@@ -546,10 +546,22 @@ void Gateway::StreamAnswer(std::shared_ptr<HttpConnection> connection, const Htt
 
 // ---- the AI SDK transport ---------------------------------------------------------------------
 
+absl::StatusOr<std::string> Gateway::CallerToken(const HttpRequest& request) const {
+  absl::StatusOr<std::string> token = BearerToken(request);
+  if (!token.ok()) return token;
+  // Without a token, a caller acts with the gateway's own only where --public_create makes the
+  // gateway public (a demo, one user); otherwise the orchestrator must see who is asking.
+  if (token->empty() && !options_.public_create) {
+    return absl::UnauthenticatedError(
+        "send a token as \"Authorization: Bearer <token>\" (a chat token or a service token)");
+  }
+  return token;
+}
+
 asio::awaitable<void> Gateway::ChatPost(std::shared_ptr<HttpConnection> connection,
                                         HttpRequest request, std::string agent) {
   const absl::Time received = absl::Now();
-  absl::StatusOr<std::string> token = BearerToken(request);
+  absl::StatusOr<std::string> token = CallerToken(request);
   if (!token.ok()) {
     Error(connection, request, token.status());
     co_return;
@@ -702,7 +714,7 @@ asio::awaitable<void> Gateway::ChatPost(std::shared_ptr<HttpConnection> connecti
 asio::awaitable<void> Gateway::ChatResume(std::shared_ptr<HttpConnection> connection,
                                           HttpRequest request, std::string chat_id) {
   const absl::Time received = absl::Now();
-  absl::StatusOr<std::string> token = BearerToken(request);
+  absl::StatusOr<std::string> token = CallerToken(request);
   if (!token.ok()) {
     Error(connection, request, token.status());
     co_return;
@@ -729,7 +741,7 @@ asio::awaitable<void> Gateway::ChatResume(std::shared_ptr<HttpConnection> connec
 
 asio::awaitable<void> Gateway::ChatStop(std::shared_ptr<HttpConnection> connection,
                                         HttpRequest request, std::string chat_id) {
-  absl::StatusOr<std::string> token = BearerToken(request);
+  absl::StatusOr<std::string> token = CallerToken(request);
   if (!token.ok()) {
     Error(connection, request, token.status());
     co_return;
@@ -749,7 +761,7 @@ asio::awaitable<void> Gateway::ChatStop(std::shared_ptr<HttpConnection> connecti
 asio::awaitable<void> Gateway::ChatPreload(std::shared_ptr<HttpConnection> connection,
                                            HttpRequest request, std::string chat_id,
                                            std::string agent) {
-  absl::StatusOr<std::string> token = BearerToken(request);
+  absl::StatusOr<std::string> token = CallerToken(request);
   if (!token.ok()) {
     Error(connection, request, token.status());
     co_return;
@@ -917,7 +929,7 @@ class RecordStream : public ChatFeed::Reader, public std::enable_shared_from_thi
 
 asio::awaitable<void> Gateway::Rest(std::shared_ptr<HttpConnection> connection, HttpRequest request,
                                     std::vector<std::string> segments) {
-  absl::StatusOr<std::string> token = BearerToken(request);
+  absl::StatusOr<std::string> token = CallerToken(request);
   if (!token.ok()) {
     Error(connection, request, token.status());
     co_return;

@@ -81,6 +81,9 @@ class Gateway {
   asio::awaitable<void> Rest(std::shared_ptr<HttpConnection> connection, HttpRequest request,
                              std::vector<std::string> segments);
 
+  // The caller's bearer token; "" (the gateway's own token) only with --public_create.
+  absl::StatusOr<std::string> CallerToken(const HttpRequest& request) const;
+
   void Static(const std::shared_ptr<HttpConnection>& connection, const HttpRequest& request);
   void Preflight(const std::shared_ptr<HttpConnection>& connection, const HttpRequest& request);
   // CORS headers for a request from an allowed Origin (none otherwise).

@@ -1,7 +1,7 @@
 // File: tools/gateway/http_request.h
 //
 // An HTTP/1.1 request and its parser: Debian's http-parser (libhttp-parser) under limits on the
-// head and the body. No I/O here, so the fuzz target (tests/fuzz/http_gateway_fuzz.cc) drives
+// head and the body. No I/O here, so the fuzz target (tests/fuzz/gateway_http_fuzz.cc) drives
 // it with any bytes.
 #ifndef BATON_TOOLS_GATEWAY_HTTP_REQUEST_H_
 #define BATON_TOOLS_GATEWAY_HTTP_REQUEST_H_

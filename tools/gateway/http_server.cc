@@ -353,7 +353,18 @@ void HttpServer::Accept() {
         connection->Start();
       }
     }
-    if (ec != asio::error::operation_aborted) Accept();
+    if (ec == asio::error::operation_aborted) return;
+    if (!ec) {
+      Accept();
+      return;
+    }
+    // Out of file descriptors, say: try again shortly rather than spin on the one thread.
+    baton::LogJson("warn", "accepting a connection failed", {{"error", ec.message()}});
+    auto timer = std::make_shared<asio::steady_timer>(acceptor_.get_executor(),
+                                                      std::chrono::milliseconds(100));
+    timer->async_wait([this, alive, timer](const asio::error_code& waited) {
+      if (!waited && !alive.expired() && *alive.lock()) Accept();
+    });
   });
 }
 
