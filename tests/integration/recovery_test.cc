@@ -334,7 +334,8 @@ TEST(RecoveryTest, AHeadStartWhoseWorkerDiesInStepTwoIsAnsweredByTheRetry) {
   EXPECT_EQ(Count(Types(answer), "finish"), 1);
   EXPECT_EQ(CountControl(all, "turn-complete"), 1);
   EXPECT_EQ(Header(all.back(), "session-in-event-id"), absl::StrCat(signal));
-  EXPECT_TRUE(ToolLine("block", "c1", "done")(stack->hooks(second).lines()));
+  // The hook log is read on a thread of its own: the line may come after the turn-complete.
+  EXPECT_TRUE(stack->hooks(second).WaitUntil(ToolLine("block", "c1", "done")));
   // Step 2's one model call saw the warm side's step 1 and the tool's result.
   std::vector<fakellm::RecordedRequest> requests = stack->llm().requests();
   ASSERT_EQ(requests.size(), 1u);
