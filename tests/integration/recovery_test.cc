@@ -258,7 +258,9 @@ TEST(RecoveryTest, AWorkerKilledMidToolIsReplacedAndTheTurnRunsOnce) {
       EXPECT_EQ(r["output"], (Json{{"tool", "block"}, {"released", true}}));
     }
   }
-  // On the second worker the tool ran once, for the retry's call.
+  // On the second worker the tool ran once, for the retry's call. The hook log is read on its
+  // own thread: wait for the tool's last line before counting.
+  EXPECT_TRUE(stack->hooks(second).WaitUntil(ToolLine("block", "toolu_2", "done")));
   std::vector<Json> lines = stack->hooks(second).lines();
   EXPECT_EQ(CountToolLines(lines, "start"), 1);
   EXPECT_TRUE(ToolLine("block", "toolu_2", "done")(lines));
