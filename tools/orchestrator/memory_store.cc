@@ -69,15 +69,16 @@ class MemoryStore final : public Store {
     return Appended{.row = std::move(row), .duplicate = false};
   }
 
-  absl::StatusOr<std::vector<InRow>> ReadIn(const std::string& chat_id, int64_t after_seq) override
-      ABSL_LOCKS_EXCLUDED(mu_) {
+  absl::StatusOr<std::vector<InRow>> ReadIn(const std::string& chat_id, int64_t after_seq,
+                                            size_t limit) override ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock lock(&mu_);
     const ChatLogs* logs = FindLocked(chat_id);
     if (logs == nullptr) {
       return std::vector<InRow>();
     }
-    return std::vector<InRow>(logs->in.begin() + FirstAfter(after_seq, logs->in.size()),
-                              logs->in.end());
+    const size_t first = FirstAfter(after_seq, logs->in.size());
+    const size_t count = std::min(limit, logs->in.size() - first);
+    return std::vector<InRow>(logs->in.begin() + first, logs->in.begin() + first + count);
   }
 
   absl::StatusOr<int64_t> LastInSeq(const std::string& chat_id) override ABSL_LOCKS_EXCLUDED(mu_) {

@@ -189,6 +189,9 @@ std::string FrameTextOverLimit(const v1::WorkerFrame& frame) {
   return "";
 }
 
+// `.in` rows read from the store at a time when they go to a worker as it takes them.
+constexpr size_t kInPage = 8;
+
 // Assignments (all their frames) and deliveries can wait in the store while a worker stream's
 // queue drains; the other frames (acknowledgements, heartbeat answers, revocations, cancels)
 // cannot.
@@ -838,7 +841,7 @@ grpc::Status Orchestrator::Append(const v1::AppendRequest& request, v1::AppendRe
       !allowed.ok()) {
     // A retry of the very record that closed the window is answered as any retry is.
     if (!request.client_record_id().empty()) {
-      absl::StatusOr<std::vector<InRow>> rows = store_.ReadIn(session.row.chat_id, 0);
+      absl::StatusOr<std::vector<InRow>> rows = store_.ReadIn(session.row.chat_id, 0, kAllRows);
       if (rows.ok()) {
         for (const InRow& earlier : *rows) {
           if (earlier.client_record_id == request.client_record_id() &&
@@ -1723,10 +1726,22 @@ bool Orchestrator::Assign(Run& run, Conn& conn) {
                    parsed(session.row.head_start_json), parsed(session.row.snapshot_json));
     if (!next.trigger.empty()) assign.set_trigger(TriggerFromName(next.trigger));
     assign.set_payload_json(DumpJson(next.payload));
+    // The records after the snapshot ride in the assignment up to a quarter of the outbox
+    // bound; the rest follow as Deliver frames (DeliverPending), which wait in the store while
+    // the outbox is half full. A long backlog neither fills the orchestrator's memory at once
+    // nor keeps the worker decoding one assignment for seconds before it can accept it.
     run.sent_in = InFloor(session);
-    absl::StatusOr<std::vector<InRow>> pending = store_.ReadIn(session.row.chat_id, run.sent_in);
-    if (pending.ok()) {
-      for (const InRow& in : *pending) {
+    int64_t budget = options_.max_outbox_bytes / 4;
+    for (bool more = true; more;) {
+      absl::StatusOr<std::vector<InRow>> page =
+          store_.ReadIn(session.row.chat_id, run.sent_in, kInPage);
+      if (!page.ok() || page->empty()) break;
+      for (const InRow& in : *page) {
+        budget -= static_cast<int64_t>(in.body_json.size() + in.client_record_id.size());
+        if (budget < 0) {
+          more = false;
+          break;
+        }
         v1::InRecord& r = *assign.add_pending();
         r.set_seq(in.seq);
         r.set_body_json(in.body_json);
@@ -1735,8 +1750,8 @@ bool Orchestrator::Assign(Run& run, Conn& conn) {
         run.sent_in = in.seq;
       }
     }
-    absl::StatusOr<std::vector<OutRow>> tail = store_.ReadOut(
-        session.row.chat_id, session.row.snapshot_out_seq, std::numeric_limits<size_t>::max());
+    absl::StatusOr<std::vector<OutRow>> tail =
+        store_.ReadOut(session.row.chat_id, session.row.snapshot_out_seq, kAllRows);
     if (tail.ok()) {
       for (const OutRow& out : *tail) assign.add_out_tail()->ParseFromString(out.record);
     }
@@ -1753,32 +1768,37 @@ bool Orchestrator::Assign(Run& run, Conn& conn) {
 void Orchestrator::DeliverPending(Run& run) {
   if (run.conn == nullptr || run.row.state == "queued") return;
   Session& session = *sessions_[run.row.chat_id];
-  if (session.in_seq <= run.sent_in) return;
-  if (Full(*run.conn)) {
-    run.conn->held_back = true;  // the writer delivers them once the queue has drained
-    return;
-  }
-  absl::StatusOr<std::vector<InRow>> rows = store_.ReadIn(session.row.chat_id, run.sent_in);
-  if (!rows.ok()) {
-    LogJson("error", "store: reading .in failed", {{"error", rows.status().ToString()}});
-    return;
-  }
-  for (const InRow& row : *rows) {
+  // A page at a time, until the outbox holds half its bound: a long backlog of large records is
+  // read from the store as the worker takes it, not all of it each time the queue drains.
+  while (session.in_seq > run.sent_in) {
     if (Full(*run.conn)) {
-      run.conn->held_back = true;
+      run.conn->held_back = true;  // the writer delivers the rest once the queue has drained
       return;
     }
-    v1::GatewayFrame frame;
-    v1::Deliver& deliver = *frame.mutable_deliver();
-    deliver.set_run_id(run.row.run_id);
-    deliver.set_lease_token(run.row.lease_token);
-    v1::InRecord& r = *deliver.mutable_record();
-    r.set_seq(row.seq);
-    r.set_body_json(row.body_json);
-    r.set_client_record_id(row.client_record_id);
-    r.set_appended_at_unix_ms(row.appended_ms);
-    Send(*run.conn, std::move(frame));
-    run.sent_in = row.seq;
+    absl::StatusOr<std::vector<InRow>> rows =
+        store_.ReadIn(session.row.chat_id, run.sent_in, kInPage);
+    if (!rows.ok()) {
+      LogJson("error", "store: reading .in failed", {{"error", rows.status().ToString()}});
+      return;
+    }
+    if (rows->empty()) return;
+    for (const InRow& row : *rows) {
+      if (Full(*run.conn)) {
+        run.conn->held_back = true;
+        return;
+      }
+      v1::GatewayFrame frame;
+      v1::Deliver& deliver = *frame.mutable_deliver();
+      deliver.set_run_id(run.row.run_id);
+      deliver.set_lease_token(run.row.lease_token);
+      v1::InRecord& r = *deliver.mutable_record();
+      r.set_seq(row.seq);
+      r.set_body_json(row.body_json);
+      r.set_client_record_id(row.client_record_id);
+      r.set_appended_at_unix_ms(row.appended_ms);
+      Send(*run.conn, std::move(frame));
+      run.sent_in = row.seq;
+    }
   }
 }
 
@@ -1869,7 +1889,7 @@ void Orchestrator::AnswerWithError(Session& session, const std::string& error) {
   if (boot.is_object() && !SnapshotHolds(parsed(session.row.snapshot_json), boot)) {
     unanswered.push_back(0);
   }
-  absl::StatusOr<std::vector<InRow>> in = store_.ReadIn(chat_id, InFloor(session));
+  absl::StatusOr<std::vector<InRow>> in = store_.ReadIn(chat_id, InFloor(session), kAllRows);
   if (in.ok()) {
     for (const InRow& row : *in) {
       absl::StatusOr<InRecord> record = DecodeInRecord(row.seq, row.body_json);
@@ -1879,7 +1899,7 @@ void Orchestrator::AnswerWithError(Session& session, const std::string& error) {
   std::vector<OutRecord> records;
   // The dead run's answer left open (a `start` with no end, not retracted yet).
   absl::StatusOr<std::vector<OutRow>> tail =
-      store_.ReadOut(chat_id, session.row.snapshot_out_seq, std::numeric_limits<size_t>::max());
+      store_.ReadOut(chat_id, session.row.snapshot_out_seq, kAllRows);
   if (tail.ok()) {
     std::string open_id;
     int64_t open_from = 0;
@@ -1965,7 +1985,8 @@ void Orchestrator::BootIfUnanswered(Session& session, bool upgrade) {
   // Records that arrived while the run was ending, or that it left unanswered, start the next
   // run at once (one live run per chat). An upgrade that left the boot message unanswered, too.
   bool unanswered = false;
-  absl::StatusOr<std::vector<InRow>> rows = store_.ReadIn(session.row.chat_id, InFloor(session));
+  absl::StatusOr<std::vector<InRow>> rows =
+      store_.ReadIn(session.row.chat_id, InFloor(session), kAllRows);
   if (rows.ok()) {
     for (const InRow& row : *rows) {
       absl::StatusOr<InRecord> record = DecodeInRecord(row.seq, row.body_json);

@@ -471,6 +471,11 @@ std::string Placeholders(size_t count) {
   return absl::StrJoin(std::vector<absl::string_view>(count, "?"), ", ");
 }
 
+// SQLite's LIMIT is signed; anything above the largest int64 is no limit anyway.
+int64_t SqlLimit(size_t limit) {
+  return static_cast<int64_t>(std::min<uint64_t>(limit, std::numeric_limits<int64_t>::max()));
+}
+
 // Inserts a whole row; on a key conflict updates it in place. INSERT OR REPLACE would delete
 // and re-insert, moving a replaced run to the end of ListRuns' order.
 template <typename Row, size_t N>
@@ -529,7 +534,7 @@ std::array<StatementSql, kStatementCount> StoreStatementSql() {
                                Placeholders(std::size(kInColumns) + 1), ")")};
   s[kReadIn] = {"read .in", absl::StrCat("SELECT ", in_columns,
                                          " FROM in_records WHERE chat_id = ? AND seq > ?"
-                                         " ORDER BY seq")};
+                                         " ORDER BY seq LIMIT ?")};
   s[kLastOutSeq] = {"read last .out seq",
                     "SELECT seq FROM out_records WHERE chat_id = ? ORDER BY seq DESC LIMIT 1"};
   s[kInsertOut] = {"append .out row",
@@ -605,11 +610,11 @@ class SqliteStore final : public Store {
     return Appended{.row = std::move(row), .duplicate = false};
   }
 
-  absl::StatusOr<std::vector<InRow>> ReadIn(const std::string& chat_id, int64_t after_seq) override
-      ABSL_LOCKS_EXCLUDED(mu_) {
+  absl::StatusOr<std::vector<InRow>> ReadIn(const std::string& chat_id, int64_t after_seq,
+                                            size_t limit) override ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock lock(&mu_);
     Query query = Use(kReadIn, chat_id);
-    query.Bind(chat_id).Bind(after_seq);
+    query.Bind(chat_id).Bind(after_seq).Bind(SqlLimit(limit));
     return ReadAllColumns(query, kInColumns);
   }
 
@@ -645,12 +650,9 @@ class SqliteStore final : public Store {
 
   absl::StatusOr<std::vector<OutRow>> ReadOut(const std::string& chat_id, int64_t after_seq,
                                               size_t limit) override ABSL_LOCKS_EXCLUDED(mu_) {
-    // SQLite's LIMIT is signed; anything above the largest int64 is no limit anyway.
-    const auto bounded_limit =
-        static_cast<int64_t>(std::min<uint64_t>(limit, std::numeric_limits<int64_t>::max()));
     absl::MutexLock lock(&mu_);
     Query query = Use(kReadOut, chat_id);
-    query.Bind(chat_id).Bind(after_seq).Bind(bounded_limit);
+    query.Bind(chat_id).Bind(after_seq).Bind(SqlLimit(limit));
     return ReadAll<OutRow>(
         query, [](const Query& q) { return OutRow{.seq = q.Int(0), .record = q.Blob(1)}; });
   }

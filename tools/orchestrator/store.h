@@ -13,6 +13,7 @@
 #define BATON_TOOLS_ORCHESTRATOR_STORE_H_
 
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <string>
@@ -50,6 +51,9 @@ struct SessionRow {
   // messages up to it are not handed to later runs.
   int64_t failed_in_seq = 0;
 };
+
+// The `limit` of a read that wants every row.
+inline constexpr size_t kAllRows = std::numeric_limits<size_t>::max();
 
 struct InRow {
   int64_t seq = 0;
@@ -106,9 +110,9 @@ class Store {
     bool duplicate = false;
   };
   virtual absl::StatusOr<Appended> AppendIn(const std::string& chat_id, InRow row) = 0;
-  // `.in` rows with seq > after_seq, in order.
-  virtual absl::StatusOr<std::vector<InRow>> ReadIn(const std::string& chat_id,
-                                                    int64_t after_seq) = 0;
+  // `.in` rows with seq > after_seq, in order, at most `limit`.
+  virtual absl::StatusOr<std::vector<InRow>> ReadIn(const std::string& chat_id, int64_t after_seq,
+                                                    size_t limit) = 0;
   virtual absl::StatusOr<int64_t> LastInSeq(const std::string& chat_id) = 0;
 
   // Appends rows to `.out` in one transaction. Each row's seq must be the next one (last + 1,

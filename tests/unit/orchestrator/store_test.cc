@@ -167,8 +167,9 @@ class StoreTest : public ::testing::TestWithParam<StoreKind> {
     return rows.value_or(std::vector<OutRow>());
   }
 
-  std::vector<InRow> ReadInOk(const std::string& chat_id, int64_t after_seq) {
-    absl::StatusOr<std::vector<InRow>> rows = store_->ReadIn(chat_id, after_seq);
+  std::vector<InRow> ReadInOk(const std::string& chat_id, int64_t after_seq,
+                              size_t limit = kAllRows) {
+    absl::StatusOr<std::vector<InRow>> rows = store_->ReadIn(chat_id, after_seq, limit);
     EXPECT_TRUE(rows.ok()) << rows.status();
     return rows.value_or(std::vector<InRow>());
   }
@@ -292,6 +293,14 @@ TEST_P(StoreTest, ReadInReturnsTheRowsAfterASeq) {
   EXPECT_THAT(Seqs(ReadInOk("a", 2)), ElementsAre(3));
   EXPECT_THAT(ReadInOk("a", 3), IsEmpty());
   EXPECT_THAT(ReadInOk("unknown", 0), IsEmpty());
+}
+
+TEST_P(StoreTest, ReadInPagesWithALimit) {
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(store_->AppendIn("a", In("{}", "")).ok());
+  EXPECT_THAT(Seqs(ReadInOk("a", 0, 2)), ElementsAre(1, 2));
+  EXPECT_THAT(Seqs(ReadInOk("a", 2, 2)), ElementsAre(3, 4));
+  EXPECT_THAT(Seqs(ReadInOk("a", 4, 2)), ElementsAre(5));
+  EXPECT_THAT(ReadInOk("a", 0, 0), IsEmpty());
 }
 
 TEST_P(StoreTest, AppendOutStoresContiguousBatches) {
@@ -597,7 +606,7 @@ TEST_F(SqliteStoreTest, TextWithZeroBytesRoundTrips) {
   ASSERT_NE(store, nullptr);
   const std::string body = std::string("{\"a\":\"x") + '\0' + "y\"}";
   ASSERT_TRUE(store->AppendIn("a", In(body)).ok());
-  absl::StatusOr<std::vector<InRow>> rows = store->ReadIn("a", 0);
+  absl::StatusOr<std::vector<InRow>> rows = store->ReadIn("a", 0, kAllRows);
   ASSERT_TRUE(rows.ok()) << rows.status();
   ASSERT_EQ(rows->size(), 1u);
   EXPECT_EQ((*rows)[0].body_json, body);
