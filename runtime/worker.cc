@@ -24,6 +24,11 @@ namespace baton {
 
 namespace v1 = ::baton::v1;
 
+// Bytes of frames the reader may hand to the executor ahead of it. Past that the reader waits,
+// so gRPC's flow control holds the rest on the orchestrator (where deliveries wait in the
+// store), and the executor's timers (heartbeats) never queue behind more than this much work.
+constexpr int64_t kMaxInboundBacklog = 4 << 20;
+
 // One Connect stream. gRPC's blocking calls run on two threads of its own: the reader hands
 // each frame to the executor; the writer sends what the executor queued. Both end when the
 // stream does; the reader then reports the end on the executor.
@@ -31,11 +36,28 @@ struct Worker::Stream {
   grpc::ClientContext context;
   std::unique_ptr<grpc::ClientReaderWriter<v1::WorkerFrame, v1::GatewayFrame>> rw;
   std::mutex mu;
-  std::condition_variable cv;
+  std::condition_variable cv;          // the writer waits on it
+  std::condition_variable inbound_cv;  // the reader waits on it
   std::deque<v1::WorkerFrame> outbox;  // guarded by mu
   bool closing = false;                // guarded by mu
+  int64_t inbound = 0;                 // guarded by mu: bytes handed to the executor, not done
   std::thread reader;
   std::thread writer;
+
+  // The reader, before handing on a frame of `bytes`: waits while the executor is behind.
+  void WaitForInboundRoom(int64_t bytes) {
+    std::unique_lock<std::mutex> lock(mu);
+    inbound_cv.wait(lock, [this] { return inbound < kMaxInboundBacklog || closing; });
+    inbound += bytes;
+  }
+  // The executor, once a frame of `bytes` is handled.
+  void InboundDone(int64_t bytes) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      inbound -= bytes;
+    }
+    inbound_cv.notify_one();
+  }
 
   void Push(v1::WorkerFrame frame) {
     {
@@ -53,6 +75,7 @@ struct Worker::Stream {
       closing = true;
     }
     cv.notify_one();
+    inbound_cv.notify_one();  // a reader waiting for room reads on, to the end of the stream
   }
 
   void WriteLoop() {
@@ -240,8 +263,14 @@ void Worker::Connect() {
     raw->writer = std::thread([raw] { raw->WriteLoop(); });
     v1::GatewayFrame in;
     while (raw->rw->Read(&in)) {
-      asio::post(executor_, [this, raw, alive, in = std::move(in)]() mutable {
-        if (!alive.expired() && *alive.lock()) OnFrame(raw, std::move(in));
+      auto bytes = static_cast<int64_t>(in.ByteSizeLong());
+      raw->WaitForInboundRoom(bytes);
+      // Handlers run in order on the one executor thread, before the end of the stream is
+      // reported there (which destroys it): `raw` outlives them while the worker does.
+      asio::post(executor_, [this, raw, alive, bytes, in = std::move(in)]() mutable {
+        if (alive.expired() || !*alive.lock()) return;
+        OnFrame(raw, std::move(in));
+        raw->InboundDone(bytes);
       });
       in = v1::GatewayFrame();
     }

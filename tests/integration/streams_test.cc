@@ -8,6 +8,7 @@
 
 #include <fstream>
 #include <memory>
+#include <numeric>
 #include <string>
 #include <thread>
 #include <vector>
@@ -135,9 +136,7 @@ v1::AssignRun TakeRun(Stack& stack, RawWorker& raw, const std::string& chat_id) 
 // appended to its chat. Deliveries wait in the store once half the bound (8 MiB here) is
 // queued, so the orchestrator's memory stays far below what was appended; the writer's blocked
 // write outlasts the silence limit (3 x 2 s) and the stream is closed and counted. The run
-// keeps its lease until it runs out, and is then retried on a real worker, which answers. The
-// silence limit leaves room for that worker to take a 60 MB assignment under sanitizers on a
-// loaded machine: its event loop parses it between heartbeats.
+// keeps its lease until it runs out, and is then retried on a real worker, which answers.
 TEST(StreamsTest, AWorkerThatStopsReadingIsClosedAndItsRunRetriedElsewhere) {
   auto stack = Stack::Start({.script = Script({Reply("Answered elsewhere.")}),
                              .workers = 0,
@@ -174,7 +173,14 @@ TEST(StreamsTest, AWorkerThatStopsReadingIsClosedAndItsRunRetriedElsewhere) {
   stack->AddWorker();
   int64_t in_seq = stack->SendText("s1", "u1", "Are you there?");
   EXPECT_EQ(in_seq, kAppends + 1);
-  std::vector<Json> out = stack->ReadTurns("s1", 0);
+  // Its assignment carries a quarter of the outbox bound of them; the rest follow as Deliver
+  // frames as fast as it takes them (it reads no further ahead than it has handled), so it
+  // accepts at once and heartbeats throughout. Decoding 60 MB of JSON takes a sanitizer build
+  // on a loaded machine some 15 s: the limit is a hang guard, not a speed bound.
+  std::vector<Json> out = stack->ReadUntil(
+      "s1", 0,
+      [](const std::vector<Json>& records) { return CountControl(records, "turn-complete") >= 1; },
+      std::chrono::seconds(120));
   EXPECT_EQ(Text(out), "Answered elsewhere.");
   std::vector<v1::Run> runs = stack->Runs("s1");
   ASSERT_EQ(runs.size(), 2u);
@@ -182,6 +188,51 @@ TEST(StreamsTest, AWorkerThatStopsReadingIsClosedAndItsRunRetriedElsewhere) {
   EXPECT_EQ(runs[0].worker_id(), "reads-nothing");
   EXPECT_EQ(runs[1].attempt(), 2);
   EXPECT_NE(runs[1].worker_id(), "reads-nothing");
+}
+
+// A retry of a chat whose first attempt left 6 MB of records unanswered: its assignment carries
+// no more of them than a quarter of the outbox bound (1 MiB here), so it is small to send and
+// quick to accept; the rest follow as Deliver frames, in order, none missing, none twice.
+TEST(StreamsTest, ARetryOfALongBacklogGetsPartOfItInTheAssignmentAndTheRestAsDeliveries) {
+  auto stack = Stack::Start(
+      {.workers = 0,
+       .orchestrator_flags = {"--max_outbox_mb=4", "--heartbeat_ms=2000", "--lease_ms=1000"}});
+  ASSERT_NE(stack, nullptr);
+  std::unique_ptr<v1::WorkerGateway::Stub> gateway = OwnGateway(*stack);
+  constexpr int kRecords = 12;
+  {
+    RawWorker first(*gateway, 1, "first");
+    TakeRun(*stack, first, "b1");
+    for (int i = 0; i < kRecords; ++i) stack->Append("b1", PaddedStop(500'000));
+  }  // its stream ends; it never heartbeats, so its lease runs out and attempt 2 is queued
+  ASSERT_TRUE(stack->WaitForRunState("b1", v1::RUN_STATE_QUEUED));
+
+  RawWorker second(*gateway, 1, "second");
+  v1::AssignRun assign = second.Next(v1::GatewayFrame::kAssignRun).assign_run();
+  EXPECT_EQ(assign.attempt(), 2);
+  EXPECT_TRUE(assign.continuation());
+  EXPECT_FALSE(assign.more());
+  std::vector<int64_t> seqs;
+  size_t pending_bytes = 0;
+  for (const v1::InRecord& r : assign.pending()) {
+    seqs.push_back(r.seq());
+    pending_bytes += r.body_json().size();
+  }
+  EXPECT_FALSE(seqs.empty());
+  EXPECT_LE(pending_bytes, size_t{1} << 20);
+  v1::WorkerFrame accepted;
+  accepted.mutable_run_accepted()->set_run_id(assign.run_id());
+  accepted.mutable_run_accepted()->set_lease_token(assign.lease_token());
+  second.Send(accepted);
+  while (seqs.empty() || seqs.back() < kRecords) {
+    v1::GatewayFrame frame = second.Next(v1::GatewayFrame::kDeliver);
+    if (!frame.has_deliver()) break;  // the stream ended (Next said so)
+    EXPECT_EQ(frame.deliver().run_id(), assign.run_id());
+    seqs.push_back(frame.deliver().record().seq());
+  }
+  std::vector<int64_t> all(kRecords);
+  std::iota(all.begin(), all.end(), 1);
+  EXPECT_EQ(seqs, all);
 }
 
 // A worker that writes as fast as it can (heartbeats) and reads nothing: the answers it is owed
