@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
@@ -283,8 +284,9 @@ Stack::~Stack() {
   workers_.clear();
   orchestrator_.reset();
   hook_logs_.clear();
-  // Kept when the test failed: its logs say why. Otherwise repeated runs would fill the disk.
-  if (!::testing::Test::HasFailure()) {
+  // Kept when the test failed (its logs say why) or BATON_KEEP_STACKS is set (to see how long
+  // each step took). Otherwise repeated runs would fill the disk.
+  if (!::testing::Test::HasFailure() && std::getenv("BATON_KEEP_STACKS") == nullptr) {
     std::error_code ignored;
     std::filesystem::remove_all(dir_, ignored);
   }
