@@ -235,6 +235,51 @@ TEST(StreamsTest, ARetryOfALongBacklogGetsPartOfItInTheAssignmentAndTheRestAsDel
   EXPECT_EQ(seqs, all);
 }
 
+// The same backlog, but the first attempt had started an answer (output after the snapshot): the
+// retry's recovery pairs that answer with its message, so it needs every record at boot, and the
+// whole backlog rides in the assignment (in AssignMore frames past the frame bound).
+TEST(StreamsTest, ARetryWithAnAnswerToRecoverGetsItsWholeBacklogInTheAssignment) {
+  auto stack = Stack::Start(
+      {.workers = 0,
+       .orchestrator_flags = {"--max_outbox_mb=4", "--heartbeat_ms=2000", "--lease_ms=1000"}});
+  ASSERT_NE(stack, nullptr);
+  std::unique_ptr<v1::WorkerGateway::Stub> gateway = OwnGateway(*stack);
+  constexpr int kRecords = 12;
+  {
+    RawWorker first(*gateway, 1, "first");
+    v1::AssignRun run = TakeRun(*stack, first, "b2");
+    v1::WorkerFrame output;
+    output.mutable_run_output()->set_run_id(run.run_id());
+    output.mutable_run_output()->set_lease_token(run.lease_token());
+    v1::OutRecord& start = *output.mutable_run_output()->add_records();
+    start.set_seq(run.out_seq() + 1);
+    start.set_chunk_json(R"({"type":"start","messageId":"m1"})");
+    first.Send(output);
+    first.Next(v1::GatewayFrame::kAck);  // stored
+    for (int i = 0; i < kRecords; ++i) stack->Append("b2", PaddedStop(500'000));
+  }
+  ASSERT_TRUE(stack->WaitForRunState("b2", v1::RUN_STATE_QUEUED));
+
+  RawWorker second(*gateway, 1, "second");
+  v1::GatewayFrame frame = second.Next(v1::GatewayFrame::kAssignRun);
+  const v1::AssignRun& assign = frame.assign_run();
+  EXPECT_TRUE(assign.continuation());
+  std::vector<int64_t> seqs;
+  int tail = assign.out_tail_size();
+  for (const v1::InRecord& r : assign.pending()) seqs.push_back(r.seq());
+  for (bool more = assign.more(); more;) {
+    v1::GatewayFrame next = second.Next(v1::GatewayFrame::kAssignMore);
+    if (!next.has_assign_more()) break;  // the stream ended (Next said so)
+    for (const v1::InRecord& r : next.assign_more().pending()) seqs.push_back(r.seq());
+    tail += next.assign_more().out_tail_size();
+    more = next.assign_more().more();
+  }
+  EXPECT_EQ(tail, 1);
+  std::vector<int64_t> all(kRecords);
+  std::iota(all.begin(), all.end(), 1);
+  EXPECT_EQ(seqs, all);
+}
+
 // A worker that writes as fast as it can (heartbeats) and reads nothing: the answers it is owed
 // cannot wait in the store, and once they fill half the bound (1 MiB here) the stream is closed
 // at once, long before the silence limit (15 s). A run it was assigned and had not accepted goes

@@ -1280,7 +1280,8 @@ void Orchestrator::OnHello(Conn& conn, const v1::Hello& hello) {
     run.conn = &conn;
     run.row.worker_id = conn.worker_id;
     run.lease_until = absl::Now() + options_.lease_ttl;
-    run.sent_in = held.delivered_in_seq();
+    // Records at or below the floor were answered (or given up) before: never sent again.
+    run.sent_in = std::max(held.delivered_in_seq(), InFloor(*sessions_[run.row.chat_id]));
     conn.runs.insert(run.row.run_id);
     v1::HeldRun& out = *welcome.add_rebound_runs();
     out = held;
@@ -1726,12 +1727,21 @@ bool Orchestrator::Assign(Run& run, Conn& conn) {
                    parsed(session.row.head_start_json), parsed(session.row.snapshot_json));
     if (!next.trigger.empty()) assign.set_trigger(TriggerFromName(next.trigger));
     assign.set_payload_json(DumpJson(next.payload));
-    // The records after the snapshot ride in the assignment up to a quarter of the outbox
-    // bound; the rest follow as Deliver frames (DeliverPending), which wait in the store while
-    // the outbox is half full. A long backlog neither fills the orchestrator's memory at once
-    // nor keeps the worker decoding one assignment for seconds before it can accept it.
+    absl::StatusOr<std::vector<OutRow>> tail =
+        store_.ReadOut(session.row.chat_id, session.row.snapshot_out_seq, kAllRows);
+    if (tail.ok()) {
+      for (const OutRow& out : *tail) assign.add_out_tail()->ParseFromString(out.record);
+    }
+    // The records after the snapshot ride in the assignment, where the run's recovery sees them
+    // all at boot: it pairs the tail's answers with their messages, and matches a boot message
+    // against `.in`. With nothing to pair (no tail, no boot message) only a quarter of the
+    // outbox bound of them does, and the rest follow as Deliver frames (DeliverPending), which
+    // wait in the store while the outbox is half full: a long backlog neither fills the
+    // orchestrator's memory at once nor keeps the worker decoding one assignment for seconds.
+    bool whole = !tail.ok() || !tail->empty() || next.trigger == "submit-message" ||
+                 next.trigger == "regenerate-message";
+    int64_t budget = whole ? std::numeric_limits<int64_t>::max() : options_.max_outbox_bytes / 4;
     run.sent_in = InFloor(session);
-    int64_t budget = options_.max_outbox_bytes / 4;
     for (bool more = true; more;) {
       absl::StatusOr<std::vector<InRow>> page =
           store_.ReadIn(session.row.chat_id, run.sent_in, kInPage);
@@ -1749,11 +1759,6 @@ bool Orchestrator::Assign(Run& run, Conn& conn) {
         r.set_appended_at_unix_ms(in.appended_ms);
         run.sent_in = in.seq;
       }
-    }
-    absl::StatusOr<std::vector<OutRow>> tail =
-        store_.ReadOut(session.row.chat_id, session.row.snapshot_out_seq, kAllRows);
-    if (tail.ok()) {
-      for (const OutRow& out : *tail) assign.add_out_tail()->ParseFromString(out.record);
     }
   }
   assign.set_out_seq(session.out_seq);
