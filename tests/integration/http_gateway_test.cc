@@ -534,6 +534,90 @@ TEST(HttpGatewayTest, ARetriedFirstPostGetsTheSameAnswer) {
   EXPECT_EQ(g->stack().llm().requests().size(), 1u);
 }
 
+// The network lost a later POST while its message waited behind another answer, and the browser
+// sends it again: the retry gets that message's answer (not the one under way ahead of it), the
+// message is stored and answered once, and a retry after its answer is told so.
+TEST(HttpGatewayTest, ARetriedLaterPostGetsItsOwnAnswerOnce) {
+  auto g =
+      GatewayStack::Start({.script = Script({HeldReply("First ", "answer."), Reply("Second.")})});
+  ASSERT_NE(g, nullptr);
+  HttpClient first(g->port());
+  first.Send("POST", "/api/chat", GatewayStack::PostBody("q1", "u1", "One"),
+             GatewayStack::WithJson({}));
+  HttpResponse one =
+      first.Read([](const std::string& body) { return absl::StrContains(body, "First "); });
+  ASSERT_EQ(one.status, 200) << one.body;
+
+  // u2 is stored while u1's answer is held; then its fetch is lost.
+  {
+    HttpClient lost(g->port());
+    lost.Send("POST", "/api/chat", GatewayStack::PostBody("q1", "u2", "Two"),
+              GatewayStack::WithJson({}));
+    auto deadline = std::chrono::steady_clock::now() + kLimit;
+    while (g->stack().Get("q1").in_seq() < 1 && std::chrono::steady_clock::now() < deadline) {
+    }
+    ASSERT_EQ(g->stack().Get("q1").in_seq(), 1);
+  }
+  HttpClient retry(g->port());
+  retry.Send("POST", "/api/chat", GatewayStack::PostBody("q1", "u2", "Two"),
+             GatewayStack::WithJson({}));
+  HttpResponse two;
+  ASSERT_TRUE(retry.ReadHead(two));  // its Append (a duplicate) is done: then u1 may finish
+  EXPECT_EQ(two.status, 200);
+  g->stack().llm().AdvanceScriptClock(std::chrono::milliseconds(100));
+  first.ReadBody(one);
+  EXPECT_EQ(SseText(ParseSse(one.body)), "First answer.");
+  retry.ReadBody(two);
+  Sse sse = ParseSse(two.body);
+  EXPECT_TRUE(sse.done);
+  EXPECT_EQ(SseText(sse), "Second.");
+  ValidateWithAiSdk(g->dir(), two);
+
+  EXPECT_EQ(g->stack().Get("q1").in_seq(), 1);  // u2 once
+  std::vector<Json> out = g->stack().ReadTurns("q1", 0, 2);
+  EXPECT_EQ(Text(out), "First answer.Second.");
+  HttpResponse again = g->PostMessage("q1", "u2", "Two");
+  EXPECT_EQ(again.status, 409) << again.body;
+  EXPECT_EQ(g->stack().llm().requests().size(), 2u);
+}
+
+// Three messages in a row while the first answer is held: the second is delivered to the live
+// run and waits in its inbox; when the first turn ends it is still unanswered, so the third
+// POST's answer comes after the second's, and each POST streams its own text.
+TEST(HttpGatewayTest, MessagesSentInARowEachGetTheirOwnAnswer) {
+  auto g =
+      GatewayStack::Start({.script = Script({HeldReply("First ", "answer."),
+                                             HeldReply("Second ", "answer."), Reply("Third.")})});
+  ASSERT_NE(g, nullptr);
+  HttpClient one(g->port());
+  one.Send("POST", "/api/chat", GatewayStack::PostBody("m1", "u1", "One"),
+           GatewayStack::WithJson({}));
+  HttpResponse first =
+      one.Read([](const std::string& body) { return absl::StrContains(body, "First "); });
+  ASSERT_EQ(first.status, 200) << first.body;
+  HttpClient two(g->port());
+  two.Send("POST", "/api/chat", GatewayStack::PostBody("m1", "u2", "Two"),
+           GatewayStack::WithJson({}));
+  HttpResponse second;
+  ASSERT_TRUE(two.ReadHead(second));                                    // u2 is stored (.in 1)
+  g->stack().llm().AdvanceScriptClock(std::chrono::milliseconds(100));  // u1's answer ends
+  one.ReadBody(first);
+  EXPECT_EQ(SseText(ParseSse(first.body)), "First answer.");
+  two.ReadBody(second, [](const std::string& body) { return absl::StrContains(body, "Second "); });
+  // u2's answer is held mid-way; u3 comes now.
+  HttpClient three(g->port());
+  three.Send("POST", "/api/chat", GatewayStack::PostBody("m1", "u3", "Three"),
+             GatewayStack::WithJson({}));
+  HttpResponse third;
+  ASSERT_TRUE(three.ReadHead(third));
+  g->stack().llm().AdvanceScriptClock(std::chrono::milliseconds(100));
+  two.ReadBody(second);
+  three.ReadBody(third);
+  EXPECT_EQ(SseText(ParseSse(second.body)), "Second answer.");
+  EXPECT_EQ(SseText(ParseSse(third.body)), "Third.");
+  ValidateWithAiSdk(g->dir(), third);
+}
+
 // Bad requests get a clear HTTP error as JSON, and nothing is stored.
 TEST(HttpGatewayTest, BadRequestsGetClearErrorsAndStoreNothing) {
   auto g = GatewayStack::Start({.script = Script({})}, {"--max_body_bytes=65536"});

@@ -689,24 +689,13 @@ asio::awaitable<void> Gateway::ChatPost(std::shared_ptr<HttpConnection> connecti
     Error(connection, request, appended.status());
     co_return;
   }
-  if (appended->duplicate()) {
-    // Its answer is under way or done: the answer in flight, as a resumed stream would get it.
-    v1::GetRequest get;
-    get.set_chat_id(chat_id);
-    absl::StatusOr<v1::Session> session = co_await sessions_.Get(std::move(get), *token);
-    if (!session.ok()) {
-      Error(connection, request, session.status());
-      co_return;
-    }
-    if (!session->answering() && session->turn_out_seq() >= 0) {
-      Error(connection, request,
-            absl::AlreadyExistsError("this message was answered already: reload the chat"));
-      co_return;
-    }
-    StreamAnswer(connection, request, chat_id, *token, session->turn_out_seq(), 0, received,
-                 std::move(extra));
+  if (appended->duplicate() && appended->answered()) {
+    Error(connection, request,
+          absl::AlreadyExistsError("this message was answered already: reload the chat"));
     co_return;
   }
+  // A retry of a message whose answer is under way, or waits behind others, gets that answer as
+  // the first POST would have.
   StreamAnswer(connection, request, chat_id, *token, appended->out_seq(), appended->turns_before(),
                received, std::move(extra));
 }
@@ -1024,6 +1013,7 @@ asio::awaitable<void> Gateway::Rest(std::shared_ptr<HttpConnection> connection, 
     Json200(connection, request, 200,
             {{"seq", appended->seq()},
              {"duplicate", appended->duplicate()},
+             {"answered", appended->answered()},
              {"runId", appended->run_id()}});
     co_return;
   }

@@ -283,12 +283,11 @@ struct Orchestrator::Session {
     if (record.control != kTurnComplete) return;
     turn_out_seq = record.seq;
     answering = false;
-    // The turn answered its message, and consumed any that joined it (steering).
-    int64_t in = 0;
-    int64_t consumed = 0;
-    if (!absl::SimpleAtoi(record.Header("session-in-event-id"), &in)) in = 0;
-    if (!absl::SimpleAtoi(record.Header("session-in-consumed-id"), &consumed)) consumed = 0;
-    int64_t through = std::max(in, consumed);
+    // The turn answered its message, and any that joined it (steering): the run's resume floor
+    // ("session-in-event-id") is past them and before the first message it still holds queued.
+    // Not "session-in-consumed-id": that is the last record delivered, queued ones included.
+    int64_t through = 0;
+    if (!absl::SimpleAtoi(record.Header("session-in-event-id"), &through)) through = 0;
     while (!awaiting.empty() && awaiting.front() <= through) awaiting.pop_front();
   }
   // Runs lost or failed (retryably) in a row since a snapshot last moved `.in` forward: the
@@ -882,6 +881,16 @@ grpc::Status Orchestrator::Append(const v1::AppendRequest& request, v1::AppendRe
     // The first append may have failed after storing the record: make sure it is answered.
     if (session.live_run.empty()) BootIfUnanswered(session);
     response->set_run_id(session.live_run);
+    // A retry waits for the same answer as the first append: after the answers ahead of it.
+    // (After a restart `awaiting` is empty until the chat's next message: a retry then counts
+    // as answered.)
+    auto waiting = std::find(session.awaiting.begin(), session.awaiting.end(), appended->row.seq);
+    if (waiting == session.awaiting.end()) {
+      response->set_answered(true);
+    } else {
+      response->set_out_seq(session.turn_out_seq);
+      response->set_turns_before(static_cast<int32_t>(waiting - session.awaiting.begin()));
+    }
     return grpc::Status::OK;
   }
   session.in_seq = appended->row.seq;
