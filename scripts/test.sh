@@ -10,8 +10,10 @@ jobs=$(nproc)
 
 # A compiler cache outside the clone: a second run, or a fresh clone on the same machine, only
 # compiles what changed. BATON_CCACHE_DIR moves it; relative paths let clones share entries.
+# ccache hashes the build directory into every -g compile (it lands in the debug info), so
+# without CCACHE_NOHASHDIR a fresh clone in another directory missed on every object.
 export CCACHE_DIR=${BATON_CCACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/baton-ccache}
-export CCACHE_BASEDIR=$PWD CCACHE_MAXSIZE=${CCACHE_MAXSIZE:-5G}
+export CCACHE_BASEDIR=$PWD CCACHE_NOHASHDIR=1 CCACHE_MAXSIZE=${CCACHE_MAXSIZE:-5G}
 launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)
 
 echo "== release build"
