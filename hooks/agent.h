@@ -220,6 +220,12 @@ struct AgentOptions {
   // handover-skip when it passes, and the run then answers the user's message itself; a later
   // signal is refused.
   absl::Duration handover_timeout = absl::Seconds(30);
+  // Whether a warm side may run this agent's first step (a head start): it runs step 1 with the
+  // agent's announced system prompt, tools and model, outside the agent's hooks (no
+  // onTurnStart, prepareMessages or hydrateMessages shape that call). An agent whose first call
+  // needs them sets false: the orchestrator then refuses a head start of it, and a warm side
+  // sends the first message as a plain submit-message.
+  bool allow_head_start = true;
   int max_turns = 100;
   int max_steps = 5;  // stop condition stepCountIs(max_steps)
   absl::Duration hook_timeout = absl::Minutes(5);

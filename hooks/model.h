@@ -44,6 +44,10 @@ class LanguageModel {
   // Provider name, used as the key of provider metadata ("anthropic", "openai", "scripted").
   virtual std::string provider() const = 0;
 
+  // The model's id as its provider names it ("claude-sonnet-4-5"), or "" when the model cannot
+  // say (a scripted model). Workers announce it with the agent (docs/protocol.md, AgentInfo).
+  virtual std::string model_id() const { return ""; }
+
   // Streams `call`. Calls `on_event` for each event, in order, on the caller's executor, and
   // returns after the last one. A call ends with exactly one kFinish or kError event, unless
   // `stop` is requested first: then it returns at once and emits nothing more.

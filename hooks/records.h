@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "hooks/json.h"
 
 namespace baton {
@@ -48,6 +49,10 @@ struct InRecord {
   int64_t seq = 0;
   InKind kind = InKind::kMessage;
   Json body;  // the whole ChatInputChunk
+  // When the record was stored on `.in` (the host's clock; InfinitePast when unknown) and when
+  // the run got it (the run's clock): the turn timings' `queued` and `turn` start from these.
+  absl::Time appended_at = absl::InfinitePast();
+  absl::Time received_at = absl::InfinitePast();
 
   // For kMessage: body["payload"]["trigger"], or "" when absent.
   std::string trigger() const;
@@ -90,6 +95,12 @@ inline constexpr std::string_view kUpgradeRequired = "upgrade-required";
 // `message-id` (the answer), `from-seq` (the `.out` seq of its `start` chunk; the records from
 // there up to the retract are withdrawn) and `reason` (docs/protocol.md).
 inline constexpr std::string_view kRetract = "retract";
+// Follows step 1 of a head start, which the run writes to `.out` when it takes the handover
+// (`start{messageId}` through `finish-step`): headers `message-id` (the warm side's message id)
+// and `from-seq` (the `.out` seq of that `start`). A warm side that streamed step 1 itself
+// forwards what comes after it; the answer then goes on with no second `start`
+// (docs/protocol.md).
+inline constexpr std::string_view kHandoverSpliced = "handover-spliced";
 
 // One `.out` record: either a UI message chunk or a control record with header-style fields.
 struct OutRecord {

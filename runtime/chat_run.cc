@@ -78,7 +78,37 @@ void FailWith(R& result, absl::Status error) {
   if (result.ok()) result = std::move(error);
 }
 
+// A duration in milliseconds for the timings: whole numbers as integers, else to the
+// microsecond.
+Json Millis(absl::Duration d) {
+  int64_t micros = std::max<int64_t>(0, absl::ToInt64Microseconds(d));
+  if (micros % 1000 == 0) return Json(micros / 1000);
+  return Json(static_cast<double>(micros) / 1000.0);
+}
+
+// The time from `from` to `to`, when both are known (never negative: the two may come from
+// different machines' clocks).
+std::optional<absl::Duration> Between(absl::Time from, absl::Time to) {
+  if (from == absl::InfinitePast() || to == absl::InfinitePast()) return std::nullopt;
+  return std::max(absl::ZeroDuration(), to - from);
+}
+
 }  // namespace
+
+Json TurnTimings::ToJson() const {
+  Json out = Json::object();
+  auto put = [&out](const char* key, const std::optional<absl::Duration>& d) {
+    if (d.has_value()) out[key] = Millis(*d);
+  };
+  put("queued", queued);
+  put("boot", boot);
+  put("hooks", hooks);
+  put("handover", handover);
+  put("modelFirstByte", model_first_byte);
+  put("tools", tools);
+  put("turn", turn);
+  return out;
+}
 
 struct ChatRun::TurnRequest {
   std::string trigger = "submit-message";
@@ -87,6 +117,33 @@ struct ChatRun::TurnRequest {
   Json metadata;  // client data sent with this turn, or null
   int64_t seq = 0;
   bool handover = false;  // turn 0 of a head start: splice handover_
+  // For the timings: when the message was stored, when the run had it, whether the run had it
+  // at boot, and how long a head start waited for its signal.
+  absl::Time stored = absl::InfinitePast();
+  absl::Time received = absl::InfinitePast();
+  bool at_boot = false;
+  std::optional<absl::Duration> handover_wait;
+};
+
+struct ChatRun::TurnState {
+  int turn = 0;
+  std::vector<Json> new_ui;
+  std::optional<Json> response;
+  std::optional<Json> raw_response;
+  bool stopped = false;
+  std::string finish_reason;
+  Usage usage;
+  bool noop = false;
+  bool upgrade_before_run = false;
+  bool appended_incoming = false;
+  // For the timings (TurnRequest's, and the run's hook time when the turn began).
+  absl::Time stored = absl::InfinitePast();
+  absl::Time received = absl::InfinitePast();
+  bool first_of_run = false;
+  bool at_boot = false;
+  std::optional<absl::Duration> handover_wait;
+  absl::Duration hooks_before;
+  std::optional<absl::Duration> hooks;  // set when the model call (or final response) is reached
 };
 
 ChatRun::ChatRun(const Agent& agent, RunHost host, BootRequest boot)
@@ -98,19 +155,26 @@ ChatRun::ChatRun(const Agent& agent, RunHost host, BootRequest boot)
 ChatRun::~ChatRun() = default;
 
 void ChatRun::Start() {
+  started_at_ = host_.clock->Now();
   // The inbox learns what earlier runs answered, and gets the records they left, before any
   // live record can be delivered: nothing is taken twice or out of order.
   if (!boot_.snapshot.is_null()) {
     inbox_.StartAfter(IntField(boot_.snapshot, "lastInEventId"),
                       IntField(boot_.snapshot, "inConsumedId"));
   }
-  for (InRecord& r : boot_.pending) inbox_.Deliver(std::move(r));
+  for (InRecord& r : boot_.pending) {
+    r.received_at = started_at_;
+    inbox_.Deliver(std::move(r));
+  }
   boot_.pending.clear();
   asio::co_spawn(
       host_.executor, [self = shared_from_this()] { return self->Main(); }, asio::detached);
 }
 
-void ChatRun::Deliver(InRecord record) { inbox_.Deliver(std::move(record)); }
+void ChatRun::Deliver(InRecord record) {
+  record.received_at = host_.clock->Now();
+  inbox_.Deliver(std::move(record));
+}
 
 void ChatRun::Cancel(bool lost) {
   lost_ = lost_ || lost;
@@ -134,7 +198,9 @@ asio::awaitable<R> ChatRun::CallHook(const std::function<R(const E&, ChatControl
     return result;
   };
   bool in_time = false;
+  const absl::Time began = host_.clock->Now();
   R result = co_await RunUserCode<R>(std::move(fn), &in_time);
+  hook_time_ += host_.clock->Now() - began;
   if (in_time) {
     CheckResultDepth(result);
     if (absl::Status applied = ApplyControl(*control); !applied.ok()) FailWith(result, applied);
@@ -147,7 +213,9 @@ asio::awaitable<R> ChatRun::CallHook(const std::function<R(const E&, ChatControl
 template <typename R, typename E>
 asio::awaitable<R> ChatRun::CallHook(const std::function<R(const E&)>& hook, E event) {
   absl::AnyInvocable<R()> fn = [&hook, event = std::move(event)] { return hook(event); };
+  const absl::Time began = host_.clock->Now();
   R result = co_await RunUserCode<R>(std::move(fn));
+  hook_time_ += host_.clock->Now() - began;
   CheckResultDepth(result);
   co_return result;
 }
@@ -398,6 +466,7 @@ asio::awaitable<RunOutcome> ChatRun::Body() {
     }
     // The chat's host owns the deadline: when it passes, it appends a handover-skip itself
     // (session_rules.h, HandoverWindow), so the run waits for exactly one signal.
+    const absl::Time wait_began = host_.clock->Now();
     std::optional<InRecord> signal =
         co_await inbox_.NextHandover(absl::InfiniteFuture(), cancel_.get_token());
     inbox_.set_handover_open(false);
@@ -417,14 +486,23 @@ asio::awaitable<RunOutcome> ChatRun::Body() {
       first.message = std::move(message);
       first.metadata = payload.value("metadata", Json());
       first.seq = signal->seq;
+      first.stored = boot_.queued_at;
+      first.received = started_at_;
+      first.at_boot = true;
+      first.handover_wait = std::max(absl::ZeroDuration(), signal->received_at - wait_began);
       std::optional<TurnRequest> request(std::move(first));
       co_return co_await TurnLoop(std::move(request), "turn");
     }
     int64_t seq = signal->seq;
+    absl::Duration waited = std::max(absl::ZeroDuration(), signal->received_at - wait_began);
     handover_ = std::move(signal);
     TurnRequest first;
     first.seq = seq;
     first.handover = true;
+    first.stored = boot_.queued_at;
+    first.received = started_at_;
+    first.at_boot = true;
+    first.handover_wait = waited;
     std::optional<TurnRequest> request(std::move(first));
     co_return co_await TurnLoop(std::move(request), "turn");
   }
@@ -450,6 +528,9 @@ asio::awaitable<RunOutcome> ChatRun::Body() {
     first.trigger = trigger;
     if (message != nullptr && message->is_object()) first.message = *message;
     first.metadata = payload.value("metadata", Json());
+    first.stored = boot_.queued_at;
+    first.received = started_at_;
+    first.at_boot = true;
     std::optional<TurnRequest> request(std::move(first));
     co_return co_await TurnLoop(std::move(request), "turn");
   }
@@ -616,6 +697,53 @@ asio::awaitable<void> ChatRun::Recover() {
   }
 }
 
+void ChatRun::WriteStepOne(const Json& partial, const std::string& id) {
+  Json message = PartialToUiMessage(partial, id);
+  int64_t from = Write(OutRecord::Chunk({{"type", "start"}, {"messageId", id}}));
+  Write(OutRecord::Chunk({{"type", "start-step"}}));
+  // Part ids "s0-<n>": the step loop numbers step 2 on from the steps the message holds.
+  for (Json& chunk : UiMessageChunks(message, "s0-")) Write(OutRecord::Chunk(std::move(chunk)));
+  Write(OutRecord::Chunk({{"type", "finish-step"}}));
+  Write(
+      OutRecord::Control(kHandoverSpliced, {{"message-id", id}, {"from-seq", absl::StrCat(from)}}));
+  step_one_open_ = id;
+}
+
+void ChatRun::EndStepOne(const std::string& reason, const TurnState* state) {
+  if (step_one_open_.empty()) return;
+  step_one_open_.clear();
+  if (reason.empty()) {
+    Write(OutRecord::Chunk({{"type", "abort"}}));
+    return;
+  }
+  Json finish = {{"type", "finish"}, {"finishReason", reason}};
+  Json metadata = FinishMetadata(state, nullptr);
+  if (!metadata.is_null()) finish["messageMetadata"] = std::move(metadata);
+  Write(OutRecord::Chunk(std::move(finish)));
+}
+
+TurnTimings ChatRun::Timings(const TurnState* state, const StepTimings* step) const {
+  TurnTimings t;
+  if (state != nullptr) {
+    t.queued = Between(state->stored, state->received);
+    if (state->first_of_run && state->at_boot) t.boot = Between(boot_.assigned_at, started_at_);
+    t.hooks = state->hooks;
+    t.handover = state->handover_wait;
+    t.turn = Between(state->stored, host_.clock->Now());
+  }
+  if (step != nullptr) {
+    t.model_first_byte = step->model_first_byte;
+    t.tools = step->tools;
+  }
+  return t;
+}
+
+Json ChatRun::FinishMetadata(const TurnState* state, const StepTimings* step) {
+  TurnTimings t = Timings(state, step);
+  if (host_.timings) host_.timings(t);
+  return Json{{"baton", {{"timings", t.ToJson()}}}};
+}
+
 void ChatRun::WriteRetract(const std::string& message_id, int64_t from_seq) {
   Write(OutRecord::Control(kRetract, {{"message-id", message_id},
                                       {"from-seq", absl::StrCat(from_seq)},
@@ -703,6 +831,9 @@ asio::awaitable<RunOutcome> ChatRun::TurnLoop(std::optional<TurnRequest> first,
       request.action = record->payload().value("action", Json());
       request.metadata = record->payload().value("metadata", Json());
       request.seq = record->seq;
+      request.stored = record->appended_at;
+      request.received = record->received_at;
+      request.at_boot = record->received_at <= started_at_;
       next = std::move(request);
     }
     TurnRequest request = std::move(*next);
@@ -723,19 +854,6 @@ asio::awaitable<RunOutcome> ChatRun::TurnLoop(std::optional<TurnRequest> first,
 }  // namespace baton
 
 namespace baton {
-
-struct ChatRun::TurnState {
-  int turn = 0;
-  std::vector<Json> new_ui;
-  std::optional<Json> response;
-  std::optional<Json> raw_response;
-  bool stopped = false;
-  std::string finish_reason;
-  Usage usage;
-  bool noop = false;
-  bool upgrade_before_run = false;
-  bool appended_incoming = false;
-};
 
 TurnCompleteEvent ChatRun::MakeTurnCompleteEvent(const TurnState& st) const {
   TurnCompleteEvent e;
@@ -759,6 +877,19 @@ asio::awaitable<absl::Status> ChatRun::TurnBody(const TurnRequest& request, Turn
     co_return absl::InvalidArgumentError(
         absl::StrCat("trigger \"", request.trigger, "\" is not supported"));
   }
+  // A head start's answer begins with the warm side's step 1, on `.out` before anything else
+  // of the turn, so a reader (one that reloads, or reads from seq 0 later) gets the whole
+  // message: step 1 is what step 2+ continues, and its tool calls what the results answer.
+  std::string handover_id;
+  bool handover_final = false;
+  if (request.handover && handover_.has_value()) {
+    const Json& body = handover_->body;
+    handover_id = StringField(body, "messageId");
+    if (handover_id.empty()) handover_id = host_.new_message_id();
+    handover_final = BoolField(body, "isFinal");
+    WriteStepOne(body.value("partialAssistantMessage", Json::array()), handover_id);
+  }
+
   std::vector<Json> incoming;
   if (request.message.is_object()) incoming.push_back(CleanupAbortedParts(request.message));
   if (request.handover && agent_.hooks.hydrate_messages) {
@@ -766,6 +897,12 @@ asio::awaitable<absl::Status> ChatRun::TurnBody(const TurnRequest& request, Turn
     if (history != nullptr && history->is_array()) {
       for (const Json& m : *history) incoming.push_back(CleanupAbortedParts(m));
     }
+  } else if (request.handover) {
+    // The head start's user message is this turn's incoming message, as on any turn: it is
+    // validated, and it is among the turn's new messages (the transcript holds it since boot,
+    // unanswered, so the merge below keeps its place).
+    Json question = BootMessage(boot_.trigger, boot_.payload);
+    if (question.is_object()) incoming.push_back(CleanupAbortedParts(question));
   }
 
   if (!incoming.empty()) {
@@ -813,10 +950,11 @@ asio::awaitable<absl::Status> ChatRun::TurnBody(const TurnRequest& request, Turn
       } else if (added == Accumulator::AddResult::kDuplicate &&
                  request.trigger != "regenerate-message") {
         // A user message already answered is a no-op; one still unanswered at the end of the
-        // transcript (a head start whose warm side gave up) gets its answer, as this turn's.
+        // transcript (a head start's) gets its answer, as this turn's, in the form validated.
         if (acc_.ui().empty() || MessageId(acc_.ui().back()) != id) {
           st.noop = true;
         } else {
+          acc_.PutResponse(m);
           st.new_ui.push_back(std::move(m));
         }
       }
@@ -829,18 +967,13 @@ asio::awaitable<absl::Status> ChatRun::TurnBody(const TurnRequest& request, Turn
     st.noop = true;
   }
 
-  std::string handover_id;
-  bool handover_final = false;
   bool spliced = false;
   if (request.handover && handover_.has_value()) {
-    const Json& body = handover_->body;
-    handover_id = StringField(body, "messageId");
-    if (handover_id.empty()) handover_id = host_.new_message_id();
-    handover_final = BoolField(body, "isFinal");
     // The spliced message is this turn's response: new to the transcript, though step 2 may
     // still replace it in place.
     // (Already in a hydrated chain: not spliced twice, and not new.)
-    spliced = acc_.Splice(body.value("partialAssistantMessage", Json::array()), handover_id);
+    spliced =
+        acc_.Splice(handover_->body.value("partialAssistantMessage", Json::array()), handover_id);
     handover_.reset();
   }
   if (st.noop) co_return absl::OkStatus();
@@ -925,6 +1058,9 @@ asio::awaitable<absl::Status> ChatRun::TurnTail(const TurnRequest& request, Turn
     if (spliced) st.new_ui.push_back(partial);
     st.response = partial;
     st.finish_reason = "stop";
+    // Step 1 was the whole answer: it ends here, as any answer does.
+    st.hooks = hook_time_ - st.hooks_before;
+    EndStepOne("stop", &st);
     co_return absl::OkStatus();
   }
 
@@ -941,7 +1077,8 @@ asio::awaitable<absl::Status> ChatRun::TurnTail(const TurnRequest& request, Turn
     return Json{{"turn", st.turn}, {"trigger", request.trigger}, {"messages", Roles(prompt)}};
   });
 
-  Streamed streamed = co_await Stream(std::move(prompt));
+  st.hooks = hook_time_ - st.hooks_before;
+  Streamed streamed = co_await Stream(std::move(prompt), &st);
   if (cancel_.stop_requested()) co_return absl::CancelledError("run cancelled");
   if (!streamed.result.error.empty()) {
     // Readers may see only "An error occurred." (mask_errors): the operator sees why.
@@ -964,12 +1101,16 @@ asio::awaitable<absl::Status> ChatRun::TurnTail(const TurnRequest& request, Turn
   co_return absl::OkStatus();
 }
 
-asio::awaitable<ChatRun::Streamed> ChatRun::Stream(Json prompt) {
+asio::awaitable<ChatRun::Streamed> ChatRun::Stream(Json prompt, const TurnState* state) {
   Json continued;
   if (!acc_.ui().empty() && MessageRole(acc_.ui().back()) == "assistant") {
     continued = acc_.ui().back();
   }
   std::string message_id = continued.is_null() ? host_.new_message_id() : MessageId(continued);
+  // A head start's step 1 opened the message on `.out`: the step loop goes on with it.
+  const bool started = !step_one_open_.empty() && step_one_open_ == message_id;
+  // Whatever the loop does, it ends the answer (`finish` or `abort`), or the run was cancelled.
+  step_one_open_.clear();
   // A lost run writes nothing more: it ends where its worker died.
   StepLoop::Env env{host_.executor, host_.clock, host_.pool, info_.chat_id,
                     [this](Json chunk) { Write(OutRecord::Chunk(std::move(chunk))); }};
@@ -982,6 +1123,10 @@ asio::awaitable<ChatRun::Streamed> ChatRun::Stream(Json prompt) {
   // Coroutine arguments are named first: GCC 12 destroys lambda and braced-aggregate temporaries
   // of a co_await expression twice (see docs/decisions.md).
   StepLoopInput input{message_id, continued, std::move(prompt), turn_stop_->get_token()};
+  input.started = started;
+  input.finish_metadata = [this, state](const StepTimings& step) {
+    return FinishMetadata(state, &step);
+  };
   Streamed out;
   out.result = co_await loop.Run(std::move(input));
   if (cancel_.stop_requested() || !HasContent(out.result.response)) co_return out;
@@ -1036,6 +1181,7 @@ asio::awaitable<void> ChatRun::TurnError(const absl::Status& error, const TurnRe
   std::string text(error.message());
   if (text.empty()) text = "An unexpected error occurred";
   Write(OutRecord::Chunk({{"type", "error"}, {"errorText", text}}));
+  EndStepOne("error", &st);  // a head start's answer, started with its step 1, ends too
   WriteTurnComplete(false, "");
   // The message this turn answered stays in the transcript, so the snapshot does not strand it.
   if (request.message.is_object() && MessageRole(request.message) == "user" &&
@@ -1065,6 +1211,12 @@ asio::awaitable<void> ChatRun::TurnError(const absl::Status& error, const TurnRe
 asio::awaitable<bool> ChatRun::RunTurn(TurnRequest request) {
   TurnState st;
   st.turn = turn_;
+  st.stored = request.stored;
+  st.received = request.received;
+  st.at_boot = request.at_boot;
+  st.first_of_run = turns_run_++ == 0;
+  st.handover_wait = request.handover_wait;
+  st.hooks_before = hook_time_;
   if (!request.metadata.is_null()) info_.client_data = request.metadata;
   turn_stop_.emplace();
   std::stop_callback link(cancel_.get_token(), [this] { turn_stop_->request_stop(); });
@@ -1073,7 +1225,10 @@ asio::awaitable<bool> ChatRun::RunTurn(TurnRequest request) {
 
   absl::Status status = co_await TurnBody(request, st);
   std::move(detach).Invoke();
-  if (cancel_.stop_requested()) co_return false;
+  if (cancel_.stop_requested()) {
+    EndStepOne("", &st);  // cancelled before its step 2: the answer ends as a stopped one does
+    co_return false;
+  }
   if (!status.ok()) {
     co_await TurnError(status, request, st);
     ++turn_;
@@ -1081,11 +1236,14 @@ asio::awaitable<bool> ChatRun::RunTurn(TurnRequest request) {
   }
   if (st.noop) {
     // Nothing to answer: the boundary only, and the turn number is not used up.
+    EndStepOne("stop", &st);
     WriteTurnComplete(false, "");
     co_return true;
   }
   if (st.upgrade_before_run) {
-    // Leave the message unanswered for the continuation that the next record boots.
+    // Leave the message unanswered for the continuation that the next record boots. A head
+    // start's step 1, already on `.out`, ends there as a stopped answer does.
+    EndStepOne("", &st);
     if (st.appended_incoming) {
       std::vector<Json> ui = acc_.ui();
       ui.pop_back();

@@ -29,6 +29,7 @@
 #include "runtime/clock.h"
 #include "runtime/hook_pool.h"
 #include "runtime/inbox.h"
+#include "runtime/step_loop.h"
 
 namespace baton {
 
@@ -48,6 +49,24 @@ struct BootRequest {
   std::vector<InRecord> pending;    // `.in` records after the snapshot's cursor
   std::vector<OutRecord> out_tail;  // `.out` records after the snapshot's turn-complete
   std::string traceparent;          // W3C trace context, carried into provider calls
+  // When the run was queued (for the chat's first run: when the chat was created; the boot
+  // message was stored then) and when its host got the assignment, for the turn timings.
+  absl::Time queued_at = absl::InfinitePast();
+  absl::Time assigned_at = absl::InfinitePast();
+};
+
+// One turn's timings, written on its `finish` chunk as messageMetadata.baton.timings (in
+// milliseconds) and observed by the host (docs/worker.md). Each is set when it applies.
+struct TurnTimings {
+  std::optional<absl::Duration> queued;    // message stored -> the run had it
+  std::optional<absl::Duration> boot;      // assignment received -> run started (first turn)
+  std::optional<absl::Duration> hooks;     // hooks before the model call
+  std::optional<absl::Duration> handover;  // a head start's wait for its signal
+  std::optional<absl::Duration> model_first_byte;  // model call sent -> its first event
+  std::optional<absl::Duration> tools;             // tool executions
+  std::optional<absl::Duration> turn;              // message stored -> `finish`
+  // {"queued": 1.5, "turn": 120, ...}: milliseconds, keys only for what is set.
+  Json ToJson() const;
 };
 
 // How a run ended.
@@ -85,6 +104,8 @@ struct RunHost {
   std::function<void(std::string_view hook, const Json& args)> observe;
   // Makes a fresh assistant message id.
   std::function<std::string()> new_message_id;
+  // Optional: each turn's timings, as its `finish` is written.
+  std::function<void(const TurnTimings&)> timings;
 };
 
 // Thread-safety: every method is called on the host's executor.
@@ -138,7 +159,18 @@ class ChatRun : public std::enable_shared_from_this<ChatRun> {
     StepLoopResult result;
     std::optional<Json> response;  // cleaned when stopped; absent when nothing streamed
   };
-  asio::awaitable<Streamed> Stream(Json prompt);
+  // `state`: the managed turn it answers, for its timings (null in a user loop).
+  asio::awaitable<Streamed> Stream(Json prompt, const TurnState* state);
+  // A head start's step 1 on `.out`: the handover's partial as UI chunks of message `id`
+  // (`start` through `finish-step`), then the `handover-spliced` record.
+  void WriteStepOne(const Json& partial, const std::string& id);
+  // The turn's timings so far (`step`: what its step loop measured, if it ran).
+  TurnTimings Timings(const TurnState* state, const StepTimings* step) const;
+  // The `finish` chunk's messageMetadata: the timings, also handed to the host.
+  Json FinishMetadata(const TurnState* state, const StepTimings* step);
+  // Ends a head start's answer whose step 1 is on `.out` and that no step loop went on with:
+  // `finish` (with `reason`) or, for "" , `abort`. Nothing when none is open.
+  void EndStepOne(const std::string& reason, const TurnState* state);
   // Between steps: offers the user messages queued mid-turn to should_inject_pending.
   asio::awaitable<StepLoop::Env::Injection> InjectPending(int next_step);
   asio::awaitable<void> TurnError(const absl::Status& error, const TurnRequest& request,
@@ -197,6 +229,13 @@ class ChatRun : public std::enable_shared_from_this<ChatRun> {
   std::set<std::string> unfinished_;
   // A user loop's end, decided by ChatSession::NextMessage().
   std::optional<RunOutcome> loop_outcome_;
+  // For the turn timings: when the run started, time spent in hooks so far, turns run.
+  absl::Time started_at_ = absl::InfinitePast();
+  absl::Duration hook_time_;
+  int turns_run_ = 0;
+  // The message id of a head start's answer whose step 1 is on `.out` and that has not ended
+  // yet ("" when none): its `start` is written, so the step loop writes none.
+  std::string step_one_open_;
 };
 
 }  // namespace baton

@@ -84,7 +84,10 @@ asio::awaitable<Handover> ChatSession::ConsumeHandover() {
   out.is_final = BoolField(signal->body, "isFinal");
   out.message_id = StringField(signal->body, "messageId");
   if (out.message_id.empty()) out.message_id = run_.host_.new_message_id();
-  run_.acc_.Splice(signal->body.value("partialAssistantMessage", Json::array()), out.message_id);
+  const Json partial = signal->body.value("partialAssistantMessage", Json::array());
+  // Step 1 on `.out` first, as a managed agent writes it: readers get the whole answer.
+  run_.WriteStepOne(partial, out.message_id);
+  run_.acc_.Splice(partial, out.message_id);
   co_return out;
 }
 
@@ -107,12 +110,14 @@ asio::awaitable<StepLoopResult> ChatSession::StreamResponse() {
   std::stop_callback link(run_.cancel_.get_token(), [run] { run->turn_stop_->request_stop(); });
   run_.inbox_.set_stop_handler([run](const InRecord&) { run->turn_stop_->request_stop(); });
   Json prompt = run_.acc_.ModelMessages();
-  ChatRun::Streamed streamed = co_await run_.Stream(std::move(prompt));
+  ChatRun::Streamed streamed = co_await run_.Stream(std::move(prompt), nullptr);
   run_.inbox_.set_stop_handler(nullptr);
   co_return std::move(streamed.result);
 }
 
 int64_t ChatSession::CompleteTurn() {
+  // A head start's final step 1 that no StreamResponse went on with ends here.
+  run_.EndStepOne("stop", nullptr);
   int64_t seq = run_.WriteTurnComplete(false, "");
   run_.chat_started_ = true;
   ++run_.turn_;

@@ -7,6 +7,7 @@
 #include "hooks/messages.h"
 #include "runtime/convert.h"
 #include "runtime/step_loop.h"
+#include "runtime/wire.h"
 
 namespace baton {
 
@@ -65,6 +66,78 @@ Json HandoverPartial(Json response) {
   return UiToModelMessages(response);
 }
 
+absl::StatusOr<Agent> AgentFromInfo(const v1::AgentInfo& info,
+                                    std::shared_ptr<LanguageModel> model) {
+  if (absl::Status s = CheckAgentInfo(info); !s.ok()) return s;
+  Agent agent;
+  agent.id = info.name();
+  agent.version = info.version();
+  agent.model = std::move(model);
+  agent.system = info.system();
+  if (info.handover_timeout_ms() > 0) {
+    agent.options.handover_timeout = absl::Milliseconds(info.handover_timeout_ms());
+  }
+  agent.options.allow_head_start = !info.head_start_disabled();
+  if (info.tools_json().empty()) return agent;
+  absl::StatusOr<Json> tools = ParseJson(info.tools_json());
+  if (!tools.ok()) return tools.status();
+  for (const Json& t : *tools) {
+    Tool tool;
+    tool.name = StringField(t, "name");
+    tool.description = StringField(t, "description");
+    if (const Json* schema = FindField(t, "inputSchema");
+        schema != nullptr && schema->is_object()) {
+      tool.input_schema = *schema;
+    }
+    tool.needs_approval = BoolField(t, "needsApproval");
+    agent.tools.push_back(std::move(tool));
+  }
+  return agent;
+}
+
+asio::awaitable<StepOneResult> RunStepOne(asio::any_io_executor executor, Clock& clock,
+                                          HookPool& pool, const Agent& agent, std::string chat_id,
+                                          Json messages, std::string message_id,
+                                          std::string traceparent,
+                                          std::function<void(const Json& chunk)> on_chunk,
+                                          std::stop_token stop) {
+  Agent one = StepOneAgent(agent);
+  StepLoop::Env loop_env;
+  loop_env.executor = std::move(executor);
+  loop_env.clock = &clock;
+  loop_env.pool = &pool;
+  loop_env.chat_id = std::move(chat_id);
+  loop_env.traceparent = std::move(traceparent);
+  loop_env.emit = [&on_chunk](Json chunk) {
+    if (on_chunk) on_chunk(chunk);
+  };
+  StepLoop loop(one, loop_env);
+  StepLoopInput input;
+  input.message_id = message_id;
+  input.prompt = Json::array();
+  for (const Json& message : messages) {
+    for (Json& m : UiToModelMessages(message)) input.prompt.push_back(std::move(m));
+  }
+  input.stop = stop;
+  StepLoopResult step = co_await loop.Run(std::move(input));
+
+  StepOneResult out;
+  if (step.stopped || stop.stop_requested()) {
+    out.error = "stopped";
+  } else if (step.finish_reason == "error" || step.finish_reason.empty()) {
+    out.error = step.error.empty() ? "step 1 failed" : step.error;
+  } else {
+    out.skipped = false;
+    out.signal = {{"kind", "handover"},
+                  {"partialAssistantMessage", HandoverPartial(step.response)},
+                  {"messageId", message_id},
+                  {"isFinal", step.finish_reason != "tool-calls"}};
+    co_return out;
+  }
+  out.signal = {{"kind", "handover-skip"}};
+  co_return out;
+}
+
 asio::awaitable<absl::StatusOr<HeadStartResult>> RunHeadStart(HeadStartEnv env,
                                                               HeadStartRequest request) {
   HeadStartResult result;
@@ -100,46 +173,31 @@ asio::awaitable<absl::StatusOr<HeadStartResult>> RunHeadStart(HeadStartEnv env,
   }
 
   // 2. Step 1, streamed to the caller as it arrives.
-  Agent one = StepOneAgent(*env.agent);
   bool first = true;
-  StepLoop::Env loop_env;
-  loop_env.executor = env.executor;
-  loop_env.clock = env.clock;
-  loop_env.pool = env.pool;
-  loop_env.chat_id = request.chat_id;
-  loop_env.traceparent = request.traceparent;
-  loop_env.emit = [&](Json chunk) {
+  auto on_chunk = [&](const Json& chunk) {
     if (first) {
       first = false;
       result.first_chunk = env.clock->Now() - start;
     }
     if (env.on_chunk) env.on_chunk(chunk);
   };
-  StepLoop loop(one, loop_env);
-  StepLoopInput input;
-  input.message_id = result.message_id;
-  input.prompt = Json::array();
-  for (const Json& message : request.messages) {
-    for (Json& m : UiToModelMessages(message)) input.prompt.push_back(std::move(m));
-  }
-  StepLoopResult step = co_await loop.Run(std::move(input));
+  // Arguments named, not temporaries of the co_await (docs/decisions.md, the GCC 12 rule).
+  std::function<void(const Json&)> sink = on_chunk;
+  std::stop_token never;
+  StepOneResult step =
+      co_await RunStepOne(env.executor, *env.clock, *env.pool, *env.agent, request.chat_id,
+                          request.messages, result.message_id, request.traceparent, sink, never);
   result.step1 = env.clock->Now() - start;
 
   // 3. The signal.
-  Json body;
-  if (step.finish_reason == "error" || step.stopped || step.finish_reason.empty()) {
+  const Json& body = step.signal;
+  if (step.skipped) {
     result.signal = HeadStartResult::Signal::kSkip;
-    result.step_error = step.finish_reason.empty() ? "stopped" : "step 1 failed";
-    body = {{"kind", "handover-skip"}};
+    result.step_error = step.error;
   } else {
-    result.partial = HandoverPartial(step.response);
-    bool tool_calls = step.finish_reason == "tool-calls";
-    result.signal =
-        tool_calls ? HeadStartResult::Signal::kHandover : HeadStartResult::Signal::kFinal;
-    body = {{"kind", "handover"},
-            {"partialAssistantMessage", result.partial},
-            {"messageId", result.message_id},
-            {"isFinal", !tool_calls}};
+    result.partial = body["partialAssistantMessage"];
+    result.signal = BoolField(body, "isFinal") ? HeadStartResult::Signal::kFinal
+                                               : HeadStartResult::Signal::kHandover;
   }
   absl::StatusOr<int64_t> seq =
       Append(*env.sessions, request.chat_id, body, absl::StrCat("handover:", result.message_id));

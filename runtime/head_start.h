@@ -19,6 +19,7 @@
 #define BATON_RUNTIME_HEAD_START_H_
 
 #include <functional>
+#include <stop_token>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -62,6 +63,32 @@ struct HeadStartEnv {
   const Agent* agent = nullptr;
   std::function<void(const Json& chunk)> on_chunk;  // each UI chunk of step 1, as it streams
 };
+
+// The agent as the warm side knows it from its workers' announcement (Sessions.GetAgent): name,
+// version, system prompt, tool schemas (no executes), handover window and head-start setting,
+// on `model`. InvalidArgument when the announcement breaks CheckAgentInfo's rules.
+absl::StatusOr<Agent> AgentFromInfo(const baton::v1::AgentInfo& info,
+                                    std::shared_ptr<LanguageModel> model);
+
+// Step 1 alone (step 2 above, without the Sessions calls): what an event-driven warm side such as
+// baton-gateway runs between its own CreateSession and Append.
+struct StepOneResult {
+  // The `.in` record to append: `handover` (with `isFinal` for a pure-text step 1) or
+  // `handover-skip` when step 1 failed, was stopped, or made nothing.
+  Json signal;
+  bool skipped = true;
+  std::string error;  // why step 1 failed, unmasked ("" when it did not)
+};
+
+// Runs step 1 of `agent` (its model, system prompt and tool schemas; executes and hooks unused)
+// on `messages` (UI messages), streaming its UI chunks to `on_chunk` under `message_id`. `stop`
+// ends it at once (the caller went away, or its deadline passed): the result is then a skip.
+asio::awaitable<StepOneResult> RunStepOne(asio::any_io_executor executor, Clock& clock,
+                                          HookPool& pool, const Agent& agent, std::string chat_id,
+                                          Json messages, std::string message_id,
+                                          std::string traceparent,
+                                          std::function<void(const Json& chunk)> on_chunk,
+                                          std::stop_token stop);
 
 // Runs steps 1 to 3 above. Errors are the Sessions calls' (a step 1 failure is not an error: it
 // ends in handover-skip).

@@ -150,6 +150,9 @@ void LocalSessions::Boot(Session& session, BootRequest boot) {
       if (r.seq > last_turn_complete) boot.out_tail.push_back(r);
     }
   }
+  // Queued and assigned at once: the timings' `boot` is the run's own start-up only.
+  if (boot.queued_at == absl::InfinitePast()) boot.queued_at = clock_.Now();
+  boot.assigned_at = clock_.Now();
   session.run_id = boot.run_id;
   session.attempt = boot.attempt;
   session.state = State::kLive;
@@ -184,6 +187,7 @@ absl::Status LocalSessions::Create(const std::string& chat_id, const Agent& agen
   boot.trigger = trigger;
   boot.payload = std::move(payload);
   boot.attempt = attempt;
+  boot.queued_at = clock_.Now();  // the boot message is stored with the chat
   Boot(s, std::move(boot));
   return absl::OkStatus();
 }
@@ -197,6 +201,7 @@ absl::StatusOr<int64_t> LocalSessions::Append(const std::string& chat_id, const 
   }
   absl::StatusOr<InRecord> record = InRecordFromJson(static_cast<int64_t>(s.in.size()) + 1, body);
   if (!record.ok()) return record.status();
+  record->appended_at = clock_.Now();
   if (absl::Status signal = CheckSignal(chat_id, s.handover, record->kind); !signal.ok()) {
     return signal;
   }

@@ -99,6 +99,7 @@ class AnthropicModel final : public HttpModel {
  public:
   AnthropicModel(HttpClient& http, AnthropicOptions options);
   std::string provider() const override { return "anthropic"; }
+  std::string model_id() const override { return anthropic_.request.model; }
 
  private:
   HttpRequest BuildRequest(const ModelCall& call) const override;
@@ -112,6 +113,7 @@ class OpenAiModel final : public HttpModel {
  public:
   OpenAiModel(HttpClient& http, OpenAiOptions options);
   std::string provider() const override { return "openai"; }
+  std::string model_id() const override { return openai_.request.model; }
 
  private:
   HttpRequest BuildRequest(const ModelCall& call) const override;

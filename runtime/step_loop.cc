@@ -4,6 +4,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "hooks/messages.h"
@@ -172,6 +173,10 @@ class TurnStreams {
   asio::awaitable<std::optional<std::vector<absl::StatusOr<Json>>>> Execute(
       const std::vector<ToolCall>& calls, std::stop_token stop) {
     if (stop.stop_requested()) co_return std::nullopt;  // stopped before any call started
+    const absl::Time began = env_.clock->Now();
+    absl::Cleanup timed = [this, began] {
+      tools_ = tools_.value_or(absl::ZeroDuration()) + (env_.clock->Now() - began);
+    };
     struct Shared {
       std::vector<std::pair<size_t, absl::StatusOr<Json>>> done;
       Waiter* waiter = nullptr;
@@ -228,12 +233,14 @@ class TurnStreams {
 
   UiReducer& reducer() { return reducer_; }
   absl::flat_hash_map<std::string, std::string>& real_errors() { return real_errors_; }
+  const std::optional<absl::Duration>& tools() const { return tools_; }
 
  private:
   const Agent& agent_;
   const StepLoop::Env& env_;
   UiReducer reducer_;
   absl::flat_hash_map<std::string, std::string> real_errors_;  // toolCallId -> unmasked text
+  std::optional<absl::Duration> tools_;                        // time spent executing tools
 };
 
 asio::awaitable<void> StepLoop::Room(std::stop_token stop) {
@@ -249,11 +256,22 @@ asio::awaitable<StepLoopResult> StepLoop::Run(StepLoopInput input) {
   TurnStreams streams(agent_, env_, std::move(start_message));
   StepLoopResult result;
   Json prompt = std::move(input.prompt);
-  streams.Emit({{"type", "start"}, {"messageId", input.message_id}});
+  if (!input.started) streams.Emit({{"type", "start"}, {"messageId", input.message_id}});
+  // Every `finish` of the turn carries its metadata (the turn timings), made as it is written.
+  auto finish = [&](const std::string& reason) {
+    result.timings.tools = streams.tools();
+    Json chunk = {{"type", "finish"}, {"finishReason", reason}};
+    if (input.finish_metadata) {
+      Json metadata = input.finish_metadata(result.timings);
+      if (!metadata.is_null()) chunk["messageMetadata"] = std::move(metadata);
+    }
+    streams.Emit(std::move(chunk));
+  };
 
   auto stopped = [&]() -> StepLoopResult {
     streams.Emit({{"type", "abort"}});
     result.stopped = true;
+    result.timings.tools = streams.tools();
     result.response = streams.reducer().message();
     return result;
   };
@@ -360,6 +378,9 @@ asio::awaitable<StepLoopResult> StepLoop::Run(StepLoopInput input) {
         e.error = absl::StrCat("the model sent provider metadata nested deeper than ",
                                kMaxDataDepth, " levels");
       }
+      if (!result.timings.model_first_byte.has_value()) {
+        result.timings.model_first_byte = env_.clock->Now() - result.timings.model_call_at;
+      }
       if (e.type == ModelEvent::Type::kError) {
         // An error as the first event leaves no step behind: `start`, `error` (V7).
         error = e.error.empty() ? "model call failed" : e.error;
@@ -438,6 +459,9 @@ asio::awaitable<StepLoopResult> StepLoop::Run(StepLoopInput input) {
     ModelCall call{agent_.system, ForProvider(prompt), tools, step, env_.traceparent};
     RoomToWrite room(env_.writable, input.stop);
     if (env_.writable) call.backpressure = &room;
+    if (result.timings.model_call_at == absl::InfinitePast()) {
+      result.timings.model_call_at = env_.clock->Now();
+    }
     std::function<void(ModelEvent)> sink = on_event;  // named: see docs/decisions.md
     co_await agent_.model->Stream(std::move(call), std::move(sink), input.stop);
     if (input.stop.stop_requested()) co_return stopped();
@@ -452,7 +476,7 @@ asio::awaitable<StepLoopResult> StepLoop::Run(StepLoopInput input) {
       // failed before its first chunk (the AI SDK then ends with `error` alone): a reader, or a
       // later recovery, must never take a failed answer for one still streaming.
       if (started) streams.Emit({{"type", "finish-step"}});
-      streams.Emit({{"type", "finish"}, {"finishReason", "error"}});
+      finish("error");
       result.finish_reason = "error";
       result.error = error;
       result.response = streams.reducer().message();
@@ -551,7 +575,7 @@ asio::awaitable<StepLoopResult> StepLoop::Run(StepLoopInput input) {
       for (Json& m : injection.messages) prompt.push_back(std::move(m));
     }
   }
-  streams.Emit({{"type", "finish"}, {"finishReason", finish_reason}});
+  finish(finish_reason);
   result.finish_reason = finish_reason;
   result.response = streams.reducer().message();
   co_return result;

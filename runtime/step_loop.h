@@ -9,6 +9,7 @@
 #define BATON_RUNTIME_STEP_LOOP_H_
 
 #include <functional>
+#include <optional>
 #include <stop_token>
 #include <string>
 
@@ -21,11 +22,22 @@
 
 namespace baton {
 
+// Where a turn's model and tool time went, for the turn timings (docs/worker.md).
+struct StepTimings {
+  absl::Time model_call_at = absl::InfinitePast();  // the first model call was sent
+  std::optional<absl::Duration> model_first_byte;   // the first call's first event came
+  std::optional<absl::Duration> tools;              // tools executed: their wall time in all
+};
+
 struct StepLoopInput {
   std::string message_id;  // sent in the `start` chunk
   Json continued;          // the assistant UI message this turn continues, or null
   Json prompt;             // model messages
   std::stop_token stop;    // the turn's stop (a stop record or a run cancel)
+  // The message's `start` is on `.out` already (a head start's step 1): none is written.
+  bool started = false;
+  // Optional: the `finish` chunk's messageMetadata, made when it is written (null: none).
+  std::function<Json(const StepTimings&)> finish_metadata;
 };
 
 struct StepLoopResult {
@@ -34,6 +46,7 @@ struct StepLoopResult {
   std::string error;          // the model error that ended the turn, unmasked ("" when none)
   bool stopped = false;
   Usage usage;
+  StepTimings timings;
 };
 
 // Thread-safety: one Run() at a time, on the run's executor.

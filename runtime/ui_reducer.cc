@@ -228,4 +228,65 @@ absl::Status UiReducer::Apply(const Json& chunk) {
   return absl::OkStatus();
 }
 
+std::vector<Json> UiMessageChunks(const Json& message, std::string_view id_prefix) {
+  std::vector<Json> out;
+  const Json* parts = FindField(message, "parts");
+  if (parts == nullptr || !parts->is_array()) return out;
+  int next = 0;
+  for (const Json& part : *parts) {
+    if (!part.is_object()) continue;
+    const std::string type = StringField(part, "type");
+    if (type == "text" || type == "reasoning") {
+      std::string id = absl::StrCat(std::string(id_prefix), next++);
+      const Json* pm = FindField(part, "providerMetadata");
+      Json start = {{"type", absl::StrCat(type, "-start")}, {"id", id}};
+      if (pm != nullptr) start["providerMetadata"] = *pm;
+      out.push_back(std::move(start));
+      std::string text = StringField(part, "text");
+      if (!text.empty()) {
+        out.push_back({{"type", absl::StrCat(type, "-delta")}, {"id", id}, {"delta", text}});
+      }
+      Json end = {{"type", absl::StrCat(type, "-end")}, {"id", id}};
+      if (pm != nullptr) end["providerMetadata"] = *pm;
+      out.push_back(std::move(end));
+    } else if (IsToolPart(part)) {
+      const std::string call_id = StringField(part, "toolCallId");
+      const bool dynamic = type == "dynamic-tool";
+      Json input = {{"type", "tool-input-available"},
+                    {"toolCallId", call_id},
+                    {"toolName", dynamic ? StringField(part, "toolName") : ToolPartName(part)},
+                    {"input", part.value("input", Json::object())}};
+      if (dynamic) input["dynamic"] = true;
+      if (const Json* pm = FindField(part, "callProviderMetadata")) input["providerMetadata"] = *pm;
+      out.push_back(std::move(input));
+      const std::string state = StringField(part, "state");
+      if (state == "output-available") {
+        out.push_back({{"type", "tool-output-available"},
+                       {"toolCallId", call_id},
+                       {"output", part.value("output", Json())}});
+      } else if (state == "output-error") {
+        out.push_back({{"type", "tool-output-error"},
+                       {"toolCallId", call_id},
+                       {"errorText", StringField(part, "errorText")}});
+      } else if (state == "approval-requested") {
+        const Json* approval = FindField(part, "approval");
+        out.push_back({{"type", "tool-approval-request"},
+                       {"approvalId", approval != nullptr ? StringField(*approval, "id") : ""},
+                       {"toolCallId", call_id}});
+      } else if (state == "output-denied") {
+        out.push_back({{"type", "tool-output-denied"}, {"toolCallId", call_id}});
+      }
+    } else if (absl::StartsWith(type, "data-")) {
+      Json data = {{"type", type}};
+      if (const Json* id = FindField(part, "id")) data["id"] = *id;
+      data["data"] = part.value("data", Json());
+      out.push_back(std::move(data));
+    } else if (type == "source-url" || type == "source-document" || type == "file") {
+      out.push_back(part);  // the chunk carries the part's own fields
+    }
+    // step-start parts are the caller's step framing; other types have no chunk.
+  }
+  return out;
+}
+
 }  // namespace baton

@@ -8,6 +8,8 @@
 
 #include <map>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "hooks/json.h"
@@ -40,6 +42,17 @@ class UiReducer {
   std::map<std::string, std::string> partial_tool_input_;
   std::string finish_reason_;
 };
+
+// UiMessageChunks()
+//
+// The UI chunks that build `message`'s parts, for a reader that never saw them streamed (a head
+// start's step 1 on `.out`): per part, text-start/-delta/-end and reasoning-start/-delta/-end
+// (ids `<id_prefix><n>`, provider metadata kept, so reasoning signatures survive),
+// tool-input-available (with tool-output-available, -error, tool-approval-request or
+// tool-output-denied for a part past its input), data-*, source-url, source-document and file.
+// No start, step or finish chunks: the caller frames them. UiReducer folds the chunks back into
+// the same parts (step-start parts aside).
+std::vector<Json> UiMessageChunks(const Json& message, std::string_view id_prefix);
 
 }  // namespace baton
 

@@ -365,7 +365,11 @@ baton::v1::InKind InKindToProto(InKind kind) {
 }
 
 absl::StatusOr<InRecord> InRecordFromProto(const baton::v1::InRecord& record) {
-  return DecodeInRecord(record.seq(), record.body_json());
+  absl::StatusOr<InRecord> decoded = DecodeInRecord(record.seq(), record.body_json());
+  if (decoded.ok() && record.appended_at_unix_ms() > 0) {
+    decoded->appended_at = absl::FromUnixMillis(record.appended_at_unix_ms());
+  }
+  return decoded;
 }
 
 namespace {
@@ -449,6 +453,43 @@ absl::Status CheckAgentName(std::string_view name) {
     if (!allowed) {
       return absl::InvalidArgumentError(absl::StrCat(
           "agent name ", Quoted(name), " may hold only ASCII letters, digits and - _ . : / @"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckAgentInfo(const baton::v1::AgentInfo& agent) {
+  auto over = [](std::string_view what, const std::string& value, size_t limit) {
+    return absl::InvalidArgumentError(absl::StrCat(std::string(what), " must be at most ", limit,
+                                                   " bytes, not ", value.size()));
+  };
+  if (agent.version().size() > kMaxAgentVersionBytes) {
+    return over("version", agent.version(), kMaxAgentVersionBytes);
+  }
+  if (agent.system().size() > kMaxAgentSystemBytes) {
+    return over("system", agent.system(), kMaxAgentSystemBytes);
+  }
+  if (agent.tools_json().size() > kMaxAgentToolsBytes) {
+    return over("tools_json", agent.tools_json(), kMaxAgentToolsBytes);
+  }
+  if (agent.model_provider().size() > kMaxAgentModelBytes) {
+    return over("model_provider", agent.model_provider(), kMaxAgentModelBytes);
+  }
+  if (agent.model_id().size() > kMaxAgentModelBytes) {
+    return over("model_id", agent.model_id(), kMaxAgentModelBytes);
+  }
+  if (agent.tools_json().empty()) return absl::OkStatus();
+  absl::StatusOr<Json> tools = ParseJson(agent.tools_json());
+  if (!tools.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tools_json is not JSON: ", tools.status().message()));
+  }
+  if (!tools->is_array()) return absl::InvalidArgumentError("tools_json is not a JSON array");
+  for (size_t i = 0; i < tools->size(); ++i) {
+    const Json& tool = (*tools)[i];
+    if (!tool.is_object() || StringField(tool, "name").empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("tools_json[", i, "] is not an object with a non-empty string \"name\""));
     }
   }
   return absl::OkStatus();

@@ -156,6 +156,19 @@ inline constexpr size_t kMaxRunErrorBytes = 4096;  // RunFinished.error
 inline constexpr size_t kMaxAgentNameBytes = 128;
 absl::Status CheckAgentName(std::string_view name);
 
+// CheckAgentInfo()
+//
+// What an agent's announcement (Hello.agents, chat.proto AgentInfo) may hold besides its name
+// (CheckAgentName): a version of at most kMaxAgentVersionBytes, a system prompt of at most
+// kMaxAgentSystemBytes, `tools_json` of at most kMaxAgentToolsBytes that is empty or a JSON
+// array of objects each with a non-empty string "name", and model fields of at most
+// kMaxAgentModelBytes. InvalidArgument naming the field and what is wrong.
+inline constexpr size_t kMaxAgentVersionBytes = 128;
+inline constexpr size_t kMaxAgentSystemBytes = 256 * 1024;
+inline constexpr size_t kMaxAgentToolsBytes = 1 << 20;
+inline constexpr size_t kMaxAgentModelBytes = 256;
+absl::Status CheckAgentInfo(const baton::v1::AgentInfo& agent);
+
 // Whether `value` is a W3C traceparent: "vv-<32 hex trace id>-<16 hex parent id>-<2 hex flags>",
 // lowercase, trace and parent ids not all zero. Only such values are carried into a run and
 // its provider requests.

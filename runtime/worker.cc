@@ -141,6 +141,32 @@ v1::RunEnd RunEndProto(RunOutcome::Kind kind) {
 
 }  // namespace
 
+v1::AgentInfo DescribeAgent(const std::string& name, const std::string& version,
+                            const Agent& agent) {
+  v1::AgentInfo info;
+  info.set_name(name);
+  info.set_version(version);
+  info.set_handover_timeout_ms(absl::ToInt64Milliseconds(agent.options.handover_timeout));
+  info.set_system(ToValidUtf8(agent.system));
+  Json tools = Json::array();
+  for (const Tool& tool : agent.tools) {
+    // The same schema the agent's own model calls get (runtime/step_loop.cc), so step 1 on a
+    // warm side offers the model exactly the agent's tools.
+    Json t = {
+        {"name", tool.name}, {"description", tool.description}, {"inputSchema", tool.input_schema}};
+    if (tool.needs_approval) t["needsApproval"] = true;
+    if (!tool.execute) t["clientSide"] = true;
+    tools.push_back(std::move(t));
+  }
+  info.set_tools_json(DumpJson(tools));
+  info.set_head_start_disabled(!agent.options.allow_head_start);
+  if (agent.model) {
+    info.set_model_provider(ToValidUtf8(agent.model->provider()));
+    info.set_model_id(ToValidUtf8(agent.model->model_id()));
+  }
+  return info;
+}
+
 Worker::Worker(asio::any_io_executor executor, Clock& clock, HookPool& pool, WorkerOptions options)
     : executor_(std::move(executor)),
       clock_(clock),
@@ -168,7 +194,19 @@ Worker::Worker(asio::any_io_executor executor, Clock& clock, HookPool& pool, Wor
           "baton_worker_output_waits_total",
           "Times a run stopped to wait for acknowledgements (its outbox was full).")),
       boot_seconds_(metrics_.AddHistogram("baton_worker_boot_seconds",
-                                          "From AssignRun received to the run started.")) {
+                                          "From AssignRun received to the run started.")),
+      turn_queued_(metrics_.AddHistogram(
+          "baton_worker_turn_phase_seconds{phase=\"queued\"}",
+          "Each turn's timings, as on its finish chunk's messageMetadata.baton.timings "
+          "(docs/worker.md).")),
+      turn_boot_(metrics_.AddHistogram("baton_worker_turn_phase_seconds{phase=\"boot\"}", "")),
+      turn_hooks_(metrics_.AddHistogram("baton_worker_turn_phase_seconds{phase=\"hooks\"}", "")),
+      turn_handover_(
+          metrics_.AddHistogram("baton_worker_turn_phase_seconds{phase=\"handover\"}", "")),
+      turn_model_first_byte_(
+          metrics_.AddHistogram("baton_worker_turn_phase_seconds{phase=\"modelFirstByte\"}", "")),
+      turn_tools_(metrics_.AddHistogram("baton_worker_turn_phase_seconds{phase=\"tools\"}", "")),
+      turn_total_(metrics_.AddHistogram("baton_worker_turn_phase_seconds{phase=\"turn\"}", "")) {
   if (options_.worker_id.empty()) options_.worker_id = DefaultWorkerId();
   options_.max_frame_bytes = std::clamp(options_.max_frame_bytes, kMinFrameBytes, kMaxFrameBytes);
   send_frame_bytes_ = options_.max_frame_bytes;
@@ -227,10 +265,7 @@ void Worker::Connect() {
   hello.set_capacity(options_.capacity);
   hello.set_max_frame_bytes(static_cast<int64_t>(options_.max_frame_bytes));
   for (const auto& [name, hosted] : agents_) {
-    v1::AgentInfo& info = *hello.add_agents();
-    info.set_name(name);
-    info.set_version(hosted.version);
-    info.set_handover_timeout_ms(absl::ToInt64Milliseconds(hosted.agent->options.handover_timeout));
+    *hello.add_agents() = DescribeAgent(name, hosted.version, *hosted.agent);
   }
   for (const auto& [key, value] : options_.labels) (*hello.mutable_labels())[key] = value;
   for (const auto& [id, slot] : slots_) {
@@ -507,6 +542,9 @@ void Worker::OnAssign(const v1::AssignRun& assign) {
   boot.resume = assign.resume();
   boot.previous_run_id = assign.previous_run_id();
   boot.attempt = assign.attempt();
+  boot.assigned_at = received;
+  if (assign.queued_at_unix_ms() > 0)
+    boot.queued_at = absl::FromUnixMillis(assign.queued_at_unix_ms());
   if (ValidTraceparent(assign.traceparent())) boot.traceparent = assign.traceparent();
   absl::StatusOr<Assignment> decoded = DecodeAssignment(assign);
   if (!decoded.ok()) {
@@ -574,6 +612,18 @@ void Worker::OnAssign(const v1::AssignRun& assign) {
       observe(s->run_id, hook, args);
     };
   }
+  host.timings = [this](const TurnTimings& t) {
+    auto observe = [](Histogram& h, const std::optional<absl::Duration>& d) {
+      if (d.has_value()) h.Observe(absl::ToDoubleSeconds(*d));
+    };
+    observe(turn_queued_, t.queued);
+    observe(turn_boot_, t.boot);
+    observe(turn_hooks_, t.hooks);
+    observe(turn_handover_, t.handover);
+    observe(turn_model_first_byte_, t.model_first_byte);
+    observe(turn_tools_, t.tools);
+    observe(turn_total_, t.turn);
+  };
   host.new_message_id = [] {
     absl::BitGen gen;
     return absl::StrFormat("msg_%016x", absl::Uniform<uint64_t>(gen));

@@ -58,6 +58,12 @@ struct WorkerOptions {
   ClientSecurity security;  // TLS and the bearer token (the default: plaintext, no token)
 };
 
+// What a worker announces about an agent it hosts under `name` (Hello.agents): its version,
+// handover window, system prompt, tool schemas, head-start setting and model
+// (docs/protocol.md, AgentInfo). GetAgent serves it to warm sides.
+baton::v1::AgentInfo DescribeAgent(const std::string& name, const std::string& version,
+                                   const Agent& agent);
+
 class Worker {
  public:
   Worker(asio::any_io_executor executor, Clock& clock, HookPool& pool, WorkerOptions options);
@@ -172,6 +178,14 @@ class Worker {
   Gauge& runs_waiting_;
   Counter& room_waits_;
   Histogram& boot_seconds_;
+  // Per-turn timings (TurnTimings), one histogram per phase.
+  Histogram& turn_queued_;
+  Histogram& turn_boot_;
+  Histogram& turn_hooks_;
+  Histogram& turn_handover_;
+  Histogram& turn_model_first_byte_;
+  Histogram& turn_tools_;
+  Histogram& turn_total_;
 };
 
 }  // namespace baton

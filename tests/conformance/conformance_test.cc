@@ -20,6 +20,7 @@ namespace {
 using conformance::ApplyStep;
 using conformance::BuildAgent;
 using conformance::Matcher;
+using conformance::ReaderMessages;
 using conformance::ReadScenario;
 using conformance::ScenarioFiles;
 using conformance::ToolLog;
@@ -54,25 +55,32 @@ void Check(const Json& expect, TestKit& kit, ToolLog& log, Matcher& matcher,
     EXPECT_EQ(kit.LastHook(name.get<std::string>()), nullptr)
         << where << ": hook " << name << " fired";
   }
-  if (expect.contains("out")) {
-    Json actual = Json::array();
-    for (const OutRecord& r : kit.out()) {
-      Json a = {{"type", r.Type()}};
-      if (r.is_control) {
-        Json headers = Json::object();
-        for (const auto& [k, v] : r.headers) headers[k] = v;
-        a["headers"] = headers;
-      } else {
-        a["chunk"] = r.chunk;
-      }
-      actual.push_back(std::move(a));
+  Json out = Json::array();
+  for (const OutRecord& r : kit.out()) {
+    Json a = {{"type", r.Type()}};
+    if (r.is_control) {
+      Json headers = Json::object();
+      for (const auto& [k, v] : r.headers) headers[k] = v;
+      a["headers"] = headers;
+    } else {
+      a["chunk"] = r.chunk;
     }
+    out.push_back(std::move(a));
+  }
+  if (expect.contains("out")) {
+    const Json& actual = out;
     Json wanted = Json::array();
     for (const Json& e : expect["out"]) wanted.push_back(e.is_string() ? Json{{"type", e}} : e);
     Json types = Json::array();
     for (const std::string& t : kit.OutTypes()) types.push_back(t);
     EXPECT_TRUE(matcher.Match(wanted, actual, "out", &why))
         << where << ": " << why << "\nactual out: " << types.dump();
+  }
+  if (expect.contains("out_messages")) {
+    absl::StatusOr<Json> messages = ReaderMessages(out);
+    ASSERT_TRUE(messages.ok()) << where << ": out_messages: " << messages.status();
+    EXPECT_TRUE(matcher.Match(expect["out_messages"], *messages, "out_messages", &why))
+        << where << ": " << why << "\nreader's messages: " << messages->dump();
   }
   if (expect.contains("state")) {
     static const std::map<LocalSessions::State, std::string> kNames = {

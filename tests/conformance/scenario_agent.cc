@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 
@@ -11,6 +12,7 @@
 #include "gtest/gtest.h"
 #include "hooks/messages.h"
 #include "hooks/status.h"
+#include "runtime/ui_reducer.h"
 
 namespace baton::conformance {
 
@@ -66,6 +68,57 @@ bool Matcher::Match(const Json& expected, const Json& actual, const std::string&
     return false;
   }
   return true;
+}
+
+absl::StatusOr<Json> ReaderMessages(const Json& out) {
+  Json messages = Json::array();
+  std::optional<UiReducer> open;
+  auto end = [&](const std::string& how) {
+    const Json& m = open->message();
+    Json entry = {{"id", m.value("id", "")}, {"parts", m.value("parts", Json::array())}};
+    if (m.contains("metadata")) entry["metadata"] = m["metadata"];
+    if (!open->finish_reason().empty()) entry["finishReason"] = open->finish_reason();
+    if (!how.empty()) entry["end"] = how;
+    messages.push_back(std::move(entry));
+    open.reset();
+  };
+  for (size_t i = 0; i < out.size(); ++i) {
+    const Json& r = out[i];
+    auto refused = [&](const std::string& why) {
+      return absl::InvalidArgumentError(absl::StrCat("out[", i, "] ", r.dump(), ": ", why));
+    };
+    if (!r.contains("chunk")) {
+      if (StringField(r, "type") != "trigger:retract") continue;  // not for the message
+      const std::string id = StringField(r.value("headers", Json::object()), "message-id");
+      if (open.has_value() && StringField(open->message(), "id") == id) {
+        open.reset();
+      } else if (!messages.empty() && StringField(messages.back(), "id") == id) {
+        messages.erase(messages.size() - 1);
+      } else {
+        return refused("retracts no message");
+      }
+      continue;
+    }
+    const Json& chunk = r["chunk"];
+    const std::string type = StringField(chunk, "type");
+    if (type == "start") {
+      if (open.has_value()) {
+        return refused(absl::StrCat("a start while message \"", StringField(open->message(), "id"),
+                                    "\" is open"));
+      }
+      open.emplace();
+    }
+    if (!open.has_value()) {
+      if (type == "error" || absl::StartsWith(type, "data-")) continue;
+      return refused("outside a message");
+    }
+    if (absl::Status applied = open->Apply(chunk); !applied.ok()) {
+      return refused(std::string(applied.message()));
+    }
+    if (type == "finish" || type == "abort") end(type);
+  }
+  if (open.has_value()) end("");
+  return messages;
 }
 
 std::vector<std::string> ScenarioFiles(const std::string& dir) {

@@ -33,6 +33,17 @@ class Matcher {
   std::map<std::string, Json> vars_;
 };
 
+// What a reader that reads `.out` from seq 0 makes of it, as the AI SDK client folds chunks
+// (runtime/ui_reducer.h): `out` is every record in the drivers' form ({"type", "chunk"} or
+// {"type": "trigger:<subtype>", "headers"}). Each `start` opens a message and `finish` or
+// `abort` ends it; a `retract` control record drops the message it names. One entry per
+// message: {"id", "parts", "metadata" (when any), "finishReason" (when finished), "end":
+// "finish" or "abort" (absent while the message is open)}. InvalidArgument, naming the record,
+// for what no reader can fold: a `start` while a message is open, a chunk outside a message
+// (an `error` or `data-*` chunk aside), a chunk the reducer refuses (a delta for a part never
+// started, a tool result for an unknown call).
+absl::StatusOr<Json> ReaderMessages(const Json& out);
+
 // The `.json` files of `dir`, sorted by name.
 std::vector<std::string> ScenarioFiles(const std::string& dir);
 // A scenario file, parsed.

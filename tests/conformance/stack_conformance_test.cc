@@ -502,6 +502,12 @@ void Check(const Json& expect, StackScenario& s, Matcher& matcher, const std::st
     EXPECT_TRUE(matcher.Match(wanted, Json(out), "out", &why))
         << where << ": " << why << "\nactual out: " << types.dump();
   }
+  if (expect.contains("out_messages")) {
+    absl::StatusOr<Json> messages = ReaderMessages(Json(s.Out()));
+    ASSERT_TRUE(messages.ok()) << where << ": out_messages: " << messages.status();
+    EXPECT_TRUE(matcher.Match(expect["out_messages"], *messages, "out_messages", &why))
+        << where << ": " << why << "\nreader's messages: " << messages->dump();
+  }
   if (expect.contains("state") || expect.contains("runs")) {
     v1::Session session = s.Get();
     if (expect.contains("state")) {

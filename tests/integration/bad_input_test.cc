@@ -1062,6 +1062,21 @@ TEST(BadInputTest, AHelloOverItsLimitsIsRefused) {
        "Hello label \"kkkk"},
       {"held run id", [](v1::Hello& h) { h.add_held_runs()->set_run_id(std::string(65, 'r')); },
        "Hello.held_runs[0].run_id must be at most 64 bytes, not 65"},
+      {"system prompt",
+       [](v1::Hello& h) { h.mutable_agents(0)->set_system(std::string((256 << 10) + 1, 's')); },
+       "Hello.agents[0].system must be at most 262144 bytes, not 262145"},
+      {"tools size",
+       [](v1::Hello& h) { h.mutable_agents(0)->set_tools_json(std::string((1 << 20) + 1, ' ')); },
+       "Hello.agents[0].tools_json must be at most 1048576 bytes"},
+      {"tools not JSON", [](v1::Hello& h) { h.mutable_agents(0)->set_tools_json("[{"); },
+       "Hello.agents[0].tools_json is not JSON"},
+      {"tools not an array", [](v1::Hello& h) { h.mutable_agents(0)->set_tools_json("{}"); },
+       "Hello.agents[0].tools_json is not a JSON array"},
+      {"tool without a name",
+       [](v1::Hello& h) { h.mutable_agents(0)->set_tools_json(R"([{"description":"x"}])"); },
+       "Hello.agents[0].tools_json[0] is not an object with a non-empty string \"name\""},
+      {"model id", [](v1::Hello& h) { h.mutable_agents(0)->set_model_id(std::string(257, 'm')); },
+       "Hello.agents[0].model_id must be at most 256 bytes, not 257"},
   };
   for (const Case& c : cases) {
     v1::WorkerFrame frame = hello();
@@ -1083,6 +1098,68 @@ TEST(BadInputTest, AHelloOverItsLimitsIsRefused) {
   for (int i = 0; i < 63; ++i) (*h.mutable_labels())[absl::StrCat("k", i)] = std::string(1024, 'v');
   (*h.mutable_labels())[std::string(128, 'k')] = "v";
   EXPECT_TRUE(ConnectWith(stack->gateway(), full).ok());
+}
+
+// What a worker announces of an agent is what Sessions.GetAgent serves to a warm side, while the
+// worker is connected; an agent announced with head starts off refuses a head start's chat.
+TEST(BadInputTest, GetAgentServesTheAnnouncementAndHonoursAHeadStartRefusal) {
+  auto stack = Stack::Start({.workers = 0});
+  ASSERT_NE(stack, nullptr);
+  auto get = [&](const std::string& name, v1::AgentInfo* info) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + kLimit);
+    v1::GetAgentRequest request;
+    request.set_name(name);
+    return stack->sessions().GetAgent(&context, request, info);
+  };
+  v1::AgentInfo none;
+  EXPECT_EQ(get("solo", &none).error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(get(std::string(129, 'a'), &none).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + kLimit);
+  auto stream = stack->gateway().Connect(&context);
+  v1::WorkerFrame frame;
+  v1::Hello& hello = *frame.mutable_hello();
+  hello.set_worker_id("w");
+  hello.set_protocol_version(v1::PROTOCOL_VERSION_1);
+  v1::AgentInfo& solo = *hello.add_agents();
+  solo.set_name("solo");
+  solo.set_system("You answer alone.");
+  solo.set_tools_json(R"([{"name":"lookup","description":"d","inputSchema":{"type":"object"}}])");
+  solo.set_model_provider("anthropic");
+  solo.set_model_id("m1");
+  solo.set_head_start_disabled(true);
+  ASSERT_TRUE(stream->Write(frame));
+  ASSERT_TRUE(stack->WaitForAgent("solo"));
+
+  v1::AgentInfo info;
+  ASSERT_TRUE(get("solo", &info).ok());
+  EXPECT_EQ(info.system(), "You answer alone.");
+  EXPECT_THAT(info.tools_json(), HasSubstr("lookup"));
+  EXPECT_EQ(info.model_id(), "m1");
+  EXPECT_TRUE(info.head_start_disabled());
+
+  grpc::Status refused = Create(
+      *stack,
+      CreateRequest("hs", "solo", v1::TRIGGER_HANDOVER_PREPARE,
+                    DumpJson(Json{{"headStartMessages", Json::array({UserMessage("u1", "hi")})}})));
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(refused.error_message(), HasSubstr("does not allow a head start"));
+  EXPECT_EQ(get("chat", &none).error_code(), grpc::StatusCode::NOT_FOUND);
+
+  // Gone with its worker.
+  stream->WritesDone();
+  v1::GatewayFrame ignored;
+  while (stream->Read(&ignored)) {
+  }
+  stream->Finish();
+  bool gone = false;
+  for (auto until = std::chrono::steady_clock::now() + kLimit;
+       !gone && std::chrono::steady_clock::now() < until;) {
+    gone = get("solo", &none).error_code() == grpc::StatusCode::NOT_FOUND;
+  }
+  EXPECT_TRUE(gone);
 }
 
 // End to end: the retry of a run whose worker wrote garbage answers on a good worker, and

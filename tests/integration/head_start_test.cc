@@ -154,8 +154,11 @@ TEST(HeadStartTest, OneSignalPerHeadStartAndNoneForOtherChats) {
   EXPECT_EQ(skip.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
   EXPECT_THAT(skip.error_message(), HasSubstr("takes one handover or handover-skip"));
   std::vector<Json> out = stack->ReadTurns("o1", 0);
-  EXPECT_EQ(Text(out), "It is 4 C in Oslo.");
+  // One answer: the warm side's step 1, written by the run, then step 2.
+  EXPECT_EQ(Text(out), "Let me check.It is 4 C in Oslo.");
   EXPECT_EQ(StringField(out.front(), "messageId"), "M");
+  EXPECT_EQ(CountControl(out, "handover-spliced"), 1);
+  EXPECT_EQ(ReadMessage(out)["id"], "M");
 
   stack->Create("p1", "chat", "preload");
   v1::AppendResponse ignored;
@@ -166,7 +169,7 @@ TEST(HeadStartTest, OneSignalPerHeadStartAndNoneForOtherChats) {
 }
 
 // Step 2 of a head start fails before the model said anything: the answer the run started
-// (`start`, the handed-over tool's output) still ends with `finish`, like any other.
+// (step 1, the handed-over tool's output) still ends with `finish`, like any other.
 TEST(HeadStartTest, AHeadStartWhoseStepTwoFailsAtOnceStillEndsItsAnswer) {
   Json refused = {{"status", 400},
                   {"body",
@@ -177,13 +180,24 @@ TEST(HeadStartTest, AHeadStartWhoseStepTwoFailsAtOnceStillEndsItsAnswer) {
   stack->Create("f1", "weather", "handover-prepare", HeadStart("Weather in Oslo?"));
   stack->Append("f1", ToolHandover("M"));
   std::vector<Json> out = stack->ReadTurns("f1", 0);
-  EXPECT_THAT(Types(out), ElementsAre("start", "tool-output-available", "error", "finish",
-                                      "trigger:turn-complete"));
-  EXPECT_EQ(StringField(out[3], "finishReason"), "error");
-  // The chat goes on: the next message is answered.
+  EXPECT_THAT(Types(out),
+              ElementsAre("start", "start-step", "text-start", "text-delta", "text-end",
+                          "tool-input-available", "finish-step", "trigger:handover-spliced",
+                          "tool-output-available", "error", "finish", "trigger:turn-complete"));
+  ASSERT_EQ(out.size(), 12u);
+  EXPECT_EQ(StringField(out[0], "messageId"), "M");
+  EXPECT_EQ(StringField(out[10], "finishReason"), "error");
+  // A reader gets step 1 and the tool's result in the one message.
+  Json message = ReadMessage(out);
+  EXPECT_EQ(message["id"], "M");
+  EXPECT_EQ(MessageText(message), "Let me check.");
+  ASSERT_EQ(message["parts"].size(), 3u) << message.dump();
+  EXPECT_EQ(message["parts"][2]["state"], "output-available");
+  // The chat goes on: the next message is answered, in an answer of its own.
   stack->SendText("f1", "u2", "Try again?");
-  std::vector<Json> all = stack->ReadTurns("f1", 0, 2);
-  EXPECT_EQ(Text(all), "Later.");
+  std::vector<Json> next = stack->ReadTurns("f1", Seq(out.back()));
+  EXPECT_EQ(Text(next), "Later.");
+  EXPECT_NE(StringField(ReadMessage(next), "id"), "M");
 }
 
 }  // namespace

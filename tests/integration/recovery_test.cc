@@ -278,9 +278,10 @@ TEST(RecoveryTest, AWorkerKilledMidToolIsReplacedAndTheTurnRunsOnce) {
 }
 
 // A head start whose worker dies in step 2 (while the tool the warm side handed over runs): the
-// retry is a head start again. It retracts the dead run's start of the answer, takes the same
-// handover from `.in`, runs the tool and step 2 under the warm message id, and the message is
-// answered with no further message from the user.
+// retry is a head start again. It retracts the dead run's start of the answer (step 1, which the
+// run wrote before the tool ran), takes the same handover from `.in`, writes step 1 again, runs
+// the tool and step 2 under the warm message id, and the message is answered with no further
+// message from the user: a reader gets step 1 once, in the one whole message.
 TEST(RecoveryTest, AHeadStartWhoseWorkerDiesInStepTwoIsAnsweredByTheRetry) {
   auto stack = Stack::Start({.script = Script({Reply("Found it.")}),
                              .workers = 0,
@@ -311,6 +312,9 @@ TEST(RecoveryTest, AHeadStartWhoseWorkerDiesInStepTwoIsAnsweredByTheRetry) {
                                                {"approved", true}}})}}})}};
   int64_t signal = stack->Append("hs", handover);
   ASSERT_TRUE(stack->hooks(first).WaitUntil(ToolLine("block", "c1", "start")));
+  // Step 1 is stored: readers have seen it, and the call.
+  stack->ReadUntil(
+      "hs", 0, [](const std::vector<Json>& r) { return CountControl(r, "handover-spliced") > 0; });
   // Accepted, so its death is a lost run and retried (not an assignment put back in the queue).
   ASSERT_TRUE(stack->WaitForRunState("hs", v1::RUN_STATE_RUNNING));
   int second = stack->AddWorker();
@@ -320,20 +324,29 @@ TEST(RecoveryTest, AHeadStartWhoseWorkerDiesInStepTwoIsAnsweredByTheRetry) {
 
   std::vector<Json> all = stack->ReadTurns("hs", 0);
   ExpectGapless(all);
-  // The dead run's `start` reached `.out` or died with it: when it did, the retry retracted it.
-  size_t from = 0;
-  if (CountControl(all, "retract") > 0) {
-    size_t retract = ExpectRetractedPartial(all);
-    ASSERT_LT(retract, all.size());
-    from = retract + 1;
-  }
-  std::vector<Json> answer(all.begin() + static_cast<ptrdiff_t>(from), all.end());
+  // The dead run's step 1 is withdrawn: its partial ends at its handover-spliced record.
+  size_t retract = ExpectRetractedPartial(all);
+  ASSERT_LT(retract, all.size());
+  std::vector<Json> partial(all.begin(), all.begin() + static_cast<ptrdiff_t>(retract));
+  EXPECT_EQ(Text(partial), "Let me look.");
+  EXPECT_EQ(CountControl(partial, "handover-spliced"), 1);
+  EXPECT_EQ(ToolOutputs(partial, "c1"), 0);
+  // The retry's answer: step 1 again under the warm id, the tool's result, step 2.
+  std::vector<Json> answer(all.begin() + static_cast<ptrdiff_t>(retract) + 1, all.end());
   ASSERT_FALSE(answer.empty());
   EXPECT_EQ(StringField(answer.front(), "type"), "start");
   EXPECT_EQ(StringField(answer.front(), "messageId"), "M");
+  EXPECT_EQ(CountControl(answer, "handover-spliced"), 1);
   EXPECT_EQ(ToolOutputs(answer, "c1"), 1);
-  EXPECT_EQ(Text(answer), "Found it.");
+  EXPECT_EQ(Text(answer), "Let me look.Found it.");
   EXPECT_EQ(Count(Types(answer), "finish"), 1);
+  Json message = ReadMessage(answer);
+  EXPECT_EQ(message["id"], "M");
+  ASSERT_EQ(message["parts"].size(), 5u) << message.dump();
+  EXPECT_EQ(message["parts"][1]["text"], "Let me look.");
+  EXPECT_EQ(message["parts"][2]["toolCallId"], "c1");
+  EXPECT_EQ(message["parts"][2]["state"], "output-available");
+  EXPECT_EQ(message["parts"][4]["text"], "Found it.");
   EXPECT_EQ(CountControl(all, "turn-complete"), 1);
   EXPECT_EQ(Header(all.back(), "session-in-event-id"), absl::StrCat(signal));
   // The hook log is read on a thread of its own: the line may come after the turn-complete.

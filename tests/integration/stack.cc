@@ -19,6 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "grpcpp/create_channel.h"
 #include "gtest/gtest.h"
+#include "runtime/ui_reducer.h"
 #include "runtime/wire.h"
 
 extern char** environ;
@@ -390,6 +391,19 @@ bool Stack::WaitForRunState(const std::string& chat_id, v1::RunState state,
   return false;
 }
 
+bool Stack::WaitForAgent(const std::string& agent, std::chrono::milliseconds limit) {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    grpc::ClientContext context;
+    Prepare(context);
+    v1::GetAgentRequest request;
+    request.set_name(agent);
+    v1::AgentInfo info;
+    if (sessions_->GetAgent(&context, request, &info).ok()) return true;
+  }
+  return false;
+}
+
 std::vector<Json> Stack::ReadUntil(const std::string& chat_id, int64_t after_seq,
                                    const std::function<bool(const std::vector<Json>&)>& done,
                                    std::chrono::milliseconds limit) {
@@ -544,6 +558,21 @@ int CountControl(const std::vector<Json>& records, const std::string& subtype) {
 int64_t Seq(const Json& record) {
   const Json* seq = FindField(record, record.contains("$seq") ? "$seq" : "seq");
   return seq != nullptr && seq->is_number_integer() ? seq->get<int64_t>() : 0;
+}
+
+Json ReadMessage(const std::vector<Json>& records) {
+  UiReducer reducer;
+  int starts = 0;
+  for (const Json& r : records) {
+    if (r.contains("control")) continue;
+    Json chunk = r;
+    chunk.erase("$seq");
+    if (StringField(chunk, "type") == "start") ++starts;
+    absl::Status applied = reducer.Apply(chunk);
+    EXPECT_TRUE(applied.ok()) << applied << ": " << DumpJson(r);
+  }
+  EXPECT_EQ(starts, 1) << DumpJson(Json(records));
+  return reducer.message();
 }
 
 }  // namespace baton::testing

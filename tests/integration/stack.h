@@ -135,6 +135,10 @@ class Stack {
   bool WaitForRunState(const std::string& chat_id, baton::v1::RunState state,
                        std::chrono::milliseconds limit = kLimit);
 
+  // Asks until a connected worker announces `agent` (Sessions.GetAgent answers), as
+  // WaitForRunState asks; false after the limit.
+  bool WaitForAgent(const std::string& agent, std::chrono::milliseconds limit = kLimit);
+
   // Follows `.out` after `after_seq` until `done` holds for the records read so far (each
   // chunk as its JSON, a control record as {"control": subtype, "headers": {...}, "seq": n}).
   std::vector<Json> ReadUntil(const std::string& chat_id, int64_t after_seq,
@@ -207,6 +211,11 @@ std::string Text(const std::vector<Json>& records);
 int CountControl(const std::vector<Json>& records, const std::string& subtype);
 // A record's `.out` seq, chunk or control record.
 int64_t Seq(const Json& record);
+// The one assistant message a reader folds from `records` (one answer: its `start` and what
+// follows), as the AI SDK client folds chunks (runtime/ui_reducer.h); control records are not
+// part of it. Fails the test on a second `start` or a chunk the reducer refuses (a delta for a
+// part never started, a tool result for a call it never saw).
+Json ReadMessage(const std::vector<Json>& records);
 
 }  // namespace baton::testing
 

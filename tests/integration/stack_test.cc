@@ -151,8 +151,25 @@ TEST_F(HeadStartTest, HandsOverAToolCallAndTheWorkerRunsStepTwo) {
   ASSERT_FALSE(out.empty());
   EXPECT_EQ(out.front()["type"], "start");
   EXPECT_EQ(out.front()["messageId"], "M1");  // the same message continues
+  // The run wrote step 1 first, then the handover-spliced record naming the message and its
+  // `start`; step 2 follows with no second `start`.
+  ASSERT_EQ(CountControl(out, "handover-spliced"), 1) << DumpJson(Json(out));
+  for (const Json& r : out) {
+    if (StringField(r, "control") != "handover-spliced") continue;
+    EXPECT_EQ(r["headers"].value("message-id", ""), "M1");
+    EXPECT_EQ(r["headers"].value("from-seq", ""), absl::StrCat(Seq(out.front())));
+  }
+  EXPECT_THAT(Types(out), Contains("tool-input-available"));
   EXPECT_THAT(Types(out), Contains("tool-output-available"));
-  EXPECT_EQ(Text(out), "It is 4 degrees in Oslo.");
+  // `.out` holds the whole answer: step 1's text, the call and its result, step 2.
+  EXPECT_EQ(Text(out), "Let me check.It is 4 degrees in Oslo.");
+  Json message = ReadMessage(out);
+  EXPECT_EQ(message["id"], "M1");
+  ASSERT_EQ(message["parts"].size(), 5u) << message.dump();
+  EXPECT_EQ(message["parts"][1]["text"], "Let me check.");
+  EXPECT_EQ(message["parts"][2]["toolCallId"], "toolu_w");
+  EXPECT_EQ(message["parts"][2]["state"], "output-available");
+  EXPECT_EQ(message["parts"][4]["text"], "It is 4 degrees in Oslo.");
   // Two model calls in all: the warm step 1 and the worker's step 2 (which saw the result).
   ASSERT_EQ(stack->llm().requests().size(), 2u);
   EXPECT_THAT(stack->llm().requests()[1].body, HasSubstr("tool_result"));
@@ -168,6 +185,11 @@ TEST_F(HeadStartTest, PureTextIsFinalAndTheWorkerCallsNoModel) {
   EXPECT_EQ(result->signal, HeadStartResult::Signal::kFinal);
   std::vector<Json> out = stack->ReadTurns("h2", 0);
   EXPECT_EQ(CountControl(out, "turn-complete"), 1);
+  // The run wrote the final step 1 and ended it: `.out` holds the whole answer.
+  EXPECT_EQ(CountControl(out, "handover-spliced"), 1);
+  EXPECT_EQ(Text(out), "Hello from the warm side.");
+  EXPECT_THAT(Types(out), Contains("finish"));
+  EXPECT_EQ(ReadMessage(out)["id"], "M1");
   ASSERT_TRUE(stack->hooks().WaitFor("onTurnComplete"));
   EXPECT_EQ(stack->llm().requests().size(), 1u);  // only the warm step 1
 }

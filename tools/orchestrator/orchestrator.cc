@@ -65,7 +65,6 @@ constexpr size_t kMaxCloseReasonBytes = 1024;
 constexpr size_t kMaxWorkerIdBytes = 256;
 constexpr size_t kMaxBuildIdBytes = 256;
 constexpr int kMaxAgentsPerWorker = 1000;
-constexpr size_t kMaxAgentVersionBytes = 128;
 constexpr int kMaxLabels = 64;
 constexpr size_t kMaxLabelKeyBytes = 128;
 constexpr size_t kMaxLabelValueBytes = 1024;
@@ -119,10 +118,8 @@ grpc::Status CheckHello(const v1::Hello& hello) {
     if (absl::Status s = CheckAgentName(agent.name()); !s.ok()) {
       return Invalid(absl::StrCat("Hello.agents[", i, "]: ", s.message()));
     }
-    if (grpc::Status s = CheckAtMost(absl::StrCat("Hello.agents[", i, "].version"), agent.version(),
-                                     kMaxAgentVersionBytes);
-        !s.ok()) {
-      return s;
+    if (absl::Status s = CheckAgentInfo(agent); !s.ok()) {
+      return Invalid(absl::StrCat("Hello.agents[", i, "].", s.message()));
     }
   }
   if (hello.labels_size() > kMaxLabels) {
@@ -227,6 +224,10 @@ struct Orchestrator::Conn {
   std::string worker_id;
   grpc::ServerContext* context = nullptr;
   std::set<std::string> agents;
+  // What the worker announced about each agent (Hello.agents), and when: GetAgent serves the
+  // latest announcement of a connected worker.
+  std::map<std::string, v1::AgentInfo> agent_info;
+  int64_t hello_order = 0;
   int capacity = 0;
   int credit = 0;
   bool draining = false;
@@ -473,6 +474,22 @@ class Orchestrator::SessionsApi final
     absl::MutexLock lock(&o_.mu_);
     return o_.Close(*request, response);
   }
+  grpc::Status GetAgent(grpc::ServerContext* context, const v1::GetAgentRequest* request,
+                        v1::AgentInfo* response) override {
+    // What a warm side needs before it creates a chat: a caller that may create chats, never a
+    // chat token (it is about no one chat).
+    if (grpc::Status s = o_.Authorize(*context, Scope::kCreate, ""); !s.ok()) return s;
+    if (absl::Status s = CheckAgentName(request->name()); !s.ok()) return ToGrpc(s);
+    absl::MutexLock lock(&o_.mu_);
+    const v1::AgentInfo* announced = o_.Announced(request->name(), /*connected_only=*/true);
+    if (announced == nullptr) {
+      return grpc::Status(
+          grpc::StatusCode::NOT_FOUND,
+          absl::StrCat("no connected worker hosts agent ", Quoted(request->name())));
+    }
+    *response = *announced;
+    return grpc::Status::OK;
+  }
 
  private:
   Orchestrator& o_;
@@ -678,7 +695,10 @@ v1::Session Orchestrator::SessionProto(const Session& session) const {
   out.set_created_at_unix_ms(session.row.created_ms);
   out.set_runs(session.row.runs);
   out.set_turn_out_seq(session.turn_out_seq);
-  out.set_answering(session.answering);
+  // Answering from the moment a message waits for its answer (a run booting, a head start's
+  // step 1 streaming on its warm side), not only once its first chunk is stored: a client that
+  // resumes then follows the answer instead of missing it.
+  out.set_answering(session.answering || !session.awaiting.empty());
   // A client sees a run that waits, and why, without ListRuns (which chat tokens cannot call).
   if (auto live = runs_.find(session.live_run); live != runs_.end()) {
     const RunRow& run = live->second->row;
@@ -760,6 +780,18 @@ grpc::Status Orchestrator::CreateSession(const v1::CreateSessionRequest& request
     IssueChatToken(request.chat_id(), response);
     return grpc::Status::OK;
   }
+  if (trigger == "handover-prepare") {
+    // An agent whose first model call must go through its own hooks takes no head start: the
+    // warm side's step 1 would run without them.
+    const v1::AgentInfo* announced = Announced(request.agent(), /*connected_only=*/false);
+    if (announced != nullptr && announced->head_start_disabled()) {
+      return grpc::Status(
+          grpc::StatusCode::FAILED_PRECONDITION,
+          absl::StrCat("agent ", Quoted(request.agent()),
+                       " does not allow a head start (its workers announce it with "
+                       "allow_head_start off): create the chat with submit-message"));
+    }
+  }
   payload["chatId"] = request.chat_id();
   auto session = std::make_unique<Session>();
   SessionRow& row = session->row;
@@ -776,9 +808,10 @@ grpc::Status Orchestrator::CreateSession(const v1::CreateSessionRequest& request
   if (trigger == "handover-prepare") {
     // The window for the warm side's signal: the agent's own handover_timeout, as its workers
     // announced it, so the warm side and the run agree on it.
-    auto announced = handover_windows_.find(row.agent);
-    absl::Duration window =
-        announced != handover_windows_.end() ? announced->second : options_.handover_timeout;
+    const v1::AgentInfo* announced = Announced(row.agent, /*connected_only=*/false);
+    absl::Duration window = announced != nullptr && announced->handover_timeout_ms() > 0
+                                ? absl::Milliseconds(announced->handover_timeout_ms())
+                                : options_.handover_timeout;
     row.head_start_json = DumpJson(payload.value("headStartMessages", Json::array()));
     row.handover_deadline_ms = row.created_ms + absl::ToInt64Milliseconds(window);
   }
@@ -1250,15 +1283,29 @@ grpc::Status Orchestrator::Connect(
   return grpc::Status::OK;
 }
 
+const v1::AgentInfo* Orchestrator::Announced(const std::string& agent, bool connected_only) const {
+  const Conn* latest = nullptr;
+  for (const Conn* conn : conns_) {
+    if (conn->closed || conn->agents.count(agent) == 0 || conn->agent_info.count(agent) == 0) {
+      continue;
+    }
+    if (latest == nullptr || conn->hello_order > latest->hello_order) latest = conn;
+  }
+  if (latest != nullptr) return &latest->agent_info.at(agent);
+  if (connected_only) return nullptr;
+  auto it = last_announced_.find(agent);
+  return it == last_announced_.end() ? nullptr : &it->second;
+}
+
 void Orchestrator::OnHello(Conn& conn, const v1::Hello& hello) {
   conn.worker_id = hello.worker_id();
   conn.capacity = hello.capacity();
   conn.last_frame = absl::Now();
+  conn.hello_order = ++hello_order_;
   for (const v1::AgentInfo& agent : hello.agents()) {
     conn.agents.insert(agent.name());
-    if (agent.handover_timeout_ms() > 0) {
-      handover_windows_[agent.name()] = absl::Milliseconds(agent.handover_timeout_ms());
-    }
+    conn.agent_info[agent.name()] = agent;
+    last_announced_[agent.name()] = agent;
   }
   // The same worker again: its old stream is dead even if this side has not noticed yet.
   for (Conn* old : conns_) {
@@ -1711,6 +1758,7 @@ bool Orchestrator::Assign(Run& run, Conn& conn) {
   assign.set_chat_id(run.row.chat_id);
   assign.set_previous_run_id(run.row.previous_run_id);
   assign.set_traceparent(session.row.traceparent);
+  assign.set_queued_at_unix_ms(run.row.created_ms);
   // A fresh run gets every `.in` record as a Deliver; a continuation gets the ones after its
   // snapshot in the assignment itself.
   run.sent_in = 0;

@@ -130,6 +130,11 @@ class Orchestrator {
       grpc::ServerContext* context,
       grpc::ServerReaderWriter<baton::v1::GatewayFrame, baton::v1::WorkerFrame>* stream);
   void OnHello(Conn& conn, const baton::v1::Hello& hello);
+  // The agent as announced by the connected worker that said hello last among those hosting
+  // it; without one (and unless `connected_only`), as any worker last announced it. Null when
+  // none did.
+  const baton::v1::AgentInfo* Announced(const std::string& agent, bool connected_only) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
   void OnFrame(Conn& conn, const baton::v1::WorkerFrame& frame);
   void OnRunAccepted(Conn& conn, const baton::v1::RunAccepted& accepted);
   void OnRunRejected(Conn& conn, const baton::v1::RunRejected& rejected);
@@ -218,8 +223,10 @@ class Orchestrator {
   std::multimap<int64_t, std::string> resume_deadlines_ ABSL_GUARDED_BY(mu_);
   // Head starts with an open handover window by deadline (unix ms), for the timer thread.
   std::multimap<int64_t, std::string> handover_deadlines_ ABSL_GUARDED_BY(mu_);
-  // Each agent's handover_timeout, as its workers last announced it in Hello.
-  std::map<std::string, absl::Duration> handover_windows_ ABSL_GUARDED_BY(mu_);
+  // Each agent as a worker last announced it in Hello, connected or not (its handover window
+  // and head-start setting outlive the worker's stream; GetAgent asks connected ones only).
+  std::map<std::string, baton::v1::AgentInfo> last_announced_ ABSL_GUARDED_BY(mu_);
+  int64_t hello_order_ ABSL_GUARDED_BY(mu_) = 0;  // Hellos taken so far
   int64_t next_conn_ ABSL_GUARDED_BY(mu_) = 1;
   int open_reads_ ABSL_GUARDED_BY(mu_) = 0;
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;

@@ -10,6 +10,7 @@
 #include "hooks/messages.h"
 #include "runtime/provider_requests.h"
 #include "runtime/testkit/test_kit.h"
+#include "runtime/ui_reducer.h"
 #include "runtime/wire.h"
 #include "tasks/agents.h"
 
@@ -17,6 +18,22 @@ namespace baton {
 namespace {
 
 using ::testing::ElementsAre;
+
+// The message a reader folds from `.out` read from seq 0 (one answer): every chunk from its one
+// `start` to its `finish`, as the AI SDK client folds them. Fails the test on a second `start`
+// or a chunk the reducer refuses (a tool result for a call it never saw).
+Json ReadOut(const std::vector<OutRecord>& out) {
+  UiReducer reducer;
+  int starts = 0;
+  for (const OutRecord& r : out) {
+    if (r.is_control) continue;
+    if (r.chunk.value("type", "") == "start") ++starts;
+    absl::Status applied = reducer.Apply(r.chunk);
+    EXPECT_TRUE(applied.ok()) << applied << ": " << r.chunk.dump();
+  }
+  EXPECT_EQ(starts, 1);
+  return reducer.message();
+}
 
 Agent TextAgent() {
   Agent agent;
@@ -75,10 +92,43 @@ TEST(ChatRun, HeadStartWithToolCallRunsStepTwoUnderTheWarmId) {
     {"role":"tool","content":[
       {"type":"tool-approval-response","approvalId":"handover-approval-1","approved":true}]}])");
   kit.SendHandover(partial, "M", false);
-  EXPECT_THAT(kit.OutTypes(), ElementsAre("start", "tool-output-available", "start-step",
-                                          "text-start", "text-delta", "text-end", "finish-step",
-                                          "finish", "trigger:turn-complete"));
-  EXPECT_EQ(kit.out()[0].chunk["messageId"], "M");
+  // Step 1 first, under the warm id, then the handover-spliced record; step 2 goes on with no
+  // second `start`.
+  EXPECT_THAT(
+      kit.OutTypes(),
+      ElementsAre("start", "start-step", "reasoning-start", "reasoning-delta", "reasoning-end",
+                  "text-start", "text-delta", "text-end", "tool-input-available", "finish-step",
+                  "trigger:handover-spliced", "tool-output-available", "start-step", "text-start",
+                  "text-delta", "text-end", "finish-step", "finish", "trigger:turn-complete"));
+  std::vector<OutRecord> out = kit.out();
+  ASSERT_EQ(out.size(), 19u);
+  EXPECT_EQ(out[0].chunk["messageId"], "M");
+  EXPECT_EQ(out[2].chunk["providerMetadata"]["anthropic"]["signature"], "sig");
+  EXPECT_EQ(out[3].chunk["delta"], "Need data.");
+  EXPECT_EQ(out[6].chunk["delta"], "Let me check.");
+  EXPECT_EQ(out[8].chunk["toolCallId"], "c1");
+  EXPECT_EQ(out[8].chunk["input"], (Json{{"city", "Oslo"}}));
+  EXPECT_EQ(out[10].Header("message-id"), "M");
+  EXPECT_EQ(out[10].Header("from-seq"), std::to_string(out[0].seq));
+  EXPECT_EQ(out[11].chunk["toolCallId"], "c1");
+  EXPECT_EQ(out[14].chunk["delta"], "It is 4 C in Oslo.");
+  EXPECT_TRUE(out[17].chunk["messageMetadata"]["baton"].contains("timings"));
+  // A reader of `.out` from seq 0 gets the whole message: step 1, the call's result, step 2.
+  Json read = ReadOut(out);
+  EXPECT_EQ(read["id"], "M");
+  ASSERT_EQ(read["parts"].size(), 6u) << read.dump();
+  EXPECT_EQ(read["parts"][0]["type"], "step-start");
+  EXPECT_EQ(read["parts"][1]["text"], "Need data.");
+  EXPECT_EQ(read["parts"][1]["providerMetadata"]["anthropic"]["signature"], "sig");
+  EXPECT_EQ(read["parts"][2]["text"], "Let me check.");
+  EXPECT_EQ(read["parts"][3]["toolCallId"], "c1");
+  EXPECT_EQ(read["parts"][3]["state"], "output-available");
+  EXPECT_EQ(read["parts"][4]["type"], "step-start");
+  EXPECT_EQ(read["parts"][5]["text"], "It is 4 C in Oslo.");
+  // The head start's user message is the turn's incoming message, as on any turn.
+  ASSERT_NE(kit.LastHook("onValidateMessages"), nullptr);
+  EXPECT_EQ(kit.LastHook("onValidateMessages")->args["messages"], Json::array({"u1"}));
+  EXPECT_EQ(kit.LastHook("onTurnComplete")->args["newUIMessages"], Json::array({"u1", "M"}));
   Json m = kit.snapshot()["messages"][1]["message"];
   EXPECT_EQ(m["id"], "M");
   EXPECT_EQ(m["parts"][0]["providerMetadata"]["anthropic"]["signature"], "sig");

@@ -5,12 +5,28 @@
 #include "gtest/gtest.h"
 #include "hooks/messages.h"
 #include "runtime/testkit/test_kit.h"
+#include "runtime/ui_reducer.h"
 #include "tasks/agents.h"
 
 namespace baton {
 namespace {
 
 using ::testing::ElementsAre;
+
+// The message a reader folds from `.out` read from seq 0 (one answer), as the AI SDK client
+// folds chunks. Fails the test on a second `start` or a chunk the reducer refuses.
+Json ReadOut(const std::vector<OutRecord>& out) {
+  UiReducer reducer;
+  int starts = 0;
+  for (const OutRecord& r : out) {
+    if (r.is_control) continue;
+    if (r.chunk.value("type", "") == "start") ++starts;
+    absl::Status applied = reducer.Apply(r.chunk);
+    EXPECT_TRUE(applied.ok()) << applied << ": " << r.chunk.dump();
+  }
+  EXPECT_EQ(starts, 1);
+  return reducer.message();
+}
 
 Json ToolHandover() {
   return Json::parse(R"([
@@ -45,10 +61,28 @@ TEST(ChatSession, CustomLoopConsumesTheHandoverThenAnswersMessages) {
   kit.Boot("handover-prepare",
            {{"headStartMessages", Json::array({UserMessage("u1", "Weather in Oslo?")})}});
   kit.SendHandover(ToolHandover(), "M", false);
-  EXPECT_THAT(kit.OutTypes(), ElementsAre("start", "tool-output-available", "start-step",
-                                          "text-start", "text-delta", "text-end", "finish-step",
-                                          "finish", "trigger:turn-complete"));
-  EXPECT_EQ(kit.out()[0].chunk["messageId"], "M");
+  // ConsumeHandover writes step 1 under the warm id, as a managed agent does; StreamResponse
+  // goes on with the same message.
+  EXPECT_THAT(kit.OutTypes(),
+              ElementsAre("start", "start-step", "text-start", "text-delta", "text-end",
+                          "tool-input-available", "finish-step", "trigger:handover-spliced",
+                          "tool-output-available", "start-step", "text-start", "text-delta",
+                          "text-end", "finish-step", "finish", "trigger:turn-complete"));
+  std::vector<OutRecord> out = kit.out();
+  ASSERT_EQ(out.size(), 16u);
+  EXPECT_EQ(out[0].chunk["messageId"], "M");
+  EXPECT_EQ(out[3].chunk["delta"], "Checking.");
+  EXPECT_EQ(out[5].chunk["toolCallId"], "c1");
+  EXPECT_EQ(out[7].Header("message-id"), "M");
+  EXPECT_EQ(out[7].Header("from-seq"), std::to_string(out[0].seq));
+  EXPECT_EQ(out[8].chunk["toolCallId"], "c1");
+  EXPECT_EQ(out[11].chunk["delta"], "It is 4 C.");
+  Json read = ReadOut(out);
+  EXPECT_EQ(read["id"], "M");
+  ASSERT_EQ(read["parts"].size(), 5u) << read.dump();
+  EXPECT_EQ(read["parts"][1]["text"], "Checking.");
+  EXPECT_EQ(read["parts"][2]["state"], "output-available");
+  EXPECT_EQ(read["parts"][4]["text"], "It is 4 C.");
   kit.SendText("u2", "thanks");
   EXPECT_EQ(kit.OutTypes().back(), "trigger:trim");
   Json snap = kit.snapshot();
@@ -91,8 +125,20 @@ TEST(ChatSession, SessionLoopExposesAFinalHandoverAndRunsNoModel) {
   kit.Boot("handover-prepare", {{"headStartMessages", Json::array({UserMessage("u1", "hi")})}});
   Json partial = Json::array({{{"role", "assistant"}, {"content", "Hello!"}}});
   int64_t seq = kit.SendHandover(partial, "M", true);
-  EXPECT_THAT(kit.OutTypes(), ElementsAre("trigger:turn-complete"));
-  EXPECT_EQ(kit.out()[0].Header("session-in-event-id"), std::to_string(seq));
+  // Step 1 is the whole answer: written, then ended by CompleteTurn.
+  EXPECT_THAT(kit.OutTypes(), ElementsAre("start", "start-step", "text-start", "text-delta",
+                                          "text-end", "finish-step", "trigger:handover-spliced",
+                                          "finish", "trigger:turn-complete"));
+  std::vector<OutRecord> out = kit.out();
+  ASSERT_EQ(out.size(), 9u);
+  EXPECT_EQ(out[0].chunk["messageId"], "M");
+  EXPECT_EQ(out[3].chunk["delta"], "Hello!");
+  EXPECT_EQ(out[6].Header("message-id"), "M");
+  EXPECT_EQ(out[7].chunk["finishReason"], "stop");
+  EXPECT_EQ(out[8].Header("session-in-event-id"), std::to_string(seq));
+  Json read = ReadOut(out);
+  EXPECT_EQ(read["id"], "M");
+  EXPECT_EQ(MessageText(read), "Hello!");
   EXPECT_TRUE(kit.model().calls().empty());
   kit.SendText("u2", "more");
   EXPECT_EQ(kit.model().calls().size(), 1u);

@@ -10,7 +10,9 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "runtime/head_start.h"
 #include "runtime/metrics.h"
+#include "runtime/worker.h"
 
 namespace baton {
 namespace {
@@ -458,6 +460,52 @@ TEST(MetricsTest, PrometheusText) {
                               "baton_latency_seconds_bucket{le=\"+Inf\"} 3\n"));
   EXPECT_THAT(text, HasSubstr("baton_latency_seconds_count 3\n"));
   EXPECT_THAT(text, HasSubstr("baton_latency_seconds_sum 1.005500\n"));
+}
+
+}  // namespace
+}  // namespace baton
+
+namespace baton {
+namespace {
+
+// What a worker announces of an agent (DescribeAgent) is, on the warm side (AgentFromInfo), the
+// agent step 1 runs: its system prompt, its tools' schemas and approval, no executes.
+TEST(WireTest, AnAgentAsAnnouncedIsTheAgentTheWarmSideRuns) {
+  Agent agent;
+  agent.system = "You are terse.";
+  agent.options.handover_timeout = absl::Seconds(7);
+  Tool weather;
+  weather.name = "get_weather";
+  weather.description = "Weather by city.";
+  weather.input_schema = Json{{"type", "object"}, {"properties", {{"city", {{"type", "string"}}}}}};
+  weather.execute = [](const Json&, const ToolContext&) -> absl::StatusOr<Json> { return Json(); };
+  Tool remove;
+  remove.name = "delete_file";
+  remove.needs_approval = true;
+  remove.execute = weather.execute;
+  agent.tools = {weather, remove};
+  v1::AgentInfo info = DescribeAgent("weather", "3", agent);
+  EXPECT_TRUE(CheckAgentInfo(info).ok());
+  EXPECT_EQ(info.handover_timeout_ms(), 7000);
+  EXPECT_FALSE(info.head_start_disabled());
+
+  absl::StatusOr<Agent> warm = AgentFromInfo(info, nullptr);
+  ASSERT_TRUE(warm.ok()) << warm.status();
+  EXPECT_EQ(warm->id, "weather");
+  EXPECT_EQ(warm->version, "3");
+  EXPECT_EQ(warm->system, "You are terse.");
+  EXPECT_EQ(warm->options.handover_timeout, absl::Seconds(7));
+  ASSERT_EQ(warm->tools.size(), 2u);
+  EXPECT_EQ(warm->tools[0].name, "get_weather");
+  EXPECT_EQ(warm->tools[0].description, "Weather by city.");
+  EXPECT_EQ(DumpJson(warm->tools[0].input_schema), DumpJson(weather.input_schema));
+  EXPECT_FALSE(warm->tools[0].execute);
+  EXPECT_TRUE(warm->tools[1].needs_approval);
+
+  agent.options.allow_head_start = false;
+  EXPECT_TRUE(DescribeAgent("weather", "3", agent).head_start_disabled());
+  info.set_tools_json("[1]");
+  EXPECT_FALSE(AgentFromInfo(info, nullptr).ok());
 }
 
 }  // namespace
