@@ -20,6 +20,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -316,8 +317,18 @@ class GatewayStack {
                                      absl::StrCat("--orchestrator=", g->stack_->address()),
                                      "--agent=chat",
                                      "--public_create",
-                                     "--web_dir="};
+                                     "--web_dir=",
+                                     "--head_start=false"};
+    // "{llm}" in a flag is fake-llm's base URL (a head start's step 1 runs in the gateway).
+    for (std::string& flag : gateway_flags) {
+      flag = absl::StrReplaceAll(flag, {{"{llm}", g->stack_->llm().base_url()}});
+    }
     argv.insert(argv.end(), gateway_flags.begin(), gateway_flags.end());
+    // A head start needs the agent's announcement: the worker has said hello before any POST.
+    if (std::find(gateway_flags.begin(), gateway_flags.end(), "--head_start") !=
+        gateway_flags.end()) {
+      EXPECT_TRUE(g->stack_->WaitForAgent("chat")) << "the worker never announced its agents";
+    }
     absl::StatusOr<std::unique_ptr<Process>> gateway =
         Process::Spawn(argv, g->stack_->Path("gateway.log"), {});
     EXPECT_TRUE(gateway.ok()) << gateway.status();
@@ -435,6 +446,147 @@ TEST(HttpGatewayTest, AToolCallAndStepTwoAreOneMessage) {
     EXPECT_THAT(parts, HasSubstr("tool-get_weather"));
     EXPECT_THAT(parts, HasSubstr("output-available"));
   }
+}
+
+// ---- head starts -------------------------------------------------------------------------------
+
+const std::vector<std::string> kHeadStart = {"--head_start", "--base_url={llm}"};
+
+// A head start through the gateway: the chat's first POST runs step 1 in the gateway on the
+// agent its worker announced (system prompt and tool schemas, no copy in the gateway's config),
+// streams it at once, hands the tool call over, and the run's tool result and step 2 follow in
+// the same response under the same message id. `.out` holds the whole message too.
+TEST(HttpGatewayTest, AHeadStartStreamsStepOneAndTheRunsStepTwoAsOneMessage) {
+  auto g = GatewayStack::Start(
+      {.script = Script({WeatherCall("Let me look.", "Lisbon"), Reply("19 degrees in Lisbon.")})},
+      kHeadStart);
+  ASSERT_NE(g, nullptr);
+  HttpResponse response =
+      g->PostMessage("hs1", "u1", "Weather in Lisbon?", "/api/agents/weather/chat");
+  ASSERT_EQ(response.status, 200) << response.body;
+  EXPECT_TRUE(response.complete);
+  Sse sse = ParseSse(response.body);
+  EXPECT_TRUE(sse.done);
+  std::vector<std::string> types = ChunkTypes(sse);
+  EXPECT_EQ(std::count(types.begin(), types.end(), "start"), 1);
+  EXPECT_EQ(std::count(types.begin(), types.end(), "finish"), 1);
+  EXPECT_EQ(std::count(types.begin(), types.end(), "tool-input-available"), 1);
+  EXPECT_EQ(std::count(types.begin(), types.end(), "tool-output-available"), 1);
+  EXPECT_EQ(SseText(sse), "Let me look.19 degrees in Lisbon.");
+  Json message = ValidateWithAiSdk(g->dir(), response);
+  if (!message.is_null()) {
+    std::string parts = DumpJson(message["parts"]);
+    EXPECT_THAT(parts, HasSubstr("tool-get_weather"));
+    EXPECT_THAT(parts, HasSubstr("output-available"));
+  }
+
+  // Step 1 was the gateway's call: with the agent's own system prompt and tool, as announced.
+  std::vector<fakellm::RecordedRequest> calls = g->stack().llm().requests();
+  ASSERT_EQ(calls.size(), 2u);
+  EXPECT_THAT(DumpJson(calls[0].json["tools"]), HasSubstr("get_weather"));
+  EXPECT_EQ(DumpJson(calls[0].json["system"]), DumpJson(calls[1].json["system"]));
+  EXPECT_EQ(g->stack().Runs("hs1").size(), 1u);
+
+  // The message under one id everywhere: the response's, and the one on `.out`, which a reader
+  // from seq 0 gets whole (step-1 text and call, the result, step 2).
+  std::vector<Json> out = g->stack().ReadTurns("hs1", 0);
+  EXPECT_EQ(Text(out), "Let me look.19 degrees in Lisbon.");
+  std::string id = StringField(sse.chunks.front(), "messageId");
+  EXPECT_FALSE(id.empty());
+  EXPECT_THAT(DumpJson(Json(out)), HasSubstr(id));
+  EXPECT_EQ(CountControl(out, "handover-spliced"), 1);
+
+  // A reload after the answer has nothing to resume; the next turn is an ordinary one.
+  EXPECT_EQ(g->Request("GET", "/api/chat/hs1/stream").status, 204);
+  std::string metrics = g->Request("GET", "/metrics").body;
+  EXPECT_THAT(metrics, HasSubstr("baton_gateway_head_starts_total{signal=\"handover\"} 1"));
+}
+
+// A step 1 that is the whole answer (no tool call) ends the response as any answer ends, and the
+// run stores it as the turn's answer without a model call of its own.
+TEST(HttpGatewayTest, AHeadStartWhoseStepOneIsTheAnswerEndsThere) {
+  auto g =
+      GatewayStack::Start({.script = Script({Reply("Hello from the warm side.")})}, kHeadStart);
+  ASSERT_NE(g, nullptr);
+  HttpResponse response = g->PostMessage("hs2", "u1", "Hi");
+  ASSERT_EQ(response.status, 200) << response.body;
+  Sse sse = ParseSse(response.body);
+  EXPECT_TRUE(sse.done);
+  EXPECT_EQ(SseText(sse), "Hello from the warm side.");
+  std::vector<std::string> types = ChunkTypes(sse);
+  EXPECT_EQ(std::count(types.begin(), types.end(), "start"), 1);
+  EXPECT_EQ(types.back(), "finish");
+  ValidateWithAiSdk(g->dir(), response);
+  EXPECT_EQ(g->stack().llm().requests().size(), 1u);
+  EXPECT_EQ(Text(g->stack().ReadTurns("hs2", 0)), "Hello from the warm side.");
+}
+
+// The browser goes away during step 1: the gateway aborts the provider call and signals a skip at
+// once, and the run answers the message itself; a reload then shows that answer, not step 1.
+// A retried first POST of a head-started chat gets the whole message and starts nothing new.
+TEST(HttpGatewayTest, AHeadStartsClientThatLeavesEndsStepOneAndTheRunAnswers) {
+  auto g = GatewayStack::Start(
+      {.script = Script({HeldReply("Warm ", "side."), Reply("The run's own answer.")})},
+      kHeadStart);
+  ASSERT_NE(g, nullptr);
+  {
+    HttpClient client(g->port());
+    client.Send("POST", "/api/chat", GatewayStack::PostBody("hs3", "u1", "Hi"),
+                GatewayStack::WithJson({}));
+    HttpResponse partial =
+        client.Read([](const std::string& body) { return absl::StrContains(body, "Warm "); });
+    ASSERT_EQ(partial.status, 200) << partial.body;
+  }  // the tab is closed mid step 1, while the model holds the rest of it
+  // The run answers (so the skip came at once, not at the end of the handover window), and
+  // step 1 is not part of the chat.
+  std::vector<Json> out = g->stack().ReadTurns("hs3", 0);
+  EXPECT_EQ(Text(out), "The run's own answer.");
+  EXPECT_EQ(g->stack().Runs("hs3").size(), 1u);
+  // Step 1's call was torn down: the rest of it finds its connection closed.
+  g->stack().llm().AdvanceScriptClock(std::chrono::milliseconds(100));
+  EXPECT_TRUE(g->stack().llm().WaitForClientClose(0, kLimit)) << "step 1's call went on";
+
+  // The same first POST again (the network lost the answer): the chat's answer, once.
+  HttpResponse retry = g->PostMessage("hs3", "u1", "Hi");
+  EXPECT_EQ(retry.status, 200) << retry.body;
+  EXPECT_EQ(SseText(ParseSse(retry.body)), "The run's own answer.");
+  EXPECT_EQ(g->stack().Runs("hs3").size(), 1u);
+  EXPECT_EQ(g->stack().llm().requests().size(), 2u);
+}
+
+// A reload during a head start's step 1 resumes the answer: the whole message once the run has
+// taken the handover, step 1 included, with no part twice.
+TEST(HttpGatewayTest, AReloadDuringAHeadStartGetsTheWholeMessage) {
+  auto g = GatewayStack::Start(
+      {.script = Script({HeldReply("Warm ", "side."), Reply("Never asked.")})}, kHeadStart);
+  ASSERT_NE(g, nullptr);
+  HttpClient first(g->port());
+  first.Send("POST", "/api/chat", GatewayStack::PostBody("hs4", "u1", "Hi"),
+             GatewayStack::WithJson({}));
+  HttpResponse partial =
+      first.Read([](const std::string& body) { return absl::StrContains(body, "Warm "); });
+  ASSERT_EQ(partial.status, 200) << partial.body;
+
+  // Another tab (or a reload) while step 1 streams: the chat is answering.
+  HttpClient resumed(g->port());
+  resumed.Send("GET", "/api/chat/hs4/stream");
+  HttpResponse head;
+  ASSERT_TRUE(resumed.ReadHead(head));
+  ASSERT_EQ(head.status, 200);
+
+  g->stack().llm().AdvanceScriptClock(std::chrono::milliseconds(100));
+  first.ReadBody(partial);
+  resumed.ReadBody(head);
+  for (HttpResponse* r : {&partial, &head}) {
+    EXPECT_TRUE(r->complete);
+    Sse sse = ParseSse(r->body);
+    EXPECT_TRUE(sse.done);
+    EXPECT_EQ(SseText(sse), "Warm side.");
+    std::vector<std::string> types = ChunkTypes(sse);
+    EXPECT_EQ(std::count(types.begin(), types.end(), "start"), 1);
+    ValidateWithAiSdk(g->dir(), *r);
+  }
+  EXPECT_EQ(g->stack().llm().requests().size(), 1u);
 }
 
 // A reload mid-answer: GET .../stream replays the answer in flight from its start and follows it

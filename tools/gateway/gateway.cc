@@ -19,7 +19,9 @@
 #include "google/protobuf/util/json_util.h"
 #include "hooks/messages.h"
 #include "hooks/records.h"
+#include "runtime/head_start.h"
 #include "runtime/log.h"
+#include "runtime/providers.h"
 #include "runtime/wire.h"
 
 namespace baton::gateway {
@@ -151,24 +153,78 @@ class Gateway::AnswerStream : public ChatFeed::Reader,
   ~AnswerStream() override { Leave(); }
 
   void Begin(int64_t after_seq, const std::string& token, HttpHeaders extra) {
-    HttpHeaders headers = SseHeaders();
-    for (auto& h : extra) headers.push_back(std::move(h));
-    connection_->StartStream(200, std::move(headers));
-    gateway_.streams_open_.Add(1);
-    counted_ = true;
-    std::weak_ptr<AnswerStream> weak = weak_from_this();
-    self_ = shared_from_this();  // alive while it follows the feed
-    connection_->OnClose([weak] {
-      // The client went away: the turn goes on upstream; this reader stops.
-      if (std::shared_ptr<AnswerStream> self = weak.lock()) self->Leave();
-    });
-    ArmKeepAlive();
-    feed_ = &gateway_.feeds_.Feed(chat_id_);
-    feed_->Attach(this, after_seq, token);
+    Open(std::move(extra), nullptr);
+    Follow(after_seq, token);
+  }
+
+  // ---- a head start (Gateway::HeadStart): step 1 streamed here, then the run's step 2+ --------
+
+  // Opens the response for step 1. `on_close` runs if the client goes away before the end.
+  void BeginWarm(HttpHeaders extra, std::function<void()> on_close) {
+    Open(std::move(extra), std::move(on_close));
+  }
+  bool open() const { return !done_; }
+
+  // A chunk of step 1. Its `start` and `start-step` wait for the first part, so a step 1 that
+  // makes nothing leaves the response untouched; its `finish` and `error` are not the answer's
+  // end (the run goes on, or answers the message itself).
+  void Warm(const Json& chunk) {
+    if (done_) return;
+    std::string type = StringField(chunk, "type");
+    if (type == "finish" || type == "error") return;
+    if (type == "start" || (type == "start-step" && !warm_visible_)) {
+      warm_held_.push_back(chunk);
+      return;
+    }
+    if (!warm_visible_) {
+      warm_visible_ = true;
+      for (const Json& held : warm_held_) Forward(RecordOf(held));
+      warm_held_.clear();
+    }
+    Forward(RecordOf(chunk));
+  }
+
+  // Step 1 was handed over under `message_id`: the run writes it to `.out` again (for other
+  // readers), then `handover-spliced`; this response goes on with what follows that.
+  void Splice(const std::string& message_id, const std::string& token) {
+    if (done_) return;
+    if (!warm_visible_) {
+      for (const Json& held : warm_held_) Forward(RecordOf(held));
+      warm_held_.clear();
+    }
+    splice_id_ = message_id;
+    Follow(0, token);
+  }
+
+  // Step 1 was skipped (it failed, or came too late): the run answers the message itself. A
+  // response that showed none of step 1 carries that answer; one that did cannot take it back.
+  void AfterSkip(const std::string& token) {
+    if (done_) return;
+    warm_held_.clear();
+    if (warm_visible_) {
+      Chunk(Json{{"type", "error"},
+                 {"errorText",
+                  "The head start was cut short and the answer is being given again: reload "
+                  "to see it."}}
+                .dump());
+      Finish("error");
+      return;
+    }
+    Follow(0, token);
   }
 
   void OnRecord(const FeedRecord& record) override {
     if (done_) return;
+    if (!splice_id_.empty()) {
+      // Step 1 again, as the run wrote it for other readers: this response has it already.
+      if (record.control && record.subtype == kHandoverSpliced &&
+          record.Header("message-id") == splice_id_) {
+        splice_id_.clear();
+      } else if (record.control && record.subtype == kSessionClosed) {
+        Finish("stop");
+      }
+      return;
+    }
     if (record.control) {
       if (record.subtype == kTurnComplete) {
         if (skip_turns_ > 0) {
@@ -210,6 +266,36 @@ class Gateway::AnswerStream : public ChatFeed::Reader,
   }
 
  private:
+  void Open(HttpHeaders extra, std::function<void()> on_close) {
+    HttpHeaders headers = SseHeaders();
+    for (auto& h : extra) headers.push_back(std::move(h));
+    connection_->StartStream(200, std::move(headers));
+    gateway_.streams_open_.Add(1);
+    counted_ = true;
+    std::weak_ptr<AnswerStream> weak = weak_from_this();
+    self_ = shared_from_this();  // alive while it follows the feed
+    connection_->OnClose([weak, on_close = std::move(on_close)] {
+      // The client went away: the turn goes on upstream; this reader stops.
+      if (on_close) on_close();
+      if (std::shared_ptr<AnswerStream> self = weak.lock()) self->Leave();
+    });
+    ArmKeepAlive();
+  }
+
+  void Follow(int64_t after_seq, const std::string& token) {
+    if (done_) return;
+    feed_ = &gateway_.feeds_.Feed(chat_id_);
+    feed_->Attach(this, after_seq, token);
+  }
+
+  static FeedRecord RecordOf(const Json& chunk) {
+    FeedRecord record;
+    record.chunk_json = DumpJson(chunk);
+    record.type = StringField(chunk, "type");
+    if (record.type == "start") record.message_id = StringField(chunk, "messageId");
+    return record;
+  }
+
   void Forward(const FeedRecord& record) {
     if (record.type == "start") {
       if (started_) return;  // one start per answer
@@ -359,6 +445,11 @@ class Gateway::AnswerStream : public ChatFeed::Reader,
   bool ended_ = false;
   bool in_step_ = false;
   std::vector<std::pair<std::string, std::string>> open_parts_;  // ("text-end", id), ...
+  // A head start: step 1's framing held until its first part; whether a part was sent; the
+  // message whose `handover-spliced` this response waits for on `.out`.
+  std::vector<Json> warm_held_;
+  bool warm_visible_ = false;
+  std::string splice_id_;
   bool done_ = false;
   bool counted_ = false;
 };
@@ -380,7 +471,20 @@ Gateway::Gateway(asio::any_io_executor executor, SessionsClient& sessions, Gatew
                                     "Chats with an upstream Read shared by their readers.")),
       first_chunk_seconds_(metrics_.AddHistogram(
           "baton_gateway_first_chunk_seconds",
-          "From a chat request received to the first chunk of its answer written.")) {
+          "From a chat request received to the first chunk of its answer written.")),
+      head_start_handover_(metrics_.AddCounter(
+          "baton_gateway_head_starts_total{signal=\"handover\"}",
+          "Head starts by the signal that ended step 1: handover (tool calls for the run), "
+          "final (step 1 was the answer), skip (step 1 failed, was too late, or its client "
+          "left).")),
+      head_start_final_(
+          metrics_.AddCounter("baton_gateway_head_starts_total{signal=\"final\"}", "")),
+      head_start_skip_(
+          metrics_.AddCounter("baton_gateway_head_starts_total{signal=\"skip\"}", "")) {
+  if (options_.head_start.enabled) {
+    pool_ = std::make_unique<HookPool>(1);
+    http_ = std::make_unique<HttpClient>(executor_);
+  }
   Sweep();
 }
 
@@ -618,13 +722,17 @@ asio::awaitable<void> Gateway::ChatPost(std::shared_ptr<HttpConnection> connecti
       co_return;
     }
     if (trigger == "submit-message" && MessageRole(last) == "user") {
+      // A chat whose agent allows it gets a head start: step 1 runs here while a worker boots.
+      std::shared_ptr<const Agent> warm = co_await WarmAgent(agent);
       v1::CreateSessionRequest create;
       create.set_chat_id(chat_id);
       create.set_agent(agent);
-      create.set_trigger(v1::TRIGGER_SUBMIT_MESSAGE);
-      Json payload = {{"message", last}};
+      create.set_trigger(warm ? v1::TRIGGER_HANDOVER_PREPARE : v1::TRIGGER_SUBMIT_MESSAGE);
+      Json payload = warm ? Json{{"headStartMessages", *messages}} : Json{{"message", last}};
       if (!metadata.is_null()) payload["metadata"] = metadata;
       create.set_payload_json(DumpJson(payload));
+      std::string traceparent(request.Header("traceparent"));
+      if (ValidTraceparent(traceparent)) create.set_traceparent(traceparent);
       absl::StatusOr<v1::CreateSessionResponse> created =
           co_await sessions_.CreateSession(std::move(create), "");
       if (!created.ok()) {
@@ -652,8 +760,23 @@ asio::awaitable<void> Gateway::ChatPost(std::shared_ptr<HttpConnection> connecti
         extra.emplace_back("x-baton-chat-token-expires",
                            absl::StrCat(created->chat_token_expires_unix_ms()));
       }
+      if (created->created() && warm) {
+        HttpHeaders headers = Cors(request);
+        headers.emplace_back("x-baton-chat-id", chat_id);
+        for (auto& h : extra) headers.push_back(std::move(h));
+        auto stream = std::make_shared<AnswerStream>(*this, connection, chat_id, 0, received);
+        // The run waits for the signal until this deadline (the agent's window, by the
+        // orchestrator's clock); step 1 must end before it.
+        absl::Time deadline = created->handover_deadline_unix_ms() > 0
+                                  ? absl::FromUnixMillis(created->handover_deadline_unix_ms())
+                                  : absl::Now() + warm->options.handover_timeout;
+        co_await HeadStart(std::move(stream), chat_id, created->chat_token(), std::move(warm),
+                           *messages, traceparent, deadline, std::move(headers));
+        co_return;
+      }
       if (created->created() || retry) {
-        // The boot message's answer is the chat's first.
+        // The boot message's answer is the chat's first (a retry of a head start's POST too:
+        // the run writes step 1 to `.out` when it takes the handover).
         StreamAnswer(connection, request, chat_id, created->chat_token(), 0, 0, received,
                      std::move(extra));
         co_return;
@@ -698,6 +821,106 @@ asio::awaitable<void> Gateway::ChatPost(std::shared_ptr<HttpConnection> connecti
   // the first POST would have.
   StreamAnswer(connection, request, chat_id, *token, appended->out_seq(), appended->turns_before(),
                received, std::move(extra));
+}
+
+// ---- head starts -------------------------------------------------------------------------------
+
+asio::awaitable<std::shared_ptr<const Agent>> Gateway::WarmAgent(const std::string& agent) {
+  const HeadStartOptions& o = options_.head_start;
+  if (!o.enabled) co_return nullptr;
+  const absl::Time now = absl::Now();
+  if (auto it = warm_.find(agent); it != warm_.end() && now - it->second.at < o.agent_ttl) {
+    co_return it->second.agent;
+  }
+  v1::GetAgentRequest get;
+  get.set_name(agent);
+  absl::StatusOr<v1::AgentInfo> info = co_await sessions_.GetAgent(std::move(get), "");
+  std::shared_ptr<const Agent> warm;
+  if (!info.ok()) {
+    // No worker hosts it yet (the run will wait for one), or the orchestrator is away: the chat
+    // is created as a plain one, and its run answers the message.
+    LogJson("debug", "no head start: the agent's announcement is not available",
+            {{"agent", agent}, {"error", std::string(info.status().message())}});
+  } else if (info->head_start_disabled()) {
+    LogJson("debug", "no head start: the agent does not allow one", {{"agent", agent}});
+  } else {
+    std::string provider = o.provider.empty() ? info->model_provider() : o.provider;
+    std::string model_id = o.model.empty() ? info->model_id() : o.model;
+    std::string key_env = o.api_key_env;
+    if (key_env.empty()) key_env = provider == "openai" ? "OPENAI_API_KEY" : "ANTHROPIC_API_KEY";
+    const char* key = std::getenv(key_env.c_str());
+    if (provider.empty()) {
+      LogJson("debug", "no head start: the agent announces no provider model", {{"agent", agent}});
+    } else if (o.base_url.empty() && (key == nullptr || *key == '\0')) {
+      LogJson("warn", "no head start: no provider key in the environment",
+              {{"agent", agent}, {"variable", key_env}});
+    } else {
+      std::shared_ptr<LanguageModel>& model = models_[absl::StrCat(provider, "/", model_id)];
+      if (!model) model = MakeModel(*http_, {provider, o.base_url, model_id, o.api_key_env});
+      absl::StatusOr<Agent> made = AgentFromInfo(*info, model);
+      if (made.ok()) {
+        warm = std::make_shared<const Agent>(*std::move(made));
+      } else {
+        LogJson("warn", "no head start: the agent's announcement is unusable",
+                {{"agent", agent}, {"error", std::string(made.status().message())}});
+      }
+    }
+  }
+  // Kept for a while when known; asked again next time when the agent's workers were not there.
+  if (info.ok()) warm_[agent] = Warm{warm, now};
+  co_return warm;
+}
+
+asio::awaitable<void> Gateway::HeadStart(std::shared_ptr<AnswerStream> stream, std::string chat_id,
+                                         std::string token, std::shared_ptr<const Agent> agent,
+                                         Json messages, std::string traceparent,
+                                         absl::Time deadline, HttpHeaders headers) {
+  // Step 1 stops when the client goes away (nothing waits for it) or when the run's handover
+  // window is about to close: the signal is then a skip, in time, and the run answers the
+  // message itself. Never a signal the run no longer waits for.
+  auto stop = std::make_shared<std::stop_source>();
+  stream->BeginWarm(std::move(headers), [stop] { stop->request_stop(); });
+  // Ended with a margin for the signal's own trip (and the two clocks' skew).
+  const absl::Duration window = std::max(absl::ZeroDuration(), deadline - absl::Now());
+  const absl::Duration margin = std::min(absl::Seconds(2), window / 4);
+  asio::steady_timer step_deadline(executor_);
+  step_deadline.expires_after(absl::ToChronoNanoseconds(window - margin));
+  step_deadline.async_wait([stop](const asio::error_code& ec) {
+    if (!ec) stop->request_stop();
+  });
+
+  const std::string message_id = NewMessageId();
+  // Arguments named, not temporaries of the co_await (docs/decisions.md, the GCC 12 rule).
+  std::function<void(const Json&)> sink = [stream](const Json& chunk) { stream->Warm(chunk); };
+  std::stop_token stopped = stop->get_token();
+  StepOneResult step =
+      co_await RunStepOne(executor_, clock_, *pool_, *agent, chat_id, std::move(messages),
+                          message_id, std::move(traceparent), sink, stopped);
+  step_deadline.cancel();
+
+  v1::AppendRequest append;
+  append.set_chat_id(chat_id);
+  append.set_body_json(DumpJson(step.signal));
+  append.set_client_record_id(
+      absl::StrCat("handover:", message_id));  // a retry is not stored twice
+  absl::StatusOr<v1::AppendResponse> appended = co_await sessions_.Append(std::move(append), token);
+  if (!appended.ok()) {
+    // Refused (the window closed first: the host skipped the head start itself) or lost: the
+    // run answers the message, and this response follows that answer.
+    LogJson("warn", "head start signal not stored",
+            {{"chat_id", chat_id}, {"error", std::string(appended.status().message())}});
+  }
+  if (step.skipped || !appended.ok()) {
+    if (!step.error.empty() && step.error != "stopped") {
+      LogJson("warn", "head start step 1 failed: the run answers the message",
+              {{"chat_id", chat_id}, {"error", step.error}});
+    }
+    head_start_skip_.Add(1);
+    stream->AfterSkip(token);
+    co_return;
+  }
+  (BoolField(step.signal, "isFinal") ? head_start_final_ : head_start_handover_).Add(1);
+  stream->Splice(message_id, token);
 }
 
 asio::awaitable<void> Gateway::ChatResume(std::shared_ptr<HttpConnection> connection,

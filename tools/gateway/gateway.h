@@ -26,13 +26,33 @@
 #include "asio/any_io_executor.hpp"
 #include "asio/awaitable.hpp"
 #include "asio/steady_timer.hpp"
+#include "hooks/agent.h"
 #include "hooks/json.h"
+#include "runtime/clock.h"
+#include "runtime/hook_pool.h"
+#include "runtime/http_client.h"
 #include "runtime/metrics.h"
 #include "tools/gateway/feed.h"
 #include "tools/gateway/http_server.h"
 #include "tools/gateway/sessions_client.h"
 
 namespace baton::gateway {
+
+// Head starts (docs/gateway.md, "Head start"): the first POST of a chat runs step 1 here, on the
+// agent its workers announce (Sessions.GetAgent: system prompt, tool schemas, model), while a
+// worker boots the run; the run then goes on with step 2+ under the same message id.
+struct HeadStartOptions {
+  bool enabled = true;
+  // The provider's endpoint and key, as a worker takes them (runtime/providers.h, MakeModel). A
+  // head start needs a key in `api_key_env` (or the provider's own variable) or a `base_url`.
+  std::string base_url;
+  std::string api_key_env;
+  // Override the agent's announced provider and model ("": as announced).
+  std::string provider;
+  std::string model;
+  // How long an agent's announcement is used before it is asked for again.
+  absl::Duration agent_ttl = absl::Seconds(10);
+};
 
 struct GatewayOptions {
   std::string base = "/api/chat";         // the AI SDK transport's `api`
@@ -47,6 +67,7 @@ struct GatewayOptions {
   // How long a chat this gateway created may be asked again, without its token, by a retry of
   // the request that created it (the network lost the answer, and the token with it).
   absl::Duration retry_window = absl::Seconds(60);
+  HeadStartOptions head_start;
 };
 
 class Gateway {
@@ -77,6 +98,14 @@ class Gateway {
                                  std::string chat_id);
   asio::awaitable<void> ChatPreload(std::shared_ptr<HttpConnection> connection, HttpRequest request,
                                     std::string chat_id, std::string agent);
+  // The warm side of a head start: the agent to run step 1 with (null: no head start for it).
+  asio::awaitable<std::shared_ptr<const Agent>> WarmAgent(const std::string& agent);
+  // Streams step 1 of a chat just created with handover-prepare, signals the run, and splices
+  // its step 2+ into the same response.
+  asio::awaitable<void> HeadStart(std::shared_ptr<AnswerStream> stream, std::string chat_id,
+                                  std::string token, std::shared_ptr<const Agent> agent,
+                                  Json messages, std::string traceparent, absl::Time deadline,
+                                  HttpHeaders headers);
   // The REST mirror.
   asio::awaitable<void> Rest(std::shared_ptr<HttpConnection> connection, HttpRequest request,
                              std::vector<std::string> segments);
@@ -111,12 +140,27 @@ class Gateway {
   };
   std::map<std::string, Created> created_;
 
+  // Head starts: agents as announced (with when they were asked for), models by provider and
+  // id, and what step 1 runs on.
+  struct Warm {
+    std::shared_ptr<const Agent> agent;  // null: no head start
+    absl::Time at;
+  };
+  std::map<std::string, Warm> warm_;
+  std::map<std::string, std::shared_ptr<LanguageModel>> models_;
+  RealClock clock_;
+  std::unique_ptr<HookPool> pool_;
+  std::unique_ptr<HttpClient> http_;
+
   Metrics metrics_;
   Counter& requests_;
   Counter& errors_;
   Gauge& streams_open_;
   Gauge& feeds_open_;
   Histogram& first_chunk_seconds_;
+  Counter& head_start_handover_;
+  Counter& head_start_final_;
+  Counter& head_start_skip_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

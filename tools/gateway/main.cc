@@ -48,6 +48,16 @@ ABSL_FLAG(int64_t, max_body_bytes, 8 << 20, "the largest request body taken");
 ABSL_FLAG(int64_t, max_buffered_bytes, 1 << 20,
           "unsent bytes a streamed answer may queue for a slow client before it is dropped");
 ABSL_FLAG(int32_t, max_connections, 20000, "HTTP connections open at once");
+ABSL_FLAG(bool, head_start, true,
+          "run step 1 of a chat's first message here while a worker boots (needs a provider key "
+          "in the environment or --base_url)");
+ABSL_FLAG(std::string, provider, "", "head starts: the provider (default: the agent's announced)");
+ABSL_FLAG(std::string, model, "", "head starts: the model (default: the agent's announced)");
+ABSL_FLAG(std::string, base_url, "",
+          "head starts: the provider's base URL (default: its public one)");
+ABSL_FLAG(std::string, api_key_env, "",
+          "head starts: the environment variable with the provider key (default: "
+          "ANTHROPIC_API_KEY or OPENAI_API_KEY)");
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
@@ -82,6 +92,11 @@ int main(int argc, char** argv) {
   options.web_dir = absl::GetFlag(FLAGS_web_dir);
   options.static_dir = absl::GetFlag(FLAGS_static_dir);
   options.public_create = absl::GetFlag(FLAGS_public_create);
+  options.head_start.enabled = absl::GetFlag(FLAGS_head_start);
+  options.head_start.provider = absl::GetFlag(FLAGS_provider);
+  options.head_start.model = absl::GetFlag(FLAGS_model);
+  options.head_start.base_url = absl::GetFlag(FLAGS_base_url);
+  options.head_start.api_key_env = absl::GetFlag(FLAGS_api_key_env);
   for (absl::string_view origin :
        absl::StrSplit(absl::GetFlag(FLAGS_cors_origins), ',', absl::SkipEmpty())) {
     options.cors_origins.emplace_back(origin);

@@ -155,6 +155,17 @@ asio::awaitable<absl::StatusOr<v1::Session>> SessionsClient::Get(v1::GetRequest 
                                                         std::move(request), std::move(start));
 }
 
+asio::awaitable<absl::StatusOr<v1::AgentInfo>> SessionsClient::GetAgent(v1::GetAgentRequest request,
+                                                                        std::string token) {
+  auto* stub = stub_.get();
+  auto start = [stub](grpc::ClientContext* c, const v1::GetAgentRequest* q, v1::AgentInfo* r,
+                      std::function<void(grpc::Status)> done) {
+    stub->async()->GetAgent(c, q, r, std::move(done));
+  };
+  co_return co_await Unary<v1::GetAgentRequest, v1::AgentInfo>(
+      executor_, TokenFor(token), std::move(request), std::move(start));
+}
+
 asio::awaitable<absl::StatusOr<v1::ListRunsResponse>> SessionsClient::ListRuns(
     v1::ListRunsRequest request, std::string token) {
   auto* stub = stub_.get();

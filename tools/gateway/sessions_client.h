@@ -34,6 +34,9 @@ class SessionsClient {
       baton::v1::AppendRequest request, std::string token);
   asio::awaitable<absl::StatusOr<baton::v1::Session>> Get(baton::v1::GetRequest request,
                                                           std::string token);
+  // What the agent's workers announce (system prompt, tool schemas, model): a head start's step 1.
+  asio::awaitable<absl::StatusOr<baton::v1::AgentInfo>> GetAgent(baton::v1::GetAgentRequest request,
+                                                                 std::string token);
   asio::awaitable<absl::StatusOr<baton::v1::ListRunsResponse>> ListRuns(
       baton::v1::ListRunsRequest request, std::string token);
   asio::awaitable<absl::StatusOr<baton::v1::Run>> CancelRun(baton::v1::CancelRunRequest request,
