@@ -7,11 +7,14 @@
 #   baton-demo          the client: preload, a head start that hands over a tool call (it plays
 #                       the warm server), step 2 on the worker, a second turn, and a pure-text
 #                       head start, with timings
+#   baton-gateway       the web face: the demo page and the AI SDK chat transport, with head
+#                       starts; in a terminal it stays up after the chat, for a person to open
+#                       the page it prints (Ctrl-C stops it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build --target baton-demo baton-worker baton-orchestrator fake-llm \
+cmake --build build --target baton-demo baton-worker baton-orchestrator fake-llm baton-gateway \
   -j "$(nproc)" >/dev/null
 
 dir=$(mktemp -d)
@@ -63,4 +66,20 @@ BATON_LOG_LEVEL=warn ./build/baton-worker --orchestrator="$socket" --hook_log="$
   "${provider_flags[@]}" 2>"$dir/worker.log" &
 pids+=($!)
 
+# The web face: the demo page (tasks/web, built with baton) and the chat transport.
+BATON_LOG_LEVEL=warn ./build/tools/gateway/baton-gateway --listen=127.0.0.1:0 \
+  --orchestrator="$socket" --agent=weather --public_create \
+  "${provider_flags[@]}" >"$dir/gateway.out" 2>"$dir/gateway.log" &
+pids+=($!)
+page="http://$(wait_line "$dir/gateway.out" "listening ")/"
+
 ./build/baton-demo --orchestrator="$socket" --hooks="$dir/hooks" "${provider_flags[@]}" "$@"
+
+if [ -t 0 ] && [ -t 1 ]; then
+  echo
+  echo "The demo page (useChat on baton-gateway, head starts on): $page"
+  echo "Open it in a browser; Ctrl-C stops the stack."
+  wait "${pids[-1]}" || true
+else
+  echo "The demo page was served at $page (run this in a terminal to keep it open)."
+fi
