@@ -10,6 +10,10 @@
 //   BM_IdleChats              worker RSS and threads with 10,000 chats parked on `.in`
 //   BM_IdleFollowers          orchestrator RSS, threads and CPU with N following Reads idle
 //   BM_IdleWorkerStreams      orchestrator RSS, threads and CPU with N idle worker streams
+//   BM_GatewayFirstToken      through baton-gateway: POST -> first text-delta, minus the model's
+//                             400 ms first byte (cold first message, preload, head start)
+//   BM_GatewayReaders         records/s through baton-gateway to 1 and to 1,000 SSE readers
+//   BM_GatewayIdleStreams     baton-gateway RSS and threads with N idle SSE responses open
 //
 // BATON_BENCH_ORCHESTRATOR=<path> runs another baton-orchestrator binary (an older build, to
 // compare against).
@@ -54,6 +58,11 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "asio/co_spawn.hpp"
+#include "asio/detached.hpp"
+#include "asio/executor_work_guard.hpp"
+#include "asio/io_context.hpp"
+#include "asio/post.hpp"
 #include "baton/v1/sessions.grpc.pb.h"
 #include "baton/v1/worker.grpc.pb.h"
 #include "benchmark/benchmark.h"
@@ -62,6 +71,7 @@
 #include "hooks/json.h"
 #include "hooks/messages.h"
 #include "runtime/head_start.h"
+#include "runtime/http_client.h"
 #include "tools/bench/bench_main.h"
 #include "tools/fake-llm/fake_llm.h"
 
@@ -395,6 +405,7 @@ class Stack {
 
   v1::Sessions::Stub& sessions() { return *sessions_; }
   const std::string& address() const { return address_; }
+  std::string llm_url() const { return llm_->base_url(); }
   HookLog& hooks() { return *hooks_; }
   pid_t worker_pid() const { return worker_->pid(); }
   pid_t orchestrator_pid() const { return orchestrator_->pid(); }
@@ -1131,9 +1142,302 @@ BENCHMARK(BM_IdleWorkerStreams)
     ->UseManualTime()
     ->Unit(benchmark::kSecond);
 
+// ---- 6. through baton-gateway (issue 13) -------------------------------------------------------
+
+// baton-gateway in front of a Stack, a child process like the others.
+class GatewayProcess {
+ public:
+  static std::unique_ptr<GatewayProcess> Start(Stack& stack, std::vector<std::string> flags,
+                                               std::string* error) {
+    std::vector<std::string> argv = {BATON_GATEWAY_BINARY,
+                                     "--listen=127.0.0.1:0",
+                                     absl::StrCat("--orchestrator=", stack.address()),
+                                     "--agent=chat",
+                                     "--public_create",
+                                     "--web_dir="};
+    for (std::string& f : flags) argv.push_back(std::move(f));
+    std::unique_ptr<GatewayProcess> g(new GatewayProcess());
+    g->process_ = Process::Spawn(argv, stack.dir() + "/gateway.log", /*pipe_stdout=*/true, error);
+    if (g->process_ == nullptr) return nullptr;
+    std::optional<std::string> listening = g->process_->WaitForLine("listening ");
+    if (!listening.has_value()) {
+      *error = absl::StrCat("the gateway did not start; see ", stack.dir(), "/gateway.log");
+      stack.Keep();
+      return nullptr;
+    }
+    g->url_ = absl::StrCat("http://", *listening);
+    return g;
+  }
+  const std::string& url() const { return url_; }
+  pid_t pid() const { return process_->pid(); }
+
+ private:
+  GatewayProcess() = default;
+  std::unique_ptr<Process> process_;
+  std::string url_;
+};
+
+// An HTTP transfer's SSE as this process saw it: when it was sent, when its first text-delta
+// came, how many events it carried, how it ended.
+struct SseTransfer {
+  TimePoint sent;
+  std::optional<TimePoint> first_delta;
+  int64_t events = 0;
+  int status = 0;
+  std::string error;
+  std::stop_source stop;
+  std::function<void()> on_head;  // optional: runs when the response's head came
+};
+
+// Requests from this process on an event loop of its own, with baton's HttpClient (libcurl).
+class HttpLoop {
+ public:
+  HttpLoop() : work_(asio::make_work_guard(io_)), http_(io_.get_executor()) {
+    thread_ = std::thread([this] { io_.run(); });
+  }
+  ~HttpLoop() {
+    asio::post(io_, [this] { work_.reset(); });
+    thread_.join();
+  }
+
+  // Starts `request` on the loop; `done` runs there when it ended.
+  void Start(HttpRequest request, SseTransfer* t, std::function<void()> done) {
+    asio::post(io_, [this, request = std::move(request), t, done = std::move(done)]() mutable {
+      asio::co_spawn(io_, Run(std::move(request), t, std::move(done)), asio::detached);
+    });
+  }
+
+ private:
+  asio::awaitable<void> Run(HttpRequest request, SseTransfer* t, std::function<void()> done) {
+    std::string carry;  // the end of the last read: an event or a marker may span two reads
+    auto on_head = [t](const HttpHead& head) {
+      t->status = head.status;
+      if (t->on_head) t->on_head();
+    };
+    auto on_body = [t, &carry](std::string_view bytes) {
+      std::string text = carry + std::string(bytes);
+      if (!t->first_delta.has_value() &&
+          text.find("\"type\":\"text-delta\"") != std::string::npos) {
+        t->first_delta = SteadyClock::now();
+      }
+      for (size_t at = text.find("\n\n", carry.size() > 0 ? carry.size() - 1 : 0);
+           at != std::string::npos; at = text.find("\n\n", at + 2)) {
+        ++t->events;
+      }
+      carry = text.substr(text.size() > 24 ? text.size() - 24 : 0);
+      return true;
+    };
+    t->sent = SteadyClock::now();
+    absl::Status status =
+        co_await http_.Fetch(std::move(request), on_head, on_body, t->stop.get_token());
+    if (!status.ok() && !t->stop.stop_requested()) t->error = status.ToString();
+    done();
+  }
+
+  asio::io_context io_{1};
+  asio::executor_work_guard<asio::io_context::executor_type> work_;
+  HttpClient http_;
+  std::thread thread_;
+};
+
+HttpRequest PostChat(const std::string& url, const std::string& chat_id, const std::string& text) {
+  HttpRequest request;
+  request.url = absl::StrCat(url, "/api/chat");
+  request.headers = {"Content-Type: application/json"};
+  request.body = DumpJson(Json{{"id", chat_id},
+                               {"messages", Json::array({UserMessage("u1", text)})},
+                               {"trigger", "submit-message"}});
+  return request;
+}
+
+// Waits until the worker has announced its agents (a head start needs them), asking as
+// WaitForRunState-style round trips.
+bool WaitForAgent(Stack& stack) {
+  auto until = SteadyClock::now() + kLimit;
+  while (SteadyClock::now() < until) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + kLimit);
+    v1::GetAgentRequest request;
+    request.set_name("chat");
+    v1::AgentInfo info;
+    if (stack.sessions().GetAgent(&context, request, &info).ok()) return true;
+  }
+  return false;
+}
+
+// A chat's first answer through the gateway, as the AI SDK's transport asks for it: time from
+// the POST to the first text-delta read, with fake-llm's first byte 400 ms after each request
+// (the figure reported is what baton adds: TTFT - 400 ms). Paths: 0 cold (the chat's first
+// POST, the run boots for it, no head start), 1 preload (the run was booted before the POST), 2
+// head start (the gateway runs step 1 itself while the run boots).
+void BM_GatewayFirstToken(benchmark::State& state) {
+  const int path = static_cast<int>(state.range(0));
+  constexpr int kFirstByteMs = 400;
+  std::string error;
+  auto stack =
+      Stack::Start({.script = Script({{{"repeat", true},
+                                       {"ttfb_ms", kFirstByteMs},
+                                       {"reply", {{"text", "Calm and clear, 12 degrees."}}}}}),
+                    .worker_flags = {"--idle_timeout_ms=3600000"}},
+                   &error);
+  if (stack == nullptr) return state.SkipWithError(error.c_str());
+  std::vector<std::string> flags = {"--head_start=false"};
+  if (path == 2) {
+    flags = {"--head_start", absl::StrCat("--base_url=", stack->llm_url()),
+             "--api_key_env=BATON_BENCH_NO_KEY"};
+  }
+  auto gateway = GatewayProcess::Start(*stack, flags, &error);
+  if (gateway == nullptr) return state.SkipWithError(error.c_str());
+  if (!WaitForAgent(*stack)) return state.SkipWithError("the worker never announced its agents");
+  HttpLoop loop;
+  std::vector<double> overhead_ms;
+  int n = 0;
+  for (auto _ : state) {
+    std::string chat = absl::StrCat("ttft-", path, "-", n++);
+    if (path == 1 && !stack->Preload(chat, &error)) return state.SkipWithError(error.c_str());
+    SseTransfer t;
+    Latch done(1);
+    loop.Start(PostChat(gateway->url(), chat, "How is the weather?"), &t,
+               [&] { done.CountDown(); });
+    if (!done.Wait()) return state.SkipWithError("the answer did not end");
+    if (!t.error.empty() || t.status != 200 || !t.first_delta.has_value()) {
+      stack->Keep();
+      return state.SkipWithError(
+          absl::StrCat("no answer: status ", t.status, " ", t.error).c_str());
+    }
+    double ttft = Seconds(*t.first_delta - t.sent);
+    state.SetIterationTime(ttft);
+    overhead_ms.push_back(ttft * 1e3 - kFirstByteMs);
+  }
+  state.counters["overhead_p50_ms"] = Quantile(overhead_ms, 0.5);
+  state.counters["overhead_p95_ms"] = Quantile(overhead_ms, 0.95);
+  state.counters["overhead_max_ms"] = Quantile(overhead_ms, 1.0);
+}
+
+// A finished chat's `.out` (a 2,000-delta answer: 2,007 records) read from seq 0 by `readers`
+// clients at once through the gateway's REST mirror (GET /v1/sessions/{id}/records, SSE), all
+// sharing the gateway's one upstream Read. Time: first request sent -> last reader done; the
+// figure: SSE events delivered per second, all readers together, and the gateway's CPU per
+// event.
+void BM_GatewayReaders(benchmark::State& state) {
+  const int readers = static_cast<int>(state.range(0));
+  std::string error;
+  auto stack = Stack::Start({.script = LongReply(2'000)}, &error);
+  if (stack == nullptr) return state.SkipWithError(error.c_str());
+  grpc::Status s = stack->Create("long", "chat", v1::TRIGGER_SUBMIT_MESSAGE,
+                                 Json{{"message", UserMessage("u1", "Talk.")}}, nullptr);
+  if (!s.ok()) return state.SkipWithError(s.error_message().c_str());
+  ReadResult whole = ReadAll(stack->sessions(), "long", /*follow=*/true);
+  if (!whole.error.empty()) return state.SkipWithError(whole.error.c_str());
+  auto gateway = GatewayProcess::Start(*stack, {"--head_start=false"}, &error);
+  if (gateway == nullptr) return state.SkipWithError(error.c_str());
+  HttpLoop loop;
+  int64_t events = 0;
+  double gateway_cpu = 0;
+  for (auto _ : state) {
+    std::vector<SseTransfer> transfers(static_cast<size_t>(readers));
+    Latch done(readers);
+    double cpu_before = CpuSeconds(gateway->pid());
+    TimePoint start = SteadyClock::now();
+    for (SseTransfer& t : transfers) {
+      HttpRequest request;
+      request.url = absl::StrCat(gateway->url(), "/v1/sessions/long/records?after=0");
+      loop.Start(std::move(request), &t, [&] { done.CountDown(); });
+    }
+    if (!done.Wait()) return state.SkipWithError("the readers did not end");
+    state.SetIterationTime(Seconds(SteadyClock::now() - start));
+    gateway_cpu += CpuSeconds(gateway->pid()) - cpu_before;
+    for (const SseTransfer& t : transfers) {
+      if (!t.error.empty() || t.status != 200 || t.events < whole.records) {
+        stack->Keep();
+        return state.SkipWithError(absl::StrCat("a reader got ", t.events, " of ", whole.records,
+                                                " events: status ", t.status, " ", t.error)
+                                       .c_str());
+      }
+      events += t.events;
+    }
+  }
+  state.SetItemsProcessed(events);
+  state.counters["gateway_cpu_us_per_event"] = gateway_cpu * 1e6 / static_cast<double>(events);
+}
+
+// `n` SSE responses open on the gateway and idle: following readers of chats answered once (50
+// per chat), each an HTTP connection of its own. The gateway's VmRSS and threads before and
+// after they are open.
+void BM_GatewayIdleStreams(benchmark::State& state) {
+  const int n = static_cast<int>(state.range(0));
+  constexpr int kPerChat = 50;
+  const int chats = (n + kPerChat - 1) / kPerChat;
+  std::string error;
+  auto stack =
+      Stack::Start({.script = Script({{{"repeat", true}, {"reply", {{"text", "Idle now."}}}}}),
+                    .worker_flags = {"--idle_timeout_ms=3600000"}},
+                   &error);
+  if (stack == nullptr) return state.SkipWithError(error.c_str());
+  int64_t after_seq = 0;
+  for (int c = 0; c < chats; ++c) {
+    std::string chat = absl::StrCat("idle-", c);
+    grpc::Status s = stack->Create(chat, "chat", v1::TRIGGER_SUBMIT_MESSAGE,
+                                   Json{{"message", UserMessage("u1", "Hello.")}}, nullptr);
+    if (!s.ok()) return state.SkipWithError(s.error_message().c_str());
+    ReadResult r = ReadAll(stack->sessions(), chat, /*follow=*/true);
+    if (!r.error.empty()) return state.SkipWithError(r.error.c_str());
+    after_seq = r.records;
+  }
+  auto gateway = GatewayProcess::Start(*stack, {"--head_start=false"}, &error);
+  if (gateway == nullptr) return state.SkipWithError(error.c_str());
+  HttpLoop loop;
+  for (auto _ : state) {
+    ProcStatus before = ReadProcStatus(gateway->pid());
+    std::vector<SseTransfer> transfers(static_cast<size_t>(n));
+    Latch done(n), heads(n);
+    TimePoint start = SteadyClock::now();
+    for (int i = 0; i < n; ++i) {
+      transfers[static_cast<size_t>(i)].on_head = [&] { heads.CountDown(); };
+      HttpRequest request;
+      request.url = absl::StrCat(gateway->url(), "/v1/sessions/idle-", i / kPerChat,
+                                 "/records?follow=true&after=", after_seq);
+      request.idle_timeout = absl::Hours(1);
+      loop.Start(std::move(request), &transfers[static_cast<size_t>(i)], [&] { done.CountDown(); });
+    }
+    if (!heads.Wait()) return state.SkipWithError("not every stream was answered");
+    ProcStatus after = ReadProcStatus(gateway->pid());
+    state.SetIterationTime(Seconds(SteadyClock::now() - start));
+    state.counters["gateway_rss_mib_before"] = static_cast<double>(before.rss_kib) / 1024.0;
+    state.counters["gateway_rss_mib_after"] = static_cast<double>(after.rss_kib) / 1024.0;
+    state.counters["gateway_kib_per_stream"] =
+        static_cast<double>(after.rss_kib - before.rss_kib) / n;
+    state.counters["gateway_threads_before"] = static_cast<double>(before.threads);
+    state.counters["gateway_threads_after"] = static_cast<double>(after.threads);
+    for (SseTransfer& t : transfers) t.stop.request_stop();
+    if (!done.Wait()) return state.SkipWithError("the streams did not end");
+  }
+}
+
+void RegisterGateway(bool smoke) {
+  benchmark::RegisterBenchmark("BM_GatewayFirstToken", BM_GatewayFirstToken)
+      ->ArgName("path")
+      ->DenseRange(0, 2)
+      ->Iterations(smoke ? 2 : 30)
+      ->UseManualTime()
+      ->Unit(benchmark::kMillisecond);
+  auto* readers = benchmark::RegisterBenchmark("BM_GatewayReaders", BM_GatewayReaders);
+  readers->ArgName("readers")->Arg(1);
+  if (!smoke) readers->Arg(1'000);
+  readers->Iterations(smoke ? 1 : 3)->UseManualTime()->Unit(benchmark::kMillisecond);
+  benchmark::RegisterBenchmark("BM_GatewayIdleStreams", BM_GatewayIdleStreams)
+      ->Arg(smoke ? 100 : 5'000)
+      ->Iterations(1)
+      ->UseManualTime()
+      ->Unit(benchmark::kMillisecond);
+}
+
 }  // namespace
 }  // namespace baton::bench
 
 int main(int argc, char** argv) {
-  return baton::bench::BenchMain(argc, argv, baton::bench::Register);
+  return baton::bench::BenchMain(argc, argv, [](bool smoke) {
+    baton::bench::Register(smoke);
+    baton::bench::RegisterGateway(smoke);
+  });
 }
