@@ -686,6 +686,39 @@ TEST(HttpGatewayTest, ARetriedFirstPostGetsTheSameAnswer) {
   EXPECT_EQ(g->stack().llm().requests().size(), 1u);
 }
 
+// A regenerate POST retried (the network lost its answer) regenerates once: it is the same `.in`
+// record, and once answered a retry is told so. A regenerate of the new answer is a new one.
+TEST(HttpGatewayTest, ARetriedRegenerateRegeneratesOnce) {
+  auto g = GatewayStack::Start(
+      {.script = Script({Reply("First."), Reply("Again."), Reply("Third time.")})});
+  ASSERT_NE(g, nullptr);
+  HttpResponse first = g->PostMessage("g1", "u1", "Hi");
+  ASSERT_EQ(first.status, 200) << first.body;
+  Sse sse = ParseSse(first.body);
+  ASSERT_FALSE(sse.chunks.empty());
+  std::string answer = StringField(sse.chunks.front(), "messageId");
+  auto regenerate = [&](const std::string& message_id) {
+    return g->Request("POST", "/api/chat",
+                      DumpJson(Json{{"id", "g1"},
+                                    {"messages", Json::array({UserMessage("u1", "Hi")})},
+                                    {"trigger", "regenerate-message"},
+                                    {"messageId", message_id}}),
+                      GatewayStack::WithJson({}));
+  };
+  HttpResponse again = regenerate(answer);
+  ASSERT_EQ(again.status, 200) << again.body;
+  Sse again_sse = ParseSse(again.body);
+  EXPECT_EQ(SseText(again_sse), "Again.");
+  ValidateWithAiSdk(g->dir(), again);
+  HttpResponse retried = regenerate(answer);
+  EXPECT_EQ(retried.status, 409) << retried.body;
+  EXPECT_EQ(g->stack().llm().requests().size(), 2u);
+
+  HttpResponse third = regenerate(StringField(again_sse.chunks.front(), "messageId"));
+  EXPECT_EQ(third.status, 200) << third.body;
+  EXPECT_EQ(SseText(ParseSse(third.body)), "Third time.");
+}
+
 // The network lost a later POST while its message waited behind another answer, and the browser
 // sends it again: the retry gets that message's answer (not the one under way ahead of it), the
 // message is stored and answered once, and a retry after its answer is told so.

@@ -39,6 +39,16 @@ HttpHeaders SseHeaders() {
           {"X-Accel-Buffering", "no"}};
 }
 
+// A stable 64-bit FNV-1a of `bytes`, as hex: the same on every gateway replica and restart.
+std::string Fingerprint(std::string_view bytes) {
+  uint64_t h = 14695981039346656037ull;
+  for (unsigned char c : bytes) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return absl::StrFormat("%016x", h);
+}
+
 std::string NewMessageId() {
   absl::BitGen gen;
   return absl::StrFormat("msg_%016x", absl::Uniform<uint64_t>(gen));
@@ -802,9 +812,18 @@ asio::awaitable<void> Gateway::ChatPost(std::shared_ptr<HttpConnection> connecti
   v1::AppendRequest append;
   append.set_chat_id(chat_id);
   append.set_body_json(DumpJson(record));
+  // A retried POST is the same record, never appended twice: a user message by its id; a
+  // regenerate by the message it replaces (a second regenerate names the new answer); a
+  // continuation (tool outputs, approvals on the last answer) by that answer and its content.
   if (trigger == "submit-message" && MessageRole(last) == "user") {
-    // A retried POST of the same message is the same record: it is not appended twice.
     append.set_client_record_id(absl::StrCat("ui:", MessageId(last)));
+  } else if (trigger == "regenerate-message") {
+    std::string replaced = StringField(*body, "messageId");
+    if (replaced.empty() && last.is_object()) replaced = MessageId(last);
+    append.set_client_record_id(absl::StrCat("regenerate:", replaced));
+  } else if (last.is_object()) {
+    append.set_client_record_id(
+        absl::StrCat("continue:", MessageId(last), ":", Fingerprint(DumpJson(last))));
   }
   absl::StatusOr<v1::AppendResponse> appended =
       co_await sessions_.Append(std::move(append), *token);
