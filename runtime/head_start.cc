@@ -30,8 +30,10 @@ Agent StepOneAgent(const Agent& agent) {
   one.system = agent.system;
   one.options = agent.options;
   one.options.max_steps = 1;
+  // A tool that needs approval asks for it here too (tool-approval-request), as on the worker.
   for (const Tool& tool : agent.tools) {
-    one.tools.push_back(Tool{tool.name, tool.description, tool.input_schema, nullptr, false});
+    one.tools.push_back(
+        Tool{tool.name, tool.description, tool.input_schema, nullptr, tool.needs_approval});
   }
   return one;
 }
@@ -52,9 +54,9 @@ absl::StatusOr<int64_t> Append(v1::Sessions::Stub& sessions, const std::string& 
 
 }  // namespace
 
-Json HandoverPartial(Json response) {
+Json HandoverPartial(Json response, bool approve) {
   int n = 0;
-  if (Json* parts = response.contains("parts") ? &response["parts"] : nullptr) {
+  if (Json* parts = approve && response.contains("parts") ? &response["parts"] : nullptr) {
     for (Json& part : *parts) {
       std::string type = StringField(part, "type");
       bool tool = type.rfind("tool-", 0) == 0 || type == "dynamic-tool";
@@ -90,6 +92,12 @@ absl::StatusOr<Agent> AgentFromInfo(const v1::AgentInfo& info,
       tool.input_schema = *schema;
     }
     tool.needs_approval = BoolField(t, "needsApproval");
+    if (!BoolField(t, "clientSide")) {
+      // The run executes it (the warm side never does): what tells it from a client-side tool.
+      tool.execute = [](const Json&, const ToolContext&) -> absl::StatusOr<Json> {
+        return absl::FailedPreconditionError("the run executes this tool, not the warm side");
+      };
+    }
     agent.tools.push_back(std::move(tool));
   }
   return agent;
@@ -121,17 +129,42 @@ asio::awaitable<StepOneResult> RunStepOne(asio::any_io_executor executor, Clock&
   input.stop = stop;
   StepLoopResult step = co_await loop.Run(std::move(input));
 
+  // Step 1's calls: the run executes those of its tools (they are handed over approved); a call
+  // that waits for the user's approval, or for a client-side tool's output, ends the answer
+  // for now, as the same step on the worker would (the user answers it with the next message).
+  int run_executes = 0, user_answers = 0;
+  if (const Json* parts = FindField(step.response, "parts");
+      parts != nullptr && parts->is_array()) {
+    for (const Json& part : *parts) {
+      std::string type = StringField(part, "type");
+      if (type.rfind("tool-", 0) != 0 && type != "dynamic-tool") continue;
+      std::string state = StringField(part, "state");
+      std::string name = type == "dynamic-tool" ? StringField(part, "toolName") : type.substr(5);
+      const Tool* tool = agent.FindTool(name);
+      if (state == "approval-requested" ||
+          (state == "input-available" && (tool == nullptr || !tool->execute))) {
+        ++user_answers;
+      } else if (state == "input-available") {
+        ++run_executes;
+      }
+    }
+  }
+
   StepOneResult out;
   if (step.stopped || stop.stop_requested()) {
     out.error = "stopped";
   } else if (step.finish_reason == "error" || step.finish_reason.empty()) {
     out.error = step.error.empty() ? "step 1 failed" : step.error;
+  } else if (run_executes > 0 && user_answers > 0) {
+    // Half for the run, half for the user: a handover cannot say that; the run answers itself.
+    out.error = "step 1 called tools the run executes and tools that wait for the user at once";
   } else {
     out.skipped = false;
+    const bool awaits_user = user_answers > 0;
     out.signal = {{"kind", "handover"},
-                  {"partialAssistantMessage", HandoverPartial(step.response)},
+                  {"partialAssistantMessage", HandoverPartial(step.response, !awaits_user)},
                   {"messageId", message_id},
-                  {"isFinal", step.finish_reason != "tool-calls"}};
+                  {"isFinal", awaits_user || step.finish_reason != "tool-calls"}};
     co_return out;
   }
   out.signal = {{"kind", "handover-skip"}};

@@ -65,8 +65,10 @@ struct HeadStartEnv {
 };
 
 // The agent as the warm side knows it from its workers' announcement (Sessions.GetAgent): name,
-// version, system prompt, tool schemas (no executes), handover window and head-start setting,
-// on `model`. InvalidArgument when the announcement breaks CheckAgentInfo's rules.
+// version, system prompt, tool schemas, handover window and head-start setting, on `model`.
+// A tool the run executes gets a stand-in execute that fails (the warm side never runs it); a
+// client-side one none, as on the worker. InvalidArgument when the announcement breaks
+// CheckAgentInfo's rules.
 absl::StatusOr<Agent> AgentFromInfo(const baton::v1::AgentInfo& info,
                                     std::shared_ptr<LanguageModel> model);
 
@@ -96,9 +98,10 @@ asio::awaitable<absl::StatusOr<HeadStartResult>> RunHeadStart(HeadStartEnv env,
                                                               HeadStartRequest request);
 
 // The partial a handover carries for step 1's response (a UI message): its model messages, with
-// every tool call that has no result marked approved, so the worker executes it before its
-// step-2 model call (reference/chat-wire-and-hooks.md §5.5).
-Json HandoverPartial(Json response);
+// (when `approve`) every tool call that has no result and asks for no approval marked approved,
+// so the worker executes it before its step-2 model call (reference/chat-wire-and-hooks.md
+// §5.5). A call that asks for the user's approval is never approved here.
+Json HandoverPartial(Json response, bool approve = true);
 
 }  // namespace baton
 

@@ -554,6 +554,59 @@ TEST(HttpGatewayTest, AHeadStartsClientThatLeavesEndsStepOneAndTheRunAnswers) {
   EXPECT_EQ(g->stack().llm().requests().size(), 2u);
 }
 
+// A head start whose step 1 calls a tool that needs the user's approval asks for it, as the run
+// would: the answer ends with the approval request and nothing runs. The user's approval (the
+// next POST, continuing the message) has the run execute the tool and go on.
+TEST(HttpGatewayTest, AHeadStartNeverApprovesAToolCallForTheUser) {
+  Json call = {{"reply",
+                {{"text", "I will delete it."},
+                 {"tool_calls", Json::array({{{"id", "call_1"},
+                                              {"name", "delete_file"},
+                                              {"input", {{"path", "todo.txt"}}}}})}}}};
+  auto g = GatewayStack::Start({.script = Script({call, Reply("Deleted todo.txt.")})}, kHeadStart);
+  ASSERT_NE(g, nullptr);
+  const std::string route = "/api/agents/files/chat";
+  HttpResponse asked = g->PostMessage("hs5", "u1", "Delete todo.txt", route);
+  ASSERT_EQ(asked.status, 200) << asked.body;
+  Sse sse = ParseSse(asked.body);
+  EXPECT_TRUE(sse.done);
+  std::vector<std::string> types = ChunkTypes(sse);
+  EXPECT_THAT(types, ::testing::Contains("tool-approval-request"));
+  EXPECT_THAT(types, ::testing::Not(::testing::Contains("tool-output-available")));
+  EXPECT_EQ(types.back(), "finish");
+  ValidateWithAiSdk(g->dir(), asked, "--ai 6");  // ai 5 has no tool approvals
+  EXPECT_EQ(g->stack().llm().requests().size(), 1u);
+
+  std::string message_id = StringField(sse.chunks.front(), "messageId");
+  std::string approval_id;
+  for (const Json& c : sse.chunks) {
+    if (StringField(c, "type") == "tool-approval-request")
+      approval_id = StringField(c, "approvalId");
+  }
+  ASSERT_FALSE(approval_id.empty());
+  Json approved = {
+      {"id", message_id},
+      {"role", "assistant"},
+      {"parts", Json::array({{{"type", "step-start"}},
+                             {{"type", "text"}, {"text", "I will delete it."}, {"state", "done"}},
+                             {{"type", "tool-delete_file"},
+                              {"toolCallId", "call_1"},
+                              {"state", "approval-responded"},
+                              {"input", {{"path", "todo.txt"}}},
+                              {"approval", {{"id", approval_id}, {"approved", true}}}}})}};
+  HttpResponse done = g->Request(
+      "POST", route,
+      DumpJson(Json{{"id", "hs5"},
+                    {"messages", Json::array({UserMessage("u1", "Delete todo.txt"), approved})},
+                    {"trigger", "submit-message"}}),
+      GatewayStack::WithJson({}));
+  ASSERT_EQ(done.status, 200) << done.body;
+  Sse done_sse = ParseSse(done.body);
+  EXPECT_THAT(ChunkTypes(done_sse), ::testing::Contains("tool-output-available"));
+  EXPECT_EQ(SseText(done_sse), "Deleted todo.txt.");
+  EXPECT_EQ(StringField(done_sse.chunks.front(), "messageId"), message_id);
+}
+
 // A reload during a head start's step 1 resumes the answer: the whole message once the run has
 // taken the handover, step 1 included, with no part twice.
 TEST(HttpGatewayTest, AReloadDuringAHeadStartGetsTheWholeMessage) {
@@ -628,6 +681,75 @@ TEST(HttpGatewayTest, AReloadMidAnswerResumesTheWholeAnswer) {
   std::vector<Json> out = g->stack().ReadTurns("r1", 0);
   EXPECT_EQ(Text(out), "Half and whole.");
   EXPECT_EQ(g->Request("GET", "/api/chat/r1/stream").status, 204);
+}
+
+// A reload while an approved answer goes on: the AI SDK takes GET .../stream as a replay of the
+// whole message, so the answer continued from the turn before (the call that asked for
+// approval) comes first, then what this turn adds; never a tool result without its call.
+TEST(HttpGatewayTest, AReloadDuringAnApprovedAnswerReplaysTheWholeMessage) {
+  Json call = {{"reply",
+                {{"text", "I will delete it."},
+                 {"tool_calls", Json::array({{{"id", "call_1"},
+                                              {"name", "delete_file"},
+                                              {"input", {{"path", "todo.txt"}}}}})}}}};
+  auto g = GatewayStack::Start({.script = Script({call, HeldReply("Deleted ", "todo.txt.")})});
+  ASSERT_NE(g, nullptr);
+  const std::string route = "/api/agents/files/chat";
+  HttpResponse asked = g->PostMessage("ap1", "u1", "Delete todo.txt", route);
+  ASSERT_EQ(asked.status, 200) << asked.body;
+  Sse sse = ParseSse(asked.body);
+  ASSERT_FALSE(sse.chunks.empty());
+  std::string message_id = StringField(sse.chunks.front(), "messageId");
+  std::string approval_id;
+  for (const Json& c : sse.chunks) {
+    if (StringField(c, "type") == "tool-approval-request")
+      approval_id = StringField(c, "approvalId");
+  }
+  ASSERT_FALSE(approval_id.empty()) << asked.body;
+  Json approved = {
+      {"id", message_id},
+      {"role", "assistant"},
+      {"parts", Json::array({{{"type", "step-start"}},
+                             {{"type", "text"}, {"text", "I will delete it."}, {"state", "done"}},
+                             {{"type", "tool-delete_file"},
+                              {"toolCallId", "call_1"},
+                              {"state", "approval-responded"},
+                              {"input", {{"path", "todo.txt"}}},
+                              {"approval", {{"id", approval_id}, {"approved", true}}}}})}};
+  HttpClient continued(g->port());
+  continued.Send(
+      "POST", route,
+      DumpJson(Json{{"id", "ap1"},
+                    {"messages", Json::array({UserMessage("u1", "Delete todo.txt"), approved})},
+                    {"trigger", "submit-message"}}),
+      GatewayStack::WithJson({}));
+  HttpResponse partial =
+      continued.Read([](const std::string& body) { return absl::StrContains(body, "Deleted "); });
+  ASSERT_EQ(partial.status, 200) << partial.body;
+  continued.Close();  // the page reloads while the model holds the rest
+
+  HttpClient resumed(g->port());
+  resumed.Send("GET", "/api/chat/ap1/stream");
+  HttpResponse head =
+      resumed.Read([](const std::string& body) { return absl::StrContains(body, "Deleted "); });
+  ASSERT_EQ(head.status, 200) << head.body;
+  g->stack().llm().AdvanceScriptClock(std::chrono::milliseconds(100));
+  resumed.ReadBody(head);
+  EXPECT_TRUE(head.complete);
+  Sse whole = ParseSse(head.body);
+  std::vector<std::string> types = ChunkTypes(whole);
+  EXPECT_EQ(std::count(types.begin(), types.end(), "start"), 1);
+  EXPECT_EQ(std::count(types.begin(), types.end(), "finish"), 1);
+  auto at = [&](const std::string& type) {
+    return std::find(types.begin(), types.end(), type) - types.begin();
+  };
+  EXPECT_LT(at("tool-input-available"), at("tool-output-available"));
+  EXPECT_EQ(SseText(whole), "I will delete it.Deleted todo.txt.");
+  EXPECT_EQ(StringField(whole.chunks.front(), "messageId"), message_id);
+  Json message = ValidateWithAiSdk(g->dir(), head, "--ai 6");
+  if (!message.is_null()) {
+    EXPECT_THAT(DumpJson(message["parts"]), HasSubstr("output-available"));
+  }
 }
 
 // Stop, from anywhere: POST .../stop appends a stop record, and the answer in flight ends (with

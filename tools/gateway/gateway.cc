@@ -167,6 +167,16 @@ class Gateway::AnswerStream : public ChatFeed::Reader,
     Follow(after_seq, token);
   }
 
+  // A resumed answer (GET .../stream): the AI SDK takes it as a replay of the whole message. An
+  // answer that continues a message of an earlier turn (after an approval, or a client tool's
+  // output) so also gets that message's earlier records, from the kKeepBack records before the
+  // answer in flight (`after_seq`, the last turn-complete).
+  void BeginResume(int64_t after_seq, const std::string& token, HttpHeaders extra) {
+    Open(std::move(extra), nullptr);
+    resume_after_ = after_seq;
+    Follow(std::max<int64_t>(0, after_seq - kKeepBack), token);
+  }
+
   // ---- a head start (Gateway::HeadStart): step 1 streamed here, then the run's step 2+ --------
 
   // Opens the response for step 1. `on_close` runs if the client goes away before the end.
@@ -225,6 +235,13 @@ class Gateway::AnswerStream : public ChatFeed::Reader,
 
   void OnRecord(const FeedRecord& record) override {
     if (done_) return;
+    if (resume_after_ >= 0) {
+      if (record.seq <= resume_after_) {
+        earlier_.push_back(record);
+        return;
+      }
+      ReplayEarlierParts(record);
+    }
     if (!splice_id_.empty()) {
       // Step 1 again, as the run wrote it for other readers: this response has it already.
       if (record.control && record.subtype == kHandoverSpliced &&
@@ -296,6 +313,23 @@ class Gateway::AnswerStream : public ChatFeed::Reader,
     if (done_) return;
     feed_ = &gateway_.feeds_.Feed(chat_id_);
     feed_->Attach(this, after_seq, token);
+  }
+
+  // At the first record of the answer in flight: when it starts a message an earlier turn
+  // started, that message's earlier parts go first (not its ends, nor control records).
+  void ReplayEarlierParts(const FeedRecord& first) {
+    std::vector<FeedRecord> earlier = std::move(earlier_);
+    earlier_.clear();
+    resume_after_ = -1;
+    if (first.control || first.type != "start" || first.message_id.empty()) return;
+    auto from = std::find_if(earlier.begin(), earlier.end(), [&](const FeedRecord& r) {
+      return !r.control && r.type == "start" && r.message_id == first.message_id;
+    });
+    for (auto it = from; it != earlier.end() && !done_; ++it) {
+      const std::string& type = it->type;
+      if (it->control || type == "finish" || type == "abort" || type == "error") continue;
+      Forward(*it);
+    }
   }
 
   static FeedRecord RecordOf(const Json& chunk) {
@@ -460,6 +494,10 @@ class Gateway::AnswerStream : public ChatFeed::Reader,
   std::vector<Json> warm_held_;
   bool warm_visible_ = false;
   std::string splice_id_;
+  // A resumed answer: the records up to the answer in flight, kept until its first record.
+  static constexpr int64_t kKeepBack = 4096;
+  int64_t resume_after_ = -1;
+  std::vector<FeedRecord> earlier_;
   bool done_ = false;
   bool counted_ = false;
 };
@@ -920,9 +958,10 @@ asio::awaitable<void> Gateway::HeadStart(std::shared_ptr<AnswerStream> stream, s
   v1::AppendRequest append;
   append.set_chat_id(chat_id);
   append.set_body_json(DumpJson(step.signal));
-  append.set_client_record_id(
-      absl::StrCat("handover:", message_id));  // a retry is not stored twice
-  absl::StatusOr<v1::AppendResponse> appended = co_await sessions_.Append(std::move(append), token);
+  append.set_client_record_id(absl::StrCat("handover:", message_id));  // a retry: stored once
+  // With the gateway's own token: only the warm server may signal (a chat token appends
+  // messages and stops only, docs/security.md).
+  absl::StatusOr<v1::AppendResponse> appended = co_await sessions_.Append(std::move(append), "");
   if (!appended.ok()) {
     // Refused (the window closed first: the host skipped the head start itself) or lost: the
     // run answers the message, and this response follows that answer.
@@ -967,7 +1006,10 @@ asio::awaitable<void> Gateway::ChatResume(std::shared_ptr<HttpConnection> connec
     connection->Respond(204, Cors(request), "");
     co_return;
   }
-  StreamAnswer(connection, request, chat_id, *token, session->turn_out_seq(), 0, received, {});
+  HttpHeaders headers = Cors(request);
+  headers.emplace_back("x-baton-chat-id", chat_id);
+  auto stream = std::make_shared<AnswerStream>(*this, std::move(connection), chat_id, 0, received);
+  stream->BeginResume(session->turn_out_seq(), *token, std::move(headers));
 }
 
 asio::awaitable<void> Gateway::ChatStop(std::shared_ptr<HttpConnection> connection,

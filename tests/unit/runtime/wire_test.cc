@@ -483,7 +483,9 @@ TEST(WireTest, AnAgentAsAnnouncedIsTheAgentTheWarmSideRuns) {
   remove.name = "delete_file";
   remove.needs_approval = true;
   remove.execute = weather.execute;
-  agent.tools = {weather, remove};
+  Tool pick;
+  pick.name = "pick_color";  // client-side: no execute
+  agent.tools = {weather, remove, pick};
   v1::AgentInfo info = DescribeAgent("weather", "3", agent);
   EXPECT_TRUE(CheckAgentInfo(info).ok());
   EXPECT_EQ(info.handover_timeout_ms(), 7000);
@@ -495,12 +497,15 @@ TEST(WireTest, AnAgentAsAnnouncedIsTheAgentTheWarmSideRuns) {
   EXPECT_EQ(warm->version, "3");
   EXPECT_EQ(warm->system, "You are terse.");
   EXPECT_EQ(warm->options.handover_timeout, absl::Seconds(7));
-  ASSERT_EQ(warm->tools.size(), 2u);
+  ASSERT_EQ(warm->tools.size(), 3u);
   EXPECT_EQ(warm->tools[0].name, "get_weather");
   EXPECT_EQ(warm->tools[0].description, "Weather by city.");
   EXPECT_EQ(DumpJson(warm->tools[0].input_schema), DumpJson(weather.input_schema));
-  EXPECT_FALSE(warm->tools[0].execute);
+  // The run executes get_weather (a stand-in that never runs it here); not so a client's tool.
+  ASSERT_TRUE(warm->tools[0].execute);
+  EXPECT_FALSE(warm->tools[0].execute(Json::object(), ToolContext{}).ok());
   EXPECT_TRUE(warm->tools[1].needs_approval);
+  EXPECT_FALSE(warm->tools[2].execute);
 
   agent.options.allow_head_start = false;
   EXPECT_TRUE(DescribeAgent("weather", "3", agent).head_start_disabled());
