@@ -73,7 +73,7 @@ void ChatFeed::Attach(Reader* reader, int64_t after_seq, const std::string& toke
   if (!upstream_ && !(retry_ && retry_pending_)) {
     // The upstream ended (the chat closed, or an error while nobody read): read again from
     // where the feed was, keeping what it holds.
-    std::deque<FeedRecord> kept = std::move(kept_);
+    KeptRecords kept = std::move(kept_);
     int64_t from = end_seq_;
     int64_t open = open_turn_after_;
     StartUpstream(from);
@@ -92,7 +92,7 @@ void ChatFeed::Detach(Reader* reader) { readers_.erase(reader); }
 
 void ChatFeed::StartUpstream(int64_t after_seq) {
   if (upstream_) upstream_->Cancel();
-  kept_.clear();
+  kept_.Clear();
   end_seq_ = after_seq;
   open_turn_after_ = -1;
   v1::ReadRequest request;
@@ -126,7 +126,7 @@ void ChatFeed::OnUpstream(v1::OutRecord record) {
   } else if (!r.control && open_turn_after_ < 0) {
     open_turn_after_ = r.seq - 1;
   }
-  kept_.push_back(std::move(r));
+  kept_.Push(std::move(r));
   Deliver(kept_.back());
   Trim();
 }
@@ -148,25 +148,29 @@ void ChatFeed::Deliver(const FeedRecord& record) {
 void ChatFeed::Trim() {
   // What a reader may still ask for: the turn in flight (a resumed stream replays it from its
   // start) and the turn before it (a retried request that lost its answer gets it again).
-  size_t bytes = 0;
-  for (const FeedRecord& r : kept_) bytes += r.chunk_json.size() + 64;
-  int boundaries = 0;
-  size_t keep_from = 0;
-  for (size_t i = kept_.size(); i-- > 0;) {
-    if (kept_[i].control && kept_[i].subtype == kTurnComplete && ++boundaries == 3) {
-      keep_from = i + 1;
-      break;
-    }
+  while (kept_.turn_ends().size() >= 3) {
+    const int64_t through = kept_.turn_ends().front();
+    while (!kept_.empty() && kept_.front().seq <= through) kept_.PopFront();
   }
-  while (keep_from > 0 && !kept_.empty()) {
-    bytes -= kept_.front().chunk_json.size() + 64;
-    kept_.pop_front();
-    --keep_from;
-  }
-  while (bytes > kMaxKeptBytes && kept_.size() > 1) {
-    bytes -= kept_.front().chunk_json.size() + 64;
-    kept_.pop_front();
-  }
+  while (kept_.bytes() > kMaxKeptBytes && kept_.size() > 1) kept_.PopFront();
+}
+
+void KeptRecords::Push(FeedRecord record) {
+  bytes_ += Cost(record);
+  if (record.control && record.subtype == kTurnComplete) turn_ends_.push_back(record.seq);
+  records_.push_back(std::move(record));
+}
+
+void KeptRecords::PopFront() {
+  bytes_ -= Cost(records_.front());
+  if (!turn_ends_.empty() && turn_ends_.front() == records_.front().seq) turn_ends_.pop_front();
+  records_.pop_front();
+}
+
+void KeptRecords::Clear() {
+  records_.clear();
+  bytes_ = 0;
+  turn_ends_.clear();
 }
 
 void ChatFeed::OnUpstreamEnd(absl::Status status) {
@@ -193,7 +197,7 @@ void ChatFeed::OnUpstreamEnd(absl::Status status) {
       retry_pending_ = false;
       if (readers_.empty()) return;  // the next reader to come starts it again (Attach)
       int64_t from = end_seq_;
-      std::deque<FeedRecord> kept = std::move(kept_);
+      KeptRecords kept = std::move(kept_);
       int64_t open = open_turn_after_;
       StartUpstream(from);
       kept_ = std::move(kept);

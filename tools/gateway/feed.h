@@ -44,6 +44,30 @@ struct FeedRecord {
   static FeedRecord From(const baton::v1::OutRecord& record);
 };
 
+// The records a feed keeps, contiguous and in seq order, with their bytes and turn ends counted
+// as they come and go: trimming costs what it removes, not what is kept.
+class KeptRecords {
+ public:
+  void Push(FeedRecord record);
+  void PopFront();
+  void Clear();
+  bool empty() const { return records_.empty(); }
+  size_t size() const { return records_.size(); }
+  const FeedRecord& front() const { return records_.front(); }
+  const FeedRecord& back() const { return records_.back(); }
+  std::deque<FeedRecord>::const_iterator begin() const { return records_.begin(); }
+  std::deque<FeedRecord>::const_iterator end() const { return records_.end(); }
+  size_t bytes() const { return bytes_; }
+  // The turn-complete records kept, oldest first (their seqs).
+  const std::deque<int64_t>& turn_ends() const { return turn_ends_; }
+
+ private:
+  static size_t Cost(const FeedRecord& r) { return r.chunk_json.size() + 64; }
+  std::deque<FeedRecord> records_;
+  size_t bytes_ = 0;
+  std::deque<int64_t> turn_ends_;
+};
+
 class ChatFeed {
  public:
   class Reader {
@@ -83,7 +107,7 @@ class ChatFeed {
   SessionsClient& sessions_;
   std::string chat_id_;
   std::map<Reader*, int64_t> readers_;  // reader -> the last seq it was given
-  std::deque<FeedRecord> kept_;         // contiguous, ending at end_seq_
+  KeptRecords kept_;                    // contiguous, ending at end_seq_
   int64_t end_seq_ = -1;                // last seq seen; -1 before the upstream starts
   int64_t open_turn_after_ = -1;
   std::shared_ptr<SessionsClient::ReadStream> upstream_;
