@@ -460,8 +460,8 @@ absl::Status CheckAgentName(std::string_view name) {
 
 absl::Status CheckAgentInfo(const baton::v1::AgentInfo& agent) {
   auto over = [](std::string_view what, const std::string& value, size_t limit) {
-    return absl::InvalidArgumentError(absl::StrCat(std::string(what), " must be at most ", limit,
-                                                   " bytes, not ", value.size()));
+    return absl::InvalidArgumentError(
+        absl::StrCat(std::string(what), " must be at most ", limit, " bytes, not ", value.size()));
   };
   if (agent.version().size() > kMaxAgentVersionBytes) {
     return over("version", agent.version(), kMaxAgentVersionBytes);
