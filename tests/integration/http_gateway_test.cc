@@ -358,6 +358,33 @@ TEST(HttpGatewayTest, StopEndsTheAnswerInFlightAndAClosedFetchDoesNot) {
   EXPECT_EQ(CountControl(stopped, "turn-complete"), 1);
 }
 
+// A run cancelled mid-answer (CancelRun) writes `abort` and no turn-complete: the response ends
+// at the abort, as a stopped one does, rather than waiting for a turn-complete that never comes.
+// (tests/conformance scenario 19 through the gateway found it.)
+TEST(HttpGatewayTest, ACancelledRunsAnswerEndsAtItsAbort) {
+  auto g = GatewayStack::Start({.script = Script({HeldReply("Cut ", "never sent.")})});
+  ASSERT_NE(g, nullptr);
+  HttpClient client(g->port());
+  client.Send("POST", "/api/chat", GatewayStack::PostBody("x1", "u1", "Go"),
+              GatewayStack::WithJson({}));
+  HttpResponse answer =
+      client.Read([](const std::string& body) { return absl::StrContains(body, "Cut "); });
+  ASSERT_EQ(answer.status, 200);
+  g->stack().Cancel("x1");
+  // Read to the end, or to the first keep-alive comment (a response left open).
+  client.ReadBody(answer,
+                  [](const std::string& body) { return absl::StrContains(body, ": keep-alive"); });
+  EXPECT_TRUE(answer.complete) << answer.body;
+  Sse sse = ParseSse(answer.body);
+  EXPECT_TRUE(sse.done);
+  EXPECT_EQ(sse.comments, 0);
+  EXPECT_EQ(SseText(sse), "Cut ");
+  ASSERT_FALSE(sse.chunks.empty());
+  EXPECT_EQ(StringField(sse.chunks.back(), "type"), "abort");
+  ValidateWithAiSdk(g->dir(), answer);
+  EXPECT_TRUE(g->stack().WaitForRunState("x1", v1::RUN_STATE_CANCELLED));
+}
+
 // The network lost the answer to a chat's first POST and the browser sends it again: the same
 // chat, the same message. It is not created twice nor answered twice; the retry gets the answer.
 TEST(HttpGatewayTest, ARetriedFirstPostGetsTheSameAnswer) {
