@@ -807,13 +807,13 @@ Json PostBodyOf(const Json& in_body, Json& history, const std::string& last_answ
   return body;
 }
 
-// One answer a browser read through the gateway: the request, how many `.out` records were
-// stored before it (its answer comes after them), and the response, read to its end by a thread
-// of its own while the scenario goes on.
+// One answer a browser read through the gateway: the request, the `.in` record it is the answer
+// to (0: the boot message), and the response, read to its end by a thread of its own while the
+// scenario goes on.
 struct Answer {
   std::string where;    // the step
   std::string request;  // e.g. "POST /api/chat submit-message u2"
-  size_t out_before = 0;
+  int64_t in_seq = 0;
   std::unique_ptr<HttpClient> client;
   HttpResponse response;
   std::thread reader;
@@ -833,22 +833,22 @@ class Browser {
   // Sends a request whose answer is a UI message stream, and returns once its head came: the
   // gateway writes it after storing what the request asked for (the chat created, the message
   // appended, the resumed answer found), so the next step acts after that, as in the Sessions
-  // mode after an Append. The body is read on by a thread of its own.
-  bool Stream(const std::string& method, const std::string& path, const Json& body,
-              const std::string& request, size_t out_before, const std::string& where) {
+  // mode after an Append. The body is read on by a thread of its own. Null when no head came
+  // (the test failed).
+  Answer* Stream(const std::string& method, const std::string& path, const Json& body,
+                 const std::string& request, const std::string& where) {
     auto a = std::make_unique<Answer>();
     a->where = where;
     a->request = absl::StrCat(method, " ", path, " ", request);
-    a->out_before = out_before;
     a->client = std::make_unique<HttpClient>(port_);
     if (!a->client->connected()) {
       ADD_FAILURE() << where << ": cannot connect to the gateway";
-      return false;
+      return nullptr;
     }
     a->client->Send(method, path, body.is_null() ? "" : DumpJson(body), GatewayStack::WithJson({}));
     if (!a->client->ReadHead(a->response)) {
       ADD_FAILURE() << where << ": " << a->request << " got no answer";
-      return false;
+      return nullptr;
     }
     Answer* raw = a.get();
     a->reader = std::thread([this, raw] {
@@ -858,7 +858,7 @@ class Browser {
     });
     absl::MutexLock lock(&mu_);
     answers_.push_back(std::move(a));
-    return true;
+    return raw;
   }
 
   // A request answered at once (stop, preload): its status, failing the test on another.
@@ -945,31 +945,34 @@ Span SpanFrom(const std::vector<Json>& out, size_t begin, const std::string& id)
   return span;
 }
 
-// The span an answer with start id `id` carries, requested when `.out` had `from` records: the
-// message of that id first started at or after `from`; where `.out` has none (the gateway gave
-// the answer an id of its own), the first turn that begins at or after `from` and writes no
-// `start`.
-std::optional<Span> SpanOf(const std::vector<Json>& out, size_t from, const std::string& id) {
-  for (size_t i = from; i < out.size(); ++i) {
-    if (StringField(out[i], "type") == "start" && StringField(out[i]["chunk"], "messageId") == id) {
-      return SpanFrom(out, i, id);
-    }
-  }
-  bool boundary = true;  // no chunk since the last turn-complete (other records do not count)
+// The span of the answer to `.in` record `in_seq` (0: the boot message) whose `start` has `id`.
+// Its turn, by the orchestrator's rule for where an answer is (AppendResponse): the records after
+// the turn-complete before it, through the first turn-complete whose resume floor
+// (`session-in-event-id`) is `in_seq` or past it, or to `.out`'s end when there is none (a
+// cancelled run writes none). In that turn, the message of `id`; where it has none (the gateway
+// gave the answer an id of its own), the turn's chunks, which must then hold no `start`.
+std::optional<Span> SpanOf(const std::vector<Json>& out, int64_t in_seq, const std::string& id) {
+  size_t begin = 0, end = out.size();
   for (size_t i = 0; i < out.size(); ++i) {
-    if (StringField(out[i], "type") == "trigger:turn-complete") {
-      if (boundary && i >= from) return Span{i, {}, false, false, false};  // a turn of nothing
-      boundary = true;
-      continue;
+    if (StringField(out[i], "type") != "trigger:turn-complete") continue;
+    int64_t floor = 0;
+    if (!absl::SimpleAtoi(StringField(out[i]["headers"], "session-in-event-id"), &floor)) {
+      floor = 0;
     }
-    if (!out[i].contains("chunk")) continue;
-    if (boundary && i >= from) {
-      Span span = SpanFrom(out, i, "");
-      if (!span.started) return span;
+    if (floor >= in_seq) {
+      end = i;
+      break;
     }
-    boundary = false;
+    begin = i + 1;
   }
-  return std::nullopt;
+  for (size_t i = begin; i < end; ++i) {
+    if (StringField(out[i], "type") != "start") continue;
+    if (StringField(out[i]["chunk"], "messageId") == id) return SpanFrom(out, i, id);
+  }
+  for (size_t i = begin; i < end; ++i) {
+    if (StringField(out[i], "type") == "start") return std::nullopt;  // not the turn's message
+  }
+  return SpanFrom(out, begin, "");
 }
 
 // A `finish` chunk as `.out` has it: the gateway adds its own phase to the run's timings
@@ -1038,10 +1041,10 @@ void CheckAnswers(Browser& browser, const std::vector<Json>& out) {
     EXPECT_TRUE(types.back() == "finish" || types.back() == "abort") << where;
 
     const std::string id = StringField(sse.chunks.front(), "messageId");
-    std::optional<Span> span = SpanOf(out, a->out_before, id);
+    std::optional<Span> span = SpanOf(out, a->in_seq, id);
     if (!span) {
-      ADD_FAILURE() << where << ": no answer on `.out` after record " << a->out_before
-                    << " is message " << id << "; the answer:\n"
+      ADD_FAILURE() << where << ": message " << id << " is not the answer `.out` holds for `.in` "
+                    << a->in_seq << "; the answer:\n"
                     << response.body;
       continue;
     }
@@ -1198,7 +1201,7 @@ Attempt RunOnStack(const std::string& file, const Json& scenario, const OracleRu
     Json in_body = {{"payload", payload}};
     in_body["payload"]["trigger"] = trigger;
     browser->Stream("POST", "/api/chat", PostBodyOf(in_body, history, ""),
-                    absl::StrCat(trigger, " ", MessageId(payload["message"])), 0, file + " boot");
+                    absl::StrCat(trigger, " ", MessageId(payload["message"])), file + " boot");
   } else if (boot_route == BootRoute::kPreload) {
     browser->Call(absl::StrCat("/api/chat/", kChat, "/preload"), payload, 200, file + " boot");
   } else {
@@ -1206,7 +1209,7 @@ Attempt RunOnStack(const std::string& file, const Json& scenario, const OracleRu
     if (browser && HeadStartBoot(scenario)) {
       // The warm side is the scenario's; the browser reloads while the run waits for its
       // signal (the signal, even one in `boot.in`, comes after), and follows the answer.
-      browser->Stream("GET", absl::StrCat("/api/chat/", kChat, "/stream"), Json(), "(a reload)", 0,
+      browser->Stream("GET", absl::StrCat("/api/chat/", kChat, "/stream"), Json(), "(a reload)",
                       file + " boot");
     }
   }
@@ -1263,17 +1266,21 @@ Attempt RunOnStack(const std::string& file, const Json& scenario, const OracleRu
       body = EchoIds(body, oracle.ids, ids);
       int64_t seq = 0;
       if (browser && BrowserStep(step, sent)) {
+        Answer* answer = nullptr;
         if (step.contains("stop")) {
           browser->Call(absl::StrCat("/api/chat/", kChat, "/stop"), Json(), 204, where);
         } else {
-          const Json& message = body["payload"].value("message", Json());
           if (std::string id = SentId(step); !id.empty()) sent.insert(id);
-          std::string trigger = body["payload"].value("trigger", "");
-          browser->Stream("POST", "/api/chat",
-                          PostBodyOf(body, history, ids.empty() ? "" : ids.back()),
-                          absl::StrCat(trigger, " ", MessageId(message)), out.size(), where);
+          Json post = PostBodyOf(body, history, ids.empty() ? "" : ids.back());
+          std::string what = post.contains("messageId") ? StringField(post, "messageId")
+                                                        : MessageId(post["messages"].back());
+          answer = browser->Stream("POST", "/api/chat", post,
+                                   absl::StrCat(StringField(post, "trigger"), " ", what), where);
         }
-        seq = stack->Get(kChat).in_seq();  // what the gateway appended, before it answered
+        // What the gateway appended, before it answered: the driver's steps are the only
+        // appends meanwhile.
+        seq = stack->Get(kChat).in_seq();
+        if (answer != nullptr) answer->in_seq = seq;
       } else {
         seq = stack->Append(kChat, body);
       }

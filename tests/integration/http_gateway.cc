@@ -223,6 +223,7 @@ Json ValidateWithAiSdk(const std::string& dir, const HttpResponse& response,
                      << response.body;
   if (code != 0) return Json();
   std::vector<std::string> lines = absl::StrSplit(out, '\n', absl::SkipEmpty());
+  EXPECT_FALSE(lines.empty()) << "the validator passed the answer and printed no message";
   if (lines.empty()) return Json();
   absl::StatusOr<Json> message = ParseJson(lines.back());
   EXPECT_TRUE(message.ok()) << "the validator printed no message: " << out;
