@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -1009,6 +1010,47 @@ Json PartsShown(const Json& message) {
   return shown;
 }
 
+// Whether an answer's chunks are `.out`'s span, in order and in full, followed by nothing but
+// what the gateway adds to end an answer `.out` did not end (failing the test where not).
+bool SameAsOut(const Sse& sse, const Span& span, const std::string& where) {
+  std::vector<Json> chunks = sse.chunks;
+  if (!span.started) chunks.erase(chunks.begin());  // the gateway's own start
+  for (Json& c : chunks) {
+    if (StringField(c, "type") == "finish") c = WithoutGatewayTimings(c);
+  }
+  Json out_types = Json::array();
+  for (const Json& c : span.chunks) out_types.push_back(c["type"]);
+  std::string listing =
+      absl::StrCat("\n.out: ", out_types.dump(), "\nSSE:  ", Json(ChunkTypes(sse)).dump());
+  bool same = chunks.size() >= span.chunks.size() &&
+              std::equal(span.chunks.begin(), span.chunks.end(), chunks.begin());
+  EXPECT_TRUE(same) << where << ": the answer is not `.out`'s" << listing;
+  if (!same) return false;
+  std::vector<std::string> added;
+  for (size_t i = span.chunks.size(); i < chunks.size(); ++i) {
+    added.push_back(StringField(chunks[i], "type"));
+  }
+  if (span.ended) {
+    EXPECT_TRUE(added.empty()) << where << ": chunks after `.out`'s end" << listing;
+    return added.empty();
+  }
+  // The gateway ends it: for a withdrawn answer an error first, then the open parts closed, the
+  // step finished, and `finish`.
+  size_t i = 0;
+  if (span.retracted) {
+    EXPECT_TRUE(!added.empty() && added[0] == "error")
+        << where << ": a withdrawn answer ends with an error saying so" << listing;
+    i = 1;
+  }
+  for (; i + 1 < added.size(); ++i) {
+    EXPECT_THAT(added[i], ::testing::AnyOf("text-end", "reasoning-end", "finish-step"))
+        << where << ": the gateway added chunk " << i << listing;
+  }
+  EXPECT_TRUE(!added.empty() && added.back() == "finish")
+      << where << ": an answer `.out` did not end ends with finish" << listing;
+  return true;
+}
+
 // Checks every answer the browser read: the gateway's framing, the AI SDK's reading of it
 // (validate-sse.mjs: a refusal fails), and that it is the answer `.out` holds for its request,
 // chunk for chunk, with only what docs/gateway.md says the gateway adds: its `firstChunkOut`
@@ -1053,43 +1095,7 @@ void CheckAnswers(Browser& browser, const std::vector<Json>& out) {
                     << it->second;
     }
 
-    // Chunk for chunk: `.out`'s span, then only the gateway's documented additions.
-    std::vector<Json> chunks = sse.chunks;
-    if (!span->started) chunks.erase(chunks.begin());  // the gateway's own start
-    for (Json& c : chunks) {
-      if (StringField(c, "type") == "finish") c = WithoutGatewayTimings(c);
-    }
-    Json out_types = Json::array();
-    for (const Json& c : span->chunks) out_types.push_back(c["type"]);
-    std::string listing =
-        absl::StrCat("\n.out: ", out_types.dump(), "\nSSE:  ", Json(types).dump());
-    bool same = chunks.size() >= span->chunks.size() &&
-                std::equal(span->chunks.begin(), span->chunks.end(), chunks.begin());
-    EXPECT_TRUE(same) << where << ": the answer is not `.out`'s" << listing << "\n"
-                      << response.body;
-    if (!same) continue;
-    std::vector<std::string> added;
-    for (size_t i = span->chunks.size(); i < chunks.size(); ++i) {
-      added.push_back(StringField(chunks[i], "type"));
-    }
-    if (span->ended) {
-      EXPECT_TRUE(added.empty()) << where << ": chunks after `.out`'s end" << listing;
-    } else {
-      // The gateway ends it: for a withdrawn answer an error first, then the open parts
-      // closed, the step finished, and `finish`.
-      size_t i = 0;
-      if (span->retracted) {
-        EXPECT_TRUE(!added.empty() && added[0] == "error")
-            << where << ": a withdrawn answer ends with an error saying so" << listing;
-        i = 1;
-      }
-      for (; i + 1 < added.size(); ++i) {
-        EXPECT_THAT(added[i], ::testing::AnyOf("text-end", "reasoning-end", "finish-step"))
-            << where << ": the gateway added chunk " << i << listing;
-      }
-      EXPECT_TRUE(!added.empty() && added.back() == "finish")
-          << where << ": an answer `.out` did not end ends with finish" << listing;
-    }
+    if (!SameAsOut(sse, *span, where)) continue;
 
     // As the AI SDK reads it: a continuation is folded into the message the browser shows.
     std::string args = absl::StrCat("--chat-id ", kChat);
