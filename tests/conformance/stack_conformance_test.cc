@@ -12,6 +12,10 @@
 // event stream). Then every expectation is matched on what the stack did. The runtime's timers
 // are real here; where one may have fired before the driver looked, the attempt is run again
 // with longer timeouts (see Beyond).
+//
+// GatewayConformance runs the same scenarios again with baton-gateway in front of the
+// orchestrator: what a browser does goes through the gateway's HTTP routes, and every answer it
+// reads is checked by the real `ai` packages and against `.out` (see Browser, CheckAnswers).
 #include <signal.h>
 
 #include <algorithm>
@@ -19,12 +23,19 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <map>
 #include <optional>
+#include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "grpcpp/client_context.h"
 #include "gtest/gtest-spi.h"
@@ -32,16 +43,27 @@
 #include "hooks/messages.h"
 #include "runtime/scripted_model.h"
 #include "runtime/testkit/test_kit.h"
+#include "runtime/ui_reducer.h"
 #include "runtime/wire.h"
 #include "tests/conformance/scenario_agent.h"
+#include "tests/integration/http_gateway.h"
 #include "tests/integration/stack.h"
 
 namespace baton::conformance {
 namespace {
 
 namespace v1 = ::baton::v1;
+using ::baton::testing::ChunkTypes;
+using ::baton::testing::GatewayProcess;
+using ::baton::testing::GatewayStack;
+using ::baton::testing::HttpClient;
+using ::baton::testing::HttpResponse;
+using ::baton::testing::ParseSse;
+using ::baton::testing::Sse;
+using ::baton::testing::SseValidatorAvailable;
 using ::baton::testing::Stack;
 using ::baton::testing::StackOptions;
+using ::baton::testing::ValidateWithAiSdk;
 
 constexpr char kChat[] = "test-chat";  // the test kit's chat id: payloads name it the same
 constexpr std::chrono::seconds kStepLimit{15};
@@ -667,14 +689,461 @@ bool FailAttempts(Stack& stack, int attempts, const std::string& where) {
   return false;
 }
 
+// ---- the browser: the scenarios through baton-gateway ----------------------------------------
+
+// How the driver reaches the stack. kGateway: a baton-gateway process stands in front of the
+// orchestrator, and what a browser does (a chat's first message, a preload, a message, a
+// regenerate, a stop) goes through its HTTP routes as the AI SDK's DefaultChatTransport sends it;
+// the rest stays on Sessions. Every answer the browser reads is then checked as the AI SDK reads
+// it, and against `.out` (CheckAnswers).
+enum class Mode { kSessions, kGateway };
+
+// How a boot goes in gateway mode: a chat's first POST (a user message), a preload, or Sessions
+// (a head start, whose warm side the scenario plays itself; a boot without a message or with an
+// assistant's; `.in` records before the first step; a retried attempt).
+enum class BootRoute { kSessions, kPost, kPreload };
+
+BootRoute GatewayBoot(const Json& scenario) {
+  const Json boot = scenario.value("boot", Json::object());
+  if (!boot.value("in", Json::array()).empty() || boot.value("attempt", 1) != 1) {
+    return BootRoute::kSessions;
+  }
+  const Json payload = boot.value("payload", Json::object());
+  auto only = [&payload](std::initializer_list<const char*> keys) {
+    for (const auto& [key, value] : payload.items()) {
+      if (std::find_if(keys.begin(), keys.end(), [&](const char* k) { return key == k; }) ==
+          keys.end()) {
+        return false;
+      }
+    }
+    return true;
+  };
+  const std::string trigger = boot.value("trigger", "preload");
+  if (trigger == "submit-message" && payload.contains("message") &&
+      MessageRole(payload["message"]) == "user" && only({"message", "metadata"})) {
+    return BootRoute::kPost;
+  }
+  if (trigger == "preload" && only({"metadata"})) return BootRoute::kPreload;
+  return BootRoute::kSessions;
+}
+
+bool HeadStartBoot(const Json& scenario) {
+  return scenario.value("boot", Json::object()).value("trigger", "") == "handover-prepare";
+}
+
+// The id of the message a step sends, as the scenario writes it; "" for a step that sends none.
+std::string SentId(const Json& step) {
+  if (step.contains("send_text")) return step["send_text"][0].get<std::string>();
+  if (step.contains("message")) return MessageId(step["message"]);
+  return "";
+}
+
+// Whether a step goes through the gateway: a message (POST {base}), a regenerate (POST {base}
+// with trigger regenerate-message), a stop (POST {base}/{chat}/stop). A message whose id the
+// browser sent before is not: to the gateway that is the retry of a lost request, answered with
+// the first one's answer and stored once, so a scenario that sends an id twice on purpose (25)
+// sends the second on Sessions. `sent`: the ids the browser sent so far (SentId).
+bool BrowserStep(const Json& step, const std::set<std::string>& sent) {
+  if (step.contains("refused")) return false;
+  if (step.contains("stop") || step.contains("regenerate")) return true;
+  std::string id = SentId(step);
+  return !id.empty() && sent.count(id) == 0;
+}
+
+// How many answers a browser reads through the gateway in the scenario: its first POST's, a
+// reload's during a head start (the warm side plays on Sessions), one per message or
+// regenerate.
+int BrowserAnswers(const Json& scenario) {
+  int answers = GatewayBoot(scenario) == BootRoute::kPost || HeadStartBoot(scenario) ? 1 : 0;
+  std::set<std::string> sent;
+  if (GatewayBoot(scenario) == BootRoute::kPost) {
+    sent.insert(MessageId(scenario["boot"]["payload"]["message"]));
+  }
+  for (const Json& step : scenario.value("steps", Json::array())) {
+    if (!BrowserStep(step, sent) || step.contains("stop")) continue;
+    ++answers;
+    if (std::string id = SentId(step); !id.empty()) sent.insert(id);
+  }
+  return answers;
+}
+
+// Why a scenario does not run through the gateway, or "".
+std::string GatewaySkipReason(const Json& scenario) {
+  if (!SseValidatorAvailable()) {
+    return "built without the `ai` packages (BATON_BUILD_WEB=OFF): no answer could be checked "
+           "as the AI SDK reads it";
+  }
+  if (std::string why = StringField(scenario.value("gateway", Json::object()), "skip");
+      !why.empty()) {
+    return why;
+  }
+  if (BrowserAnswers(scenario) > 0) return "";
+  const Json boot = scenario.value("boot", Json::object());
+  std::string why;
+  if (GatewayBoot(scenario) == BootRoute::kPreload) {
+    why = "a preload (answered with JSON, not a stream)";
+  } else if (boot.value("attempt", 1) != 1) {
+    why = "a retried attempt, on Sessions";
+  } else if (!boot.value("in", Json::array()).empty()) {
+    why = "followed by `.in` records a browser does not send, on Sessions";
+  } else {
+    why =
+        "not a browser's first message (a chat's first POST ends with a user message), on "
+        "Sessions";
+  }
+  return absl::StrCat("no answer a browser reads through the gateway: the boot is ", why,
+                      ", and no step sends a message or a regenerate");
+}
+
+// The body DefaultChatTransport POSTs for a `.in` message body (Body()): the chat id, the
+// messages the browser sent so far with this one last (the gateway reads the last), the trigger,
+// the metadata, and for a regenerate the id of the message answered again (`last_answer`).
+Json PostBodyOf(const Json& in_body, Json& history, const std::string& last_answer) {
+  const Json payload = in_body.value("payload", Json::object());
+  const std::string trigger = payload.value("trigger", "submit-message");
+  if (payload.contains("message")) history.push_back(payload["message"]);
+  Json body = {{"id", kChat}, {"messages", history}, {"trigger", trigger}};
+  if (payload.contains("metadata")) body["metadata"] = payload["metadata"];
+  if (trigger == "regenerate-message") body["messageId"] = last_answer;
+  return body;
+}
+
+// One answer a browser read through the gateway: the request, the `.in` record it is the answer
+// to (0: the boot message), and the response, read to its end by a thread of its own while the
+// scenario goes on.
+struct Answer {
+  std::string where;    // the step
+  std::string request;  // e.g. "POST /api/chat submit-message u2"
+  int64_t in_seq = 0;
+  std::unique_ptr<HttpClient> client;
+  HttpResponse response;
+  std::thread reader;
+  bool done = false;  // guarded by Browser::mu_
+};
+
+class Browser {
+ public:
+  Browser(int port, std::string dir) : port_(port), dir_(std::move(dir)) {}
+  ~Browser() ABSL_NO_THREAD_SAFETY_ANALYSIS {  // the readers only set `done`
+    for (auto& a : answers_) a->client->Shutdown();
+    for (auto& a : answers_) {
+      if (a->reader.joinable()) a->reader.join();
+    }
+  }
+
+  // Sends a request whose answer is a UI message stream, and returns once its head came: the
+  // gateway writes it after storing what the request asked for (the chat created, the message
+  // appended, the resumed answer found), so the next step acts after that, as in the Sessions
+  // mode after an Append. The body is read on by a thread of its own. Null when no head came
+  // (the test failed).
+  Answer* Stream(const std::string& method, const std::string& path, const Json& body,
+                 const std::string& request, const std::string& where) {
+    auto a = std::make_unique<Answer>();
+    a->where = where;
+    a->request = absl::StrCat(method, " ", path, " ", request);
+    a->client = std::make_unique<HttpClient>(port_);
+    if (!a->client->connected()) {
+      ADD_FAILURE() << where << ": cannot connect to the gateway";
+      return nullptr;
+    }
+    a->client->Send(method, path, body.is_null() ? "" : DumpJson(body), GatewayStack::WithJson({}));
+    if (!a->client->ReadHead(a->response)) {
+      ADD_FAILURE() << where << ": " << a->request << " got no answer";
+      return nullptr;
+    }
+    Answer* raw = a.get();
+    a->reader = std::thread([this, raw] {
+      raw->client->ReadBody(raw->response);
+      absl::MutexLock lock(&mu_);
+      raw->done = true;
+    });
+    absl::MutexLock lock(&mu_);
+    answers_.push_back(std::move(a));
+    return raw;
+  }
+
+  // A request answered at once (stop, preload): its status, failing the test on another.
+  void Call(const std::string& path, const Json& body, int want, const std::string& where) {
+    HttpClient client(port_);
+    client.Send("POST", path, body.is_null() ? "" : DumpJson(body), GatewayStack::WithJson({}));
+    HttpResponse response = client.Read();
+    EXPECT_EQ(response.status, want) << where << ": POST " << path << ": " << response.body;
+  }
+
+  // Waits until every answer ended, kStepLimit at most (each ends with its turn, and the
+  // scenario's turns are over when this is called); one that did not is a failure.
+  void WaitAll() ABSL_NO_THREAD_SAFETY_ANALYSIS {  // the readers only set `done`
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.AwaitWithTimeout(absl::Condition(this, &Browser::AllDone), absl::FromChrono(kStepLimit));
+    }
+    for (auto& a : answers_) {
+      a->client->Shutdown();
+      a->reader.join();
+      EXPECT_TRUE(a->response.complete)
+          << a->where << ": the answer to " << a->request << " never ended; it had:\n"
+          << a->response.body;
+    }
+  }
+
+  // Only once WaitAll returned.
+  std::vector<std::unique_ptr<Answer>>& answers() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    return answers_;
+  }
+  const std::string& dir() const { return dir_; }
+
+ private:
+  bool AllDone() const ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+    for (const auto& a : answers_) {
+      if (!a->done) return false;
+    }
+    return true;
+  }
+
+  int port_;
+  std::string dir_;
+  absl::Mutex mu_;
+  std::vector<std::unique_ptr<Answer>> answers_ ABSL_GUARDED_BY(mu_);
+};
+
+// The `.out` chunks of one answer, as a browser following the chat gets them from the gateway:
+// the message a `start` opens, up to its `finish` or `abort`, a `retract` of it, or the turn's
+// end; or, for a turn that wrote no `start` (an error only, or nothing), that turn's chunks.
+// Control records (handover-spliced, trim, ...) are not the browser's.
+struct Span {
+  size_t begin = 0;  // the index in `.out` it starts at
+  std::vector<Json> chunks;
+  bool started = false;    // it opens with a `start` of `.out`
+  bool ended = false;      // it ends with `finish` or `abort`
+  bool retracted = false;  // a `retract` withdrew it first
+};
+
+Span SpanFrom(const std::vector<Json>& out, size_t begin, const std::string& id) {
+  Span span;
+  span.begin = begin;
+  for (size_t i = begin; i < out.size(); ++i) {
+    const Json& r = out[i];
+    const std::string type = StringField(r, "type");
+    if (!r.contains("chunk")) {
+      if (type == "trigger:turn-complete") break;
+      if (type == "trigger:retract" &&
+          StringField(r.value("headers", Json::object()), "message-id") == id) {
+        span.retracted = true;
+        break;
+      }
+      continue;
+    }
+    if (type == "start") {
+      if (i != begin) break;
+      span.started = true;
+    }
+    span.chunks.push_back(r["chunk"]);
+    if (type == "finish" || type == "abort") {
+      span.ended = true;
+      break;
+    }
+  }
+  return span;
+}
+
+// The span of the answer to `.in` record `in_seq` (0: the boot message) whose `start` has `id`.
+// Its turn, by the orchestrator's rule for where an answer is (AppendResponse): the records after
+// the turn-complete before it, through the first turn-complete whose resume floor
+// (`session-in-event-id`) is `in_seq` or past it, or to `.out`'s end when there is none (a
+// cancelled run writes none). In that turn, the message of `id`; where it has none (the gateway
+// gave the answer an id of its own), the turn's chunks, which must then hold no `start`.
+std::optional<Span> SpanOf(const std::vector<Json>& out, int64_t in_seq, const std::string& id) {
+  size_t begin = 0, end = out.size();
+  for (size_t i = 0; i < out.size(); ++i) {
+    if (StringField(out[i], "type") != "trigger:turn-complete") continue;
+    int64_t floor = 0;
+    if (!absl::SimpleAtoi(StringField(out[i]["headers"], "session-in-event-id"), &floor)) {
+      floor = 0;
+    }
+    if (floor >= in_seq) {
+      end = i;
+      break;
+    }
+    begin = i + 1;
+  }
+  for (size_t i = begin; i < end; ++i) {
+    if (StringField(out[i], "type") != "start") continue;
+    if (StringField(out[i]["chunk"], "messageId") == id) return SpanFrom(out, i, id);
+  }
+  for (size_t i = begin; i < end; ++i) {
+    if (StringField(out[i], "type") == "start") return std::nullopt;  // not the turn's message
+  }
+  return SpanFrom(out, begin, "");
+}
+
+// A `finish` chunk as `.out` has it: the gateway adds its own phase to the run's timings
+// (docs/gateway.md, `firstChunkOut`); the objects that only held it go with it.
+Json WithoutGatewayTimings(Json finish) {
+  if (!finish.contains("messageMetadata") || !finish["messageMetadata"].is_object()) return finish;
+  Json* metadata = &finish["messageMetadata"];
+  if (!metadata->contains("baton")) return finish;
+  Json& baton = (*metadata)["baton"];
+  if (baton.is_object() && baton.contains("timings") && baton["timings"].is_object()) {
+    baton["timings"].erase("firstChunkOut");
+    if (baton["timings"].empty()) baton.erase("timings");
+  }
+  if (baton.is_object() && baton.empty()) metadata->erase("baton");
+  if (metadata->empty()) finish.erase("messageMetadata");
+  return finish;
+}
+
+// What the parts of a message say, as a browser shows them: text and reasoning with their text,
+// tool parts with their call, state, input, output, error and approval, data parts with their
+// data; step boundaries. (Provider metadata and a text part's streaming state are how it got
+// there, not what it says.)
+Json PartsShown(const Json& message) {
+  Json shown = Json::array();
+  for (const Json& part : message.value("parts", Json::array())) {
+    Json p = {{"type", part.value("type", "")}};
+    for (const char* key : {"text", "toolCallId", "toolName", "input", "output", "errorText",
+                            "approval", "data", "url"}) {
+      if (part.contains(key)) p[key] = part[key];
+    }
+    if (IsToolPart(part) && part.contains("state")) p["state"] = part["state"];
+    shown.push_back(std::move(p));
+  }
+  return shown;
+}
+
+// Whether an answer's chunks are `.out`'s span, in order and in full, followed by nothing but
+// what the gateway adds to end an answer `.out` did not end (failing the test where not).
+bool SameAsOut(const Sse& sse, const Span& span, const std::string& where) {
+  std::vector<Json> chunks = sse.chunks;
+  if (!span.started) chunks.erase(chunks.begin());  // the gateway's own start
+  for (Json& c : chunks) {
+    if (StringField(c, "type") == "finish") c = WithoutGatewayTimings(c);
+  }
+  Json out_types = Json::array();
+  for (const Json& c : span.chunks) out_types.push_back(c["type"]);
+  std::string listing =
+      absl::StrCat("\n.out: ", out_types.dump(), "\nSSE:  ", Json(ChunkTypes(sse)).dump());
+  bool same = chunks.size() >= span.chunks.size() &&
+              std::equal(span.chunks.begin(), span.chunks.end(), chunks.begin());
+  EXPECT_TRUE(same) << where << ": the answer is not `.out`'s" << listing;
+  if (!same) return false;
+  std::vector<std::string> added;
+  for (size_t i = span.chunks.size(); i < chunks.size(); ++i) {
+    added.push_back(StringField(chunks[i], "type"));
+  }
+  if (span.ended) {
+    EXPECT_TRUE(added.empty()) << where << ": chunks after `.out`'s end" << listing;
+    return added.empty();
+  }
+  // The gateway ends it: for a withdrawn answer an error first, then the open parts closed, the
+  // step finished, and `finish`.
+  size_t i = 0;
+  if (span.retracted) {
+    EXPECT_TRUE(!added.empty() && added[0] == "error")
+        << where << ": a withdrawn answer ends with an error saying so" << listing;
+    i = 1;
+  }
+  for (; i + 1 < added.size(); ++i) {
+    EXPECT_THAT(added[i], ::testing::AnyOf("text-end", "reasoning-end", "finish-step"))
+        << where << ": the gateway added chunk " << i << listing;
+  }
+  EXPECT_TRUE(!added.empty() && added.back() == "finish")
+      << where << ": an answer `.out` did not end ends with finish" << listing;
+  return true;
+}
+
+// Checks every answer the browser read: the gateway's framing, the AI SDK's reading of it
+// (validate-sse.mjs: a refusal fails), and that it is the answer `.out` holds for its request,
+// chunk for chunk, with only what docs/gateway.md says the gateway adds: its `firstChunkOut`
+// timing, a `start` for a turn that wrote none, the end of an answer the run did not end (open
+// parts closed, `finish`), and for a withdrawn answer an `error` saying so.
+void CheckAnswers(Browser& browser, const std::vector<Json>& out) {
+  std::map<std::string, Json> shown;       // message id -> what the browser shows (the AI SDK's)
+  std::map<std::string, Json> folded_out;  // message id -> the same message folded from `.out`
+  std::map<size_t, std::string> taken;     // span begin -> the request whose answer it is
+  for (auto& a : browser.answers()) {
+    const std::string where = absl::StrCat(a->where, ": ", a->request);
+    const HttpResponse& response = a->response;
+    if (!response.complete) continue;  // WaitAll said so
+    if (response.status != 200) {
+      ADD_FAILURE() << where << ": status " << response.status << ": " << response.body;
+      continue;
+    }
+    Sse sse = ParseSse(response.body);
+    std::vector<std::string> types = ChunkTypes(sse);
+    EXPECT_TRUE(sse.done) << where << ": no data: [DONE]";
+    if (types.empty() || types.front() != "start") {
+      ADD_FAILURE() << where << ": the answer does not open with start: " << response.body;
+      continue;
+    }
+    EXPECT_EQ(std::count(types.begin(), types.end(), "start"), 1) << where << ": " << response.body;
+    EXPECT_EQ(std::count(types.begin(), types.end(), "finish") +
+                  std::count(types.begin(), types.end(), "abort"),
+              1)
+        << where << ": one finish or abort per answer: " << response.body;
+    EXPECT_TRUE(types.back() == "finish" || types.back() == "abort") << where;
+
+    const std::string id = StringField(sse.chunks.front(), "messageId");
+    std::optional<Span> span = SpanOf(out, a->in_seq, id);
+    if (!span) {
+      ADD_FAILURE() << where << ": message " << id << " is not the answer `.out` holds for `.in` "
+                    << a->in_seq << "; the answer:\n"
+                    << response.body;
+      continue;
+    }
+    if (auto [it, fresh] = taken.emplace(span->begin, where); !fresh) {
+      ADD_FAILURE() << where << ": the same answer (`.out` record " << span->begin + 1 << ") as "
+                    << it->second;
+    }
+
+    if (!SameAsOut(sse, *span, where)) continue;
+
+    // As the AI SDK reads it: a continuation is folded into the message the browser shows.
+    std::string args = absl::StrCat("--chat-id ", kChat);
+    if (absl::StrContains(response.body, "\"tool-approval-request\"") ||
+        absl::StrContains(response.body, "\"tool-output-denied\"")) {
+      absl::StrAppend(&args, " --ai 6");  // ai 5 has no tool approvals
+    }
+    bool error = span->retracted;
+    for (const Json& c : span->chunks) error = error || StringField(c, "type") == "error";
+    if (error) absl::StrAppend(&args, " --expect-error");
+    Json reducer_start;
+    if (auto it = shown.find(id); it != shown.end()) {
+      std::string file = absl::StrCat(browser.dir(), "/continued-", span->begin, ".json");
+      std::ofstream(file) << it->second.dump();
+      absl::StrAppend(&args, " --message ", file);
+      reducer_start = folded_out[id];
+    }
+    Json message = ValidateWithAiSdk(browser.dir(), response, args);
+    if (message.is_null()) continue;  // refused: the validator's failure says why
+
+    // What the browser shows is what a reader of `.out` folds: text, reasoning, tool calls with
+    // their inputs and results.
+    UiReducer reducer(reducer_start.is_null() ? Json() : reducer_start);
+    for (const Json& c : span->chunks) {
+      absl::Status applied = reducer.Apply(c);
+      EXPECT_TRUE(applied.ok()) << where << ": `.out` does not fold: " << applied;
+    }
+    EXPECT_EQ(PartsShown(message).dump(), PartsShown(reducer.message()).dump())
+        << where << ": the browser's message is not `.out`'s";
+    if (span->started) {
+      EXPECT_EQ(StringField(message, "id"), id) << where;
+      shown[id] = message;
+      folded_out[id] = reducer.message();
+    }
+    std::printf("%s: %zu chunks to %s, `.out` from record %zu, read by the AI SDK\n", where.c_str(),
+                types.size(), types.back().c_str(), span->begin + 1);
+  }
+}
+
 struct Attempt {
   std::optional<Beyond> beyond;  // set: inconclusive, the stack went beyond the oracle here
   std::string where;
 };
 
-// One run of the scenario on a fresh stack, with the agent's timeouts times `time_scale`.
+// One run of the scenario on a fresh stack, with the agent's timeouts times `time_scale`; in
+// gateway mode with a baton-gateway in front of it, which the browser's steps go through.
 Attempt RunOnStack(const std::string& file, const Json& scenario, const OracleRun& oracle,
-                   double time_scale) {
+                   double time_scale, Mode mode) {
   const std::string path = (std::filesystem::path(BATON_SCENARIO_DIR) / file).string();
   // The model scripts as fake-llm responses; a script with no faithful rendering makes the
   // worker play them in-process instead (as BATON_CONFORMANCE_SCRIPTED=1 does for every one).
@@ -718,9 +1187,38 @@ Attempt RunOnStack(const std::string& file, const Json& scenario, const OracleRu
     return {};
   }
 
+  std::unique_ptr<GatewayProcess> gateway;
+  std::optional<Browser> browser;
+  if (mode == Mode::kGateway) {
+    gateway = GatewayProcess::Start(*stack, "scenario");
+    if (gateway == nullptr) return {};
+    browser.emplace(gateway->port(), stack->Path(""));
+  }
+  Json history = Json::array();  // the messages the browser sent
+  std::set<std::string> sent;    // their ids (SentId)
+
   Matcher matcher;
-  stack->Create(kChat, "scenario", boot.value("trigger", "preload"),
-                boot.value("payload", Json::object()));
+  const std::string trigger = boot.value("trigger", "preload");
+  const Json payload = boot.value("payload", Json::object());
+  const BootRoute boot_route = browser ? GatewayBoot(scenario) : BootRoute::kSessions;
+  if (boot_route == BootRoute::kPost) {
+    // The chat's first POST creates it with the boot message.
+    sent.insert(MessageId(payload["message"]));
+    Json in_body = {{"payload", payload}};
+    in_body["payload"]["trigger"] = trigger;
+    browser->Stream("POST", "/api/chat", PostBodyOf(in_body, history, ""),
+                    absl::StrCat(trigger, " ", MessageId(payload["message"])), file + " boot");
+  } else if (boot_route == BootRoute::kPreload) {
+    browser->Call(absl::StrCat("/api/chat/", kChat, "/preload"), payload, 200, file + " boot");
+  } else {
+    stack->Create(kChat, "scenario", trigger, payload);
+    if (browser && HeadStartBoot(scenario)) {
+      // The warm side is the scenario's; the browser reloads while the run waits for its
+      // signal (the signal, even one in `boot.in`, comes after), and follows the answer.
+      browser->Stream("GET", absl::StrCat("/api/chat/", kChat, "/stream"), Json(), "(a reload)",
+                      file + " boot");
+    }
+  }
   for (const Json& body : boot.value("in", Json::array())) stack->Append(kChat, body);
   if (failed_attempts > 0) {
     if (!FailAttempts(*stack, failed_attempts, file + " boot")) return {};
@@ -765,11 +1263,33 @@ Attempt RunOnStack(const std::string& file, const Json& scenario, const OracleRu
       EXPECT_THAT(status.error_message(), ::testing::HasSubstr(StringField(step, "refused")))
           << where;
     } else if (Json body = Body(step); !body.is_null()) {
+      std::vector<Json> out = s.Out();
       std::vector<Json> chunks;
-      for (const Json& r : s.Out()) {
+      for (const Json& r : out) {
         if (r.contains("chunk")) chunks.push_back(r["chunk"]);
       }
-      int64_t seq = stack->Append(kChat, EchoIds(body, oracle.ids, StartIds(chunks)));
+      std::vector<std::string> ids = StartIds(chunks);
+      body = EchoIds(body, oracle.ids, ids);
+      int64_t seq = 0;
+      if (browser && BrowserStep(step, sent)) {
+        Answer* answer = nullptr;
+        if (step.contains("stop")) {
+          browser->Call(absl::StrCat("/api/chat/", kChat, "/stop"), Json(), 204, where);
+        } else {
+          if (std::string id = SentId(step); !id.empty()) sent.insert(id);
+          Json post = PostBodyOf(body, history, ids.empty() ? "" : ids.back());
+          std::string what = post.contains("messageId") ? StringField(post, "messageId")
+                                                        : MessageId(post["messages"].back());
+          answer = browser->Stream("POST", "/api/chat", post,
+                                   absl::StrCat(StringField(post, "trigger"), " ", what), where);
+        }
+        // What the gateway appended, before it answered: the driver's steps are the only
+        // appends meanwhile.
+        seq = stack->Get(kChat).in_seq();
+        if (answer != nullptr) answer->in_seq = seq;
+      } else {
+        seq = stack->Append(kChat, body);
+      }
       // In-process the record reached the live run before the step returned; here, before the
       // next step acts (a message that must join a turn before its model call goes on).
       if (oracle.delivered[index] && !s.WaitDelivered(seq)) {
@@ -785,19 +1305,26 @@ Attempt RunOnStack(const std::string& file, const Json& scenario, const OracleRu
   std::string where = file + " final";
   Check(scenario.value("expect", Json::object()), s, matcher, where);
   if (Beyond b = s.BeyondOf(oracle.progress[index]); !b.why.empty()) return {b, where};
+  if (browser) {
+    browser->WaitAll();
+    CheckAnswers(*browser, s.Out());
+  }
   return {};
 }
 
-class StackConformance : public ::testing::TestWithParam<std::string> {};
-
-TEST_P(StackConformance, Scenario) {
-  const std::string& file = GetParam();
+// Runs one scenario file through the stack in `mode`.
+void RunScenario(const std::string& file, Mode mode) {
   absl::StatusOr<Json> loaded =
       ReadScenario((std::filesystem::path(BATON_SCENARIO_DIR) / file).string());
   ASSERT_TRUE(loaded.ok()) << loaded.status();
   const Json& scenario = *loaded;
   SCOPED_TRACE(scenario.value("name", file));
   if (std::string reason = SkipReason(scenario); !reason.empty()) GTEST_SKIP() << reason;
+  if (mode == Mode::kGateway) {
+    if (std::string reason = GatewaySkipReason(scenario); !reason.empty()) {
+      GTEST_SKIP() << reason;
+    }
+  }
   OracleRun oracle = Oracle(scenario);
 
   // An attempt that went beyond the in-process run before it could look (see Beyond) proves
@@ -807,7 +1334,7 @@ TEST_P(StackConformance, Scenario) {
   double time_scale = 1;
   for (int attempt = 1; attempt <= kAttempts; ++attempt, time_scale *= 2) {
     if (attempt == kAttempts) {
-      Attempt last = RunOnStack(file, scenario, oracle, time_scale);
+      Attempt last = RunOnStack(file, scenario, oracle, time_scale, mode);
       if (last.beyond) {
         ADD_FAILURE() << last.where << ": in every attempt the stack went past the in-process "
                       << "run before the driver could look (the last time with timeouts x"
@@ -820,7 +1347,7 @@ TEST_P(StackConformance, Scenario) {
     {
       ::testing::ScopedFakeTestPartResultReporter intercept(
           ::testing::ScopedFakeTestPartResultReporter::INTERCEPT_ONLY_CURRENT_THREAD, &failures);
-      result = RunOnStack(file, scenario, oracle, time_scale);
+      result = RunOnStack(file, scenario, oracle, time_scale, mode);
     }
     if (!result.beyond) {
       for (int i = 0; i < failures.size(); ++i) {
@@ -835,6 +1362,14 @@ TEST_P(StackConformance, Scenario) {
   }
 }
 
+class StackConformance : public ::testing::TestWithParam<std::string> {};
+TEST_P(StackConformance, Scenario) { RunScenario(GetParam(), Mode::kSessions); }
+
+// The same scenarios with a browser's steps through baton-gateway (tests/conformance/README.md,
+// "Through the gateway").
+class GatewayConformance : public ::testing::TestWithParam<std::string> {};
+TEST_P(GatewayConformance, Scenario) { RunScenario(GetParam(), Mode::kGateway); }
+
 std::string TestName(const ::testing::TestParamInfo<std::string>& info) {
   std::string name = info.param.substr(0, info.param.size() - 5);
   for (char& c : name) {
@@ -844,6 +1379,8 @@ std::string TestName(const ::testing::TestParamInfo<std::string>& info) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Scenarios, StackConformance,
+                         ::testing::ValuesIn(ScenarioFiles(BATON_SCENARIO_DIR)), TestName);
+INSTANTIATE_TEST_SUITE_P(Scenarios, GatewayConformance,
                          ::testing::ValuesIn(ScenarioFiles(BATON_SCENARIO_DIR)), TestName);
 
 }  // namespace

@@ -2,26 +2,17 @@
 // spoken to over HTTP/1.1 on a loopback socket as a browser's fetch would (docs/gateway.md).
 // Each streamed answer is checked as the AI SDK reads it: by tests/web/validate-sse.mjs with
 // the real `ai` packages, when the build has them (BATON_SSE_VALIDATOR).
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
+#include "tests/integration/http_gateway.h"
 
+#include <algorithm>
 #include <chrono>
-#include <fstream>
-#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
-#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/str_replace.h"
-#include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "hooks/json.h"
@@ -75,313 +66,6 @@ Json HeldReply(const std::string& first, const std::string& second) {
                                        {"usage", {{"output_tokens", 2}}}},
                                       {{"type", "message_stop"}}})}};
 }
-
-// ---- a small HTTP/1.1 client over one loopback connection --------------------------------------
-
-struct HttpResponse {
-  int status = 0;
-  std::string head;                            // status line and headers, as received
-  std::map<std::string, std::string> headers;  // lower-case names
-  std::string body;                            // chunked encoding undone
-  bool complete = false;                       // the body ended as its framing says
-};
-
-class HttpClient {
- public:
-  // `receive_buffer`: a small kernel buffer for a client that reads slowly (0: the default).
-  explicit HttpClient(int port, int receive_buffer = 0) {
-    fd_ = socket(AF_INET, SOCK_STREAM, 0);
-    if (receive_buffer > 0) {
-      setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof(receive_buffer));
-    }
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<uint16_t>(port));
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-      close(fd_);
-      fd_ = -1;
-    }
-  }
-  ~HttpClient() { Close(); }
-
-  bool connected() const { return fd_ >= 0; }
-  void Close() {
-    if (fd_ >= 0) close(fd_);
-    fd_ = -1;
-  }
-
-  void Send(const std::string& method, const std::string& path, const std::string& body = "",
-            const std::vector<std::pair<std::string, std::string>>& headers = {}) {
-    std::string request = absl::StrCat(method, " ", path, " HTTP/1.1\r\nHost: localhost\r\n");
-    for (const auto& [name, value] : headers) absl::StrAppend(&request, name, ": ", value, "\r\n");
-    if (!body.empty() || method == "POST") {
-      absl::StrAppend(&request, "Content-Length: ", body.size(), "\r\n");
-    }
-    absl::StrAppend(&request, "\r\n", body);
-    SendRaw(request);
-  }
-
-  void SendRaw(const std::string& bytes) {
-    size_t sent = 0;
-    while (sent < bytes.size()) {
-      ssize_t n = ::send(fd_, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
-      if (n <= 0) return;
-      sent += static_cast<size_t>(n);
-    }
-  }
-
-  // Reads the head, then the body until it ends or `enough` holds for what was read of it.
-  HttpResponse Read(const std::function<bool(const std::string&)>& enough = nullptr) {
-    HttpResponse response;
-    if (ReadHead(response)) ReadBody(response, enough);
-    return response;
-  }
-
-  bool ReadHead(HttpResponse& response) {
-    size_t end;
-    while ((end = buffer_.find("\r\n\r\n")) == std::string::npos) {
-      if (!Fill()) return false;
-    }
-    response.head = buffer_.substr(0, end + 2);
-    buffer_.erase(0, end + 4);
-    std::vector<std::string> lines = absl::StrSplit(response.head, "\r\n", absl::SkipEmpty());
-    if (lines.empty()) return false;
-    std::vector<std::string> status_line = absl::StrSplit(lines[0], ' ');
-    if (status_line.size() < 2 || !absl::SimpleAtoi(status_line[1], &response.status)) {
-      return false;
-    }
-    for (size_t i = 1; i < lines.size(); ++i) {
-      size_t colon = lines[i].find(':');
-      if (colon == std::string::npos) continue;
-      response.headers[absl::AsciiStrToLower(lines[i].substr(0, colon))] =
-          std::string(absl::StripAsciiWhitespace(lines[i].substr(colon + 1)));
-    }
-    if (response.status == 204 || response.status == 304) response.complete = true;
-    return true;
-  }
-
-  // Reads more of the body into `response.body`: to its end, or until `enough` holds. Called
-  // again, it goes on where it stopped.
-  void ReadBody(HttpResponse& response,
-                const std::function<bool(const std::string&)>& enough = nullptr) {
-    if (response.complete) return;
-    if (response.headers["transfer-encoding"] == "chunked") {
-      while (true) {
-        size_t line_end;
-        while ((line_end = buffer_.find("\r\n")) == std::string::npos) {
-          if (!Fill()) return;
-        }
-        size_t size = 0;
-        if (!absl::SimpleHexAtoi(buffer_.substr(0, line_end), &size)) return;
-        while (buffer_.size() < line_end + 2 + size + 2) {
-          if (!Fill()) return;
-        }
-        response.body += buffer_.substr(line_end + 2, size);
-        buffer_.erase(0, line_end + 2 + size + 2);
-        if (size == 0) {
-          response.complete = true;
-          return;
-        }
-        if (enough && enough(response.body)) return;
-      }
-    }
-    size_t length = 0;
-    if (!absl::SimpleAtoi(response.headers["content-length"], &length)) return;
-    while (buffer_.size() < length) {
-      if (!Fill()) return;
-    }
-    response.body = buffer_.substr(0, length);
-    buffer_.erase(0, length);
-    response.complete = true;
-  }
-
-  // True when the server closed the connection (EOF or a reset) within the limit.
-  bool ClosedByServer() {
-    while (Fill()) {
-    }
-    return eof_;
-  }
-
- private:
-  bool Fill() {
-    if (fd_ < 0) return false;
-    pollfd p{fd_, POLLIN, 0};
-    int ready = poll(
-        &p, 1,
-        static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(kLimit).count()));
-    if (ready <= 0) return false;
-    char chunk[16384];
-    ssize_t n = recv(fd_, chunk, sizeof(chunk), 0);
-    if (n <= 0) {
-      eof_ = true;
-      return false;
-    }
-    buffer_.append(chunk, static_cast<size_t>(n));
-    return true;
-  }
-
-  int fd_ = -1;
-  std::string buffer_;
-  bool eof_ = false;
-};
-
-// The UI chunks of an SSE body, in order, and whether it ended with `data: [DONE]`.
-struct Sse {
-  std::vector<Json> chunks;
-  bool done = false;
-  int comments = 0;
-};
-
-Sse ParseSse(const std::string& body) {
-  Sse sse;
-  for (absl::string_view event : absl::StrSplit(body, "\n\n", absl::SkipEmpty())) {
-    if (absl::StartsWith(event, ":")) {
-      ++sse.comments;
-      continue;
-    }
-    if (!absl::StartsWith(event, "data: ")) continue;
-    absl::string_view data = event.substr(6);
-    if (data == "[DONE]") {
-      sse.done = true;
-      continue;
-    }
-    absl::StatusOr<Json> chunk = ParseJson(std::string(data));
-    EXPECT_TRUE(chunk.ok()) << data;
-    if (chunk.ok()) sse.chunks.push_back(*chunk);
-  }
-  return sse;
-}
-
-std::vector<std::string> ChunkTypes(const Sse& sse) {
-  std::vector<std::string> types;
-  for (const Json& c : sse.chunks) types.push_back(StringField(c, "type"));
-  return types;
-}
-
-std::string SseText(const Sse& sse) {
-  std::string text;
-  for (const Json& c : sse.chunks) {
-    if (StringField(c, "type") == "text-delta") text += StringField(c, "delta");
-  }
-  return text;
-}
-
-[[maybe_unused]] std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-// Checks one SSE answer with the real `ai` packages (tests/web/validate-sse.mjs), when built
-// with them; returns the UIMessage they folded it into (null when not checked).
-Json ValidateWithAiSdk(const std::string& dir, const HttpResponse& response,
-                       const std::string& extra_args = "") {
-#ifdef BATON_SSE_VALIDATOR
-  static int n = 0;
-  std::string base = absl::StrCat(dir, "/sse-", ++n);
-  std::ofstream(base + ".head") << response.head;
-  std::ofstream(base + ".body") << response.body;
-  std::vector<std::string> argv = {BATON_NODE, BATON_SSE_VALIDATOR, base + ".body", "--headers",
-                                   base + ".head"};
-  for (absl::string_view a : absl::StrSplit(extra_args, ' ', absl::SkipEmpty())) {
-    argv.emplace_back(a);
-  }
-  absl::StatusOr<std::unique_ptr<Process>> node = Process::Spawn(argv, base + ".out", {});
-  EXPECT_TRUE(node.ok()) << node.status();
-  if (!node.ok()) return Json();
-  int code = (*node)->Wait();
-  std::string out = ReadFile(base + ".out");
-  EXPECT_EQ(code, 0) << "the AI SDK refused the answer:\n" << out << "\n" << response.body;
-  std::vector<std::string> lines = absl::StrSplit(out, '\n', absl::SkipEmpty());
-  if (lines.empty()) return Json();
-  absl::StatusOr<Json> message = ParseJson(lines.back());
-  return message.ok() ? *message : Json();
-#else
-  (void)dir;
-  (void)response;
-  (void)extra_args;
-  return Json();
-#endif
-}
-
-// A stack and a gateway in front of it.
-class GatewayStack {
- public:
-  static std::unique_ptr<GatewayStack> Start(StackOptions options,
-                                             std::vector<std::string> gateway_flags = {}) {
-    auto g = std::unique_ptr<GatewayStack>(new GatewayStack());
-    g->stack_ = Stack::Start(std::move(options));
-    if (g->stack_ == nullptr) return nullptr;
-    std::vector<std::string> argv = {BATON_GATEWAY_BINARY,
-                                     "--listen=127.0.0.1:0",
-                                     absl::StrCat("--orchestrator=", g->stack_->address()),
-                                     "--agent=chat",
-                                     "--public_create",
-                                     "--web_dir=",
-                                     "--head_start=false"};
-    // "{llm}" in a flag is fake-llm's base URL (a head start's step 1 runs in the gateway).
-    for (std::string& flag : gateway_flags) {
-      flag = absl::StrReplaceAll(flag, {{"{llm}", g->stack_->llm().base_url()}});
-    }
-    argv.insert(argv.end(), gateway_flags.begin(), gateway_flags.end());
-    // A head start needs the agent's announcement: the worker has said hello before any POST.
-    if (std::find(gateway_flags.begin(), gateway_flags.end(), "--head_start") !=
-        gateway_flags.end()) {
-      EXPECT_TRUE(g->stack_->WaitForAgent("chat")) << "the worker never announced its agents";
-    }
-    absl::StatusOr<std::unique_ptr<Process>> gateway =
-        Process::Spawn(argv, g->stack_->Path("gateway.log"), {});
-    EXPECT_TRUE(gateway.ok()) << gateway.status();
-    if (!gateway.ok()) return nullptr;
-    g->gateway_ = *std::move(gateway);
-    absl::StatusOr<std::string> line = g->gateway_->WaitForLine("listening ");
-    EXPECT_TRUE(line.ok()) << line.status() << "; see " << g->stack_->Path("gateway.log");
-    if (!line.ok()) return nullptr;
-    std::string address = line->substr(std::string("listening ").size());
-    if (!absl::SimpleAtoi(address.substr(address.rfind(':') + 1), &g->port_)) return nullptr;
-    return g;
-  }
-
-  Stack& stack() { return *stack_; }
-  Process& gateway() { return *gateway_; }
-  int port() const { return port_; }
-  std::string dir() const { return stack_->Path(""); }
-
-  HttpResponse Request(const std::string& method, const std::string& path,
-                       const std::string& body = "",
-                       const std::vector<std::pair<std::string, std::string>>& headers = {}) {
-    HttpClient client(port_);
-    EXPECT_TRUE(client.connected());
-    client.Send(method, path, body, headers);
-    return client.Read();
-  }
-
-  // POSTs a chat message as DefaultChatTransport does.
-  HttpResponse PostMessage(const std::string& chat_id, const std::string& message_id,
-                           const std::string& text, const std::string& route = "/api/chat",
-                           const std::vector<std::pair<std::string, std::string>>& headers = {}) {
-    return Request("POST", route, PostBody(chat_id, message_id, text), WithJson(headers));
-  }
-
-  static std::string PostBody(const std::string& chat_id, const std::string& message_id,
-                              const std::string& text) {
-    return DumpJson(Json{{"id", chat_id},
-                         {"messages", Json::array({UserMessage(message_id, text)})},
-                         {"trigger", "submit-message"}});
-  }
-
-  static std::vector<std::pair<std::string, std::string>> WithJson(
-      std::vector<std::pair<std::string, std::string>> headers) {
-    headers.emplace_back("Content-Type", "application/json");
-    return headers;
-  }
-
- private:
-  GatewayStack() = default;
-  std::unique_ptr<Stack> stack_;
-  std::unique_ptr<Process> gateway_;
-  int port_ = 0;
-};
 
 // ---- the AI SDK transport -----------------------------------------------------------------------
 
@@ -441,6 +125,7 @@ TEST(HttpGatewayTest, AToolCallAndStepTwoAreOneMessage) {
   EXPECT_THAT(types, ::testing::Contains("tool-output-available"));
   EXPECT_EQ(SseText(sse), "Let me look.19 degrees in Lisbon.");
   Json message = ValidateWithAiSdk(g->dir(), response);
+  EXPECT_EQ(message.is_null(), !SseValidatorAvailable()) << "the AI SDK folded no message";
   if (!message.is_null()) {
     std::string parts = DumpJson(message["parts"]);
     EXPECT_THAT(parts, HasSubstr("tool-get_weather"));
@@ -474,6 +159,7 @@ TEST(HttpGatewayTest, AHeadStartStreamsStepOneAndTheRunsStepTwoAsOneMessage) {
   EXPECT_EQ(std::count(types.begin(), types.end(), "tool-output-available"), 1);
   EXPECT_EQ(SseText(sse), "Let me look.19 degrees in Lisbon.");
   Json message = ValidateWithAiSdk(g->dir(), response);
+  EXPECT_EQ(message.is_null(), !SseValidatorAvailable()) << "the AI SDK folded no message";
   if (!message.is_null()) {
     std::string parts = DumpJson(message["parts"]);
     EXPECT_THAT(parts, HasSubstr("tool-get_weather"));
@@ -792,6 +478,33 @@ TEST(HttpGatewayTest, StopEndsTheAnswerInFlightAndAClosedFetchDoesNot) {
   ValidateWithAiSdk(g->dir(), answer);
   std::vector<Json> stopped = g->stack().ReadTurns("s1", after);
   EXPECT_EQ(CountControl(stopped, "turn-complete"), 1);
+}
+
+// A run cancelled mid-answer (CancelRun) writes `abort` and no turn-complete: the response ends
+// at the abort, as a stopped one does, rather than waiting for a turn-complete that never comes.
+// (tests/conformance scenario 19 through the gateway found it.)
+TEST(HttpGatewayTest, ACancelledRunsAnswerEndsAtItsAbort) {
+  auto g = GatewayStack::Start({.script = Script({HeldReply("Cut ", "never sent.")})});
+  ASSERT_NE(g, nullptr);
+  HttpClient client(g->port());
+  client.Send("POST", "/api/chat", GatewayStack::PostBody("x1", "u1", "Go"),
+              GatewayStack::WithJson({}));
+  HttpResponse answer =
+      client.Read([](const std::string& body) { return absl::StrContains(body, "Cut "); });
+  ASSERT_EQ(answer.status, 200);
+  g->stack().Cancel("x1");
+  // Read to the end, or to the first keep-alive comment (a response left open).
+  client.ReadBody(answer,
+                  [](const std::string& body) { return absl::StrContains(body, ": keep-alive"); });
+  EXPECT_TRUE(answer.complete) << answer.body;
+  Sse sse = ParseSse(answer.body);
+  EXPECT_TRUE(sse.done);
+  EXPECT_EQ(sse.comments, 0);
+  EXPECT_EQ(SseText(sse), "Cut ");
+  ASSERT_FALSE(sse.chunks.empty());
+  EXPECT_EQ(StringField(sse.chunks.back(), "type"), "abort");
+  ValidateWithAiSdk(g->dir(), answer);
+  EXPECT_TRUE(g->stack().WaitForRunState("x1", v1::RUN_STATE_CANCELLED));
 }
 
 // The network lost the answer to a chat's first POST and the browser sends it again: the same

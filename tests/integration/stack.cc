@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -185,8 +186,11 @@ std::unique_ptr<Stack> Stack::Start(StackOptions options) {
   std::unique_ptr<Stack> stack(new Stack());
   stack->options_ = std::move(options);
   const ::testing::TestInfo* test = ::testing::UnitTest::GetInstance()->current_test_info();
-  stack->dir_ = absl::StrCat(::testing::TempDir(), "stack-", getpid(), "-",
-                             test != nullptr ? test->name() : "x");
+  // One directory per test: a parameterised test's name ("Scenario/01_x") is flattened, so that
+  // removing it at the end leaves no empty parent behind.
+  std::string name = test != nullptr ? test->name() : "x";
+  std::replace(name.begin(), name.end(), '/', '_');
+  stack->dir_ = absl::StrCat(::testing::TempDir(), "stack-", getpid(), "-", name);
   std::filesystem::remove_all(stack->dir_);
   std::filesystem::create_directories(stack->dir_);
   if (stack->options_.script.is_null()) stack->options_.script = {{"responses", Json::array()}};

@@ -186,12 +186,12 @@ class Gateway::AnswerStream : public ChatFeed::Reader,
   bool open() const { return !done_; }
 
   // A chunk of step 1. Its `start` and `start-step` wait for the first part, so a step 1 that
-  // makes nothing leaves the response untouched; its `finish` and `error` are not the answer's
-  // end (the run goes on, or answers the message itself).
+  // makes nothing leaves the response untouched; its `finish`, `abort` and `error` are not the
+  // answer's end (the run goes on, or answers the message itself).
   void Warm(const Json& chunk) {
     if (done_) return;
     std::string type = StringField(chunk, "type");
-    if (type == "finish" || type == "error") return;
+    if (type == "finish" || type == "abort" || type == "error") return;
     if (type == "start" || (type == "start-step" && !warm_visible_)) {
       warm_held_.push_back(chunk);
       return;
@@ -373,10 +373,14 @@ class Gateway::AnswerStream : public ChatFeed::Reader,
     }
     if (record.type == "abort") {
       // A stopped answer: its open parts are closed first, so the page shows them done rather
-      // than still streaming (the AI SDK leaves parts open at a bare abort).
+      // than still streaming (the AI SDK leaves parts open at a bare abort). Nothing of the
+      // answer comes after it, and a turn-complete may never come (a cancelled run writes none,
+      // nor does a recovery that keeps a dead run's partial answer for no message): the
+      // response ends here.
       CloseOpenParts();
       ended_ = true;
       Chunk(record.chunk_json);
+      Finish("stop");
       return;
     }
     if (record.type == "finish") ended_ = true;
