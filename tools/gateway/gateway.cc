@@ -164,6 +164,13 @@ class Gateway::AnswerStream : public ChatFeed::Reader,
 
   void Begin(int64_t after_seq, const std::string& token, HttpHeaders extra) {
     Open(std::move(extra), nullptr);
+    // An answer behind the one in flight is read from that one's start, when the chat's feed has
+    // seen it: the message may join it (steering), and this response then carries it whole.
+    const ChatFeed& feed = gateway_.feeds_.Feed(chat_id_);
+    if (in_seq_ > 0 && skip_turns_ > 0 && feed.end_seq() >= after_seq &&
+        feed.open_turn_after() >= 0 && feed.open_turn_after() < after_seq) {
+      after_seq = feed.open_turn_after();
+    }
     Follow(after_seq, token);
   }
 
@@ -255,6 +262,21 @@ class Gateway::AnswerStream : public ChatFeed::Reader,
     if (record.control) {
       if (record.subtype == kTurnComplete) {
         if (skip_turns_ > 0) {
+          // A message that joined a turn ahead of it (steering) was answered by that turn: this
+          // response carries that turn's answer, and ends with it.
+          int64_t through = 0;
+          if (in_seq_ > 0 && absl::SimpleAtoi(record.Header("session-in-event-id"), &through) &&
+              through >= in_seq_) {
+            std::vector<FeedRecord> turn = std::move(skipped_);
+            skipped_.clear();
+            skip_turns_ = 0;
+            for (const FeedRecord& r : turn) {
+              if (!done_) Forward(r);
+            }
+            Finish("stop");
+            return;
+          }
+          skipped_.clear();
           --skip_turns_;
           return;
         }
@@ -279,9 +301,18 @@ class Gateway::AnswerStream : public ChatFeed::Reader,
       }
       return;
     }
-    if (skip_turns_ > 0) return;
+    if (skip_turns_ > 0) {
+      if (in_seq_ > 0 && skipped_.size() < static_cast<size_t>(kKeepBack)) {
+        skipped_.push_back(record);
+      }
+      return;
+    }
     Forward(record);
   }
+
+  // The `.in` seq of the message this answer is for (0: the boot message), for a message that a
+  // turn ahead of it takes in (steering).
+  void set_in_seq(int64_t seq) { in_seq_ = seq; }
 
   void OnFeedError(const absl::Status& status) override {
     feed_ = nullptr;
@@ -311,8 +342,28 @@ class Gateway::AnswerStream : public ChatFeed::Reader,
 
   void Follow(int64_t after_seq, const std::string& token) {
     if (done_) return;
+    token_ = token;
     feed_ = &gateway_.feeds_.Feed(chat_id_);
     feed_->Attach(this, after_seq, token);
+  }
+
+  // While nothing of the answer came: a run that failed before it answered (its onBoot threw,
+  // say) writes nothing on `.out`, and the chat waits for its next message. Asked at each
+  // keep-alive, so the response ends instead of waiting for ever.
+  asio::awaitable<void> CheckNotDropped() {
+    std::shared_ptr<AnswerStream> self = shared_from_this();
+    v1::GetRequest get;
+    get.set_chat_id(chat_id_);
+    absl::StatusOr<v1::Session> session = co_await gateway_.sessions_.Get(std::move(get), token_);
+    if (done_ || started_ || !session.ok()) co_return;
+    if (session->state() != v1::SESSION_STATE_FAILED) co_return;
+    started_ = true;
+    message_id_ = NewMessageId();
+    Chunk(Json{{"type", "start"}, {"messageId", message_id_}}.dump());
+    Chunk(Json{{"type", "error"},
+               {"errorText", "The agent failed before it answered: send the message again."}}
+              .dump());
+    Finish("error");
   }
 
   // At the first record of the answer in flight: when it starts a message an earlier turn
@@ -461,6 +512,9 @@ class Gateway::AnswerStream : public ChatFeed::Reader,
         return;
       }
       self->ArmKeepAlive();
+      if (!self->started_ && self->feed_ != nullptr) {
+        asio::co_spawn(self->gateway_.executor_, self->CheckNotDropped(), asio::detached);
+      }
     });
   }
 
@@ -502,6 +556,10 @@ class Gateway::AnswerStream : public ChatFeed::Reader,
   static constexpr int64_t kKeepBack = 4096;
   int64_t resume_after_ = -1;
   std::vector<FeedRecord> earlier_;
+  // The message's `.in` seq (-1: unknown), and the records of the turn being skipped.
+  int64_t in_seq_ = -1;
+  std::vector<FeedRecord> skipped_;
+  std::string token_;  // the reader's, for the checks it makes
   bool done_ = false;
   bool counted_ = false;
 };
@@ -691,12 +749,13 @@ void Gateway::Handle(std::shared_ptr<HttpConnection> connection, HttpRequest req
 
 void Gateway::StreamAnswer(std::shared_ptr<HttpConnection> connection, const HttpRequest& request,
                            const std::string& chat_id, const std::string& token, int64_t after_seq,
-                           int skip_turns, absl::Time received, HttpHeaders extra) {
+                           int skip_turns, absl::Time received, HttpHeaders extra, int64_t in_seq) {
   HttpHeaders headers = Cors(request);
   headers.emplace_back("x-baton-chat-id", chat_id);
   for (auto& h : extra) headers.push_back(std::move(h));
   auto stream =
       std::make_shared<AnswerStream>(*this, std::move(connection), chat_id, skip_turns, received);
+  stream->set_in_seq(in_seq);
   stream->Begin(after_seq, token, std::move(headers));
 }
 
@@ -881,7 +940,7 @@ asio::awaitable<void> Gateway::ChatPost(std::shared_ptr<HttpConnection> connecti
   // A retry of a message whose answer is under way, or waits behind others, gets that answer as
   // the first POST would have.
   StreamAnswer(connection, request, chat_id, *token, appended->out_seq(), appended->turns_before(),
-               received, std::move(extra));
+               received, std::move(extra), appended->seq());
 }
 
 // ---- head starts -------------------------------------------------------------------------------

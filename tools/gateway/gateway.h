@@ -125,7 +125,7 @@ class Gateway {
   // Starts an SSE answer following `chat_id` from `after_seq` (see AnswerStream).
   void StreamAnswer(std::shared_ptr<HttpConnection> connection, const HttpRequest& request,
                     const std::string& chat_id, const std::string& token, int64_t after_seq,
-                    int skip_turns, absl::Time received, HttpHeaders extra);
+                    int skip_turns, absl::Time received, HttpHeaders extra, int64_t in_seq = -1);
   void Sweep();
 
   asio::any_io_executor executor_;

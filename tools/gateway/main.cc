@@ -5,6 +5,7 @@
 //   baton-gateway --listen 127.0.0.1:8080 --orchestrator unix:/run/baton.sock --agent chat
 //
 // Prints "listening <host:port>" once it serves; SIGTERM or SIGINT stop it.
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <string>
@@ -48,6 +49,9 @@ ABSL_FLAG(int64_t, max_body_bytes, 8 << 20, "the largest request body taken");
 ABSL_FLAG(int64_t, max_buffered_bytes, 1 << 20,
           "unsent bytes a streamed answer may queue for a slow client before it is dropped");
 ABSL_FLAG(int32_t, max_connections, 20000, "HTTP connections open at once");
+ABSL_FLAG(int64_t, keep_alive_ms, 15000,
+          "a streamed answer silent this long gets a keep-alive comment (and, before its first "
+          "chunk, a check that its run did not fail)");
 ABSL_FLAG(bool, head_start, true,
           "run step 1 of a chat's first message here while a worker boots (needs a provider key "
           "in the environment or --base_url)");
@@ -92,6 +96,8 @@ int main(int argc, char** argv) {
   options.web_dir = absl::GetFlag(FLAGS_web_dir);
   options.static_dir = absl::GetFlag(FLAGS_static_dir);
   options.public_create = absl::GetFlag(FLAGS_public_create);
+  options.keep_alive =
+      absl::Milliseconds(std::max<int64_t>(10, absl::GetFlag(FLAGS_keep_alive_ms)));
   options.head_start.enabled = absl::GetFlag(FLAGS_head_start);
   options.head_start.provider = absl::GetFlag(FLAGS_provider);
   options.head_start.model = absl::GetFlag(FLAGS_model);
