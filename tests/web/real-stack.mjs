@@ -317,6 +317,47 @@ function counter(text, name) {
   return line ? Number(line.slice(name.length + 1)) : 0;
 }
 
+// Two chats preloaded through the gateway (each answer carries its chat token); A's token on
+// B's routes must be refused with a 401 or 403 and store nothing on B.
+async function crossChatTokensAreRefused(gatewayUrl) {
+  const preload = async (chat) => {
+    const body = JSON.parse(await fetchText(`${gatewayUrl}/api/chat/${chat}/preload`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ agent: 'weather' }),
+    }));
+    if (typeof body.chatToken !== 'string' || body.chatToken === '') {
+      throw new HarnessFailure(`preload of ${chat} issued no chat token: ${JSON.stringify(body)}`);
+    }
+    return body.chatToken;
+  };
+  const a = await preload('token-a');
+  const b = await preload('token-b');
+  const asA = { authorization: `Bearer ${a}`, 'content-type': 'application/json' };
+  const attempts = [
+    ['GET', '/api/chat/token-b/stream', undefined],
+    ['POST', '/api/chat/token-b/stop', undefined],
+    ['POST', '/api/chat', JSON.stringify({
+      id: 'token-b',
+      trigger: 'submit-message',
+      messages: [{ id: 'intruder', role: 'user', parts: [{ type: 'text', text: 'hi' }] }],
+    })],
+    ['GET', '/v1/sessions/token-b/records?after=0', undefined],
+  ];
+  for (const [method, path, body] of attempts) {
+    const response = await fetch(`${gatewayUrl}${path}`, { method, headers: asA, body, signal: AbortSignal.timeout(30000) });
+    const text = await response.text();
+    if (response.status !== 401 && response.status !== 403) {
+      throw new HarnessFailure(`${method} ${path} with another chat's token: ${response.status} ${text.slice(0, 200)}`);
+    }
+    if (!text.includes('"error"')) throw new HarnessFailure(`${method} ${path}: the refusal is not a JSON error: ${text.slice(0, 200)}`);
+  }
+  const session = JSON.parse(await fetchText(`${gatewayUrl}/v1/sessions/token-b`, { headers: { authorization: `Bearer ${b}` } }));
+  if (Number(session.inSeq ?? 0) !== 0) {
+    throw new HarnessFailure(`chat B's log holds ${session.inSeq} records after refused requests: ${JSON.stringify(session)}`);
+  }
+}
+
 export async function runRealStack(options) {
   const out = resolve(options.out);
   const dir = join(out, 'stack');
@@ -506,7 +547,10 @@ export async function runRealStack(options) {
     if (unscripted.length > 0 || requests.length !== want.calls || new Set(served).size !== served.length) {
       throw new HarnessFailure(`fake-llm answered ${requests.length} model calls (expected ${want.calls}, each once): ${served.join('; ')}; see ${join(dir, 'fake-llm-requests.json')}`);
     }
-    console.log(`real-stack: ${names.length} scenarios passed against the real stack; ${requests.length} model calls, head starts ${JSON.stringify(got)}`);
+    // 7. A chat token reaches its own chat only: with chat A's token, chat B's answer, stop and
+    // messages are refused, and B's log is untouched (no model call: both chats are preloads).
+    await crossChatTokensAreRefused(gatewayUrl);
+    console.log(`real-stack: ${names.length} scenarios passed against the real stack; ${requests.length} model calls, head starts ${JSON.stringify(got)}; a chat token of another chat refused`);
   } finally {
     clearTimeout(timer);
     if (browser) await stopBrowser(browser);
