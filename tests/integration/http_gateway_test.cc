@@ -240,15 +240,48 @@ TEST(HttpGatewayTest, AHeadStartsClientThatLeavesEndsStepOneAndTheRunAnswers) {
   EXPECT_EQ(g->stack().llm().requests().size(), 2u);
 }
 
+// The files agent's model asks to delete todo.txt (a tool that needs the user's approval).
+Json DeleteTodoCall() {
+  return Json{{"reply",
+               {{"text", "I will delete it."},
+                {"tool_calls", Json::array({{{"id", "call_1"},
+                                             {"name", "delete_file"},
+                                             {"input", {{"path", "todo.txt"}}}}})}}}};
+}
+
+// The approval id an answer asked for ("" when it asked for none).
+std::string ApprovalIdOf(const Sse& sse) {
+  std::string id;
+  for (const Json& c : sse.chunks) {
+    if (StringField(c, "type") == "tool-approval-request") id = StringField(c, "approvalId");
+  }
+  return id;
+}
+
+// The POST the AI SDK sends when the user approves that deletion: the answer `message_id`,
+// continued with the approval.
+std::string ApprovedDeletion(const std::string& chat_id, const std::string& message_id,
+                             const std::string& approval_id) {
+  Json approved = {
+      {"id", message_id},
+      {"role", "assistant"},
+      {"parts", Json::array({{{"type", "step-start"}},
+                             {{"type", "text"}, {"text", "I will delete it."}, {"state", "done"}},
+                             {{"type", "tool-delete_file"},
+                              {"toolCallId", "call_1"},
+                              {"state", "approval-responded"},
+                              {"input", {{"path", "todo.txt"}}},
+                              {"approval", {{"id", approval_id}, {"approved", true}}}}})}};
+  return DumpJson(Json{{"id", chat_id},
+                       {"messages", Json::array({UserMessage("u1", "Delete todo.txt"), approved})},
+                       {"trigger", "submit-message"}});
+}
+
 // A head start whose step 1 calls a tool that needs the user's approval asks for it, as the run
 // would: the answer ends with the approval request and nothing runs. The user's approval (the
 // next POST, continuing the message) has the run execute the tool and go on.
 TEST(HttpGatewayTest, AHeadStartNeverApprovesAToolCallForTheUser) {
-  Json call = {{"reply",
-                {{"text", "I will delete it."},
-                 {"tool_calls", Json::array({{{"id", "call_1"},
-                                              {"name", "delete_file"},
-                                              {"input", {{"path", "todo.txt"}}}}})}}}};
+  Json call = DeleteTodoCall();
   auto g = GatewayStack::Start({.script = Script({call, Reply("Deleted todo.txt.")})}, kHeadStart);
   ASSERT_NE(g, nullptr);
   const std::string route = "/api/agents/files/chat";
@@ -264,28 +297,10 @@ TEST(HttpGatewayTest, AHeadStartNeverApprovesAToolCallForTheUser) {
   EXPECT_EQ(g->stack().llm().requests().size(), 1u);
 
   std::string message_id = StringField(sse.chunks.front(), "messageId");
-  std::string approval_id;
-  for (const Json& c : sse.chunks) {
-    if (StringField(c, "type") == "tool-approval-request")
-      approval_id = StringField(c, "approvalId");
-  }
+  std::string approval_id = ApprovalIdOf(sse);
   ASSERT_FALSE(approval_id.empty());
-  Json approved = {
-      {"id", message_id},
-      {"role", "assistant"},
-      {"parts", Json::array({{{"type", "step-start"}},
-                             {{"type", "text"}, {"text", "I will delete it."}, {"state", "done"}},
-                             {{"type", "tool-delete_file"},
-                              {"toolCallId", "call_1"},
-                              {"state", "approval-responded"},
-                              {"input", {{"path", "todo.txt"}}},
-                              {"approval", {{"id", approval_id}, {"approved", true}}}}})}};
-  HttpResponse done = g->Request(
-      "POST", route,
-      DumpJson(Json{{"id", "hs5"},
-                    {"messages", Json::array({UserMessage("u1", "Delete todo.txt"), approved})},
-                    {"trigger", "submit-message"}}),
-      GatewayStack::WithJson({}));
+  HttpResponse done = g->Request("POST", route, ApprovedDeletion("hs5", message_id, approval_id),
+                                 GatewayStack::WithJson({}));
   ASSERT_EQ(done.status, 200) << done.body;
   Sse done_sse = ParseSse(done.body);
   EXPECT_THAT(ChunkTypes(done_sse), ::testing::Contains("tool-output-available"));
@@ -373,11 +388,7 @@ TEST(HttpGatewayTest, AReloadMidAnswerResumesTheWholeAnswer) {
 // whole message, so the answer continued from the turn before (the call that asked for
 // approval) comes first, then what this turn adds; never a tool result without its call.
 TEST(HttpGatewayTest, AReloadDuringAnApprovedAnswerReplaysTheWholeMessage) {
-  Json call = {{"reply",
-                {{"text", "I will delete it."},
-                 {"tool_calls", Json::array({{{"id", "call_1"},
-                                              {"name", "delete_file"},
-                                              {"input", {{"path", "todo.txt"}}}}})}}}};
+  Json call = DeleteTodoCall();
   auto g = GatewayStack::Start({.script = Script({call, HeldReply("Deleted ", "todo.txt.")})});
   ASSERT_NE(g, nullptr);
   const std::string route = "/api/agents/files/chat";
@@ -386,29 +397,11 @@ TEST(HttpGatewayTest, AReloadDuringAnApprovedAnswerReplaysTheWholeMessage) {
   Sse sse = ParseSse(asked.body);
   ASSERT_FALSE(sse.chunks.empty());
   std::string message_id = StringField(sse.chunks.front(), "messageId");
-  std::string approval_id;
-  for (const Json& c : sse.chunks) {
-    if (StringField(c, "type") == "tool-approval-request")
-      approval_id = StringField(c, "approvalId");
-  }
+  std::string approval_id = ApprovalIdOf(sse);
   ASSERT_FALSE(approval_id.empty()) << asked.body;
-  Json approved = {
-      {"id", message_id},
-      {"role", "assistant"},
-      {"parts", Json::array({{{"type", "step-start"}},
-                             {{"type", "text"}, {"text", "I will delete it."}, {"state", "done"}},
-                             {{"type", "tool-delete_file"},
-                              {"toolCallId", "call_1"},
-                              {"state", "approval-responded"},
-                              {"input", {{"path", "todo.txt"}}},
-                              {"approval", {{"id", approval_id}, {"approved", true}}}}})}};
   HttpClient continued(g->port());
-  continued.Send(
-      "POST", route,
-      DumpJson(Json{{"id", "ap1"},
-                    {"messages", Json::array({UserMessage("u1", "Delete todo.txt"), approved})},
-                    {"trigger", "submit-message"}}),
-      GatewayStack::WithJson({}));
+  continued.Send("POST", route, ApprovedDeletion("ap1", message_id, approval_id),
+                 GatewayStack::WithJson({}));
   HttpResponse partial =
       continued.Read([](const std::string& body) { return absl::StrContains(body, "Deleted "); });
   ASSERT_EQ(partial.status, 200) << partial.body;
