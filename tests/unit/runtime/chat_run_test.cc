@@ -13,27 +13,12 @@
 #include "runtime/ui_reducer.h"
 #include "runtime/wire.h"
 #include "tasks/agents.h"
+#include "tests/unit/runtime/read_out.h"
 
 namespace baton {
 namespace {
 
 using ::testing::ElementsAre;
-
-// The message a reader folds from `.out` read from seq 0 (one answer): every chunk from its one
-// `start` to its `finish`, as the AI SDK client folds them. Fails the test on a second `start`
-// or a chunk the reducer refuses (a tool result for a call it never saw).
-Json ReadOut(const std::vector<OutRecord>& out) {
-  UiReducer reducer;
-  int starts = 0;
-  for (const OutRecord& r : out) {
-    if (r.is_control) continue;
-    if (r.chunk.value("type", "") == "start") ++starts;
-    absl::Status applied = reducer.Apply(r.chunk);
-    EXPECT_TRUE(applied.ok()) << applied << ": " << r.chunk.dump();
-  }
-  EXPECT_EQ(starts, 1);
-  return reducer.message();
-}
 
 Agent TextAgent() {
   Agent agent;

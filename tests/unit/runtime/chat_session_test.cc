@@ -7,26 +7,12 @@
 #include "runtime/testkit/test_kit.h"
 #include "runtime/ui_reducer.h"
 #include "tasks/agents.h"
+#include "tests/unit/runtime/read_out.h"
 
 namespace baton {
 namespace {
 
 using ::testing::ElementsAre;
-
-// The message a reader folds from `.out` read from seq 0 (one answer), as the AI SDK client
-// folds chunks. Fails the test on a second `start` or a chunk the reducer refuses.
-Json ReadOut(const std::vector<OutRecord>& out) {
-  UiReducer reducer;
-  int starts = 0;
-  for (const OutRecord& r : out) {
-    if (r.is_control) continue;
-    if (r.chunk.value("type", "") == "start") ++starts;
-    absl::Status applied = reducer.Apply(r.chunk);
-    EXPECT_TRUE(applied.ok()) << applied << ": " << r.chunk.dump();
-  }
-  EXPECT_EQ(starts, 1);
-  return reducer.message();
-}
 
 Json ToolHandover() {
   return Json::parse(R"([
