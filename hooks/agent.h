@@ -270,7 +270,7 @@ struct AgentHooks {
   std::function<absl::Status(const RunEndEvent&)> on_run_end;
 };
 
-class ChatSession;  // runtime/chat_session.h
+class ChatSession;  // runtime/run/chat_session.h
 
 struct Agent {
   std::string id;
@@ -281,7 +281,7 @@ struct Agent {
   AgentOptions options;
   AgentHooks hooks;
   // Set for an agent whose user code drives its turns (a custom loop or a session loop, see
-  // runtime/chat_session.h); unset for a managed agent, whose loop is baton's. The loop runs on
+  // runtime/run/chat_session.h); unset for a managed agent, whose loop is baton's. The loop runs on
   // the run's executor and must not block.
   std::function<asio::awaitable<void>(ChatSession&)> loop;
 

@@ -24,10 +24,10 @@
 #include "asio/io_context.hpp"
 #include "grpcpp/create_channel.h"
 #include "hooks/messages.h"
-#include "runtime/head_start.h"
-#include "runtime/http_client.h"
-#include "runtime/providers.h"
-#include "runtime/wire.h"
+#include "runtime/client/head_start.h"
+#include "runtime/model/http_client.h"
+#include "runtime/model/providers.h"
+#include "runtime/protocol/wire.h"
 #include "tasks/agents.h"
 
 ABSL_FLAG(std::string, orchestrator, "127.0.0.1:7400", "the orchestrator's address");

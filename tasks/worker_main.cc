@@ -2,7 +2,7 @@
 //   chat     answers in text
 //   weather  get_weather: an answer takes a step-2 model call
 //   files    delete_file needs approval; read_file fails on a missing file
-#include "runtime/worker_main.h"
+#include "runtime/worker/worker_main.h"
 
 #include "tasks/agents.h"
 

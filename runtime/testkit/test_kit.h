@@ -26,10 +26,10 @@
 
 #include "asio/io_context.hpp"
 #include "hooks/agent.h"
-#include "runtime/clock.h"
-#include "runtime/hook_pool.h"
-#include "runtime/local_session.h"
-#include "runtime/scripted_model.h"
+#include "runtime/exec/clock.h"
+#include "runtime/exec/hook_pool.h"
+#include "runtime/testkit/local_session.h"
+#include "runtime/model/scripted_model.h"
 
 namespace baton {
 

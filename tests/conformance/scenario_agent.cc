@@ -12,7 +12,7 @@
 #include "gtest/gtest.h"
 #include "hooks/messages.h"
 #include "hooks/status.h"
-#include "runtime/ui_reducer.h"
+#include "runtime/transcript/ui_reducer.h"
 
 namespace baton::conformance {
 

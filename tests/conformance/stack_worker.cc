@@ -25,9 +25,9 @@
 #include "absl/flags/flag.h"
 #include "absl/synchronization/mutex.h"
 #include "hooks/json.h"
-#include "runtime/clock.h"
-#include "runtime/scripted_model.h"
-#include "runtime/worker_main.h"
+#include "runtime/exec/clock.h"
+#include "runtime/model/scripted_model.h"
+#include "runtime/worker/worker_main.h"
 #include "tests/conformance/scenario_agent.h"
 
 ABSL_DECLARE_FLAG(std::string, hook_log);

@@ -12,7 +12,7 @@
 #include <string_view>
 #include <vector>
 
-#include "runtime/provider_streams.h"
+#include "runtime/model/provider_streams.h"
 
 namespace baton {
 

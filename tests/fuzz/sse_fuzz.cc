@@ -6,8 +6,8 @@
 #include <string_view>
 #include <vector>
 
-#include "runtime/provider_streams.h"
-#include "runtime/sse_parser.h"
+#include "runtime/model/provider_streams.h"
+#include "runtime/model/sse_parser.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 1) return 0;

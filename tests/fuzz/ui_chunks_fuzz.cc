@@ -5,8 +5,8 @@
 #include <string_view>
 
 #include "hooks/json.h"
-#include "runtime/convert.h"
-#include "runtime/ui_reducer.h"
+#include "runtime/transcript/convert.h"
+#include "runtime/transcript/ui_reducer.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view input(reinterpret_cast<const char*>(data), size);

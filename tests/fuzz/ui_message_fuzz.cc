@@ -14,10 +14,10 @@
 
 #include "hooks/messages.h"
 #include "hooks/records.h"
-#include "runtime/accumulator.h"
-#include "runtime/convert.h"
-#include "runtime/provider_requests.h"
-#include "runtime/ui_reducer.h"
+#include "runtime/transcript/accumulator.h"
+#include "runtime/transcript/convert.h"
+#include "runtime/model/provider_requests.h"
+#include "runtime/transcript/ui_reducer.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view input(reinterpret_cast<const char*>(data), size);

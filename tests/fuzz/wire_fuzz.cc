@@ -1,4 +1,4 @@
-// Fuzzes the protocol's frames as the two processes decode them (runtime/wire.h): the input is
+// Fuzzes the protocol's frames as the two processes decode them (runtime/protocol/wire.h): the input is
 // parsed as a GatewayFrame (what a worker gets: assignments, deliveries) and as a WorkerFrame
 // (what the orchestrator gets: output, snapshots, run ends). Nothing may crash, and:
 //   - an assignment is decoded whole or refused with a RunRejected reason ("bad-...: why");
@@ -22,8 +22,8 @@
 #include "absl/strings/match.h"
 #include "google/protobuf/stubs/logging.h"
 #include "hooks/records.h"
-#include "runtime/session_rules.h"
-#include "runtime/wire.h"
+#include "runtime/protocol/session_rules.h"
+#include "runtime/protocol/wire.h"
 
 namespace {
 

@@ -23,7 +23,7 @@
 #include "absl/flags/flag.h"
 #include "absl/synchronization/mutex.h"
 #include "hooks/json.h"
-#include "runtime/worker_main.h"
+#include "runtime/worker/worker_main.h"
 
 ABSL_DECLARE_FLAG(std::string, hook_log);
 

@@ -28,7 +28,7 @@
 #include "gtest/gtest.h"
 #include "hooks/messages.h"
 #include "hooks/records.h"
-#include "runtime/wire.h"
+#include "runtime/protocol/wire.h"
 #include "tests/integration/stack.h"
 #include "tools/fake-llm/script.h"
 

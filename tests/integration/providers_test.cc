@@ -2,7 +2,7 @@
 // wire formats, served byte for byte by fake-llm, streamed by HttpClient on an Asio loop,
 // decoded, and run through the step loop. Each test asserts the UI chunks, the final UI message
 // and what the worker sent.
-#include "runtime/providers.h"
+#include "runtime/model/providers.h"
 
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -22,9 +22,9 @@
 #include "asio/io_context.hpp"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "runtime/http_client.h"
-#include "runtime/step_loop.h"
-#include "runtime/waiter.h"
+#include "runtime/model/http_client.h"
+#include "runtime/step/step_loop.h"
+#include "runtime/exec/waiter.h"
 #include "tools/fake-llm/fake_llm.h"
 
 namespace baton {

@@ -14,9 +14,9 @@
 #include "grpcpp/generic/generic_stub.h"
 #include "gtest/gtest.h"
 #include "hooks/messages.h"
-#include "runtime/head_start.h"
-#include "runtime/http_client.h"
-#include "runtime/providers.h"
+#include "runtime/client/head_start.h"
+#include "runtime/model/http_client.h"
+#include "runtime/model/providers.h"
 #include "tasks/agents.h"
 
 namespace baton::testing {

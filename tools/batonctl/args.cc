@@ -21,7 +21,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "hooks/messages.h"
-#include "runtime/wire.h"
+#include "runtime/protocol/wire.h"
 
 namespace baton::ctl {
 namespace {
@@ -400,7 +400,7 @@ absl::Status BuildHeadStart(const Parsed& p, const Environment&, Command& c) {
   if (*agent != "chat" && *agent != "weather" && *agent != "files") {
     return Usage(absl::StrCat("head-start knows the tool schemas of the agents chat, weather and ",
                               "files, not \"", *agent, "\" (a warm server of your own uses ",
-                              "runtime/head_start.h with your agent)"));
+                              "runtime/client/head_start.h with your agent)"));
   }
   h.agent = *agent;
   h.text = *text;

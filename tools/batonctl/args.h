@@ -26,7 +26,7 @@
 #include "baton/v1/sessions.pb.h"
 #include "grpcpp/support/status_code_enum.h"
 #include "hooks/json.h"
-#include "runtime/grpc_client.h"
+#include "runtime/client/grpc_client.h"
 
 namespace baton::ctl {
 
@@ -70,7 +70,7 @@ struct Command {
   v1::CancelRunRequest cancel;
   v1::CloseRequest close;
 
-  // head-start: what the warm side needs (runtime/head_start.h), besides the chat and agent.
+  // head-start: what the warm side needs (runtime/client/head_start.h), besides the chat and agent.
   struct HeadStart {
     std::string chat_id;
     std::string agent;  // one of the example agents of tasks/: chat, weather, files

@@ -18,9 +18,9 @@
 #include "baton/v1/sessions.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "hooks/messages.h"
-#include "runtime/head_start.h"
-#include "runtime/http_client.h"
-#include "runtime/providers.h"
+#include "runtime/client/head_start.h"
+#include "runtime/model/http_client.h"
+#include "runtime/model/providers.h"
 #include "tasks/agents.h"
 #include "tools/batonctl/args.h"
 #include "tools/batonctl/render.h"
@@ -137,7 +137,7 @@ class Client {
     return kExitOk;
   }
 
-  // The warm side of a head start (runtime/head_start.h): step 1 streams here from the
+  // The warm side of a head start (runtime/client/head_start.h): step 1 streams here from the
   // provider, then the worker's part from `.out` until the turn completes.
   int HeadStart() {
     const Command::HeadStart& h = command_.head_start;

@@ -9,7 +9,7 @@
 #include "absl/time/time.h"
 #include "hooks/json.h"
 #include "hooks/records.h"
-#include "runtime/wire.h"
+#include "runtime/protocol/wire.h"
 
 namespace baton::ctl {
 namespace {

@@ -14,11 +14,11 @@
 #include "asio/co_spawn.hpp"
 #include "asio/io_context.hpp"
 #include "benchmark/benchmark.h"
-#include "runtime/http_client.h"
-#include "runtime/provider_streams.h"
-#include "runtime/providers.h"
-#include "runtime/sse_parser.h"
-#include "runtime/step_loop.h"
+#include "runtime/model/http_client.h"
+#include "runtime/model/provider_streams.h"
+#include "runtime/model/providers.h"
+#include "runtime/model/sse_parser.h"
+#include "runtime/step/step_loop.h"
 #include "tools/fake-llm/fake_llm.h"
 
 namespace baton {

@@ -70,8 +70,8 @@
 #include "grpcpp/create_channel.h"
 #include "hooks/json.h"
 #include "hooks/messages.h"
-#include "runtime/head_start.h"
-#include "runtime/http_client.h"
+#include "runtime/client/head_start.h"
+#include "runtime/model/http_client.h"
 #include "tools/bench/bench_main.h"
 #include "tools/fake-llm/fake_llm.h"
 
@@ -622,7 +622,7 @@ void BM_Dispatch(benchmark::State& state) {
 
 // The partial a warm server hands over after step 1 answered with a tool call: its UI message
 // through HandoverPartial (the call marked approved: tool-call, tool-approval-request, and a
-// tool message with the tool-approval-response), as runtime/head_start.cc builds it.
+// tool message with the tool-approval-response), as runtime/client/head_start.cc builds it.
 Json HandoverBody(const std::string& message_id) {
   Json ui = {
       {"id", message_id},

@@ -6,7 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "hooks/records.h"
-#include "runtime/log.h"
+#include "runtime/base/log.h"
 
 namespace baton::gateway {
 

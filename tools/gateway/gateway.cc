@@ -19,10 +19,10 @@
 #include "google/protobuf/util/json_util.h"
 #include "hooks/messages.h"
 #include "hooks/records.h"
-#include "runtime/head_start.h"
-#include "runtime/log.h"
-#include "runtime/providers.h"
-#include "runtime/wire.h"
+#include "runtime/client/head_start.h"
+#include "runtime/base/log.h"
+#include "runtime/model/providers.h"
+#include "runtime/protocol/wire.h"
 
 namespace baton::gateway {
 

@@ -11,7 +11,7 @@
 #include "asio/post.hpp"
 #include "asio/write.hpp"
 #include "hooks/json.h"
-#include "runtime/log.h"
+#include "runtime/base/log.h"
 
 namespace baton::gateway {
 

@@ -22,10 +22,10 @@
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
-#include "runtime/admin_http.h"
-#include "runtime/log.h"
-#include "runtime/parse_errors.h"
-#include "runtime/wire.h"
+#include "runtime/base/admin_http.h"
+#include "runtime/base/log.h"
+#include "runtime/base/parse_errors.h"
+#include "runtime/protocol/wire.h"
 #include "tools/orchestrator/orchestrator.h"
 
 ABSL_FLAG(std::vector<std::string>, listen, {"127.0.0.1:7400"},

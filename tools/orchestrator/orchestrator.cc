@@ -10,10 +10,10 @@
 #include "absl/strings/str_cat.h"
 #include "hooks/json.h"
 #include "hooks/records.h"
-#include "runtime/log.h"
-#include "runtime/parse_errors.h"
-#include "runtime/session_rules.h"
-#include "runtime/wire.h"
+#include "runtime/base/log.h"
+#include "runtime/base/parse_errors.h"
+#include "runtime/protocol/session_rules.h"
+#include "runtime/protocol/wire.h"
 
 namespace baton::orchestrator {
 

@@ -30,7 +30,7 @@
 #include "absl/time/time.h"
 #include "baton/v1/sessions.grpc.pb.h"
 #include "baton/v1/worker.grpc.pb.h"
-#include "runtime/metrics.h"
+#include "runtime/base/metrics.h"
 #include "tools/orchestrator/auth.h"
 #include "tools/orchestrator/store.h"
 
@@ -59,7 +59,7 @@ struct Options {
   absl::Duration handover_timeout = absl::Seconds(30);
   // Frames (docs/protocol.md): the largest frame the orchestrator reads (announced in Welcome),
   // and sends within together with the worker's own bound. gRPC's message limit on every call
-  // is this plus room for one record (GrpcMessageLimit, runtime/wire.h).
+  // is this plus room for one record (GrpcMessageLimit, runtime/protocol/wire.h).
   size_t max_frame_bytes = 4 << 20;
   // The largest snapshot a worker may store, all its pieces together.
   size_t max_snapshot_bytes = 256 << 20;

@@ -1,5 +1,5 @@
 // A worker of your own: your agents, baton's worker main (flags, provider, drain on SIGTERM).
-#include "runtime/worker_main.h"
+#include "runtime/worker/worker_main.h"
 
 int main(int argc, char** argv) {
   return baton::WorkerMain(argc, argv, [](baton::WorkerSetup& setup) {

@@ -20,7 +20,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "runtime/sse_parser.h"
+#include "runtime/model/sse_parser.h"
 
 namespace baton::fakellm {
 namespace {

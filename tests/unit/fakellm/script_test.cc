@@ -8,8 +8,8 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "runtime/provider_streams.h"
-#include "runtime/sse_parser.h"
+#include "runtime/model/provider_streams.h"
+#include "runtime/model/sse_parser.h"
 
 namespace baton::fakellm {
 namespace {

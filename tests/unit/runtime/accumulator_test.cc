@@ -1,6 +1,6 @@
 // The two-lane transcript (reference/chat-wire-and-hooks.md §5.3-§5.6, scenarios §9.10, §9.14,
 // §9.26-§9.28).
-#include "runtime/accumulator.h"
+#include "runtime/transcript/accumulator.h"
 
 #include <string>
 #include <vector>
@@ -8,7 +8,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "hooks/messages.h"
-#include "runtime/convert.h"
+#include "runtime/transcript/convert.h"
 
 namespace baton {
 namespace {

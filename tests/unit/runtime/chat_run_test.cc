@@ -1,5 +1,5 @@
 // Behaviour of a managed agent's run, driven through the test kit.
-#include "runtime/chat_run.h"
+#include "runtime/run/chat_run.h"
 
 #include <algorithm>
 #include <atomic>
@@ -8,10 +8,10 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "hooks/messages.h"
-#include "runtime/provider_requests.h"
+#include "runtime/model/provider_requests.h"
 #include "runtime/testkit/test_kit.h"
-#include "runtime/ui_reducer.h"
-#include "runtime/wire.h"
+#include "runtime/transcript/ui_reducer.h"
+#include "runtime/protocol/wire.h"
 #include "tasks/agents.h"
 #include "tests/unit/runtime/read_out.h"
 

@@ -1,11 +1,11 @@
 // Custom loops and session loops: user code drives the turns, on the managed agent's core.
-#include "runtime/chat_session.h"
+#include "runtime/run/chat_session.h"
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "hooks/messages.h"
 #include "runtime/testkit/test_kit.h"
-#include "runtime/ui_reducer.h"
+#include "runtime/transcript/ui_reducer.h"
 #include "tasks/agents.h"
 #include "tests/unit/runtime/read_out.h"
 

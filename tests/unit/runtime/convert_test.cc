@@ -1,6 +1,6 @@
 // Conversions between UI messages and model messages (reference/llm-wire.md §2.2-§2.3,
 // chat-wire-and-hooks.md §5.5-§5.6).
-#include "runtime/convert.h"
+#include "runtime/transcript/convert.h"
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"

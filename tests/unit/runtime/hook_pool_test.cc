@@ -1,4 +1,4 @@
-#include "runtime/hook_pool.h"
+#include "runtime/exec/hook_pool.h"
 
 #include <latch>
 #include <optional>

@@ -1,6 +1,6 @@
 // Request bodies against reference/llm-wire.md §3.1, §4.1 and the request halves of the test
 // vectors (V3, V4, V5, V10, V12).
-#include "runtime/provider_requests.h"
+#include "runtime/model/provider_requests.h"
 
 #include "gtest/gtest.h"
 

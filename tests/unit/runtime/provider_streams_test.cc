@@ -1,6 +1,6 @@
 // The SSE parser and the two provider stream decoders against the test vectors of
 // reference/llm-wire.md §5, fed as raw wire bytes.
-#include "runtime/provider_streams.h"
+#include "runtime/model/provider_streams.h"
 
 #include <string>
 #include <vector>
@@ -8,7 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "runtime/sse_parser.h"
+#include "runtime/model/sse_parser.h"
 
 namespace baton {
 namespace {

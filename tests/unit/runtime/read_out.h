@@ -8,7 +8,7 @@
 #include "gtest/gtest.h"
 #include "hooks/json.h"
 #include "hooks/records.h"
-#include "runtime/ui_reducer.h"
+#include "runtime/transcript/ui_reducer.h"
 
 namespace baton {
 

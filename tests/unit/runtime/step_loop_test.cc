@@ -1,6 +1,6 @@
 // The step loop against the test vectors of reference/llm-wire.md §5 (at the model-event level;
 // the provider wire formats are the providers' tests).
-#include "runtime/step_loop.h"
+#include "runtime/step/step_loop.h"
 
 #include <algorithm>
 #include <atomic>
@@ -15,9 +15,9 @@
 #include "gtest/gtest.h"
 #include "hooks/messages.h"
 #include "hooks/records.h"
-#include "runtime/head_start.h"
-#include "runtime/scripted_model.h"
-#include "runtime/waiter.h"
+#include "runtime/client/head_start.h"
+#include "runtime/model/scripted_model.h"
+#include "runtime/exec/waiter.h"
 
 namespace baton {
 namespace {

@@ -1,6 +1,6 @@
 // UiReducer folds UI message chunks into a message as the AI SDK client does
 // (reference/llm-wire.md §1.4-§1.5).
-#include "runtime/ui_reducer.h"
+#include "runtime/transcript/ui_reducer.h"
 
 #include <initializer_list>
 #include <string>

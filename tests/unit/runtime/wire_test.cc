@@ -1,6 +1,6 @@
 // Records between runtime and protocol form, trigger names, traceparent checks, and the
 // Prometheus text of the metrics registry.
-#include "runtime/wire.h"
+#include "runtime/protocol/wire.h"
 
 #include <deque>
 #include <optional>
@@ -10,9 +10,9 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "runtime/head_start.h"
-#include "runtime/metrics.h"
-#include "runtime/worker.h"
+#include "runtime/client/head_start.h"
+#include "runtime/base/metrics.h"
+#include "runtime/worker/worker.h"
 
 namespace baton {
 namespace {

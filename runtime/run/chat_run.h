@@ -1,0 +1,243 @@
+// File: runtime/run/chat_run.h
+//
+// ChatRun: one run of a managed chat agent, from boot to its end (DESIGN §4,
+// reference/chat-wire-and-hooks.md §3). It boots (preload, submit-message, handover-prepare,
+// regenerate-message, close, or a continuation from a snapshot), waits on `.in`, fires the hooks,
+// runs turns through the StepLoop, writes `.out` and snapshots, and ends with one RunOutcome.
+//
+// A run is a coroutine on its host's executor: while it waits it holds a timer and its frame,
+// no thread. User code (hooks, tools) runs on the host's HookPool.
+#ifndef BATON_RUNTIME_RUN_CHAT_RUN_H_
+#define BATON_RUNTIME_RUN_CHAT_RUN_H_
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <set>
+#include <stop_token>
+#include <string>
+#include <vector>
+
+#include "absl/functional/any_invocable.h"
+#include "absl/time/time.h"
+#include "asio/any_io_executor.hpp"
+#include "asio/awaitable.hpp"
+#include "hooks/agent.h"
+#include "hooks/records.h"
+#include "runtime/transcript/accumulator.h"
+#include "runtime/run/chat_session.h"
+#include "runtime/exec/clock.h"
+#include "runtime/exec/hook_pool.h"
+#include "runtime/run/inbox.h"
+#include "runtime/step/step_loop.h"
+
+namespace baton {
+
+// What starts a run. `trigger` is the boot kind: "preload", "submit-message",
+// "handover-prepare", "regenerate-message", "close", or "" for a continuation (a run taking over
+// a session whose earlier run ended; `snapshot` and `pending` carry what it left).
+struct BootRequest {
+  std::string run_id;
+  std::string chat_id;
+  std::string trigger;
+  Json payload = Json::object();  // ChatTaskWirePayload: message, headStartMessages, metadata, ...
+  bool continuation = false;
+  std::string previous_run_id;
+  int attempt = 1;
+  Json snapshot;                    // null when there is none
+  bool resume = false;              // the earlier run suspended; this run carries on its wait
+  std::vector<InRecord> pending;    // `.in` records after the snapshot's cursor
+  std::vector<OutRecord> out_tail;  // `.out` records after the snapshot's turn-complete
+  std::string traceparent;          // W3C trace context, carried into provider calls
+  // When the run was queued (for the chat's first run: when the chat was created; the boot
+  // message was stored then) and when its host got the assignment, for the turn timings.
+  absl::Time queued_at = absl::InfinitePast();
+  absl::Time assigned_at = absl::InfinitePast();
+};
+
+// One turn's timings, written on its `finish` chunk as messageMetadata.baton.timings (in
+// milliseconds) and observed by the host (docs/worker.md). Each is set when it applies.
+struct TurnTimings {
+  std::optional<absl::Duration> queued;    // message stored -> the run had it
+  std::optional<absl::Duration> boot;      // assignment received -> run started (first turn)
+  std::optional<absl::Duration> hooks;     // hooks before the model call
+  std::optional<absl::Duration> handover;  // a head start's wait for its signal
+  std::optional<absl::Duration> model_first_byte;  // model call sent -> its first event
+  std::optional<absl::Duration> tools;             // tool executions
+  std::optional<absl::Duration> turn;              // message stored -> `finish`
+  // {"queued": 1.5, "turn": 120, ...}: milliseconds, keys only for what is set.
+  Json ToJson() const;
+};
+
+// How a run ended.
+struct RunOutcome {
+  enum class Kind {
+    kExited,     // finished; the next record boots a continuation
+    kSuspended,  // idle; the next record before `resume_deadline` resumes it
+    kFailed,     // an error outside a turn (a boot hook); `retryable` says whether to reassign
+    kCancelled,  // cancelled from outside
+  };
+  Kind kind = Kind::kExited;
+  std::string reason;  // see RunEndEvent::reason
+  std::string error;
+  bool retryable = false;
+  absl::Time resume_deadline = absl::InfinitePast();
+};
+
+// What a run needs from the process hosting it. All callbacks are called on `executor`.
+struct RunHost {
+  asio::any_io_executor executor;
+  Clock* clock = nullptr;
+  HookPool* pool = nullptr;
+  // Appends a record to the session's `.out` and returns its seq. It always takes the record.
+  std::function<int64_t(OutRecord)> write;
+  // Optional: returns once the host has room for more output (its outbox of unacknowledged
+  // records is under its bound), or at once when `stop` is requested. The step loop awaits it
+  // before each model call, between the model's reads and before it starts tools, so a run
+  // whose output cannot leave stops producing it (backpressure). Empty: no bound.
+  std::function<asio::awaitable<void>(std::stop_token stop)> writable;
+  // Stores the run's snapshot (see docs/semantics.md for the format).
+  std::function<void(Json snapshot)> save_snapshot;
+  // Called once, when the run has ended.
+  std::function<void(const RunOutcome&)> finished;
+  // Optional: sees every lifecycle point with a JSON summary of its arguments (the test kit).
+  std::function<void(std::string_view hook, const Json& args)> observe;
+  // Makes a fresh assistant message id.
+  std::function<std::string()> new_message_id;
+  // Optional: each turn's timings, as its `finish` is written.
+  std::function<void(const TurnTimings&)> timings;
+};
+
+// Thread-safety: every method is called on the host's executor.
+class ChatRun : public std::enable_shared_from_this<ChatRun> {
+ public:
+  friend class ChatSession;
+  ChatRun(const Agent& agent, RunHost host, BootRequest boot);
+  ~ChatRun();
+
+  // Spawns the run's coroutine; RunHost::finished reports its end.
+  void Start();
+  // A `.in` record for this run, in seq order.
+  void Deliver(InRecord record);
+  // Cancels the run: the turn in flight is abandoned (its stream ends with `abort`, no
+  // turn-complete), the run ends kCancelled. With `lost`, the run writes nothing more at all:
+  // how a run whose worker died looks to its session.
+  void Cancel(bool lost = false);
+
+  const std::string& run_id() const { return boot_.run_id; }
+
+ private:
+  // What a wait returned.
+  struct Wake {
+    std::optional<InRecord> record;  // set: a message arrived
+    RunOutcome outcome;              // otherwise: how the run ends
+  };
+  struct TurnRequest;  // what a turn answers
+  struct TurnState;    // what a turn produced so far
+
+  asio::awaitable<void> Main();
+  asio::awaitable<RunOutcome> Body();
+  asio::awaitable<RunOutcome> RunLoop();  // an agent with its own loop
+  // `first_phase` names the first wait's phase; it must outlive the call (a literal, or a local
+  // of the awaiting coroutine).
+  asio::awaitable<RunOutcome> TurnLoop(std::optional<TurnRequest> first,
+                                       std::string_view first_phase);
+  asio::awaitable<Wake> WaitForMessage(const std::string& phase, absl::Duration idle,
+                                       absl::Duration suspended_for, bool hooks);
+  asio::awaitable<bool> RunTurn(TurnRequest request);  // returns false after a turn error
+  asio::awaitable<absl::Status> TurnBody(const TurnRequest& request, TurnState& state);
+  asio::awaitable<absl::Status> ActionBody(const TurnRequest& request, TurnState& state);
+  // From onChatStart to the stored response: the part of a turn after its messages are merged.
+  asio::awaitable<absl::Status> TurnTail(const TurnRequest& request, TurnState& state,
+                                         std::string handover_id, bool handover_final,
+                                         bool spliced);
+  // Waits for a message in `phase` with that phase's idle and suspended windows.
+  asio::awaitable<Wake> WaitInPhase(const std::string& phase, bool hooks);
+  // Runs the step loop on `prompt` under the turn's stop, continuing a trailing assistant
+  // message, and stores the response in the transcript.
+  struct Streamed {
+    StepLoopResult result;
+    std::optional<Json> response;  // cleaned when stopped; absent when nothing streamed
+  };
+  // `state`: the managed turn it answers, for its timings (null in a user loop).
+  asio::awaitable<Streamed> Stream(Json prompt, const TurnState* state);
+  // A head start's step 1 on `.out`: the handover's partial as UI chunks of message `id`
+  // (`start` through `finish-step`), then the `handover-spliced` record.
+  void WriteStepOne(const Json& partial, const std::string& id);
+  // The turn's timings so far (`step`: what its step loop measured, if it ran).
+  TurnTimings Timings(const TurnState* state, const StepTimings* step) const;
+  // The `finish` chunk's messageMetadata: the timings, also handed to the host.
+  Json FinishMetadata(const TurnState* state, const StepTimings* step);
+  // Ends a head start's answer whose step 1 is on `.out` and that no step loop went on with:
+  // `finish` (with `reason`) or, for "" , `abort`. Nothing when none is open.
+  void EndStepOne(const std::string& reason, const TurnState* state);
+  // Between steps: offers the user messages queued mid-turn to should_inject_pending.
+  asio::awaitable<StepLoop::Env::Injection> InjectPending(int next_step);
+  asio::awaitable<void> TurnError(const absl::Status& error, const TurnRequest& request,
+                                  TurnState& state);
+  TurnCompleteEvent MakeTurnCompleteEvent(const TurnState& state) const;
+  void RestoreSnapshot();
+  // Continuation or retry: folds the `.out` tail into the transcript and settles a partial
+  // answer a dead run left behind (onRecoveryBoot): it is retracted, or kept and closed.
+  asio::awaitable<void> Recover();
+  // Writes a `retract` of the answer `message_id` whose `start` is at `.out` seq `from_seq`.
+  void WriteRetract(const std::string& message_id, int64_t from_seq);
+  Json MakeSnapshot(std::optional<Json> suspended) const;
+  int64_t WriteTurnComplete(bool closed, const std::string& close_reason);
+  void Observe(std::string_view hook, const std::function<Json()>& args);
+
+  // Runs a user hook on the pool and applies its ChatControl requests.
+  template <typename R, typename E>
+  asio::awaitable<R> CallHook(const std::function<R(const E&, ChatControl&)>& hook, E event);
+  template <typename R, typename E>
+  asio::awaitable<R> CallHook(const std::function<R(const E&)>& hook, E event);
+  template <typename R>
+  asio::awaitable<R> RunUserCode(absl::AnyInvocable<R()> fn, bool* in_time = nullptr);
+  // Applies a hook's requests; an error when one of them cannot be taken (messages nested
+  // deeper than kMaxDataDepth), which becomes the hook's error.
+  absl::Status ApplyControl(ChatControl& control);
+  // Every `.out` record and snapshot of the run goes through these: a lost run writes nothing.
+  int64_t Write(OutRecord record);
+  // A chunk from user code (ChatControl::Write, ChatSession::Write): one nested deeper than
+  // kMaxDataDepth is replaced by an `error` chunk saying so.
+  int64_t WriteUserChunk(Json chunk);
+  void SaveSnapshot(Json snapshot);
+
+  const Agent& agent_;
+  RunHost host_;
+  BootRequest boot_;
+  ChatInfo info_;
+  Inbox inbox_;
+  Accumulator acc_;
+  std::stop_source cancel_;                    // run cancel
+  bool lost_ = false;                          // cancelled as lost: the run writes nothing more
+  std::optional<std::stop_source> turn_stop_;  // the turn in flight's stop (stop record or cancel)
+
+  int turn_ = 0;                    // next turn number (per run)
+  bool chat_started_ = false;       // a turn has begun in this chat (any run)
+  int64_t last_turn_complete_ = 0;  // `.out` seq of the latest turn-complete (trim target)
+  Usage total_usage_;
+  Usage previous_turn_usage_;
+  // Recovery found the boot payload's message answered on the `.out` tail.
+  bool boot_answered_ = false;
+  // Head start: the handover to splice into turn 0 (consumed once).
+  std::optional<InRecord> handover_;
+  bool end_run_ = false;
+  std::optional<std::string> close_reason_;
+  bool upgrade_ = false;
+  // Ids of responses cut short by a stop (saved final:false until a later turn completes them).
+  std::set<std::string> unfinished_;
+  // A user loop's end, decided by ChatSession::NextMessage().
+  std::optional<RunOutcome> loop_outcome_;
+  // For the turn timings: when the run started, time spent in hooks so far, turns run.
+  absl::Time started_at_ = absl::InfinitePast();
+  absl::Duration hook_time_;
+  int turns_run_ = 0;
+  // The message id of a head start's answer whose step 1 is on `.out` and that has not ended
+  // yet ("" when none): its `start` is written, so the step loop writes none.
+  std::string step_one_open_;
+};
+
+}  // namespace baton
+
+#endif  // BATON_RUNTIME_RUN_CHAT_RUN_H_

@@ -1,0 +1,242 @@
+#include "runtime/testkit/local_session.h"
+
+#include "absl/strings/str_cat.h"
+#include "runtime/protocol/session_rules.h"
+
+namespace baton {
+LocalSessions::LocalSessions(asio::any_io_executor executor, Clock& clock, HookPool& pool)
+    : executor_(std::move(executor)), clock_(clock), pool_(pool) {}
+
+LocalSessions::~LocalSessions() {
+  for (auto& [id, session] : sessions_) {
+    if (session->run) session->run->Cancel();
+    if (session->expiry) clock_.Disarm(*session->expiry);
+    if (session->handover_timer) clock_.Disarm(*session->handover_timer);
+  }
+}
+
+const LocalSessions::Session* LocalSessions::Find(const std::string& chat_id) const {
+  auto it = sessions_.find(chat_id);
+  return it == sessions_.end() ? nullptr : it->second.get();
+}
+
+RunHost LocalSessions::MakeHost(Session& session) {
+  RunHost host;
+  host.executor = executor_;
+  host.clock = &clock_;
+  host.pool = &pool_;
+  Session* s = &session;
+  host.write = [this, s](OutRecord record) {
+    record.seq = static_cast<int64_t>(s->out.size()) + 1;
+    s->out.push_back(record);
+    if (on_out) on_out(s->chat_id, s->out.back());
+    return record.seq;
+  };
+  host.save_snapshot = [s](Json snapshot) {
+    s->snapshots.push_back(snapshot);
+    s->snapshot = std::move(snapshot);
+  };
+  host.observe = [this, s](std::string_view hook, const Json& args) {
+    if (on_hook) on_hook(s->chat_id, hook, args);
+  };
+  host.new_message_id = [this] { return absl::StrCat("msg_", next_message_++); };
+  host.finished = [this, s](const RunOutcome& outcome) {
+    --live_runs_;
+    s->run.reset();
+    s->last_outcome = outcome;
+    switch (outcome.kind) {
+      case RunOutcome::Kind::kSuspended:
+        s->state = State::kSuspended;
+        ArmExpiry(*s);
+        break;
+      case RunOutcome::Kind::kFailed:
+        s->state = State::kFailed;
+        break;
+      default:
+        s->state = outcome.reason == "close" ? State::kClosed : State::kExited;
+        break;
+    }
+    if (on_run_end) on_run_end(s->chat_id, outcome);
+    if (s->reassign) {
+      s->reassign = false;
+      BootRequest retry;
+      retry.continuation = true;
+      retry.attempt = s->attempt + 1;
+      Boot(*s, std::move(retry));
+      return;
+    }
+    // Records that arrived while the run was ending, or that it left unanswered, start the next
+    // run at once (one live run per chat).
+    int64_t floor = SnapshotInSeq(s->snapshot);
+    bool unanswered = false;
+    for (const InRecord& r : s->in) {
+      if (r.seq > floor && NeedsAnswer(r)) unanswered = true;
+    }
+    // An upgrade before turn 0 answered the boot message leaves it to the next run, too.
+    if (outcome.reason == "upgrade" && s->boot_message.is_object() &&
+        !SnapshotHolds(s->snapshot, s->boot_message)) {
+      unanswered = true;
+    }
+    if (unanswered && s->state == State::kSuspended) {
+      BootRequest boot;  // a message came while the run was suspending: resume it at once
+      boot.resume = true;
+      Boot(*s, std::move(boot));
+    } else if (unanswered && s->state == State::kExited) {
+      BootRequest boot;
+      boot.continuation = true;
+      Boot(*s, std::move(boot));
+    }
+  };
+  return host;
+}
+
+void LocalSessions::ArmExpiry(Session& session) {
+  session.expiry = std::make_unique<asio::steady_timer>(executor_);
+  clock_.Arm(*session.expiry, session.last_outcome.resume_deadline);
+  Session* s = &session;
+  int64_t generation = ++session.expiry_generation;
+  session.expiry->async_wait([this, s, generation](const asio::error_code&) {
+    if (s->expiry_generation != generation) return;  // superseded: resumed or re-armed
+    if (s->state != State::kSuspended || clock_.Now() < s->last_outcome.resume_deadline) {
+      if (s->state == State::kSuspended) ArmExpiry(*s);
+      return;
+    }
+    // The suspended wait timed out: the run has ended; the next message boots a continuation.
+    s->state = State::kExited;
+    s->last_outcome = RunOutcome{RunOutcome::Kind::kExited, "timeout"};
+    if (on_run_end) on_run_end(s->chat_id, s->last_outcome);
+  });
+}
+
+void LocalSessions::ArmHandoverDeadline(Session& session, absl::Time deadline) {
+  session.handover_timer = std::make_unique<asio::steady_timer>(executor_);
+  clock_.Arm(*session.handover_timer, deadline);
+  Session* s = &session;
+  session.handover_timer->async_wait([this, s, deadline](const asio::error_code&) {
+    if (!s->handover.open) return;
+    if (clock_.Now() < deadline) {  // the fake clock fires armed timers early: wait again
+      ArmHandoverDeadline(*s, deadline);
+      return;
+    }
+    // No signal in time: the warm side is gone. The run answers the message itself.
+    absl::StatusOr<int64_t> seq = Append(s->chat_id, HandoverTimeoutSkip());
+    static_cast<void>(seq);
+  });
+}
+
+void LocalSessions::Boot(Session& session, BootRequest boot) {
+  if (session.expiry) {
+    clock_.Disarm(*session.expiry);
+    ++session.expiry_generation;  // its pending wait is cancelled and ignored
+    session.expiry.reset();
+  }
+  boot.chat_id = session.chat_id;
+  boot.run_id = absl::StrCat("run_", next_run_++);
+  if (boot.continuation || boot.resume) {
+    boot.previous_run_id = session.run_id;
+    boot.snapshot = session.snapshot;
+    // The first run's boot message never went through `.in`: until a snapshot holds it (it
+    // was answered), a continuation or retry boots as the first run did, so it is not lost.
+    NextBoot next = NextBootOf(session.first_trigger, session.base_payload, session.boot_message,
+                               session.head_start_messages, session.snapshot);
+    boot.trigger = std::move(next.trigger);
+    boot.payload = std::move(next.payload);
+    int64_t floor = SnapshotInSeq(session.snapshot);
+    for (const InRecord& r : session.in) {
+      if (r.seq > floor) boot.pending.push_back(r);
+    }
+    int64_t last_turn_complete = SnapshotOutSeq(session.snapshot);
+    for (const OutRecord& r : session.out) {
+      if (r.seq > last_turn_complete) boot.out_tail.push_back(r);
+    }
+  }
+  // Queued and assigned at once: the timings' `boot` is the run's own start-up only.
+  if (boot.queued_at == absl::InfinitePast()) boot.queued_at = clock_.Now();
+  boot.assigned_at = clock_.Now();
+  session.run_id = boot.run_id;
+  session.attempt = boot.attempt;
+  session.state = State::kLive;
+  ++session.runs;
+  ++live_runs_;
+  session.run = std::make_shared<ChatRun>(*session.agent, MakeHost(session), std::move(boot));
+  session.run->Start();
+}
+
+absl::Status LocalSessions::Create(const std::string& chat_id, const Agent& agent,
+                                   const std::string& trigger, Json payload, int attempt) {
+  if (sessions_.count(chat_id) > 0) {
+    return absl::AlreadyExistsError(absl::StrCat("chat ", chat_id, " already has a session"));
+  }
+  auto session = std::make_unique<Session>();
+  session->chat_id = chat_id;
+  session->agent = &agent;
+  if (!payload.is_object()) payload = Json::object();
+  payload["chatId"] = chat_id;
+  session->base_payload = BasePayload(payload);
+  session->boot_message = BootMessage(trigger, payload);
+  session->first_trigger = trigger;
+  Session& s = *session;
+  sessions_[chat_id] = std::move(session);
+  if (trigger == "handover-prepare") {
+    s.head_start_messages = payload.value("headStartMessages", Json::array());
+    s.handover.head_start = true;
+    s.handover.open = true;
+    ArmHandoverDeadline(s, clock_.Now() + agent.options.handover_timeout);
+  }
+  BootRequest boot;
+  boot.trigger = trigger;
+  boot.payload = std::move(payload);
+  boot.attempt = attempt;
+  boot.queued_at = clock_.Now();  // the boot message is stored with the chat
+  Boot(s, std::move(boot));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int64_t> LocalSessions::Append(const std::string& chat_id, const Json& body) {
+  auto it = sessions_.find(chat_id);
+  if (it == sessions_.end()) return absl::NotFoundError(absl::StrCat("no chat ", chat_id));
+  Session& s = *it->second;
+  if (s.state == State::kClosed) {
+    return absl::FailedPreconditionError(absl::StrCat("chat ", chat_id, " is closed"));
+  }
+  absl::StatusOr<InRecord> record = InRecordFromJson(static_cast<int64_t>(s.in.size()) + 1, body);
+  if (!record.ok()) return record.status();
+  record->appended_at = clock_.Now();
+  if (absl::Status signal = CheckSignal(chat_id, s.handover, record->kind); !signal.ok()) {
+    return signal;
+  }
+  int64_t seq = record->seq;
+  if (record->kind == InKind::kHandover || record->kind == InKind::kHandoverSkip) {
+    s.handover.open = false;
+    s.handover.closed_by = seq;
+    if (s.handover_timer) clock_.Disarm(*s.handover_timer);
+  }
+  s.in.push_back(*record);
+  if (s.run) {
+    s.run->Deliver(*std::move(record));
+    return seq;
+  }
+  if (record->kind != InKind::kMessage) return seq;  // stops and signals only reach a live run
+  BootRequest boot;
+  if (s.state == State::kSuspended && clock_.Now() < s.last_outcome.resume_deadline) {
+    boot.resume = true;
+  } else {
+    boot.continuation = true;
+  }
+  Boot(s, std::move(boot));
+  return seq;
+}
+
+void LocalSessions::Reassign(const std::string& chat_id) {
+  auto it = sessions_.find(chat_id);
+  if (it == sessions_.end() || !it->second->run) return;
+  it->second->reassign = true;
+  it->second->run->Cancel(/*lost=*/true);
+}
+
+void LocalSessions::Cancel(const std::string& chat_id) {
+  auto it = sessions_.find(chat_id);
+  if (it != sessions_.end() && it->second->run) it->second->run->Cancel();
+}
+
+}  // namespace baton

@@ -1,0 +1,41 @@
+// File: runtime/transcript/convert.h
+//
+// Conversions between the two transcripts a run keeps (reference/llm-wire.md §2.3 and
+// chat-wire-and-hooks.md §5.5): UI messages (what users see and what is persisted) and model
+// messages (what the model is sent).
+#ifndef BATON_RUNTIME_TRANSCRIPT_CONVERT_H_
+#define BATON_RUNTIME_TRANSCRIPT_CONVERT_H_
+
+#include <string>
+
+#include "hooks/json.h"
+
+namespace baton {
+
+// UiToModelMessages()
+//
+// The model messages for one UI message, as the AI SDK's convertToModelMessages with
+// ignoreIncompleteToolCalls: an assistant message splits into one assistant message per step
+// (at each step-start part), each followed by a tool message with the step's results. Tool parts
+// still streaming, or waiting for input with no output, are left out. Tool parts waiting on or
+// answered by an approval become tool-approval-request / tool-approval-response parts, which the
+// step loop resolves before its first model call. Provider metadata becomes providerOptions.
+Json UiToModelMessages(const Json& ui_message);
+
+// PartialToUiMessage()
+//
+// The UI message for a head start's partial (the model messages the warm server produced in
+// step 1), under `message_id`: from the first assistant message, text becomes a text part,
+// reasoning a done reasoning part with its providerOptions as providerMetadata, a tool call a
+// tool part in input-available. Approval requests are skipped.
+Json PartialToUiMessage(const Json& partial, const std::string& message_id);
+
+// StripOpenAiItemId()
+//
+// Removes providerMetadata.openai.itemId from every part (the reference's
+// stripProviderMetadata) and keeps all other metadata, Anthropic signatures included.
+Json StripOpenAiItemId(Json ui_message);
+
+}  // namespace baton
+
+#endif  // BATON_RUNTIME_TRANSCRIPT_CONVERT_H_
