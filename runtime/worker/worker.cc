@@ -374,6 +374,9 @@ void Worker::SendCredit(int runs) {
 
 void Worker::OnFrame(Stream* stream, v1::GatewayFrame frame) {
   if (stream != stream_.get()) return;  // a frame of a stream already given up
+  // Any frame shows the stream is alive: a heartbeat's answer can wait behind megabytes of
+  // deliveries this worker is still taking in, and that is no reason to drop its runs.
+  heartbeat_acked_ = heartbeat_seq_;
   // An assignment's AssignMore frames follow its AssignRun directly.
   if (assembling_ && frame.frame_case() != v1::GatewayFrame::kAssignMore) {
     AbandonAssembly("another frame came before its last AssignMore");
@@ -482,7 +485,8 @@ void Worker::OnWelcome(const v1::Welcome& welcome) {
 
 void Worker::Heartbeat() {
   if (!stream_ || !welcomed_) return;
-  // Two intervals without an answer: the stream is dead even if TCP says otherwise.
+  // Two intervals without an answer or any other frame: the stream is dead even if TCP says
+  // otherwise.
   if (heartbeat_seq_ - heartbeat_acked_ >= 2) {
     LogJson("warn", "no heartbeat answer for two intervals: reconnecting",
             {{"worker_id", options_.worker_id}});
