@@ -5,9 +5,9 @@
 #include "absl/strings/str_format.h"
 #include "grpcpp/client_context.h"
 #include "hooks/messages.h"
-#include "runtime/transcript/convert.h"
-#include "runtime/step/step_loop.h"
 #include "runtime/protocol/wire.h"
+#include "runtime/step/step_loop.h"
+#include "runtime/transcript/convert.h"
 
 namespace baton {
 

@@ -8,9 +8,9 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "runtime/exec/waiter.h"
 #include "runtime/model/provider_streams.h"
 #include "runtime/model/sse_parser.h"
-#include "runtime/exec/waiter.h"
 
 namespace baton {
 

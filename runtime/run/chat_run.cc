@@ -15,10 +15,10 @@
 #include "asio/detached.hpp"
 #include "hooks/messages.h"
 #include "hooks/status.h"
-#include "runtime/transcript/convert.h"
 #include "runtime/base/log.h"
 #include "runtime/protocol/session_rules.h"
 #include "runtime/step/step_loop.h"
+#include "runtime/transcript/convert.h"
 #include "runtime/transcript/ui_reducer.h"
 
 namespace baton {

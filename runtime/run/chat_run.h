@@ -24,12 +24,12 @@
 #include "asio/awaitable.hpp"
 #include "hooks/agent.h"
 #include "hooks/records.h"
-#include "runtime/transcript/accumulator.h"
-#include "runtime/run/chat_session.h"
 #include "runtime/exec/clock.h"
 #include "runtime/exec/hook_pool.h"
+#include "runtime/run/chat_session.h"
 #include "runtime/run/inbox.h"
 #include "runtime/step/step_loop.h"
+#include "runtime/transcript/accumulator.h"
 
 namespace baton {
 

@@ -3,8 +3,8 @@
 #include <utility>
 
 #include "hooks/messages.h"
-#include "runtime/run/chat_run.h"
 #include "runtime/protocol/session_rules.h"
+#include "runtime/run/chat_run.h"
 
 namespace baton {
 

@@ -40,8 +40,8 @@
 #include "absl/functional/any_invocable.h"
 #include "asio/awaitable.hpp"
 #include "hooks/agent.h"
-#include "runtime/transcript/accumulator.h"
 #include "runtime/step/step_loop.h"
+#include "runtime/transcript/accumulator.h"
 
 namespace baton {
 

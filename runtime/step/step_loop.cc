@@ -9,9 +9,9 @@
 #include "absl/strings/str_cat.h"
 #include "hooks/messages.h"
 #include "hooks/records.h"
+#include "runtime/exec/waiter.h"
 #include "runtime/transcript/convert.h"
 #include "runtime/transcript/ui_reducer.h"
-#include "runtime/exec/waiter.h"
 
 namespace baton {
 namespace {

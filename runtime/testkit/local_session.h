@@ -19,10 +19,10 @@
 #include "asio/steady_timer.hpp"
 #include "hooks/agent.h"
 #include "hooks/records.h"
-#include "runtime/run/chat_run.h"
 #include "runtime/exec/clock.h"
 #include "runtime/exec/hook_pool.h"
 #include "runtime/protocol/session_rules.h"
+#include "runtime/run/chat_run.h"
 
 namespace baton {
 

@@ -28,8 +28,8 @@
 #include "hooks/agent.h"
 #include "runtime/exec/clock.h"
 #include "runtime/exec/hook_pool.h"
-#include "runtime/testkit/local_session.h"
 #include "runtime/model/scripted_model.h"
+#include "runtime/testkit/local_session.h"
 
 namespace baton {
 

@@ -14,11 +14,11 @@
 #include "absl/strings/str_format.h"
 #include "asio/post.hpp"
 #include "grpcpp/create_channel.h"
-#include "runtime/run/chat_run.h"
 #include "runtime/base/log.h"
 #include "runtime/base/parse_errors.h"
 #include "runtime/protocol/session_rules.h"
 #include "runtime/protocol/wire.h"
+#include "runtime/run/chat_run.h"
 
 namespace baton {
 

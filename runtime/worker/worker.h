@@ -27,12 +27,12 @@
 #include "asio/steady_timer.hpp"
 #include "baton/v1/worker.grpc.pb.h"
 #include "hooks/agent.h"
-#include "runtime/run/chat_run.h"
-#include "runtime/exec/clock.h"
-#include "runtime/client/grpc_client.h"
-#include "runtime/exec/hook_pool.h"
 #include "runtime/base/metrics.h"
+#include "runtime/client/grpc_client.h"
+#include "runtime/exec/clock.h"
+#include "runtime/exec/hook_pool.h"
 #include "runtime/exec/waiter.h"
+#include "runtime/run/chat_run.h"
 
 namespace baton {
 

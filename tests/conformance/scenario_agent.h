@@ -34,7 +34,8 @@ class Matcher {
 };
 
 // What a reader that reads `.out` from seq 0 makes of it, as the AI SDK client folds chunks
-// (runtime/transcript/ui_reducer.h): `out` is every record in the drivers' form ({"type", "chunk"} or
+// (runtime/transcript/ui_reducer.h): `out` is every record in the drivers' form ({"type", "chunk"}
+// or
 // {"type": "trigger:<subtype>", "headers"}). Each `start` opens a message and `finish` or
 // `abort` ends it; a `retract` control record drops the message it names. One entry per
 // message: {"id", "parts", "metadata" (when any), "finishReason" (when finished), "end":

@@ -42,9 +42,9 @@
 #include "gtest/gtest.h"
 #include "hooks/messages.h"
 #include "runtime/model/scripted_model.h"
+#include "runtime/protocol/wire.h"
 #include "runtime/testkit/test_kit.h"
 #include "runtime/transcript/ui_reducer.h"
-#include "runtime/protocol/wire.h"
 #include "tests/conformance/scenario_agent.h"
 #include "tests/integration/http_gateway.h"
 #include "tests/integration/stack.h"
@@ -78,8 +78,8 @@ std::optional<std::string> AnthropicStopReason(const std::string& finish) {
   return std::nullopt;
 }
 
-// One ScriptedModel script (runtime/model/scripted_model.h ParseScript) as a fake-llm response of raw
-// Anthropic events that the Anthropic provider decodes into the same model events: each entry a
+// One ScriptedModel script (runtime/model/scripted_model.h ParseScript) as a fake-llm response of
+// raw Anthropic events that the Anthropic provider decodes into the same model events: each entry a
 // content block in order, the finish as message_delta + message_stop (usage 10 in, 5 out), an
 // error as an `error` event (non-retryable, like the scripted model's), a delay as a hold on
 // fake-llm's script clock. Nothing when the script has no faithful rendering.

@@ -32,12 +32,12 @@
 #include "google/protobuf/stubs/logging.h"
 #include "hooks/messages.h"
 #include "hooks/records.h"
-#include "runtime/transcript/accumulator.h"
-#include "runtime/transcript/convert.h"
 #include "runtime/model/provider_requests.h"
 #include "runtime/model/provider_streams.h"
-#include "runtime/transcript/ui_reducer.h"
 #include "runtime/protocol/wire.h"
+#include "runtime/transcript/accumulator.h"
+#include "runtime/transcript/convert.h"
+#include "runtime/transcript/ui_reducer.h"
 
 namespace {
 

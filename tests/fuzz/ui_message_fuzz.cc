@@ -14,9 +14,9 @@
 
 #include "hooks/messages.h"
 #include "hooks/records.h"
+#include "runtime/model/provider_requests.h"
 #include "runtime/transcript/accumulator.h"
 #include "runtime/transcript/convert.h"
-#include "runtime/model/provider_requests.h"
 #include "runtime/transcript/ui_reducer.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

@@ -1,6 +1,6 @@
-// Fuzzes the protocol's frames as the two processes decode them (runtime/protocol/wire.h): the input is
-// parsed as a GatewayFrame (what a worker gets: assignments, deliveries) and as a WorkerFrame
-// (what the orchestrator gets: output, snapshots, run ends). Nothing may crash, and:
+// Fuzzes the protocol's frames as the two processes decode them (runtime/protocol/wire.h): the
+// input is parsed as a GatewayFrame (what a worker gets: assignments, deliveries) and as a
+// WorkerFrame (what the orchestrator gets: output, snapshots, run ends). Nothing may crash, and:
 //   - an assignment is decoded whole or refused with a RunRejected reason ("bad-...: why");
 //   - a `.out` record the orchestrator accepts (CheckOutRecord) is one a worker's continuation
 //     can read (OutRecordFromProto), and reads back the same after a round trip;

@@ -22,9 +22,9 @@
 #include "asio/io_context.hpp"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "runtime/exec/waiter.h"
 #include "runtime/model/http_client.h"
 #include "runtime/step/step_loop.h"
-#include "runtime/exec/waiter.h"
 #include "tools/fake-llm/fake_llm.h"
 
 namespace baton {

@@ -20,8 +20,8 @@
 #include "absl/strings/str_cat.h"
 #include "grpcpp/create_channel.h"
 #include "gtest/gtest.h"
-#include "runtime/transcript/ui_reducer.h"
 #include "runtime/protocol/wire.h"
+#include "runtime/transcript/ui_reducer.h"
 
 extern char** environ;
 

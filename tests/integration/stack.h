@@ -212,9 +212,9 @@ int CountControl(const std::vector<Json>& records, const std::string& subtype);
 // A record's `.out` seq, chunk or control record.
 int64_t Seq(const Json& record);
 // The one assistant message a reader folds from `records` (one answer: its `start` and what
-// follows), as the AI SDK client folds chunks (runtime/transcript/ui_reducer.h); control records are not
-// part of it. Fails the test on a second `start` or a chunk the reducer refuses (a delta for a
-// part never started, a tool result for a call it never saw).
+// follows), as the AI SDK client folds chunks (runtime/transcript/ui_reducer.h); control records
+// are not part of it. Fails the test on a second `start` or a chunk the reducer refuses (a delta
+// for a part never started, a tool result for a call it never saw).
 Json ReadMessage(const std::vector<Json>& records);
 
 }  // namespace baton::testing

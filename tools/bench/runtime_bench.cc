@@ -11,8 +11,8 @@
 #include "asio/io_context.hpp"
 #include "benchmark/benchmark.h"
 #include "hooks/messages.h"
-#include "runtime/testkit/local_session.h"
 #include "runtime/model/scripted_model.h"
+#include "runtime/testkit/local_session.h"
 #include "tasks/agents.h"
 #include "tools/bench/bench_main.h"
 

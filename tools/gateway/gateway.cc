@@ -19,8 +19,8 @@
 #include "google/protobuf/util/json_util.h"
 #include "hooks/messages.h"
 #include "hooks/records.h"
-#include "runtime/client/head_start.h"
 #include "runtime/base/log.h"
+#include "runtime/client/head_start.h"
 #include "runtime/model/providers.h"
 #include "runtime/protocol/wire.h"
 

@@ -28,10 +28,10 @@
 #include "asio/steady_timer.hpp"
 #include "hooks/agent.h"
 #include "hooks/json.h"
+#include "runtime/base/metrics.h"
 #include "runtime/exec/clock.h"
 #include "runtime/exec/hook_pool.h"
 #include "runtime/model/http_client.h"
-#include "runtime/base/metrics.h"
 #include "tools/gateway/feed.h"
 #include "tools/gateway/http_server.h"
 #include "tools/gateway/sessions_client.h"
@@ -43,8 +43,8 @@ namespace baton::gateway {
 // worker boots the run; the run then goes on with step 2+ under the same message id.
 struct HeadStartOptions {
   bool enabled = true;
-  // The provider's endpoint and key, as a worker takes them (runtime/model/providers.h, MakeModel). A
-  // head start needs a key in `api_key_env` (or the provider's own variable) or a `base_url`.
+  // The provider's endpoint and key, as a worker takes them (runtime/model/providers.h, MakeModel).
+  // A head start needs a key in `api_key_env` (or the provider's own variable) or a `base_url`.
   std::string base_url;
   std::string api_key_env;
   // Override the agent's announced provider and model ("": as announced).

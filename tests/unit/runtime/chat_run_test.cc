@@ -9,9 +9,9 @@
 #include "gtest/gtest.h"
 #include "hooks/messages.h"
 #include "runtime/model/provider_requests.h"
+#include "runtime/protocol/wire.h"
 #include "runtime/testkit/test_kit.h"
 #include "runtime/transcript/ui_reducer.h"
-#include "runtime/protocol/wire.h"
 #include "tasks/agents.h"
 #include "tests/unit/runtime/read_out.h"
 

@@ -8,8 +8,8 @@
 #include "asio/io_context.hpp"
 #include "gtest/gtest.h"
 #include "hooks/messages.h"
-#include "runtime/testkit/local_session.h"
 #include "runtime/model/scripted_model.h"
+#include "runtime/testkit/local_session.h"
 
 namespace baton {
 namespace {

@@ -16,8 +16,8 @@
 #include "hooks/messages.h"
 #include "hooks/records.h"
 #include "runtime/client/head_start.h"
-#include "runtime/model/scripted_model.h"
 #include "runtime/exec/waiter.h"
+#include "runtime/model/scripted_model.h"
 
 namespace baton {
 namespace {

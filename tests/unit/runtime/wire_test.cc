@@ -10,8 +10,8 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "runtime/client/head_start.h"
 #include "runtime/base/metrics.h"
+#include "runtime/client/head_start.h"
 #include "runtime/worker/worker.h"
 
 namespace baton {
