@@ -24,6 +24,7 @@
 #include "asio/io_context.hpp"
 #include "grpcpp/create_channel.h"
 #include "hooks/messages.h"
+#include "runtime/base/flags.h"
 #include "runtime/client/head_start.h"
 #include "runtime/model/http_client.h"
 #include "runtime/model/providers.h"
@@ -293,6 +294,9 @@ class Demo {
 }  // namespace
 
 int main(int argc, char** argv) {
+  baton::SetUpHelp(
+      "a whole chat (preload, head start, tools, step 2) through a running stack; "
+      "scripts/demo.sh starts one");
   absl::ParseCommandLine(argc, argv);
   std::printf("baton demo: a chat through orchestrator %s and its worker\n",
               absl::GetFlag(FLAGS_orchestrator).c_str());

@@ -19,6 +19,7 @@
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
 #include "runtime/base/admin_http.h"
+#include "runtime/base/flags.h"
 #include "runtime/base/log.h"
 #include "runtime/base/parse_errors.h"
 #include "runtime/exec/clock.h"
@@ -144,7 +145,7 @@ extern "C" void ExitAtOnce(int signal) { _exit(128 + signal); }
 }  // namespace
 
 int WorkerMain(int argc, char** argv, const std::function<void(WorkerSetup&)>& register_agents) {
-  absl::SetProgramUsageMessage("a baton worker: hosts chat agents for an orchestrator");
+  SetUpHelp("a baton worker: hosts chat agents for an orchestrator");
   absl::ParseCommandLine(argc, argv);
   CaptureProtobufLogs();  // protobuf's own log lines as JSON lines, like ours
 

@@ -18,6 +18,7 @@
 #include "asio/io_context.hpp"
 #include "asio/signal_set.hpp"
 #include "grpcpp/create_channel.h"
+#include "runtime/base/flags.h"
 #include "runtime/base/log.h"
 #include "runtime/client/grpc_client.h"
 #include "tools/gateway/gateway.h"
@@ -64,8 +65,8 @@ ABSL_FLAG(std::string, api_key_env, "",
           "ANTHROPIC_API_KEY or OPENAI_API_KEY)");
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
-      "baton-gateway: the AI SDK chat transport, head starts and a REST mirror of Sessions, "
+  baton::SetUpHelp(
+      "the AI SDK chat transport, head starts and a REST mirror of Sessions, "
       "over HTTP/SSE in front of a baton orchestrator");
   absl::ParseCommandLine(argc, argv);
   std::signal(SIGPIPE, SIG_IGN);

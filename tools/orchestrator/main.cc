@@ -23,6 +23,7 @@
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
 #include "runtime/base/admin_http.h"
+#include "runtime/base/flags.h"
 #include "runtime/base/log.h"
 #include "runtime/base/parse_errors.h"
 #include "runtime/protocol/wire.h"
@@ -101,7 +102,7 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage("baton-orchestrator: the control plane of a baton fleet");
+  baton::SetUpHelp("the control plane of a baton fleet");
   absl::ParseCommandLine(argc, argv);
   using baton::LogJson;
   baton::CaptureProtobufLogs();
