@@ -8,6 +8,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "hooks/json.h"
 #include "hooks/records.h"
 #include "runtime/log.h"
@@ -22,6 +23,24 @@ namespace v1 = ::baton::v1;
 namespace {
 
 int64_t UnixMs(absl::Time t) { return absl::ToUnixMillis(t); }
+
+// The system's wall clock, the orchestrator's unless Options names another: the times it stores
+// and sends are unix times, and some of its deadlines come from other hosts' clocks (a suspended
+// run's resume deadline, a chat token's expiry), so it follows the system's clock as they do.
+class WallClock final : public Clock {
+ public:
+  absl::Time Now() const override { return absl::Now(); }
+  // The orchestrator arms no timers; were one armed, it would fire at `deadline` as now seen.
+  void Arm(asio::steady_timer& timer, absl::Time deadline) override {
+    if (deadline == absl::InfiniteFuture()) {
+      timer.expires_at(std::chrono::steady_clock::time_point::max());
+      return;
+    }
+    timer.expires_after(
+        absl::ToChronoNanoseconds(std::max(deadline - Now(), absl::ZeroDuration())));
+  }
+  void Disarm(asio::steady_timer&) override {}
+};
 
 grpc::Status ToGrpc(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
@@ -347,7 +366,7 @@ class Orchestrator::Follower final : public grpc::ServerWriteReactor<v1::ReadRes
   // Frees its Read slot (under mu_), at the first of its client going away and its end.
   void ReleaseSlot();
   void End(const grpc::Status& status);
-  bool Expired() const { return absl::Now() >= expires_; }
+  bool Expired() const { return o_.clock_.Now() >= expires_; }
 
   Orchestrator& o_;
   Session& session_;
@@ -500,6 +519,8 @@ class Orchestrator::SessionsApi final
 Orchestrator::Orchestrator(Store& store, Options options)
     : store_(store),
       options_(std::move(options)),
+      own_clock_(options_.clock == nullptr ? std::make_unique<WallClock>() : nullptr),
+      clock_(options_.clock != nullptr ? *options_.clock : *own_clock_),
       runs_started_(metrics_.AddCounter("baton_runs_assigned_total",
                                         "Assignments sent to workers (retries included).")),
       runs_ended_(metrics_.AddCounter("baton_runs_ended_total", "Runs that ended, any way.")),
@@ -603,7 +624,7 @@ absl::Status Orchestrator::Load() {
   }
   absl::StatusOr<std::vector<RunRow>> runs = store_.ListRuns("");
   if (!runs.ok()) return runs.status();
-  absl::Time now = absl::Now();
+  absl::Time now = clock_.Now();
   for (RunRow& row : *runs) {
     if (!IsLive(row.state)) continue;
     if (sessions_.count(row.chat_id) == 0) {
@@ -728,7 +749,7 @@ grpc::Status Orchestrator::Authorize(const grpc::ServerContextBase& context, Sco
   }
   std::string_view header;
   if (found != end) header = std::string_view(found->second.data(), found->second.size());
-  absl::StatusOr<Caller> who = options_.auth->Identify(header, absl::Now());
+  absl::StatusOr<Caller> who = options_.auth->Identify(header, clock_.Now());
   if (!who.ok()) return ToGrpc(who.status());
   if (absl::Status allowed = Auth::Check(*who, scope, chat_id); !allowed.ok()) {
     return ToGrpc(allowed);
@@ -804,7 +825,7 @@ grpc::Status Orchestrator::CreateSession(const v1::CreateSessionRequest& request
     session->awaiting.push_back(0);  // the boot message's turn is the first on `.out`
   }
   row.traceparent = request.traceparent();
-  row.created_ms = UnixMs(absl::Now());
+  row.created_ms = UnixMs(clock_.Now());
   if (trigger == "handover-prepare") {
     // The window for the warm side's signal: the agent's own handover_timeout, as its workers
     // announced it, so the warm side and the run agree on it.
@@ -835,7 +856,7 @@ grpc::Status Orchestrator::CreateSession(const v1::CreateSessionRequest& request
 void Orchestrator::IssueChatToken(const std::string& chat_id,
                                   v1::CreateSessionResponse* response) const {
   if (options_.auth == nullptr) return;
-  absl::Time now = absl::Now();
+  absl::Time now = clock_.Now();
   std::string token = options_.auth->IssueChatToken(chat_id, now);
   if (token.empty()) return;
   response->set_chat_token(std::move(token));
@@ -892,7 +913,7 @@ grpc::Status Orchestrator::Append(const v1::AppendRequest& request, v1::AppendRe
   row.kind = std::string(InKindName(record->kind));
   row.body_json = request.body_json();
   row.client_record_id = request.client_record_id();
-  row.appended_ms = UnixMs(absl::Now());
+  row.appended_ms = UnixMs(clock_.Now());
   absl::StatusOr<Store::Appended> appended = store_.AppendIn(session.row.chat_id, std::move(row));
   if (!appended.ok()) return ToGrpc(appended.status());
   if (appended->duplicate && appended->row.body_json != request.body_json()) {
@@ -939,7 +960,7 @@ grpc::Status Orchestrator::Append(const v1::AppendRequest& request, v1::AppendRe
     // Any message boots the next run, a close too: the run fires its hooks and closes the chat
     // (as LocalSessions does). Stops and handover signals only reach a live run.
     bool resume =
-        session.row.state == "suspended" && UnixMs(absl::Now()) < session.row.resume_deadline_ms;
+        session.row.state == "suspended" && UnixMs(clock_.Now()) < session.row.resume_deadline_ms;
     absl::Status booted = BootContinuation(session, resume, 1);
     if (!booted.ok()) return ToGrpc(booted);
   }
@@ -1086,7 +1107,7 @@ void Orchestrator::Follower::WriteNext() {
   page_.clear();
   absl::MutexLock lock(&o_.mu_);
   if (cursor_ == session_.out_seq && session_.last_out_at != absl::InfinitePast()) {
-    o_.output_lag_seconds_.Observe(absl::ToDoubleSeconds(absl::Now() - session_.last_out_at));
+    o_.output_lag_seconds_.Observe(absl::ToDoubleSeconds(o_.clock_.Now() - session_.last_out_at));
   }
   ParkOrQueue();
 }
@@ -1230,7 +1251,7 @@ grpc::Status Orchestrator::Connect(
       while (!batch.empty()) {
         int64_t size = static_cast<int64_t>(batch.front().ByteSizeLong());
         bool bulk = IsBulk(batch.front());
-        conn.writing_since_ns.store(absl::GetCurrentTimeNanos());
+        conn.writing_since_ns.store(absl::ToUnixNanos(clock_.Now()));
         bool written = stream->Write(batch.front());
         conn.writing_since_ns.store(0);
         conn.unsent_bytes.fetch_sub(size);
@@ -1254,7 +1275,7 @@ grpc::Status Orchestrator::Connect(
     // accept a run its new stream did not claim, leaving it running nowhere until its lease ran
     // out.
     if (conn.closed) break;
-    conn.last_frame = absl::Now();
+    conn.last_frame = clock_.Now();
     if (frame.has_goodbye()) {
       goodbye = true;
       break;
@@ -1300,7 +1321,7 @@ const v1::AgentInfo* Orchestrator::Announced(const std::string& agent, bool conn
 void Orchestrator::OnHello(Conn& conn, const v1::Hello& hello) {
   conn.worker_id = hello.worker_id();
   conn.capacity = hello.capacity();
-  conn.last_frame = absl::Now();
+  conn.last_frame = clock_.Now();
   conn.hello_order = ++hello_order_;
   for (const v1::AgentInfo& agent : hello.agents()) {
     conn.agents.insert(agent.name());
@@ -1322,7 +1343,7 @@ void Orchestrator::OnHello(Conn& conn, const v1::Hello& hello) {
   welcome.set_heartbeat_misses(options_.heartbeat_misses);
   welcome.set_lease_ttl_ms(absl::ToInt64Milliseconds(options_.lease_ttl));
   welcome.set_accept_deadline_ms(absl::ToInt64Milliseconds(options_.accept_deadline));
-  welcome.set_server_time_unix_ms(UnixMs(absl::Now()));
+  welcome.set_server_time_unix_ms(UnixMs(clock_.Now()));
   welcome.set_max_frame_bytes(static_cast<int64_t>(options_.max_frame_bytes));
   conn.frame_bytes = SendFrameBytes(hello.max_frame_bytes(), options_.max_frame_bytes);
   // Runs held from an earlier stream: rebound when their lease is still theirs.
@@ -1335,7 +1356,7 @@ void Orchestrator::OnHello(Conn& conn, const v1::Hello& hello) {
     if (run.conn != nullptr) run.conn->runs.erase(run.row.run_id);
     run.conn = &conn;
     run.row.worker_id = conn.worker_id;
-    run.lease_until = absl::Now() + options_.lease_ttl;
+    run.lease_until = clock_.Now() + options_.lease_ttl;
     // Records at or below the floor were answered (or given up) before: never sent again.
     run.sent_in = std::max(held.delivered_in_seq(), InFloor(*sessions_[run.row.chat_id]));
     conn.runs.insert(run.row.run_id);
@@ -1444,7 +1465,7 @@ Orchestrator::Run* Orchestrator::OwnedRun(Conn& conn, const std::string& run_id,
 void Orchestrator::OnRunAccepted(Conn& conn, const v1::RunAccepted& accepted) {
   Run* run = OwnedRun(conn, accepted.run_id(), accepted.lease_token());
   if (run == nullptr || run->row.state != "assigned") return;
-  absl::Time now = absl::Now();
+  absl::Time now = clock_.Now();
   run->row.state = "running";
   run->row.started_ms = UnixMs(now);
   run->accept_by = absl::InfiniteFuture();
@@ -1473,7 +1494,7 @@ void Orchestrator::OnRunRejected(Conn& conn, const v1::RunRejected& rejected) {
 }
 
 void Orchestrator::OnHeartbeat(Conn& conn, const v1::Heartbeat& heartbeat) {
-  absl::Time until = absl::Now() + options_.lease_ttl;
+  absl::Time until = clock_.Now() + options_.lease_ttl;
   for (const v1::RunLease& lease : heartbeat.runs()) {
     if (lease.run_id().size() > kMaxRunIdBytes) continue;  // names no run (see OnFrame)
     Run* run = OwnedRun(conn, lease.run_id(), lease.lease_token());
@@ -1481,7 +1502,7 @@ void Orchestrator::OnHeartbeat(Conn& conn, const v1::Heartbeat& heartbeat) {
   }
   v1::GatewayFrame ack;
   ack.mutable_heartbeat_ack()->set_seq(heartbeat.seq());
-  ack.mutable_heartbeat_ack()->set_server_time_unix_ms(UnixMs(absl::Now()));
+  ack.mutable_heartbeat_ack()->set_server_time_unix_ms(UnixMs(clock_.Now()));
   Send(conn, std::move(ack));
 }
 
@@ -1537,7 +1558,7 @@ void Orchestrator::OnRunOutput(Conn& conn, const v1::RunOutput& output) {
   if (*stored > session.out_seq) {
     out_records_.Add(*stored - session.out_seq);
     session.out_seq = *stored;
-    session.last_out_at = absl::Now();
+    session.last_out_at = clock_.Now();
     for (const v1::OutRecord& record : output.records()) {
       if (record.seq() <= stored_before || record.seq() > *stored) continue;
       absl::StatusOr<OutRecord> decoded = OutRecordFromProto(record);  // checked above
@@ -1658,8 +1679,8 @@ absl::Status Orchestrator::Boot(Session& session, const std::string& trigger,
   row.state = "queued";
   row.payload_json = std::move(payload_json);
   row.previous_run_id = session.row.run_id;
-  row.created_ms = UnixMs(absl::Now());
-  run->queued_at = absl::Now();
+  row.created_ms = UnixMs(clock_.Now());
+  run->queued_at = clock_.Now();
   absl::Status saved = store_.PutRun(row);
   if (!saved.ok()) return saved;
   session.row.run_id = row.run_id;
@@ -1679,7 +1700,7 @@ absl::Status Orchestrator::BootContinuation(Session& session, bool resume, int a
 }
 
 void Orchestrator::Dispatch() {
-  absl::Time now = absl::Now();
+  absl::Time now = clock_.Now();
   for (auto it = queue_.begin(); it != queue_.end();) {
     Run& run = *runs_[*it];
     if (run.not_before > now) {
@@ -1742,7 +1763,7 @@ bool Orchestrator::Assign(Run& run, Conn& conn) {
   run.row.reason.clear();  // why it was queued (NoteWhyQueued)
   run.row.error.clear();
   run.conn = &conn;
-  run.accept_by = absl::Now() + options_.accept_deadline;
+  run.accept_by = clock_.Now() + options_.accept_deadline;
   conn.credit -= 1;
   free_credit_.Add(-1);
   conn.runs.insert(run.row.run_id);
@@ -1865,7 +1886,7 @@ void Orchestrator::DeliverPending(Run& run) {
 }
 
 void Orchestrator::Requeue(Run& run, absl::Duration delay) {
-  run.not_before = absl::Now() + delay;
+  run.not_before = clock_.Now() + delay;
   if (run.conn != nullptr) run.conn->runs.erase(run.row.run_id);
   run.conn = nullptr;
   run.row.state = "queued";
@@ -1877,7 +1898,7 @@ void Orchestrator::Requeue(Run& run, absl::Duration delay) {
 }
 
 void Orchestrator::EndRun(Run& run, const std::string& state, const v1::RunFinished& how) {
-  absl::Time now = absl::Now();
+  absl::Time now = clock_.Now();
   if (run.conn != nullptr) run.conn->runs.erase(run.row.run_id);
   run.conn = nullptr;
   queue_.erase(std::remove(queue_.begin(), queue_.end(), run.row.run_id), queue_.end());
@@ -2014,7 +2035,7 @@ void Orchestrator::AnswerWithError(Session& session, const std::string& error) {
     }
     out_records_.Add(*stored - session.out_seq);
     session.out_seq = *stored;
-    session.last_out_at = absl::Now();
+    session.last_out_at = clock_.Now();
     for (const OutRecord& r : records) session.Stored(r);
     WakeReaders(session);
   }
@@ -2064,7 +2085,7 @@ void Orchestrator::BootIfUnanswered(Session& session, bool upgrade) {
   }
   if (!unanswered) return;
   bool resume =
-      session.row.state == "suspended" && UnixMs(absl::Now()) < session.row.resume_deadline_ms;
+      session.row.state == "suspended" && UnixMs(clock_.Now()) < session.row.resume_deadline_ms;
   absl::Status booted = BootContinuation(session, resume, 1);
   if (!booted.ok()) {
     LogJson("error", "booting a continuation failed",
@@ -2132,11 +2153,16 @@ void Orchestrator::TimerLoop() {
   absl::MutexLock lock(&mu_);
   while (!shutdown_) {
     mu_.AwaitWithTimeout(absl::Condition(&shutdown_), period);
-    if (!shutdown_) Tick(absl::Now());
+    if (!shutdown_) TickLocked(clock_.Now());
   }
 }
 
 void Orchestrator::Tick(absl::Time now) {
+  absl::MutexLock lock(&mu_);
+  TickLocked(now);
+}
+
+void Orchestrator::TickLocked(absl::Time now) {
   absl::Duration silence = options_.heartbeat_interval * options_.heartbeat_misses;
   for (Conn* conn : conns_) {
     if (conn->closed) continue;

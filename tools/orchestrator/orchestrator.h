@@ -30,6 +30,7 @@
 #include "absl/time/time.h"
 #include "baton/v1/sessions.grpc.pb.h"
 #include "baton/v1/worker.grpc.pb.h"
+#include "runtime/clock.h"
 #include "runtime/metrics.h"
 #include "tools/orchestrator/auth.h"
 #include "tools/orchestrator/store.h"
@@ -67,6 +68,10 @@ struct Options {
   // deliveries wait while half of it is taken; acknowledgements and answers filling the other
   // half mean the worker stopped reading, and its stream is closed.
   int64_t max_outbox_bytes = int64_t{32} << 20;
+  // Where every rule reads the time (leases, deadlines, heartbeats, token expiries, the times it
+  // stores and sends); it must outlive the orchestrator and be safe to read from any thread.
+  // Null: the system's wall clock (absl::Now()). Tests pass a fake one and call Tick.
+  const Clock* clock = nullptr;
 };
 
 class Orchestrator {
@@ -89,6 +94,12 @@ class Orchestrator {
 
   // Prometheus text exposition of the orchestrator's metrics.
   std::string MetricsText() const;
+
+  // What the timer thread does each period, at `now`: closes silent and stalled worker streams,
+  // requeues assignments not accepted by their deadline, ends runs whose lease ran out (lost,
+  // retried), ends Reads whose chat token expired, and passes suspension and handover deadlines.
+  // The timer thread calls it with the clock's time; a test with a fake clock calls it itself.
+  void Tick(absl::Time now) ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   class Gateway;
@@ -209,10 +220,13 @@ class Orchestrator {
   // The timer thread: accept deadlines, leases, heartbeats, stalled writes, Read token expiries,
   // suspension deadlines.
   void TimerLoop();
-  void Tick(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void TickLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   Store& store_;
   const Options options_;
+  // options_.clock, or the wall clock this owns when that is null.
+  std::unique_ptr<Clock> own_clock_;
+  const Clock& clock_;
 
   mutable absl::Mutex mu_;
   std::map<std::string, std::unique_ptr<Session>> sessions_ ABSL_GUARDED_BY(mu_);
