@@ -42,13 +42,15 @@ class WallClock final : public Clock {
   void Disarm(asio::steady_timer&) override {}
 };
 
+// The one place a status becomes gRPC's: the services, and the Read streams as they end. The
+// codes are the same numbers in both.
 grpc::Status ToGrpc(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
   return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
 }
 
-grpc::Status Invalid(std::string what) {
-  return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, std::move(what));
+absl::Status Invalid(std::string what) {
+  return absl::Status(absl::StatusCode::kInvalidArgument, std::move(what));
 }
 
 v1::Run RunProto(const RunRow& row) {
@@ -89,43 +91,43 @@ constexpr size_t kMaxLabelKeyBytes = 128;
 constexpr size_t kMaxLabelValueBytes = 1024;
 constexpr int kMaxHeldRuns = 100000;
 
-grpc::Status CheckChatId(const std::string& chat_id) {
+absl::Status CheckChatId(const std::string& chat_id) {
   if (chat_id.empty()) return Invalid("chat_id must be 1 to 256 bytes");
   if (chat_id.size() > kMaxChatIdBytes) {
     return Invalid(absl::StrCat("chat_id must be 1 to 256 bytes, not ", chat_id.size()));
   }
-  return grpc::Status::OK;
+  return absl::OkStatus();
 }
 
 // "<what> must be at most <limit> bytes, not <size>" when `value` is longer than `limit`.
-grpc::Status CheckAtMost(std::string_view what, const std::string& value, size_t limit) {
-  if (value.size() <= limit) return grpc::Status::OK;
+absl::Status CheckAtMost(std::string_view what, const std::string& value, size_t limit) {
+  if (value.size() <= limit) return absl::OkStatus();
   return Invalid(absl::StrCat(absl::string_view(what.data(), what.size()), " must be at most ",
                               limit, " bytes, not ", value.size()));
 }
 
-grpc::Status CheckCreateRequest(const v1::CreateSessionRequest& request) {
-  if (grpc::Status s = CheckChatId(request.chat_id()); !s.ok()) return s;
+absl::Status CheckCreateRequest(const v1::CreateSessionRequest& request) {
+  if (absl::Status s = CheckChatId(request.chat_id()); !s.ok()) return s;
   if (request.agent().empty()) return Invalid("agent is required");
-  if (absl::Status s = CheckAgentName(request.agent()); !s.ok()) return ToGrpc(s);
+  if (absl::Status s = CheckAgentName(request.agent()); !s.ok()) return s;
   if (request.traceparent().size() > 55 ||
       (!request.traceparent().empty() && !ValidTraceparent(request.traceparent()))) {
     return Invalid("traceparent is not a W3C traceparent (00-<32 hex>-<16 hex>-<2 hex>)");
   }
   if (request.payload_json().size() > kMaxInRecordBytes) {
-    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+    return absl::Status(absl::StatusCode::kResourceExhausted,
                         absl::StrCat("payload_json of ", request.payload_json().size(),
                                      " bytes exceeds the limit of ", kMaxInRecordBytes));
   }
-  return grpc::Status::OK;
+  return absl::OkStatus();
 }
 
-grpc::Status CheckHello(const v1::Hello& hello) {
+absl::Status CheckHello(const v1::Hello& hello) {
   if (hello.worker_id().empty() || hello.worker_id().size() > kMaxWorkerIdBytes) {
     return Invalid(
         absl::StrCat("Hello needs a worker_id of 1 to 256 bytes, not ", hello.worker_id().size()));
   }
-  if (grpc::Status s = CheckAtMost("Hello.build_id", hello.build_id(), kMaxBuildIdBytes); !s.ok()) {
+  if (absl::Status s = CheckAtMost("Hello.build_id", hello.build_id(), kMaxBuildIdBytes); !s.ok()) {
     return s;
   }
   if (hello.agents_size() > kMaxAgentsPerWorker) {
@@ -156,13 +158,13 @@ grpc::Status CheckHello(const v1::Hello& hello) {
                                 kMaxHeldRuns));
   }
   for (int i = 0; i < hello.held_runs_size(); ++i) {
-    if (grpc::Status s = CheckAtMost(absl::StrCat("Hello.held_runs[", i, "].run_id"),
+    if (absl::Status s = CheckAtMost(absl::StrCat("Hello.held_runs[", i, "].run_id"),
                                      hello.held_runs(i).run_id(), kMaxRunIdBytes);
         !s.ok()) {
       return s;
     }
   }
-  return grpc::Status::OK;
+  return absl::OkStatus();
 }
 
 // The run id a worker frame names; null for frames about no run or about many (Heartbeat).
@@ -218,19 +220,19 @@ bool IsBulk(const v1::GatewayFrame& frame) {
 // `.out` records a Read takes from the store at a time.
 constexpr size_t kReadPage = 512;
 
-grpc::Status TokenExpired() {
-  return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "chat token expired");
+absl::Status TokenExpired() {
+  return absl::Status(absl::StatusCode::kUnauthenticated, "chat token expired");
 }
 
-grpc::Status ShuttingDown() {
-  return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+absl::Status ShuttingDown() {
+  return absl::Status(absl::StatusCode::kUnavailable,
                       "the orchestrator is shutting down; read again from the last seq you got");
 }
 
 // A Read refused before it started: it ends with its status.
 class RefusedRead final : public grpc::ServerWriteReactor<v1::ReadResponse> {
  public:
-  explicit RefusedRead(const grpc::Status& status) { Finish(status); }
+  explicit RefusedRead(const absl::Status& status) { Finish(ToGrpc(status)); }
   void OnDone() override { delete this; }
 };
 
@@ -365,7 +367,7 @@ class Orchestrator::Follower final : public grpc::ServerWriteReactor<v1::ReadRes
   void ParkOrQueue();
   // Frees its Read slot (under mu_), at the first of its client going away and its end.
   void ReleaseSlot();
-  void End(const grpc::Status& status);
+  void End(const absl::Status& status);
   bool Expired() const { return o_.clock_.Now() >= expires_; }
 
   Orchestrator& o_;
@@ -387,12 +389,12 @@ class Orchestrator::Gateway final : public v1::WorkerGateway::Service {
   grpc::Status Connect(
       grpc::ServerContext* context,
       grpc::ServerReaderWriter<v1::GatewayFrame, v1::WorkerFrame>* stream) override {
-    if (grpc::Status s = o_.Authorize(*context, Scope::kWorker, ""); !s.ok()) return s;
-    return o_.Connect(context, stream);
+    if (absl::Status s = o_.Authorize(*context, Scope::kWorker, ""); !s.ok()) return ToGrpc(s);
+    return ToGrpc(o_.Connect(context, stream));
   }
   grpc::Status GetServerInfo(grpc::ServerContext* context, const v1::GetServerInfoRequest*,
                              v1::ServerInfo* info) override {
-    if (grpc::Status s = o_.Authorize(*context, Scope::kWorker, ""); !s.ok()) return s;
+    if (absl::Status s = o_.Authorize(*context, Scope::kWorker, ""); !s.ok()) return ToGrpc(s);
     info->set_protocol_version(v1::PROTOCOL_VERSION_1);
     info->set_build_id(o_.options_.build_id);
     info->set_store(o_.store_.Describe());
@@ -412,48 +414,50 @@ class Orchestrator::SessionsApi final
   grpc::Status CreateSession(grpc::ServerContext* context, const v1::CreateSessionRequest* request,
                              v1::CreateSessionResponse* response) override {
     Caller caller;
-    if (grpc::Status s = o_.Authorize(*context, Scope::kCreate, "", &caller); !s.ok()) return s;
-    if (grpc::Status s = CheckCreateRequest(*request); !s.ok()) return s;
+    if (absl::Status s = o_.Authorize(*context, Scope::kCreate, "", &caller); !s.ok()) {
+      return ToGrpc(s);
+    }
+    if (absl::Status s = CheckCreateRequest(*request); !s.ok()) return ToGrpc(s);
     absl::MutexLock lock(&o_.mu_);
-    return o_.CreateSession(*request, caller, response);
+    return ToGrpc(o_.CreateSession(*request, caller, response));
   }
   grpc::Status Append(grpc::ServerContext* context, const v1::AppendRequest* request,
                       v1::AppendResponse* response) override {
     Caller caller;
-    grpc::Status s = o_.Authorize(*context, Scope::kWrite, request->chat_id(), &caller);
-    if (!s.ok()) return s;
-    if (s = CheckChatId(request->chat_id()); !s.ok()) return s;
+    absl::Status s = o_.Authorize(*context, Scope::kWrite, request->chat_id(), &caller);
+    if (!s.ok()) return ToGrpc(s);
+    if (s = CheckChatId(request->chat_id()); !s.ok()) return ToGrpc(s);
     s = CheckAtMost("client_record_id", request->client_record_id(), kMaxClientRecordIdBytes);
-    if (!s.ok()) return s;
+    if (!s.ok()) return ToGrpc(s);
     if (!caller.chat_id.empty()) {
       // A browser appends messages and stops; the handover is the warm server's.
       absl::StatusOr<InRecord> record = DecodeInRecord(0, request->body_json());
       if (record.ok() && record->kind != InKind::kMessage && record->kind != InKind::kStop) {
-        return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
-                            "a chat token appends messages and stops only");
+        return ToGrpc(absl::Status(absl::StatusCode::kPermissionDenied,
+                                   "a chat token appends messages and stops only"));
       }
     }
     absl::MutexLock lock(&o_.mu_);
-    return o_.Append(*request, response);
+    return ToGrpc(o_.Append(*request, response));
   }
   grpc::ServerWriteReactor<v1::ReadResponse>* Read(grpc::CallbackServerContext* context,
                                                    const v1::ReadRequest* request) override {
     Caller caller;
-    grpc::Status s = o_.Authorize(*context, Scope::kRead, request->chat_id(), &caller);
+    absl::Status s = o_.Authorize(*context, Scope::kRead, request->chat_id(), &caller);
     if (!s.ok()) return new RefusedRead(s);
     if (s = CheckChatId(request->chat_id()); !s.ok()) return new RefusedRead(s);
     return o_.Read(*request, caller.expires);
   }
   grpc::Status Get(grpc::ServerContext* context, const v1::GetRequest* request,
                    v1::Session* response) override {
-    grpc::Status s = o_.Authorize(*context, Scope::kRead, request->chat_id());
-    if (!s.ok()) return s;
-    if (s = CheckChatId(request->chat_id()); !s.ok()) return s;
+    absl::Status s = o_.Authorize(*context, Scope::kRead, request->chat_id());
+    if (!s.ok()) return ToGrpc(s);
+    if (s = CheckChatId(request->chat_id()); !s.ok()) return ToGrpc(s);
     absl::MutexLock lock(&o_.mu_);
     auto it = o_.sessions_.find(request->chat_id());
     if (it == o_.sessions_.end()) {
-      return grpc::Status(grpc::StatusCode::NOT_FOUND,
-                          absl::StrCat("no chat ", request->chat_id()));
+      return ToGrpc(
+          absl::Status(absl::StatusCode::kNotFound, absl::StrCat("no chat ", request->chat_id())));
     }
     *response = o_.SessionProto(*it->second);
     return grpc::Status::OK;
@@ -461,14 +465,14 @@ class Orchestrator::SessionsApi final
   grpc::Status ListRuns(grpc::ServerContext* context, const v1::ListRunsRequest* request,
                         v1::ListRunsResponse* response) override {
     // Runs name workers and carry errors: for operators, not for chat tokens.
-    if (grpc::Status s = o_.Authorize(*context, Scope::kRead, ""); !s.ok()) return s;
-    if (grpc::Status s = CheckAtMost("chat_id", request->chat_id(), kMaxChatIdBytes); !s.ok()) {
-      return s;
+    if (absl::Status s = o_.Authorize(*context, Scope::kRead, ""); !s.ok()) return ToGrpc(s);
+    if (absl::Status s = CheckAtMost("chat_id", request->chat_id(), kMaxChatIdBytes); !s.ok()) {
+      return ToGrpc(s);
     }
     absl::MutexLock lock(&o_.mu_);
     if (!request->chat_id().empty() && o_.sessions_.count(request->chat_id()) == 0) {
-      return grpc::Status(grpc::StatusCode::NOT_FOUND,
-                          absl::StrCat("no chat ", request->chat_id()));
+      return ToGrpc(
+          absl::Status(absl::StatusCode::kNotFound, absl::StrCat("no chat ", request->chat_id())));
     }
     absl::StatusOr<std::vector<RunRow>> rows = o_.store_.ListRuns(request->chat_id());
     if (!rows.ok()) return ToGrpc(rows.status());
@@ -477,34 +481,36 @@ class Orchestrator::SessionsApi final
   }
   grpc::Status CancelRun(grpc::ServerContext* context, const v1::CancelRunRequest* request,
                          v1::Run* response) override {
-    grpc::Status s = o_.Authorize(*context, Scope::kWrite, request->chat_id());
-    if (!s.ok()) return s;
-    if (s = CheckChatId(request->chat_id()); !s.ok()) return s;
-    if (s = CheckAtMost("run_id", request->run_id(), kMaxRunIdBytes); !s.ok()) return s;
+    absl::Status s = o_.Authorize(*context, Scope::kWrite, request->chat_id());
+    if (!s.ok()) return ToGrpc(s);
+    if (s = CheckChatId(request->chat_id()); !s.ok()) return ToGrpc(s);
+    if (s = CheckAtMost("run_id", request->run_id(), kMaxRunIdBytes); !s.ok()) return ToGrpc(s);
     absl::MutexLock lock(&o_.mu_);
-    return o_.CancelRun(*request, response);
+    return ToGrpc(o_.CancelRun(*request, response));
   }
   grpc::Status Close(grpc::ServerContext* context, const v1::CloseRequest* request,
                      v1::Session* response) override {
-    grpc::Status s = o_.Authorize(*context, Scope::kWrite, request->chat_id());
-    if (!s.ok()) return s;
-    if (s = CheckChatId(request->chat_id()); !s.ok()) return s;
-    if (s = CheckAtMost("reason", request->reason(), kMaxCloseReasonBytes); !s.ok()) return s;
+    absl::Status s = o_.Authorize(*context, Scope::kWrite, request->chat_id());
+    if (!s.ok()) return ToGrpc(s);
+    if (s = CheckChatId(request->chat_id()); !s.ok()) return ToGrpc(s);
+    if (s = CheckAtMost("reason", request->reason(), kMaxCloseReasonBytes); !s.ok()) {
+      return ToGrpc(s);
+    }
     absl::MutexLock lock(&o_.mu_);
-    return o_.Close(*request, response);
+    return ToGrpc(o_.Close(*request, response));
   }
   grpc::Status GetAgent(grpc::ServerContext* context, const v1::GetAgentRequest* request,
                         v1::AgentInfo* response) override {
     // What a warm side needs before it creates a chat: a caller that may create chats, never a
     // chat token (it is about no one chat).
-    if (grpc::Status s = o_.Authorize(*context, Scope::kCreate, ""); !s.ok()) return s;
+    if (absl::Status s = o_.Authorize(*context, Scope::kCreate, ""); !s.ok()) return ToGrpc(s);
     if (absl::Status s = CheckAgentName(request->name()); !s.ok()) return ToGrpc(s);
     absl::MutexLock lock(&o_.mu_);
     const v1::AgentInfo* announced = o_.Announced(request->name(), /*connected_only=*/true);
     if (announced == nullptr) {
-      return grpc::Status(
-          grpc::StatusCode::NOT_FOUND,
-          absl::StrCat("no connected worker hosts agent ", Quoted(request->name())));
+      return ToGrpc(
+          absl::Status(absl::StatusCode::kNotFound,
+                       absl::StrCat("no connected worker hosts agent ", Quoted(request->name()))));
     }
     *response = *announced;
     return grpc::Status::OK;
@@ -684,10 +690,10 @@ void Orchestrator::ExpireHandover(Session& session) {
   skip.set_body_json(DumpJson(HandoverTimeoutSkip()));
   skip.set_client_record_id("baton:handover-timeout");
   v1::AppendResponse ignored;
-  grpc::Status appended = Append(skip, &ignored, /*closing=*/true);
+  absl::Status appended = Append(skip, &ignored, /*closing=*/true);
   if (!appended.ok()) {
     LogJson("error", "appending a head start's handover-skip failed",
-            {{"chat_id", session.row.chat_id}, {"error", appended.error_message()}});
+            {{"chat_id", session.row.chat_id}, {"error", appended.message()}});
   }
 }
 
@@ -734,31 +740,31 @@ v1::Session Orchestrator::SessionProto(const Session& session) const {
 
 // ---- Sessions ---------------------------------------------------------------------------------
 
-grpc::Status Orchestrator::Authorize(const grpc::ServerContextBase& context, Scope scope,
+absl::Status Orchestrator::Authorize(const grpc::ServerContextBase& context, Scope scope,
                                      std::string_view chat_id, Caller* caller) const {
   if (options_.auth == nullptr) {
     if (caller != nullptr) caller->anyone = true;
-    return grpc::Status::OK;
+    return absl::OkStatus();
   }
   // Exactly one credential: with two, which one a call runs as would depend on header order
   // (a proxy adding its own, say), so neither is taken.
   auto [found, end] = context.client_metadata().equal_range("authorization");
   if (found != end && std::next(found) != end) {
-    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+    return absl::Status(absl::StatusCode::kUnauthenticated,
                         "more than one authorization header; send exactly one \"Bearer <token>\"");
   }
   std::string_view header;
   if (found != end) header = std::string_view(found->second.data(), found->second.size());
   absl::StatusOr<Caller> who = options_.auth->Identify(header, clock_.Now());
-  if (!who.ok()) return ToGrpc(who.status());
+  if (!who.ok()) return who.status();
   if (absl::Status allowed = Auth::Check(*who, scope, chat_id); !allowed.ok()) {
-    return ToGrpc(allowed);
+    return allowed;
   }
   if (caller != nullptr) *caller = *std::move(who);
-  return grpc::Status::OK;
+  return absl::OkStatus();
 }
 
-grpc::Status Orchestrator::CreateSession(const v1::CreateSessionRequest& request,
+absl::Status Orchestrator::CreateSession(const v1::CreateSessionRequest& request,
                                          const Caller& caller,
                                          v1::CreateSessionResponse* response) {
   std::string trigger(TriggerName(request.trigger()));
@@ -775,7 +781,7 @@ grpc::Status Orchestrator::CreateSession(const v1::CreateSessionRequest& request
     payload = *std::move(parsed);
   }
   // A message the run could not read would leave the chat waiting with no answer and no error.
-  if (absl::Status checked = CheckBootPayload(payload); !checked.ok()) return ToGrpc(checked);
+  if (absl::Status checked = CheckBootPayload(payload); !checked.ok()) return checked;
   auto existing = sessions_.find(request.chat_id());
   if (existing != sessions_.end()) {
     // The answer carries a fresh chat token, which reads and writes the chat: only a caller
@@ -783,15 +789,15 @@ grpc::Status Orchestrator::CreateSession(const v1::CreateSessionRequest& request
     // make (docs/security.md).
     if (!caller.anyone &&
         (caller.scopes.count(Scope::kRead) == 0 || caller.scopes.count(Scope::kWrite) == 0)) {
-      return grpc::Status(
-          grpc::StatusCode::PERMISSION_DENIED,
+      return absl::Status(
+          absl::StatusCode::kPermissionDenied,
           absl::StrCat(caller.name,
                        " may create chats but not renew the chat token of one that exists: "
                        "CreateSession of an existing chat needs sessions:read and "
                        "sessions:write as well"));
     }
     if (existing->second->row.agent != request.agent()) {
-      return grpc::Status(grpc::StatusCode::ALREADY_EXISTS,
+      return absl::Status(absl::StatusCode::kAlreadyExists,
                           absl::StrCat("chat ", request.chat_id(), " exists with agent ",
                                        Quoted(existing->second->row.agent)));
     }
@@ -799,15 +805,15 @@ grpc::Status Orchestrator::CreateSession(const v1::CreateSessionRequest& request
     response->set_created(false);
     response->set_handover_deadline_unix_ms(existing->second->row.handover_deadline_ms);
     IssueChatToken(request.chat_id(), response);
-    return grpc::Status::OK;
+    return absl::OkStatus();
   }
   if (trigger == "handover-prepare") {
     // An agent whose first model call must go through its own hooks takes no head start: the
     // warm side's step 1 would run without them.
     const v1::AgentInfo* announced = Announced(request.agent(), /*connected_only=*/false);
     if (announced != nullptr && announced->head_start_disabled()) {
-      return grpc::Status(
-          grpc::StatusCode::FAILED_PRECONDITION,
+      return absl::Status(
+          absl::StatusCode::kFailedPrecondition,
           absl::StrCat("agent ", Quoted(request.agent()),
                        " does not allow a head start (its workers announce it with "
                        "allow_head_start off): create the chat with submit-message"));
@@ -841,7 +847,7 @@ grpc::Status Orchestrator::CreateSession(const v1::CreateSessionRequest& request
   absl::Status booted = Boot(s, trigger, DumpJson(payload), 1);
   if (!booted.ok()) {
     sessions_.erase(request.chat_id());
-    return ToGrpc(booted);
+    return booted;
   }
   if (s.row.handover_deadline_ms > 0) {
     handover_deadlines_.emplace(s.row.handover_deadline_ms, s.row.chat_id);
@@ -850,7 +856,7 @@ grpc::Status Orchestrator::CreateSession(const v1::CreateSessionRequest& request
   response->set_created(true);
   response->set_handover_deadline_unix_ms(s.row.handover_deadline_ms);
   IssueChatToken(request.chat_id(), response);
-  return grpc::Status::OK;
+  return absl::OkStatus();
 }
 
 void Orchestrator::IssueChatToken(const std::string& chat_id,
@@ -863,28 +869,28 @@ void Orchestrator::IssueChatToken(const std::string& chat_id,
   response->set_chat_token_expires_unix_ms(UnixMs(now + options_.auth->chat_token_ttl()));
 }
 
-grpc::Status Orchestrator::Append(const v1::AppendRequest& request, v1::AppendResponse* response,
+absl::Status Orchestrator::Append(const v1::AppendRequest& request, v1::AppendResponse* response,
                                   bool closing) {
   if (request.body_json().size() > kMaxInRecordBytes) {
-    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+    return absl::Status(absl::StatusCode::kResourceExhausted,
                         absl::StrCat(".in record of ", request.body_json().size(),
                                      " bytes exceeds the limit of ", kMaxInRecordBytes));
   }
   absl::StatusOr<InRecord> record = DecodeInRecord(0, request.body_json());
-  if (!record.ok()) return ToGrpc(record.status());
+  if (!record.ok()) return record.status();
   auto it = sessions_.find(request.chat_id());
   if (it == sessions_.end()) {
-    return grpc::Status(grpc::StatusCode::NOT_FOUND, absl::StrCat("no chat ", request.chat_id()));
+    return absl::Status(absl::StatusCode::kNotFound, absl::StrCat("no chat ", request.chat_id()));
   }
   Session& session = *it->second;
   // Closed, or closing: once Close stored its record, nothing after it would be answered (the
   // run ends at the close), so nothing more is taken.
   if (session.row.state == "closed" || (session.close_appended && !closing)) {
-    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+    return absl::Status(absl::StatusCode::kFailedPrecondition,
                         absl::StrCat("chat ", request.chat_id(), " is closed"));
   }
   if (session.in_seq >= options_.max_in_records && !closing) {
-    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+    return absl::Status(absl::StatusCode::kResourceExhausted,
                         absl::StrCat("chat ", request.chat_id(), " holds ", session.in_seq,
                                      " .in records, the most a chat may (close it and start "
                                      "another)"));
@@ -902,12 +908,12 @@ grpc::Status Orchestrator::Append(const v1::AppendRequest& request, v1::AppendRe
             response->set_seq(earlier.seq);
             response->set_duplicate(true);
             response->set_run_id(session.live_run);
-            return grpc::Status::OK;
+            return absl::OkStatus();
           }
         }
       }
     }
-    return ToGrpc(allowed);
+    return allowed;
   }
   InRow row;
   row.kind = std::string(InKindName(record->kind));
@@ -915,11 +921,11 @@ grpc::Status Orchestrator::Append(const v1::AppendRequest& request, v1::AppendRe
   row.client_record_id = request.client_record_id();
   row.appended_ms = UnixMs(clock_.Now());
   absl::StatusOr<Store::Appended> appended = store_.AppendIn(session.row.chat_id, std::move(row));
-  if (!appended.ok()) return ToGrpc(appended.status());
+  if (!appended.ok()) return appended.status();
   if (appended->duplicate && appended->row.body_json != request.body_json()) {
     // A retry sends the same record again; another record under a used id would be lost.
-    return grpc::Status(
-        grpc::StatusCode::ALREADY_EXISTS,
+    return absl::Status(
+        absl::StatusCode::kAlreadyExists,
         absl::StrCat("client_record_id ", Quoted(request.client_record_id()),
                      " is already .in seq ", appended->row.seq, " of chat ", request.chat_id(),
                      ", with another body; a retry must send the same body"));
@@ -945,7 +951,7 @@ grpc::Status Orchestrator::Append(const v1::AppendRequest& request, v1::AppendRe
       response->set_out_seq(session.turn_out_seq);
       response->set_turns_before(static_cast<int32_t>(waiting - session.awaiting.begin()));
     }
-    return grpc::Status::OK;
+    return absl::OkStatus();
   }
   session.in_seq = appended->row.seq;
   if (signal) {
@@ -962,21 +968,21 @@ grpc::Status Orchestrator::Append(const v1::AppendRequest& request, v1::AppendRe
     bool resume =
         session.row.state == "suspended" && UnixMs(clock_.Now()) < session.row.resume_deadline_ms;
     absl::Status booted = BootContinuation(session, resume, 1);
-    if (!booted.ok()) return ToGrpc(booted);
+    if (!booted.ok()) return booted;
   }
   response->set_run_id(session.live_run);
-  return grpc::Status::OK;
+  return absl::OkStatus();
 }
 
-grpc::Status Orchestrator::CancelRun(const v1::CancelRunRequest& request, v1::Run* response) {
+absl::Status Orchestrator::CancelRun(const v1::CancelRunRequest& request, v1::Run* response) {
   auto it = sessions_.find(request.chat_id());
   if (it == sessions_.end()) {
-    return grpc::Status(grpc::StatusCode::NOT_FOUND, absl::StrCat("no chat ", request.chat_id()));
+    return absl::Status(absl::StatusCode::kNotFound, absl::StrCat("no chat ", request.chat_id()));
   }
   Session& session = *it->second;
   if (session.live_run.empty() ||
       (!request.run_id().empty() && request.run_id() != session.live_run)) {
-    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+    return absl::Status(absl::StatusCode::kFailedPrecondition,
                         absl::StrCat("chat ", request.chat_id(), " has no live run",
                                      request.run_id().empty() ? "" : " by that id"));
   }
@@ -988,7 +994,7 @@ grpc::Status Orchestrator::CancelRun(const v1::CancelRunRequest& request, v1::Ru
       RunRow row = run.row;
       row.cancel_requested = true;
       if (absl::Status saved = store_.PutRun(row); !saved.ok()) {
-        return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+        return absl::Status(absl::StatusCode::kUnavailable,
                             absl::StrCat("the cancel could not be stored: ", saved.message()));
       }
       run.row.cancel_requested = true;
@@ -1005,13 +1011,13 @@ grpc::Status Orchestrator::CancelRun(const v1::CancelRunRequest& request, v1::Ru
     EndRun(run, "cancelled", how);
   }
   *response = RunProto(run.row);
-  return grpc::Status::OK;
+  return absl::OkStatus();
 }
 
-grpc::Status Orchestrator::Close(const v1::CloseRequest& request, v1::Session* response) {
+absl::Status Orchestrator::Close(const v1::CloseRequest& request, v1::Session* response) {
   auto it = sessions_.find(request.chat_id());
   if (it == sessions_.end()) {
-    return grpc::Status(grpc::StatusCode::NOT_FOUND, absl::StrCat("no chat ", request.chat_id()));
+    return absl::Status(absl::StatusCode::kNotFound, absl::StrCat("no chat ", request.chat_id()));
   }
   // One close record per chat: a second Close before the run has handled the first adds
   // nothing (the per-chat record limit does not stop a close, so repeats must not pile up).
@@ -1023,30 +1029,30 @@ grpc::Status Orchestrator::Close(const v1::CloseRequest& request, v1::Session* r
     append.set_chat_id(request.chat_id());
     append.set_body_json(DumpJson(body));
     v1::AppendResponse ignored;
-    grpc::Status status = Append(append, &ignored, /*closing=*/true);
+    absl::Status status = Append(append, &ignored, /*closing=*/true);
     if (!status.ok()) return status;
     it->second->close_appended = true;
   }
   *response = SessionProto(*it->second);
-  return grpc::Status::OK;
+  return absl::OkStatus();
 }
 
 grpc::ServerWriteReactor<v1::ReadResponse>* Orchestrator::Read(const v1::ReadRequest& request,
                                                                absl::Time token_expires) {
-  grpc::Status refused;
+  absl::Status refused;
   {
     absl::MutexLock lock(&mu_);
     auto it = sessions_.find(request.chat_id());
     if (it == sessions_.end()) {
       refused =
-          grpc::Status(grpc::StatusCode::NOT_FOUND, absl::StrCat("no chat ", request.chat_id()));
+          absl::Status(absl::StatusCode::kNotFound, absl::StrCat("no chat ", request.chat_id()));
     } else if (shutdown_) {
       refused = ShuttingDown();
     } else if (open_reads_ >= options_.max_reads) {
-      refused = grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+      refused = absl::Status(absl::StatusCode::kResourceExhausted,
                              absl::StrCat(open_reads_, " Read streams are open, the most allowed"));
     } else if (it->second->readers >= options_.max_reads_per_chat) {
-      refused = grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+      refused = absl::Status(absl::StatusCode::kResourceExhausted,
                              absl::StrCat("chat ", request.chat_id(), " has ", it->second->readers,
                                           " Read streams open, the most allowed"));
     } else {
@@ -1068,11 +1074,11 @@ grpc::ServerWriteReactor<v1::ReadResponse>* Orchestrator::Read(const v1::ReadReq
 }
 
 void Orchestrator::Follower::Fill() {
-  std::optional<grpc::Status> end;
+  std::optional<absl::Status> end;
   {
     absl::MutexLock lock(&o_.mu_);
     if (cancelled) {
-      end = grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
+      end = absl::Status(absl::StatusCode::kCancelled, "the client went away");
     } else if (o_.shutdown_) {
       end = ShuttingDown();
     } else if (Expired()) {
@@ -1081,25 +1087,25 @@ void Orchestrator::Follower::Fill() {
   }
   if (end.has_value()) return End(*end);
   absl::StatusOr<std::vector<OutRow>> rows = o_.store_.ReadOut(chat_id_, cursor_, kReadPage);
-  if (!rows.ok()) return End(ToGrpc(rows.status()));
+  if (!rows.ok()) return End(rows.status());
   if (!rows->empty()) {
     page_ = *std::move(rows);
     next_ = 0;
     return WriteNext();
   }
-  if (!follow_) return End(grpc::Status::OK);
+  if (!follow_) return End(absl::OkStatus());
   {
     absl::MutexLock lock(&o_.mu_);
     if (session_.out_seq > cursor_ || session_.row.state != "closed") return ParkOrQueue();
   }
-  End(grpc::Status::OK);  // the chat is closed and every record was sent
+  End(absl::OkStatus());  // the chat is closed and every record was sent
 }
 
 void Orchestrator::Follower::WriteNext() {
   if (next_ < page_.size()) {
     const OutRow& row = page_[next_];
     if (!response_.mutable_record()->ParseFromString(row.record)) {
-      return End(grpc::Status(grpc::StatusCode::DATA_LOSS,
+      return End(absl::Status(absl::StatusCode::kDataLoss,
                               absl::StrCat(".out record ", row.seq, " does not parse")));
     }
     return StartWrite(&response_);  // OnWriteDone carries on, on a gRPC thread
@@ -1127,7 +1133,7 @@ void Orchestrator::Follower::ParkOrQueue() {
 }
 
 void Orchestrator::Follower::OnWriteDone(bool ok) {
-  if (!ok) return End(grpc::Status(grpc::StatusCode::CANCELLED, "the client went away"));
+  if (!ok) return End(absl::Status(absl::StatusCode::kCancelled, "the client went away"));
   cursor_ = page_[next_++].seq;
   if (Expired()) return End(TokenExpired());
   WriteNext();
@@ -1157,12 +1163,12 @@ void Orchestrator::Follower::ReleaseSlot() {
   o_.readers_.Add(-1);
 }
 
-void Orchestrator::Follower::End(const grpc::Status& status) {
+void Orchestrator::Follower::End(const absl::Status& status) {
   {
     absl::MutexLock lock(&o_.mu_);
     state = State::kDone;
   }
-  Finish(status);  // OnDone follows, on a gRPC thread
+  Finish(ToGrpc(status));  // OnDone follows, on a gRPC thread
 }
 
 void Orchestrator::Wake(Follower& follower) {
@@ -1205,26 +1211,26 @@ void Orchestrator::PumpLoop() {
 
 // ---- worker streams ---------------------------------------------------------------------------
 
-grpc::Status Orchestrator::Connect(
+absl::Status Orchestrator::Connect(
     grpc::ServerContext* context,
     grpc::ServerReaderWriter<v1::GatewayFrame, v1::WorkerFrame>* stream) {
   v1::WorkerFrame first;
   if (!stream->Read(&first)) {
     std::string bad = TakeParseError();
-    if (bad.empty()) return grpc::Status::OK;
+    if (bad.empty()) return absl::OkStatus();
     return Invalid(absl::StrCat("a frame does not parse: ", bad));
   }
   if (!first.has_hello()) return Invalid("the first frame of a Connect stream must be Hello");
-  if (grpc::Status s = CheckHello(first.hello()); !s.ok()) return s;
+  if (absl::Status s = CheckHello(first.hello()); !s.ok()) return s;
   if (first.hello().protocol_version() != v1::PROTOCOL_VERSION_1) {
-    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+    return absl::Status(absl::StatusCode::kFailedPrecondition,
                         "unsupported protocol version; this orchestrator speaks 1");
   }
   Conn conn;
   conn.context = context;
   {
     absl::MutexLock lock(&mu_);
-    if (shutdown_) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "shutting down");
+    if (shutdown_) return absl::Status(absl::StatusCode::kUnavailable, "shutting down");
     conn.id = absl::StrCat("conn_", next_conn_++);
     conns_.insert(&conn);
     workers_.Add(1);
@@ -1301,7 +1307,7 @@ grpc::Status Orchestrator::Connect(
   }
   writer.join();
   if (!bad.empty()) return Invalid(absl::StrCat("a frame does not parse: ", bad));
-  return grpc::Status::OK;
+  return absl::OkStatus();
 }
 
 const v1::AgentInfo* Orchestrator::Announced(const std::string& agent, bool connected_only) const {

@@ -111,18 +111,20 @@ class Orchestrator {
 
   // The caller of a call, when it may use `scope` on `chat_id` (empty: a call about no one
   // chat, which chat tokens cannot make); else UNAUTHENTICATED or PERMISSION_DENIED.
-  grpc::Status Authorize(const grpc::ServerContextBase& context, Scope scope,
+  absl::Status Authorize(const grpc::ServerContextBase& context, Scope scope,
                          std::string_view chat_id, Caller* caller = nullptr) const;
 
-  // Sessions API (each called with mu_ held, after the request's sizes were checked).
-  grpc::Status CreateSession(const baton::v1::CreateSessionRequest& request, const Caller& caller,
+  // Sessions API (each called with mu_ held, after the request's sizes were checked). The core
+  // answers in absl::Status; the services turn it into gRPC's in one place (ToGrpc), with the
+  // same code and message.
+  absl::Status CreateSession(const baton::v1::CreateSessionRequest& request, const Caller& caller,
                              baton::v1::CreateSessionResponse* response);
   // `closing`: the record closes the chat, which the per-chat record limit does not stop.
-  grpc::Status Append(const baton::v1::AppendRequest& request, baton::v1::AppendResponse* response,
+  absl::Status Append(const baton::v1::AppendRequest& request, baton::v1::AppendResponse* response,
                       bool closing = false);
-  grpc::Status CancelRun(const baton::v1::CancelRunRequest& request, baton::v1::Run* response);
+  absl::Status CancelRun(const baton::v1::CancelRunRequest& request, baton::v1::Run* response);
   void IssueChatToken(const std::string& chat_id, baton::v1::CreateSessionResponse* response) const;
-  grpc::Status Close(const baton::v1::CloseRequest& request, baton::v1::Session* response);
+  absl::Status Close(const baton::v1::CloseRequest& request, baton::v1::Session* response);
   // A Read stream: refused at once (no chat, over a limit), or a Follower that pages the chat's
   // `.out` from the store and, with `follow`, waits for more; a chat token's stream ends at
   // `token_expires`.
@@ -137,7 +139,7 @@ class Orchestrator {
   baton::v1::Session SessionProto(const Session& session) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
 
   // Worker streams.
-  grpc::Status Connect(
+  absl::Status Connect(
       grpc::ServerContext* context,
       grpc::ServerReaderWriter<baton::v1::GatewayFrame, baton::v1::WorkerFrame>* stream);
   void OnHello(Conn& conn, const baton::v1::Hello& hello);
