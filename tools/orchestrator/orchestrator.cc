@@ -364,9 +364,9 @@ class Orchestrator::Follower final : public grpc::ServerWriteReactor<v1::ReadRes
   void WriteNext();
   // Under mu_, the page sent: waits on the chat when there is nothing to read and no reason to
   // end; back to the queue otherwise.
-  void ParkOrQueue();
+  void ParkOrQueue() ABSL_EXCLUSIVE_LOCKS_REQUIRED(o_.mu_);
   // Frees its Read slot (under mu_), at the first of its client going away and its end.
-  void ReleaseSlot();
+  void ReleaseSlot() ABSL_EXCLUSIVE_LOCKS_REQUIRED(o_.mu_);
   void End(const absl::Status& status);
   bool Expired() const { return o_.clock_.Now() >= expires_; }
 

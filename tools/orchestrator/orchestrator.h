@@ -84,16 +84,16 @@ class Orchestrator {
   // Loads sessions and runs from the store: queued runs queue again; runs that were assigned or
   // running keep a fresh lease, so their workers can reconnect and carry on, and are retried
   // when it runs out. Call once, before serving.
-  absl::Status Load();
+  absl::Status Load() ABSL_LOCKS_EXCLUDED(mu_);
 
   grpc::Service* gateway_service();
   grpc::Service* sessions_service();
 
   // Ends every stream (worker Connects and following Reads) so the server can shut down.
-  void Shutdown();
+  void Shutdown() ABSL_LOCKS_EXCLUDED(mu_);
 
   // Prometheus text exposition of the orchestrator's metrics.
-  std::string MetricsText() const;
+  std::string MetricsText() const ABSL_LOCKS_EXCLUDED(mu_);
 
   // What the timer thread does each period, at `now`: closes silent and stalled worker streams,
   // requeues assignments not accepted by their deadline, ends runs whose lease ran out (lost,
@@ -118,44 +118,55 @@ class Orchestrator {
   // answers in absl::Status; the services turn it into gRPC's in one place (ToGrpc), with the
   // same code and message.
   absl::Status CreateSession(const baton::v1::CreateSessionRequest& request, const Caller& caller,
-                             baton::v1::CreateSessionResponse* response);
+                             baton::v1::CreateSessionResponse* response)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // `closing`: the record closes the chat, which the per-chat record limit does not stop.
   absl::Status Append(const baton::v1::AppendRequest& request, baton::v1::AppendResponse* response,
-                      bool closing = false);
-  absl::Status CancelRun(const baton::v1::CancelRunRequest& request, baton::v1::Run* response);
+                      bool closing = false) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status CancelRun(const baton::v1::CancelRunRequest& request, baton::v1::Run* response)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void IssueChatToken(const std::string& chat_id, baton::v1::CreateSessionResponse* response) const;
-  absl::Status Close(const baton::v1::CloseRequest& request, baton::v1::Session* response);
+  absl::Status Close(const baton::v1::CloseRequest& request, baton::v1::Session* response)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A Read stream: refused at once (no chat, over a limit), or a Follower that pages the chat's
   // `.out` from the store and, with `follow`, waits for more; a chat token's stream ends at
   // `token_expires`.
   grpc::ServerWriteReactor<baton::v1::ReadResponse>* Read(const baton::v1::ReadRequest& request,
-                                                          absl::Time token_expires);
+                                                          absl::Time token_expires)
+      ABSL_LOCKS_EXCLUDED(mu_);
   // Hands a waiting Follower to the pump threads (new output, its chat closed, its client gone,
   // its token expired, shutdown).
   void Wake(Follower& follower) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void WakeReaders(Session& session) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The pump threads: each takes a Follower off the queue and reads its next page.
-  void PumpLoop();
+  void PumpLoop() ABSL_LOCKS_EXCLUDED(mu_);
   baton::v1::Session SessionProto(const Session& session) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
 
   // Worker streams.
   absl::Status Connect(
       grpc::ServerContext* context,
-      grpc::ServerReaderWriter<baton::v1::GatewayFrame, baton::v1::WorkerFrame>* stream);
-  void OnHello(Conn& conn, const baton::v1::Hello& hello);
+      grpc::ServerReaderWriter<baton::v1::GatewayFrame, baton::v1::WorkerFrame>* stream)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  void OnHello(Conn& conn, const baton::v1::Hello& hello) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The agent as announced by the connected worker that said hello last among those hosting
   // it; without one (and unless `connected_only`), as any worker last announced it. Null when
   // none did.
   const baton::v1::AgentInfo* Announced(const std::string& agent, bool connected_only) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
-  void OnFrame(Conn& conn, const baton::v1::WorkerFrame& frame);
-  void OnRunAccepted(Conn& conn, const baton::v1::RunAccepted& accepted);
-  void OnRunRejected(Conn& conn, const baton::v1::RunRejected& rejected);
-  void OnHeartbeat(Conn& conn, const baton::v1::Heartbeat& heartbeat);
-  void OnRunOutput(Conn& conn, const baton::v1::RunOutput& output);
-  void OnSnapshot(Conn& conn, const baton::v1::Snapshot& snapshot);
-  void OnRunFinished(Conn& conn, const baton::v1::RunFinished& finished);
-  void Disconnected(Conn& conn);
+  void OnFrame(Conn& conn, const baton::v1::WorkerFrame& frame) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void OnRunAccepted(Conn& conn, const baton::v1::RunAccepted& accepted)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void OnRunRejected(Conn& conn, const baton::v1::RunRejected& rejected)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void OnHeartbeat(Conn& conn, const baton::v1::Heartbeat& heartbeat)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void OnRunOutput(Conn& conn, const baton::v1::RunOutput& output)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void OnSnapshot(Conn& conn, const baton::v1::Snapshot& snapshot)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void OnRunFinished(Conn& conn, const baton::v1::RunFinished& finished)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Disconnected(Conn& conn) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A write of the run's worker that the chat cannot keep (bad output, a bad snapshot): nothing
   // of it is stored, the worker's lease is revoked, and the run fails retryably.
   void RefuseRunWrite(Conn& conn, Run& run, const std::string& reason, const std::string& error)
@@ -221,7 +232,7 @@ class Orchestrator {
 
   // The timer thread: accept deadlines, leases, heartbeats, stalled writes, Read token expiries,
   // suspension deadlines.
-  void TimerLoop();
+  void TimerLoop() ABSL_LOCKS_EXCLUDED(mu_);
   void TickLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   Store& store_;
