@@ -15,6 +15,7 @@
 #include "runtime/parse_errors.h"
 #include "runtime/session_rules.h"
 #include "runtime/wire.h"
+#include "tools/orchestrator/states.h"
 
 namespace baton::orchestrator {
 
@@ -69,10 +70,6 @@ v1::Run RunProto(const RunRow& row) {
   run.set_ended_at_unix_ms(row.ended_ms);
   run.set_cancel_requested(row.cancel_requested);
   return run;
-}
-
-bool IsLive(const std::string& run_state) {
-  return run_state == "queued" || run_state == "assigned" || run_state == "running";
 }
 
 // ---- limits (docs/bad-input.md) ----------------------------------------------------------------
@@ -271,7 +268,11 @@ struct Orchestrator::Conn {
 };
 
 struct Orchestrator::Run {
+  // The row as last stored: its state and trigger words are written from `state` and `trigger`
+  // as it is saved (SaveRun); the rules read the typed ones.
   RunRow row;
+  RunState state = RunState::kQueued;
+  BootTrigger trigger = BootTrigger::kPreload;
   Conn* conn = nullptr;
   absl::Time accept_by = absl::InfiniteFuture();
   absl::Time lease_until = absl::InfiniteFuture();
@@ -282,7 +283,10 @@ struct Orchestrator::Run {
 };
 
 struct Orchestrator::Session {
+  // The row as last stored: its state word is written from `state` as it is saved
+  // (SaveSession); the rules read the typed one.
   SessionRow row;
+  SessionState state = SessionState::kLive;
   int64_t in_seq = 0;
   int64_t out_seq = 0;
   absl::Time last_out_at = absl::InfinitePast();
@@ -625,6 +629,12 @@ absl::Status Orchestrator::Load() {
     session->out_seq = *out;
     // Approximate until the next turn-complete: the snapshot's turn ended there.
     session->turn_out_seq = row.snapshot_out_seq;
+    std::optional<SessionState> state = SessionStateOf(row.state);
+    if (!state.has_value()) {
+      return absl::DataLossError(absl::StrCat("chat ", row.chat_id, " is stored in state ",
+                                              Quoted(row.state), ", which names none"));
+    }
+    session->state = *state;
     session->row = std::move(row);
     sessions_[session->row.chat_id] = std::move(session);
   }
@@ -632,24 +642,30 @@ absl::Status Orchestrator::Load() {
   if (!runs.ok()) return runs.status();
   absl::Time now = clock_.Now();
   for (RunRow& row : *runs) {
-    if (!IsLive(row.state)) continue;
-    if (sessions_.count(row.chat_id) == 0) {
+    std::optional<RunState> state = RunStateOf(row.state);
+    if (!state.has_value() || !IsLive(*state)) continue;
+    std::optional<BootTrigger> trigger = BootTriggerOf(row.trigger);
+    if (sessions_.count(row.chat_id) == 0 || !trigger.has_value()) {
       // A crash between saving a run and its session: the run never became the chat's.
-      row.state = "failed";
-      row.error = "its session was not stored";
+      row.state = Word(RunState::kFailed);
+      row.error = trigger.has_value()
+                      ? "its session was not stored"
+                      : absl::StrCat("its trigger ", Quoted(row.trigger), " names none");
       if (absl::Status saved = store_.PutRun(row); !saved.ok()) return saved;
       continue;
     }
     auto run = std::make_unique<Run>();
+    run->trigger = *trigger;
     run->queued_at = now;
     // A cancel acknowledged before the restart still holds: the worker is told again when it
     // rebinds the run, and a run whose lease runs out ends cancelled, not retried. (Only a
     // running run keeps one: CancelRun ends any other at once.)
     run->cancel_requested = row.cancel_requested;
-    if (row.state == "running") {
+    if (*state == RunState::kRunning) {
+      run->state = RunState::kRunning;
       run->lease_until = now + options_.lease_ttl;  // its worker may reconnect and rebind it
     } else {
-      row.state = "queued";
+      run->state = RunState::kQueued;
       queue_.push_back(row.run_id);
     }
     run->row = std::move(row);
@@ -659,17 +675,17 @@ absl::Status Orchestrator::Load() {
   }
   // A crash between an append and the boot it called for leaves a record unanswered.
   for (auto& [id, session] : sessions_) {
-    if (session->row.state == "suspended") {
+    if (session->state == SessionState::kSuspended) {
       resume_deadlines_.emplace(session->row.resume_deadline_ms, id);
     }
     if (session->row.handover_deadline_ms > 0) {
       handover_deadlines_.emplace(session->row.handover_deadline_ms, id);
     }
-    if (session->live_run.empty() && session->row.state == "live") {
+    if (session->live_run.empty() && session->state == SessionState::kLive) {
       // A crash between ending the chat's run (lost, say) and storing the run that follows it:
       // the chat rests, and its unanswered records boot the next run below. The soak found
       // this, a message left unanswered by a restart landing in that gap.
-      session->row.state = "exited";
+      session->state = SessionState::kExited;
       SaveSession(*session);
     }
     if (session->live_run.empty()) BootIfUnanswered(*session);
@@ -678,7 +694,7 @@ absl::Status Orchestrator::Load() {
 }
 
 void Orchestrator::ExpireHandover(Session& session) {
-  if (session.row.state == "closed") {
+  if (session.state == SessionState::kClosed) {
     session.row.handover_deadline_ms = 0;
     SaveSession(session);
     return;
@@ -697,14 +713,17 @@ void Orchestrator::ExpireHandover(Session& session) {
   }
 }
 
-void Orchestrator::SaveRun(const Run& run) {
+void Orchestrator::SaveRun(Run& run) {
+  run.row.state = Word(run.state);
+  run.row.trigger = Word(run.trigger);
   absl::Status status = store_.PutRun(run.row);
   if (!status.ok())
     LogJson("error", "store: saving a run failed",
             {{"run_id", run.row.run_id}, {"error", status.ToString()}});
 }
 
-void Orchestrator::SaveSession(const Session& session) {
+void Orchestrator::SaveSession(Session& session) {
+  session.row.state = Word(session.state);
   absl::Status status = store_.PutSession(session.row);
   if (!status.ok())
     LogJson("error", "store: saving a session failed",
@@ -715,7 +734,7 @@ v1::Session Orchestrator::SessionProto(const Session& session) const {
   v1::Session out;
   out.set_chat_id(session.row.chat_id);
   out.set_agent(session.row.agent);
-  out.set_state(SessionStateFromName(session.row.state));
+  out.set_state(ToProto(session.state));
   out.set_run_id(session.row.run_id);
   out.set_in_seq(session.in_seq);
   out.set_out_seq(session.out_seq);
@@ -728,11 +747,11 @@ v1::Session Orchestrator::SessionProto(const Session& session) const {
   out.set_answering(session.answering || !session.awaiting.empty());
   // A client sees a run that waits, and why, without ListRuns (which chat tokens cannot call).
   if (auto live = runs_.find(session.live_run); live != runs_.end()) {
-    const RunRow& run = live->second->row;
-    out.set_run_state(RunStateFromName(run.state));
-    if (run.state == "queued") {
-      out.set_queued_reason(run.reason);
-      out.set_queued_error(run.error);
+    const Run& run = *live->second;
+    out.set_run_state(ToProto(run.state));
+    if (run.state == RunState::kQueued) {
+      out.set_queued_reason(run.row.reason);
+      out.set_queued_error(run.row.error);
     }
   }
   return out;
@@ -767,9 +786,9 @@ absl::Status Orchestrator::Authorize(const grpc::ServerContextBase& context, Sco
 absl::Status Orchestrator::CreateSession(const v1::CreateSessionRequest& request,
                                          const Caller& caller,
                                          v1::CreateSessionResponse* response) {
-  std::string trigger(TriggerName(request.trigger()));
   if (request.trigger() == v1::TRIGGER_UNSPECIFIED) return Invalid("trigger is required");
-  if (trigger.empty()) {
+  std::optional<BootTrigger> trigger = BootTriggerOf(request.trigger());
+  if (!trigger.has_value()) {
     return Invalid(
         absl::StrCat("trigger ", static_cast<int>(request.trigger()), " is not a known trigger"));
   }
@@ -807,7 +826,7 @@ absl::Status Orchestrator::CreateSession(const v1::CreateSessionRequest& request
     IssueChatToken(request.chat_id(), response);
     return absl::OkStatus();
   }
-  if (trigger == "handover-prepare") {
+  if (trigger == BootTrigger::kHandoverPrepare) {
     // An agent whose first model call must go through its own hooks takes no head start: the
     // warm side's step 1 would run without them.
     const v1::AgentInfo* announced = Announced(request.agent(), /*connected_only=*/false);
@@ -824,15 +843,15 @@ absl::Status Orchestrator::CreateSession(const v1::CreateSessionRequest& request
   SessionRow& row = session->row;
   row.chat_id = request.chat_id();
   row.agent = request.agent();
-  row.state = "live";
+  session->state = SessionState::kLive;
   row.base_payload_json = DumpJson(BasePayload(payload));
-  if (Json boot = BootMessage(trigger, payload); boot.is_object()) {
+  if (Json boot = BootMessage(std::string(Word(*trigger)), payload); boot.is_object()) {
     row.boot_message_json = DumpJson(boot);
     session->awaiting.push_back(0);  // the boot message's turn is the first on `.out`
   }
   row.traceparent = request.traceparent();
   row.created_ms = UnixMs(clock_.Now());
-  if (trigger == "handover-prepare") {
+  if (trigger == BootTrigger::kHandoverPrepare) {
     // The window for the warm side's signal: the agent's own handover_timeout, as its workers
     // announced it, so the warm side and the run agree on it.
     const v1::AgentInfo* announced = Announced(row.agent, /*connected_only=*/false);
@@ -844,7 +863,7 @@ absl::Status Orchestrator::CreateSession(const v1::CreateSessionRequest& request
   }
   Session& s = *session;
   sessions_[row.chat_id] = std::move(session);
-  absl::Status booted = Boot(s, trigger, DumpJson(payload), 1);
+  absl::Status booted = Boot(s, *trigger, DumpJson(payload), 1);
   if (!booted.ok()) {
     sessions_.erase(request.chat_id());
     return booted;
@@ -885,7 +904,7 @@ absl::Status Orchestrator::Append(const v1::AppendRequest& request, v1::AppendRe
   Session& session = *it->second;
   // Closed, or closing: once Close stored its record, nothing after it would be answered (the
   // run ends at the close), so nothing more is taken.
-  if (session.row.state == "closed" || (session.close_appended && !closing)) {
+  if (session.state == SessionState::kClosed || (session.close_appended && !closing)) {
     return absl::Status(absl::StatusCode::kFailedPrecondition,
                         absl::StrCat("chat ", request.chat_id(), " is closed"));
   }
@@ -965,8 +984,8 @@ absl::Status Orchestrator::Append(const v1::AppendRequest& request, v1::AppendRe
   } else if (record->kind == InKind::kMessage) {
     // Any message boots the next run, a close too: the run fires its hooks and closes the chat
     // (as LocalSessions does). Stops and handover signals only reach a live run.
-    bool resume =
-        session.row.state == "suspended" && UnixMs(clock_.Now()) < session.row.resume_deadline_ms;
+    bool resume = session.state == SessionState::kSuspended &&
+                  UnixMs(clock_.Now()) < session.row.resume_deadline_ms;
     absl::Status booted = BootContinuation(session, resume, 1);
     if (!booted.ok()) return booted;
   }
@@ -987,11 +1006,13 @@ absl::Status Orchestrator::CancelRun(const v1::CancelRunRequest& request, v1::Ru
                                      request.run_id().empty() ? "" : " by that id"));
   }
   Run& run = *runs_[session.live_run];
-  if (run.conn != nullptr && run.row.state == "running") {
+  if (run.conn != nullptr && run.state == RunState::kRunning) {
     // Stored before it is acknowledged: a restart before the worker ends the run must not
     // forget it (the run would carry on, or be retried when its lease ran out).
     if (!run.cancel_requested) {
       RunRow row = run.row;
+      row.state = Word(run.state);
+      row.trigger = Word(run.trigger);
       row.cancel_requested = true;
       if (absl::Status saved = store_.PutRun(row); !saved.ok()) {
         return absl::Status(absl::StatusCode::kUnavailable,
@@ -1008,9 +1029,9 @@ absl::Status Orchestrator::CancelRun(const v1::CancelRunRequest& request, v1::Ru
     if (run.conn != nullptr) Revoke(*run.conn, run.row.run_id, run.row.lease_token, "cancelled");
     v1::RunFinished how;
     how.set_reason("cancelled");
-    EndRun(run, "cancelled", how);
+    EndRun(run, RunState::kCancelled, how);
   }
-  *response = RunProto(run.row);
+  *response = RunProto(run.row);  // saved: its words are the state's
   return absl::OkStatus();
 }
 
@@ -1021,7 +1042,7 @@ absl::Status Orchestrator::Close(const v1::CloseRequest& request, v1::Session* r
   }
   // One close record per chat: a second Close before the run has handled the first adds
   // nothing (the per-chat record limit does not stop a close, so repeats must not pile up).
-  if (it->second->row.state != "closed" && !it->second->close_appended) {
+  if (it->second->state != SessionState::kClosed && !it->second->close_appended) {
     Json body = {{"kind", "message"},
                  {"payload", {{"chatId", request.chat_id()}, {"trigger", "close"}}}};
     if (!request.reason().empty()) body["payload"]["reason"] = request.reason();
@@ -1096,7 +1117,9 @@ void Orchestrator::Follower::Fill() {
   if (!follow_) return End(absl::OkStatus());
   {
     absl::MutexLock lock(&o_.mu_);
-    if (session_.out_seq > cursor_ || session_.row.state != "closed") return ParkOrQueue();
+    if (session_.out_seq > cursor_ || session_.state != SessionState::kClosed) {
+      return ParkOrQueue();
+    }
   }
   End(absl::OkStatus());  // the chat is closed and every record was sent
 }
@@ -1121,7 +1144,7 @@ void Orchestrator::Follower::WriteNext() {
 void Orchestrator::Follower::ParkOrQueue() {
   bool more = session_.out_seq > cursor_;
   bool ending =
-      !follow_ || cancelled || o_.shutdown_ || Expired() || session_.row.state == "closed";
+      !follow_ || cancelled || o_.shutdown_ || Expired() || session_.state == SessionState::kClosed;
   if (!more && !ending) {
     state = State::kWaiting;
     session_.waiters.push_back(this);
@@ -1358,7 +1381,7 @@ void Orchestrator::OnHello(Conn& conn, const v1::Hello& hello) {
     auto it = runs_.find(held.run_id());
     if (it == runs_.end()) continue;
     Run& run = *it->second;
-    if (run.row.lease_token != held.lease_token() || run.row.state != "running") continue;
+    if (run.row.lease_token != held.lease_token() || run.state != RunState::kRunning) continue;
     if (run.conn != nullptr) run.conn->runs.erase(run.row.run_id);
     run.conn = &conn;
     run.row.worker_id = conn.worker_id;
@@ -1460,7 +1483,7 @@ Orchestrator::Run* Orchestrator::OwnedRun(Conn& conn, const std::string& run_id,
                                           int64_t lease_token) {
   auto it = runs_.find(run_id);
   if (it != runs_.end() && it->second->conn == &conn &&
-      it->second->row.lease_token == lease_token && IsLive(it->second->row.state)) {
+      it->second->row.lease_token == lease_token && IsLive(it->second->state)) {
     return it->second.get();
   }
   stale_writes_.Add(1);
@@ -1470,9 +1493,9 @@ Orchestrator::Run* Orchestrator::OwnedRun(Conn& conn, const std::string& run_id,
 
 void Orchestrator::OnRunAccepted(Conn& conn, const v1::RunAccepted& accepted) {
   Run* run = OwnedRun(conn, accepted.run_id(), accepted.lease_token());
-  if (run == nullptr || run->row.state != "assigned") return;
+  if (run == nullptr || run->state != RunState::kAssigned) return;
   absl::Time now = clock_.Now();
-  run->row.state = "running";
+  run->state = RunState::kRunning;
   run->row.started_ms = UnixMs(now);
   run->accept_by = absl::InfiniteFuture();
   run->lease_until = now + options_.lease_ttl;
@@ -1491,7 +1514,7 @@ void Orchestrator::OnRunRejected(Conn& conn, const v1::RunRejected& rejected) {
     v1::RunFinished how;
     how.set_reason("rejected");
     how.set_error(absl::StrCat("a worker could not start the run: ", rejected.reason()));
-    EndRun(*run, "failed", how);
+    EndRun(*run, RunState::kFailed, how);
     return;
   }
   if (rejected.reason() == "unknown-agent") conn.agents.erase(run->row.agent);
@@ -1524,7 +1547,7 @@ void Orchestrator::RefuseRunWrite(Conn& conn, Run& run, const std::string& reaso
   how.set_reason(reason);
   how.set_error(error);
   how.set_retryable(true);  // as a lost run: attempt + 1 from the last good snapshot
-  EndRun(run, "failed", how);
+  EndRun(run, RunState::kFailed, how);
 }
 
 void Orchestrator::OnRunOutput(Conn& conn, const v1::RunOutput& output) {
@@ -1626,18 +1649,19 @@ void Orchestrator::OnSnapshot(Conn& conn, const v1::Snapshot& piece) {
 void Orchestrator::OnRunFinished(Conn& conn, const v1::RunFinished& finished) {
   Run* run = OwnedRun(conn, finished.run_id(), finished.lease_token());
   if (run == nullptr) return;
-  const char* state = "exited";
+  RunState state = RunState::kExited;
   switch (finished.end()) {
     case v1::RUN_END_SUSPENDED:
-      state = "suspended";
+      state = RunState::kSuspended;
       break;
     case v1::RUN_END_FAILED:
       // A run a client cancelled that then fails retryably (its worker handing it back on a
       // drain, say) ends cancelled: the cancel was acknowledged, a retry would undo it.
-      state = finished.retryable() && run->cancel_requested ? "cancelled" : "failed";
+      state =
+          finished.retryable() && run->cancel_requested ? RunState::kCancelled : RunState::kFailed;
       break;
     case v1::RUN_END_CANCELLED:
-      state = "cancelled";
+      state = RunState::kCancelled;
       break;
     default:
       break;
@@ -1661,7 +1685,7 @@ void Orchestrator::Disconnected(Conn& conn) {
     run.conn = nullptr;
     // Not accepted yet: straight back to the queue. Running: its lease decides; the worker
     // may reconnect and rebind it before then.
-    if (run.row.state == "assigned") Requeue(run);
+    if (run.state == RunState::kAssigned) Requeue(run);
   }
   conn.runs.clear();
   LogJson("info", "worker disconnected",
@@ -1671,8 +1695,8 @@ void Orchestrator::Disconnected(Conn& conn) {
 
 // ---- session rules ----------------------------------------------------------------------------
 
-absl::Status Orchestrator::Boot(Session& session, const std::string& trigger,
-                                std::string payload_json, int attempt) {
+absl::Status Orchestrator::Boot(Session& session, BootTrigger trigger, std::string payload_json,
+                                int attempt) {
   absl::StatusOr<int64_t> number = store_.NextRunNumber();
   if (!number.ok()) return number.status();
   auto run = std::make_unique<Run>();
@@ -1681,8 +1705,10 @@ absl::Status Orchestrator::Boot(Session& session, const std::string& trigger,
   row.chat_id = session.row.chat_id;
   row.agent = session.row.agent;
   row.attempt = attempt;
-  row.trigger = trigger;
-  row.state = "queued";
+  run->trigger = trigger;
+  run->state = RunState::kQueued;
+  row.trigger = Word(trigger);
+  row.state = Word(RunState::kQueued);
   row.payload_json = std::move(payload_json);
   row.previous_run_id = session.row.run_id;
   row.created_ms = UnixMs(clock_.Now());
@@ -1690,7 +1716,7 @@ absl::Status Orchestrator::Boot(Session& session, const std::string& trigger,
   absl::Status saved = store_.PutRun(row);
   if (!saved.ok()) return saved;
   session.row.run_id = row.run_id;
-  session.row.state = "live";
+  session.state = SessionState::kLive;
   session.row.runs += 1;
   session.live_run = row.run_id;
   SaveSession(session);
@@ -1702,7 +1728,8 @@ absl::Status Orchestrator::Boot(Session& session, const std::string& trigger,
 }
 
 absl::Status Orchestrator::BootContinuation(Session& session, bool resume, int attempt) {
-  return Boot(session, resume ? "resume" : "continuation", session.row.base_payload_json, attempt);
+  return Boot(session, resume ? BootTrigger::kResume : BootTrigger::kContinuation,
+              session.row.base_payload_json, attempt);
 }
 
 void Orchestrator::Dispatch() {
@@ -1764,7 +1791,7 @@ bool Orchestrator::Assign(Run& run, Conn& conn) {
   }
   Session& session = *sessions_[run.row.chat_id];
   run.row.lease_token = *token;
-  run.row.state = "assigned";
+  run.state = RunState::kAssigned;
   run.row.worker_id = conn.worker_id;
   run.row.reason.clear();  // why it was queued (NoteWhyQueued)
   run.row.error.clear();
@@ -1789,14 +1816,15 @@ bool Orchestrator::Assign(Run& run, Conn& conn) {
   // A fresh run gets every `.in` record as a Deliver; a continuation gets the ones after its
   // snapshot in the assignment itself.
   run.sent_in = 0;
-  bool continuation = run.row.trigger == "continuation" || run.row.trigger == "resume";
+  bool continuation =
+      run.trigger == BootTrigger::kContinuation || run.trigger == BootTrigger::kResume;
   if (!continuation) {
-    assign.set_trigger(TriggerFromName(run.row.trigger));
+    assign.set_trigger(ToProto(run.trigger));
     assign.set_payload_json(run.row.payload_json);
   } else {
     // As LocalSessions: a resume carries on the suspended run's wait; it is not a continuation.
-    assign.set_continuation(run.row.trigger == "continuation");
-    assign.set_resume(run.row.trigger == "resume");
+    assign.set_continuation(run.trigger == BootTrigger::kContinuation);
+    assign.set_resume(run.trigger == BootTrigger::kResume);
     assign.set_snapshot_json(session.row.snapshot_json);
     auto parsed = [](const std::string& text) {
       absl::StatusOr<Json> json = text.empty() ? absl::StatusOr<Json>(Json()) : ParseJson(text);
@@ -1855,7 +1883,7 @@ bool Orchestrator::Assign(Run& run, Conn& conn) {
 }
 
 void Orchestrator::DeliverPending(Run& run) {
-  if (run.conn == nullptr || run.row.state == "queued") return;
+  if (run.conn == nullptr || run.state == RunState::kQueued) return;
   Session& session = *sessions_[run.row.chat_id];
   // A page at a time, until the outbox holds half its bound: a long backlog of large records is
   // read from the store as the worker takes it, not all of it each time the queue drains.
@@ -1895,7 +1923,7 @@ void Orchestrator::Requeue(Run& run, absl::Duration delay) {
   run.not_before = clock_.Now() + delay;
   if (run.conn != nullptr) run.conn->runs.erase(run.row.run_id);
   run.conn = nullptr;
-  run.row.state = "queued";
+  run.state = RunState::kQueued;
   run.row.worker_id.clear();
   run.accept_by = absl::InfiniteFuture();
   run.lease_until = absl::InfiniteFuture();
@@ -1903,12 +1931,12 @@ void Orchestrator::Requeue(Run& run, absl::Duration delay) {
   queue_.push_front(run.row.run_id);
 }
 
-void Orchestrator::EndRun(Run& run, const std::string& state, const v1::RunFinished& how) {
+void Orchestrator::EndRun(Run& run, RunState state, const v1::RunFinished& how) {
   absl::Time now = clock_.Now();
   if (run.conn != nullptr) run.conn->runs.erase(run.row.run_id);
   run.conn = nullptr;
   queue_.erase(std::remove(queue_.begin(), queue_.end(), run.row.run_id), queue_.end());
-  run.row.state = state;
+  run.state = state;
   run.row.reason = how.reason();
   run.row.error = how.error();
   run.row.ended_ms = UnixMs(now);
@@ -1919,14 +1947,15 @@ void Orchestrator::EndRun(Run& run, const std::string& state, const v1::RunFinis
           {{"run_id", run.row.run_id},
            {"chat_id", run.row.chat_id},
            {"attempt", run.row.attempt},
-           {"state", state},
+           {"state", Word(state)},
            {"reason", how.reason()}});
 
   Session& session = *sessions_[run.row.chat_id];
   session.live_run.clear();
-  bool retry = (state == "failed" && how.retryable()) || (state == "lost" && !run.cancel_requested);
+  bool retry = (state == RunState::kFailed && how.retryable()) ||
+               (state == RunState::kLost && !run.cancel_requested);
   // A worker draining hands its runs back: no fault of the chat's, so no cost to its budget.
-  bool handed_back = state == "failed" && how.reason() == "worker-shutdown";
+  bool handed_back = state == RunState::kFailed && how.reason() == "worker-shutdown";
   if (retry && !handed_back) ++session.failures;
   if (retry && session.failures >= options_.max_attempts) {
     // A record that kills every worker it reaches must not take down the whole fleet. A chat
@@ -1937,7 +1966,7 @@ void Orchestrator::EndRun(Run& run, const std::string& state, const v1::RunFinis
                      " failures in a row: ", how.error().empty() ? how.reason() : how.error());
     SaveRun(run);
     session.failures = 0;  // the next message gets a whole budget again
-    session.row.state = "failed";
+    session.state = SessionState::kFailed;
     AnswerWithError(session, run.row.error);
     SaveSession(session);
     return;
@@ -1947,17 +1976,17 @@ void Orchestrator::EndRun(Run& run, const std::string& state, const v1::RunFinis
     if (booted.ok()) return;
     LogJson("error", "booting a retry failed", {{"chat_id", session.row.chat_id}});
   }
-  if (state == "suspended") {
-    session.row.state = "suspended";
+  if (state == RunState::kSuspended) {
+    session.state = SessionState::kSuspended;
     session.row.resume_deadline_ms = how.resume_deadline_unix_ms();
     resume_deadlines_.emplace(session.row.resume_deadline_ms, session.row.chat_id);
-  } else if (state == "failed") {
-    session.row.state = "failed";
+  } else if (state == RunState::kFailed) {
+    session.state = SessionState::kFailed;
   } else {
-    session.row.state = how.reason() == "close" ? "closed" : "exited";
+    session.state = how.reason() == "close" ? SessionState::kClosed : SessionState::kExited;
   }
   SaveSession(session);
-  if (session.row.state == "closed") WakeReaders(session);  // followers end
+  if (session.state == SessionState::kClosed) WakeReaders(session);  // followers end
   BootIfUnanswered(session, how.reason() == "upgrade");
 }
 
@@ -2059,8 +2088,10 @@ void Orchestrator::TimeOutSuspendedRun(const Session& session) {
     return;
   }
   for (RunRow& row : *runs) {
-    if (row.run_id != session.row.run_id || row.state != "suspended") continue;
-    row.state = "exited";
+    if (row.run_id != session.row.run_id || RunStateOf(row.state) != RunState::kSuspended) {
+      continue;
+    }
+    row.state = Word(RunState::kExited);
     row.reason = "timeout";
     if (absl::Status saved = store_.PutRun(row); !saved.ok()) {
       LogJson("error", "store: saving a run failed",
@@ -2070,7 +2101,7 @@ void Orchestrator::TimeOutSuspendedRun(const Session& session) {
 }
 
 void Orchestrator::BootIfUnanswered(Session& session, bool upgrade) {
-  if (session.row.state != "suspended" && session.row.state != "exited") return;
+  if (session.state != SessionState::kSuspended && session.state != SessionState::kExited) return;
   // Records that arrived while the run was ending, or that it left unanswered, start the next
   // run at once (one live run per chat). An upgrade that left the boot message unanswered, too.
   bool unanswered = false;
@@ -2090,8 +2121,8 @@ void Orchestrator::BootIfUnanswered(Session& session, bool upgrade) {
     }
   }
   if (!unanswered) return;
-  bool resume =
-      session.row.state == "suspended" && UnixMs(clock_.Now()) < session.row.resume_deadline_ms;
+  bool resume = session.state == SessionState::kSuspended &&
+                UnixMs(clock_.Now()) < session.row.resume_deadline_ms;
   absl::Status booted = BootContinuation(session, resume, 1);
   if (!booted.ok()) {
     LogJson("error", "booting a continuation failed",
@@ -2191,8 +2222,8 @@ void Orchestrator::TickLocked(absl::Time now) {
   std::vector<Run*> late;
   std::vector<Run*> expired;
   for (auto& [id, run] : runs_) {
-    if (run->row.state == "assigned" && now > run->accept_by) late.push_back(run.get());
-    if (run->row.state == "running" && now > run->lease_until) expired.push_back(run.get());
+    if (run->state == RunState::kAssigned && now > run->accept_by) late.push_back(run.get());
+    if (run->state == RunState::kRunning && now > run->lease_until) expired.push_back(run.get());
   }
   for (Run* run : late) {
     LogJson("warn", "assignment not accepted in time: back to the queue",
@@ -2210,7 +2241,7 @@ void Orchestrator::TickLocked(absl::Time now) {
     }
     v1::RunFinished how;
     how.set_reason("lease-expired");
-    EndRun(*run, run->cancel_requested ? "cancelled" : "lost", how);
+    EndRun(*run, run->cancel_requested ? RunState::kCancelled : RunState::kLost, how);
   }
   // Suspended chats whose resume deadline passed count as exited (the next message boots a
   // fresh continuation either way; this is what Get reports), and their suspended run has
@@ -2219,8 +2250,8 @@ void Orchestrator::TickLocked(absl::Time now) {
     auto [deadline, chat_id] = *resume_deadlines_.begin();
     resume_deadlines_.erase(resume_deadlines_.begin());
     Session& session = *sessions_[chat_id];
-    if (session.row.state == "suspended" && session.row.resume_deadline_ms == deadline) {
-      session.row.state = "exited";
+    if (session.state == SessionState::kSuspended && session.row.resume_deadline_ms == deadline) {
+      session.state = SessionState::kExited;
       SaveSession(session);
       TimeOutSuspendedRun(session);
     }
@@ -2234,7 +2265,7 @@ void Orchestrator::TickLocked(absl::Time now) {
   }
   // Ended runs live on in the store (ListRuns reads it); memory keeps the live ones only.
   for (auto it = runs_.begin(); it != runs_.end();) {
-    it = IsLive(it->second->row.state) ? std::next(it) : runs_.erase(it);
+    it = IsLive(it->second->state) ? std::next(it) : runs_.erase(it);
   }
   Dispatch();  // runs whose refusal delay has passed
 }

@@ -33,6 +33,7 @@
 #include "runtime/clock.h"
 #include "runtime/metrics.h"
 #include "tools/orchestrator/auth.h"
+#include "tools/orchestrator/states.h"
 #include "tools/orchestrator/store.h"
 
 namespace baton::orchestrator {
@@ -178,9 +179,9 @@ class Orchestrator {
   Run* OwnedRun(Conn& conn, const std::string& run_id, int64_t lease_token)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Queues a new run for the session: its first (`trigger` and `payload`), or a continuation
-  // (trigger "continuation" or "resume") built from the session's snapshot and logs.
-  absl::Status Boot(Session& session, const std::string& trigger, std::string payload_json,
-                    int attempt) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // (kContinuation or kResume) built from the session's snapshot and logs.
+  absl::Status Boot(Session& session, BootTrigger trigger, std::string payload_json, int attempt)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status BootContinuation(Session& session, bool resume, int attempt)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Assigns queued runs to workers with credit.
@@ -195,7 +196,7 @@ class Orchestrator {
   void DeliverPending(Run& run) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Ends the run's lease with `state`; the session follows the DESIGN §4 rules (a retry, a
   // continuation for records left unanswered, or rest).
-  void EndRun(Run& run, const std::string& state, const baton::v1::RunFinished& how)
+  void EndRun(Run& run, RunState state, const baton::v1::RunFinished& how)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Boots a continuation when the resting session has `.in` messages no run answered (or, after
   // an upgrade, a boot message no snapshot holds).
@@ -227,8 +228,9 @@ class Orchestrator {
   // Closes a head start's handover window whose deadline passed with no signal: appends
   // HandoverTimeoutSkip() to its `.in`, and the run answers the message itself.
   void ExpireHandover(Session& session) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void SaveRun(const Run& run) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void SaveSession(const Session& session) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Write the row through to the store, its words from the typed state first.
+  void SaveRun(Run& run) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SaveSession(Session& session) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // The timer thread: accept deadlines, leases, heartbeats, stalled writes, Read token expiries,
   // suspension deadlines.

@@ -19,7 +19,9 @@
 #include "hooks/json.h"
 #include "runtime/clock.h"
 #include "runtime/session_rules.h"
+#include "runtime/wire.h"
 #include "tools/orchestrator/orchestrator.h"
+#include "tools/orchestrator/states.h"
 #include "tools/orchestrator/store.h"
 
 namespace baton::orchestrator {
@@ -603,6 +605,34 @@ TEST_F(CoreTest, AHeadStartWithNoSignalByItsDeadlineIsSkipped) {
   v1::AppendResponse appended;
   grpc::Status late = Append("c", DumpJson(HandoverTimeoutSkip()), &appended);
   EXPECT_EQ(late.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << late.error_message();
+}
+
+// The core's states and triggers have the words the store already holds and the wire's values
+// (runtime/wire.h maps the same words for rows read straight from the store).
+TEST(States, EveryValueHasTheStoresWordAndTheWiresValue) {
+  for (RunState state :
+       {RunState::kQueued, RunState::kAssigned, RunState::kRunning, RunState::kSuspended,
+        RunState::kExited, RunState::kFailed, RunState::kCancelled, RunState::kLost}) {
+    EXPECT_EQ(RunStateOf(Word(state)), state);
+    EXPECT_EQ(ToProto(state), RunStateFromName(Word(state))) << Word(state);
+  }
+  for (SessionState state : {SessionState::kLive, SessionState::kSuspended, SessionState::kExited,
+                             SessionState::kFailed, SessionState::kClosed}) {
+    EXPECT_EQ(SessionStateOf(Word(state)), state);
+    EXPECT_EQ(ToProto(state), SessionStateFromName(Word(state))) << Word(state);
+  }
+  for (BootTrigger trigger :
+       {BootTrigger::kPreload, BootTrigger::kSubmitMessage, BootTrigger::kHandoverPrepare,
+        BootTrigger::kRegenerateMessage, BootTrigger::kClose, BootTrigger::kContinuation,
+        BootTrigger::kResume}) {
+    EXPECT_EQ(BootTriggerOf(Word(trigger)), trigger);
+    EXPECT_EQ(ToProto(trigger), TriggerFromName(Word(trigger))) << Word(trigger);
+  }
+  EXPECT_EQ(Word(BootTrigger::kContinuation), "continuation");
+  EXPECT_EQ(Word(BootTrigger::kResume), "resume");
+  EXPECT_FALSE(RunStateOf("running-ish").has_value());
+  EXPECT_FALSE(BootTriggerOf(v1::TRIGGER_UNSPECIFIED).has_value());
+  EXPECT_EQ(BootTriggerOf(v1::TRIGGER_CLOSE), BootTrigger::kClose);
 }
 
 }  // namespace
