@@ -8,12 +8,14 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "hooks/json.h"
 #include "hooks/records.h"
 #include "runtime/base/log.h"
 #include "runtime/base/parse_errors.h"
 #include "runtime/protocol/session_rules.h"
 #include "runtime/protocol/wire.h"
+#include "tools/orchestrator/states.h"
 
 namespace baton::orchestrator {
 
@@ -23,13 +25,33 @@ namespace {
 
 int64_t UnixMs(absl::Time t) { return absl::ToUnixMillis(t); }
 
+// The system's wall clock, the orchestrator's unless Options names another: the times it stores
+// and sends are unix times, and some of its deadlines come from other hosts' clocks (a suspended
+// run's resume deadline, a chat token's expiry), so it follows the system's clock as they do.
+class WallClock final : public Clock {
+ public:
+  absl::Time Now() const override { return absl::Now(); }
+  // The orchestrator arms no timers; were one armed, it would fire at `deadline` as now seen.
+  void Arm(asio::steady_timer& timer, absl::Time deadline) override {
+    if (deadline == absl::InfiniteFuture()) {
+      timer.expires_at(std::chrono::steady_clock::time_point::max());
+      return;
+    }
+    timer.expires_after(
+        absl::ToChronoNanoseconds(std::max(deadline - Now(), absl::ZeroDuration())));
+  }
+  void Disarm(asio::steady_timer&) override {}
+};
+
+// The one place a status becomes gRPC's: the services, and the Read streams as they end. The
+// codes are the same numbers in both.
 grpc::Status ToGrpc(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
   return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
 }
 
-grpc::Status Invalid(std::string what) {
-  return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, std::move(what));
+absl::Status Invalid(std::string what) {
+  return absl::Status(absl::StatusCode::kInvalidArgument, std::move(what));
 }
 
 v1::Run RunProto(const RunRow& row) {
@@ -50,10 +72,6 @@ v1::Run RunProto(const RunRow& row) {
   return run;
 }
 
-bool IsLive(const std::string& run_state) {
-  return run_state == "queued" || run_state == "assigned" || run_state == "running";
-}
-
 // ---- limits (docs/bad-input.md) ----------------------------------------------------------------
 // Every field a caller sends is checked against these before anything is looked up or stored,
 // so no error quotes unbounded input and no oversized value reaches the store.
@@ -70,43 +88,43 @@ constexpr size_t kMaxLabelKeyBytes = 128;
 constexpr size_t kMaxLabelValueBytes = 1024;
 constexpr int kMaxHeldRuns = 100000;
 
-grpc::Status CheckChatId(const std::string& chat_id) {
+absl::Status CheckChatId(const std::string& chat_id) {
   if (chat_id.empty()) return Invalid("chat_id must be 1 to 256 bytes");
   if (chat_id.size() > kMaxChatIdBytes) {
     return Invalid(absl::StrCat("chat_id must be 1 to 256 bytes, not ", chat_id.size()));
   }
-  return grpc::Status::OK;
+  return absl::OkStatus();
 }
 
 // "<what> must be at most <limit> bytes, not <size>" when `value` is longer than `limit`.
-grpc::Status CheckAtMost(std::string_view what, const std::string& value, size_t limit) {
-  if (value.size() <= limit) return grpc::Status::OK;
+absl::Status CheckAtMost(std::string_view what, const std::string& value, size_t limit) {
+  if (value.size() <= limit) return absl::OkStatus();
   return Invalid(absl::StrCat(absl::string_view(what.data(), what.size()), " must be at most ",
                               limit, " bytes, not ", value.size()));
 }
 
-grpc::Status CheckCreateRequest(const v1::CreateSessionRequest& request) {
-  if (grpc::Status s = CheckChatId(request.chat_id()); !s.ok()) return s;
+absl::Status CheckCreateRequest(const v1::CreateSessionRequest& request) {
+  if (absl::Status s = CheckChatId(request.chat_id()); !s.ok()) return s;
   if (request.agent().empty()) return Invalid("agent is required");
-  if (absl::Status s = CheckAgentName(request.agent()); !s.ok()) return ToGrpc(s);
+  if (absl::Status s = CheckAgentName(request.agent()); !s.ok()) return s;
   if (request.traceparent().size() > 55 ||
       (!request.traceparent().empty() && !ValidTraceparent(request.traceparent()))) {
     return Invalid("traceparent is not a W3C traceparent (00-<32 hex>-<16 hex>-<2 hex>)");
   }
   if (request.payload_json().size() > kMaxInRecordBytes) {
-    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+    return absl::Status(absl::StatusCode::kResourceExhausted,
                         absl::StrCat("payload_json of ", request.payload_json().size(),
                                      " bytes exceeds the limit of ", kMaxInRecordBytes));
   }
-  return grpc::Status::OK;
+  return absl::OkStatus();
 }
 
-grpc::Status CheckHello(const v1::Hello& hello) {
+absl::Status CheckHello(const v1::Hello& hello) {
   if (hello.worker_id().empty() || hello.worker_id().size() > kMaxWorkerIdBytes) {
     return Invalid(
         absl::StrCat("Hello needs a worker_id of 1 to 256 bytes, not ", hello.worker_id().size()));
   }
-  if (grpc::Status s = CheckAtMost("Hello.build_id", hello.build_id(), kMaxBuildIdBytes); !s.ok()) {
+  if (absl::Status s = CheckAtMost("Hello.build_id", hello.build_id(), kMaxBuildIdBytes); !s.ok()) {
     return s;
   }
   if (hello.agents_size() > kMaxAgentsPerWorker) {
@@ -137,13 +155,13 @@ grpc::Status CheckHello(const v1::Hello& hello) {
                                 kMaxHeldRuns));
   }
   for (int i = 0; i < hello.held_runs_size(); ++i) {
-    if (grpc::Status s = CheckAtMost(absl::StrCat("Hello.held_runs[", i, "].run_id"),
+    if (absl::Status s = CheckAtMost(absl::StrCat("Hello.held_runs[", i, "].run_id"),
                                      hello.held_runs(i).run_id(), kMaxRunIdBytes);
         !s.ok()) {
       return s;
     }
   }
-  return grpc::Status::OK;
+  return absl::OkStatus();
 }
 
 // The run id a worker frame names; null for frames about no run or about many (Heartbeat).
@@ -199,19 +217,19 @@ bool IsBulk(const v1::GatewayFrame& frame) {
 // `.out` records a Read takes from the store at a time.
 constexpr size_t kReadPage = 512;
 
-grpc::Status TokenExpired() {
-  return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "chat token expired");
+absl::Status TokenExpired() {
+  return absl::Status(absl::StatusCode::kUnauthenticated, "chat token expired");
 }
 
-grpc::Status ShuttingDown() {
-  return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+absl::Status ShuttingDown() {
+  return absl::Status(absl::StatusCode::kUnavailable,
                       "the orchestrator is shutting down; read again from the last seq you got");
 }
 
 // A Read refused before it started: it ends with its status.
 class RefusedRead final : public grpc::ServerWriteReactor<v1::ReadResponse> {
  public:
-  explicit RefusedRead(const grpc::Status& status) { Finish(status); }
+  explicit RefusedRead(const absl::Status& status) { Finish(ToGrpc(status)); }
   void OnDone() override { delete this; }
 };
 
@@ -250,7 +268,11 @@ struct Orchestrator::Conn {
 };
 
 struct Orchestrator::Run {
+  // The row as last stored: its state and trigger words are written from `state` and `trigger`
+  // as it is saved (SaveRun); the rules read the typed ones.
   RunRow row;
+  RunState state = RunState::kQueued;
+  BootTrigger trigger = BootTrigger::kPreload;
   Conn* conn = nullptr;
   absl::Time accept_by = absl::InfiniteFuture();
   absl::Time lease_until = absl::InfiniteFuture();
@@ -261,7 +283,10 @@ struct Orchestrator::Run {
 };
 
 struct Orchestrator::Session {
+  // The row as last stored: its state word is written from `state` as it is saved
+  // (SaveSession); the rules read the typed one.
   SessionRow row;
+  SessionState state = SessionState::kLive;
   int64_t in_seq = 0;
   int64_t out_seq = 0;
   absl::Time last_out_at = absl::InfinitePast();
@@ -343,11 +368,11 @@ class Orchestrator::Follower final : public grpc::ServerWriteReactor<v1::ReadRes
   void WriteNext();
   // Under mu_, the page sent: waits on the chat when there is nothing to read and no reason to
   // end; back to the queue otherwise.
-  void ParkOrQueue();
+  void ParkOrQueue() ABSL_EXCLUSIVE_LOCKS_REQUIRED(o_.mu_);
   // Frees its Read slot (under mu_), at the first of its client going away and its end.
-  void ReleaseSlot();
-  void End(const grpc::Status& status);
-  bool Expired() const { return absl::Now() >= expires_; }
+  void ReleaseSlot() ABSL_EXCLUSIVE_LOCKS_REQUIRED(o_.mu_);
+  void End(const absl::Status& status);
+  bool Expired() const { return o_.clock_.Now() >= expires_; }
 
   Orchestrator& o_;
   Session& session_;
@@ -368,12 +393,12 @@ class Orchestrator::Gateway final : public v1::WorkerGateway::Service {
   grpc::Status Connect(
       grpc::ServerContext* context,
       grpc::ServerReaderWriter<v1::GatewayFrame, v1::WorkerFrame>* stream) override {
-    if (grpc::Status s = o_.Authorize(*context, Scope::kWorker, ""); !s.ok()) return s;
-    return o_.Connect(context, stream);
+    if (absl::Status s = o_.Authorize(*context, Scope::kWorker, ""); !s.ok()) return ToGrpc(s);
+    return ToGrpc(o_.Connect(context, stream));
   }
   grpc::Status GetServerInfo(grpc::ServerContext* context, const v1::GetServerInfoRequest*,
                              v1::ServerInfo* info) override {
-    if (grpc::Status s = o_.Authorize(*context, Scope::kWorker, ""); !s.ok()) return s;
+    if (absl::Status s = o_.Authorize(*context, Scope::kWorker, ""); !s.ok()) return ToGrpc(s);
     info->set_protocol_version(v1::PROTOCOL_VERSION_1);
     info->set_build_id(o_.options_.build_id);
     info->set_store(o_.store_.Describe());
@@ -393,48 +418,50 @@ class Orchestrator::SessionsApi final
   grpc::Status CreateSession(grpc::ServerContext* context, const v1::CreateSessionRequest* request,
                              v1::CreateSessionResponse* response) override {
     Caller caller;
-    if (grpc::Status s = o_.Authorize(*context, Scope::kCreate, "", &caller); !s.ok()) return s;
-    if (grpc::Status s = CheckCreateRequest(*request); !s.ok()) return s;
+    if (absl::Status s = o_.Authorize(*context, Scope::kCreate, "", &caller); !s.ok()) {
+      return ToGrpc(s);
+    }
+    if (absl::Status s = CheckCreateRequest(*request); !s.ok()) return ToGrpc(s);
     absl::MutexLock lock(&o_.mu_);
-    return o_.CreateSession(*request, caller, response);
+    return ToGrpc(o_.CreateSession(*request, caller, response));
   }
   grpc::Status Append(grpc::ServerContext* context, const v1::AppendRequest* request,
                       v1::AppendResponse* response) override {
     Caller caller;
-    grpc::Status s = o_.Authorize(*context, Scope::kWrite, request->chat_id(), &caller);
-    if (!s.ok()) return s;
-    if (s = CheckChatId(request->chat_id()); !s.ok()) return s;
+    absl::Status s = o_.Authorize(*context, Scope::kWrite, request->chat_id(), &caller);
+    if (!s.ok()) return ToGrpc(s);
+    if (s = CheckChatId(request->chat_id()); !s.ok()) return ToGrpc(s);
     s = CheckAtMost("client_record_id", request->client_record_id(), kMaxClientRecordIdBytes);
-    if (!s.ok()) return s;
+    if (!s.ok()) return ToGrpc(s);
     if (!caller.chat_id.empty()) {
       // A browser appends messages and stops; the handover is the warm server's.
       absl::StatusOr<InRecord> record = DecodeInRecord(0, request->body_json());
       if (record.ok() && record->kind != InKind::kMessage && record->kind != InKind::kStop) {
-        return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
-                            "a chat token appends messages and stops only");
+        return ToGrpc(absl::Status(absl::StatusCode::kPermissionDenied,
+                                   "a chat token appends messages and stops only"));
       }
     }
     absl::MutexLock lock(&o_.mu_);
-    return o_.Append(*request, response);
+    return ToGrpc(o_.Append(*request, response));
   }
   grpc::ServerWriteReactor<v1::ReadResponse>* Read(grpc::CallbackServerContext* context,
                                                    const v1::ReadRequest* request) override {
     Caller caller;
-    grpc::Status s = o_.Authorize(*context, Scope::kRead, request->chat_id(), &caller);
+    absl::Status s = o_.Authorize(*context, Scope::kRead, request->chat_id(), &caller);
     if (!s.ok()) return new RefusedRead(s);
     if (s = CheckChatId(request->chat_id()); !s.ok()) return new RefusedRead(s);
     return o_.Read(*request, caller.expires);
   }
   grpc::Status Get(grpc::ServerContext* context, const v1::GetRequest* request,
                    v1::Session* response) override {
-    grpc::Status s = o_.Authorize(*context, Scope::kRead, request->chat_id());
-    if (!s.ok()) return s;
-    if (s = CheckChatId(request->chat_id()); !s.ok()) return s;
+    absl::Status s = o_.Authorize(*context, Scope::kRead, request->chat_id());
+    if (!s.ok()) return ToGrpc(s);
+    if (s = CheckChatId(request->chat_id()); !s.ok()) return ToGrpc(s);
     absl::MutexLock lock(&o_.mu_);
     auto it = o_.sessions_.find(request->chat_id());
     if (it == o_.sessions_.end()) {
-      return grpc::Status(grpc::StatusCode::NOT_FOUND,
-                          absl::StrCat("no chat ", request->chat_id()));
+      return ToGrpc(
+          absl::Status(absl::StatusCode::kNotFound, absl::StrCat("no chat ", request->chat_id())));
     }
     *response = o_.SessionProto(*it->second);
     return grpc::Status::OK;
@@ -442,14 +469,14 @@ class Orchestrator::SessionsApi final
   grpc::Status ListRuns(grpc::ServerContext* context, const v1::ListRunsRequest* request,
                         v1::ListRunsResponse* response) override {
     // Runs name workers and carry errors: for operators, not for chat tokens.
-    if (grpc::Status s = o_.Authorize(*context, Scope::kRead, ""); !s.ok()) return s;
-    if (grpc::Status s = CheckAtMost("chat_id", request->chat_id(), kMaxChatIdBytes); !s.ok()) {
-      return s;
+    if (absl::Status s = o_.Authorize(*context, Scope::kRead, ""); !s.ok()) return ToGrpc(s);
+    if (absl::Status s = CheckAtMost("chat_id", request->chat_id(), kMaxChatIdBytes); !s.ok()) {
+      return ToGrpc(s);
     }
     absl::MutexLock lock(&o_.mu_);
     if (!request->chat_id().empty() && o_.sessions_.count(request->chat_id()) == 0) {
-      return grpc::Status(grpc::StatusCode::NOT_FOUND,
-                          absl::StrCat("no chat ", request->chat_id()));
+      return ToGrpc(
+          absl::Status(absl::StatusCode::kNotFound, absl::StrCat("no chat ", request->chat_id())));
     }
     absl::StatusOr<std::vector<RunRow>> rows = o_.store_.ListRuns(request->chat_id());
     if (!rows.ok()) return ToGrpc(rows.status());
@@ -458,34 +485,36 @@ class Orchestrator::SessionsApi final
   }
   grpc::Status CancelRun(grpc::ServerContext* context, const v1::CancelRunRequest* request,
                          v1::Run* response) override {
-    grpc::Status s = o_.Authorize(*context, Scope::kWrite, request->chat_id());
-    if (!s.ok()) return s;
-    if (s = CheckChatId(request->chat_id()); !s.ok()) return s;
-    if (s = CheckAtMost("run_id", request->run_id(), kMaxRunIdBytes); !s.ok()) return s;
+    absl::Status s = o_.Authorize(*context, Scope::kWrite, request->chat_id());
+    if (!s.ok()) return ToGrpc(s);
+    if (s = CheckChatId(request->chat_id()); !s.ok()) return ToGrpc(s);
+    if (s = CheckAtMost("run_id", request->run_id(), kMaxRunIdBytes); !s.ok()) return ToGrpc(s);
     absl::MutexLock lock(&o_.mu_);
-    return o_.CancelRun(*request, response);
+    return ToGrpc(o_.CancelRun(*request, response));
   }
   grpc::Status Close(grpc::ServerContext* context, const v1::CloseRequest* request,
                      v1::Session* response) override {
-    grpc::Status s = o_.Authorize(*context, Scope::kWrite, request->chat_id());
-    if (!s.ok()) return s;
-    if (s = CheckChatId(request->chat_id()); !s.ok()) return s;
-    if (s = CheckAtMost("reason", request->reason(), kMaxCloseReasonBytes); !s.ok()) return s;
+    absl::Status s = o_.Authorize(*context, Scope::kWrite, request->chat_id());
+    if (!s.ok()) return ToGrpc(s);
+    if (s = CheckChatId(request->chat_id()); !s.ok()) return ToGrpc(s);
+    if (s = CheckAtMost("reason", request->reason(), kMaxCloseReasonBytes); !s.ok()) {
+      return ToGrpc(s);
+    }
     absl::MutexLock lock(&o_.mu_);
-    return o_.Close(*request, response);
+    return ToGrpc(o_.Close(*request, response));
   }
   grpc::Status GetAgent(grpc::ServerContext* context, const v1::GetAgentRequest* request,
                         v1::AgentInfo* response) override {
     // What a warm side needs before it creates a chat: a caller that may create chats, never a
     // chat token (it is about no one chat).
-    if (grpc::Status s = o_.Authorize(*context, Scope::kCreate, ""); !s.ok()) return s;
+    if (absl::Status s = o_.Authorize(*context, Scope::kCreate, ""); !s.ok()) return ToGrpc(s);
     if (absl::Status s = CheckAgentName(request->name()); !s.ok()) return ToGrpc(s);
     absl::MutexLock lock(&o_.mu_);
     const v1::AgentInfo* announced = o_.Announced(request->name(), /*connected_only=*/true);
     if (announced == nullptr) {
-      return grpc::Status(
-          grpc::StatusCode::NOT_FOUND,
-          absl::StrCat("no connected worker hosts agent ", Quoted(request->name())));
+      return ToGrpc(
+          absl::Status(absl::StatusCode::kNotFound,
+                       absl::StrCat("no connected worker hosts agent ", Quoted(request->name()))));
     }
     *response = *announced;
     return grpc::Status::OK;
@@ -500,6 +529,8 @@ class Orchestrator::SessionsApi final
 Orchestrator::Orchestrator(Store& store, Options options)
     : store_(store),
       options_(std::move(options)),
+      own_clock_(options_.clock == nullptr ? std::make_unique<WallClock>() : nullptr),
+      clock_(options_.clock != nullptr ? *options_.clock : *own_clock_),
       runs_started_(metrics_.AddCounter("baton_runs_assigned_total",
                                         "Assignments sent to workers (retries included).")),
       runs_ended_(metrics_.AddCounter("baton_runs_ended_total", "Runs that ended, any way.")),
@@ -598,31 +629,43 @@ absl::Status Orchestrator::Load() {
     session->out_seq = *out;
     // Approximate until the next turn-complete: the snapshot's turn ended there.
     session->turn_out_seq = row.snapshot_out_seq;
+    std::optional<SessionState> state = SessionStateOf(row.state);
+    if (!state.has_value()) {
+      return absl::DataLossError(absl::StrCat("chat ", row.chat_id, " is stored in state ",
+                                              Quoted(row.state), ", which names none"));
+    }
+    session->state = *state;
     session->row = std::move(row);
     sessions_[session->row.chat_id] = std::move(session);
   }
   absl::StatusOr<std::vector<RunRow>> runs = store_.ListRuns("");
   if (!runs.ok()) return runs.status();
-  absl::Time now = absl::Now();
+  absl::Time now = clock_.Now();
   for (RunRow& row : *runs) {
-    if (!IsLive(row.state)) continue;
-    if (sessions_.count(row.chat_id) == 0) {
+    std::optional<RunState> state = RunStateOf(row.state);
+    if (!state.has_value() || !IsLive(*state)) continue;
+    std::optional<BootTrigger> trigger = BootTriggerOf(row.trigger);
+    if (sessions_.count(row.chat_id) == 0 || !trigger.has_value()) {
       // A crash between saving a run and its session: the run never became the chat's.
-      row.state = "failed";
-      row.error = "its session was not stored";
+      row.state = Word(RunState::kFailed);
+      row.error = trigger.has_value()
+                      ? "its session was not stored"
+                      : absl::StrCat("its trigger ", Quoted(row.trigger), " names none");
       if (absl::Status saved = store_.PutRun(row); !saved.ok()) return saved;
       continue;
     }
     auto run = std::make_unique<Run>();
+    run->trigger = *trigger;
     run->queued_at = now;
     // A cancel acknowledged before the restart still holds: the worker is told again when it
     // rebinds the run, and a run whose lease runs out ends cancelled, not retried. (Only a
     // running run keeps one: CancelRun ends any other at once.)
     run->cancel_requested = row.cancel_requested;
-    if (row.state == "running") {
+    if (*state == RunState::kRunning) {
+      run->state = RunState::kRunning;
       run->lease_until = now + options_.lease_ttl;  // its worker may reconnect and rebind it
     } else {
-      row.state = "queued";
+      run->state = RunState::kQueued;
       queue_.push_back(row.run_id);
     }
     run->row = std::move(row);
@@ -632,17 +675,17 @@ absl::Status Orchestrator::Load() {
   }
   // A crash between an append and the boot it called for leaves a record unanswered.
   for (auto& [id, session] : sessions_) {
-    if (session->row.state == "suspended") {
+    if (session->state == SessionState::kSuspended) {
       resume_deadlines_.emplace(session->row.resume_deadline_ms, id);
     }
     if (session->row.handover_deadline_ms > 0) {
       handover_deadlines_.emplace(session->row.handover_deadline_ms, id);
     }
-    if (session->live_run.empty() && session->row.state == "live") {
+    if (session->live_run.empty() && session->state == SessionState::kLive) {
       // A crash between ending the chat's run (lost, say) and storing the run that follows it:
       // the chat rests, and its unanswered records boot the next run below. The soak found
       // this, a message left unanswered by a restart landing in that gap.
-      session->row.state = "exited";
+      session->state = SessionState::kExited;
       SaveSession(*session);
     }
     if (session->live_run.empty()) BootIfUnanswered(*session);
@@ -651,7 +694,7 @@ absl::Status Orchestrator::Load() {
 }
 
 void Orchestrator::ExpireHandover(Session& session) {
-  if (session.row.state == "closed") {
+  if (session.state == SessionState::kClosed) {
     session.row.handover_deadline_ms = 0;
     SaveSession(session);
     return;
@@ -663,21 +706,24 @@ void Orchestrator::ExpireHandover(Session& session) {
   skip.set_body_json(DumpJson(HandoverTimeoutSkip()));
   skip.set_client_record_id("baton:handover-timeout");
   v1::AppendResponse ignored;
-  grpc::Status appended = Append(skip, &ignored, /*closing=*/true);
+  absl::Status appended = Append(skip, &ignored, /*closing=*/true);
   if (!appended.ok()) {
     LogJson("error", "appending a head start's handover-skip failed",
-            {{"chat_id", session.row.chat_id}, {"error", appended.error_message()}});
+            {{"chat_id", session.row.chat_id}, {"error", appended.message()}});
   }
 }
 
-void Orchestrator::SaveRun(const Run& run) {
+void Orchestrator::SaveRun(Run& run) {
+  run.row.state = Word(run.state);
+  run.row.trigger = Word(run.trigger);
   absl::Status status = store_.PutRun(run.row);
   if (!status.ok())
     LogJson("error", "store: saving a run failed",
             {{"run_id", run.row.run_id}, {"error", status.ToString()}});
 }
 
-void Orchestrator::SaveSession(const Session& session) {
+void Orchestrator::SaveSession(Session& session) {
+  session.row.state = Word(session.state);
   absl::Status status = store_.PutSession(session.row);
   if (!status.ok())
     LogJson("error", "store: saving a session failed",
@@ -688,7 +734,7 @@ v1::Session Orchestrator::SessionProto(const Session& session) const {
   v1::Session out;
   out.set_chat_id(session.row.chat_id);
   out.set_agent(session.row.agent);
-  out.set_state(SessionStateFromName(session.row.state));
+  out.set_state(ToProto(session.state));
   out.set_run_id(session.row.run_id);
   out.set_in_seq(session.in_seq);
   out.set_out_seq(session.out_seq);
@@ -701,11 +747,11 @@ v1::Session Orchestrator::SessionProto(const Session& session) const {
   out.set_answering(session.answering || !session.awaiting.empty());
   // A client sees a run that waits, and why, without ListRuns (which chat tokens cannot call).
   if (auto live = runs_.find(session.live_run); live != runs_.end()) {
-    const RunRow& run = live->second->row;
-    out.set_run_state(RunStateFromName(run.state));
-    if (run.state == "queued") {
-      out.set_queued_reason(run.reason);
-      out.set_queued_error(run.error);
+    const Run& run = *live->second;
+    out.set_run_state(ToProto(run.state));
+    if (run.state == RunState::kQueued) {
+      out.set_queued_reason(run.row.reason);
+      out.set_queued_error(run.row.error);
     }
   }
   return out;
@@ -713,36 +759,36 @@ v1::Session Orchestrator::SessionProto(const Session& session) const {
 
 // ---- Sessions ---------------------------------------------------------------------------------
 
-grpc::Status Orchestrator::Authorize(const grpc::ServerContextBase& context, Scope scope,
+absl::Status Orchestrator::Authorize(const grpc::ServerContextBase& context, Scope scope,
                                      std::string_view chat_id, Caller* caller) const {
   if (options_.auth == nullptr) {
     if (caller != nullptr) caller->anyone = true;
-    return grpc::Status::OK;
+    return absl::OkStatus();
   }
   // Exactly one credential: with two, which one a call runs as would depend on header order
   // (a proxy adding its own, say), so neither is taken.
   auto [found, end] = context.client_metadata().equal_range("authorization");
   if (found != end && std::next(found) != end) {
-    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+    return absl::Status(absl::StatusCode::kUnauthenticated,
                         "more than one authorization header; send exactly one \"Bearer <token>\"");
   }
   std::string_view header;
   if (found != end) header = std::string_view(found->second.data(), found->second.size());
-  absl::StatusOr<Caller> who = options_.auth->Identify(header, absl::Now());
-  if (!who.ok()) return ToGrpc(who.status());
+  absl::StatusOr<Caller> who = options_.auth->Identify(header, clock_.Now());
+  if (!who.ok()) return who.status();
   if (absl::Status allowed = Auth::Check(*who, scope, chat_id); !allowed.ok()) {
-    return ToGrpc(allowed);
+    return allowed;
   }
   if (caller != nullptr) *caller = *std::move(who);
-  return grpc::Status::OK;
+  return absl::OkStatus();
 }
 
-grpc::Status Orchestrator::CreateSession(const v1::CreateSessionRequest& request,
+absl::Status Orchestrator::CreateSession(const v1::CreateSessionRequest& request,
                                          const Caller& caller,
                                          v1::CreateSessionResponse* response) {
-  std::string trigger(TriggerName(request.trigger()));
   if (request.trigger() == v1::TRIGGER_UNSPECIFIED) return Invalid("trigger is required");
-  if (trigger.empty()) {
+  std::optional<BootTrigger> trigger = BootTriggerOf(request.trigger());
+  if (!trigger.has_value()) {
     return Invalid(
         absl::StrCat("trigger ", static_cast<int>(request.trigger()), " is not a known trigger"));
   }
@@ -754,7 +800,7 @@ grpc::Status Orchestrator::CreateSession(const v1::CreateSessionRequest& request
     payload = *std::move(parsed);
   }
   // A message the run could not read would leave the chat waiting with no answer and no error.
-  if (absl::Status checked = CheckBootPayload(payload); !checked.ok()) return ToGrpc(checked);
+  if (absl::Status checked = CheckBootPayload(payload); !checked.ok()) return checked;
   auto existing = sessions_.find(request.chat_id());
   if (existing != sessions_.end()) {
     // The answer carries a fresh chat token, which reads and writes the chat: only a caller
@@ -762,15 +808,15 @@ grpc::Status Orchestrator::CreateSession(const v1::CreateSessionRequest& request
     // make (docs/security.md).
     if (!caller.anyone &&
         (caller.scopes.count(Scope::kRead) == 0 || caller.scopes.count(Scope::kWrite) == 0)) {
-      return grpc::Status(
-          grpc::StatusCode::PERMISSION_DENIED,
+      return absl::Status(
+          absl::StatusCode::kPermissionDenied,
           absl::StrCat(caller.name,
                        " may create chats but not renew the chat token of one that exists: "
                        "CreateSession of an existing chat needs sessions:read and "
                        "sessions:write as well"));
     }
     if (existing->second->row.agent != request.agent()) {
-      return grpc::Status(grpc::StatusCode::ALREADY_EXISTS,
+      return absl::Status(absl::StatusCode::kAlreadyExists,
                           absl::StrCat("chat ", request.chat_id(), " exists with agent ",
                                        Quoted(existing->second->row.agent)));
     }
@@ -778,15 +824,15 @@ grpc::Status Orchestrator::CreateSession(const v1::CreateSessionRequest& request
     response->set_created(false);
     response->set_handover_deadline_unix_ms(existing->second->row.handover_deadline_ms);
     IssueChatToken(request.chat_id(), response);
-    return grpc::Status::OK;
+    return absl::OkStatus();
   }
-  if (trigger == "handover-prepare") {
+  if (trigger == BootTrigger::kHandoverPrepare) {
     // An agent whose first model call must go through its own hooks takes no head start: the
     // warm side's step 1 would run without them.
     const v1::AgentInfo* announced = Announced(request.agent(), /*connected_only=*/false);
     if (announced != nullptr && announced->head_start_disabled()) {
-      return grpc::Status(
-          grpc::StatusCode::FAILED_PRECONDITION,
+      return absl::Status(
+          absl::StatusCode::kFailedPrecondition,
           absl::StrCat("agent ", Quoted(request.agent()),
                        " does not allow a head start (its workers announce it with "
                        "allow_head_start off): create the chat with submit-message"));
@@ -797,15 +843,15 @@ grpc::Status Orchestrator::CreateSession(const v1::CreateSessionRequest& request
   SessionRow& row = session->row;
   row.chat_id = request.chat_id();
   row.agent = request.agent();
-  row.state = "live";
+  session->state = SessionState::kLive;
   row.base_payload_json = DumpJson(BasePayload(payload));
-  if (Json boot = BootMessage(trigger, payload); boot.is_object()) {
+  if (Json boot = BootMessage(std::string(Word(*trigger)), payload); boot.is_object()) {
     row.boot_message_json = DumpJson(boot);
     session->awaiting.push_back(0);  // the boot message's turn is the first on `.out`
   }
   row.traceparent = request.traceparent();
-  row.created_ms = UnixMs(absl::Now());
-  if (trigger == "handover-prepare") {
+  row.created_ms = UnixMs(clock_.Now());
+  if (trigger == BootTrigger::kHandoverPrepare) {
     // The window for the warm side's signal: the agent's own handover_timeout, as its workers
     // announced it, so the warm side and the run agree on it.
     const v1::AgentInfo* announced = Announced(row.agent, /*connected_only=*/false);
@@ -817,10 +863,10 @@ grpc::Status Orchestrator::CreateSession(const v1::CreateSessionRequest& request
   }
   Session& s = *session;
   sessions_[row.chat_id] = std::move(session);
-  absl::Status booted = Boot(s, trigger, DumpJson(payload), 1);
+  absl::Status booted = Boot(s, *trigger, DumpJson(payload), 1);
   if (!booted.ok()) {
     sessions_.erase(request.chat_id());
-    return ToGrpc(booted);
+    return booted;
   }
   if (s.row.handover_deadline_ms > 0) {
     handover_deadlines_.emplace(s.row.handover_deadline_ms, s.row.chat_id);
@@ -829,41 +875,41 @@ grpc::Status Orchestrator::CreateSession(const v1::CreateSessionRequest& request
   response->set_created(true);
   response->set_handover_deadline_unix_ms(s.row.handover_deadline_ms);
   IssueChatToken(request.chat_id(), response);
-  return grpc::Status::OK;
+  return absl::OkStatus();
 }
 
 void Orchestrator::IssueChatToken(const std::string& chat_id,
                                   v1::CreateSessionResponse* response) const {
   if (options_.auth == nullptr) return;
-  absl::Time now = absl::Now();
+  absl::Time now = clock_.Now();
   std::string token = options_.auth->IssueChatToken(chat_id, now);
   if (token.empty()) return;
   response->set_chat_token(std::move(token));
   response->set_chat_token_expires_unix_ms(UnixMs(now + options_.auth->chat_token_ttl()));
 }
 
-grpc::Status Orchestrator::Append(const v1::AppendRequest& request, v1::AppendResponse* response,
+absl::Status Orchestrator::Append(const v1::AppendRequest& request, v1::AppendResponse* response,
                                   bool closing) {
   if (request.body_json().size() > kMaxInRecordBytes) {
-    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+    return absl::Status(absl::StatusCode::kResourceExhausted,
                         absl::StrCat(".in record of ", request.body_json().size(),
                                      " bytes exceeds the limit of ", kMaxInRecordBytes));
   }
   absl::StatusOr<InRecord> record = DecodeInRecord(0, request.body_json());
-  if (!record.ok()) return ToGrpc(record.status());
+  if (!record.ok()) return record.status();
   auto it = sessions_.find(request.chat_id());
   if (it == sessions_.end()) {
-    return grpc::Status(grpc::StatusCode::NOT_FOUND, absl::StrCat("no chat ", request.chat_id()));
+    return absl::Status(absl::StatusCode::kNotFound, absl::StrCat("no chat ", request.chat_id()));
   }
   Session& session = *it->second;
   // Closed, or closing: once Close stored its record, nothing after it would be answered (the
   // run ends at the close), so nothing more is taken.
-  if (session.row.state == "closed" || (session.close_appended && !closing)) {
-    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+  if (session.state == SessionState::kClosed || (session.close_appended && !closing)) {
+    return absl::Status(absl::StatusCode::kFailedPrecondition,
                         absl::StrCat("chat ", request.chat_id(), " is closed"));
   }
   if (session.in_seq >= options_.max_in_records && !closing) {
-    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+    return absl::Status(absl::StatusCode::kResourceExhausted,
                         absl::StrCat("chat ", request.chat_id(), " holds ", session.in_seq,
                                      " .in records, the most a chat may (close it and start "
                                      "another)"));
@@ -881,24 +927,24 @@ grpc::Status Orchestrator::Append(const v1::AppendRequest& request, v1::AppendRe
             response->set_seq(earlier.seq);
             response->set_duplicate(true);
             response->set_run_id(session.live_run);
-            return grpc::Status::OK;
+            return absl::OkStatus();
           }
         }
       }
     }
-    return ToGrpc(allowed);
+    return allowed;
   }
   InRow row;
   row.kind = std::string(InKindName(record->kind));
   row.body_json = request.body_json();
   row.client_record_id = request.client_record_id();
-  row.appended_ms = UnixMs(absl::Now());
+  row.appended_ms = UnixMs(clock_.Now());
   absl::StatusOr<Store::Appended> appended = store_.AppendIn(session.row.chat_id, std::move(row));
-  if (!appended.ok()) return ToGrpc(appended.status());
+  if (!appended.ok()) return appended.status();
   if (appended->duplicate && appended->row.body_json != request.body_json()) {
     // A retry sends the same record again; another record under a used id would be lost.
-    return grpc::Status(
-        grpc::StatusCode::ALREADY_EXISTS,
+    return absl::Status(
+        absl::StatusCode::kAlreadyExists,
         absl::StrCat("client_record_id ", Quoted(request.client_record_id()),
                      " is already .in seq ", appended->row.seq, " of chat ", request.chat_id(),
                      ", with another body; a retry must send the same body"));
@@ -924,7 +970,7 @@ grpc::Status Orchestrator::Append(const v1::AppendRequest& request, v1::AppendRe
       response->set_out_seq(session.turn_out_seq);
       response->set_turns_before(static_cast<int32_t>(waiting - session.awaiting.begin()));
     }
-    return grpc::Status::OK;
+    return absl::OkStatus();
   }
   session.in_seq = appended->row.seq;
   if (signal) {
@@ -938,36 +984,38 @@ grpc::Status Orchestrator::Append(const v1::AppendRequest& request, v1::AppendRe
   } else if (record->kind == InKind::kMessage) {
     // Any message boots the next run, a close too: the run fires its hooks and closes the chat
     // (as LocalSessions does). Stops and handover signals only reach a live run.
-    bool resume =
-        session.row.state == "suspended" && UnixMs(absl::Now()) < session.row.resume_deadline_ms;
+    bool resume = session.state == SessionState::kSuspended &&
+                  UnixMs(clock_.Now()) < session.row.resume_deadline_ms;
     absl::Status booted = BootContinuation(session, resume, 1);
-    if (!booted.ok()) return ToGrpc(booted);
+    if (!booted.ok()) return booted;
   }
   response->set_run_id(session.live_run);
-  return grpc::Status::OK;
+  return absl::OkStatus();
 }
 
-grpc::Status Orchestrator::CancelRun(const v1::CancelRunRequest& request, v1::Run* response) {
+absl::Status Orchestrator::CancelRun(const v1::CancelRunRequest& request, v1::Run* response) {
   auto it = sessions_.find(request.chat_id());
   if (it == sessions_.end()) {
-    return grpc::Status(grpc::StatusCode::NOT_FOUND, absl::StrCat("no chat ", request.chat_id()));
+    return absl::Status(absl::StatusCode::kNotFound, absl::StrCat("no chat ", request.chat_id()));
   }
   Session& session = *it->second;
   if (session.live_run.empty() ||
       (!request.run_id().empty() && request.run_id() != session.live_run)) {
-    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+    return absl::Status(absl::StatusCode::kFailedPrecondition,
                         absl::StrCat("chat ", request.chat_id(), " has no live run",
                                      request.run_id().empty() ? "" : " by that id"));
   }
   Run& run = *runs_[session.live_run];
-  if (run.conn != nullptr && run.row.state == "running") {
+  if (run.conn != nullptr && run.state == RunState::kRunning) {
     // Stored before it is acknowledged: a restart before the worker ends the run must not
     // forget it (the run would carry on, or be retried when its lease ran out).
     if (!run.cancel_requested) {
       RunRow row = run.row;
+      row.state = Word(run.state);
+      row.trigger = Word(run.trigger);
       row.cancel_requested = true;
       if (absl::Status saved = store_.PutRun(row); !saved.ok()) {
-        return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+        return absl::Status(absl::StatusCode::kUnavailable,
                             absl::StrCat("the cancel could not be stored: ", saved.message()));
       }
       run.row.cancel_requested = true;
@@ -981,20 +1029,20 @@ grpc::Status Orchestrator::CancelRun(const v1::CancelRunRequest& request, v1::Ru
     if (run.conn != nullptr) Revoke(*run.conn, run.row.run_id, run.row.lease_token, "cancelled");
     v1::RunFinished how;
     how.set_reason("cancelled");
-    EndRun(run, "cancelled", how);
+    EndRun(run, RunState::kCancelled, how);
   }
-  *response = RunProto(run.row);
-  return grpc::Status::OK;
+  *response = RunProto(run.row);  // saved: its words are the state's
+  return absl::OkStatus();
 }
 
-grpc::Status Orchestrator::Close(const v1::CloseRequest& request, v1::Session* response) {
+absl::Status Orchestrator::Close(const v1::CloseRequest& request, v1::Session* response) {
   auto it = sessions_.find(request.chat_id());
   if (it == sessions_.end()) {
-    return grpc::Status(grpc::StatusCode::NOT_FOUND, absl::StrCat("no chat ", request.chat_id()));
+    return absl::Status(absl::StatusCode::kNotFound, absl::StrCat("no chat ", request.chat_id()));
   }
   // One close record per chat: a second Close before the run has handled the first adds
   // nothing (the per-chat record limit does not stop a close, so repeats must not pile up).
-  if (it->second->row.state != "closed" && !it->second->close_appended) {
+  if (it->second->state != SessionState::kClosed && !it->second->close_appended) {
     Json body = {{"kind", "message"},
                  {"payload", {{"chatId", request.chat_id()}, {"trigger", "close"}}}};
     if (!request.reason().empty()) body["payload"]["reason"] = request.reason();
@@ -1002,30 +1050,30 @@ grpc::Status Orchestrator::Close(const v1::CloseRequest& request, v1::Session* r
     append.set_chat_id(request.chat_id());
     append.set_body_json(DumpJson(body));
     v1::AppendResponse ignored;
-    grpc::Status status = Append(append, &ignored, /*closing=*/true);
+    absl::Status status = Append(append, &ignored, /*closing=*/true);
     if (!status.ok()) return status;
     it->second->close_appended = true;
   }
   *response = SessionProto(*it->second);
-  return grpc::Status::OK;
+  return absl::OkStatus();
 }
 
 grpc::ServerWriteReactor<v1::ReadResponse>* Orchestrator::Read(const v1::ReadRequest& request,
                                                                absl::Time token_expires) {
-  grpc::Status refused;
+  absl::Status refused;
   {
     absl::MutexLock lock(&mu_);
     auto it = sessions_.find(request.chat_id());
     if (it == sessions_.end()) {
       refused =
-          grpc::Status(grpc::StatusCode::NOT_FOUND, absl::StrCat("no chat ", request.chat_id()));
+          absl::Status(absl::StatusCode::kNotFound, absl::StrCat("no chat ", request.chat_id()));
     } else if (shutdown_) {
       refused = ShuttingDown();
     } else if (open_reads_ >= options_.max_reads) {
-      refused = grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+      refused = absl::Status(absl::StatusCode::kResourceExhausted,
                              absl::StrCat(open_reads_, " Read streams are open, the most allowed"));
     } else if (it->second->readers >= options_.max_reads_per_chat) {
-      refused = grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+      refused = absl::Status(absl::StatusCode::kResourceExhausted,
                              absl::StrCat("chat ", request.chat_id(), " has ", it->second->readers,
                                           " Read streams open, the most allowed"));
     } else {
@@ -1047,11 +1095,11 @@ grpc::ServerWriteReactor<v1::ReadResponse>* Orchestrator::Read(const v1::ReadReq
 }
 
 void Orchestrator::Follower::Fill() {
-  std::optional<grpc::Status> end;
+  std::optional<absl::Status> end;
   {
     absl::MutexLock lock(&o_.mu_);
     if (cancelled) {
-      end = grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
+      end = absl::Status(absl::StatusCode::kCancelled, "the client went away");
     } else if (o_.shutdown_) {
       end = ShuttingDown();
     } else if (Expired()) {
@@ -1060,25 +1108,27 @@ void Orchestrator::Follower::Fill() {
   }
   if (end.has_value()) return End(*end);
   absl::StatusOr<std::vector<OutRow>> rows = o_.store_.ReadOut(chat_id_, cursor_, kReadPage);
-  if (!rows.ok()) return End(ToGrpc(rows.status()));
+  if (!rows.ok()) return End(rows.status());
   if (!rows->empty()) {
     page_ = *std::move(rows);
     next_ = 0;
     return WriteNext();
   }
-  if (!follow_) return End(grpc::Status::OK);
+  if (!follow_) return End(absl::OkStatus());
   {
     absl::MutexLock lock(&o_.mu_);
-    if (session_.out_seq > cursor_ || session_.row.state != "closed") return ParkOrQueue();
+    if (session_.out_seq > cursor_ || session_.state != SessionState::kClosed) {
+      return ParkOrQueue();
+    }
   }
-  End(grpc::Status::OK);  // the chat is closed and every record was sent
+  End(absl::OkStatus());  // the chat is closed and every record was sent
 }
 
 void Orchestrator::Follower::WriteNext() {
   if (next_ < page_.size()) {
     const OutRow& row = page_[next_];
     if (!response_.mutable_record()->ParseFromString(row.record)) {
-      return End(grpc::Status(grpc::StatusCode::DATA_LOSS,
+      return End(absl::Status(absl::StatusCode::kDataLoss,
                               absl::StrCat(".out record ", row.seq, " does not parse")));
     }
     return StartWrite(&response_);  // OnWriteDone carries on, on a gRPC thread
@@ -1086,7 +1136,7 @@ void Orchestrator::Follower::WriteNext() {
   page_.clear();
   absl::MutexLock lock(&o_.mu_);
   if (cursor_ == session_.out_seq && session_.last_out_at != absl::InfinitePast()) {
-    o_.output_lag_seconds_.Observe(absl::ToDoubleSeconds(absl::Now() - session_.last_out_at));
+    o_.output_lag_seconds_.Observe(absl::ToDoubleSeconds(o_.clock_.Now() - session_.last_out_at));
   }
   ParkOrQueue();
 }
@@ -1094,7 +1144,7 @@ void Orchestrator::Follower::WriteNext() {
 void Orchestrator::Follower::ParkOrQueue() {
   bool more = session_.out_seq > cursor_;
   bool ending =
-      !follow_ || cancelled || o_.shutdown_ || Expired() || session_.row.state == "closed";
+      !follow_ || cancelled || o_.shutdown_ || Expired() || session_.state == SessionState::kClosed;
   if (!more && !ending) {
     state = State::kWaiting;
     session_.waiters.push_back(this);
@@ -1106,7 +1156,7 @@ void Orchestrator::Follower::ParkOrQueue() {
 }
 
 void Orchestrator::Follower::OnWriteDone(bool ok) {
-  if (!ok) return End(grpc::Status(grpc::StatusCode::CANCELLED, "the client went away"));
+  if (!ok) return End(absl::Status(absl::StatusCode::kCancelled, "the client went away"));
   cursor_ = page_[next_++].seq;
   if (Expired()) return End(TokenExpired());
   WriteNext();
@@ -1136,12 +1186,12 @@ void Orchestrator::Follower::ReleaseSlot() {
   o_.readers_.Add(-1);
 }
 
-void Orchestrator::Follower::End(const grpc::Status& status) {
+void Orchestrator::Follower::End(const absl::Status& status) {
   {
     absl::MutexLock lock(&o_.mu_);
     state = State::kDone;
   }
-  Finish(status);  // OnDone follows, on a gRPC thread
+  Finish(ToGrpc(status));  // OnDone follows, on a gRPC thread
 }
 
 void Orchestrator::Wake(Follower& follower) {
@@ -1184,26 +1234,26 @@ void Orchestrator::PumpLoop() {
 
 // ---- worker streams ---------------------------------------------------------------------------
 
-grpc::Status Orchestrator::Connect(
+absl::Status Orchestrator::Connect(
     grpc::ServerContext* context,
     grpc::ServerReaderWriter<v1::GatewayFrame, v1::WorkerFrame>* stream) {
   v1::WorkerFrame first;
   if (!stream->Read(&first)) {
     std::string bad = TakeParseError();
-    if (bad.empty()) return grpc::Status::OK;
+    if (bad.empty()) return absl::OkStatus();
     return Invalid(absl::StrCat("a frame does not parse: ", bad));
   }
   if (!first.has_hello()) return Invalid("the first frame of a Connect stream must be Hello");
-  if (grpc::Status s = CheckHello(first.hello()); !s.ok()) return s;
+  if (absl::Status s = CheckHello(first.hello()); !s.ok()) return s;
   if (first.hello().protocol_version() != v1::PROTOCOL_VERSION_1) {
-    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+    return absl::Status(absl::StatusCode::kFailedPrecondition,
                         "unsupported protocol version; this orchestrator speaks 1");
   }
   Conn conn;
   conn.context = context;
   {
     absl::MutexLock lock(&mu_);
-    if (shutdown_) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "shutting down");
+    if (shutdown_) return absl::Status(absl::StatusCode::kUnavailable, "shutting down");
     conn.id = absl::StrCat("conn_", next_conn_++);
     conns_.insert(&conn);
     workers_.Add(1);
@@ -1230,7 +1280,7 @@ grpc::Status Orchestrator::Connect(
       while (!batch.empty()) {
         int64_t size = static_cast<int64_t>(batch.front().ByteSizeLong());
         bool bulk = IsBulk(batch.front());
-        conn.writing_since_ns.store(absl::GetCurrentTimeNanos());
+        conn.writing_since_ns.store(absl::ToUnixNanos(clock_.Now()));
         bool written = stream->Write(batch.front());
         conn.writing_since_ns.store(0);
         conn.unsent_bytes.fetch_sub(size);
@@ -1254,7 +1304,7 @@ grpc::Status Orchestrator::Connect(
     // accept a run its new stream did not claim, leaving it running nowhere until its lease ran
     // out.
     if (conn.closed) break;
-    conn.last_frame = absl::Now();
+    conn.last_frame = clock_.Now();
     if (frame.has_goodbye()) {
       goodbye = true;
       break;
@@ -1280,7 +1330,7 @@ grpc::Status Orchestrator::Connect(
   }
   writer.join();
   if (!bad.empty()) return Invalid(absl::StrCat("a frame does not parse: ", bad));
-  return grpc::Status::OK;
+  return absl::OkStatus();
 }
 
 const v1::AgentInfo* Orchestrator::Announced(const std::string& agent, bool connected_only) const {
@@ -1300,7 +1350,7 @@ const v1::AgentInfo* Orchestrator::Announced(const std::string& agent, bool conn
 void Orchestrator::OnHello(Conn& conn, const v1::Hello& hello) {
   conn.worker_id = hello.worker_id();
   conn.capacity = hello.capacity();
-  conn.last_frame = absl::Now();
+  conn.last_frame = clock_.Now();
   conn.hello_order = ++hello_order_;
   for (const v1::AgentInfo& agent : hello.agents()) {
     conn.agents.insert(agent.name());
@@ -1322,7 +1372,7 @@ void Orchestrator::OnHello(Conn& conn, const v1::Hello& hello) {
   welcome.set_heartbeat_misses(options_.heartbeat_misses);
   welcome.set_lease_ttl_ms(absl::ToInt64Milliseconds(options_.lease_ttl));
   welcome.set_accept_deadline_ms(absl::ToInt64Milliseconds(options_.accept_deadline));
-  welcome.set_server_time_unix_ms(UnixMs(absl::Now()));
+  welcome.set_server_time_unix_ms(UnixMs(clock_.Now()));
   welcome.set_max_frame_bytes(static_cast<int64_t>(options_.max_frame_bytes));
   conn.frame_bytes = SendFrameBytes(hello.max_frame_bytes(), options_.max_frame_bytes);
   // Runs held from an earlier stream: rebound when their lease is still theirs.
@@ -1331,11 +1381,11 @@ void Orchestrator::OnHello(Conn& conn, const v1::Hello& hello) {
     auto it = runs_.find(held.run_id());
     if (it == runs_.end()) continue;
     Run& run = *it->second;
-    if (run.row.lease_token != held.lease_token() || run.row.state != "running") continue;
+    if (run.row.lease_token != held.lease_token() || run.state != RunState::kRunning) continue;
     if (run.conn != nullptr) run.conn->runs.erase(run.row.run_id);
     run.conn = &conn;
     run.row.worker_id = conn.worker_id;
-    run.lease_until = absl::Now() + options_.lease_ttl;
+    run.lease_until = clock_.Now() + options_.lease_ttl;
     // Records at or below the floor were answered (or given up) before: never sent again.
     run.sent_in = std::max(held.delivered_in_seq(), InFloor(*sessions_[run.row.chat_id]));
     conn.runs.insert(run.row.run_id);
@@ -1433,7 +1483,7 @@ Orchestrator::Run* Orchestrator::OwnedRun(Conn& conn, const std::string& run_id,
                                           int64_t lease_token) {
   auto it = runs_.find(run_id);
   if (it != runs_.end() && it->second->conn == &conn &&
-      it->second->row.lease_token == lease_token && IsLive(it->second->row.state)) {
+      it->second->row.lease_token == lease_token && IsLive(it->second->state)) {
     return it->second.get();
   }
   stale_writes_.Add(1);
@@ -1443,9 +1493,9 @@ Orchestrator::Run* Orchestrator::OwnedRun(Conn& conn, const std::string& run_id,
 
 void Orchestrator::OnRunAccepted(Conn& conn, const v1::RunAccepted& accepted) {
   Run* run = OwnedRun(conn, accepted.run_id(), accepted.lease_token());
-  if (run == nullptr || run->row.state != "assigned") return;
-  absl::Time now = absl::Now();
-  run->row.state = "running";
+  if (run == nullptr || run->state != RunState::kAssigned) return;
+  absl::Time now = clock_.Now();
+  run->state = RunState::kRunning;
   run->row.started_ms = UnixMs(now);
   run->accept_by = absl::InfiniteFuture();
   run->lease_until = now + options_.lease_ttl;
@@ -1464,7 +1514,7 @@ void Orchestrator::OnRunRejected(Conn& conn, const v1::RunRejected& rejected) {
     v1::RunFinished how;
     how.set_reason("rejected");
     how.set_error(absl::StrCat("a worker could not start the run: ", rejected.reason()));
-    EndRun(*run, "failed", how);
+    EndRun(*run, RunState::kFailed, how);
     return;
   }
   if (rejected.reason() == "unknown-agent") conn.agents.erase(run->row.agent);
@@ -1473,7 +1523,7 @@ void Orchestrator::OnRunRejected(Conn& conn, const v1::RunRejected& rejected) {
 }
 
 void Orchestrator::OnHeartbeat(Conn& conn, const v1::Heartbeat& heartbeat) {
-  absl::Time until = absl::Now() + options_.lease_ttl;
+  absl::Time until = clock_.Now() + options_.lease_ttl;
   for (const v1::RunLease& lease : heartbeat.runs()) {
     if (lease.run_id().size() > kMaxRunIdBytes) continue;  // names no run (see OnFrame)
     Run* run = OwnedRun(conn, lease.run_id(), lease.lease_token());
@@ -1481,7 +1531,7 @@ void Orchestrator::OnHeartbeat(Conn& conn, const v1::Heartbeat& heartbeat) {
   }
   v1::GatewayFrame ack;
   ack.mutable_heartbeat_ack()->set_seq(heartbeat.seq());
-  ack.mutable_heartbeat_ack()->set_server_time_unix_ms(UnixMs(absl::Now()));
+  ack.mutable_heartbeat_ack()->set_server_time_unix_ms(UnixMs(clock_.Now()));
   Send(conn, std::move(ack));
 }
 
@@ -1497,7 +1547,7 @@ void Orchestrator::RefuseRunWrite(Conn& conn, Run& run, const std::string& reaso
   how.set_reason(reason);
   how.set_error(error);
   how.set_retryable(true);  // as a lost run: attempt + 1 from the last good snapshot
-  EndRun(run, "failed", how);
+  EndRun(run, RunState::kFailed, how);
 }
 
 void Orchestrator::OnRunOutput(Conn& conn, const v1::RunOutput& output) {
@@ -1537,7 +1587,7 @@ void Orchestrator::OnRunOutput(Conn& conn, const v1::RunOutput& output) {
   if (*stored > session.out_seq) {
     out_records_.Add(*stored - session.out_seq);
     session.out_seq = *stored;
-    session.last_out_at = absl::Now();
+    session.last_out_at = clock_.Now();
     for (const v1::OutRecord& record : output.records()) {
       if (record.seq() <= stored_before || record.seq() > *stored) continue;
       absl::StatusOr<OutRecord> decoded = OutRecordFromProto(record);  // checked above
@@ -1599,18 +1649,19 @@ void Orchestrator::OnSnapshot(Conn& conn, const v1::Snapshot& piece) {
 void Orchestrator::OnRunFinished(Conn& conn, const v1::RunFinished& finished) {
   Run* run = OwnedRun(conn, finished.run_id(), finished.lease_token());
   if (run == nullptr) return;
-  const char* state = "exited";
+  RunState state = RunState::kExited;
   switch (finished.end()) {
     case v1::RUN_END_SUSPENDED:
-      state = "suspended";
+      state = RunState::kSuspended;
       break;
     case v1::RUN_END_FAILED:
       // A run a client cancelled that then fails retryably (its worker handing it back on a
       // drain, say) ends cancelled: the cancel was acknowledged, a retry would undo it.
-      state = finished.retryable() && run->cancel_requested ? "cancelled" : "failed";
+      state =
+          finished.retryable() && run->cancel_requested ? RunState::kCancelled : RunState::kFailed;
       break;
     case v1::RUN_END_CANCELLED:
-      state = "cancelled";
+      state = RunState::kCancelled;
       break;
     default:
       break;
@@ -1634,7 +1685,7 @@ void Orchestrator::Disconnected(Conn& conn) {
     run.conn = nullptr;
     // Not accepted yet: straight back to the queue. Running: its lease decides; the worker
     // may reconnect and rebind it before then.
-    if (run.row.state == "assigned") Requeue(run);
+    if (run.state == RunState::kAssigned) Requeue(run);
   }
   conn.runs.clear();
   LogJson("info", "worker disconnected",
@@ -1644,8 +1695,8 @@ void Orchestrator::Disconnected(Conn& conn) {
 
 // ---- session rules ----------------------------------------------------------------------------
 
-absl::Status Orchestrator::Boot(Session& session, const std::string& trigger,
-                                std::string payload_json, int attempt) {
+absl::Status Orchestrator::Boot(Session& session, BootTrigger trigger, std::string payload_json,
+                                int attempt) {
   absl::StatusOr<int64_t> number = store_.NextRunNumber();
   if (!number.ok()) return number.status();
   auto run = std::make_unique<Run>();
@@ -1654,16 +1705,18 @@ absl::Status Orchestrator::Boot(Session& session, const std::string& trigger,
   row.chat_id = session.row.chat_id;
   row.agent = session.row.agent;
   row.attempt = attempt;
-  row.trigger = trigger;
-  row.state = "queued";
+  run->trigger = trigger;
+  run->state = RunState::kQueued;
+  row.trigger = Word(trigger);
+  row.state = Word(RunState::kQueued);
   row.payload_json = std::move(payload_json);
   row.previous_run_id = session.row.run_id;
-  row.created_ms = UnixMs(absl::Now());
-  run->queued_at = absl::Now();
+  row.created_ms = UnixMs(clock_.Now());
+  run->queued_at = clock_.Now();
   absl::Status saved = store_.PutRun(row);
   if (!saved.ok()) return saved;
   session.row.run_id = row.run_id;
-  session.row.state = "live";
+  session.state = SessionState::kLive;
   session.row.runs += 1;
   session.live_run = row.run_id;
   SaveSession(session);
@@ -1675,11 +1728,12 @@ absl::Status Orchestrator::Boot(Session& session, const std::string& trigger,
 }
 
 absl::Status Orchestrator::BootContinuation(Session& session, bool resume, int attempt) {
-  return Boot(session, resume ? "resume" : "continuation", session.row.base_payload_json, attempt);
+  return Boot(session, resume ? BootTrigger::kResume : BootTrigger::kContinuation,
+              session.row.base_payload_json, attempt);
 }
 
 void Orchestrator::Dispatch() {
-  absl::Time now = absl::Now();
+  absl::Time now = clock_.Now();
   for (auto it = queue_.begin(); it != queue_.end();) {
     Run& run = *runs_[*it];
     if (run.not_before > now) {
@@ -1737,12 +1791,12 @@ bool Orchestrator::Assign(Run& run, Conn& conn) {
   }
   Session& session = *sessions_[run.row.chat_id];
   run.row.lease_token = *token;
-  run.row.state = "assigned";
+  run.state = RunState::kAssigned;
   run.row.worker_id = conn.worker_id;
   run.row.reason.clear();  // why it was queued (NoteWhyQueued)
   run.row.error.clear();
   run.conn = &conn;
-  run.accept_by = absl::Now() + options_.accept_deadline;
+  run.accept_by = clock_.Now() + options_.accept_deadline;
   conn.credit -= 1;
   free_credit_.Add(-1);
   conn.runs.insert(run.row.run_id);
@@ -1762,14 +1816,15 @@ bool Orchestrator::Assign(Run& run, Conn& conn) {
   // A fresh run gets every `.in` record as a Deliver; a continuation gets the ones after its
   // snapshot in the assignment itself.
   run.sent_in = 0;
-  bool continuation = run.row.trigger == "continuation" || run.row.trigger == "resume";
+  bool continuation =
+      run.trigger == BootTrigger::kContinuation || run.trigger == BootTrigger::kResume;
   if (!continuation) {
-    assign.set_trigger(TriggerFromName(run.row.trigger));
+    assign.set_trigger(ToProto(run.trigger));
     assign.set_payload_json(run.row.payload_json);
   } else {
     // As LocalSessions: a resume carries on the suspended run's wait; it is not a continuation.
-    assign.set_continuation(run.row.trigger == "continuation");
-    assign.set_resume(run.row.trigger == "resume");
+    assign.set_continuation(run.trigger == BootTrigger::kContinuation);
+    assign.set_resume(run.trigger == BootTrigger::kResume);
     assign.set_snapshot_json(session.row.snapshot_json);
     auto parsed = [](const std::string& text) {
       absl::StatusOr<Json> json = text.empty() ? absl::StatusOr<Json>(Json()) : ParseJson(text);
@@ -1828,7 +1883,7 @@ bool Orchestrator::Assign(Run& run, Conn& conn) {
 }
 
 void Orchestrator::DeliverPending(Run& run) {
-  if (run.conn == nullptr || run.row.state == "queued") return;
+  if (run.conn == nullptr || run.state == RunState::kQueued) return;
   Session& session = *sessions_[run.row.chat_id];
   // A page at a time, until the outbox holds half its bound: a long backlog of large records is
   // read from the store as the worker takes it, not all of it each time the queue drains.
@@ -1865,10 +1920,10 @@ void Orchestrator::DeliverPending(Run& run) {
 }
 
 void Orchestrator::Requeue(Run& run, absl::Duration delay) {
-  run.not_before = absl::Now() + delay;
+  run.not_before = clock_.Now() + delay;
   if (run.conn != nullptr) run.conn->runs.erase(run.row.run_id);
   run.conn = nullptr;
-  run.row.state = "queued";
+  run.state = RunState::kQueued;
   run.row.worker_id.clear();
   run.accept_by = absl::InfiniteFuture();
   run.lease_until = absl::InfiniteFuture();
@@ -1876,12 +1931,12 @@ void Orchestrator::Requeue(Run& run, absl::Duration delay) {
   queue_.push_front(run.row.run_id);
 }
 
-void Orchestrator::EndRun(Run& run, const std::string& state, const v1::RunFinished& how) {
-  absl::Time now = absl::Now();
+void Orchestrator::EndRun(Run& run, RunState state, const v1::RunFinished& how) {
+  absl::Time now = clock_.Now();
   if (run.conn != nullptr) run.conn->runs.erase(run.row.run_id);
   run.conn = nullptr;
   queue_.erase(std::remove(queue_.begin(), queue_.end(), run.row.run_id), queue_.end());
-  run.row.state = state;
+  run.state = state;
   run.row.reason = how.reason();
   run.row.error = how.error();
   run.row.ended_ms = UnixMs(now);
@@ -1892,14 +1947,15 @@ void Orchestrator::EndRun(Run& run, const std::string& state, const v1::RunFinis
           {{"run_id", run.row.run_id},
            {"chat_id", run.row.chat_id},
            {"attempt", run.row.attempt},
-           {"state", state},
+           {"state", Word(state)},
            {"reason", how.reason()}});
 
   Session& session = *sessions_[run.row.chat_id];
   session.live_run.clear();
-  bool retry = (state == "failed" && how.retryable()) || (state == "lost" && !run.cancel_requested);
+  bool retry = (state == RunState::kFailed && how.retryable()) ||
+               (state == RunState::kLost && !run.cancel_requested);
   // A worker draining hands its runs back: no fault of the chat's, so no cost to its budget.
-  bool handed_back = state == "failed" && how.reason() == "worker-shutdown";
+  bool handed_back = state == RunState::kFailed && how.reason() == "worker-shutdown";
   if (retry && !handed_back) ++session.failures;
   if (retry && session.failures >= options_.max_attempts) {
     // A record that kills every worker it reaches must not take down the whole fleet. A chat
@@ -1910,7 +1966,7 @@ void Orchestrator::EndRun(Run& run, const std::string& state, const v1::RunFinis
                      " failures in a row: ", how.error().empty() ? how.reason() : how.error());
     SaveRun(run);
     session.failures = 0;  // the next message gets a whole budget again
-    session.row.state = "failed";
+    session.state = SessionState::kFailed;
     AnswerWithError(session, run.row.error);
     SaveSession(session);
     return;
@@ -1920,17 +1976,17 @@ void Orchestrator::EndRun(Run& run, const std::string& state, const v1::RunFinis
     if (booted.ok()) return;
     LogJson("error", "booting a retry failed", {{"chat_id", session.row.chat_id}});
   }
-  if (state == "suspended") {
-    session.row.state = "suspended";
+  if (state == RunState::kSuspended) {
+    session.state = SessionState::kSuspended;
     session.row.resume_deadline_ms = how.resume_deadline_unix_ms();
     resume_deadlines_.emplace(session.row.resume_deadline_ms, session.row.chat_id);
-  } else if (state == "failed") {
-    session.row.state = "failed";
+  } else if (state == RunState::kFailed) {
+    session.state = SessionState::kFailed;
   } else {
-    session.row.state = how.reason() == "close" ? "closed" : "exited";
+    session.state = how.reason() == "close" ? SessionState::kClosed : SessionState::kExited;
   }
   SaveSession(session);
-  if (session.row.state == "closed") WakeReaders(session);  // followers end
+  if (session.state == SessionState::kClosed) WakeReaders(session);  // followers end
   BootIfUnanswered(session, how.reason() == "upgrade");
 }
 
@@ -2014,7 +2070,7 @@ void Orchestrator::AnswerWithError(Session& session, const std::string& error) {
     }
     out_records_.Add(*stored - session.out_seq);
     session.out_seq = *stored;
-    session.last_out_at = absl::Now();
+    session.last_out_at = clock_.Now();
     for (const OutRecord& r : records) session.Stored(r);
     WakeReaders(session);
   }
@@ -2032,8 +2088,10 @@ void Orchestrator::TimeOutSuspendedRun(const Session& session) {
     return;
   }
   for (RunRow& row : *runs) {
-    if (row.run_id != session.row.run_id || row.state != "suspended") continue;
-    row.state = "exited";
+    if (row.run_id != session.row.run_id || RunStateOf(row.state) != RunState::kSuspended) {
+      continue;
+    }
+    row.state = Word(RunState::kExited);
     row.reason = "timeout";
     if (absl::Status saved = store_.PutRun(row); !saved.ok()) {
       LogJson("error", "store: saving a run failed",
@@ -2043,7 +2101,7 @@ void Orchestrator::TimeOutSuspendedRun(const Session& session) {
 }
 
 void Orchestrator::BootIfUnanswered(Session& session, bool upgrade) {
-  if (session.row.state != "suspended" && session.row.state != "exited") return;
+  if (session.state != SessionState::kSuspended && session.state != SessionState::kExited) return;
   // Records that arrived while the run was ending, or that it left unanswered, start the next
   // run at once (one live run per chat). An upgrade that left the boot message unanswered, too.
   bool unanswered = false;
@@ -2063,8 +2121,8 @@ void Orchestrator::BootIfUnanswered(Session& session, bool upgrade) {
     }
   }
   if (!unanswered) return;
-  bool resume =
-      session.row.state == "suspended" && UnixMs(absl::Now()) < session.row.resume_deadline_ms;
+  bool resume = session.state == SessionState::kSuspended &&
+                UnixMs(clock_.Now()) < session.row.resume_deadline_ms;
   absl::Status booted = BootContinuation(session, resume, 1);
   if (!booted.ok()) {
     LogJson("error", "booting a continuation failed",
@@ -2132,11 +2190,16 @@ void Orchestrator::TimerLoop() {
   absl::MutexLock lock(&mu_);
   while (!shutdown_) {
     mu_.AwaitWithTimeout(absl::Condition(&shutdown_), period);
-    if (!shutdown_) Tick(absl::Now());
+    if (!shutdown_) TickLocked(clock_.Now());
   }
 }
 
 void Orchestrator::Tick(absl::Time now) {
+  absl::MutexLock lock(&mu_);
+  TickLocked(now);
+}
+
+void Orchestrator::TickLocked(absl::Time now) {
   absl::Duration silence = options_.heartbeat_interval * options_.heartbeat_misses;
   for (Conn* conn : conns_) {
     if (conn->closed) continue;
@@ -2159,8 +2222,8 @@ void Orchestrator::Tick(absl::Time now) {
   std::vector<Run*> late;
   std::vector<Run*> expired;
   for (auto& [id, run] : runs_) {
-    if (run->row.state == "assigned" && now > run->accept_by) late.push_back(run.get());
-    if (run->row.state == "running" && now > run->lease_until) expired.push_back(run.get());
+    if (run->state == RunState::kAssigned && now > run->accept_by) late.push_back(run.get());
+    if (run->state == RunState::kRunning && now > run->lease_until) expired.push_back(run.get());
   }
   for (Run* run : late) {
     LogJson("warn", "assignment not accepted in time: back to the queue",
@@ -2178,7 +2241,7 @@ void Orchestrator::Tick(absl::Time now) {
     }
     v1::RunFinished how;
     how.set_reason("lease-expired");
-    EndRun(*run, run->cancel_requested ? "cancelled" : "lost", how);
+    EndRun(*run, run->cancel_requested ? RunState::kCancelled : RunState::kLost, how);
   }
   // Suspended chats whose resume deadline passed count as exited (the next message boots a
   // fresh continuation either way; this is what Get reports), and their suspended run has
@@ -2187,8 +2250,8 @@ void Orchestrator::Tick(absl::Time now) {
     auto [deadline, chat_id] = *resume_deadlines_.begin();
     resume_deadlines_.erase(resume_deadlines_.begin());
     Session& session = *sessions_[chat_id];
-    if (session.row.state == "suspended" && session.row.resume_deadline_ms == deadline) {
-      session.row.state = "exited";
+    if (session.state == SessionState::kSuspended && session.row.resume_deadline_ms == deadline) {
+      session.state = SessionState::kExited;
       SaveSession(session);
       TimeOutSuspendedRun(session);
     }
@@ -2202,7 +2265,7 @@ void Orchestrator::Tick(absl::Time now) {
   }
   // Ended runs live on in the store (ListRuns reads it); memory keeps the live ones only.
   for (auto it = runs_.begin(); it != runs_.end();) {
-    it = IsLive(it->second->row.state) ? std::next(it) : runs_.erase(it);
+    it = IsLive(it->second->state) ? std::next(it) : runs_.erase(it);
   }
   Dispatch();  // runs whose refusal delay has passed
 }

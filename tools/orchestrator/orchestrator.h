@@ -31,7 +31,9 @@
 #include "baton/v1/sessions.grpc.pb.h"
 #include "baton/v1/worker.grpc.pb.h"
 #include "runtime/base/metrics.h"
+#include "runtime/exec/clock.h"
 #include "tools/orchestrator/auth.h"
+#include "tools/orchestrator/states.h"
 #include "tools/orchestrator/store.h"
 
 namespace baton::orchestrator {
@@ -67,6 +69,10 @@ struct Options {
   // deliveries wait while half of it is taken; acknowledgements and answers filling the other
   // half mean the worker stopped reading, and its stream is closed.
   int64_t max_outbox_bytes = int64_t{32} << 20;
+  // Where every rule reads the time (leases, deadlines, heartbeats, token expiries, the times it
+  // stores and sends); it must outlive the orchestrator and be safe to read from any thread.
+  // Null: the system's wall clock (absl::Now()). Tests pass a fake one and call Tick.
+  const Clock* clock = nullptr;
 };
 
 class Orchestrator {
@@ -79,16 +85,22 @@ class Orchestrator {
   // Loads sessions and runs from the store: queued runs queue again; runs that were assigned or
   // running keep a fresh lease, so their workers can reconnect and carry on, and are retried
   // when it runs out. Call once, before serving.
-  absl::Status Load();
+  absl::Status Load() ABSL_LOCKS_EXCLUDED(mu_);
 
   grpc::Service* gateway_service();
   grpc::Service* sessions_service();
 
   // Ends every stream (worker Connects and following Reads) so the server can shut down.
-  void Shutdown();
+  void Shutdown() ABSL_LOCKS_EXCLUDED(mu_);
 
   // Prometheus text exposition of the orchestrator's metrics.
-  std::string MetricsText() const;
+  std::string MetricsText() const ABSL_LOCKS_EXCLUDED(mu_);
+
+  // What the timer thread does each period, at `now`: closes silent and stalled worker streams,
+  // requeues assignments not accepted by their deadline, ends runs whose lease ran out (lost,
+  // retried), ends Reads whose chat token expired, and passes suspension and handover deadlines.
+  // The timer thread calls it with the clock's time; a test with a fake clock calls it itself.
+  void Tick(absl::Time now) ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   class Gateway;
@@ -100,49 +112,62 @@ class Orchestrator {
 
   // The caller of a call, when it may use `scope` on `chat_id` (empty: a call about no one
   // chat, which chat tokens cannot make); else UNAUTHENTICATED or PERMISSION_DENIED.
-  grpc::Status Authorize(const grpc::ServerContextBase& context, Scope scope,
+  absl::Status Authorize(const grpc::ServerContextBase& context, Scope scope,
                          std::string_view chat_id, Caller* caller = nullptr) const;
 
-  // Sessions API (each called with mu_ held, after the request's sizes were checked).
-  grpc::Status CreateSession(const baton::v1::CreateSessionRequest& request, const Caller& caller,
-                             baton::v1::CreateSessionResponse* response);
+  // Sessions API (each called with mu_ held, after the request's sizes were checked). The core
+  // answers in absl::Status; the services turn it into gRPC's in one place (ToGrpc), with the
+  // same code and message.
+  absl::Status CreateSession(const baton::v1::CreateSessionRequest& request, const Caller& caller,
+                             baton::v1::CreateSessionResponse* response)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // `closing`: the record closes the chat, which the per-chat record limit does not stop.
-  grpc::Status Append(const baton::v1::AppendRequest& request, baton::v1::AppendResponse* response,
-                      bool closing = false);
-  grpc::Status CancelRun(const baton::v1::CancelRunRequest& request, baton::v1::Run* response);
+  absl::Status Append(const baton::v1::AppendRequest& request, baton::v1::AppendResponse* response,
+                      bool closing = false) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status CancelRun(const baton::v1::CancelRunRequest& request, baton::v1::Run* response)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void IssueChatToken(const std::string& chat_id, baton::v1::CreateSessionResponse* response) const;
-  grpc::Status Close(const baton::v1::CloseRequest& request, baton::v1::Session* response);
+  absl::Status Close(const baton::v1::CloseRequest& request, baton::v1::Session* response)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A Read stream: refused at once (no chat, over a limit), or a Follower that pages the chat's
   // `.out` from the store and, with `follow`, waits for more; a chat token's stream ends at
   // `token_expires`.
   grpc::ServerWriteReactor<baton::v1::ReadResponse>* Read(const baton::v1::ReadRequest& request,
-                                                          absl::Time token_expires);
+                                                          absl::Time token_expires)
+      ABSL_LOCKS_EXCLUDED(mu_);
   // Hands a waiting Follower to the pump threads (new output, its chat closed, its client gone,
   // its token expired, shutdown).
   void Wake(Follower& follower) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void WakeReaders(Session& session) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The pump threads: each takes a Follower off the queue and reads its next page.
-  void PumpLoop();
+  void PumpLoop() ABSL_LOCKS_EXCLUDED(mu_);
   baton::v1::Session SessionProto(const Session& session) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
 
   // Worker streams.
-  grpc::Status Connect(
+  absl::Status Connect(
       grpc::ServerContext* context,
-      grpc::ServerReaderWriter<baton::v1::GatewayFrame, baton::v1::WorkerFrame>* stream);
-  void OnHello(Conn& conn, const baton::v1::Hello& hello);
+      grpc::ServerReaderWriter<baton::v1::GatewayFrame, baton::v1::WorkerFrame>* stream)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  void OnHello(Conn& conn, const baton::v1::Hello& hello) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The agent as announced by the connected worker that said hello last among those hosting
   // it; without one (and unless `connected_only`), as any worker last announced it. Null when
   // none did.
   const baton::v1::AgentInfo* Announced(const std::string& agent, bool connected_only) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
-  void OnFrame(Conn& conn, const baton::v1::WorkerFrame& frame);
-  void OnRunAccepted(Conn& conn, const baton::v1::RunAccepted& accepted);
-  void OnRunRejected(Conn& conn, const baton::v1::RunRejected& rejected);
-  void OnHeartbeat(Conn& conn, const baton::v1::Heartbeat& heartbeat);
-  void OnRunOutput(Conn& conn, const baton::v1::RunOutput& output);
-  void OnSnapshot(Conn& conn, const baton::v1::Snapshot& snapshot);
-  void OnRunFinished(Conn& conn, const baton::v1::RunFinished& finished);
-  void Disconnected(Conn& conn);
+  void OnFrame(Conn& conn, const baton::v1::WorkerFrame& frame) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void OnRunAccepted(Conn& conn, const baton::v1::RunAccepted& accepted)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void OnRunRejected(Conn& conn, const baton::v1::RunRejected& rejected)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void OnHeartbeat(Conn& conn, const baton::v1::Heartbeat& heartbeat)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void OnRunOutput(Conn& conn, const baton::v1::RunOutput& output)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void OnSnapshot(Conn& conn, const baton::v1::Snapshot& snapshot)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void OnRunFinished(Conn& conn, const baton::v1::RunFinished& finished)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Disconnected(Conn& conn) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A write of the run's worker that the chat cannot keep (bad output, a bad snapshot): nothing
   // of it is stored, the worker's lease is revoked, and the run fails retryably.
   void RefuseRunWrite(Conn& conn, Run& run, const std::string& reason, const std::string& error)
@@ -154,9 +179,9 @@ class Orchestrator {
   Run* OwnedRun(Conn& conn, const std::string& run_id, int64_t lease_token)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Queues a new run for the session: its first (`trigger` and `payload`), or a continuation
-  // (trigger "continuation" or "resume") built from the session's snapshot and logs.
-  absl::Status Boot(Session& session, const std::string& trigger, std::string payload_json,
-                    int attempt) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // (kContinuation or kResume) built from the session's snapshot and logs.
+  absl::Status Boot(Session& session, BootTrigger trigger, std::string payload_json, int attempt)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status BootContinuation(Session& session, bool resume, int attempt)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Assigns queued runs to workers with credit.
@@ -171,7 +196,7 @@ class Orchestrator {
   void DeliverPending(Run& run) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Ends the run's lease with `state`; the session follows the DESIGN §4 rules (a retry, a
   // continuation for records left unanswered, or rest).
-  void EndRun(Run& run, const std::string& state, const baton::v1::RunFinished& how)
+  void EndRun(Run& run, RunState state, const baton::v1::RunFinished& how)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Boots a continuation when the resting session has `.in` messages no run answered (or, after
   // an upgrade, a boot message no snapshot holds).
@@ -203,16 +228,20 @@ class Orchestrator {
   // Closes a head start's handover window whose deadline passed with no signal: appends
   // HandoverTimeoutSkip() to its `.in`, and the run answers the message itself.
   void ExpireHandover(Session& session) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void SaveRun(const Run& run) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void SaveSession(const Session& session) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Write the row through to the store, its words from the typed state first.
+  void SaveRun(Run& run) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SaveSession(Session& session) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // The timer thread: accept deadlines, leases, heartbeats, stalled writes, Read token expiries,
   // suspension deadlines.
-  void TimerLoop();
-  void Tick(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void TimerLoop() ABSL_LOCKS_EXCLUDED(mu_);
+  void TickLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   Store& store_;
   const Options options_;
+  // options_.clock, or the wall clock this owns when that is null.
+  std::unique_ptr<Clock> own_clock_;
+  const Clock& clock_;
 
   mutable absl::Mutex mu_;
   std::map<std::string, std::unique_ptr<Session>> sessions_ ABSL_GUARDED_BY(mu_);
