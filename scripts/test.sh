@@ -46,3 +46,6 @@ echo "== format"
 files=$(git ls-files '*.h' '*.cc' 2>/dev/null || find . -name '*.h' -o -name '*.cc')
 clang-format --dry-run -Werror $files
 echo "format: clean"
+
+echo "== lock annotations (clang -Wthread-safety on what clang can compile)"
+bash scripts/thread_safety.sh build
