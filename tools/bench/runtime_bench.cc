@@ -15,6 +15,7 @@
 #include "runtime/testkit/local_session.h"
 #include "tasks/agents.h"
 #include "tools/bench/bench_main.h"
+#include "tools/bench/chat_turns.h"
 
 namespace baton {
 namespace {
@@ -139,7 +140,8 @@ BENCHMARK(BM_ToolTurn)->Unit(benchmark::kMicrosecond)->MeasureProcessCPUTime()->
 }  // namespace
 }  // namespace baton
 
-// Registered above; `--smoke` changes nothing here (ctest passes a short --benchmark_min_time).
+// Registered above, but BM_ChatTurns, whose chats `--smoke` shortens (ctest also passes a short
+// --benchmark_min_time).
 int main(int argc, char** argv) {
-  return baton::bench::BenchMain(argc, argv, [](bool) {});
+  return baton::bench::BenchMain(argc, argv, [](bool smoke) { baton::RegisterChatTurns(smoke); });
 }
