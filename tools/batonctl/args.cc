@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <iterator>
 #include <memory>
@@ -46,34 +47,43 @@ constexpr char kCommandFooter[] =
     "The global options (batonctl --help) are accepted after the command too.";
 constexpr char kJsonFooter[] =
     "\nJSON|@FILE takes JSON text, or @FILE to read it from a file (@- reads stdin).";
-constexpr char kJsonHelp[] = "print JSON (one object a line) instead of text";
-constexpr char kColorHelp[] =
-    "colour the text output (default auto: on a terminal, unless NO_COLOR)";
 
 absl::Status Usage(absl::string_view message) { return absl::InvalidArgumentError(message); }
 
 // ---- the command line, declared for CLI11 ---------------------------------------------------
+//
+// An option that only sets a field is bound to it here. Options whose meaning depends on
+// others (create's payload, append's modes) or that need a check of their own are read by the
+// builders below, through Given.
 
-// Options keep what was given as text (CLI11 checks the shape); the builders below read it.
+using Setter = std::function<void(const std::string&)>;
+Setter Into(std::string& field) {
+  return [&field](const std::string& value) { field = value; };
+}
+
 CLI::Option* AddValue(CLI::App* app, const std::string& name, const std::string& value_name,
-                      const std::string& help) {
-  return app->add_option(name)->type_name(value_name)->description(help);
+                      const std::string& help, const Setter& set = nullptr) {
+  CLI::Option* option = app->add_option(name)->type_name(value_name)->description(help);
+  return set ? option->each(set) : option;
 }
 
 // A switch is given at most once, and without a value ("--follow=yes" is an error).
-CLI::Option* AddSwitch(CLI::App* app, const std::string& name, const std::string& help) {
+CLI::Option* AddSwitch(CLI::App* app, const std::string& name, const std::string& help,
+                       bool* into = nullptr) {
   auto no_value = [](std::string& value) { return value == "true" ? "" : "takes no value"; };
-  return app->add_flag(name)
+  return (into != nullptr ? app->add_flag(name, *into) : app->add_flag(name))
       ->description(help)
       ->multi_option_policy(CLI::MultiOptionPolicy::Throw)
       ->check(CLI::Validator(no_value, ""));
 }
 
-CLI::App* AddCommand(CLI::App& app, const std::string& name, const std::string& help,
-                     bool chat = true, const std::string& footer = "") {
+// A command; with `chat`, its CHAT argument (required), and always --json.
+CLI::App* AddCommand(CLI::App& app, Command& c, const std::string& name, const std::string& help,
+                     const Setter& chat, const std::string& footer = "") {
   CLI::App* command = app.add_subcommand(name, help)->group("Commands");
   command->footer(kCommandFooter + footer);
-  if (chat) command->add_option("CHAT")->description("the chat's id")->required();
+  if (chat) command->add_option("CHAT")->description("the chat's id")->required()->each(chat);
+  AddSwitch(command, "--json", "print JSON (one object a line) instead of text", &c.json);
   return command;
 }
 
@@ -85,9 +95,10 @@ std::vector<std::string> TriggerNames() {
   return names;
 }
 
-// batonctl's whole command line. Unrecognised arguments are left over (allow_extras) so that
-// ParseCommand can say what they are; the global options fall through from any command.
-std::unique_ptr<CLI::App> MakeApp() {
+// batonctl's whole command line, bound to `c`. Unrecognised arguments are left over
+// (allow_extras) so that ParseCommand can say what they are; the global options fall through
+// from any command.
+std::unique_ptr<CLI::App> MakeApp(Command& c) {
   auto app =
       std::make_unique<CLI::App>("Client of the baton orchestrator's Sessions API.", "batonctl");
   app->get_formatter()->label("SUBCOMMAND", "COMMAND");
@@ -98,15 +109,20 @@ std::unique_ptr<CLI::App> MakeApp() {
            "127.0.0.1:7400)");
   AddValue(app.get(), "--timeout", "SECONDS", "deadline of each call except read (default 10)");
   AddValue(app.get(), "--token-env", "VAR",
-           "send the bearer token in $VAR (default BATON_TOKEN; unset: none)");
-  AddSwitch(app.get(), "--tls", "dial over TLS (implied by the --tls-* files)");
+           "send the bearer token in $VAR (default BATON_TOKEN; unset: none)",
+           Into(c.security.token_env));
+  AddSwitch(app.get(), "--tls", "dial over TLS (implied by the --tls-* files)", &c.security.tls);
   AddValue(app.get(), "--tls-ca", "FILE",
-           "PEM CA of the orchestrator's certificate (default: system roots)");
-  AddValue(app.get(), "--tls-cert", "FILE", "PEM client certificate, for mTLS (with --tls-key)");
-  AddValue(app.get(), "--tls-key", "FILE", "PEM private key of --tls-cert");
+           "PEM CA of the orchestrator's certificate (default: system roots)",
+           Into(c.security.tls_ca));
+  AddValue(app.get(), "--tls-cert", "FILE", "PEM client certificate, for mTLS (with --tls-key)",
+           Into(c.security.tls_cert));
+  AddValue(app.get(), "--tls-key", "FILE", "PEM private key of --tls-cert",
+           Into(c.security.tls_key));
 
-  CLI::App* create = AddCommand(*app, "create", "Create the chat session and boot its first run.",
-                                true, kJsonFooter);
+  CLI::App* create = AddCommand(
+      *app, c, "create", "Create the chat session and boot its first run.",
+      [&c](const std::string& chat) { c.create.set_chat_id(chat); }, kJsonFooter);
   AddValue(create, "--agent", "NAME", "the agent that runs the chat")->required();
   AddValue(create, "--trigger", "T", "default: submit-message with --text, else preload")
       ->check(CLI::IsMember(TriggerNames()));
@@ -115,12 +131,13 @@ std::unique_ptr<CLI::App> MakeApp() {
   AddValue(create, "--message-id", "ID",
            "the --text message's id (default: generated), or the message to regenerate");
   AddValue(create, "--payload", "JSON|@FILE", "the boot payload, a JSON object, sent as written");
-  AddValue(create, "--traceparent", "TP", "W3C trace context of the run");
-  AddSwitch(create, "--json", kJsonHelp);
+  AddValue(create, "--traceparent", "TP", "W3C trace context of the run",
+           [&c](const std::string& tp) { c.create.set_traceparent(tp); });
 
   CLI::App* append = AddCommand(
-      *app, "append", "Append one record (--text, --stop, --handover, --handover-skip or --body).",
-      true, kJsonFooter);
+      *app, c, "append",
+      "Append one record (--text, --stop, --handover, --handover-skip or --body).",
+      [&c](const std::string& chat) { c.append.set_chat_id(chat); }, kJsonFooter);
   AddValue(append, "--text", "TEXT", "mode: a user message (submit-message)");
   AddValue(append, "--message-id", "ID",
            "the --text message's id (default: generated), or the --handover message's");
@@ -132,45 +149,57 @@ std::unique_ptr<CLI::App> MakeApp() {
   AddSwitch(append, "--final", "with --handover: the partial message is the whole answer");
   AddSwitch(append, "--handover-skip", "mode: the warm side's step 1 failed; the worker runs it");
   AddValue(append, "--body", "JSON|@FILE", "mode: any record body, sent as written");
-  AddValue(append, "--record-id", "ID", "makes a retry of the same append return the first seq");
-  AddSwitch(append, "--json", kJsonHelp);
+  AddValue(append, "--record-id", "ID", "makes a retry of the same append return the first seq",
+           [&c](const std::string& id) { c.append.set_client_record_id(id); });
 
-  CLI::App* read = AddCommand(*app, "read", "Print the chat's .out records.");
+  const std::string color_help =
+      "colour the text output (default auto: on a terminal, unless NO_COLOR)";
+  CLI::App* read = AddCommand(*app, c, "read", "Print the chat's .out records.",
+                              [&c](const std::string& chat) { c.read.set_chat_id(chat); });
   AddValue(read, "--after", "SEQ", "start after this seq (default 0)");
   AddSwitch(read, "--follow", "wait for new records until the chat is closed");
   AddValue(read, "--turns", "N", "stop after N turn-complete records (implies --follow)");
-  AddSwitch(read, "--json", kJsonHelp);
-  AddValue(read, "--color", "WHEN", kColorHelp)->check(CLI::IsMember({"auto", "always", "never"}));
+  AddValue(read, "--color", "WHEN", color_help)->check(CLI::IsMember({"auto", "always", "never"}));
 
-  AddSwitch(AddCommand(*app, "get", "Print the session."), "--json", kJsonHelp);
-  CLI::App* runs = AddCommand(*app, "runs", "List the runs (of every chat without CHAT).", false);
-  runs->add_option("CHAT")->description("the chat whose runs to list");
-  AddSwitch(runs, "--json", kJsonHelp);
-  CLI::App* cancel = AddCommand(*app, "cancel", "Cancel the chat's live run.");
-  AddValue(cancel, "--run", "RUN", "only if the live run is RUN");
-  AddSwitch(cancel, "--json", kJsonHelp);
-  CLI::App* close = AddCommand(*app, "close", "Close the chat.");
-  AddValue(close, "--reason", "R", "why, for the chat's record");
-  AddSwitch(close, "--json", kJsonHelp);
+  AddCommand(*app, c, "get", "Print the session.",
+             [&c](const std::string& chat) { c.get.set_chat_id(chat); });
+  AddCommand(*app, c, "runs", "List the runs (of every chat without CHAT).", nullptr)
+      ->add_option("CHAT")
+      ->description("the chat whose runs to list")
+      ->each([&c](const std::string& chat) { c.runs.set_chat_id(chat); });
+  AddValue(AddCommand(*app, c, "cancel", "Cancel the chat's live run.",
+                      [&c](const std::string& chat) { c.cancel.set_chat_id(chat); }),
+           "--run", "RUN", "only if the live run is RUN",
+           [&c](const std::string& run) { c.cancel.set_run_id(run); });
+  AddValue(AddCommand(*app, c, "close", "Close the chat.",
+                      [&c](const std::string& chat) { c.close.set_chat_id(chat); }),
+           "--reason", "R", "why, for the chat's record",
+           [&c](const std::string& reason) { c.close.set_reason(reason); });
 
+  Command::HeadStart& h = c.head_start;
   CLI::App* head_start = AddCommand(
-      *app, "head-start", "Play the warm server of a head start, then follow the turn.", true,
+      *app, c, "head-start", "Play the warm server of a head start, then follow the turn.",
+      Into(h.chat_id),
       "\nIt creates the session (handover-prepare), streams step 1 from the provider here, hands\n"
       "over (or skips), then follows .out to the turn's end.");
-  AddValue(head_start, "--agent", "NAME", "one of the example agents: chat, weather, files")
+  AddValue(head_start, "--agent", "NAME", "one of the example agents: chat, weather, files",
+           Into(h.agent))
       ->required();
-  AddValue(head_start, "--text", "TEXT", "the user's first message")->required();
-  AddValue(head_start, "--message-id", "ID", "the user message's id (default: generated)");
-  AddValue(head_start, "--provider", "P", "the model provider (default anthropic)")
+  AddValue(head_start, "--text", "TEXT", "the user's first message", Into(h.text))->required();
+  AddValue(head_start, "--message-id", "ID", "the user message's id (default: generated)",
+           Into(h.message_id));
+  AddValue(head_start, "--provider", "P", "the model provider (default anthropic)",
+           Into(h.provider))
       ->check(CLI::IsMember({"anthropic", "openai"}));
-  AddValue(head_start, "--base-url", "URL", "the provider's base URL");
-  AddValue(head_start, "--model", "M", "the model");
-  AddValue(head_start, "--api-key-env", "VAR", "the variable that holds the API key");
-  AddSwitch(head_start, "--json", kJsonHelp);
-  AddValue(head_start, "--color", "WHEN", kColorHelp)
+  AddValue(head_start, "--base-url", "URL", "the provider's base URL", Into(h.base_url));
+  AddValue(head_start, "--model", "M", "the model", Into(h.model));
+  AddValue(head_start, "--api-key-env", "VAR", "the variable that holds the API key",
+           Into(h.api_key_env));
+  AddValue(head_start, "--color", "WHEN", color_help)
       ->check(CLI::IsMember({"auto", "always", "never"}));
 
-  AddCommand(*app, "help", "Print this text, or the help of COMMAND.", false)
+  app->add_subcommand("help", "Print this text, or the help of COMMAND.")
+      ->group("Commands")
       ->add_option("COMMAND")
       ->description("the command to describe");
   return app;
@@ -193,36 +222,31 @@ struct Given {
     if (!Has(name)) return std::nullopt;
     return Find(name)->results().back();
   }
-  std::string Chat() const { return Value("CHAT").value_or(""); }
 };
 
-// CLI11 leaves what it did not recognise: say what it is, as the first thing wrong.
+// CLI11 leaves what it did not recognise: say what it is.
 absl::Status CheckLeftOver(const CLI::App& app, const CLI::App* cmd) {
   std::vector<std::string> extra = app.remaining();
   extra.erase(std::remove(extra.begin(), extra.end(), "--"), extra.end());
+  auto is_option = [](const std::string& arg) { return arg.size() > 1 && arg[0] == '-'; };
+  auto option = std::find_if(extra.begin(), extra.end(), is_option);
   if (extra.empty()) return absl::OkStatus();
-  auto option = std::find_if(extra.begin(), extra.end(), [](const std::string& arg) {
-    return arg.size() > 1 && arg[0] == '-';
-  });
-  if (cmd == nullptr) {
-    if (extra[0].size() > 1 && extra[0][0] == '-') return Usage("unknown option " + extra[0]);
-    return Usage(absl::StrCat("unknown command \"", extra[0], "\""));
-  }
-  auto options = cmd->get_options(
-      [cmd](const CLI::Option* o) { return o->nonpositional() && o != cmd->get_help_ptr(); });
+  if (cmd == nullptr && is_option(extra[0])) return Usage("unknown option " + extra[0]);
+  if (cmd == nullptr) return Usage(absl::StrCat("unknown command \"", extra[0], "\""));
   if (option != extra.end()) {
     std::vector<std::string> names;
-    for (const CLI::Option* o : options) names.push_back(o->get_name());
-    std::string takes = names.empty() ? "no options" : absl::StrJoin(names, ", ");
+    for (const CLI::Option* o : cmd->get_options()) {
+      if (o->nonpositional() && o != cmd->get_help_ptr()) names.push_back(o->get_name());
+    }
     return Usage(absl::StrCat("unknown option ", *option, " for ", cmd->get_name(), " (it takes ",
-                              takes, ")"));
+                              names.empty() ? "no options" : absl::StrJoin(names, ", "), ")"));
   }
-  const CLI::Option* positional =
-      cmd->get_options([](const CLI::Option* o) { return o->get_positional(); }).at(0);
+  const CLI::Option* positional = cmd->get_options(
+      [](const CLI::Option* o) { return o->get_positional(); })[0];  // every command has one
   std::vector<std::string> given = positional->results();
   given.insert(given.end(), extra.begin(), extra.end());
-  std::string takes =
-      positional->get_required() ? positional->get_name() : "[" + positional->get_name() + "]";
+  std::string takes = positional->get_name();
+  if (!positional->get_required()) takes = "[" + takes + "]";
   return Usage(absl::StrCat(cmd->get_name(), " takes ", takes, ", got ", given.size(),
                             " arguments: ", absl::StrJoin(given, " ")));
 }
@@ -234,13 +258,10 @@ std::vector<std::string> ForCli11(const std::vector<std::string>& args) {
   bool options_ended = false;
   for (const std::string& arg : args) {
     options_ended = options_ended || arg == "--";
-    if (!options_ended && arg.size() > 3 && arg.rfind("--", 0) == 0 &&
-        arg.find('=') == arg.size() - 1) {
-      out.push_back(arg.substr(0, arg.size() - 1));
-      out.emplace_back();
-    } else {
-      out.push_back(arg);
-    }
+    bool empty_value = !options_ended && arg.size() > 3 && arg.rfind("--", 0) == 0 &&
+                       arg.find('=') == arg.size() - 1;
+    out.push_back(empty_value ? arg.substr(0, arg.size() - 1) : arg);
+    if (empty_value) out.emplace_back();
   }
   std::reverse(out.begin(), out.end());
   return out;
@@ -358,7 +379,6 @@ absl::StatusOr<std::string> CreatePayload(const Given& p, const Environment& env
 
 absl::Status BuildCreate(const Given& p, const Environment& env, Command& c) {
   v1::CreateSessionRequest& req = c.create;
-  req.set_chat_id(p.Chat());
   req.set_agent(*p.Value("--agent"));
   if (req.agent().empty()) return Usage("create needs --agent NAME");
   std::string default_trigger = p.Has("--text") ? "submit-message" : "preload";
@@ -367,7 +387,6 @@ absl::Status BuildCreate(const Given& p, const Environment& env, Command& c) {
   absl::StatusOr<std::string> payload = CreatePayload(p, env, trigger);
   if (!payload.ok()) return payload.status();
   req.set_payload_json(*std::move(payload));
-  if (std::optional<std::string> tp = p.Value("--traceparent")) req.set_traceparent(*tp);
   return absl::OkStatus();
 }
 
@@ -381,15 +400,11 @@ absl::Status BuildAppend(const Given& p, const Environment& env, Command& c) {
   }
   if (p.Has("--final") && mode != "--handover") return Usage("--final goes with --handover");
 
-  const std::string chat = p.Chat();
   v1::AppendRequest& req = c.append;
-  req.set_chat_id(chat);
-  if (std::optional<std::string> id = p.Value("--record-id")) req.set_client_record_id(*id);
-
   if (mode == "--text") {
     std::optional<std::string> named = p.Value("--message-id");
     std::string id = named.has_value() ? *named : env.new_message_id();
-    req.set_body_json(MessageBody(chat, UserMessage(id, *p.Value("--text"))));
+    req.set_body_json(MessageBody(req.chat_id(), UserMessage(id, *p.Value("--text"))));
   } else if (mode == "--stop") {
     std::optional<std::string> reason = p.Value("--stop");  // "" when no reason was given
     req.set_body_json(StopBody(reason->empty() ? std::nullopt : reason));
@@ -413,7 +428,6 @@ absl::Status BuildAppend(const Given& p, const Environment& env, Command& c) {
 }
 
 absl::Status BuildRead(const Given& p, const Environment&, Command& c) {
-  c.read.set_chat_id(p.Chat());
   if (std::optional<std::string> after = p.Value("--after")) {
     int64_t seq = 0;
     if (!absl::SimpleAtoi(*after, &seq) || seq < 0) {
@@ -429,46 +443,16 @@ absl::Status BuildRead(const Given& p, const Environment&, Command& c) {
     }
     c.read.set_follow(true);  // waiting for turns means waiting for records
   }
-  c.color = ColorOf(p);
   return absl::OkStatus();
 }
 
-// get, runs, cancel, close: the chat and an option at most.
-absl::Status BuildSmall(const Given& p, const Environment&, Command& c) {
-  switch (c.verb) {
-    case Verb::kGet:
-      c.get.set_chat_id(p.Chat());
-      break;
-    case Verb::kRuns:
-      c.runs.set_chat_id(p.Chat());
-      break;
-    case Verb::kCancel:
-      c.cancel.set_chat_id(p.Chat());
-      c.cancel.set_run_id(p.Value("--run").value_or(""));
-      break;
-    default:  // kClose
-      c.close.set_chat_id(p.Chat());
-      c.close.set_reason(p.Value("--reason").value_or(""));
-  }
-  return absl::OkStatus();
-}
-
-absl::Status BuildHeadStart(const Given& p, const Environment&, Command& c) {
-  Command::HeadStart& h = c.head_start;
-  h.chat_id = p.Chat();
-  h.agent = *p.Value("--agent");
-  if (h.agent != "chat" && h.agent != "weather" && h.agent != "files") {
+absl::Status BuildHeadStart(const Given&, const Environment&, Command& c) {
+  const std::string& agent = c.head_start.agent;
+  if (agent != "chat" && agent != "weather" && agent != "files") {
     return Usage(absl::StrCat("head-start knows the tool schemas of the agents chat, weather and ",
-                              "files, not \"", h.agent, "\" (a warm server of your own uses ",
+                              "files, not \"", agent, "\" (a warm server of your own uses ",
                               "runtime/client/head_start.h with your agent)"));
   }
-  h.text = *p.Value("--text");
-  h.message_id = p.Value("--message-id").value_or("");
-  h.provider = p.Value("--provider").value_or("anthropic");
-  h.base_url = p.Value("--base-url").value_or("");
-  h.model = p.Value("--model").value_or("");
-  h.api_key_env = p.Value("--api-key-env").value_or("");
-  c.color = ColorOf(p);
   return absl::OkStatus();
 }
 
@@ -482,13 +466,13 @@ struct Verbs {
 
 constexpr Verbs kVerbs[] = {
     {"create", Verb::kCreate, BuildCreate}, {"append", Verb::kAppend, BuildAppend},
-    {"read", Verb::kRead, BuildRead},       {"get", Verb::kGet, BuildSmall},
-    {"runs", Verb::kRuns, BuildSmall},      {"cancel", Verb::kCancel, BuildSmall},
-    {"close", Verb::kClose, BuildSmall},    {"head-start", Verb::kHeadStart, BuildHeadStart},
+    {"read", Verb::kRead, BuildRead},       {"get", Verb::kGet, nullptr},
+    {"runs", Verb::kRuns, nullptr},         {"cancel", Verb::kCancel, nullptr},
+    {"close", Verb::kClose, nullptr},       {"head-start", Verb::kHeadStart, BuildHeadStart},
 };
 
-// --addr, --timeout, the token and TLS: wherever they were given, with $BATON_ADDR as the
-// fallback address.
+// --addr and --timeout, wherever they were given, with $BATON_ADDR as the fallback address;
+// --color, for the commands that print records.
 absl::Status ApplyGlobals(const Given& p, const Environment& env, Command& c) {
   if (std::optional<std::string> addr = p.Value("--addr")) {
     if (addr->empty()) return Usage("--addr must not be empty");
@@ -506,27 +490,8 @@ absl::Status ApplyGlobals(const Given& p, const Environment& env, Command& c) {
     }
     c.timeout = absl::Seconds(seconds);
   }
-  if (std::optional<std::string> var = p.Value("--token-env")) c.security.token_env = *var;
-  c.security.tls = p.Has("--tls");
-  if (std::optional<std::string> file = p.Value("--tls-ca")) c.security.tls_ca = *file;
-  if (std::optional<std::string> file = p.Value("--tls-cert")) c.security.tls_cert = *file;
-  if (std::optional<std::string> file = p.Value("--tls-key")) c.security.tls_key = *file;
-  c.json = p.Has("--json");
+  c.color = ColorOf(p);
   return absl::OkStatus();
-}
-
-// `batonctl help [COMMAND]`.
-absl::StatusOr<Command> Help(const CLI::App& app, const std::optional<std::string>& topic) {
-  Command command;
-  command.help = std::string(UsageText());
-  if (!topic.has_value()) return command;
-  for (const CLI::App* sub : app.get_subcommands({})) {
-    if (sub->get_name() == *topic) {
-      command.help = sub->help("batonctl");
-      return command;
-    }
-  }
-  return Usage(absl::StrCat("unknown command \"", *topic, "\""));
 }
 
 }  // namespace
@@ -555,35 +520,46 @@ int ExitCodeFor(grpc::StatusCode code) {
 }
 
 absl::StatusOr<Command> ParseCommand(const std::vector<std::string>& args, const Environment& env) {
-  std::unique_ptr<CLI::App> app = MakeApp();
   Command command;
+  std::unique_ptr<CLI::App> app = MakeApp(command);
   try {
     std::vector<std::string> reversed = ForCli11(args);
     app->parse(reversed);
   } catch (const CLI::CallForHelp&) {
-    command.help = app->help();  // of the command given, if any
-    return command;              // Verb::kHelp
+    return Command{.help = app->help()};  // of the command given, if any
   } catch (const CLI::ParseError& e) {
     return Usage(e.what());
   }
-  std::vector<CLI::App*> given = app->get_subcommands();
-  const CLI::App* cmd = given.empty() ? nullptr : given[0];
+  std::vector<CLI::App*> commands = app->get_subcommands();
+  const CLI::App* cmd = commands.empty() ? nullptr : commands[0];
   if (absl::Status s = CheckLeftOver(*app, cmd); !s.ok()) return s;
   if (cmd == nullptr) return Usage("no command given");
   Given p{*app, *cmd};
-  if (cmd->get_name() == "help") return Help(*app, p.Value("COMMAND"));
-  if (p.Has("CHAT") && p.Chat().empty()) return Usage(cmd->get_name() + ": CHAT is empty");
+  if (cmd->get_name() == "help") {  // help [COMMAND]
+    std::optional<std::string> topic = p.Value("COMMAND");
+    if (!topic.has_value()) return Command{.help = std::string(UsageText())};
+    for (const CLI::App* sub : app->get_subcommands({})) {
+      if (sub->get_name() == *topic) return Command{.help = sub->help("batonctl")};
+    }
+    return Usage(absl::StrCat("unknown command \"", *topic, "\""));
+  }
+  if (p.Value("CHAT") == "") return Usage(cmd->get_name() + ": CHAT is empty");
   for (const Verbs& v : kVerbs) {
     if (v.name != cmd->get_name()) continue;
     command.verb = v.verb;
     if (absl::Status s = ApplyGlobals(p, env, command); !s.ok()) return s;
-    if (absl::Status s = v.build(p, env, command); !s.ok()) return s;
+    if (v.build != nullptr) {
+      if (absl::Status s = v.build(p, env, command); !s.ok()) return s;
+    }
   }
   return command;
 }
 
 std::string_view UsageText() {
-  static const std::string* const text = new std::string(MakeApp()->help());
+  static const std::string* const text = [] {
+    Command unused;
+    return new std::string(MakeApp(unused)->help());
+  }();
   return *text;
 }
 
