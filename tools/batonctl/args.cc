@@ -60,6 +60,10 @@ using Setter = std::function<void(const std::string&)>;
 Setter Into(std::string& field) {
   return [&field](const std::string& value) { field = value; };
 }
+template <typename Request>
+Setter ChatOf(Request& request) {
+  return [&request](const std::string& chat) { request.set_chat_id(chat); };
+}
 
 CLI::Option* AddValue(CLI::App* app, const std::string& name, const std::string& value_name,
                       const std::string& help, const Setter& set = nullptr) {
@@ -120,9 +124,9 @@ std::unique_ptr<CLI::App> MakeApp(Command& c) {
   AddValue(app.get(), "--tls-key", "FILE", "PEM private key of --tls-cert",
            Into(c.security.tls_key));
 
-  CLI::App* create = AddCommand(
-      *app, c, "create", "Create the chat session and boot its first run.",
-      [&c](const std::string& chat) { c.create.set_chat_id(chat); }, kJsonFooter);
+  CLI::App* create =
+      AddCommand(*app, c, "create", "Create the chat session and boot its first run.",
+                 ChatOf(c.create), kJsonFooter);
   AddValue(create, "--agent", "NAME", "the agent that runs the chat")->required();
   AddValue(create, "--trigger", "T", "default: submit-message with --text, else preload")
       ->check(CLI::IsMember(TriggerNames()));
@@ -134,10 +138,10 @@ std::unique_ptr<CLI::App> MakeApp(Command& c) {
   AddValue(create, "--traceparent", "TP", "W3C trace context of the run",
            [&c](const std::string& tp) { c.create.set_traceparent(tp); });
 
-  CLI::App* append = AddCommand(
-      *app, c, "append",
-      "Append one record (--text, --stop, --handover, --handover-skip or --body).",
-      [&c](const std::string& chat) { c.append.set_chat_id(chat); }, kJsonFooter);
+  CLI::App* append =
+      AddCommand(*app, c, "append",
+                 "Append one record (--text, --stop, --handover, --handover-skip or --body).",
+                 ChatOf(c.append), kJsonFooter);
   AddValue(append, "--text", "TEXT", "mode: a user message (submit-message)");
   AddValue(append, "--message-id", "ID",
            "the --text message's id (default: generated), or the --handover message's");
@@ -154,26 +158,22 @@ std::unique_ptr<CLI::App> MakeApp(Command& c) {
 
   const std::string color_help =
       "colour the text output (default auto: on a terminal, unless NO_COLOR)";
-  CLI::App* read = AddCommand(*app, c, "read", "Print the chat's .out records.",
-                              [&c](const std::string& chat) { c.read.set_chat_id(chat); });
+  CLI::App* read = AddCommand(*app, c, "read", "Print the chat's .out records.", ChatOf(c.read));
   AddValue(read, "--after", "SEQ", "start after this seq (default 0)");
   AddSwitch(read, "--follow", "wait for new records until the chat is closed");
   AddValue(read, "--turns", "N", "stop after N turn-complete records (implies --follow)");
   AddValue(read, "--color", "WHEN", color_help)->check(CLI::IsMember({"auto", "always", "never"}));
 
-  AddCommand(*app, c, "get", "Print the session.",
-             [&c](const std::string& chat) { c.get.set_chat_id(chat); });
+  AddCommand(*app, c, "get", "Print the session.", ChatOf(c.get));
   AddCommand(*app, c, "runs", "List the runs (of every chat without CHAT).", nullptr)
       ->add_option("CHAT")
       ->description("the chat whose runs to list")
-      ->each([&c](const std::string& chat) { c.runs.set_chat_id(chat); });
-  AddValue(AddCommand(*app, c, "cancel", "Cancel the chat's live run.",
-                      [&c](const std::string& chat) { c.cancel.set_chat_id(chat); }),
-           "--run", "RUN", "only if the live run is RUN",
+      ->each(ChatOf(c.runs));
+  AddValue(AddCommand(*app, c, "cancel", "Cancel the chat's live run.", ChatOf(c.cancel)), "--run",
+           "RUN", "only if the live run is RUN",
            [&c](const std::string& run) { c.cancel.set_run_id(run); });
-  AddValue(AddCommand(*app, c, "close", "Close the chat.",
-                      [&c](const std::string& chat) { c.close.set_chat_id(chat); }),
-           "--reason", "R", "why, for the chat's record",
+  AddValue(AddCommand(*app, c, "close", "Close the chat.", ChatOf(c.close)), "--reason", "R",
+           "why, for the chat's record",
            [&c](const std::string& reason) { c.close.set_reason(reason); });
 
   Command::HeadStart& h = c.head_start;
