@@ -7,10 +7,10 @@
 //   absl::StatusOr<Command> command = ParseCommand(args, SystemEnvironment());
 //   if (!command.ok()) { /* print "batonctl: " + message, exit kExitUsage */ }
 //
-// CLI11 reads the command line (the commands, their options and help are declared in args.cc);
-// a small builder per command turns what was given into the request. Options take
-// `--name VALUE` or `--name=VALUE`; `--` ends the options. The global options (--addr,
-// --timeout) go before the command, and are accepted after it too.
+// CLI11 reads the command line: args.cc declares the commands and their options with their
+// help, binds the options that only set a field, and a builder per command applies the rules
+// between options. Options take `--name VALUE` or `--name=VALUE`; `--` ends the options. The
+// global options (--addr, --timeout) go before the command, and are accepted after it too.
 #ifndef BATON_TOOLS_BATONCTL_ARGS_H_
 #define BATON_TOOLS_BATONCTL_ARGS_H_
 
