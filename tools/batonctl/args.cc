@@ -2,20 +2,23 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <iterator>
-#include <map>
+#include <memory>
 #include <random>
 #include <span>
 #include <sstream>
 #include <utility>
 
+#include "CLI/CLI.hpp"
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -26,49 +29,9 @@
 namespace baton::ctl {
 namespace {
 
-constexpr char kUsage[] =
-    R"(usage: batonctl [--addr ADDR] [--timeout SECONDS] [--token-env VAR] [--tls ...] COMMAND [ARGS]
-
-Client of the baton orchestrator's Sessions API.
-
-global options:
-  --addr ADDR         orchestrator address: host:port or unix:/path/to/socket
-                      (default: $BATON_ADDR, else 127.0.0.1:7400)
-  --timeout SECONDS   deadline of each call except read (default 10)
-  --token-env VAR     send the bearer token in $VAR (default BATON_TOKEN; unset: none)
-  --tls               dial over TLS (implied by the --tls-* files)
-  --tls-ca FILE       PEM CA of the orchestrator's certificate (default: system roots)
-  --tls-cert FILE     PEM client certificate, for mTLS (with --tls-key)
-  --tls-key FILE      PEM private key of --tls-cert
-
-commands:
-  create CHAT --agent NAME [--trigger T] [--text TEXT] [--message-id ID]
-         [--payload JSON|@FILE] [--traceparent TP] [--json]
-      Create the chat session and boot its first run. T is preload, submit-message,
-      handover-prepare, regenerate-message or close; default submit-message with --text,
-      else preload. --text makes the user message (payload.message, or
-      payload.headStartMessages for handover-prepare).
-  append CHAT (--text TEXT [--message-id ID] | --stop [REASON]
-         | --handover FILE --message-id ID [--final] | --handover-skip | --body JSON|@FILE)
-         [--record-id ID] [--json]
-      Append one record to the chat's .in log; prints its seq and the run it went to.
-      --handover FILE holds the partialAssistantMessage array ("-" reads stdin).
-      --record-id makes a retry of the same append return the first seq.
-  read CHAT [--after SEQ] [--follow] [--turns N] [--json] [--color auto|always|never]
-      Print the .out records after SEQ (default 0). --follow waits for new records until
-      the chat is closed; --turns N (implies --follow) stops after N turn-complete records.
-  get CHAT [--json]                 print the session
-  runs [CHAT] [--json]              list the runs (of every chat without CHAT)
-  cancel CHAT [--run RUN] [--json]  cancel the live run (only if it is RUN)
-  close CHAT [--reason R] [--json]  close the chat
-  head-start CHAT --agent chat|weather|files --text TEXT [--message-id ID]
-         [--provider anthropic|openai] [--base-url URL] [--model M] [--api-key-env VAR]
-         [--json] [--color auto|always|never]
-      Play the warm server of a head start: create the session (handover-prepare), stream
-      step 1 from the provider here, hand over (or skip), then follow .out to the turn's end.
-  help                              print this text
-
-JSON|@FILE takes JSON text, or @FILE to read it from a file (@- reads stdin).
+constexpr char kFooter[] =
+    R"(JSON|@FILE takes JSON text, or @FILE to read it from a file (@- reads stdin).
+`batonctl COMMAND --help` (or `batonctl help COMMAND`) describes one command.
 
 exit codes:
   0  ok
@@ -78,82 +41,231 @@ exit codes:
   4  refused: the chat is closed (FAILED_PRECONDITION), or exists with another agent
   5  rejected by the server: invalid argument, or a record over the size limit
   6  orchestrator unreachable, or the call timed out
+  7  denied: no token, or a token that may not make the call
 )";
+constexpr char kCommandFooter[] =
+    "The global options (batonctl --help) are accepted after the command too.";
+constexpr char kJsonFooter[] =
+    "\nJSON|@FILE takes JSON text, or @FILE to read it from a file (@- reads stdin).";
 
-// ---- the option tables ----------------------------------------------------------------------
+absl::Status Usage(absl::string_view message) { return absl::InvalidArgumentError(message); }
 
-enum class Arity {
-  kSwitch,    // --follow
-  kValue,     // --text TEXT: takes the next argument, whatever it looks like
-  kOptional,  // --stop [REASON]: takes the next argument unless it starts with '-'
-};
+// ---- the command line, declared for CLI11 ---------------------------------------------------
+//
+// An option that only sets a field is bound to it here. Options whose meaning depends on
+// others (create's payload, append's modes) or that need a check of their own are read by the
+// builders below, through Given.
 
-struct FlagSpec {
-  absl::string_view name;
-  Arity arity;
-};
+using Setter = std::function<void(const std::string&)>;
+Setter Into(std::string& field) {
+  return [&field](const std::string& value) { field = value; };
+}
+template <typename Request>
+Setter ChatOf(Request& request) {
+  return [&request](const std::string& chat) { request.set_chat_id(chat); };
+}
 
-// What the command line said, before any command-specific meaning is given to it.
-struct Parsed {
-  absl::string_view command;
-  std::vector<std::string> args;
-  // Each option given, with its value (nullopt for a switch, or --stop without a reason).
-  std::map<std::string, std::optional<std::string>> flags;
+CLI::Option* AddValue(CLI::App* app, const std::string& name, const std::string& value_name,
+                      const std::string& help, const Setter& set = nullptr) {
+  CLI::Option* option = app->add_option(name)->type_name(value_name)->description(help);
+  return set ? option->each(set) : option;
+}
 
-  bool Has(const std::string& name) const { return flags.find(name) != flags.end(); }
+// A switch is given at most once, and without a value ("--follow=yes" is an error).
+CLI::Option* AddSwitch(CLI::App* app, const std::string& name, const std::string& help,
+                       bool* into = nullptr) {
+  auto no_value = [](std::string& value) { return value == "true" ? "" : "takes no value"; };
+  return (into != nullptr ? app->add_flag(name, *into) : app->add_flag(name))
+      ->description(help)
+      ->multi_option_policy(CLI::MultiOptionPolicy::Throw)
+      ->check(CLI::Validator(no_value, ""));
+}
+
+// A command; with `chat`, its CHAT argument (required), and always --json.
+CLI::App* AddCommand(CLI::App& app, Command& c, const std::string& name, const std::string& help,
+                     const Setter& chat, const std::string& footer = "") {
+  CLI::App* command = app.add_subcommand(name, help)->group("Commands");
+  command->footer(kCommandFooter + footer);
+  if (chat) command->add_option("CHAT")->description("the chat's id")->required()->each(chat);
+  AddSwitch(command, "--json", "print JSON (one object a line) instead of text", &c.json);
+  return command;
+}
+
+std::vector<std::string> TriggerNames() {
+  std::vector<std::string> names;
+  for (int t = v1::Trigger_MIN + 1; t <= v1::Trigger_MAX; ++t) {
+    names.emplace_back(TriggerName(static_cast<v1::Trigger>(t)));
+  }
+  return names;
+}
+
+// batonctl's whole command line, bound to `c`. Unrecognised arguments are left over
+// (allow_extras) so that ParseCommand can say what they are; the global options fall through
+// from any command.
+std::unique_ptr<CLI::App> MakeApp(Command& c) {
+  auto app =
+      std::make_unique<CLI::App>("Client of the baton orchestrator's Sessions API.", "batonctl");
+  app->get_formatter()->label("SUBCOMMAND", "COMMAND");
+  app->footer(kFooter);
+  app->allow_extras()->fallthrough()->require_subcommand(0, 1);
+  AddValue(app.get(), "--addr", "ADDR",
+           "orchestrator address: host:port or unix:/path/to/socket (default: $BATON_ADDR, else "
+           "127.0.0.1:7400)");
+  AddValue(app.get(), "--timeout", "SECONDS", "deadline of each call except read (default 10)");
+  AddValue(app.get(), "--token-env", "VAR",
+           "send the bearer token in $VAR (default BATON_TOKEN; unset: none)",
+           Into(c.security.token_env));
+  AddSwitch(app.get(), "--tls", "dial over TLS (implied by the --tls-* files)", &c.security.tls);
+  AddValue(app.get(), "--tls-ca", "FILE",
+           "PEM CA of the orchestrator's certificate (default: system roots)",
+           Into(c.security.tls_ca));
+  AddValue(app.get(), "--tls-cert", "FILE", "PEM client certificate, for mTLS (with --tls-key)",
+           Into(c.security.tls_cert));
+  AddValue(app.get(), "--tls-key", "FILE", "PEM private key of --tls-cert",
+           Into(c.security.tls_key));
+
+  CLI::App* create =
+      AddCommand(*app, c, "create", "Create the chat session and boot its first run.",
+                 ChatOf(c.create), kJsonFooter);
+  AddValue(create, "--agent", "NAME", "the agent that runs the chat")->required();
+  AddValue(create, "--trigger", "T", "default: submit-message with --text, else preload")
+      ->check(CLI::IsMember(TriggerNames()));
+  AddValue(create, "--text", "TEXT",
+           "a user message: payload.message (payload.headStartMessages for handover-prepare)");
+  AddValue(create, "--message-id", "ID",
+           "the --text message's id (default: generated), or the message to regenerate");
+  AddValue(create, "--payload", "JSON|@FILE", "the boot payload, a JSON object, sent as written");
+  AddValue(create, "--traceparent", "TP", "W3C trace context of the run",
+           [&c](const std::string& tp) { c.create.set_traceparent(tp); });
+
+  CLI::App* append =
+      AddCommand(*app, c, "append",
+                 "Append one record (--text, --stop, --handover, --handover-skip or --body).",
+                 ChatOf(c.append), kJsonFooter);
+  AddValue(append, "--text", "TEXT", "mode: a user message (submit-message)");
+  AddValue(append, "--message-id", "ID",
+           "the --text message's id (default: generated), or the --handover message's");
+  AddValue(append, "--stop", "[REASON]", "mode: stop the turn, with an optional reason")
+      ->expected(0, 1);
+  AddValue(append, "--handover", "FILE",
+           "mode: hand over with the partialAssistantMessage array in FILE (\"-\" reads stdin); "
+           "needs --message-id");
+  AddSwitch(append, "--final", "with --handover: the partial message is the whole answer");
+  AddSwitch(append, "--handover-skip", "mode: the warm side's step 1 failed; the worker runs it");
+  AddValue(append, "--body", "JSON|@FILE", "mode: any record body, sent as written");
+  AddValue(append, "--record-id", "ID", "makes a retry of the same append return the first seq",
+           [&c](const std::string& id) { c.append.set_client_record_id(id); });
+
+  const std::string color_help =
+      "colour the text output (default auto: on a terminal, unless NO_COLOR)";
+  CLI::App* read = AddCommand(*app, c, "read", "Print the chat's .out records.", ChatOf(c.read));
+  AddValue(read, "--after", "SEQ", "start after this seq (default 0)");
+  AddSwitch(read, "--follow", "wait for new records until the chat is closed");
+  AddValue(read, "--turns", "N", "stop after N turn-complete records (implies --follow)");
+  AddValue(read, "--color", "WHEN", color_help)->check(CLI::IsMember({"auto", "always", "never"}));
+
+  AddCommand(*app, c, "get", "Print the session.", ChatOf(c.get));
+  AddCommand(*app, c, "runs", "List the runs (of every chat without CHAT).", nullptr)
+      ->add_option("CHAT")
+      ->description("the chat whose runs to list")
+      ->each(ChatOf(c.runs));
+  AddValue(AddCommand(*app, c, "cancel", "Cancel the chat's live run.", ChatOf(c.cancel)), "--run",
+           "RUN", "only if the live run is RUN",
+           [&c](const std::string& run) { c.cancel.set_run_id(run); });
+  AddValue(AddCommand(*app, c, "close", "Close the chat.", ChatOf(c.close)), "--reason", "R",
+           "why, for the chat's record",
+           [&c](const std::string& reason) { c.close.set_reason(reason); });
+
+  Command::HeadStart& h = c.head_start;
+  CLI::App* head_start = AddCommand(
+      *app, c, "head-start", "Play the warm server of a head start, then follow the turn.",
+      Into(h.chat_id),
+      "\nIt creates the session (handover-prepare), streams step 1 from the provider here, hands\n"
+      "over (or skips), then follows .out to the turn's end.");
+  AddValue(head_start, "--agent", "NAME", "one of the example agents: chat, weather, files",
+           Into(h.agent))
+      ->required();
+  AddValue(head_start, "--text", "TEXT", "the user's first message", Into(h.text))->required();
+  AddValue(head_start, "--message-id", "ID", "the user message's id (default: generated)",
+           Into(h.message_id));
+  AddValue(head_start, "--provider", "P", "the model provider (default anthropic)",
+           Into(h.provider))
+      ->check(CLI::IsMember({"anthropic", "openai"}));
+  AddValue(head_start, "--base-url", "URL", "the provider's base URL", Into(h.base_url));
+  AddValue(head_start, "--model", "M", "the model", Into(h.model));
+  AddValue(head_start, "--api-key-env", "VAR", "the variable that holds the API key",
+           Into(h.api_key_env));
+  AddValue(head_start, "--color", "WHEN", color_help)
+      ->check(CLI::IsMember({"auto", "always", "never"}));
+
+  app->add_subcommand("help", "Print this text, or the help of COMMAND.")
+      ->group("Commands")
+      ->add_option("COMMAND")
+      ->description("the command to describe");
+  return app;
+}
+
+// What CLI11 collected: the command's options, and the global ones given before or after it.
+struct Given {
+  const CLI::App& app;
+  const CLI::App& cmd;
+
+  const CLI::Option* Find(const std::string& name) const {
+    const CLI::Option* option = cmd.get_option_no_throw(name);
+    return option != nullptr ? option : app.get_option_no_throw(name);
+  }
+  bool Has(const std::string& name) const {
+    const CLI::Option* option = Find(name);
+    return option != nullptr && option->count() > 0;
+  }
   std::optional<std::string> Value(const std::string& name) const {
-    auto it = flags.find(name);
-    return it == flags.end() ? std::nullopt : it->second;
+    if (!Has(name)) return std::nullopt;
+    return Find(name)->results().back();
   }
 };
 
-using Builder = absl::Status (*)(const Parsed&, const Environment&, Command&);
+// CLI11 leaves what it did not recognise: say what it is.
+absl::Status CheckLeftOver(const CLI::App& app, const CLI::App* cmd) {
+  std::vector<std::string> extra = app.remaining();
+  extra.erase(std::remove(extra.begin(), extra.end(), "--"), extra.end());
+  auto is_option = [](const std::string& arg) { return arg.size() > 1 && arg[0] == '-'; };
+  auto option = std::find_if(extra.begin(), extra.end(), is_option);
+  if (extra.empty()) return absl::OkStatus();
+  if (cmd == nullptr && is_option(extra[0])) return Usage("unknown option " + extra[0]);
+  if (cmd == nullptr) return Usage(absl::StrCat("unknown command \"", extra[0], "\""));
+  if (option != extra.end()) {
+    std::vector<std::string> names;
+    for (const CLI::Option* o : cmd->get_options()) {
+      if (o->nonpositional() && o != cmd->get_help_ptr()) names.push_back(o->get_name());
+    }
+    return Usage(absl::StrCat("unknown option ", *option, " for ", cmd->get_name(), " (it takes ",
+                              names.empty() ? "no options" : absl::StrJoin(names, ", "), ")"));
+  }
+  const CLI::Option* positional = cmd->get_options(
+      [](const CLI::Option* o) { return o->get_positional(); })[0];  // every command has one
+  std::vector<std::string> given = positional->results();
+  given.insert(given.end(), extra.begin(), extra.end());
+  std::string takes = positional->get_name();
+  if (!positional->get_required()) takes = "[" + takes + "]";
+  return Usage(absl::StrCat(cmd->get_name(), " takes ", takes, ", got ", given.size(),
+                            " arguments: ", absl::StrJoin(given, " ")));
+}
 
-struct CommandSpec {
-  absl::string_view name;
-  Verb verb;
-  absl::string_view args_help;  // "CHAT", "[CHAT]"
-  int min_args;
-  int max_args;
-  std::span<const FlagSpec> flags;
-  Builder build;
-};
-
-constexpr FlagSpec kGlobalFlags[] = {
-    {"--addr", Arity::kValue},    {"--timeout", Arity::kValue}, {"--token-env", Arity::kValue},
-    {"--tls", Arity::kSwitch},    {"--tls-ca", Arity::kValue},  {"--tls-cert", Arity::kValue},
-    {"--tls-key", Arity::kValue}, {"--help", Arity::kSwitch},   {"-h", Arity::kSwitch},
-};
-
-constexpr FlagSpec kCreateFlags[] = {
-    {"--agent", Arity::kValue},      {"--trigger", Arity::kValue}, {"--text", Arity::kValue},
-    {"--message-id", Arity::kValue}, {"--payload", Arity::kValue}, {"--traceparent", Arity::kValue},
-    {"--json", Arity::kSwitch},
-};
-constexpr FlagSpec kAppendFlags[] = {
-    {"--text", Arity::kValue},    {"--message-id", Arity::kValue},
-    {"--stop", Arity::kOptional}, {"--handover", Arity::kValue},
-    {"--final", Arity::kSwitch},  {"--handover-skip", Arity::kSwitch},
-    {"--body", Arity::kValue},    {"--record-id", Arity::kValue},
-    {"--json", Arity::kSwitch},
-};
-constexpr FlagSpec kReadFlags[] = {
-    {"--after", Arity::kValue}, {"--follow", Arity::kSwitch}, {"--turns", Arity::kValue},
-    {"--json", Arity::kSwitch}, {"--color", Arity::kValue},
-};
-constexpr FlagSpec kJsonFlags[] = {{"--json", Arity::kSwitch}};
-constexpr FlagSpec kCancelFlags[] = {{"--run", Arity::kValue}, {"--json", Arity::kSwitch}};
-constexpr FlagSpec kCloseFlags[] = {{"--reason", Arity::kValue}, {"--json", Arity::kSwitch}};
-
-constexpr FlagSpec kHeadStartFlags[] = {
-    {"--agent", Arity::kValue},       {"--text", Arity::kValue},
-    {"--message-id", Arity::kValue},  {"--provider", Arity::kValue},
-    {"--base-url", Arity::kValue},    {"--model", Arity::kValue},
-    {"--api-key-env", Arity::kValue}, {"--json", Arity::kSwitch},
-    {"--color", Arity::kValue},
-};
-
-absl::Status Usage(absl::string_view message) { return absl::InvalidArgumentError(message); }
+// CLI11 reads "--name=" as "--name" taking the next argument; batonctl means an empty value.
+// CLI11 also wants the arguments in reverse.
+std::vector<std::string> ForCli11(const std::vector<std::string>& args) {
+  std::vector<std::string> out;
+  bool options_ended = false;
+  for (const std::string& arg : args) {
+    options_ended = options_ended || arg == "--";
+    bool empty_value = !options_ended && arg.size() > 3 && arg.rfind("--", 0) == 0 &&
+                       arg.find('=') == arg.size() - 1;
+    out.push_back(empty_value ? arg.substr(0, arg.size() - 1) : arg);
+    if (empty_value) out.emplace_back();
+  }
+  std::reverse(out.begin(), out.end());
+  return out;
+}
 
 // ---- shared helpers of the builders ---------------------------------------------------------
 
@@ -192,7 +304,7 @@ absl::string_view JsonTypeName(const Json& value) {
 }
 
 // Exactly one of `names` was given (append's modes); the error names what was.
-absl::Status ExactlyOne(const Parsed& p, std::span<const absl::string_view> names,
+absl::Status ExactlyOne(const Given& p, std::span<const absl::string_view> names,
                         absl::string_view* chosen) {
   std::vector<absl::string_view> given;
   for (absl::string_view name : names) {
@@ -203,40 +315,22 @@ absl::Status ExactlyOne(const Parsed& p, std::span<const absl::string_view> name
     return absl::OkStatus();
   }
   std::string all = absl::StrJoin(names, ", ");
-  if (given.empty()) return Usage(absl::StrCat(p.command, " needs one of ", all));
-  return Usage(
-      absl::StrCat(p.command, " takes only one of ", all, "; got ", absl::StrJoin(given, " and ")));
+  if (given.empty()) return Usage(absl::StrCat(p.cmd.get_name(), " needs one of ", all));
+  return Usage(absl::StrCat(p.cmd.get_name(), " takes only one of ", all, "; got ",
+                            absl::StrJoin(given, " and ")));
 }
 
-// --color auto|always|never, for the commands that print `.out` records.
-absl::Status ParseColor(const Parsed& p, Command& c) {
-  std::optional<std::string> color = p.Value("--color");
-  if (!color.has_value() || *color == "auto") {
-    c.color = ColorMode::kAuto;
-  } else if (*color == "always") {
-    c.color = ColorMode::kAlways;
-  } else if (*color == "never") {
-    c.color = ColorMode::kNever;
-  } else {
-    return Usage(absl::StrCat("--color takes auto, always or never, got \"", *color, "\""));
-  }
-  return absl::OkStatus();
+// --color auto|always|never (CLI11 checked the name).
+ColorMode ColorOf(const Given& p) {
+  std::string color = p.Value("--color").value_or("auto");
+  if (color == "always") return ColorMode::kAlways;
+  return color == "never" ? ColorMode::kNever : ColorMode::kAuto;
 }
 
-// ---- the builders ---------------------------------------------------------------------------
-
-absl::StatusOr<v1::Trigger> ParseTrigger(absl::string_view name) {
-  v1::Trigger trigger = TriggerFromName(std::string_view(name.data(), name.size()));
-  if (trigger != v1::TRIGGER_UNSPECIFIED) return trigger;
-  std::vector<std::string> names;
-  for (int t = v1::Trigger_MIN + 1; t <= v1::Trigger_MAX; ++t) {
-    names.emplace_back(TriggerName(static_cast<v1::Trigger>(t)));
-  }
-  return Usage(absl::StrCat("--trigger \"", name, "\" is not one of ", absl::StrJoin(names, ", ")));
-}
+// ---- the builders: what was given, made into the request ------------------------------------
 
 // create's boot payload: --payload as written, unless --text or --message-id add a field.
-absl::StatusOr<std::string> CreatePayload(const Parsed& p, const Environment& env,
+absl::StatusOr<std::string> CreatePayload(const Given& p, const Environment& env,
                                           v1::Trigger trigger) {
   Json payload = Json::object();
   std::string payload_text = "{}";
@@ -283,26 +377,20 @@ absl::StatusOr<std::string> CreatePayload(const Parsed& p, const Environment& en
   return DumpJson(payload);
 }
 
-absl::Status BuildCreate(const Parsed& p, const Environment& env, Command& c) {
+absl::Status BuildCreate(const Given& p, const Environment& env, Command& c) {
   v1::CreateSessionRequest& req = c.create;
-  req.set_chat_id(p.args[0]);
-  std::optional<std::string> agent = p.Value("--agent");
-  if (!agent.has_value() || agent->empty()) return Usage("create needs --agent NAME");
-  req.set_agent(*agent);
+  req.set_agent(*p.Value("--agent"));
+  if (req.agent().empty()) return Usage("create needs --agent NAME");
   std::string default_trigger = p.Has("--text") ? "submit-message" : "preload";
-  absl::StatusOr<v1::Trigger> trigger =
-      ParseTrigger(p.Value("--trigger").value_or(default_trigger));
-  if (!trigger.ok()) return trigger.status();
-  req.set_trigger(*trigger);
-  absl::StatusOr<std::string> payload = CreatePayload(p, env, *trigger);
+  v1::Trigger trigger = TriggerFromName(p.Value("--trigger").value_or(default_trigger));
+  req.set_trigger(trigger);
+  absl::StatusOr<std::string> payload = CreatePayload(p, env, trigger);
   if (!payload.ok()) return payload.status();
   req.set_payload_json(*std::move(payload));
-  if (std::optional<std::string> tp = p.Value("--traceparent")) req.set_traceparent(*tp);
-  c.json = p.Has("--json");
   return absl::OkStatus();
 }
 
-absl::Status BuildAppend(const Parsed& p, const Environment& env, Command& c) {
+absl::Status BuildAppend(const Given& p, const Environment& env, Command& c) {
   static constexpr absl::string_view kModes[] = {"--text", "--stop", "--handover",
                                                  "--handover-skip", "--body"};
   absl::string_view mode;
@@ -312,18 +400,14 @@ absl::Status BuildAppend(const Parsed& p, const Environment& env, Command& c) {
   }
   if (p.Has("--final") && mode != "--handover") return Usage("--final goes with --handover");
 
-  const std::string& chat = p.args[0];
   v1::AppendRequest& req = c.append;
-  req.set_chat_id(chat);
-  if (std::optional<std::string> id = p.Value("--record-id")) req.set_client_record_id(*id);
-  c.json = p.Has("--json");
-
   if (mode == "--text") {
     std::optional<std::string> named = p.Value("--message-id");
     std::string id = named.has_value() ? *named : env.new_message_id();
-    req.set_body_json(MessageBody(chat, UserMessage(id, *p.Value("--text"))));
+    req.set_body_json(MessageBody(req.chat_id(), UserMessage(id, *p.Value("--text"))));
   } else if (mode == "--stop") {
-    req.set_body_json(StopBody(p.Value("--stop")));
+    std::optional<std::string> reason = p.Value("--stop");  // "" when no reason was given
+    req.set_body_json(StopBody(reason->empty() ? std::nullopt : reason));
   } else if (mode == "--handover-skip") {
     req.set_body_json(HandoverSkipBody());
   } else if (mode == "--body") {
@@ -343,8 +427,7 @@ absl::Status BuildAppend(const Parsed& p, const Environment& env, Command& c) {
   return absl::OkStatus();
 }
 
-absl::Status BuildRead(const Parsed& p, const Environment&, Command& c) {
-  c.read.set_chat_id(p.args[0]);
+absl::Status BuildRead(const Given& p, const Environment&, Command& c) {
   if (std::optional<std::string> after = p.Value("--after")) {
     int64_t seq = 0;
     if (!absl::SimpleAtoi(*after, &seq) || seq < 0) {
@@ -360,148 +443,37 @@ absl::Status BuildRead(const Parsed& p, const Environment&, Command& c) {
     }
     c.read.set_follow(true);  // waiting for turns means waiting for records
   }
-  c.json = p.Has("--json");
-  return ParseColor(p, c);
-}
-
-absl::Status BuildGet(const Parsed& p, const Environment&, Command& c) {
-  c.get.set_chat_id(p.args[0]);
-  c.json = p.Has("--json");
   return absl::OkStatus();
 }
 
-absl::Status BuildRuns(const Parsed& p, const Environment&, Command& c) {
-  if (!p.args.empty()) c.runs.set_chat_id(p.args[0]);
-  c.json = p.Has("--json");
-  return absl::OkStatus();
-}
-
-absl::Status BuildCancel(const Parsed& p, const Environment&, Command& c) {
-  c.cancel.set_chat_id(p.args[0]);
-  if (std::optional<std::string> run = p.Value("--run")) c.cancel.set_run_id(*run);
-  c.json = p.Has("--json");
-  return absl::OkStatus();
-}
-
-absl::Status BuildClose(const Parsed& p, const Environment&, Command& c) {
-  c.close.set_chat_id(p.args[0]);
-  if (std::optional<std::string> reason = p.Value("--reason")) c.close.set_reason(*reason);
-  c.json = p.Has("--json");
-  return absl::OkStatus();
-}
-
-absl::Status BuildHeadStart(const Parsed& p, const Environment&, Command& c) {
-  Command::HeadStart& h = c.head_start;
-  h.chat_id = p.args[0];
-  std::optional<std::string> agent = p.Value("--agent");
-  std::optional<std::string> text = p.Value("--text");
-  if (!agent.has_value()) return Usage("head-start needs --agent NAME");
-  if (!text.has_value()) return Usage("head-start needs --text TEXT");
-  if (*agent != "chat" && *agent != "weather" && *agent != "files") {
+absl::Status BuildHeadStart(const Given&, const Environment&, Command& c) {
+  const std::string& agent = c.head_start.agent;
+  if (agent != "chat" && agent != "weather" && agent != "files") {
     return Usage(absl::StrCat("head-start knows the tool schemas of the agents chat, weather and ",
-                              "files, not \"", *agent, "\" (a warm server of your own uses ",
+                              "files, not \"", agent, "\" (a warm server of your own uses ",
                               "runtime/client/head_start.h with your agent)"));
   }
-  h.agent = *agent;
-  h.text = *text;
-  h.message_id = p.Value("--message-id").value_or("");
-  h.provider = p.Value("--provider").value_or("anthropic");
-  if (h.provider != "anthropic" && h.provider != "openai") {
-    return Usage(absl::StrCat("--provider takes anthropic or openai, got \"", h.provider, "\""));
-  }
-  h.base_url = p.Value("--base-url").value_or("");
-  h.model = p.Value("--model").value_or("");
-  h.api_key_env = p.Value("--api-key-env").value_or("");
-  c.json = p.Has("--json");
-  return ParseColor(p, c);
-}
-
-absl::Status BuildHelp(const Parsed&, const Environment&, Command& c) {
-  c.verb = Verb::kHelp;
   return absl::OkStatus();
 }
 
-constexpr CommandSpec kCommands[] = {
-    {"create", Verb::kCreate, "CHAT", 1, 1, kCreateFlags, BuildCreate},
-    {"append", Verb::kAppend, "CHAT", 1, 1, kAppendFlags, BuildAppend},
-    {"read", Verb::kRead, "CHAT", 1, 1, kReadFlags, BuildRead},
-    {"get", Verb::kGet, "CHAT", 1, 1, kJsonFlags, BuildGet},
-    {"runs", Verb::kRuns, "[CHAT]", 0, 1, kJsonFlags, BuildRuns},
-    {"cancel", Verb::kCancel, "CHAT", 1, 1, kCancelFlags, BuildCancel},
-    {"close", Verb::kClose, "CHAT", 1, 1, kCloseFlags, BuildClose},
-    {"head-start", Verb::kHeadStart, "CHAT", 1, 1, kHeadStartFlags, BuildHeadStart},
-    {"help", Verb::kHelp, "[COMMAND]", 0, 1, {}, BuildHelp},
+using Builder = absl::Status (*)(const Given&, const Environment&, Command&);
+
+struct Verbs {
+  std::string_view name;
+  Verb verb;
+  Builder build;
 };
 
-// ---- the generic scanner --------------------------------------------------------------------
+constexpr Verbs kVerbs[] = {
+    {"create", Verb::kCreate, BuildCreate}, {"append", Verb::kAppend, BuildAppend},
+    {"read", Verb::kRead, BuildRead},       {"get", Verb::kGet, nullptr},
+    {"runs", Verb::kRuns, nullptr},         {"cancel", Verb::kCancel, nullptr},
+    {"close", Verb::kClose, nullptr},       {"head-start", Verb::kHeadStart, BuildHeadStart},
+};
 
-const FlagSpec* FindFlag(absl::string_view name, std::span<const FlagSpec> a,
-                         std::span<const FlagSpec> b) {
-  for (std::span<const FlagSpec> table : {a, b}) {
-    for (const FlagSpec& f : table) {
-      if (f.name == name) return &f;
-    }
-  }
-  return nullptr;
-}
-
-std::string FlagList(std::span<const FlagSpec> flags) {
-  std::vector<absl::string_view> names;
-  for (const FlagSpec& f : flags) names.push_back(f.name);
-  return absl::StrJoin(names, ", ");
-}
-
-// Scans args[i..] into `out`: options of `flags` (and the global ones), and, when
-// `stop_at_positional`, stops at the first positional argument (the command name).
-absl::Status Scan(const std::vector<std::string>& args, size_t& i, std::span<const FlagSpec> flags,
-                  bool stop_at_positional, Parsed& out) {
-  bool options_ended = false;
-  for (; i < args.size(); ++i) {
-    const std::string& arg = args[i];
-    bool looks_like_flag = arg.size() > 1 && arg[0] == '-' && !options_ended;
-    if (!looks_like_flag) {
-      if (stop_at_positional) return absl::OkStatus();
-      out.args.push_back(arg);
-      continue;
-    }
-    if (arg == "--") {
-      options_ended = true;
-      continue;
-    }
-    std::string name = arg;
-    std::optional<std::string> value;
-    if (size_t eq = arg.find('='); eq != std::string::npos && arg.rfind("--", 0) == 0) {
-      name = arg.substr(0, eq);
-      value = arg.substr(eq + 1);
-    }
-    const FlagSpec* spec = FindFlag(name, flags, kGlobalFlags);
-    if (spec == nullptr) {
-      if (stop_at_positional) return Usage(absl::StrCat("unknown option ", name));
-      std::string allowed = flags.empty() ? "no options" : FlagList(flags);
-      return Usage(
-          absl::StrCat("unknown option ", name, " for ", out.command, " (it takes ", allowed, ")"));
-    }
-    if (spec->arity == Arity::kSwitch && value.has_value()) {
-      return Usage(absl::StrCat(name, " takes no value"));
-    }
-    if (spec->arity == Arity::kValue && !value.has_value()) {
-      if (i + 1 >= args.size()) return Usage(absl::StrCat(name, " needs a value"));
-      value = args[++i];
-    }
-    if (spec->arity == Arity::kOptional && !value.has_value() && i + 1 < args.size() &&
-        (args[i + 1].empty() || args[i + 1][0] != '-')) {
-      value = args[++i];
-    }
-    if (!out.flags.emplace(name, std::move(value)).second) {
-      return Usage(absl::StrCat(name, " given twice"));
-    }
-  }
-  return absl::OkStatus();
-}
-
-// --addr, --timeout, the token and TLS: wherever they were given, with $BATON_ADDR as the
-// fallback address.
-absl::Status ApplyGlobals(const Parsed& p, const Environment& env, Command& c) {
+// --addr and --timeout, wherever they were given, with $BATON_ADDR as the fallback address;
+// --color, for the commands that print records.
+absl::Status ApplyGlobals(const Given& p, const Environment& env, Command& c) {
   if (std::optional<std::string> addr = p.Value("--addr")) {
     if (addr->empty()) return Usage("--addr must not be empty");
     c.addr = *addr;
@@ -518,11 +490,7 @@ absl::Status ApplyGlobals(const Parsed& p, const Environment& env, Command& c) {
     }
     c.timeout = absl::Seconds(seconds);
   }
-  if (std::optional<std::string> var = p.Value("--token-env")) c.security.token_env = *var;
-  c.security.tls = p.Has("--tls");
-  if (std::optional<std::string> file = p.Value("--tls-ca")) c.security.tls_ca = *file;
-  if (std::optional<std::string> file = p.Value("--tls-cert")) c.security.tls_cert = *file;
-  if (std::optional<std::string> file = p.Value("--tls-key")) c.security.tls_key = *file;
+  c.color = ColorOf(p);
   return absl::OkStatus();
 }
 
@@ -553,41 +521,47 @@ int ExitCodeFor(grpc::StatusCode code) {
 
 absl::StatusOr<Command> ParseCommand(const std::vector<std::string>& args, const Environment& env) {
   Command command;
-  Parsed globals;
-  size_t i = 0;
-  if (absl::Status s = Scan(args, i, {}, /*stop_at_positional=*/true, globals); !s.ok()) return s;
-  if (globals.Has("--help") || globals.Has("-h")) return command;  // Verb::kHelp
-  if (i >= args.size()) return Usage("no command given");
-
-  const CommandSpec* spec = nullptr;
-  for (const CommandSpec& candidate : kCommands) {
-    if (candidate.name == args[i]) spec = &candidate;
+  std::unique_ptr<CLI::App> app = MakeApp(command);
+  try {
+    std::vector<std::string> reversed = ForCli11(args);
+    app->parse(reversed);
+  } catch (const CLI::CallForHelp&) {
+    return Command{.help = app->help()};  // of the command given, if any
+  } catch (const CLI::ParseError& e) {
+    return Usage(e.what());
   }
-  if (spec == nullptr) return Usage(absl::StrCat("unknown command \"", args[i], "\""));
-  Parsed parsed;
-  parsed.command = spec->name;
-  parsed.flags = std::move(globals.flags);
-  ++i;
-  if (absl::Status s = Scan(args, i, spec->flags, /*stop_at_positional=*/false, parsed); !s.ok()) {
-    return s;
+  std::vector<CLI::App*> commands = app->get_subcommands();
+  const CLI::App* cmd = commands.empty() ? nullptr : commands[0];
+  if (absl::Status s = CheckLeftOver(*app, cmd); !s.ok()) return s;
+  if (cmd == nullptr) return Usage("no command given");
+  Given p{*app, *cmd};
+  if (cmd->get_name() == "help") {  // help [COMMAND]
+    std::optional<std::string> topic = p.Value("COMMAND");
+    if (!topic.has_value()) return Command{.help = std::string(UsageText())};
+    for (const CLI::App* sub : app->get_subcommands({})) {
+      if (sub->get_name() == *topic) return Command{.help = sub->help("batonctl")};
+    }
+    return Usage(absl::StrCat("unknown command \"", *topic, "\""));
   }
-  if (parsed.Has("--help") || parsed.Has("-h")) return command;
-  int n = static_cast<int>(parsed.args.size());
-  if (n < spec->min_args) return Usage(absl::StrCat(spec->name, " needs ", spec->args_help));
-  if (n > spec->max_args) {
-    return Usage(absl::StrCat(spec->name, " takes ", spec->args_help, ", got ", n,
-                              " arguments: ", absl::StrJoin(parsed.args, " ")));
+  if (p.Value("CHAT") == "") return Usage(cmd->get_name() + ": CHAT is empty");
+  for (const Verbs& v : kVerbs) {
+    if (v.name != cmd->get_name()) continue;
+    command.verb = v.verb;
+    if (absl::Status s = ApplyGlobals(p, env, command); !s.ok()) return s;
+    if (v.build != nullptr) {
+      if (absl::Status s = v.build(p, env, command); !s.ok()) return s;
+    }
   }
-  for (const std::string& arg : parsed.args) {
-    if (arg.empty()) return Usage(absl::StrCat(spec->name, ": ", spec->args_help, " is empty"));
-  }
-  command.verb = spec->verb;
-  if (absl::Status s = ApplyGlobals(parsed, env, command); !s.ok()) return s;
-  if (absl::Status s = spec->build(parsed, env, command); !s.ok()) return s;
   return command;
 }
 
-std::string_view UsageText() { return kUsage; }
+std::string_view UsageText() {
+  static const std::string* const text = [] {
+    Command unused;
+    return new std::string(MakeApp(unused)->help());
+  }();
+  return *text;
+}
 
 bool ResolveColor(ColorMode mode, bool stdout_is_tty, const char* no_color) {
   switch (mode) {

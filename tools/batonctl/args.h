@@ -7,10 +7,10 @@
 //   absl::StatusOr<Command> command = ParseCommand(args, SystemEnvironment());
 //   if (!command.ok()) { /* print "batonctl: " + message, exit kExitUsage */ }
 //
-// Parsing is table-driven: each command names its positional arguments and its options, and a
-// small builder turns what was given into the request. Options take `--name VALUE` or
-// `--name=VALUE`; `--` ends the options. The global options (--addr, --timeout) go before the
-// command, and are accepted after it too.
+// CLI11 reads the command line: args.cc declares the commands and their options with their
+// help, binds the options that only set a field, and a builder per command applies the rules
+// between options. Options take `--name VALUE` or `--name=VALUE`; `--` ends the options. The
+// global options (--addr, --timeout) go before the command, and are accepted after it too.
 #ifndef BATON_TOOLS_BATONCTL_ARGS_H_
 #define BATON_TOOLS_BATONCTL_ARGS_H_
 
@@ -61,6 +61,7 @@ struct Command {
   ColorMode color = ColorMode::kAuto;            // read only
   int turns = 0;                 // read: stop after this many turn-complete records; 0 = no limit
   ClientSecurityFlags security;  // the bearer token's variable and TLS files
+  std::string help;              // kHelp: the text to print (all of it, or one command's)
 
   v1::CreateSessionRequest create;
   v1::AppendRequest append;
@@ -104,7 +105,7 @@ Environment SystemEnvironment();
 // be read, JSON that does not parse); main turns it into exit code kExitUsage.
 absl::StatusOr<Command> ParseCommand(const std::vector<std::string>& args, const Environment& env);
 
-// The usage text printed by `batonctl help`.
+// The usage text printed by `batonctl help` and `batonctl --help`.
 std::string_view UsageText();
 
 // ResolveColor()

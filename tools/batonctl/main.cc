@@ -75,7 +75,7 @@ class Client {
       case Verb::kHelp:
         break;
     }
-    Print(UsageText());
+    Print(command_.help);
     return kExitOk;
   }
 

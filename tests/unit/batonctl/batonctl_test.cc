@@ -112,7 +112,7 @@ TEST(ParseCommand, CreateTakesEveryTriggerName) {
     EXPECT_EQ(c.create.trigger(), trigger) << name;
   }
   ExpectUsage({"create", "c", "--agent", "a", "--trigger", "submit"},
-              R"(--trigger "submit" is not one of preload, submit-message,)");
+              "--trigger: submit not in {preload,submit-message,handover-prepare,");
 }
 
 TEST(ParseCommand, CreatePayloadIsSentAsWrittenUnlessTextIsMergedIn) {
@@ -139,8 +139,9 @@ TEST(ParseCommand, CreateRegenerateNamesTheMessage) {
 }
 
 TEST(ParseCommand, CreateRejectsWhatCannotBeSent) {
-  ExpectUsage({"create", "c"}, "create needs --agent NAME");
-  ExpectUsage({"create", "--agent", "a"}, "create needs CHAT");
+  ExpectUsage({"create", "c"}, "--agent is required");
+  ExpectUsage({"create", "c", "--agent="}, "create needs --agent NAME");
+  ExpectUsage({"create", "--agent", "a"}, "CHAT is required");
   ExpectUsage({"create", "c", "--agent", "a", "--text", "hi", "--trigger", "preload"},
               "--text goes with --trigger submit-message or handover-prepare");
   ExpectUsage({"create", "c", "--agent", "a", "--message-id", "m"},
@@ -293,7 +294,7 @@ TEST(ParseCommand, ReadRejectsBadNumbersAndColours) {
               R"(--after takes a seq (a whole number, 0 or more), got "-1")");
   ExpectUsage({"read", "c", "--after", "3x"}, "--after takes a seq");
   ExpectUsage({"read", "c", "--turns", "0"}, R"(--turns takes a count of 1 or more, got "0")");
-  ExpectUsage({"read", "c", "--color", "yes"}, R"(--color takes auto, always or never, got "yes")");
+  ExpectUsage({"read", "c", "--color", "yes"}, "--color: yes not in {auto,always,never}");
 }
 
 TEST(ParseCommand, GetRunsCancelClose) {
@@ -326,6 +327,49 @@ TEST(ParseCommand, HelpInEveryForm) {
   EXPECT_EQ(MustParse({"append", "c", "--help"}).verb, Verb::kHelp);
   EXPECT_THAT(std::string(UsageText()), HasSubstr("exit codes:"));
   EXPECT_THAT(std::string(UsageText()), HasSubstr("6  orchestrator unreachable"));
+  // The whole text lists the commands and the global options; a command's, its own options.
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"help"}, {"--help"}, {"-h"}, {"--addr", "h:1", "--help"}}) {
+    std::string help = MustParse(args).help;
+    EXPECT_EQ(help, UsageText());
+    EXPECT_THAT(help, HasSubstr("--timeout SECONDS"));
+    EXPECT_THAT(help, HasSubstr("head-start"));
+  }
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"append", "c", "--help"}, {"append", "-h"}, {"help", "append"}}) {
+    std::string help = MustParse(args).help;
+    EXPECT_THAT(help, HasSubstr("batonctl append [OPTIONS] CHAT"));
+    EXPECT_THAT(help, HasSubstr("--handover FILE"));
+    EXPECT_THAT(help, Not(HasSubstr("--after")));
+  }
+  EXPECT_THAT(MustParse({"read", "--help"}).help, HasSubstr("--color WHEN"));
+}
+
+TEST(ParseCommand, HeadStartNeedsAnExampleAgentAndText) {
+  Command c = MustParse({"head-start", "c-1", "--agent", "weather", "--text", "Oslo?", "--provider",
+                         "openai", "--model", "m", "--color", "never"});
+  EXPECT_EQ(c.verb, Verb::kHeadStart);
+  EXPECT_EQ(c.head_start.chat_id, "c-1");
+  EXPECT_EQ(c.head_start.agent, "weather");
+  EXPECT_EQ(c.head_start.text, "Oslo?");
+  EXPECT_EQ(c.head_start.provider, "openai");
+  EXPECT_EQ(c.head_start.model, "m");
+  EXPECT_EQ(c.color, ColorMode::kNever);
+  EXPECT_EQ(MustParse({"head-start", "c", "--agent", "chat", "--text", "x"}).head_start.provider,
+            "anthropic");
+  ExpectUsage({"head-start", "c", "--text", "x"}, "--agent is required");
+  ExpectUsage({"head-start", "c", "--agent", "chat"}, "--text is required");
+  ExpectUsage({"head-start", "c", "--agent", "support", "--text", "x"},
+              R"(knows the tool schemas of the agents chat, weather and files, not "support")");
+  ExpectUsage({"head-start", "c", "--agent", "chat", "--text", "x", "--provider", "gemini"},
+              "--provider: gemini not in {anthropic,openai}");
+}
+
+TEST(ParseCommand, AnEmptyValueAfterEqualsIsAValue) {
+  Command c = MustParse({"append", "c", "--record-id=", "--text", "hi"});
+  EXPECT_EQ(c.append.client_record_id(), "");
+  EXPECT_THAT(c.append.body_json(), HasSubstr(R"("text":"hi")"));
+  ExpectUsage({"--addr=", "get", "c"}, "--addr must not be empty");
 }
 
 TEST(ParseCommand, ReportsMalformedCommandLines) {
@@ -333,12 +377,16 @@ TEST(ParseCommand, ReportsMalformedCommandLines) {
   ExpectUsage({"show", "c"}, R"(unknown command "show")");
   ExpectUsage({"--verbose", "get", "c"}, "unknown option --verbose");
   ExpectUsage({"get", "c", "--follow"}, "unknown option --follow for get (it takes --json)");
-  ExpectUsage({"append", "c", "--text"}, "--text needs a value");
-  ExpectUsage({"append", "c", "--text", "a", "--text", "b"}, "--text given twice");
+  ExpectUsage({"append", "c", "--text"}, "--text: 1 required TEXT missing");
+  ExpectUsage({"append", "c", "--text", "a", "--text", "b"},
+              "--text: At Most 1 required but received 2");
+  ExpectUsage({"get", "c", "--json", "--json"}, "--json: At Most 1 required but received 2");
   ExpectUsage({"get", "c", "d"}, "get takes CHAT, got 2 arguments: c d");
-  ExpectUsage({"get"}, "get needs CHAT");
+  ExpectUsage({"get"}, "CHAT is required");
   ExpectUsage({"get", ""}, "get: CHAT is empty");
-  ExpectUsage({"read", "c", "--follow=yes"}, "--follow takes no value");
+  ExpectUsage({"read", "c", "--follow=yes"}, "--follow: takes no value");
+  ExpectUsage({"runs", "a", "b"}, "runs takes [CHAT], got 2 arguments: a b");
+  ExpectUsage({"help", "show"}, R"(unknown command "show")");
 }
 
 TEST(ParseCommand, DoubleDashEndsOptions) {
