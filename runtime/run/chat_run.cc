@@ -127,6 +127,12 @@ struct ChatRun::TurnRequest {
 
 struct ChatRun::TurnState {
   int turn = 0;
+  std::vector<Json> incoming;  // the request's messages, as validated (moved from once merged)
+  // A head start's turn 0: its step 1's message id, whether step 1 was the whole answer, and
+  // whether the transcript took it as the turn's response (WriteHandoverStepOne).
+  std::string handover_id;
+  bool handover_final = false;
+  bool spliced = false;
   std::vector<Json> new_ui;
   std::optional<Json> response;
   std::optional<Json> raw_response;
@@ -377,6 +383,19 @@ int64_t ChatRun::WriteTurnComplete(bool closed, const std::string& close_reason)
 }
 
 asio::awaitable<RunOutcome> ChatRun::Body() {
+  const bool head_start = LoadBoot();
+  if (boot_.resume) co_return co_await Resume();
+  if (head_start) SeedHeadStartHistory();
+  if (boot_.continuation || boot_.attempt > 1) co_await Recover();
+  // Boot-phase hooks sit outside the turn's error handling: a failure fails the run, visibly.
+  std::optional<RunOutcome> boot_failed = co_await CallOnBoot();
+  if (boot_failed.has_value()) co_return *std::move(boot_failed);
+  if (cancel_.stop_requested()) co_return RunOutcome{RunOutcome::Kind::kCancelled, "cancelled"};
+  if (agent_.loop) co_return co_await RunLoop();
+  co_return co_await StartByTrigger();
+}
+
+bool ChatRun::LoadBoot() {
   const Json& payload = boot_.payload;
   info_.chat_id = boot_.chat_id;
   info_.run_id = boot_.run_id;
@@ -395,37 +414,38 @@ asio::awaitable<RunOutcome> ChatRun::Body() {
   // appended early is kept.)
   const bool head_start = boot_.trigger == "handover-prepare" && !boot_.resume;
   if (!head_start) inbox_.set_handover_open(false);
-  if (boot_.resume) {
-    const Json suspended = boot_.snapshot.value("suspended", Json::object());
-    const std::string phase = StringField(suspended, "phase");
-    if (BoolField(suspended, "hooks", true)) {
-      Observe("onChatResume", [&] { return Json{{"phase", phase}}; });
-      if (agent_.hooks.on_chat_resume) {
-        SuspendEvent event{info_, phase, phase == "turn" ? turn_ - 1 : -1, acc_.ui()};
-        absl::Status s = co_await CallHook(agent_.hooks.on_chat_resume, event);
-        if (!s.ok() && !cancel_.stop_requested()) {
-          co_return RunOutcome{RunOutcome::Kind::kFailed, "failed", std::string(s.message())};
-        }
+  return head_start;
+}
+
+asio::awaitable<RunOutcome> ChatRun::Resume() {
+  const Json suspended = boot_.snapshot.value("suspended", Json::object());
+  const std::string phase = StringField(suspended, "phase");
+  if (BoolField(suspended, "hooks", true)) {
+    Observe("onChatResume", [&] { return Json{{"phase", phase}}; });
+    if (agent_.hooks.on_chat_resume) {
+      SuspendEvent event{info_, phase, phase == "turn" ? turn_ - 1 : -1, acc_.ui()};
+      absl::Status s = co_await CallHook(agent_.hooks.on_chat_resume, event);
+      if (!s.ok() && !cancel_.stop_requested()) {
+        co_return RunOutcome{RunOutcome::Kind::kFailed, "failed", std::string(s.message())};
       }
     }
-    if (agent_.loop) co_return co_await RunLoop();
-    std::optional<TurnRequest> none;
-    co_return co_await TurnLoop(std::move(none), phase.empty() ? std::string_view("turn") : phase);
   }
+  if (agent_.loop) co_return co_await RunLoop();
+  std::optional<TurnRequest> none;
+  co_return co_await TurnLoop(std::move(none), phase.empty() ? std::string_view("turn") : phase);
+}
 
-  if (head_start) {
-    // Without a hydrate hook the head-start history seeds the transcript now; with one, it is
-    // turn 0's incoming messages and the hook decides the chain.
-    const Json* history = FindField(payload, "headStartMessages");
-    if (!agent_.hooks.hydrate_messages && acc_.ui().empty() && history != nullptr &&
-        history->is_array()) {
-      acc_.Replace(std::vector<Json>(history->begin(), history->end()));
-    }
+void ChatRun::SeedHeadStartHistory() {
+  // Without a hydrate hook the head-start history seeds the transcript now; with one, it is
+  // turn 0's incoming messages and the hook decides the chain.
+  const Json* history = FindField(boot_.payload, "headStartMessages");
+  if (!agent_.hooks.hydrate_messages && acc_.ui().empty() && history != nullptr &&
+      history->is_array()) {
+    acc_.Replace(std::vector<Json>(history->begin(), history->end()));
   }
+}
 
-  if (boot_.continuation || boot_.attempt > 1) co_await Recover();
-
-  // Boot-phase hooks sit outside the turn's error handling: a failure fails the run, visibly.
+asio::awaitable<std::optional<RunOutcome>> ChatRun::CallOnBoot() {
   Observe("onBoot", [&] {
     Json a = {{"preloaded", info_.preloaded}, {"continuation", info_.continuation}};
     if (!info_.previous_run_id.empty()) a["previousRunId"] = info_.previous_run_id;
@@ -439,107 +459,139 @@ asio::awaitable<RunOutcome> ChatRun::Body() {
                            absl::StrCat("onBoot: ", s.message())};
     }
   }
-  if (cancel_.stop_requested()) co_return RunOutcome{RunOutcome::Kind::kCancelled, "cancelled"};
-  if (agent_.loop) co_return co_await RunLoop();
+  co_return std::nullopt;
+}
 
+asio::awaitable<RunOutcome> ChatRun::StartByTrigger() {
   const std::string& trigger = boot_.trigger;
-  if (trigger == "preload") {
-    Observe("onPreload", [] { return Json::object(); });
-    if (agent_.hooks.on_preload) {
-      PreloadEvent event{info_};
-      absl::Status s = co_await CallHook(agent_.hooks.on_preload, event);
-      if (!s.ok() && !cancel_.stop_requested()) {
-        co_return RunOutcome{RunOutcome::Kind::kFailed, "failed",
-                             absl::StrCat("onPreload: ", s.message())};
-      }
-    }
-    std::optional<TurnRequest> none;
-    co_return co_await TurnLoop(std::move(none), "preload");
-  }
-  if (trigger == "handover-prepare") {
-    if (boot_answered_) {
-      // A retry whose recovery found the head start answered on the `.out` tail: its signal
-      // was taken; it is not run again.
-      inbox_.set_handover_open(false);
-      std::optional<TurnRequest> none;
-      co_return co_await TurnLoop(std::move(none), "continuation");
-    }
-    // The chat's host owns the deadline: when it passes, it appends a handover-skip itself
-    // (session_rules.h, HandoverWindow), so the run waits for exactly one signal.
-    const absl::Time wait_began = host_.clock->Now();
-    std::optional<InRecord> signal =
-        co_await inbox_.NextHandover(absl::InfiniteFuture(), cancel_.get_token());
-    inbox_.set_handover_open(false);
-    if (cancel_.stop_requested() || !signal.has_value()) {
-      co_return RunOutcome{RunOutcome::Kind::kCancelled, "cancelled"};
-    }
-    if (signal->kind == InKind::kHandoverSkip) {
-      // The warm side gave up (or its deadline passed): the run answers the user's message on
-      // its own, so it is answered exactly once.
-      Json message = BootMessage(trigger, payload);
-      if (!message.is_object()) {
-        std::optional<TurnRequest> none;
-        co_return co_await TurnLoop(std::move(none), "handover");
-      }
-      TurnRequest first;
-      first.trigger = "submit-message";
-      first.message = std::move(message);
-      first.metadata = payload.value("metadata", Json());
-      first.seq = signal->seq;
-      first.stored = boot_.queued_at;
-      first.received = started_at_;
-      first.at_boot = true;
-      first.handover_wait = std::max(absl::ZeroDuration(), signal->received_at - wait_began);
-      std::optional<TurnRequest> request(std::move(first));
-      co_return co_await TurnLoop(std::move(request), "turn");
-    }
-    int64_t seq = signal->seq;
-    absl::Duration waited = std::max(absl::ZeroDuration(), signal->received_at - wait_began);
-    handover_ = std::move(signal);
-    TurnRequest first;
-    first.seq = seq;
-    first.handover = true;
-    first.stored = boot_.queued_at;
-    first.received = started_at_;
-    first.at_boot = true;
-    first.handover_wait = waited;
-    std::optional<TurnRequest> request(std::move(first));
-    co_return co_await TurnLoop(std::move(request), "turn");
-  }
+  if (trigger == "preload") co_return co_await Preload();
+  if (trigger == "handover-prepare") co_return co_await AwaitHandover();
   if (trigger == "submit-message" || trigger == "regenerate-message") {
-    const Json* message = FindField(payload, "message");
-    if (trigger == "submit-message" && (message == nullptr || !message->is_object())) {
-      // A boot submit-message without a message waits for one (the reference ran an empty turn).
-      std::optional<TurnRequest> none;
-      co_return co_await TurnLoop(std::move(none), "continuation");
-    }
-    if (boot_answered_) {
-      // Recovery found the boot message answered on the `.out` tail: it is not run again.
-      std::optional<TurnRequest> none;
-      co_return co_await TurnLoop(std::move(none), "continuation");
-    }
-    if (message != nullptr && message->is_object() &&
-        inbox_.HasQueuedMessage(StringField(*message, "id"))) {
-      // The boot message is also on `.in` (a retried run gets both): answer it once, from `.in`.
-      std::optional<TurnRequest> none;
-      co_return co_await TurnLoop(std::move(none), "continuation");
-    }
-    TurnRequest first;
-    first.trigger = trigger;
-    if (message != nullptr && message->is_object()) first.message = *message;
-    first.metadata = payload.value("metadata", Json());
-    first.stored = boot_.queued_at;
-    first.received = started_at_;
-    first.at_boot = true;
-    std::optional<TurnRequest> request(std::move(first));
-    co_return co_await TurnLoop(std::move(request), "turn");
+    co_return co_await AnswerBootMessage();
   }
   if (trigger == "close") co_return RunOutcome{RunOutcome::Kind::kExited, "close"};
   std::optional<TurnRequest> none;
   co_return co_await TurnLoop(std::move(none), "continuation");
 }
 
+asio::awaitable<RunOutcome> ChatRun::Preload() {
+  Observe("onPreload", [] { return Json::object(); });
+  if (agent_.hooks.on_preload) {
+    PreloadEvent event{info_};
+    absl::Status s = co_await CallHook(agent_.hooks.on_preload, event);
+    if (!s.ok() && !cancel_.stop_requested()) {
+      co_return RunOutcome{RunOutcome::Kind::kFailed, "failed",
+                           absl::StrCat("onPreload: ", s.message())};
+    }
+  }
+  std::optional<TurnRequest> none;
+  co_return co_await TurnLoop(std::move(none), "preload");
+}
+
+asio::awaitable<RunOutcome> ChatRun::AwaitHandover() {
+  if (boot_answered_) {
+    // A retry whose recovery found the head start answered on the `.out` tail: its signal
+    // was taken; it is not run again.
+    inbox_.set_handover_open(false);
+    std::optional<TurnRequest> none;
+    co_return co_await TurnLoop(std::move(none), "continuation");
+  }
+  // The chat's host owns the deadline: when it passes, it appends a handover-skip itself
+  // (session_rules.h, HandoverWindow), so the run waits for exactly one signal.
+  const absl::Time wait_began = host_.clock->Now();
+  std::optional<InRecord> signal =
+      co_await inbox_.NextHandover(absl::InfiniteFuture(), cancel_.get_token());
+  inbox_.set_handover_open(false);
+  if (cancel_.stop_requested() || !signal.has_value()) {
+    co_return RunOutcome{RunOutcome::Kind::kCancelled, "cancelled"};
+  }
+  const absl::Duration waited = std::max(absl::ZeroDuration(), signal->received_at - wait_began);
+  if (signal->kind == InKind::kHandoverSkip) {
+    // The warm side gave up (or its deadline passed): the run answers the user's message on
+    // its own, so it is answered exactly once.
+    std::optional<TurnRequest> request = SkippedHandoverTurn(*signal, waited);
+    if (!request.has_value()) co_return co_await TurnLoop(std::move(request), "handover");
+    co_return co_await TurnLoop(std::move(request), "turn");
+  }
+  TurnRequest first = BootTurnRequest();
+  first.seq = signal->seq;
+  first.handover = true;
+  first.handover_wait = waited;
+  handover_ = std::move(signal);
+  std::optional<TurnRequest> request(std::move(first));
+  co_return co_await TurnLoop(std::move(request), "turn");
+}
+
+std::optional<ChatRun::TurnRequest> ChatRun::SkippedHandoverTurn(const InRecord& signal,
+                                                                 absl::Duration waited) {
+  Json message = BootMessage(boot_.trigger, boot_.payload);
+  if (!message.is_object()) return std::nullopt;
+  TurnRequest first = BootTurnRequest();
+  first.trigger = "submit-message";
+  first.message = std::move(message);
+  first.metadata = boot_.payload.value("metadata", Json());
+  first.seq = signal.seq;
+  first.handover_wait = waited;
+  return first;
+}
+
+asio::awaitable<RunOutcome> ChatRun::AnswerBootMessage() {
+  const std::string& trigger = boot_.trigger;
+  const Json* message = FindField(boot_.payload, "message");
+  const bool has_message = message != nullptr && message->is_object();
+  // A boot submit-message without a message waits for one (the reference ran an empty turn).
+  // Recovery may have found the boot message answered on the `.out` tail: it is not run again.
+  // The boot message may also be on `.in` (a retried run gets both): answered once, from `.in`.
+  if ((trigger == "submit-message" && !has_message) || boot_answered_ ||
+      (has_message && inbox_.HasQueuedMessage(StringField(*message, "id")))) {
+    std::optional<TurnRequest> none;
+    co_return co_await TurnLoop(std::move(none), "continuation");
+  }
+  TurnRequest first = BootTurnRequest();
+  first.trigger = trigger;
+  if (has_message) first.message = *message;
+  first.metadata = boot_.payload.value("metadata", Json());
+  std::optional<TurnRequest> request(std::move(first));
+  co_return co_await TurnLoop(std::move(request), "turn");
+}
+
+ChatRun::TurnRequest ChatRun::BootTurnRequest() const {
+  TurnRequest first;
+  first.stored = boot_.queued_at;
+  first.received = started_at_;
+  first.at_boot = true;
+  return first;
+}
+
+// What recovery learns from the `.out` tail and the inbox, and carries from piece to piece.
+struct ChatRun::Recovery {
+  std::vector<std::pair<Json, int64_t>> settled;  // each closed answer with the seq that closed it
+  Json raw;                // the partial (the answer left open) as reduced; null when none
+  Json partial;            // the partial with its aborted parts cleaned up
+  std::string partial_id;  // "" when there is no partial
+  int64_t open_from = 0;   // the partial's `start` seq (0: chunks before any `start`)
+  // The users no turn has answered, oldest first, with their `.in` seq (0: the boot message).
+  std::deque<std::pair<int64_t, Json>> unanswered;
+};
+
 asio::awaitable<void> ChatRun::Recover() {
+  Recovery r = SplitTail();
+  if (agent_.hooks.hydrate_messages) {
+    // The agent's own store is the transcript: nothing is folded, and the user is answered again.
+    if (!r.partial_id.empty()) WriteRetract(r.partial_id, r.open_from);
+    co_return;
+  }
+  r.unanswered = UnansweredUsers();
+  FoldSettled(r);
+  if (r.partial_id.empty()) co_return;
+  if (!HasContent(r.partial)) {
+    WriteRetract(r.partial_id, r.open_from);  // nothing to keep; readers saw its `start`
+    co_return;
+  }
+  co_await SettlePartial(r);
+}
+
+ChatRun::Recovery ChatRun::SplitTail() {
   // Split the tail into answers: each `start` opens one, `finish` or `abort` closes it. A
   // closed answer is settled (replayed over the snapshot's copy); an open one is the partial.
   // An answer an earlier recovery retracted (a `retract` names its `start`) is neither: it was
@@ -551,9 +603,9 @@ asio::awaitable<void> ChatRun::Recover() {
       retracted.insert(from);
     }
   }
-  std::vector<std::pair<Json, int64_t>> settled;  // each answer with the seq that closed it
+  Recovery out;
   std::optional<UiReducer> open;
-  int64_t open_from = 0;  // the open answer's `start` seq (0: chunks before any `start`)
+  int64_t open_from = 0;
   for (const OutRecord& r : boot_.out_tail) {
     if (r.is_control) {
       if (r.control == kTurnComplete) last_turn_complete_ = r.seq;
@@ -566,7 +618,7 @@ asio::awaitable<void> ChatRun::Recover() {
     }
     if (!open->Apply(r.chunk).ok()) continue;  // a chunk that breaks the grammar is skipped
     if (type == "finish" || type == "abort") {
-      if (retracted.count(open_from) == 0) settled.emplace_back(open->message(), r.seq);
+      if (retracted.count(open_from) == 0) out.settled.emplace_back(open->message(), r.seq);
       open.reset();
     }
   }
@@ -574,18 +626,19 @@ asio::awaitable<void> ChatRun::Recover() {
   // The partial: the answer the dead run was streaming when it died. Its model call cannot be
   // resumed mid-stream, so before this run writes anything it is either retracted (and its
   // user answered again) or kept and closed (docs/protocol.md, "Answers a dead run left open").
-  Json raw = open.has_value() ? open->message() : Json();
-  Json partial = open.has_value() ? CleanupAbortedParts(raw) : Json();
-  const std::string partial_id = open.has_value() ? MessageId(partial) : std::string();
-  if (agent_.hooks.hydrate_messages) {
-    // The agent's own store is the transcript: nothing is folded, and the user is answered again.
-    if (!partial_id.empty()) WriteRetract(partial_id, open_from);
-    co_return;
+  out.open_from = open_from;
+  if (open.has_value()) {
+    out.raw = open->message();
+    out.partial = CleanupAbortedParts(out.raw);
+    out.partial_id = MessageId(out.partial);
   }
+  return out;
+}
 
-  // The users no turn has answered, oldest first: the boot message when the transcript does not
-  // hold it (the first run's message never went through `.in`, so a retry is handed it again;
-  // seq 0 here), then the user messages queued on `.in`.
+std::deque<std::pair<int64_t, Json>> ChatRun::UnansweredUsers() const {
+  // The boot message when the transcript does not hold it (the first run's message never went
+  // through `.in`, so a retry is handed it again; seq 0 here), then the user messages queued on
+  // `.in`.
   std::deque<std::pair<int64_t, Json>> unanswered;
   const Json* boot_message = FindField(boot_.payload, "message");
   if (boot_.trigger == "submit-message" && boot_message != nullptr && boot_message->is_object() &&
@@ -607,23 +660,28 @@ asio::awaitable<void> ChatRun::Recover() {
       unanswered.emplace_back(r.seq, r.message());
     }
   }
+  return unanswered;
+}
+
+void ChatRun::MarkAnswered(int64_t seq) {
   // A user the transcript now holds is answered: it is not run again.
-  auto answered = [this](int64_t seq) {
-    if (seq == 0) {
-      boot_answered_ = true;
-    } else {
-      inbox_.Drop(seq);
-    }
-  };
+  if (seq == 0) {
+    boot_answered_ = true;
+  } else {
+    inbox_.Drop(seq);
+  }
+}
+
+void ChatRun::FoldSettled(Recovery& r) {
   // A closed answer on the tail answered the oldest unanswered user (the run died before its
   // snapshot): the user joins the transcript before the answer and is not run again.
   int64_t paired_through = 0;  // the seq that closed the last answer paired with a user
-  for (auto& [m, closed_at] : settled) {
+  for (auto& [m, closed_at] : r.settled) {
     if (MessageId(m).empty() || !HasContent(m)) continue;
-    if (!acc_.Contains(MessageId(m)) && !unanswered.empty()) {
-      acc_.Add(CleanupAbortedParts(unanswered.front().second));
-      answered(unanswered.front().first);
-      unanswered.pop_front();
+    if (!acc_.Contains(MessageId(m)) && !r.unanswered.empty()) {
+      acc_.Add(CleanupAbortedParts(r.unanswered.front().second));
+      MarkAnswered(r.unanswered.front().first);
+      r.unanswered.pop_front();
       paired_through = closed_at;
     }
     acc_.PutResponse(std::move(m));
@@ -634,31 +692,16 @@ asio::awaitable<void> ChatRun::Recover() {
     WriteTurnComplete(false, "");
     SaveSnapshot(MakeSnapshot(std::nullopt));
   }
-  if (partial_id.empty()) co_return;
-  if (!HasContent(partial)) {
-    WriteRetract(partial_id, open_from);  // nothing to keep; readers saw its `start`
-    co_return;
-  }
+}
 
-  RecoveryBootEvent event{info_, acc_.ui(), {}, partial, Json::array()};
-  std::vector<int64_t> seqs;
-  for (const auto& [seq, message] : unanswered) {
-    event.in_flight_users.push_back(message);
-    seqs.push_back(seq);
-  }
-  for (const Json& part : raw["parts"]) {
-    if (IsToolPart(part) && StringField(part, "state") == "input-available") {
-      event.pending_tool_calls.push_back({{"toolCallId", StringField(part, "toolCallId")},
-                                          {"toolName", ToolPartName(part)},
-                                          {"input", part.value("input", Json::object())}});
-    }
-  }
+asio::awaitable<void> ChatRun::SettlePartial(Recovery& r) {
+  RecoveryBootEvent event = MakeRecoveryBootEvent(r);
   Observe("onRecoveryBoot", [&] {
     Json calls = Json::array();
     for (const Json& c : event.pending_tool_calls) calls.push_back(c["toolCallId"]);
     return Json{{"settledMessages", Ids(event.settled_messages)},
                 {"inFlightUsers", Ids(event.in_flight_users)},
-                {"partialAssistant", MessageId(partial)},
+                {"partialAssistant", MessageId(r.partial)},
                 {"pendingToolCalls", calls}};
   });
   std::optional<std::vector<Json>> chain;
@@ -669,24 +712,42 @@ asio::awaitable<void> ChatRun::Recover() {
   }
   if (!chain.has_value()) {
     if (event.in_flight_users.size() < 2) {
-      WriteRetract(partial_id, open_from);  // drop the partial; answer the user again
+      WriteRetract(r.partial_id, r.open_from);  // drop the partial; answer the user again
       co_return;
     }
     chain = acc_.ui();
     chain->push_back(event.in_flight_users.front());
-    chain->push_back(partial);
+    chain->push_back(r.partial);
   }
-  acc_.Replace(*std::move(chain));
+  ApplyRecoveryChain(r, event, *std::move(chain));
+}
+
+RecoveryBootEvent ChatRun::MakeRecoveryBootEvent(Recovery& r) const {
+  RecoveryBootEvent event{info_, acc_.ui(), {}, r.partial, Json::array()};
+  for (const auto& [seq, message] : r.unanswered) event.in_flight_users.push_back(message);
+  for (const Json& part : r.raw["parts"]) {
+    if (IsToolPart(part) && StringField(part, "state") == "input-available") {
+      event.pending_tool_calls.push_back({{"toolCallId", StringField(part, "toolCallId")},
+                                          {"toolName", ToolPartName(part)},
+                                          {"input", part.value("input", Json::object())}});
+    }
+  }
+  return event;
+}
+
+void ChatRun::ApplyRecoveryChain(const Recovery& r, const RecoveryBootEvent& event,
+                                 std::vector<Json> chain) {
+  acc_.Replace(std::move(chain));
   // Users the chain now holds are answered: they are not run again.
   bool any_answered = false;
-  for (size_t i = 0; i < seqs.size(); ++i) {
+  for (size_t i = 0; i < r.unanswered.size(); ++i) {
     if (!acc_.Contains(MessageId(event.in_flight_users[i]))) continue;
-    answered(seqs[i]);
+    MarkAnswered(r.unanswered[i].first);
     any_answered = true;
   }
-  if (!acc_.Contains(partial_id)) {
-    WriteRetract(partial_id, open_from);  // the hook's chain left it out
-    co_return;
+  if (!acc_.Contains(r.partial_id)) {
+    WriteRetract(r.partial_id, r.open_from);  // the hook's chain left it out
+    return;
   }
   // Kept: closed as a stopped turn is, with `abort` (the AI SDK's end of a stream cut short: the
   // message stays as far as it got), and the turn it answered completes.
@@ -871,25 +932,54 @@ TurnCompleteEvent ChatRun::MakeTurnCompleteEvent(const TurnState& st) const {
   return e;
 }
 
-asio::awaitable<absl::Status> ChatRun::TurnBody(const TurnRequest& request, TurnState& st) {
-  if (request.trigger == "action") co_return co_await ActionBody(request, st);
+asio::awaitable<absl::Status> ChatRun::AnswerMessages(const TurnRequest& request, TurnState& st) {
+  if (request.trigger == "action") co_return co_await AnswerAction(request, st);
   if (request.trigger != "submit-message" && request.trigger != "regenerate-message") {
     co_return absl::InvalidArgumentError(
         absl::StrCat("trigger \"", request.trigger, "\" is not supported"));
   }
+  if (request.handover && handover_.has_value()) WriteHandoverStepOne(st);
+  st.incoming = IncomingMessages(request);
+  if (!st.incoming.empty()) {
+    absl::Status validated = co_await ValidateIncoming(request, st);
+    if (!validated.ok()) co_return validated;
+  }
+  if (agent_.hooks.hydrate_messages) {
+    absl::Status hydrated = co_await HydrateIncoming(request, st);
+    if (!hydrated.ok()) co_return hydrated;
+  } else {
+    MergeIncoming(request, st);
+  }
+  if (request.trigger == "regenerate-message") acc_.PopToLastUser();
+  // A submit-message that carries no message has nothing to answer (the reference ran the model
+  // on the old transcript): only the boundary is written.
+  if (request.trigger == "submit-message" && st.incoming.empty() && !request.handover) {
+    st.noop = true;
+  }
+  if (request.handover && handover_.has_value()) {
+    // The spliced message is this turn's response: new to the transcript, though step 2 may
+    // still replace it in place.
+    // (Already in a hydrated chain: not spliced twice, and not new.)
+    st.spliced = acc_.Splice(handover_->body.value("partialAssistantMessage", Json::array()),
+                             st.handover_id);
+    handover_.reset();
+  }
+  if (st.noop) co_return absl::OkStatus();
+  co_return co_await Respond(request, st);
+}
+
+void ChatRun::WriteHandoverStepOne(TurnState& st) {
   // A head start's answer begins with the warm side's step 1, on `.out` before anything else
   // of the turn, so a reader (one that reloads, or reads from seq 0 later) gets the whole
   // message: step 1 is what step 2+ continues, and its tool calls what the results answer.
-  std::string handover_id;
-  bool handover_final = false;
-  if (request.handover && handover_.has_value()) {
-    const Json& body = handover_->body;
-    handover_id = StringField(body, "messageId");
-    if (handover_id.empty()) handover_id = host_.new_message_id();
-    handover_final = BoolField(body, "isFinal");
-    WriteStepOne(body.value("partialAssistantMessage", Json::array()), handover_id);
-  }
+  const Json& body = handover_->body;
+  st.handover_id = StringField(body, "messageId");
+  if (st.handover_id.empty()) st.handover_id = host_.new_message_id();
+  st.handover_final = BoolField(body, "isFinal");
+  WriteStepOne(body.value("partialAssistantMessage", Json::array()), st.handover_id);
+}
 
+std::vector<Json> ChatRun::IncomingMessages(const TurnRequest& request) const {
   std::vector<Json> incoming;
   if (request.message.is_object()) incoming.push_back(CleanupAbortedParts(request.message));
   if (request.handover && agent_.hooks.hydrate_messages) {
@@ -904,83 +994,70 @@ asio::awaitable<absl::Status> ChatRun::TurnBody(const TurnRequest& request, Turn
     Json question = BootMessage(boot_.trigger, boot_.payload);
     if (question.is_object()) incoming.push_back(CleanupAbortedParts(question));
   }
+  return incoming;
+}
 
-  if (!incoming.empty()) {
-    Observe("onValidateMessages", [&] {
-      return Json{{"turn", st.turn}, {"trigger", request.trigger}, {"messages", Ids(incoming)}};
-    });
-    if (agent_.hooks.on_validate_messages) {
-      ValidateMessagesEvent event{info_.chat_id, incoming, st.turn, request.trigger};
-      absl::StatusOr<std::vector<Json>> validated =
-          co_await CallHook(agent_.hooks.on_validate_messages, event);
-      if (!validated.ok()) co_return validated.status();
-      incoming = *std::move(validated);
-    }
+asio::awaitable<absl::Status> ChatRun::ValidateIncoming(const TurnRequest& request, TurnState& st) {
+  Observe("onValidateMessages", [&] {
+    return Json{{"turn", st.turn}, {"trigger", request.trigger}, {"messages", Ids(st.incoming)}};
+  });
+  if (agent_.hooks.on_validate_messages) {
+    ValidateMessagesEvent event{info_.chat_id, st.incoming, st.turn, request.trigger};
+    absl::StatusOr<std::vector<Json>> validated =
+        co_await CallHook(agent_.hooks.on_validate_messages, event);
+    if (!validated.ok()) co_return validated.status();
+    st.incoming = *std::move(validated);
   }
+  co_return absl::OkStatus();
+}
 
-  if (agent_.hooks.hydrate_messages) {
-    Observe("hydrateMessages", [&] {
-      return Json{{"turn", st.turn},
-                  {"trigger", request.trigger},
-                  {"incomingMessages", Ids(incoming)},
-                  {"previousMessages", Ids(acc_.ui())}};
-    });
-    HydrateMessagesEvent event{info_, st.turn, request.trigger, incoming, acc_.ui()};
-    absl::StatusOr<std::vector<Json>> chain =
-        co_await CallHook(agent_.hooks.hydrate_messages, event);
-    if (!chain.ok()) co_return chain.status();
-    std::set<std::string> known_before;
-    for (const Json& m : incoming) {
-      if (acc_.Contains(MessageId(m))) known_before.insert(MessageId(m));
-    }
-    acc_.Replace(*std::move(chain));
-    for (size_t i = 0; i < incoming.size(); ++i) {
-      std::string id = MessageId(incoming[i]);
-      acc_.Add(incoming[i]);
-      if (i + 1 == incoming.size() && known_before.count(id) == 0) st.new_ui.push_back(incoming[i]);
-    }
-    st.appended_incoming = true;
-  } else {
-    for (Json& m : incoming) {
-      std::string id = MessageId(m);
-      Accumulator::AddResult added = acc_.Add(m);
-      if (added == Accumulator::AddResult::kAppended) {
+asio::awaitable<absl::Status> ChatRun::HydrateIncoming(const TurnRequest& request, TurnState& st) {
+  const std::vector<Json>& incoming = st.incoming;
+  Observe("hydrateMessages", [&] {
+    return Json{{"turn", st.turn},
+                {"trigger", request.trigger},
+                {"incomingMessages", Ids(incoming)},
+                {"previousMessages", Ids(acc_.ui())}};
+  });
+  HydrateMessagesEvent event{info_, st.turn, request.trigger, incoming, acc_.ui()};
+  absl::StatusOr<std::vector<Json>> chain = co_await CallHook(agent_.hooks.hydrate_messages, event);
+  if (!chain.ok()) co_return chain.status();
+  std::set<std::string> known_before;
+  for (const Json& m : incoming) {
+    if (acc_.Contains(MessageId(m))) known_before.insert(MessageId(m));
+  }
+  acc_.Replace(*std::move(chain));
+  for (size_t i = 0; i < incoming.size(); ++i) {
+    std::string id = MessageId(incoming[i]);
+    acc_.Add(incoming[i]);
+    if (i + 1 == incoming.size() && known_before.count(id) == 0) st.new_ui.push_back(incoming[i]);
+  }
+  st.appended_incoming = true;
+  co_return absl::OkStatus();
+}
+
+void ChatRun::MergeIncoming(const TurnRequest& request, TurnState& st) {
+  for (Json& m : st.incoming) {
+    std::string id = MessageId(m);
+    Accumulator::AddResult added = acc_.Add(m);
+    if (added == Accumulator::AddResult::kAppended) {
+      st.new_ui.push_back(std::move(m));
+      st.appended_incoming = true;
+    } else if (added == Accumulator::AddResult::kDuplicate &&
+               request.trigger != "regenerate-message") {
+      // A user message already answered is a no-op; one still unanswered at the end of the
+      // transcript (a head start's) gets its answer, as this turn's, in the form validated.
+      if (acc_.ui().empty() || MessageId(acc_.ui().back()) != id) {
+        st.noop = true;
+      } else {
+        acc_.PutResponse(m);
         st.new_ui.push_back(std::move(m));
-        st.appended_incoming = true;
-      } else if (added == Accumulator::AddResult::kDuplicate &&
-                 request.trigger != "regenerate-message") {
-        // A user message already answered is a no-op; one still unanswered at the end of the
-        // transcript (a head start's) gets its answer, as this turn's, in the form validated.
-        if (acc_.ui().empty() || MessageId(acc_.ui().back()) != id) {
-          st.noop = true;
-        } else {
-          acc_.PutResponse(m);
-          st.new_ui.push_back(std::move(m));
-        }
       }
     }
   }
-  if (request.trigger == "regenerate-message") acc_.PopToLastUser();
-  // A submit-message that carries no message has nothing to answer (the reference ran the model
-  // on the old transcript): only the boundary is written.
-  if (request.trigger == "submit-message" && incoming.empty() && !request.handover) {
-    st.noop = true;
-  }
-
-  bool spliced = false;
-  if (request.handover && handover_.has_value()) {
-    // The spliced message is this turn's response: new to the transcript, though step 2 may
-    // still replace it in place.
-    // (Already in a hydrated chain: not spliced twice, and not new.)
-    spliced =
-        acc_.Splice(handover_->body.value("partialAssistantMessage", Json::array()), handover_id);
-    handover_.reset();
-  }
-  if (st.noop) co_return absl::OkStatus();
-  co_return co_await TurnTail(request, st, handover_id, handover_final, spliced);
 }
 
-asio::awaitable<absl::Status> ChatRun::ActionBody(const TurnRequest& request, TurnState& st) {
+asio::awaitable<absl::Status> ChatRun::AnswerAction(const TurnRequest& request, TurnState& st) {
   if (agent_.hooks.hydrate_messages) {
     Observe("hydrateMessages", [&] {
       return Json{{"turn", st.turn},
@@ -1012,13 +1089,31 @@ asio::awaitable<absl::Status> ChatRun::ActionBody(const TurnRequest& request, Tu
   acc_.Add(UserMessage(host_.new_message_id(), *ask));
   TurnRequest turn = request;
   turn.trigger = "action-turn";
-  std::string no_handover;
-  co_return co_await TurnTail(turn, st, std::move(no_handover), false, false);
+  co_return co_await Respond(turn, st);
 }
 
-asio::awaitable<absl::Status> ChatRun::TurnTail(const TurnRequest& request, TurnState& st,
-                                                std::string handover_id, bool handover_final,
-                                                bool spliced) {
+asio::awaitable<absl::Status> ChatRun::Respond(const TurnRequest& request, TurnState& st) {
+  absl::Status started = co_await CallTurnStartHooks(st);
+  if (!started.ok()) co_return started;
+  if (upgrade_) {
+    st.upgrade_before_run = true;
+    co_return absl::OkStatus();
+  }
+  if (st.handover_final) co_return AnswerWithStepOne(st);
+  absl::StatusOr<Json> prepared = co_await PreparePrompt(st);
+  if (!prepared.ok()) co_return prepared.status();
+  Json prompt = *std::move(prepared);
+  Observe("run", [&] {
+    return Json{{"turn", st.turn}, {"trigger", request.trigger}, {"messages", Roles(prompt)}};
+  });
+  st.hooks = hook_time_ - st.hooks_before;
+  Streamed streamed = co_await RunStepLoop(std::move(prompt), &st);
+  if (cancel_.stop_requested()) co_return absl::CancelledError("run cancelled");
+  KeepStreamed(streamed, st);
+  co_return absl::OkStatus();
+}
+
+asio::awaitable<absl::Status> ChatRun::CallTurnStartHooks(const TurnState& st) {
   if (!chat_started_) {
     chat_started_ = true;
     Observe("onChatStart", [&] {
@@ -1030,7 +1125,6 @@ asio::awaitable<absl::Status> ChatRun::TurnTail(const TurnRequest& request, Turn
       if (!s.ok()) co_return s;
     }
   }
-
   Observe("onTurnStart", [&] {
     return Json{{"turn", st.turn},
                 {"uiMessages", Ids(acc_.ui())},
@@ -1043,27 +1137,26 @@ asio::awaitable<absl::Status> ChatRun::TurnTail(const TurnRequest& request, Turn
     absl::Status s = co_await CallHook(agent_.hooks.on_turn_start, event);
     if (!s.ok()) co_return s;
   }
-  if (upgrade_) {
-    st.upgrade_before_run = true;
-    co_return absl::OkStatus();
-  }
+  co_return absl::OkStatus();
+}
 
-  if (handover_final) {
-    int index = acc_.Find(handover_id);
-    if (index < 0) {
-      co_return absl::FailedPreconditionError(
-          "the head start's message left the transcript before its turn completed");
-    }
-    const Json& partial = acc_.ui()[index];
-    if (spliced) st.new_ui.push_back(partial);
-    st.response = partial;
-    st.finish_reason = "stop";
-    // Step 1 was the whole answer: it ends here, as any answer does.
-    st.hooks = hook_time_ - st.hooks_before;
-    EndStepOne("stop", &st);
-    co_return absl::OkStatus();
+absl::Status ChatRun::AnswerWithStepOne(TurnState& st) {
+  int index = acc_.Find(st.handover_id);
+  if (index < 0) {
+    return absl::FailedPreconditionError(
+        "the head start's message left the transcript before its turn completed");
   }
+  const Json& partial = acc_.ui()[index];
+  if (st.spliced) st.new_ui.push_back(partial);
+  st.response = partial;
+  st.finish_reason = "stop";
+  // Step 1 was the whole answer: it ends here, as any answer does.
+  st.hooks = hook_time_ - st.hooks_before;
+  EndStepOne("stop", &st);
+  return absl::OkStatus();
+}
 
+asio::awaitable<absl::StatusOr<Json>> ChatRun::PreparePrompt(const TurnState& st) {
   Json prompt = acc_.ModelMessages();
   if (agent_.hooks.prepare_messages) {
     Observe("prepareMessages", [&] { return Json{{"turn", st.turn}}; });
@@ -1073,13 +1166,10 @@ asio::awaitable<absl::Status> ChatRun::TurnTail(const TurnRequest& request, Turn
     // The approval rows a head start handed over must stay the prompt's tail.
     prompt = *std::move(prepared);
   }
-  Observe("run", [&] {
-    return Json{{"turn", st.turn}, {"trigger", request.trigger}, {"messages", Roles(prompt)}};
-  });
+  co_return std::move(prompt);
+}
 
-  st.hooks = hook_time_ - st.hooks_before;
-  Streamed streamed = co_await Stream(std::move(prompt), &st);
-  if (cancel_.stop_requested()) co_return absl::CancelledError("run cancelled");
+void ChatRun::KeepStreamed(Streamed& streamed, TurnState& st) {
   if (!streamed.result.error.empty()) {
     // Readers may see only "An error occurred." (mask_errors): the operator sees why.
     LogJson("warn", "a model call failed; the turn ends with an error",
@@ -1098,10 +1188,9 @@ asio::awaitable<absl::Status> ChatRun::TurnTail(const TurnRequest& request, Turn
     st.response = std::move(streamed.response);
     st.raw_response = std::move(streamed.result.response);
   }
-  co_return absl::OkStatus();
 }
 
-asio::awaitable<ChatRun::Streamed> ChatRun::Stream(Json prompt, const TurnState* state) {
+asio::awaitable<ChatRun::Streamed> ChatRun::RunStepLoop(Json prompt, const TurnState* state) {
   Json continued;
   if (!acc_.ui().empty() && MessageRole(acc_.ui().back()) == "assistant") {
     continued = acc_.ui().back();
@@ -1209,21 +1298,13 @@ asio::awaitable<void> ChatRun::TurnError(const absl::Status& error, const TurnRe
 }
 
 asio::awaitable<bool> ChatRun::RunTurn(TurnRequest request) {
-  TurnState st;
-  st.turn = turn_;
-  st.stored = request.stored;
-  st.received = request.received;
-  st.at_boot = request.at_boot;
-  st.first_of_run = turns_run_++ == 0;
-  st.handover_wait = request.handover_wait;
-  st.hooks_before = hook_time_;
-  if (!request.metadata.is_null()) info_.client_data = request.metadata;
+  TurnState st = BeginTurn(request);
   turn_stop_.emplace();
   std::stop_callback link(cancel_.get_token(), [this] { turn_stop_->request_stop(); });
   inbox_.set_stop_handler([this](const InRecord&) { turn_stop_->request_stop(); });
   absl::Cleanup detach = [this] { inbox_.set_stop_handler(nullptr); };
 
-  absl::Status status = co_await TurnBody(request, st);
+  absl::Status status = co_await AnswerMessages(request, st);
   std::move(detach).Invoke();
   if (cancel_.stop_requested()) {
     EndStepOne("", &st);  // cancelled before its step 2: the answer ends as a stopped one does
@@ -1241,21 +1322,41 @@ asio::awaitable<bool> ChatRun::RunTurn(TurnRequest request) {
     co_return true;
   }
   if (st.upgrade_before_run) {
-    // Leave the message unanswered for the continuation that the next record boots. A head
-    // start's step 1, already on `.out`, ends there as a stopped answer does.
-    EndStepOne("", &st);
-    if (st.appended_incoming) {
-      std::vector<Json> ui = acc_.ui();
-      ui.pop_back();
-      acc_.Replace(std::move(ui));
-    }
-    Write(OutRecord::Control(kUpgradeRequired));
-    Json snap = MakeSnapshot(std::nullopt);
-    snap["lastInEventId"] = std::max<int64_t>(0, request.seq - 1);
-    SaveSnapshot(std::move(snap));
+    LeaveForUpgrade(request, st);
     co_return true;
   }
+  co_return co_await CompleteTurn(request, st);
+}
 
+ChatRun::TurnState ChatRun::BeginTurn(const TurnRequest& request) {
+  TurnState st;
+  st.turn = turn_;
+  st.stored = request.stored;
+  st.received = request.received;
+  st.at_boot = request.at_boot;
+  st.first_of_run = turns_run_++ == 0;
+  st.handover_wait = request.handover_wait;
+  st.hooks_before = hook_time_;
+  if (!request.metadata.is_null()) info_.client_data = request.metadata;
+  return st;
+}
+
+void ChatRun::LeaveForUpgrade(const TurnRequest& request, TurnState& st) {
+  // Leave the message unanswered for the continuation that the next record boots. A head
+  // start's step 1, already on `.out`, ends there as a stopped answer does.
+  EndStepOne("", &st);
+  if (st.appended_incoming) {
+    std::vector<Json> ui = acc_.ui();
+    ui.pop_back();
+    acc_.Replace(std::move(ui));
+  }
+  Write(OutRecord::Control(kUpgradeRequired));
+  Json snap = MakeSnapshot(std::nullopt);
+  snap["lastInEventId"] = std::max<int64_t>(0, request.seq - 1);
+  SaveSnapshot(std::move(snap));
+}
+
+asio::awaitable<bool> ChatRun::CompleteTurn(const TurnRequest& request, TurnState& st) {
   Observe("onBeforeTurnComplete", [&] {
     Json a = {{"turn", st.turn}, {"stopped", st.stopped}, {"newUIMessages", Ids(st.new_ui)}};
     if (st.response) a["responseMessage"] = MessageId(*st.response);
@@ -1272,10 +1373,16 @@ asio::awaitable<bool> ChatRun::RunTurn(TurnRequest request) {
       co_return false;
     }
   }
-
   previous_turn_usage_ = st.usage;
   total_usage_ += st.usage;
   int64_t tc = WriteTurnComplete(close_reason_.has_value(), close_reason_.value_or(""));
+  co_await CallOnTurnComplete(st, tc);
+  SaveSnapshot(MakeSnapshot(std::nullopt));
+  ++turn_;
+  co_return true;
+}
+
+asio::awaitable<void> ChatRun::CallOnTurnComplete(const TurnState& st, int64_t tc) {
   Observe("onTurnComplete", [&] {
     Json a = {{"turn", st.turn},
               {"stopped", st.stopped},
@@ -1297,9 +1404,6 @@ asio::awaitable<bool> ChatRun::RunTurn(TurnRequest request) {
       WriteTurnComplete(false, "");
     }
   }
-  SaveSnapshot(MakeSnapshot(std::nullopt));
-  ++turn_;
-  co_return true;
 }
 
 }  // namespace baton

@@ -10,6 +10,7 @@
 #ifndef BATON_RUNTIME_RUN_CHAT_RUN_H_
 #define BATON_RUNTIME_RUN_CHAT_RUN_H_
 
+#include <deque>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -135,8 +136,30 @@ class ChatRun : public std::enable_shared_from_this<ChatRun> {
   struct TurnRequest;  // what a turn answers
   struct TurnState;    // what a turn produced so far
 
+  struct Recovery;  // what recovery learns from the `.out` tail and carries between pieces
+
   asio::awaitable<void> Main();
+  // The run from boot to its outcome, in order: LoadBoot, Resume (a suspended run), the head
+  // start's history, Recover (a continuation or retry), onBoot, then RunLoop or StartByTrigger.
   asio::awaitable<RunOutcome> Body();
+  // Fills info_ from the boot request and restores the snapshot; true for a fresh head start.
+  bool LoadBoot();
+  // A suspended run carrying on its wait: onChatResume, then the loop in the saved phase.
+  asio::awaitable<RunOutcome> Resume();
+  void SeedHeadStartHistory();
+  // onBoot; the run's outcome when the hook failed, else nullopt.
+  asio::awaitable<std::optional<RunOutcome>> CallOnBoot();
+  // The turn loop, started as the boot trigger says.
+  asio::awaitable<RunOutcome> StartByTrigger();
+  asio::awaitable<RunOutcome> Preload();
+  // A head start waits for its handover (or skip) signal; turn 0 answers with it.
+  asio::awaitable<RunOutcome> AwaitHandover();
+  // After a handover-skip: turn 0 answers the head start's message itself (nullopt: none).
+  std::optional<TurnRequest> SkippedHandoverTurn(const InRecord& signal, absl::Duration waited);
+  // submit-message or regenerate-message: turn 0 answers the boot payload's message.
+  asio::awaitable<RunOutcome> AnswerBootMessage();
+  // Turn 0's request with the boot's timings.
+  TurnRequest BootTurnRequest() const;
   asio::awaitable<RunOutcome> RunLoop();  // an agent with its own loop
   // `first_phase` names the first wait's phase; it must outlive the call (a literal, or a local
   // of the awaiting coroutine).
@@ -144,13 +167,27 @@ class ChatRun : public std::enable_shared_from_this<ChatRun> {
                                        std::string_view first_phase);
   asio::awaitable<Wake> WaitForMessage(const std::string& phase, absl::Duration idle,
                                        absl::Duration suspended_for, bool hooks);
-  asio::awaitable<bool> RunTurn(TurnRequest request);  // returns false after a turn error
-  asio::awaitable<absl::Status> TurnBody(const TurnRequest& request, TurnState& state);
-  asio::awaitable<absl::Status> ActionBody(const TurnRequest& request, TurnState& state);
-  // From onChatStart to the stored response: the part of a turn after its messages are merged.
-  asio::awaitable<absl::Status> TurnTail(const TurnRequest& request, TurnState& state,
-                                         std::string handover_id, bool handover_final,
-                                         bool spliced);
+  // One turn, from its request to its turn-complete and snapshot: BeginTurn, AnswerMessages
+  // under the turn's stop, then TurnError, LeaveForUpgrade or CompleteTurn. Returns false after
+  // a turn error.
+  asio::awaitable<bool> RunTurn(TurnRequest request);
+  TurnState BeginTurn(const TurnRequest& request);
+  // A message turn: the incoming messages validated, hydrated or merged into the transcript
+  // (a head start's step 1 written and spliced), then Respond. An action goes to AnswerAction.
+  asio::awaitable<absl::Status> AnswerMessages(const TurnRequest& request, TurnState& state);
+  void WriteHandoverStepOne(TurnState& state);
+  std::vector<Json> IncomingMessages(const TurnRequest& request) const;
+  asio::awaitable<absl::Status> ValidateIncoming(const TurnRequest& request, TurnState& state);
+  asio::awaitable<absl::Status> HydrateIncoming(const TurnRequest& request, TurnState& state);
+  void MergeIncoming(const TurnRequest& request, TurnState& state);
+  // An action: onAction, and the turn it may ask for (Respond).
+  asio::awaitable<absl::Status> AnswerAction(const TurnRequest& request, TurnState& state);
+  // The answer to the transcript as merged: onChatStart, onTurnStart, prepareMessages, then
+  // RunStepLoop (or a head start's final step 1 as the answer); the result lands in `state`.
+  asio::awaitable<absl::Status> Respond(const TurnRequest& request, TurnState& state);
+  asio::awaitable<absl::Status> CallTurnStartHooks(const TurnState& state);
+  absl::Status AnswerWithStepOne(TurnState& state);
+  asio::awaitable<absl::StatusOr<Json>> PreparePrompt(const TurnState& state);
   // Waits for a message in `phase` with that phase's idle and suspended windows.
   asio::awaitable<Wake> WaitInPhase(const std::string& phase, bool hooks);
   // Runs the step loop on `prompt` under the turn's stop, continuing a trailing assistant
@@ -160,7 +197,15 @@ class ChatRun : public std::enable_shared_from_this<ChatRun> {
     std::optional<Json> response;  // cleaned when stopped; absent when nothing streamed
   };
   // `state`: the managed turn it answers, for its timings (null in a user loop).
-  asio::awaitable<Streamed> Stream(Json prompt, const TurnState* state);
+  asio::awaitable<Streamed> RunStepLoop(Json prompt, const TurnState* state);
+  // What the step loop returned, into the turn's state.
+  void KeepStreamed(Streamed& streamed, TurnState& state);
+  // The turn's end after its answer: onBeforeTurnComplete, turn-complete, onTurnComplete, the
+  // snapshot. Returns false after a turn error.
+  asio::awaitable<bool> CompleteTurn(const TurnRequest& request, TurnState& state);
+  asio::awaitable<void> CallOnTurnComplete(const TurnState& state, int64_t turn_complete_seq);
+  // An upgrade asked for before the model call: the message is left for the continuation.
+  void LeaveForUpgrade(const TurnRequest& request, TurnState& state);
   // A head start's step 1 on `.out`: the handover's partial as UI chunks of message `id`
   // (`start` through `finish-step`), then the `handover-spliced` record.
   void WriteStepOne(const Json& partial, const std::string& id);
@@ -179,7 +224,22 @@ class ChatRun : public std::enable_shared_from_this<ChatRun> {
   void RestoreSnapshot();
   // Continuation or retry: folds the `.out` tail into the transcript and settles a partial
   // answer a dead run left behind (onRecoveryBoot): it is retracted, or kept and closed.
+  // In order: SplitTail, UnansweredUsers, FoldSettled, SettlePartial.
   asio::awaitable<void> Recover();
+  // The tail's answers: the settled ones, and the partial one left open.
+  Recovery SplitTail();
+  // The users no turn has answered, oldest first.
+  std::deque<std::pair<int64_t, Json>> UnansweredUsers() const;
+  // Settled answers join the transcript, each after the oldest unanswered user.
+  void FoldSettled(Recovery& recovery);
+  // onRecoveryBoot decides the partial's fate.
+  asio::awaitable<void> SettlePartial(Recovery& recovery);
+  RecoveryBootEvent MakeRecoveryBootEvent(Recovery& recovery) const;
+  // The chain chosen for the partial becomes the transcript; the partial is retracted or closed.
+  void ApplyRecoveryChain(const Recovery& recovery, const RecoveryBootEvent& event,
+                          std::vector<Json> chain);
+  // The user at `.in` seq `seq` (0: the boot message) is answered: it is not run again.
+  void MarkAnswered(int64_t seq);
   // Writes a `retract` of the answer `message_id` whose `start` is at `.out` seq `from_seq`.
   void WriteRetract(const std::string& message_id, int64_t from_seq);
   Json MakeSnapshot(std::optional<Json> suspended) const;

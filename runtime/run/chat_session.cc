@@ -110,7 +110,7 @@ asio::awaitable<StepLoopResult> ChatSession::StreamResponse() {
   std::stop_callback link(run_.cancel_.get_token(), [run] { run->turn_stop_->request_stop(); });
   run_.inbox_.set_stop_handler([run](const InRecord&) { run->turn_stop_->request_stop(); });
   Json prompt = run_.acc_.ModelMessages();
-  ChatRun::Streamed streamed = co_await run_.Stream(std::move(prompt), nullptr);
+  ChatRun::Streamed streamed = co_await run_.RunStepLoop(std::move(prompt), nullptr);
   run_.inbox_.set_stop_handler(nullptr);
   co_return std::move(streamed.result);
 }

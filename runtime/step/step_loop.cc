@@ -117,6 +117,103 @@ int StepsIn(const Json& message) {
   return steps == 0 ? 1 : steps;
 }
 
+// The assistant message the turn writes into: the one it continues, or a new one.
+Json StartMessage(const StepLoopInput& input) {
+  if (!input.continued.is_null()) return input.continued;
+  return Json{{"id", input.message_id}, {"role", "assistant"}, {"parts", Json::array()}};
+}
+
+// The agent's tools as a model call lists them.
+Json ToolsForModel(const Agent& agent) {
+  Json tools = Json::array();
+  for (const Tool& tool : agent.tools) {
+    tools.push_back({{"name", tool.name},
+                     {"description", tool.description},
+                     {"inputSchema", tool.input_schema}});
+  }
+  return tools;
+}
+
+// A `tool-result` part of a tool message, for the prompt.
+Json ToolResultPart(const ToolCall& call, Json output) {
+  return Json{{"type", "tool-result"},
+              {"toolCallId", call.id},
+              {"toolName", call.name},
+              {"output", std::move(output)}};
+}
+
+// The prompt's pending approvals: the call each approval asks about, and the calls by id.
+struct ApprovalIndex {
+  absl::flat_hash_map<std::string, std::string> approval_to_call;
+  absl::flat_hash_map<std::string, ToolCall> calls_by_id;
+
+  // The call `approval_id` asks about, or null.
+  const ToolCall* Find(const std::string& approval_id) const {
+    auto call_id = approval_to_call.find(approval_id);
+    if (call_id == approval_to_call.end()) return nullptr;
+    auto call = calls_by_id.find(call_id->second);
+    return call == calls_by_id.end() ? nullptr : &call->second;
+  }
+};
+
+ApprovalIndex IndexApprovals(const Agent& agent, const Json& prompt) {
+  ApprovalIndex index;
+  for (const Json& m : prompt) {
+    const Json* content = FindField(m, "content");
+    if (MessageRole(m) != "assistant" || content == nullptr || !content->is_array()) continue;
+    for (const Json& c : *content) {
+      std::string type = StringField(c, "type");
+      if (type == "tool-approval-request") {
+        index.approval_to_call[StringField(c, "approvalId")] = StringField(c, "toolCallId");
+      } else if (type == "tool-call") {
+        std::string name = StringField(c, "toolName");
+        const Json* call_input = FindField(c, "input");
+        index.calls_by_id[StringField(c, "toolCallId")] = ToolCall{
+            StringField(c, "toolCallId"), name,
+            call_input != nullptr && call_input->is_object() ? *call_input : Json::object(),
+            agent.FindTool(name)};
+      }
+    }
+  }
+  return index;
+}
+
+// A tool call the model made, checked at the end of its step: the input parsed and matched
+// against the tool's schema.
+struct CheckedCall {
+  ToolCall call;
+  Json raw_input;        // the input as the `tool-input-error` chunk shows it
+  absl::Status invalid;  // why the call cannot run; ok when it can
+};
+
+CheckedCall CheckToolCall(const Agent& agent, const ModelEvent& c) {
+  CheckedCall checked{ToolCall{c.id, c.tool_name, Json::object(), agent.FindTool(c.tool_name)},
+                      c.input, absl::OkStatus()};
+  ToolCall& tc = checked.call;
+  if (!c.input.empty()) {
+    absl::StatusOr<Json> parsed = ParseJson(c.input, kMaxToolInputDepth);
+    if (parsed.ok()) {
+      tc.input = *parsed;
+      checked.raw_input = *parsed;
+    } else {
+      checked.invalid = absl::InvalidArgumentError(
+          absl::StrCat("Invalid input for tool ", c.tool_name, ": ", parsed.status().message()));
+    }
+  }
+  if (checked.invalid.ok() && tc.tool == nullptr) {
+    checked.invalid = absl::NotFoundError(
+        absl::StrCat("Model tried to call unavailable tool '", c.tool_name, "'"));
+  }
+  if (checked.invalid.ok()) {
+    absl::Status schema = CheckInput(tc.tool->input_schema, tc.input);
+    if (!schema.ok()) {
+      checked.invalid = absl::InvalidArgumentError(
+          absl::StrCat("Invalid input for tool ", c.tool_name, ": ", schema.message()));
+    }
+  }
+  return checked;
+}
+
 }  // namespace
 
 // A model call's Backpressure: the step loop's Env::writable under the turn's stop.
@@ -243,342 +340,412 @@ class TurnStreams {
   std::optional<absl::Duration> tools_;                        // time spent executing tools
 };
 
-asio::awaitable<void> StepLoop::Room(std::stop_token stop) {
-  if (env_.writable) co_await env_.writable(stop);
-}
+namespace {
 
-asio::awaitable<StepLoopResult> StepLoop::Run(StepLoopInput input) {
-  Json start_message = input.continued;
-  if (start_message.is_null()) {
-    start_message = Json{{"id", input.message_id}, {"role", "assistant"}, {"parts", Json::array()}};
-  }
-  const int step_base = StepsIn(start_message);
-  TurnStreams streams(agent_, env_, std::move(start_message));
-  StepLoopResult result;
-  Json prompt = std::move(input.prompt);
-  if (!input.started) streams.Emit({{"type", "start"}, {"messageId", input.message_id}});
-  // Every `finish` of the turn carries its metadata (the turn timings), made as it is written.
-  auto finish = [&](const std::string& reason) {
-    result.timings.tools = streams.tools();
-    Json chunk = {{"type", "finish"}, {"finishReason", reason}};
-    if (input.finish_metadata) {
-      Json metadata = input.finish_metadata(result.timings);
-      if (!metadata.is_null()) chunk["messageMetadata"] = std::move(metadata);
-    }
-    streams.Emit(std::move(chunk));
-  };
+// One step's model call: its events become UI chunks as they come. Text and reasoning blocks
+// get ids from the step's number (`s<n>-<block>`), so a continued message's ids do not repeat.
+struct ModelStep {
+  ModelStep(TurnStreams& streams, StepLoopResult& result, const Clock& clock, int index,
+            int ui_step)
+      : streams(streams),
+        result(result),
+        clock(clock),
+        index(index),
+        id_prefix(absl::StrCat("s", ui_step, "-")),
+        parts_before(streams.reducer().message()["parts"].size()) {}
 
-  auto stopped = [&]() -> StepLoopResult {
-    streams.Emit({{"type", "abort"}});
-    result.stopped = true;
-    result.timings.tools = streams.tools();
-    result.response = streams.reducer().message();
-    return result;
-  };
-
-  // Pending approvals at the end of the prompt: execute the approved calls before any model call.
-  if (!prompt.empty() && MessageRole(prompt.back()) == "tool") {
-    absl::flat_hash_map<std::string, std::string> approval_to_call;
-    absl::flat_hash_map<std::string, ToolCall> calls_by_id;
-    for (const Json& m : prompt) {
-      const Json* content = FindField(m, "content");
-      if (MessageRole(m) != "assistant" || content == nullptr || !content->is_array()) continue;
-      for (const Json& c : *content) {
-        std::string type = StringField(c, "type");
-        if (type == "tool-approval-request") {
-          approval_to_call[StringField(c, "approvalId")] = StringField(c, "toolCallId");
-        } else if (type == "tool-call") {
-          std::string name = StringField(c, "toolName");
-          const Json* call_input = FindField(c, "input");
-          calls_by_id[StringField(c, "toolCallId")] = ToolCall{
-              StringField(c, "toolCallId"), name,
-              call_input != nullptr && call_input->is_object() ? *call_input : Json::object(),
-              agent_.FindTool(name)};
-        }
-      }
+  // The model's event `e`, as the call's sink receives it.
+  void OnEvent(ModelEvent e) {
+    if (!error.empty()) return;  // the call has failed: nothing after that is the answer
+    if (JsonDepth(e.provider_metadata, kMaxDataDepth) > kMaxDataDepth) {
+      // Only a model written in C++ can send this (a provider's events are parsed within the
+      // limit): the call fails as on any other bad event.
+      e = ModelEvent::Of(ModelEvent::Type::kError);
+      e.error = absl::StrCat("the model sent provider metadata nested deeper than ", kMaxDataDepth,
+                             " levels");
     }
-    if (!prompt.back().contains("content")) prompt.back()["content"] = Json::array();
-    Json& tail = prompt.back()["content"];
-    std::vector<ToolCall> approved;
-    std::vector<size_t> approved_slots;
-    Json rewritten = Json::array();
-    for (const Json& c : tail.is_array() ? tail : Json::array()) {
-      if (StringField(c, "type") != "tool-approval-response") {
-        rewritten.push_back(c);
-        continue;
-      }
-      auto call_id = approval_to_call.find(StringField(c, "approvalId"));
-      if (call_id == approval_to_call.end()) continue;
-      auto call = calls_by_id.find(call_id->second);
-      if (call == calls_by_id.end()) continue;
-      const ToolCall& tc = call->second;
-      if (!BoolField(c, "approved")) {
-        streams.Emit({{"type", "tool-output-denied"}, {"toolCallId", tc.id}});
-        Json output = {{"type", "execution-denied"}};
-        if (const Json* reason = FindField(c, "reason")) output["reason"] = *reason;
-        rewritten.push_back({{"type", "tool-result"},
-                             {"toolCallId", tc.id},
-                             {"toolName", tc.name},
-                             {"output", output}});
-        continue;
-      }
-      if (tc.tool == nullptr || !tc.tool->execute) {
-        absl::Status missing =
-            absl::NotFoundError(absl::StrCat("tool \"", tc.name, "\" is not available to execute"));
-        streams.EmitOutput(tc, missing);
-        rewritten.push_back({{"type", "tool-result"},
-                             {"toolCallId", tc.id},
-                             {"toolName", tc.name},
-                             {"output", ToolResultOutput(missing)}});
-        continue;
-      }
-      approved.push_back(tc);
-      approved_slots.push_back(rewritten.size());
-      rewritten.push_back(Json());  // filled with the result below
+    if (!result.timings.model_first_byte.has_value()) {
+      result.timings.model_first_byte = clock.Now() - result.timings.model_call_at;
     }
-    if (!approved.empty()) {
-      if (env_.writable) co_await Room(input.stop);
-      auto outputs = co_await streams.Execute(approved, input.stop);
-      if (!outputs.has_value()) co_return stopped();
-      for (size_t i = 0; i < approved.size(); ++i) {
-        rewritten[approved_slots[i]] = {{"type", "tool-result"},
-                                        {"toolCallId", approved[i].id},
-                                        {"toolName", approved[i].name},
-                                        {"output", ToolResultOutput((*outputs)[i])}};
-      }
+    if (e.type == ModelEvent::Type::kError) {
+      // An error as the first event leaves no step behind: `start`, `error` (V7).
+      error = e.error.empty() ? "model call failed" : e.error;
+      return;
     }
-    tail = std::move(rewritten);
+    Start();
+    Translate(std::move(e));
   }
 
-  Json tools = Json::array();
-  for (const Tool& tool : agent_.tools) {
-    tools.push_back({{"name", tool.name},
-                     {"description", tool.description},
-                     {"inputSchema", tool.input_schema}});
+  // Writes `start-step`, once.
+  void Start() {
+    if (started) return;
+    streams.Emit({{"type", "start-step"}});
+    started = true;
   }
 
-  std::string finish_reason = "stop";
-  for (int step = 0; step < agent_.options.max_steps; ++step) {
-    const std::string id_prefix = absl::StrCat("s", step_base + step, "-");
-    int next_block = 0;
-    bool started = false;
-    std::string error;
-    std::string step_finish = "other";
-    absl::flat_hash_map<std::string, std::string> text_ids, reasoning_ids;
-    std::vector<std::pair<std::string, std::string>> open_blocks;  // (chunk prefix, ui id)
-    std::vector<ModelEvent> calls;
-    const size_t parts_before = streams.reducer().message()["parts"].size();
-
-    auto on_event = [&](ModelEvent e) {
-      if (!error.empty()) return;  // the call has failed: nothing after that is the answer
-      if (JsonDepth(e.provider_metadata, kMaxDataDepth) > kMaxDataDepth) {
-        // Only a model written in C++ can send this (a provider's events are parsed within the
-        // limit): the call fails as on any other bad event.
-        e = ModelEvent::Of(ModelEvent::Type::kError);
-        e.error = absl::StrCat("the model sent provider metadata nested deeper than ",
-                               kMaxDataDepth, " levels");
-      }
-      if (!result.timings.model_first_byte.has_value()) {
-        result.timings.model_first_byte = env_.clock->Now() - result.timings.model_call_at;
-      }
-      if (e.type == ModelEvent::Type::kError) {
-        // An error as the first event leaves no step behind: `start`, `error` (V7).
-        error = e.error.empty() ? "model call failed" : e.error;
-        return;
-      }
-      if (!started) {
-        streams.Emit({{"type", "start-step"}});
-        started = true;
-      }
-      auto open = [&](absl::flat_hash_map<std::string, std::string>& ids, const char* kind) {
-        std::string ui_id = absl::StrCat(id_prefix, next_block++);
-        ids[e.id] = ui_id;
-        open_blocks.emplace_back(kind, ui_id);
-        Json c = {{"type", absl::StrCat(kind, "-start")}, {"id", ui_id}};
-        if (!e.provider_metadata.is_null()) c["providerMetadata"] = e.provider_metadata;
-        streams.Emit(std::move(c));
-        return ui_id;
-      };
-      auto close = [&](absl::flat_hash_map<std::string, std::string>& ids, const char* kind) {
-        auto it = ids.find(e.id);
-        if (it == ids.end()) return;
-        Json c = {{"type", absl::StrCat(kind, "-end")}, {"id", it->second}};
-        std::erase(open_blocks, std::make_pair(std::string(kind), it->second));
-        ids.erase(it);
-        streams.Emit(std::move(c));
-      };
-      switch (e.type) {
-        case ModelEvent::Type::kTextStart:
-          open(text_ids, "text");
-          break;
-        case ModelEvent::Type::kReasoningStart:
-          open(reasoning_ids, "reasoning");
-          break;
-        case ModelEvent::Type::kTextDelta:
-        case ModelEvent::Type::kReasoningDelta: {
-          bool text = e.type == ModelEvent::Type::kTextDelta;
-          if (text && e.delta.empty() && e.provider_metadata.is_null()) break;
-          auto& ids = text ? text_ids : reasoning_ids;
-          auto it = ids.find(e.id);
-          std::string ui_id = it != ids.end() ? it->second : open(ids, text ? "text" : "reasoning");
-          Json c = {
-              {"type", text ? "text-delta" : "reasoning-delta"}, {"id", ui_id}, {"delta", e.delta}};
-          if (!e.provider_metadata.is_null()) c["providerMetadata"] = e.provider_metadata;
-          streams.Emit(std::move(c));
-          break;
-        }
-        case ModelEvent::Type::kTextEnd:
-          close(text_ids, "text");
-          break;
-        case ModelEvent::Type::kReasoningEnd:
-          close(reasoning_ids, "reasoning");
-          break;
-        case ModelEvent::Type::kToolInputStart:
-          streams.Emit(
-              {{"type", "tool-input-start"}, {"toolCallId", e.id}, {"toolName", e.tool_name}});
-          break;
-        case ModelEvent::Type::kToolInputDelta:
-          if (e.delta.empty()) break;
-          streams.Emit(
-              {{"type", "tool-input-delta"}, {"toolCallId", e.id}, {"inputTextDelta", e.delta}});
-          break;
-        case ModelEvent::Type::kToolCall:
-          calls.push_back(std::move(e));
-          break;
-        case ModelEvent::Type::kFinish:
-          step_finish = e.finish_reason.empty() ? "other" : e.finish_reason;
-          result.usage += e.usage;
-          break;
-        case ModelEvent::Type::kError:
-          break;  // handled above
-      }
-    };
-
-    if (env_.writable) co_await Room(input.stop);
-    if (input.stop.stop_requested()) co_return stopped();
-    ModelCall call{agent_.system, ForProvider(prompt), tools, step, env_.traceparent};
-    RoomToWrite room(env_.writable, input.stop);
-    if (env_.writable) call.backpressure = &room;
-    if (result.timings.model_call_at == absl::InfinitePast()) {
-      result.timings.model_call_at = env_.clock->Now();
-    }
-    std::function<void(ModelEvent)> sink = on_event;  // named: see docs/decisions.md
-    co_await agent_.model->Stream(std::move(call), std::move(sink), input.stop);
-    if (input.stop.stop_requested()) co_return stopped();
-
-    if (!error.empty()) {
-      // A stream that breaks after partial output closes its open parts and says so.
-      for (auto it = open_blocks.rbegin(); it != open_blocks.rend(); ++it) {
-        streams.Emit({{"type", absl::StrCat(it->first, "-end")}, {"id", it->second}});
-      }
-      streams.Emit({{"type", "error"}, {"errorText", streams.ErrorText(error)}});
-      // Every answer that was started ends like any other, with `finish`, even when the model
-      // failed before its first chunk (the AI SDK then ends with `error` alone): a reader, or a
-      // later recovery, must never take a failed answer for one still streaming.
-      if (started) streams.Emit({{"type", "finish-step"}});
-      finish("error");
-      result.finish_reason = "error";
-      result.error = error;
-      result.response = streams.reducer().message();
-      co_return result;
-    }
-    if (!started) {
-      streams.Emit({{"type", "start-step"}});
-      started = true;
-    }
+  // Ends the blocks still open, the last opened first.
+  void EndOpenBlocks() {
     for (auto it = open_blocks.rbegin(); it != open_blocks.rend(); ++it) {
       streams.Emit({{"type", absl::StrCat(it->first, "-end")}, {"id", it->second}});
     }
+  }
 
-    // Tool calls are final only now, at the end of the step (never on JSON that merely parses).
+  TurnStreams& streams;
+  StepLoopResult& result;  // usage and the model timings
+  const Clock& clock;
+  const int index;  // 0-based step within the turn
+  const std::string id_prefix;
+  const size_t parts_before;  // the message's parts before this step's
+  int next_block = 0;
+  bool started = false;  // `start-step` written
+  std::string error;     // the model call failed: why
+  std::string finish_reason = "other";
+  absl::flat_hash_map<std::string, std::string> text_ids, reasoning_ids;  // event id -> ui id
+  std::vector<std::pair<std::string, std::string>> open_blocks;           // (chunk prefix, ui id)
+  std::vector<ModelEvent> calls;                                          // the step's tool calls
+
+ private:
+  // An event past the first checks, as UI chunks.
+  void Translate(ModelEvent e) {
+    switch (e.type) {
+      case ModelEvent::Type::kTextStart:
+        Open(text_ids, "text", e);
+        break;
+      case ModelEvent::Type::kReasoningStart:
+        Open(reasoning_ids, "reasoning", e);
+        break;
+      case ModelEvent::Type::kTextDelta:
+      case ModelEvent::Type::kReasoningDelta:
+        Delta(e);
+        break;
+      case ModelEvent::Type::kTextEnd:
+        Close(text_ids, "text", e);
+        break;
+      case ModelEvent::Type::kReasoningEnd:
+        Close(reasoning_ids, "reasoning", e);
+        break;
+      case ModelEvent::Type::kToolInputStart:
+        streams.Emit(
+            {{"type", "tool-input-start"}, {"toolCallId", e.id}, {"toolName", e.tool_name}});
+        break;
+      case ModelEvent::Type::kToolInputDelta:
+        if (e.delta.empty()) break;
+        streams.Emit(
+            {{"type", "tool-input-delta"}, {"toolCallId", e.id}, {"inputTextDelta", e.delta}});
+        break;
+      case ModelEvent::Type::kToolCall:
+        calls.push_back(std::move(e));
+        break;
+      case ModelEvent::Type::kFinish:
+        finish_reason = e.finish_reason.empty() ? "other" : e.finish_reason;
+        result.usage += e.usage;
+        break;
+      case ModelEvent::Type::kError:
+        break;  // handled in OnEvent
+    }
+  }
+
+  // Opens a text or reasoning block for event `e`; returns its UI id.
+  std::string Open(absl::flat_hash_map<std::string, std::string>& ids, const char* kind,
+                   const ModelEvent& e) {
+    std::string ui_id = absl::StrCat(id_prefix, next_block++);
+    ids[e.id] = ui_id;
+    open_blocks.emplace_back(kind, ui_id);
+    Json c = {{"type", absl::StrCat(kind, "-start")}, {"id", ui_id}};
+    if (!e.provider_metadata.is_null()) c["providerMetadata"] = e.provider_metadata;
+    streams.Emit(std::move(c));
+    return ui_id;
+  }
+
+  void Close(absl::flat_hash_map<std::string, std::string>& ids, const char* kind,
+             const ModelEvent& e) {
+    auto it = ids.find(e.id);
+    if (it == ids.end()) return;
+    Json c = {{"type", absl::StrCat(kind, "-end")}, {"id", it->second}};
+    std::erase(open_blocks, std::make_pair(std::string(kind), it->second));
+    ids.erase(it);
+    streams.Emit(std::move(c));
+  }
+
+  // A text or reasoning delta; opens its block when the model sent no start.
+  void Delta(const ModelEvent& e) {
+    bool text = e.type == ModelEvent::Type::kTextDelta;
+    if (text && e.delta.empty() && e.provider_metadata.is_null()) return;
+    auto& ids = text ? text_ids : reasoning_ids;
+    auto it = ids.find(e.id);
+    std::string ui_id = it != ids.end() ? it->second : Open(ids, text ? "text" : "reasoning", e);
+    Json c = {{"type", text ? "text-delta" : "reasoning-delta"}, {"id", ui_id}, {"delta", e.delta}};
+    if (!e.provider_metadata.is_null()) c["providerMetadata"] = e.provider_metadata;
+    streams.Emit(std::move(c));
+  }
+};
+
+// One Run(): its input, the prompt as the steps add to it, the result, and the pieces Run()
+// calls in order. Lives in Run()'s coroutine frame. The awaiting pieces return false (or
+// nullopt) when the turn's stop came; Run() then returns Stopped().
+class StepLoopTurn {
+ public:
+  StepLoopTurn(const Agent& agent, const StepLoop::Env& env, StepLoopInput input,
+               Json start_message)
+      : agent_(agent),
+        env_(env),
+        input_(std::move(input)),
+        prompt_(std::move(input_.prompt)),
+        step_base_(StepsIn(start_message)),
+        streams_(agent, env, std::move(start_message)) {}
+
+  // Writes the message's `start`, unless it is on `.out` already.
+  void Start() {
+    if (!input_.started) streams_.Emit({{"type", "start"}, {"messageId", input_.message_id}});
+  }
+
+  // Pending approvals at the end of the prompt: writes the denials and executes the approved
+  // calls, before any model call; their results replace the approvals in the prompt.
+  asio::awaitable<bool> ResolveApprovals() {
+    if (prompt_.empty() || MessageRole(prompt_.back()) != "tool") co_return true;
+    ApprovalIndex index = IndexApprovals(agent_, prompt_);
+    if (!prompt_.back().contains("content")) prompt_.back()["content"] = Json::array();
+    Json& tail = prompt_.back()["content"];
+    ApprovalAnswers answers = AnswerApprovals(index, tail);
+    if (!answers.approved.empty()) {
+      auto outputs = co_await Execute(answers.approved);
+      if (!outputs.has_value()) co_return false;
+      for (size_t i = 0; i < answers.approved.size(); ++i) {
+        answers.rewritten[answers.slots[i]] =
+            ToolResultPart(answers.approved[i], ToolResultOutput((*outputs)[i]));
+      }
+    }
+    tail = std::move(answers.rewritten);
+    co_return true;
+  }
+
+  // Step `index`, its model call not yet made.
+  ModelStep NewStep(int index) {
+    return ModelStep(streams_, result_, *env_.clock, index, step_base_ + index);
+  }
+
+  // The step's model call, once the run's output has room; its events go to `step`.
+  asio::awaitable<bool> CallModel(ModelStep& step, const Json& tools) {
+    if (env_.writable) co_await Room();
+    if (input_.stop.stop_requested()) co_return false;
+    ModelCall call{agent_.system, ForProvider(prompt_), tools, step.index, env_.traceparent};
+    RoomToWrite room(env_.writable, input_.stop);
+    if (env_.writable) call.backpressure = &room;
+    if (result_.timings.model_call_at == absl::InfinitePast()) {
+      result_.timings.model_call_at = env_.clock->Now();
+    }
+    // Named: see docs/decisions.md.
+    std::function<void(ModelEvent)> sink = [&step](ModelEvent e) { step.OnEvent(std::move(e)); };
+    co_await agent_.model->Stream(std::move(call), std::move(sink), input_.stop);
+    co_return !input_.stop.stop_requested();
+  }
+
+  // The turn's end after a failed model call: a stream that breaks after partial output closes
+  // its open parts and says so.
+  StepLoopResult Failed(ModelStep& step) {
+    step.EndOpenBlocks();
+    streams_.Emit({{"type", "error"}, {"errorText", streams_.ErrorText(step.error)}});
+    // Every answer that was started ends like any other, with `finish`, even when the model
+    // failed before its first chunk (the AI SDK then ends with `error` alone): a reader, or a
+    // later recovery, must never take a failed answer for one still streaming.
+    if (step.started) streams_.Emit({{"type", "finish-step"}});
+    EmitFinish("error");
+    result_.finish_reason = "error";
+    result_.error = step.error;
+    result_.response = streams_.reducer().message();
+    return std::move(result_);
+  }
+
+  // The step's tool calls, final only now, at the end of the step (never on JSON that merely
+  // parses): each is written as an input error, an approval request, a client-side call or a
+  // call to execute.
+  struct StepCalls {
     std::vector<ToolCall> to_execute;
-    bool all_answered = true;
+    bool all_answered = true;  // every call has an output once `to_execute` ran
+  };
+  StepCalls AnswerToolCalls(const std::vector<ModelEvent>& calls) {
+    StepCalls out;
     for (const ModelEvent& c : calls) {
-      ToolCall tc{c.id, c.tool_name, Json::object(), agent_.FindTool(c.tool_name)};
-      absl::Status invalid;
-      Json raw_input = c.input;
-      if (!c.input.empty()) {
-        absl::StatusOr<Json> parsed = ParseJson(c.input, kMaxToolInputDepth);
-        if (parsed.ok()) {
-          tc.input = *parsed;
-          raw_input = *parsed;
-        } else {
-          invalid = absl::InvalidArgumentError(absl::StrCat("Invalid input for tool ", c.tool_name,
-                                                            ": ", parsed.status().message()));
-        }
-      }
-      if (invalid.ok() && tc.tool == nullptr) {
-        invalid = absl::NotFoundError(
-            absl::StrCat("Model tried to call unavailable tool '", c.tool_name, "'"));
-      }
-      if (invalid.ok()) {
-        absl::Status schema = CheckInput(tc.tool->input_schema, tc.input);
-        if (!schema.ok()) {
-          invalid = absl::InvalidArgumentError(
-              absl::StrCat("Invalid input for tool ", c.tool_name, ": ", schema.message()));
-        }
-      }
-      if (!invalid.ok()) {
-        streams.Emit({{"type", "tool-input-error"},
-                      {"toolCallId", tc.id},
-                      {"toolName", tc.name},
-                      {"input", raw_input},
-                      {"errorText", std::string(invalid.message())}});
-        streams.EmitOutput(tc, invalid);
+      CheckedCall checked = CheckToolCall(agent_, c);
+      ToolCall& tc = checked.call;
+      if (!checked.invalid.ok()) {
+        streams_.Emit({{"type", "tool-input-error"},
+                       {"toolCallId", tc.id},
+                       {"toolName", tc.name},
+                       {"input", checked.raw_input},
+                       {"errorText", std::string(checked.invalid.message())}});
+        streams_.EmitOutput(tc, checked.invalid);
         continue;
       }
-      streams.Emit({{"type", "tool-input-available"},
-                    {"toolCallId", tc.id},
-                    {"toolName", tc.name},
-                    {"input", tc.input}});
+      streams_.Emit({{"type", "tool-input-available"},
+                     {"toolCallId", tc.id},
+                     {"toolName", tc.name},
+                     {"input", tc.input}});
       if (tc.tool->needs_approval) {
-        streams.Emit({{"type", "tool-approval-request"},
-                      {"approvalId", absl::StrCat("approval-", tc.id)},
-                      {"toolCallId", tc.id}});
-        all_answered = false;
+        streams_.Emit({{"type", "tool-approval-request"},
+                       {"approvalId", absl::StrCat("approval-", tc.id)},
+                       {"toolCallId", tc.id}});
+        out.all_answered = false;
       } else if (!tc.tool->execute) {
-        all_answered = false;  // a client-side tool: the client supplies the output
+        out.all_answered = false;  // a client-side tool: the client supplies the output
       } else {
-        to_execute.push_back(std::move(tc));
+        out.to_execute.push_back(std::move(tc));
       }
     }
-    if (!to_execute.empty()) {
-      if (env_.writable) co_await Room(input.stop);
-      auto outputs = co_await streams.Execute(to_execute, input.stop);
-      if (!outputs.has_value()) co_return stopped();
-    }
-    streams.Emit({{"type", "finish-step"}});
-    finish_reason = step_finish;
+    return out;
+  }
 
-    // The next step's prompt: this step's parts, converted like any assistant message, with the
-    // real tool error texts (the UI may have seen masked ones).
-    const Json& parts = streams.reducer().message()["parts"];
+  // Runs `calls` on the pool once the run's output has room; their outputs are written as
+  // they complete (TurnStreams::Execute).
+  asio::awaitable<std::optional<std::vector<absl::StatusOr<Json>>>> Execute(
+      const std::vector<ToolCall>& calls) {
+    if (env_.writable) co_await Room();
+    co_return co_await streams_.Execute(calls, input_.stop);
+  }
+
+  void EndStep() { streams_.Emit({{"type", "finish-step"}}); }
+
+  // The next step's prompt: this step's parts, converted like any assistant message, with the
+  // real tool error texts (the UI may have seen masked ones).
+  void AddStepToPrompt(const ModelStep& step) {
+    const Json& parts = streams_.reducer().message()["parts"];
     Json step_message = {{"role", "assistant"}, {"parts", Json::array()}};
-    for (size_t i = parts_before; i < parts.size(); ++i) step_message["parts"].push_back(parts[i]);
+    for (size_t i = step.parts_before; i < parts.size(); ++i) {
+      step_message["parts"].push_back(parts[i]);
+    }
     for (Json& m : UiToModelMessages(step_message)) {
       if (MessageRole(m) == "tool") {
         for (Json& r : m["content"]) {
-          auto real = streams.real_errors().find(StringField(r, "toolCallId"));
-          if (real != streams.real_errors().end() &&
+          auto real = streams_.real_errors().find(StringField(r, "toolCallId"));
+          if (real != streams_.real_errors().end() &&
               StringField(r["output"], "type") == "error-text") {
             r["output"]["value"] = real->second;
           }
         }
       }
-      prompt.push_back(std::move(m));
-    }
-    if (calls.empty() || !all_answered) break;
-    if (step + 1 < agent_.options.max_steps && env_.between_steps) {
-      StepLoop::Env::Injection injection = co_await env_.between_steps(step + 1);
-      if (input.stop.stop_requested()) co_return stopped();
-      for (Json& chunk : injection.chunks) streams.Emit(std::move(chunk));
-      for (Json& m : injection.messages) prompt.push_back(std::move(m));
+      prompt_.push_back(std::move(m));
     }
   }
-  finish(finish_reason);
-  result.finish_reason = finish_reason;
-  result.response = streams.reducer().message();
-  co_return result;
+
+  // Env::between_steps, before step `next_step`: what it returns joins the turn.
+  asio::awaitable<bool> Inject(int next_step) {
+    StepLoop::Env::Injection injection = co_await env_.between_steps(next_step);
+    if (input_.stop.stop_requested()) co_return false;
+    for (Json& chunk : injection.chunks) streams_.Emit(std::move(chunk));
+    for (Json& m : injection.messages) prompt_.push_back(std::move(m));
+    co_return true;
+  }
+
+  // The turn's end: `finish`, and the result.
+  StepLoopResult Finished(const std::string& finish_reason) {
+    EmitFinish(finish_reason);
+    result_.finish_reason = finish_reason;
+    result_.response = streams_.reducer().message();
+    return std::move(result_);
+  }
+
+  // The turn's end when its stop came: `abort`, and the result so far.
+  StepLoopResult Stopped() {
+    streams_.Emit({{"type", "abort"}});
+    result_.stopped = true;
+    result_.timings.tools = streams_.tools();
+    result_.response = streams_.reducer().message();
+    return std::move(result_);
+  }
+
+ private:
+  // The approval responses of the prompt's last message, answered: denials and calls that cannot
+  // run become results, approved calls await execution.
+  struct ApprovalAnswers {
+    Json rewritten = Json::array();  // the tool message's new content
+    std::vector<ToolCall> approved;  // to execute
+    std::vector<size_t> slots;       // where each approved call's result goes in `rewritten`
+  };
+  ApprovalAnswers AnswerApprovals(const ApprovalIndex& index, const Json& tail) {
+    ApprovalAnswers out;
+    for (const Json& c : tail.is_array() ? tail : Json::array()) {
+      if (StringField(c, "type") != "tool-approval-response") {
+        out.rewritten.push_back(c);
+        continue;
+      }
+      const ToolCall* call = index.Find(StringField(c, "approvalId"));
+      if (call == nullptr) continue;
+      const ToolCall& tc = *call;
+      if (!BoolField(c, "approved")) {
+        streams_.Emit({{"type", "tool-output-denied"}, {"toolCallId", tc.id}});
+        Json output = {{"type", "execution-denied"}};
+        if (const Json* reason = FindField(c, "reason")) output["reason"] = *reason;
+        out.rewritten.push_back(ToolResultPart(tc, std::move(output)));
+        continue;
+      }
+      if (tc.tool == nullptr || !tc.tool->execute) {
+        absl::Status missing =
+            absl::NotFoundError(absl::StrCat("tool \"", tc.name, "\" is not available to execute"));
+        streams_.EmitOutput(tc, missing);
+        out.rewritten.push_back(ToolResultPart(tc, ToolResultOutput(missing)));
+        continue;
+      }
+      out.approved.push_back(tc);
+      out.slots.push_back(out.rewritten.size());
+      out.rewritten.push_back(Json());  // filled with the result once executed
+    }
+    return out;
+  }
+
+  // Every `finish` of the turn carries its metadata (the turn timings), made as it is written.
+  void EmitFinish(const std::string& reason) {
+    result_.timings.tools = streams_.tools();
+    Json chunk = {{"type", "finish"}, {"finishReason", reason}};
+    if (input_.finish_metadata) {
+      Json metadata = input_.finish_metadata(result_.timings);
+      if (!metadata.is_null()) chunk["messageMetadata"] = std::move(metadata);
+    }
+    streams_.Emit(std::move(chunk));
+  }
+
+  // Waits for Env::writable.
+  asio::awaitable<void> Room() { co_await env_.writable(input_.stop); }
+
+  const Agent& agent_;
+  const StepLoop::Env& env_;
+  StepLoopInput input_;  // its prompt moved to prompt_
+  Json prompt_;          // model messages: the input's, then each step's
+  const int step_base_;  // steps the continued message holds already
+  TurnStreams streams_;
+  StepLoopResult result_;
+};
+
+}  // namespace
+
+// A turn: `start`, the approvals pending at the end of the prompt, then steps (a model call and
+// the tools it called) while every call has an output, then `finish`.
+asio::awaitable<StepLoopResult> StepLoop::Run(StepLoopInput input) {
+  Json start_message = StartMessage(input);
+  StepLoopTurn turn(agent_, env_, std::move(input), std::move(start_message));
+  turn.Start();
+  if (!co_await turn.ResolveApprovals()) co_return turn.Stopped();
+  const Json tools = ToolsForModel(agent_);
+  std::string finish_reason = "stop";
+  for (int index = 0; index < agent_.options.max_steps; ++index) {
+    ModelStep step = turn.NewStep(index);
+    if (!co_await turn.CallModel(step, tools)) co_return turn.Stopped();
+    if (!step.error.empty()) co_return turn.Failed(step);
+    step.Start();
+    step.EndOpenBlocks();
+    StepLoopTurn::StepCalls calls = turn.AnswerToolCalls(step.calls);
+    if (!calls.to_execute.empty()) {
+      auto outputs = co_await turn.Execute(calls.to_execute);
+      if (!outputs.has_value()) co_return turn.Stopped();
+    }
+    turn.EndStep();
+    finish_reason = step.finish_reason;
+    turn.AddStepToPrompt(step);
+    if (step.calls.empty() || !calls.all_answered) break;
+    if (index + 1 < agent_.options.max_steps && env_.between_steps) {
+      if (!co_await turn.Inject(index + 1)) co_return turn.Stopped();
+    }
+  }
+  co_return turn.Finished(finish_reason);
 }
 
 }  // namespace baton

@@ -77,9 +77,6 @@ class StepLoop {
   asio::awaitable<StepLoopResult> Run(StepLoopInput input);
 
  private:
-  // Waits for Env::writable, when there is one.
-  asio::awaitable<void> Room(std::stop_token stop);
-
   const Agent& agent_;
   Env env_;
 };

@@ -139,6 +139,37 @@ v1::RunEnd RunEndProto(RunOutcome::Kind kind) {
   return v1::RUN_END_UNSPECIFIED;
 }
 
+// A fresh assistant message id (RunHost::new_message_id).
+std::string NewMessageId() {
+  absl::BitGen gen;
+  return absl::StrFormat("msg_%016x", absl::Uniform<uint64_t>(gen));
+}
+
+// What the run boots with: the assignment's fields, and what DecodeAssignment decodes (its
+// error is the RunRejected reason).
+absl::StatusOr<BootRequest> BootRequestOf(const v1::AssignRun& assign, absl::Time received) {
+  BootRequest boot;
+  boot.run_id = assign.run_id();
+  boot.chat_id = assign.chat_id();
+  boot.trigger = std::string(TriggerName(assign.trigger()));
+  boot.continuation = assign.continuation();
+  boot.resume = assign.resume();
+  boot.previous_run_id = assign.previous_run_id();
+  boot.attempt = assign.attempt();
+  boot.assigned_at = received;
+  if (assign.queued_at_unix_ms() > 0) {
+    boot.queued_at = absl::FromUnixMillis(assign.queued_at_unix_ms());
+  }
+  if (ValidTraceparent(assign.traceparent())) boot.traceparent = assign.traceparent();
+  absl::StatusOr<Assignment> decoded = DecodeAssignment(assign);
+  if (!decoded.ok()) return decoded.status();
+  boot.payload = std::move(decoded->payload);
+  boot.snapshot = std::move(decoded->snapshot);
+  boot.pending = std::move(decoded->pending);
+  boot.out_tail = std::move(decoded->out_tail);
+  return boot;
+}
+
 }  // namespace
 
 v1::AgentInfo DescribeAgent(const std::string& name, const std::string& version,
@@ -521,131 +552,124 @@ Worker::Slot* Worker::Find(const std::string& run_id, int64_t lease_token) {
 
 void Worker::OnAssign(const v1::AssignRun& assign) {
   absl::Time received = clock_.Now();
-  auto reject = [&](std::string reason) {
-    runs_rejected_.Add(1);
-    bool slot_free = reason != "no-capacity";
-    v1::WorkerFrame frame;
-    v1::RunRejected& rejected = *frame.mutable_run_rejected();
-    rejected.set_run_id(assign.run_id());
-    rejected.set_lease_token(assign.lease_token());
-    rejected.set_reason(ClipText(reason, kMaxRunReasonBytes));
-    Send(std::move(frame));
-    if (slot_free) SendCredit(1);  // the slot it would have taken is still free
-  };
   auto agent = agents_.find(assign.agent());
-  if (draining_) return reject("draining");
-  if (agent == agents_.end()) return reject("unknown-agent");
-  if (live_runs_ >= options_.capacity) return reject("no-capacity");
-  if (slots_.count(assign.run_id()) > 0) return reject("duplicate-run");
-
-  BootRequest boot;
-  boot.run_id = assign.run_id();
-  boot.chat_id = assign.chat_id();
-  boot.trigger = std::string(TriggerName(assign.trigger()));
-  boot.continuation = assign.continuation();
-  boot.resume = assign.resume();
-  boot.previous_run_id = assign.previous_run_id();
-  boot.attempt = assign.attempt();
-  boot.assigned_at = received;
-  if (assign.queued_at_unix_ms() > 0)
-    boot.queued_at = absl::FromUnixMillis(assign.queued_at_unix_ms());
-  if (ValidTraceparent(assign.traceparent())) boot.traceparent = assign.traceparent();
-  absl::StatusOr<Assignment> decoded = DecodeAssignment(assign);
-  if (!decoded.ok()) {
+  if (draining_) return Reject(assign, "draining");
+  if (agent == agents_.end()) return Reject(assign, "unknown-agent");
+  if (live_runs_ >= options_.capacity) return Reject(assign, "no-capacity");
+  if (slots_.count(assign.run_id()) > 0) return Reject(assign, "duplicate-run");
+  absl::StatusOr<BootRequest> boot = BootRequestOf(assign, received);
+  if (!boot.ok()) {
     // The reason starts with bad-payload, bad-snapshot, ...: the orchestrator fails the run
     // (no worker could read it) and its error says what was wrong.
     LogJson("warn", "an assignment does not decode: rejected",
-            {{"run_id", assign.run_id()}, {"error", std::string(decoded.status().message())}});
-    return reject(std::string(decoded.status().message()));
+            {{"run_id", assign.run_id()}, {"error", std::string(boot.status().message())}});
+    return Reject(assign, std::string(boot.status().message()));
   }
-  boot.payload = std::move(decoded->payload);
-  boot.snapshot = std::move(decoded->snapshot);
-  boot.pending = std::move(decoded->pending);
-  boot.out_tail = std::move(decoded->out_tail);
   auto slot = std::make_unique<Slot>();
-  if (!boot.pending.empty()) slot->delivered_in = boot.pending.back().seq;
+  if (!boot->pending.empty()) slot->delivered_in = boot->pending.back().seq;
   slot->run_id = assign.run_id();
   slot->lease_token = assign.lease_token();
   slot->next_out = slot->sent_out = slot->acked_out = assign.out_seq();
-  slot->delivered_in = std::max(slot->delivered_in, SnapshotInSeq(boot.snapshot));
+  slot->delivered_in = std::max(slot->delivered_in, SnapshotInSeq(boot->snapshot));
   Slot* s = slot.get();
+  const Agent& chosen = *agent->second.agent;
+  slot->run = std::make_shared<ChatRun>(chosen, HostFor(*s), *std::move(boot));
+  slots_[assign.run_id()] = std::move(slot);
+  ++live_runs_;
+  slots_used_.Set(live_runs_);
+  slots_free_.Set(options_.capacity - live_runs_);
+  runs_accepted_.Add(1);
+  StartRun(assign, *s, received);
+}
 
+void Worker::Reject(const v1::AssignRun& assign, const std::string& reason) {
+  runs_rejected_.Add(1);
+  bool slot_free = reason != "no-capacity";
+  v1::WorkerFrame frame;
+  v1::RunRejected& rejected = *frame.mutable_run_rejected();
+  rejected.set_run_id(assign.run_id());
+  rejected.set_lease_token(assign.lease_token());
+  rejected.set_reason(ClipText(reason, kMaxRunReasonBytes));
+  Send(std::move(frame));
+  if (slot_free) SendCredit(1);  // the slot it would have taken is still free
+}
+
+RunHost Worker::HostFor(Slot& slot) {
+  Slot* s = &slot;
   RunHost host;
   host.executor = executor_;
   host.clock = &clock_;
   host.pool = &pool_;
-  host.write = [this, s](OutRecord record) {
-    record.seq = ++s->next_out;
-    v1::OutRecord proto = OutRecordToProto(record);
-    size_t bytes = proto.ByteSizeLong();
-    if (bytes > kMaxOutRecordBytes) {
-      // The orchestrator would refuse the batch and fail the run: readers get an error instead
-      // of the chunk, and the turn goes on.
-      std::string what =
-          absl::StrCat("a \"", record.Type(), "\" chunk of ", bytes, " bytes exceeds the limit of ",
-                       kMaxOutRecordBytes, " bytes of a .out record and was dropped");
-      LogJson("warn", "dropped an oversized chunk", {{"run_id", s->run_id}, {"error", what}});
-      proto = OutRecordToProto(OutRecord::Chunk(Json{{"type", "error"}, {"errorText", what}}));
-      proto.set_seq(record.seq);
-      bytes = proto.ByteSizeLong();
-    }
-    s->unacked.push_back(std::move(proto));
-    s->unacked_bytes += bytes;
-    unacked_bytes_ += bytes;
-    unacked_bytes_gauge_.Add(static_cast<int64_t>(bytes));
-    out_records_.Add(1);
-    unacked_.Add(1);
-    ScheduleFlush(*s);
-    return record.seq;
-  };
+  host.write = [this, s](OutRecord record) { return WriteOut(*s, std::move(record)); };
   host.writable = [this, s](std::stop_token stop) { return WaitForRoom(s->run_id, stop); };
-  host.save_snapshot = [this, s](Json snapshot) {
-    v1::Snapshot frame;
-    frame.set_run_id(s->run_id);
-    frame.set_lease_token(s->lease_token);
-    frame.set_in_seq(SnapshotInSeq(snapshot));
-    frame.set_out_seq(SnapshotOutSeq(snapshot));
-    frame.set_snapshot_json(DumpJson(snapshot));
-    s->snapshot = std::move(frame);
-    Flush(*s);  // the records it refers to go first
-    SendSnapshot(*s->snapshot);
-  };
+  host.save_snapshot = [this, s](Json snapshot) { SaveSnapshot(*s, std::move(snapshot)); };
   host.finished = [this, s](const RunOutcome& outcome) { RunEnded(*s, outcome); };
   if (observe) {
     host.observe = [this, s](std::string_view hook, const Json& args) {
       observe(s->run_id, hook, args);
     };
   }
-  host.timings = [this](const TurnTimings& t) {
-    auto observe = [](Histogram& h, const std::optional<absl::Duration>& d) {
-      if (d.has_value()) h.Observe(absl::ToDoubleSeconds(*d));
-    };
-    observe(turn_queued_, t.queued);
-    observe(turn_boot_, t.boot);
-    observe(turn_hooks_, t.hooks);
-    observe(turn_handover_, t.handover);
-    observe(turn_model_first_byte_, t.model_first_byte);
-    observe(turn_tools_, t.tools);
-    observe(turn_total_, t.turn);
-  };
-  host.new_message_id = [] {
-    absl::BitGen gen;
-    return absl::StrFormat("msg_%016x", absl::Uniform<uint64_t>(gen));
-  };
+  host.timings = [this](const TurnTimings& t) { ObserveTimings(t); };
+  host.new_message_id = NewMessageId;
+  return host;
+}
 
-  const Agent& chosen = *agent->second.agent;
-  slot->run = std::make_shared<ChatRun>(chosen, std::move(host), std::move(boot));
-  slots_[assign.run_id()] = std::move(slot);
-  ++live_runs_;
-  slots_used_.Set(live_runs_);
-  slots_free_.Set(options_.capacity - live_runs_);
-  runs_accepted_.Add(1);
+int64_t Worker::WriteOut(Slot& slot, OutRecord record) {
+  record.seq = ++slot.next_out;
+  v1::OutRecord proto = OutRecordToProto(record);
+  size_t bytes = proto.ByteSizeLong();
+  if (bytes > kMaxOutRecordBytes) {
+    // The orchestrator would refuse the batch and fail the run: readers get an error instead
+    // of the chunk, and the turn goes on.
+    std::string what =
+        absl::StrCat("a \"", record.Type(), "\" chunk of ", bytes, " bytes exceeds the limit of ",
+                     kMaxOutRecordBytes, " bytes of a .out record and was dropped");
+    LogJson("warn", "dropped an oversized chunk", {{"run_id", slot.run_id}, {"error", what}});
+    proto = OutRecordToProto(OutRecord::Chunk(Json{{"type", "error"}, {"errorText", what}}));
+    proto.set_seq(record.seq);
+    bytes = proto.ByteSizeLong();
+  }
+  slot.unacked.push_back(std::move(proto));
+  slot.unacked_bytes += bytes;
+  unacked_bytes_ += bytes;
+  unacked_bytes_gauge_.Add(static_cast<int64_t>(bytes));
+  out_records_.Add(1);
+  unacked_.Add(1);
+  ScheduleFlush(slot);
+  return record.seq;
+}
 
+void Worker::SaveSnapshot(Slot& slot, Json snapshot) {
+  v1::Snapshot frame;
+  frame.set_run_id(slot.run_id);
+  frame.set_lease_token(slot.lease_token);
+  frame.set_in_seq(SnapshotInSeq(snapshot));
+  frame.set_out_seq(SnapshotOutSeq(snapshot));
+  frame.set_snapshot_json(DumpJson(snapshot));
+  slot.snapshot = std::move(frame);
+  Flush(slot);  // the records it refers to go first
+  SendSnapshot(*slot.snapshot);
+}
+
+void Worker::ObserveTimings(const TurnTimings& t) {
+  auto observe = [](Histogram& h, const std::optional<absl::Duration>& d) {
+    if (d.has_value()) h.Observe(absl::ToDoubleSeconds(*d));
+  };
+  observe(turn_queued_, t.queued);
+  observe(turn_boot_, t.boot);
+  observe(turn_hooks_, t.hooks);
+  observe(turn_handover_, t.handover);
+  observe(turn_model_first_byte_, t.model_first_byte);
+  observe(turn_tools_, t.tools);
+  observe(turn_total_, t.turn);
+}
+
+void Worker::StartRun(const v1::AssignRun& assign, Slot& slot, absl::Time received) {
   v1::WorkerFrame frame;
   frame.mutable_run_accepted()->set_run_id(assign.run_id());
   frame.mutable_run_accepted()->set_lease_token(assign.lease_token());
   Send(std::move(frame));
-  s->run->Start();
+  slot.run->Start();
   boot_seconds_.Observe(absl::ToDoubleSeconds(clock_.Now() - received));
   LogJson("debug", "run started",
           {{"worker_id", options_.worker_id},

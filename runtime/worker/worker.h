@@ -104,7 +104,20 @@ class Worker {
   void OnFrame(Stream* stream, baton::v1::GatewayFrame frame);
   void OnStreamEnd(Stream* stream);
   void OnWelcome(const baton::v1::Welcome& welcome);
+  // A run assigned: rejected (Reject), or a slot with a ChatRun on a RunHost (HostFor), then
+  // accepted and started (StartRun).
   void OnAssign(const baton::v1::AssignRun& assign);
+  void Reject(const baton::v1::AssignRun& assign, const std::string& reason);
+  // The run's host: its output path is WriteOut and SaveSnapshot on `slot`.
+  RunHost HostFor(Slot& slot);
+  void StartRun(const baton::v1::AssignRun& assign, Slot& slot, absl::Time received);
+  // RunHost::write: numbers the record, converts it, keeps it in slot.unacked until acked, and
+  // schedules its flush. A record too large for `.out` becomes an `error` chunk.
+  int64_t WriteOut(Slot& slot, OutRecord record);
+  // RunHost::save_snapshot: flushes the records it refers to, then sends it (kept for a resend).
+  void SaveSnapshot(Slot& slot, Json snapshot);
+  // RunHost::timings: the turn's timings into their histograms.
+  void ObserveTimings(const TurnTimings& timings);
   void OnDeliver(const baton::v1::Deliver& deliver);
   void OnAck(const baton::v1::Ack& ack);
   void Revoked(const std::string& run_id, int64_t lease_token);
