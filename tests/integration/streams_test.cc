@@ -185,12 +185,19 @@ TEST(StreamsTest, AWorkerThatStopsReadingIsClosedAndItsRunRetriedElsewhere) {
       [](const std::vector<Json>& records) { return CountControl(records, "turn-complete") >= 1; },
       std::chrono::seconds(120));
   EXPECT_EQ(Text(out), "Answered elsewhere.");
+  // Attempt 2 took the whole backlog and kept its lease (a worker whose heartbeat answers wait
+  // behind the deliveries must not take its stream for dead). A run after it can only be the
+  // chat's own suspension and resume: on a slow machine the idle agent suspends before the
+  // test gets here.
   std::vector<v1::Run> runs = stack->Runs("s1");
-  ASSERT_EQ(runs.size(), 2u);
+  ASSERT_GE(runs.size(), 2u);
   EXPECT_EQ(runs[0].state(), v1::RUN_STATE_LOST);
   EXPECT_EQ(runs[0].worker_id(), "reads-nothing");
   EXPECT_EQ(runs[1].attempt(), 2);
   EXPECT_NE(runs[1].worker_id(), "reads-nothing");
+  for (size_t i = 1; i < runs.size(); ++i) {
+    EXPECT_NE(runs[i].state(), v1::RUN_STATE_LOST) << runs[i].run_id() << " " << runs[i].reason();
+  }
 }
 
 // A retry of a chat whose first attempt left 6 MB of records unanswered: its assignment carries
