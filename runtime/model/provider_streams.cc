@@ -117,109 +117,136 @@ absl::Status AnthropicStream::OnEvent(const SseEvent& event, std::vector<ModelEv
   std::string type = StringField(e, "type");
   if (type.empty()) type = event.event;
 
-  if (type == "message_start") {
-    const Json* message = FindField(e, "message");
-    std::string id = message != nullptr ? StringField(*message, "id") : "";
-    if (!message_id_.empty() && id != message_id_) {
-      // A second generation spliced into this one: stop, and keep none of it (V14b).
-      Fail("the model's stream began a second message", false, out);
-      return absl::DataLossError("anthropic stream: a second message_start with another id");
-    }
-    message_id_ = id;
-    if (message != nullptr) {
-      if (const Json* usage = FindField(*message, "usage")) {
-        usage_.input_tokens = Count(*usage, "input_tokens");
-        if (auto o = Count(*usage, "output_tokens")) usage_.output_tokens = o;
-      }
-    }
-  } else if (type == "content_block_start") {
-    int64_t index = IntField(e, "index", -1);
-    const Json* block = FindField(e, "content_block");
-    if (index < 0 || block == nullptr) return absl::OkStatus();
-    Block b;
-    b.type = StringField(*block, "type");
-    std::string id = absl::StrCat(index);
-    if (b.type == "text") {
-      out.push_back(ModelEvent::Of(ModelEvent::Type::kTextStart, id));
-    } else if (b.type == "thinking") {
-      out.push_back(ModelEvent::Of(ModelEvent::Type::kReasoningStart, id));
-    } else if (b.type == "redacted_thinking") {
-      ModelEvent start = ModelEvent::Of(ModelEvent::Type::kReasoningStart, id);
-      start.provider_metadata = {{"anthropic", {{"redactedData", StringField(*block, "data")}}}};
-      out.push_back(std::move(start));
-    } else if (b.type == "tool_use") {
-      b.id = StringField(*block, "id");
-      b.name = StringField(*block, "name");
-      ModelEvent start = ModelEvent::Of(ModelEvent::Type::kToolInputStart, b.id);
-      start.tool_name = b.name;
-      out.push_back(std::move(start));
-    }
-    blocks_[index] = std::move(b);
+  if (type == "message_start") return OnMessageStart(e, out);
+  if (type == "content_block_start") {
+    OnBlockStart(e, out);
   } else if (type == "content_block_delta") {
-    auto it = blocks_.find(IntField(e, "index", -1));
-    const Json* delta = FindField(e, "delta");
-    if (it == blocks_.end() || delta == nullptr) return absl::OkStatus();
-    std::string id = absl::StrCat(it->first);
-    std::string dtype = StringField(*delta, "type");
-    if (dtype == "text_delta") {
-      ModelEvent d = ModelEvent::Of(ModelEvent::Type::kTextDelta, id);
-      d.delta = StringField(*delta, "text");
-      out.push_back(std::move(d));
-    } else if (dtype == "thinking_delta") {
-      ModelEvent d = ModelEvent::Of(ModelEvent::Type::kReasoningDelta, id);
-      d.delta = StringField(*delta, "thinking");
-      out.push_back(std::move(d));
-    } else if (dtype == "signature_delta") {
-      ModelEvent d = ModelEvent::Of(ModelEvent::Type::kReasoningDelta, id);
-      d.provider_metadata = {{"anthropic", {{"signature", StringField(*delta, "signature")}}}};
-      out.push_back(std::move(d));
-    } else if (dtype == "input_json_delta") {
-      std::string part = StringField(*delta, "partial_json");
-      if (part.empty() || it->second.type != "tool_use") return absl::OkStatus();
-      it->second.input += part;
-      ModelEvent d = ModelEvent::Of(ModelEvent::Type::kToolInputDelta, it->second.id);
-      d.delta = std::move(part);
-      out.push_back(std::move(d));
-    }
+    OnBlockDelta(e, out);
   } else if (type == "content_block_stop") {
-    auto it = blocks_.find(IntField(e, "index", -1));
-    if (it == blocks_.end()) return absl::OkStatus();
-    const Block& b = it->second;
-    std::string id = absl::StrCat(it->first);
-    if (b.type == "text") {
-      out.push_back(ModelEvent::Of(ModelEvent::Type::kTextEnd, id));
-    } else if (b.type == "thinking" || b.type == "redacted_thinking") {
-      out.push_back(ModelEvent::Of(ModelEvent::Type::kReasoningEnd, id));
-    } else if (b.type == "tool_use") {
-      ModelEvent call = ModelEvent::Of(ModelEvent::Type::kToolCall, b.id);
-      call.tool_name = b.name;
-      call.input = b.input;  // "" means {}
-      out.push_back(std::move(call));
-    }
-    blocks_.erase(it);
+    OnBlockStop(e, out);
   } else if (type == "message_delta") {
-    if (const Json* delta = FindField(e, "delta"))
-      stop_reason_ = StringField(*delta, "stop_reason");
-    if (const Json* usage = FindField(e, "usage")) {
-      // Counts here are cumulative: they replace, never add.
-      if (auto o = Count(*usage, "output_tokens")) usage_.output_tokens = o;
-      if (auto i = Count(*usage, "input_tokens")) usage_.input_tokens = i;
-    }
+    OnMessageDelta(e);
   } else if (type == "message_stop") {
-    ModelEvent finish = ModelEvent::Of(ModelEvent::Type::kFinish);
-    finish.finish_reason = AnthropicFinishReason(stop_reason_);
-    finish.usage = usage_;
-    out.push_back(std::move(finish));
-    done_ = true;
+    OnMessageStop(out);
   } else if (type == "error") {
-    const Json* error = FindField(e, "error");
-    std::string etype = error != nullptr ? StringField(*error, "type") : "";
-    std::string message = error != nullptr ? StringField(*error, "message") : "";
-    Fail(message.empty() ? "the model's stream reported an error" : message,
-         RetryableAnthropicError(etype), out);
+    OnError(e, out);
   }
   // ping and event types added later are ignored.
   return absl::OkStatus();
+}
+
+absl::Status AnthropicStream::OnMessageStart(const Json& e, std::vector<ModelEvent>& out) {
+  const Json* message = FindField(e, "message");
+  std::string id = message != nullptr ? StringField(*message, "id") : "";
+  if (!message_id_.empty() && id != message_id_) {
+    // A second generation spliced into this one: stop, and keep none of it (V14b).
+    Fail("the model's stream began a second message", false, out);
+    return absl::DataLossError("anthropic stream: a second message_start with another id");
+  }
+  message_id_ = id;
+  if (message != nullptr) {
+    if (const Json* usage = FindField(*message, "usage")) {
+      usage_.input_tokens = Count(*usage, "input_tokens");
+      if (auto o = Count(*usage, "output_tokens")) usage_.output_tokens = o;
+    }
+  }
+  return absl::OkStatus();
+}
+
+void AnthropicStream::OnBlockStart(const Json& e, std::vector<ModelEvent>& out) {
+  int64_t index = IntField(e, "index", -1);
+  const Json* block = FindField(e, "content_block");
+  if (index < 0 || block == nullptr) return;
+  Block b;
+  b.type = StringField(*block, "type");
+  std::string id = absl::StrCat(index);
+  if (b.type == "text") {
+    out.push_back(ModelEvent::Of(ModelEvent::Type::kTextStart, id));
+  } else if (b.type == "thinking") {
+    out.push_back(ModelEvent::Of(ModelEvent::Type::kReasoningStart, id));
+  } else if (b.type == "redacted_thinking") {
+    ModelEvent start = ModelEvent::Of(ModelEvent::Type::kReasoningStart, id);
+    start.provider_metadata = {{"anthropic", {{"redactedData", StringField(*block, "data")}}}};
+    out.push_back(std::move(start));
+  } else if (b.type == "tool_use") {
+    b.id = StringField(*block, "id");
+    b.name = StringField(*block, "name");
+    ModelEvent start = ModelEvent::Of(ModelEvent::Type::kToolInputStart, b.id);
+    start.tool_name = b.name;
+    out.push_back(std::move(start));
+  }
+  blocks_[index] = std::move(b);
+}
+
+void AnthropicStream::OnBlockDelta(const Json& e, std::vector<ModelEvent>& out) {
+  auto it = blocks_.find(IntField(e, "index", -1));
+  const Json* delta = FindField(e, "delta");
+  if (it == blocks_.end() || delta == nullptr) return;
+  std::string id = absl::StrCat(it->first);
+  std::string dtype = StringField(*delta, "type");
+  if (dtype == "text_delta") {
+    ModelEvent d = ModelEvent::Of(ModelEvent::Type::kTextDelta, id);
+    d.delta = StringField(*delta, "text");
+    out.push_back(std::move(d));
+  } else if (dtype == "thinking_delta") {
+    ModelEvent d = ModelEvent::Of(ModelEvent::Type::kReasoningDelta, id);
+    d.delta = StringField(*delta, "thinking");
+    out.push_back(std::move(d));
+  } else if (dtype == "signature_delta") {
+    ModelEvent d = ModelEvent::Of(ModelEvent::Type::kReasoningDelta, id);
+    d.provider_metadata = {{"anthropic", {{"signature", StringField(*delta, "signature")}}}};
+    out.push_back(std::move(d));
+  } else if (dtype == "input_json_delta") {
+    std::string part = StringField(*delta, "partial_json");
+    if (part.empty() || it->second.type != "tool_use") return;
+    it->second.input += part;
+    ModelEvent d = ModelEvent::Of(ModelEvent::Type::kToolInputDelta, it->second.id);
+    d.delta = std::move(part);
+    out.push_back(std::move(d));
+  }
+}
+
+void AnthropicStream::OnBlockStop(const Json& e, std::vector<ModelEvent>& out) {
+  auto it = blocks_.find(IntField(e, "index", -1));
+  if (it == blocks_.end()) return;
+  const Block& b = it->second;
+  std::string id = absl::StrCat(it->first);
+  if (b.type == "text") {
+    out.push_back(ModelEvent::Of(ModelEvent::Type::kTextEnd, id));
+  } else if (b.type == "thinking" || b.type == "redacted_thinking") {
+    out.push_back(ModelEvent::Of(ModelEvent::Type::kReasoningEnd, id));
+  } else if (b.type == "tool_use") {
+    ModelEvent call = ModelEvent::Of(ModelEvent::Type::kToolCall, b.id);
+    call.tool_name = b.name;
+    call.input = b.input;  // "" means {}
+    out.push_back(std::move(call));
+  }
+  blocks_.erase(it);
+}
+
+void AnthropicStream::OnMessageDelta(const Json& e) {
+  if (const Json* delta = FindField(e, "delta")) stop_reason_ = StringField(*delta, "stop_reason");
+  if (const Json* usage = FindField(e, "usage")) {
+    // Counts here are cumulative: they replace, never add.
+    if (auto o = Count(*usage, "output_tokens")) usage_.output_tokens = o;
+    if (auto i = Count(*usage, "input_tokens")) usage_.input_tokens = i;
+  }
+}
+
+void AnthropicStream::OnMessageStop(std::vector<ModelEvent>& out) {
+  ModelEvent finish = ModelEvent::Of(ModelEvent::Type::kFinish);
+  finish.finish_reason = AnthropicFinishReason(stop_reason_);
+  finish.usage = usage_;
+  out.push_back(std::move(finish));
+  done_ = true;
+}
+
+void AnthropicStream::OnError(const Json& e, std::vector<ModelEvent>& out) {
+  const Json* error = FindField(e, "error");
+  std::string etype = error != nullptr ? StringField(*error, "type") : "";
+  std::string message = error != nullptr ? StringField(*error, "message") : "";
+  Fail(message.empty() ? "the model's stream reported an error" : message,
+       RetryableAnthropicError(etype), out);
 }
 
 void AnthropicStream::Finish(std::vector<ModelEvent>& out) {
@@ -261,40 +288,7 @@ void OpenAiStream::CloseReasoning(std::vector<ModelEvent>& out) {
 absl::Status OpenAiStream::OnEvent(const SseEvent& event, std::vector<ModelEvent>& out) {
   if (done_) return absl::OkStatus();
   if (event.data == "[DONE]") {
-    if (finish_reason_.empty()) {
-      Fail("the model's stream ended without a finish reason", false, out);
-      return absl::OkStatus();
-    }
-    CloseText(out);
-    CloseReasoning(out);
-    // Calls are final only now, in index order; a call whose id never came gets one.
-    for (auto& [index, call] : calls_) {
-      // A server that never sends an id: one made from the response id stays unique per step.
-      if (call.id.empty()) {
-        call.id = response_id_.empty() ? absl::StrCat("call_", index)
-                                       : absl::StrCat("call_", response_id_, "_", index);
-      }
-      if (!call.started) {
-        ModelEvent start = ModelEvent::Of(ModelEvent::Type::kToolInputStart, call.id);
-        start.tool_name = call.name;
-        out.push_back(std::move(start));
-        call.started = true;
-      }
-      if (call.sent < call.arguments.size()) {
-        ModelEvent d = ModelEvent::Of(ModelEvent::Type::kToolInputDelta, call.id);
-        d.delta = call.arguments.substr(call.sent);
-        out.push_back(std::move(d));
-      }
-      ModelEvent c = ModelEvent::Of(ModelEvent::Type::kToolCall, call.id);
-      c.tool_name = call.name;
-      c.input = call.arguments;
-      out.push_back(std::move(c));
-    }
-    ModelEvent finish = ModelEvent::Of(ModelEvent::Type::kFinish);
-    finish.finish_reason = OpenAiFinishReason(finish_reason_);
-    finish.usage = usage_;
-    out.push_back(std::move(finish));
-    done_ = true;
+    OnDone(out);
     return absl::OkStatus();
   }
   absl::StatusOr<Json> parsed =
@@ -307,75 +301,125 @@ absl::Status OpenAiStream::OnEvent(const SseEvent& event, std::vector<ModelEvent
          false, out);
     return absl::InvalidArgumentError(absl::StrCat("openai stream: ", parsed.status().message()));
   }
-  const Json& chunk = *parsed;
+  OnChunk(*parsed, out);
+  return absl::OkStatus();
+}
+
+void OpenAiStream::OnDone(std::vector<ModelEvent>& out) {
+  if (finish_reason_.empty()) {
+    Fail("the model's stream ended without a finish reason", false, out);
+    return;
+  }
+  CloseText(out);
+  CloseReasoning(out);
+  FinishCalls(out);
+  ModelEvent finish = ModelEvent::Of(ModelEvent::Type::kFinish);
+  finish.finish_reason = OpenAiFinishReason(finish_reason_);
+  finish.usage = usage_;
+  out.push_back(std::move(finish));
+  done_ = true;
+}
+
+void OpenAiStream::FinishCalls(std::vector<ModelEvent>& out) {
+  // Calls are final only now, in index order; a call whose id never came gets one.
+  for (auto& [index, call] : calls_) {
+    // A server that never sends an id: one made from the response id stays unique per step.
+    if (call.id.empty()) {
+      call.id = response_id_.empty() ? absl::StrCat("call_", index)
+                                     : absl::StrCat("call_", response_id_, "_", index);
+    }
+    if (!call.started) {
+      ModelEvent start = ModelEvent::Of(ModelEvent::Type::kToolInputStart, call.id);
+      start.tool_name = call.name;
+      out.push_back(std::move(start));
+      call.started = true;
+    }
+    if (call.sent < call.arguments.size()) {
+      ModelEvent d = ModelEvent::Of(ModelEvent::Type::kToolInputDelta, call.id);
+      d.delta = call.arguments.substr(call.sent);
+      out.push_back(std::move(d));
+    }
+    ModelEvent c = ModelEvent::Of(ModelEvent::Type::kToolCall, call.id);
+    c.tool_name = call.name;
+    c.input = call.arguments;
+    out.push_back(std::move(c));
+  }
+}
+
+void OpenAiStream::OnChunk(const Json& chunk, std::vector<ModelEvent>& out) {
   if (response_id_.empty()) response_id_ = StringField(chunk, "id");
   if (const Json* error = FindField(chunk, "error"); error != nullptr && !error->is_null()) {
     std::string message = StringField(*error, "message");
     std::string type = StringField(*error, "type");
     Fail(message.empty() ? "the model's stream reported an error" : message,
          type == "server_error" || type == "rate_limit_exceeded", out);
-    return absl::OkStatus();
+    return;
   }
   if (const Json* usage = FindField(chunk, "usage"); usage != nullptr && usage->is_object()) {
     usage_.input_tokens = Count(*usage, "prompt_tokens");
     usage_.output_tokens = Count(*usage, "completion_tokens");
   }
   const Json* choices = FindField(chunk, "choices");
-  if (choices == nullptr || !choices->is_array() || choices->empty()) return absl::OkStatus();
+  if (choices == nullptr || !choices->is_array() || choices->empty()) return;
   const Json& choice = (*choices)[0];
   if (const Json* delta = FindField(choice, "delta"); delta != nullptr && delta->is_object()) {
-    std::string reasoning = StringField(*delta, "reasoning_content");
-    if (reasoning.empty()) reasoning = StringField(*delta, "reasoning");
-    if (!reasoning.empty()) {
-      if (!reasoning_open_) {
-        out.push_back(ModelEvent::Of(ModelEvent::Type::kReasoningStart, "reasoning-0"));
-        reasoning_open_ = true;
-      }
-      ModelEvent d = ModelEvent::Of(ModelEvent::Type::kReasoningDelta, "reasoning-0");
-      d.delta = std::move(reasoning);
-      out.push_back(std::move(d));
-    }
-    std::string content = StringField(*delta, "content");
-    if (!content.empty()) {
-      CloseReasoning(out);
-      if (!text_open_) {
-        out.push_back(ModelEvent::Of(ModelEvent::Type::kTextStart, "txt-0"));
-        text_open_ = true;
-      }
-      ModelEvent d = ModelEvent::Of(ModelEvent::Type::kTextDelta, "txt-0");
-      d.delta = std::move(content);
-      out.push_back(std::move(d));
-    }
-    const Json* tool_calls = FindField(*delta, "tool_calls");
-    if (tool_calls != nullptr && tool_calls->is_array()) {
-      CloseReasoning(out);
-      for (const Json& tc : *tool_calls) {
-        Call& call = calls_[IntField(tc, "index", 0)];
-        if (std::string id = StringField(tc, "id"); !id.empty() && call.id.empty()) call.id = id;
-        if (const Json* fn = FindField(tc, "function")) {
-          if (std::string name = StringField(*fn, "name"); !name.empty()) call.name = name;
-          call.arguments += StringField(*fn, "arguments");
-        }
-        // Buffer until both id and name are known, then start and send what was held.
-        if (!call.started && !call.id.empty() && !call.name.empty()) {
-          ModelEvent start = ModelEvent::Of(ModelEvent::Type::kToolInputStart, call.id);
-          start.tool_name = call.name;
-          out.push_back(std::move(start));
-          call.started = true;
-        }
-        if (call.started && call.sent < call.arguments.size()) {
-          ModelEvent d = ModelEvent::Of(ModelEvent::Type::kToolInputDelta, call.id);
-          d.delta = call.arguments.substr(call.sent);
-          call.sent = call.arguments.size();
-          out.push_back(std::move(d));
-        }
-      }
-    }
+    OnDelta(*delta, out);
   }
   if (std::string reason = StringField(choice, "finish_reason"); !reason.empty()) {
     finish_reason_ = reason;
   }
-  return absl::OkStatus();
+}
+
+void OpenAiStream::OnDelta(const Json& delta, std::vector<ModelEvent>& out) {
+  std::string reasoning = StringField(delta, "reasoning_content");
+  if (reasoning.empty()) reasoning = StringField(delta, "reasoning");
+  if (!reasoning.empty()) {
+    if (!reasoning_open_) {
+      out.push_back(ModelEvent::Of(ModelEvent::Type::kReasoningStart, "reasoning-0"));
+      reasoning_open_ = true;
+    }
+    ModelEvent d = ModelEvent::Of(ModelEvent::Type::kReasoningDelta, "reasoning-0");
+    d.delta = std::move(reasoning);
+    out.push_back(std::move(d));
+  }
+  std::string content = StringField(delta, "content");
+  if (!content.empty()) {
+    CloseReasoning(out);
+    if (!text_open_) {
+      out.push_back(ModelEvent::Of(ModelEvent::Type::kTextStart, "txt-0"));
+      text_open_ = true;
+    }
+    ModelEvent d = ModelEvent::Of(ModelEvent::Type::kTextDelta, "txt-0");
+    d.delta = std::move(content);
+    out.push_back(std::move(d));
+  }
+  const Json* tool_calls = FindField(delta, "tool_calls");
+  if (tool_calls != nullptr && tool_calls->is_array()) OnToolCallDeltas(*tool_calls, out);
+}
+
+void OpenAiStream::OnToolCallDeltas(const Json& tool_calls, std::vector<ModelEvent>& out) {
+  CloseReasoning(out);
+  for (const Json& tc : tool_calls) {
+    Call& call = calls_[IntField(tc, "index", 0)];
+    if (std::string id = StringField(tc, "id"); !id.empty() && call.id.empty()) call.id = id;
+    if (const Json* fn = FindField(tc, "function")) {
+      if (std::string name = StringField(*fn, "name"); !name.empty()) call.name = name;
+      call.arguments += StringField(*fn, "arguments");
+    }
+    // Buffer until both id and name are known, then start and send what was held.
+    if (!call.started && !call.id.empty() && !call.name.empty()) {
+      ModelEvent start = ModelEvent::Of(ModelEvent::Type::kToolInputStart, call.id);
+      start.tool_name = call.name;
+      out.push_back(std::move(start));
+      call.started = true;
+    }
+    if (call.started && call.sent < call.arguments.size()) {
+      ModelEvent d = ModelEvent::Of(ModelEvent::Type::kToolInputDelta, call.id);
+      d.delta = call.arguments.substr(call.sent);
+      call.sent = call.arguments.size();
+      out.push_back(std::move(d));
+    }
+  }
 }
 
 void OpenAiStream::Finish(std::vector<ModelEvent>& out) {

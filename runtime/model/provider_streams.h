@@ -46,6 +46,14 @@ class AnthropicStream {
     std::string name;   // tool_use name
     std::string input;  // tool_use input JSON so far
   };
+  // One function per event type (the event's JSON `e`); OnEvent parses and picks.
+  absl::Status OnMessageStart(const Json& e, std::vector<ModelEvent>& out);
+  void OnBlockStart(const Json& e, std::vector<ModelEvent>& out);
+  void OnBlockDelta(const Json& e, std::vector<ModelEvent>& out);
+  void OnBlockStop(const Json& e, std::vector<ModelEvent>& out);
+  void OnMessageDelta(const Json& e);
+  void OnMessageStop(std::vector<ModelEvent>& out);
+  void OnError(const Json& e, std::vector<ModelEvent>& out);
   void Fail(std::string message, bool retryable, std::vector<ModelEvent>& out);
 
   std::string message_id_;
@@ -69,6 +77,14 @@ class OpenAiStream {
     size_t sent = 0;        // how much of it went out as deltas
     bool started = false;   // tool-input-start went out
   };
+  // The stream's end ([DONE]): the open parts closed, the calls final, the finish.
+  void OnDone(std::vector<ModelEvent>& out);
+  void FinishCalls(std::vector<ModelEvent>& out);
+  // A chat.completion.chunk: its id, error, usage, delta and finish reason.
+  void OnChunk(const Json& chunk, std::vector<ModelEvent>& out);
+  // A choice's delta: reasoning, text, then tool calls (OnToolCallDeltas).
+  void OnDelta(const Json& delta, std::vector<ModelEvent>& out);
+  void OnToolCallDeltas(const Json& tool_calls, std::vector<ModelEvent>& out);
   void CloseText(std::vector<ModelEvent>& out);
   void CloseReasoning(std::vector<ModelEvent>& out);
   void Fail(std::string message, bool retryable, std::vector<ModelEvent>& out);
