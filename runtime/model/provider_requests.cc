@@ -41,26 +41,96 @@ void UserParts(const Json& content, std::vector<Json>& parts) {
   }
 }
 
+// Anthropic's turns as (role, content blocks); consecutive blocks of one role are merged into
+// one turn.
+using AnthropicTurns = std::vector<std::pair<std::string, Json>>;
+
+void AddTurn(AnthropicTurns& turns, const std::string& role, std::vector<Json> blocks,
+             bool results_first) {
+  if (blocks.empty()) return;
+  if (turns.empty() || turns.back().first != role) turns.emplace_back(role, Json::array());
+  Json& content = turns.back().second;
+  if (results_first) {
+    // Every tool_use is answered at the start of the next user turn.
+    Json merged = Json::array();
+    for (Json& b : blocks) merged.push_back(std::move(b));
+    for (Json& b : content) merged.push_back(std::move(b));
+    content = std::move(merged);
+  } else {
+    for (Json& b : blocks) content.push_back(std::move(b));
+  }
+}
+
+// An assistant message's content as Anthropic content blocks: text, thinking (signed, or
+// redacted) and tool_use.
+std::vector<Json> AnthropicAssistantBlocks(const Json& content) {
+  std::vector<Json> blocks;
+  if (content.is_string()) {
+    if (!content.get<std::string>().empty())
+      blocks.push_back({{"type", "text"}, {"text", content}});
+  } else if (content.is_array()) {
+    for (const Json& p : content) {
+      std::string type = StringField(p, "type");
+      const Json* anthropic = nullptr;
+      if (const Json* po = FindField(p, "providerOptions")) anthropic = FindField(*po, "anthropic");
+      if (type == "text") {
+        std::string text = StringField(p, "text");
+        if (!text.empty()) blocks.push_back({{"type", "text"}, {"text", text}});
+      } else if (type == "reasoning") {
+        std::string signature = anthropic != nullptr ? StringField(*anthropic, "signature") : "";
+        std::string redacted = anthropic != nullptr ? StringField(*anthropic, "redactedData") : "";
+        if (!signature.empty()) {
+          blocks.push_back({{"type", "thinking"},
+                            {"thinking", StringField(p, "text")},
+                            {"signature", signature}});
+        } else if (!redacted.empty()) {
+          blocks.push_back({{"type", "redacted_thinking"}, {"data", redacted}});
+        }
+      } else if (type == "tool-call") {
+        const Json* input = FindField(p, "input");
+        blocks.push_back(
+            {{"type", "tool_use"},
+             {"id", StringField(p, "toolCallId")},
+             {"name", StringField(p, "toolName")},
+             {"input", input != nullptr && input->is_object() ? *input : Json::object()}});
+      }
+    }
+  }
+  return blocks;
+}
+
+// A tool message's results as Anthropic tool_result blocks.
+std::vector<Json> AnthropicToolResults(const Json& content) {
+  std::vector<Json> results;
+  for (const Json& p : content) {
+    if (StringField(p, "type") != "tool-result") continue;
+    bool is_error = false;
+    const Json* output = FindField(p, "output");
+    Json r = {{"type", "tool_result"},
+              {"tool_use_id", StringField(p, "toolCallId")},
+              {"content", output != nullptr ? OutputText(*output, &is_error) : ""}};
+    if (is_error) r["is_error"] = true;
+    results.push_back(std::move(r));
+  }
+  return results;
+}
+
+// The call's tools as Anthropic's `tools`.
+Json AnthropicTools(const Json& tools) {
+  Json out = Json::array();
+  for (const Json& t : tools) {
+    out.push_back({{"name", StringField(t, "name")},
+                   {"description", StringField(t, "description")},
+                   {"input_schema", t.value("inputSchema", Json{{"type", "object"}})}});
+  }
+  return out;
+}
+
 }  // namespace
 
 Json BuildAnthropicRequest(const ModelCall& call, const AnthropicRequestOptions& options) {
   std::string system = call.system;
-  // Turns as (role, content blocks); consecutive blocks of one role are merged into one turn.
-  std::vector<std::pair<std::string, Json>> turns;
-  auto add = [&turns](const std::string& role, std::vector<Json> blocks, bool results_first) {
-    if (blocks.empty()) return;
-    if (turns.empty() || turns.back().first != role) turns.emplace_back(role, Json::array());
-    Json& content = turns.back().second;
-    if (results_first) {
-      // Every tool_use is answered at the start of the next user turn.
-      Json merged = Json::array();
-      for (Json& b : blocks) merged.push_back(std::move(b));
-      for (Json& b : content) merged.push_back(std::move(b));
-      content = std::move(merged);
-    } else {
-      for (Json& b : blocks) content.push_back(std::move(b));
-    }
-  };
+  AnthropicTurns turns;
   for (const Json& m : call.messages) {
     std::string role = MessageRole(m);
     const Json& content = Content(m);
@@ -70,57 +140,11 @@ Json BuildAnthropicRequest(const ModelCall& call, const AnthropicRequestOptions&
     } else if (role == "user") {
       std::vector<Json> parts;
       UserParts(content, parts);
-      add("user", std::move(parts), false);
+      AddTurn(turns, "user", std::move(parts), false);
     } else if (role == "assistant") {
-      std::vector<Json> blocks;
-      if (content.is_string()) {
-        if (!content.get<std::string>().empty())
-          blocks.push_back({{"type", "text"}, {"text", content}});
-      } else if (content.is_array()) {
-        for (const Json& p : content) {
-          std::string type = StringField(p, "type");
-          const Json* anthropic = nullptr;
-          if (const Json* po = FindField(p, "providerOptions"))
-            anthropic = FindField(*po, "anthropic");
-          if (type == "text") {
-            std::string text = StringField(p, "text");
-            if (!text.empty()) blocks.push_back({{"type", "text"}, {"text", text}});
-          } else if (type == "reasoning") {
-            std::string signature =
-                anthropic != nullptr ? StringField(*anthropic, "signature") : "";
-            std::string redacted =
-                anthropic != nullptr ? StringField(*anthropic, "redactedData") : "";
-            if (!signature.empty()) {
-              blocks.push_back({{"type", "thinking"},
-                                {"thinking", StringField(p, "text")},
-                                {"signature", signature}});
-            } else if (!redacted.empty()) {
-              blocks.push_back({{"type", "redacted_thinking"}, {"data", redacted}});
-            }
-          } else if (type == "tool-call") {
-            const Json* input = FindField(p, "input");
-            blocks.push_back(
-                {{"type", "tool_use"},
-                 {"id", StringField(p, "toolCallId")},
-                 {"name", StringField(p, "toolName")},
-                 {"input", input != nullptr && input->is_object() ? *input : Json::object()}});
-          }
-        }
-      }
-      add("assistant", std::move(blocks), false);
+      AddTurn(turns, "assistant", AnthropicAssistantBlocks(content), false);
     } else if (role == "tool" && content.is_array()) {
-      std::vector<Json> results;
-      for (const Json& p : content) {
-        if (StringField(p, "type") != "tool-result") continue;
-        bool is_error = false;
-        const Json* output = FindField(p, "output");
-        Json r = {{"type", "tool_result"},
-                  {"tool_use_id", StringField(p, "toolCallId")},
-                  {"content", output != nullptr ? OutputText(*output, &is_error) : ""}};
-        if (is_error) r["is_error"] = true;
-        results.push_back(std::move(r));
-      }
-      add("user", std::move(results), true);
+      AddTurn(turns, "user", AnthropicToolResults(content), true);
     }
   }
   Json request = {{"model", options.model}, {"max_tokens", options.max_tokens}, {"stream", true}};
@@ -129,15 +153,7 @@ Json BuildAnthropicRequest(const ModelCall& call, const AnthropicRequestOptions&
     request["thinking"] = {{"type", "enabled"}, {"budget_tokens", *options.thinking_budget}};
     request["max_tokens"] = options.max_tokens + *options.thinking_budget;
   }
-  if (call.tools.is_array() && !call.tools.empty()) {
-    Json tools = Json::array();
-    for (const Json& t : call.tools) {
-      tools.push_back({{"name", StringField(t, "name")},
-                       {"description", StringField(t, "description")},
-                       {"input_schema", t.value("inputSchema", Json{{"type", "object"}})}});
-    }
-    request["tools"] = std::move(tools);
-  }
+  if (call.tools.is_array() && !call.tools.empty()) request["tools"] = AnthropicTools(call.tools);
   Json messages = Json::array();
   for (auto& [role, content] : turns)
     messages.push_back({{"role", role}, {"content", std::move(content)}});
