@@ -121,6 +121,84 @@ struct HttpClient::Transfer {
     return size * n;
   }
 
+  // The easy handle's options for `request`: its URL, headers, body, HTTP/2, timeouts, CA file
+  // and the callbacks above.
+  void Configure(const HttpRequest& request) {
+    for (const std::string& h : request.headers) headers = curl_slist_append(headers, h.c_str());
+    headers = curl_slist_append(headers, "Expect:");  // no 100-continue round trip
+    CURL* e = easy;
+    curl_easy_setopt(e, CURLOPT_URL, request.url.c_str());
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
+    if (!request.body.empty()) {
+      curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(request.body.size()));
+      curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, request.body.c_str());
+    }
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, long(CURL_HTTP_VERSION_2TLS));
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    if (!request.ca_file.empty()) curl_easy_setopt(e, CURLOPT_CAINFO, request.ca_file.c_str());
+    curl_easy_setopt(
+        e, CURLOPT_CONNECTTIMEOUT_MS,
+        long(std::max<int64_t>(1, absl::ToInt64Milliseconds(request.connect_timeout))));
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, error);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, this);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, &Transfer::OnHeader);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, this);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, &Transfer::OnWrite);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, this);
+  }
+
+  // The head is in: its final status line and headers, a byte of the body, or a clean end.
+  bool HeadIn() const { return head_ready || !buffer.empty() || (done && result == CURLE_OK); }
+
+  // The head to hand over; without a header block (HTTP/0.9-like), the status curl saw.
+  const HttpHead& Head() {
+    if (!head_ready) {
+      long code = 0;
+      curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &code);
+      head.status = int(code);
+    }
+    return head;
+  }
+
+  // The body bytes buffered so far, taken; a transfer paused for them reads on.
+  std::string TakeBody() {
+    std::string bytes = std::move(buffer);
+    buffer.clear();
+    if (paused && in_multi) {
+      paused = false;
+      --client->paused_;
+      curl_easy_pause(easy, CURLPAUSE_CONT);  // may hand over what curl kept at once
+    }
+    return bytes;
+  }
+
+  // When the wait for the next bytes ends: the first-byte deadline, then the idle one.
+  absl::Time Deadline(const HttpRequest& request, absl::Time start) const {
+    return first_byte ? last_read + request.idle_timeout : start + request.first_byte_timeout;
+  }
+
+  // After a wait timed out: DeadlineExceeded when a deadline is still passed, else OK.
+  absl::Status Overdue(const HttpRequest& request, absl::Time start) const {
+    // A byte may have come in while the timer fired; only a deadline still passed counts.
+    absl::Time now = clock.Now();
+    if (!first_byte && now >= start + request.first_byte_timeout) {
+      return absl::DeadlineExceededError(
+          absl::StrCat("no response from ", Origin(request.url), " within ",
+                       absl::FormatDuration(request.first_byte_timeout)));
+    }
+    if (first_byte && now >= last_read + request.idle_timeout) {
+      return absl::DeadlineExceededError(absl::StrCat(Origin(request.url), " sent nothing for ",
+                                                      absl::FormatDuration(request.idle_timeout)));
+    }
+    return absl::OkStatus();
+  }
+
+  // The end of a transfer curl finished: OK, or the error it ended with.
+  absl::Status Result(std::string_view url) const {
+    if (result != CURLE_OK) return TransferError(result, error, url);
+    return absl::OkStatus();
+  }
+
   Clock& clock;
   Waiter waiter;
   HttpClient* client = nullptr;  // null once the client is gone
@@ -273,45 +351,19 @@ asio::awaitable<absl::Status> HttpClient::Fetch(HttpRequest request,
     }
   } cleanup{t.get()};
 
-  for (const std::string& h : request.headers)
-    t->headers = curl_slist_append(t->headers, h.c_str());
-  t->headers = curl_slist_append(t->headers, "Expect:");  // no 100-continue round trip
-  CURL* e = t->easy;
-  curl_easy_setopt(e, CURLOPT_URL, request.url.c_str());
-  curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->headers);
-  if (!request.body.empty()) {
-    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(request.body.size()));
-    curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, request.body.c_str());
-  }
-  curl_easy_setopt(e, CURLOPT_HTTP_VERSION, long(CURL_HTTP_VERSION_2TLS));
-  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-  if (!request.ca_file.empty()) curl_easy_setopt(e, CURLOPT_CAINFO, request.ca_file.c_str());
-  curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
-                   long(std::max<int64_t>(1, absl::ToInt64Milliseconds(request.connect_timeout))));
-  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->error);
-  curl_easy_setopt(e, CURLOPT_PRIVATE, t.get());
-  curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, &Transfer::OnHeader);
-  curl_easy_setopt(e, CURLOPT_HEADERDATA, t.get());
-  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, &Transfer::OnWrite);
-  curl_easy_setopt(e, CURLOPT_WRITEDATA, t.get());
+  t->Configure(request);
 
   const absl::Time start = clock().Now();
-  if (CURLMcode mc = curl_multi_add_handle(Multi(multi_), e); mc != CURLM_OK) {
+  if (CURLMcode mc = curl_multi_add_handle(Multi(multi_), t->easy); mc != CURLM_OK) {
     co_return absl::InternalError(absl::StrCat("curl_multi_add_handle: ", curl_multi_strerror(mc)));
   }
   t->in_multi = true;
 
   bool head_delivered = false;
   for (;;) {
-    if (!head_delivered &&
-        (t->head_ready || !t->buffer.empty() || (t->done && t->result == CURLE_OK))) {
-      if (!t->head_ready) {
-        long code = 0;
-        curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &code);
-        t->head.status = int(code);
-      }
+    if (!head_delivered && t->HeadIn()) {
       head_delivered = true;
-      on_head(t->head);
+      on_head(t->Head());
       if (stop.stop_requested()) co_return absl::CancelledError("stopped");
     }
     if (head_delivered && !t->buffer.empty()) {
@@ -321,37 +373,17 @@ asio::awaitable<absl::Status> HttpClient::Fetch(HttpRequest request,
         // Our own pause is no silence of the server's: the idle timeout counts from here.
         t->last_read = std::max(t->last_read, clock().Now());
       }
-      std::string bytes = std::move(t->buffer);
-      t->buffer.clear();
-      if (t->paused && t->in_multi) {
-        t->paused = false;
-        --paused_;
-        curl_easy_pause(e, CURLPAUSE_CONT);  // may hand over what curl kept at once
-      }
+      std::string bytes = t->TakeBody();
       if (!on_body(bytes)) co_return absl::OkStatus();
       if (stop.stop_requested()) co_return absl::CancelledError("stopped");
       continue;
     }
-    if (t->done) {
-      if (t->result != CURLE_OK) co_return TransferError(t->result, t->error, request.url);
-      co_return absl::OkStatus();
-    }
-    absl::Time deadline =
-        t->first_byte ? t->last_read + request.idle_timeout : start + request.first_byte_timeout;
+    if (t->done) co_return t->Result(request.url);
+    absl::Time deadline = t->Deadline(request, start);
     Waiter::Result r = co_await t->waiter.Wait(deadline, stop);
     if (r == Waiter::Result::kStopped) co_return absl::CancelledError("stopped");
     if (r == Waiter::Result::kTimeout) {
-      // A byte may have come in while the timer fired; only a deadline still passed counts.
-      absl::Time now = clock().Now();
-      if (!t->first_byte && now >= start + request.first_byte_timeout) {
-        co_return absl::DeadlineExceededError(
-            absl::StrCat("no response from ", Origin(request.url), " within ",
-                         absl::FormatDuration(request.first_byte_timeout)));
-      }
-      if (t->first_byte && now >= t->last_read + request.idle_timeout) {
-        co_return absl::DeadlineExceededError(absl::StrCat(
-            Origin(request.url), " sent nothing for ", absl::FormatDuration(request.idle_timeout)));
-      }
+      if (absl::Status overdue = t->Overdue(request, start); !overdue.ok()) co_return overdue;
     }
   }
 }
