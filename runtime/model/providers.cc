@@ -75,6 +75,76 @@ std::string KeyFrom(const std::string& configured, const char* variable) {
   return env != nullptr ? env : "";
 }
 
+// One attempt of a model call: the response's head, the body of an error response, and the
+// events decoded from a good one, passed on as they come (HttpModel::Stream makes one per try).
+class ModelAttempt {
+ public:
+  ModelAttempt(std::unique_ptr<HttpModel::Decoder> decoder,
+               const std::function<void(ModelEvent)>& on_event, std::stop_token stop)
+      : decoder_(std::move(decoder)), on_event_(on_event), stop_(std::move(stop)) {}
+
+  // HttpClient's on_body: an error response's body is kept (up to kMaxErrorBody), a good one's
+  // is decoded and passed on. False ends the transfer.
+  bool OnBody(std::string_view bytes) {
+    if (head.status < 200 || head.status >= 300) {
+      error_body.append(
+          bytes.substr(0, kMaxErrorBody - std::min(kMaxErrorBody, error_body.size())));
+      return true;
+    }
+    absl::Status fed = sse_.Feed(bytes, [&](SseEvent event) { decoder_->OnEvent(event, events_); });
+    if (!fed.ok()) {
+      Forward();
+      if (!failure) failure = Failure(std::string(fed.message()), false);
+      return false;
+    }
+    return Forward();
+  }
+
+  // The transfer is over with `status`: the error that ends the attempt, unless one did already
+  // or the stream ended cleanly; a good response's last events are passed on.
+  void End(const absl::Status& status, const std::string& provider) {
+    if (failure || decoder_->done()) return;
+    if (!status.ok()) {
+      failure = Failure(absl::StrCat(provider, ": ", status.message()),
+                        absl::IsUnavailable(status) || absl::IsDeadlineExceeded(status));
+    } else if (head.status < 200 || head.status >= 300) {
+      failure = Failure(absl::StrCat(provider, ": ", DescribeHttpError(head.status, error_body)),
+                        RetryableStatus(head.status));
+    } else {
+      sse_.Finish();  // a partial last event is dropped, never parsed
+      decoder_->Finish(events_);
+      Forward();
+    }
+  }
+
+  HttpHead head;
+  std::string error_body;
+  bool forwarded = false;             // an event of this call has been passed on
+  std::optional<ModelEvent> failure;  // the error that ends this attempt, held back
+
+ private:
+  // Passes decoded events on; false ends the transfer (an error, or a stop).
+  bool Forward() {
+    for (ModelEvent& e : events_) {
+      if (e.type == ModelEvent::Type::kError) {
+        failure = std::move(e);
+        break;
+      }
+      forwarded = true;
+      on_event_(std::move(e));
+      if (stop_.stop_requested()) break;
+    }
+    events_.clear();
+    return !failure && !stop_.stop_requested();
+  }
+
+  std::unique_ptr<HttpModel::Decoder> decoder_;
+  const std::function<void(ModelEvent)>& on_event_;
+  std::stop_token stop_;
+  SseParser sse_;
+  std::vector<ModelEvent> events_;
+};
+
 }  // namespace
 
 std::optional<absl::Duration> RetryAfter(const HttpHead& head) {
@@ -112,6 +182,28 @@ HttpRequest HttpModel::BaseRequest(std::string_view default_base, std::string_vi
   return request;
 }
 
+namespace {
+
+// The retry after a failed attempt: the wait the response asked for (Retry-After), or the
+// backoff with jitter.
+RetryNotice NextRetry(int attempt, const ModelAttempt& failed, const RetryPolicy& policy,
+                      absl::Duration backoff) {
+  RetryNotice notice;
+  notice.attempt = attempt;
+  notice.reason = failed.failure->error;
+  if (std::optional<absl::Duration> after = RetryAfter(failed.head)) {
+    notice.delay = *after;
+    notice.from_retry_after = true;
+  } else {
+    thread_local absl::BitGen random;
+    double scale = 1 - absl::Uniform(random, 0.0, std::clamp(policy.jitter, 0.0, 1.0));
+    notice.delay = std::min(backoff, policy.max_delay) * scale;
+  }
+  return notice;
+}
+
+}  // namespace
+
 asio::awaitable<void> HttpModel::Stream(ModelCall call, std::function<void(ModelEvent)> on_event,
                                         std::stop_token stop) {
   HttpRequest request = BuildRequest(call);
@@ -123,77 +215,21 @@ asio::awaitable<void> HttpModel::Stream(ModelCall call, std::function<void(Model
   const RetryPolicy& policy = options().retry;
   absl::Duration backoff = policy.initial_delay;
   for (int attempt = 1;; ++attempt) {
-    std::unique_ptr<Decoder> decoder = NewDecoder();
-    SseParser sse;
-    HttpHead head;
-    std::string error_body;
-    bool forwarded = false;             // an event of this call has been passed on
-    std::optional<ModelEvent> failure;  // the error that ends this attempt, held back
-    std::vector<ModelEvent> events;
-
-    // Passes decoded events on; false ends the transfer (an error, or a stop).
-    auto forward = [&]() -> bool {
-      for (ModelEvent& e : events) {
-        if (e.type == ModelEvent::Type::kError) {
-          failure = std::move(e);
-          break;
-        }
-        forwarded = true;
-        on_event(std::move(e));
-        if (stop.stop_requested()) break;
-      }
-      events.clear();
-      return !failure && !stop.stop_requested();
-    };
-    std::function<void(const HttpHead&)> on_head = [&](const HttpHead& h) { head = h; };
-    std::function<bool(std::string_view)> on_body = [&](std::string_view bytes) {
-      if (head.status < 200 || head.status >= 300) {
-        error_body.append(
-            bytes.substr(0, kMaxErrorBody - std::min(kMaxErrorBody, error_body.size())));
-        return true;
-      }
-      absl::Status fed = sse.Feed(bytes, [&](SseEvent event) { decoder->OnEvent(event, events); });
-      if (!fed.ok()) {
-        forward();
-        if (!failure) failure = Failure(std::string(fed.message()), false);
-        return false;
-      }
-      return forward();
+    ModelAttempt tried(NewDecoder(), on_event, stop);
+    std::function<void(const HttpHead&)> on_head = [&tried](const HttpHead& h) { tried.head = h; };
+    std::function<bool(std::string_view)> on_body = [&tried](std::string_view bytes) {
+      return tried.OnBody(bytes);
     };
     absl::Status status = co_await http_.Fetch(request, on_head, on_body, stop);
     if (stop.stop_requested()) co_return;
+    tried.End(status, provider());
+    if (stop.stop_requested() || !tried.failure) co_return;
 
-    if (!failure && !decoder->done()) {
-      if (!status.ok()) {
-        failure = Failure(absl::StrCat(provider(), ": ", status.message()),
-                          absl::IsUnavailable(status) || absl::IsDeadlineExceeded(status));
-      } else if (head.status < 200 || head.status >= 300) {
-        failure =
-            Failure(absl::StrCat(provider(), ": ", DescribeHttpError(head.status, error_body)),
-                    RetryableStatus(head.status));
-      } else {
-        sse.Finish();  // a partial last event is dropped, never parsed
-        decoder->Finish(events);
-        forward();
-      }
-    }
-    if (stop.stop_requested() || !failure) co_return;
-
-    if (forwarded || !failure->retryable || attempt > policy.max_retries) {
-      on_event(std::move(*failure));
+    if (tried.forwarded || !tried.failure->retryable || attempt > policy.max_retries) {
+      on_event(std::move(*tried.failure));
       co_return;
     }
-    RetryNotice notice;
-    notice.attempt = attempt;
-    notice.reason = failure->error;
-    if (std::optional<absl::Duration> after = RetryAfter(head)) {
-      notice.delay = *after;
-      notice.from_retry_after = true;
-    } else {
-      thread_local absl::BitGen random;
-      double scale = 1 - absl::Uniform(random, 0.0, std::clamp(policy.jitter, 0.0, 1.0));
-      notice.delay = std::min(backoff, policy.max_delay) * scale;
-    }
+    RetryNotice notice = NextRetry(attempt, tried, policy, backoff);
     backoff = backoff * policy.multiplier;
     if (options().on_retry) options().on_retry(notice);
     Waiter wait(http_.executor(), http_.clock());
