@@ -2,9 +2,7 @@
 
 #include <unistd.h>
 
-#include <condition_variable>
 #include <deque>
-#include <mutex>
 #include <optional>
 #include <set>
 #include <thread>
@@ -12,6 +10,7 @@
 #include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
 #include "asio/post.hpp"
 #include "grpcpp/create_channel.h"
 #include "runtime/base/log.h"
@@ -32,58 +31,55 @@ constexpr int64_t kMaxInboundBacklog = 4 << 20;
 // One Connect stream. gRPC's blocking calls run on two threads of its own: the reader hands
 // each frame to the executor; the writer sends what the executor queued. Both end when the
 // stream does; the reader then reports the end on the executor.
+//
+// `mu` guards what the three threads share; a thread that waits (the writer for frames, the
+// reader for room) awaits a condition on it, which the mutex checks when it is released.
 struct Worker::Stream {
   grpc::ClientContext context;
   std::unique_ptr<grpc::ClientReaderWriter<v1::WorkerFrame, v1::GatewayFrame>> rw;
-  std::mutex mu;
-  std::condition_variable cv;          // the writer waits on it
-  std::condition_variable inbound_cv;  // the reader waits on it
-  std::deque<v1::WorkerFrame> outbox;  // guarded by mu
-  bool closing = false;                // guarded by mu
-  int64_t inbound = 0;                 // guarded by mu: bytes handed to the executor, not done
+  absl::Mutex mu;
+  std::deque<v1::WorkerFrame> outbox ABSL_GUARDED_BY(mu);  // the writer waits for it
+  bool closing ABSL_GUARDED_BY(mu) = false;
+  // Bytes handed to the executor, not done; the reader waits for room under the bound.
+  int64_t inbound ABSL_GUARDED_BY(mu) = 0;
   std::thread reader;
   std::thread writer;
 
   // The reader, before handing on a frame of `bytes`: waits while the executor is behind.
-  void WaitForInboundRoom(int64_t bytes) {
-    std::unique_lock<std::mutex> lock(mu);
-    inbound_cv.wait(lock, [this] { return inbound < kMaxInboundBacklog || closing; });
+  void WaitForInboundRoom(int64_t bytes) ABSL_LOCKS_EXCLUDED(mu) {
+    auto room = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+      return inbound < kMaxInboundBacklog || closing;
+    };
+    absl::MutexLock lock(&mu);
+    mu.Await(absl::Condition(&room));
     inbound += bytes;
   }
   // The executor, once a frame of `bytes` is handled.
-  void InboundDone(int64_t bytes) {
-    {
-      std::lock_guard<std::mutex> lock(mu);
-      inbound -= bytes;
-    }
-    inbound_cv.notify_one();
+  void InboundDone(int64_t bytes) ABSL_LOCKS_EXCLUDED(mu) {
+    absl::MutexLock lock(&mu);
+    inbound -= bytes;
   }
 
-  void Push(v1::WorkerFrame frame) {
-    {
-      std::lock_guard<std::mutex> lock(mu);
-      if (closing) return;
-      outbox.push_back(std::move(frame));
-    }
-    cv.notify_one();
+  void Push(v1::WorkerFrame frame) ABSL_LOCKS_EXCLUDED(mu) {
+    absl::MutexLock lock(&mu);
+    if (closing) return;
+    outbox.push_back(std::move(frame));
   }
 
-  // Sends the last queued frames, then half-closes.
-  void CloseWrites() {
-    {
-      std::lock_guard<std::mutex> lock(mu);
-      closing = true;
-    }
-    cv.notify_one();
-    inbound_cv.notify_one();  // a reader waiting for room reads on, to the end of the stream
+  // Sends the last queued frames, then half-closes. A reader waiting for room reads on, to the
+  // end of the stream.
+  void CloseWrites() ABSL_LOCKS_EXCLUDED(mu) {
+    absl::MutexLock lock(&mu);
+    closing = true;
   }
 
-  void WriteLoop() {
+  void WriteLoop() ABSL_LOCKS_EXCLUDED(mu) {
+    auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return !outbox.empty() || closing; };
     while (true) {
       std::deque<v1::WorkerFrame> batch;
       {
-        std::unique_lock<std::mutex> lock(mu);
-        cv.wait(lock, [this] { return !outbox.empty() || closing; });
+        absl::MutexLock lock(&mu);
+        mu.Await(absl::Condition(&ready));
         if (outbox.empty()) break;
         batch.swap(outbox);
       }
@@ -288,6 +284,18 @@ void Worker::Connect() {
   welcomed_ = false;
   assembling_.reset();  // the rest of it was on the old stream; the run is offered again
 
+  raw->Push(HelloFrame());
+  ArmWelcomeDeadline(raw);
+  // Every stream on a channel of its own, so on a new TCP connection: a stream given up for
+  // silence (no HeartbeatAck, no Welcome) may sit on a connection that stalled while TCP stays
+  // up, and gRPC would otherwise open the next stream on it too, until its keepalive noticed
+  // (15 s and more). The old channel closes its connection when its last call ends.
+  std::shared_ptr<grpc::Channel> channel = NewChannel();
+  std::weak_ptr<bool> alive = alive_;
+  raw->reader = std::thread([this, raw, alive, channel] { ReadStream(raw, alive, channel); });
+}
+
+v1::WorkerFrame Worker::HelloFrame() const {
   v1::WorkerFrame frame;
   v1::Hello& hello = *frame.mutable_hello();
   hello.set_worker_id(options_.worker_id);
@@ -307,60 +315,59 @@ void Worker::Connect() {
     held.set_acked_out_seq(slot->acked_out);
     held.set_delivered_in_seq(slot->delivered_in);
   }
-  raw->Push(std::move(frame));
+  return frame;
+}
+
+void Worker::ArmWelcomeDeadline(Stream* stream) {
   // No Welcome in time (an orchestrator that accepts streams but does not answer): start over.
   std::weak_ptr<bool> alive = alive_;
   heartbeat_timer_.expires_after(std::chrono::seconds(10));
-  heartbeat_timer_.async_wait([this, alive, raw](const asio::error_code& ec) {
-    if (ec || alive.expired() || raw != stream_.get() || welcomed_) return;
+  heartbeat_timer_.async_wait([this, alive, stream](const asio::error_code& ec) {
+    if (ec || alive.expired() || stream != stream_.get() || welcomed_) return;
     LogJson("warn", "no Welcome from the orchestrator: reconnecting",
             {{"worker_id", options_.worker_id}});
-    raw->context.TryCancel();
+    stream->context.TryCancel();
   });
+}
 
-  // Every stream on a channel of its own, so on a new TCP connection: a stream given up for
-  // silence (no HeartbeatAck, no Welcome) may sit on a connection that stalled while TCP stays
-  // up, and gRPC would otherwise open the next stream on it too, until its keepalive noticed
-  // (15 s and more). The old channel closes its connection when its last call ends.
-  std::shared_ptr<grpc::Channel> channel = NewChannel();
-  raw->reader = std::thread([this, raw, alive, channel] {
-    // Opening the stream blocks until the channel connects or fails: off the loop.
-    raw->rw = v1::WorkerGateway::NewStub(channel)->Connect(&raw->context);
-    raw->writer = std::thread([raw] { raw->WriteLoop(); });
-    v1::GatewayFrame in;
-    while (raw->rw->Read(&in)) {
-      auto bytes = static_cast<int64_t>(in.ByteSizeLong());
-      raw->WaitForInboundRoom(bytes);
-      // Handlers run in order on the one executor thread, before the end of the stream is
-      // reported there (which destroys it): `raw` outlives them while the worker does.
-      asio::post(executor_, [this, raw, alive, bytes, in = std::move(in)]() mutable {
-        if (alive.expired() || !*alive.lock()) return;
-        OnFrame(raw, std::move(in));
-        raw->InboundDone(bytes);
-      });
-      in = v1::GatewayFrame();
-    }
-    if (std::string bad = TakeParseError(); !bad.empty()) {
-      LogJson("warn", "an orchestrator frame does not parse: reconnecting",
-              {{"worker_id", options_.worker_id}, {"error", bad}});
-    }
-    // The call is over (the orchestrator ended it, the connection broke, or this side
-    // cancelled it): writes fail fast now, so the writer ends, and Finish gives the status
-    // the call ended with, which the log shows (a cancel first would turn every one of them
-    // into CANCELLED).
-    raw->CloseWrites();
-    raw->writer.join();
-    grpc::Status status = raw->rw->Finish();
-    asio::post(executor_, [this, raw, alive, status] {
+void Worker::ReadStream(Stream* stream, std::weak_ptr<bool> alive,
+                        std::shared_ptr<grpc::Channel> channel) {
+  // Opening the stream blocks until the channel connects or fails: off the loop.
+  stream->rw = v1::WorkerGateway::NewStub(channel)->Connect(&stream->context);
+  stream->writer = std::thread([stream] { stream->WriteLoop(); });
+  v1::GatewayFrame in;
+  while (stream->rw->Read(&in)) {
+    auto bytes = static_cast<int64_t>(in.ByteSizeLong());
+    stream->WaitForInboundRoom(bytes);
+    // Handlers run in order on the one executor thread, before the end of the stream is
+    // reported there (which destroys it): `stream` outlives them while the worker does.
+    asio::post(executor_, [this, stream, alive, bytes, in = std::move(in)]() mutable {
       if (alive.expired() || !*alive.lock()) return;
-      if (!status.ok() && !stopped_) {
-        LogJson("warn", "orchestrator stream ended",
-                {{"worker_id", options_.worker_id},
-                 {"code", static_cast<int>(status.error_code())},
-                 {"error", status.error_message()}});
-      }
-      OnStreamEnd(raw);
+      OnFrame(stream, std::move(in));
+      stream->InboundDone(bytes);
     });
+    in = v1::GatewayFrame();
+  }
+  if (std::string bad = TakeParseError(); !bad.empty()) {
+    LogJson("warn", "an orchestrator frame does not parse: reconnecting",
+            {{"worker_id", options_.worker_id}, {"error", bad}});
+  }
+  // The call is over (the orchestrator ended it, the connection broke, or this side
+  // cancelled it): writes fail fast now, so the writer ends, and Finish gives the status
+  // the call ended with, which the log shows (a cancel first would turn every one of them
+  // into CANCELLED).
+  stream->CloseWrites();
+  stream->writer.join();
+  grpc::Status status = stream->rw->Finish();
+  asio::post(executor_, [this, stream, alive, status] {
+    if (alive.expired() || !*alive.lock()) return;
+    if (!status.ok() && !stopped_) {
+      LogJson("warn", "orchestrator stream ended",
+              {{"worker_id", options_.worker_id},
+               {"code", static_cast<int>(status.error_code())},
+               {"error", status.error_message()}});
+    }
+    OnStreamEnd(stream);
   });
 }
 

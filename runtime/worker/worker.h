@@ -99,7 +99,16 @@ class Worker {
   struct Slot;
 
   std::shared_ptr<grpc::Channel> NewChannel() const;
+  // Opens a stream: Hello first (HelloFrame), a deadline for the Welcome (ArmWelcomeDeadline), and
+  // the stream's reader thread (ReadStream).
   void Connect();
+  baton::v1::WorkerFrame HelloFrame() const;
+  void ArmWelcomeDeadline(Stream* stream);
+  // The reader thread's body: opens the stream, starts its writer, hands each frame to the
+  // executor (OnFrame) and reports the end there (OnStreamEnd). It runs off the executor: of
+  // the worker it reads only executor_ and options_, and posts the rest.
+  void ReadStream(Stream* stream, std::weak_ptr<bool> alive,
+                  std::shared_ptr<grpc::Channel> channel);
   void ScheduleReconnect();
   void OnFrame(Stream* stream, baton::v1::GatewayFrame frame);
   void OnStreamEnd(Stream* stream);
