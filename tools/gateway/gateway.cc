@@ -677,61 +677,8 @@ void Gateway::Handle(std::shared_ptr<HttpConnection> connection, HttpRequest req
     connection->Respond(200, {{"Content-Type", "text/plain; version=0.0.4"}}, MetricsText());
     return;
   }
-  // The chat transport: {base}[/{chatId}/{stream|stop|preload}], or the same under
-  // /api/agents/{agent}/chat, which names the agent.
-  std::vector<std::string> base = absl::StrSplit(options_.base, '/', absl::SkipEmpty());
-  std::string agent;
-  size_t at = 0;
-  auto starts_with = [&](const std::vector<std::string>& prefix) {
-    if (segments.size() < prefix.size()) return false;
-    for (size_t i = 0; i < prefix.size(); ++i) {
-      if (segments[i] != prefix[i]) return false;
-    }
-    return true;
-  };
-  bool chat_route = false;
-  if (!base.empty() && starts_with(base)) {
-    chat_route = true;
-    at = base.size();
-  } else if (segments.size() >= 4 && segments[0] == "api" && segments[1] == "agents" &&
-             segments[3] == "chat") {
-    chat_route = true;
-    agent = PercentDecode(segments[2]);
-    at = 4;
-  }
-  if (chat_route) {
-    size_t rest = segments.size() - at;
-    if (rest == 0 && method == "POST") {
-      asio::co_spawn(executor_, ChatPost(connection, std::move(request), std::move(agent)),
-                     asio::detached);
-      return;
-    }
-    if (rest == 2) {
-      absl::StatusOr<std::string> chat_id = ChatIdOf(segments[at]);
-      if (!chat_id.ok()) {
-        Error(connection, request, chat_id.status());
-        return;
-      }
-      const std::string& action = segments[at + 1];
-      if (action == "stream" && method == "GET") {
-        asio::co_spawn(executor_, ChatResume(connection, std::move(request), *chat_id),
-                       asio::detached);
-        return;
-      }
-      if (action == "stop" && method == "POST") {
-        asio::co_spawn(executor_, ChatStop(connection, std::move(request), *chat_id),
-                       asio::detached);
-        return;
-      }
-      if (action == "preload" && method == "POST") {
-        asio::co_spawn(executor_,
-                       ChatPreload(connection, std::move(request), *chat_id, std::move(agent)),
-                       asio::detached);
-        return;
-      }
-    }
-    Error(connection, request,
-          absl::NotFoundError(absl::StrCat("no route ", method, " ", request.path)));
+  if (std::optional<Route> route = ChatRoute(segments)) {
+    HandleChat(std::move(connection), std::move(request), segments, *std::move(route));
     return;
   }
   if (segments.size() >= 2 && segments[0] == "v1" && segments[1] == "sessions") {
@@ -742,6 +689,68 @@ void Gateway::Handle(std::shared_ptr<HttpConnection> connection, HttpRequest req
   if (method == "GET" || method == "HEAD") {
     Static(connection, request);
     return;
+  }
+  Error(connection, request,
+        absl::NotFoundError(absl::StrCat("no route ", method, " ", request.path)));
+}
+
+std::optional<Gateway::Route> Gateway::ChatRoute(const std::vector<std::string>& segments) const {
+  // The chat transport: {base}[/{chatId}/{stream|stop|preload}], or the same under
+  // /api/agents/{agent}/chat, which names the agent.
+  std::vector<std::string> base = absl::StrSplit(options_.base, '/', absl::SkipEmpty());
+  auto starts_with = [&](const std::vector<std::string>& prefix) {
+    if (segments.size() < prefix.size()) return false;
+    for (size_t i = 0; i < prefix.size(); ++i) {
+      if (segments[i] != prefix[i]) return false;
+    }
+    return true;
+  };
+  Route route;
+  if (!base.empty() && starts_with(base)) {
+    route.at = base.size();
+    return route;
+  }
+  if (segments.size() >= 4 && segments[0] == "api" && segments[1] == "agents" &&
+      segments[3] == "chat") {
+    route.agent = PercentDecode(segments[2]);
+    route.at = 4;
+    return route;
+  }
+  return std::nullopt;
+}
+
+void Gateway::HandleChat(std::shared_ptr<HttpConnection> connection, HttpRequest request,
+                         const std::vector<std::string>& segments, Route route) {
+  const std::string& method = request.method;
+  const size_t at = route.at;
+  size_t rest = segments.size() - at;
+  if (rest == 0 && method == "POST") {
+    asio::co_spawn(executor_, ChatPost(connection, std::move(request), std::move(route.agent)),
+                   asio::detached);
+    return;
+  }
+  if (rest == 2) {
+    absl::StatusOr<std::string> chat_id = ChatIdOf(segments[at]);
+    if (!chat_id.ok()) {
+      Error(connection, request, chat_id.status());
+      return;
+    }
+    const std::string& action = segments[at + 1];
+    if (action == "stream" && method == "GET") {
+      asio::co_spawn(executor_, ChatResume(connection, std::move(request), *chat_id),
+                     asio::detached);
+      return;
+    }
+    if (action == "stop" && method == "POST") {
+      asio::co_spawn(executor_, ChatStop(connection, std::move(request), *chat_id), asio::detached);
+      return;
+    }
+    if (action == "preload" && method == "POST") {
+      asio::co_spawn(executor_,
+                     ChatPreload(connection, std::move(request), *chat_id, std::move(route.agent)),
+                     asio::detached);
+      return;
+    }
   }
   Error(connection, request,
         absl::NotFoundError(absl::StrCat("no route ", method, " ", request.path)));
@@ -773,6 +782,106 @@ absl::StatusOr<std::string> Gateway::CallerToken(const HttpRequest& request) con
   return token;
 }
 
+// A chat POST's body, checked (ParseChatPost): what the AI SDK transport sends.
+struct ChatPostBody {
+  Json body;            // the JSON object, its "messages" moved out to `messages`
+  std::string chat_id;  // "id"
+  std::string trigger;  // "submit-message" or "regenerate-message"
+  Json messages;        // the client's messages, an array
+  Json last;            // the last of them; null when there are none
+  std::string agent;    // the route's, the body's or --agent's ("": none)
+  Json metadata;        // null when none
+};
+
+namespace {
+
+// The body of a chat POST, checked: its chat id, trigger and messages (a submit-message's own
+// last), and the chat's agent: `agent` (the route's), else the body's, else `default_agent`.
+absl::StatusOr<ChatPostBody> ParseChatPost(const std::string& text, std::string agent,
+                                           const std::string& default_agent) {
+  absl::StatusOr<Json> body = ParseJson(text);
+  if (!body.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the body is not JSON: ", body.status().message()));
+  }
+  if (!body->is_object()) return absl::InvalidArgumentError("the body must be a JSON object");
+  ChatPostBody post;
+  post.chat_id = StringField(*body, "id");
+  if (post.chat_id.empty() || post.chat_id.size() > kMaxChatIdBytes) {
+    return absl::InvalidArgumentError("\"id\" (the chat id) must be a string of 1 to 256 bytes");
+  }
+  post.trigger = StringField(*body, "trigger");
+  if (post.trigger.empty()) post.trigger = "submit-message";
+  if (post.trigger != "submit-message" && post.trigger != "regenerate-message") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("\"trigger\" must be \"submit-message\" or \"regenerate-message\", not ",
+                     Quoted(post.trigger)));
+  }
+  auto messages = body->find("messages");
+  if (messages == body->end() || !messages->is_array()) {
+    return absl::InvalidArgumentError("\"messages\" must be an array");
+  }
+  post.messages = std::move(*messages);
+  post.last = post.messages.empty() ? Json() : post.messages.back();
+  if (post.trigger == "submit-message" &&
+      (!post.last.is_object() || MessageId(post.last).empty())) {
+    return absl::InvalidArgumentError(
+        "a submit-message needs its message as the last of \"messages\", with an id");
+  }
+  post.agent = std::move(agent);
+  if (post.agent.empty()) post.agent = StringField(*body, "agent");
+  if (post.agent.empty()) post.agent = default_agent;
+  post.metadata = body->value("metadata", Json());
+  post.body = *std::move(body);
+  return post;
+}
+
+// The CreateSession of a chat's first POST: a head start's (`warm`: handover-prepare, with the
+// messages step 1 answers) or a plain submit-message's.
+v1::CreateSessionRequest FirstSession(const ChatPostBody& post, bool warm,
+                                      const std::string& traceparent) {
+  v1::CreateSessionRequest create;
+  create.set_chat_id(post.chat_id);
+  create.set_agent(post.agent);
+  create.set_trigger(warm ? v1::TRIGGER_HANDOVER_PREPARE : v1::TRIGGER_SUBMIT_MESSAGE);
+  Json payload = warm ? Json{{"headStartMessages", post.messages}} : Json{{"message", post.last}};
+  if (!post.metadata.is_null()) payload["metadata"] = post.metadata;
+  create.set_payload_json(DumpJson(payload));
+  if (ValidTraceparent(traceparent)) create.set_traceparent(traceparent);
+  return create;
+}
+
+// The `.in` record of a POST on an existing chat, as an Append.
+v1::AppendRequest MessageAppend(const ChatPostBody& post) {
+  Json record = {{"kind", "message"}};
+  Json payload = {{"chatId", post.chat_id}, {"trigger", post.trigger}};
+  if (post.trigger == "submit-message") payload["message"] = post.last;
+  if (const Json* id = FindField(post.body, "messageId"); id != nullptr && id->is_string()) {
+    payload["messageId"] = *id;
+  }
+  if (!post.metadata.is_null()) payload["metadata"] = post.metadata;
+  record["payload"] = std::move(payload);
+  v1::AppendRequest append;
+  append.set_chat_id(post.chat_id);
+  append.set_body_json(DumpJson(record));
+  // A retried POST is the same record, never appended twice: a user message by its id; a
+  // regenerate by the message it replaces (a second regenerate names the new answer); a
+  // continuation (tool outputs, approvals on the last answer) by that answer and its content.
+  if (post.trigger == "submit-message" && MessageRole(post.last) == "user") {
+    append.set_client_record_id(absl::StrCat("ui:", MessageId(post.last)));
+  } else if (post.trigger == "regenerate-message") {
+    std::string replaced = StringField(post.body, "messageId");
+    if (replaced.empty() && post.last.is_object()) replaced = MessageId(post.last);
+    append.set_client_record_id(absl::StrCat("regenerate:", replaced));
+  } else if (post.last.is_object()) {
+    append.set_client_record_id(
+        absl::StrCat("continue:", MessageId(post.last), ":", Fingerprint(DumpJson(post.last))));
+  }
+  return append;
+}
+
+}  // namespace
+
 asio::awaitable<void> Gateway::ChatPost(std::shared_ptr<HttpConnection> connection,
                                         HttpRequest request, std::string agent) {
   const absl::Time received = absl::Now();
@@ -781,153 +890,108 @@ asio::awaitable<void> Gateway::ChatPost(std::shared_ptr<HttpConnection> connecti
     Error(connection, request, token.status());
     co_return;
   }
-  absl::StatusOr<Json> body = ParseJson(request.body);
-  if (!body.ok()) {
-    Error(connection, request,
-          absl::InvalidArgumentError(
-              absl::StrCat("the body is not JSON: ", body.status().message())));
+  absl::StatusOr<ChatPostBody> post = ParseChatPost(request.body, std::move(agent), options_.agent);
+  if (!post.ok()) {
+    Error(connection, request, post.status());
     co_return;
   }
-  if (!body->is_object()) {
-    Error(connection, request, absl::InvalidArgumentError("the body must be a JSON object"));
-    co_return;
-  }
-  std::string chat_id = StringField(*body, "id");
-  if (chat_id.empty() || chat_id.size() > kMaxChatIdBytes) {
-    Error(connection, request,
-          absl::InvalidArgumentError("\"id\" (the chat id) must be a string of 1 to 256 bytes"));
-    co_return;
-  }
-  std::string trigger = StringField(*body, "trigger");
-  if (trigger.empty()) trigger = "submit-message";
-  if (trigger != "submit-message" && trigger != "regenerate-message") {
-    Error(connection, request,
-          absl::InvalidArgumentError(
-              absl::StrCat("\"trigger\" must be \"submit-message\" or \"regenerate-message\", not ",
-                           Quoted(trigger))));
-    co_return;
-  }
-  const Json* messages = FindField(*body, "messages");
-  if (messages == nullptr || !messages->is_array()) {
-    Error(connection, request, absl::InvalidArgumentError("\"messages\" must be an array"));
-    co_return;
-  }
-  Json last = messages->empty() ? Json() : messages->back();
-  if (trigger == "submit-message" && (!last.is_object() || MessageId(last).empty())) {
-    Error(connection, request,
-          absl::InvalidArgumentError("a submit-message needs its message as the last of "
-                                     "\"messages\", with an id"));
-    co_return;
-  }
-  if (agent.empty()) agent = StringField(*body, "agent");
-  if (agent.empty()) agent = options_.agent;
-  Json metadata = body->value("metadata", Json());
-
-  HttpHeaders extra;
   // 1. A request without a token may create the chat (the first POST of a chat).
   if (token->empty()) {
-    if (agent.empty()) {
-      Error(connection, request,
-            absl::InvalidArgumentError("no agent: name it in the route "
-                                       "(/api/agents/{agent}/chat), the body, or --agent"));
-      co_return;
-    }
-    if (trigger == "submit-message" && MessageRole(last) == "user") {
-      // A chat whose agent allows it gets a head start: step 1 runs here while a worker boots.
-      std::shared_ptr<const Agent> warm = co_await WarmAgent(agent);
-      v1::CreateSessionRequest create;
-      create.set_chat_id(chat_id);
-      create.set_agent(agent);
-      create.set_trigger(warm ? v1::TRIGGER_HANDOVER_PREPARE : v1::TRIGGER_SUBMIT_MESSAGE);
-      Json payload = warm ? Json{{"headStartMessages", *messages}} : Json{{"message", last}};
-      if (!metadata.is_null()) payload["metadata"] = metadata;
-      create.set_payload_json(DumpJson(payload));
-      std::string traceparent(request.Header("traceparent"));
-      if (ValidTraceparent(traceparent)) create.set_traceparent(traceparent);
-      absl::StatusOr<v1::CreateSessionResponse> created =
-          co_await sessions_.CreateSession(std::move(create), "");
-      if (!created.ok()) {
-        Error(connection, request, created.status());
-        co_return;
-      }
-      bool retry = false;
-      if (!created->created()) {
-        // Only the retry of the request that created it may go on without the chat's token.
-        auto known = created_.find(chat_id);
-        retry = known != created_.end() && known->second.first_message_id == MessageId(last) &&
-                absl::Now() - known->second.at <= options_.retry_window;
-        if (!retry && !created->chat_token().empty()) {
-          Error(connection, request,
-                absl::UnauthenticatedError(absl::StrCat("chat ", Quoted(chat_id),
-                                                        " exists: send its chat token as "
-                                                        "\"Authorization: Bearer <token>\"")));
-          co_return;
-        }
-      } else {
-        created_[chat_id] = Created{MessageId(last), absl::Now()};
-      }
-      if (!created->chat_token().empty()) {
-        extra.emplace_back("x-baton-chat-token", created->chat_token());
-        extra.emplace_back("x-baton-chat-token-expires",
-                           absl::StrCat(created->chat_token_expires_unix_ms()));
-      }
-      if (created->created() && warm) {
-        HttpHeaders headers = Cors(request);
-        headers.emplace_back("x-baton-chat-id", chat_id);
-        for (auto& h : extra) headers.push_back(std::move(h));
-        auto stream = std::make_shared<AnswerStream>(*this, connection, chat_id, 0, received);
-        // The run waits for the signal until this deadline (the agent's window, by the
-        // orchestrator's clock); step 1 must end before it.
-        absl::Time deadline = created->handover_deadline_unix_ms() > 0
-                                  ? absl::FromUnixMillis(created->handover_deadline_unix_ms())
-                                  : absl::Now() + warm->options.handover_timeout;
-        co_await HeadStart(std::move(stream), chat_id, created->chat_token(), std::move(warm),
-                           *messages, traceparent, deadline, std::move(headers));
-        co_return;
-      }
-      if (created->created() || retry) {
-        // The boot message's answer is the chat's first (a retry of a head start's POST too:
-        // the run writes step 1 to `.out` when it takes the handover).
-        StreamAnswer(connection, request, chat_id, created->chat_token(), 0, 0, received,
-                     std::move(extra));
-        co_return;
-      }
-      // An existing chat of an orchestrator without chat tokens: append as any message.
-    } else if (!options_.public_create) {
-      Error(connection, request,
-            absl::UnauthenticatedError("send the chat's token as \"Authorization: Bearer "
-                                       "<token>\""));
-      co_return;
-    }
+    bool answered = co_await FirstPost(connection, request, *post, received);
+    if (answered) co_return;
   }
-
   // 2. A message on an existing chat.
-  Json record = {{"kind", "message"}};
-  Json payload = {{"chatId", chat_id}, {"trigger", trigger}};
-  if (trigger == "submit-message") payload["message"] = last;
-  if (const Json* id = FindField(*body, "messageId"); id != nullptr && id->is_string()) {
-    payload["messageId"] = *id;
+  co_await AppendMessage(connection, request, *post, *token, received);
+}
+
+asio::awaitable<bool> Gateway::FirstPost(const std::shared_ptr<HttpConnection>& connection,
+                                         const HttpRequest& request, const ChatPostBody& post,
+                                         absl::Time received) {
+  if (post.agent.empty()) {
+    Error(connection, request,
+          absl::InvalidArgumentError("no agent: name it in the route "
+                                     "(/api/agents/{agent}/chat), the body, or --agent"));
+    co_return true;
   }
-  if (!metadata.is_null()) payload["metadata"] = metadata;
-  record["payload"] = std::move(payload);
-  v1::AppendRequest append;
-  append.set_chat_id(chat_id);
-  append.set_body_json(DumpJson(record));
-  // A retried POST is the same record, never appended twice: a user message by its id; a
-  // regenerate by the message it replaces (a second regenerate names the new answer); a
-  // continuation (tool outputs, approvals on the last answer) by that answer and its content.
-  if (trigger == "submit-message" && MessageRole(last) == "user") {
-    append.set_client_record_id(absl::StrCat("ui:", MessageId(last)));
-  } else if (trigger == "regenerate-message") {
-    std::string replaced = StringField(*body, "messageId");
-    if (replaced.empty() && last.is_object()) replaced = MessageId(last);
-    append.set_client_record_id(absl::StrCat("regenerate:", replaced));
-  } else if (last.is_object()) {
-    append.set_client_record_id(
-        absl::StrCat("continue:", MessageId(last), ":", Fingerprint(DumpJson(last))));
+  if (post.trigger == "submit-message" && MessageRole(post.last) == "user") {
+    bool answered = co_await CreateChat(connection, request, post, received);
+    co_return answered;
   }
-  absl::StatusOr<v1::AppendResponse> appended =
-      co_await sessions_.Append(std::move(append), *token);
+  if (!options_.public_create) {
+    Error(connection, request,
+          absl::UnauthenticatedError("send the chat's token as \"Authorization: Bearer "
+                                     "<token>\""));
+    co_return true;
+  }
+  co_return false;
+}
+
+asio::awaitable<bool> Gateway::CreateChat(const std::shared_ptr<HttpConnection>& connection,
+                                          const HttpRequest& request, const ChatPostBody& post,
+                                          absl::Time received) {
+  const std::string& chat_id = post.chat_id;
+  // A chat whose agent allows it gets a head start: step 1 runs here while a worker boots.
+  std::shared_ptr<const Agent> warm = co_await WarmAgent(post.agent);
+  std::string traceparent(request.Header("traceparent"));
+  v1::CreateSessionRequest create = FirstSession(post, warm != nullptr, traceparent);
+  absl::StatusOr<v1::CreateSessionResponse> created =
+      co_await sessions_.CreateSession(std::move(create), "");
+  if (!created.ok()) {
+    Error(connection, request, created.status());
+    co_return true;
+  }
+  bool retry = false;
+  if (!created->created()) {
+    // Only the retry of the request that created it may go on without the chat's token.
+    auto known = created_.find(chat_id);
+    retry = known != created_.end() && known->second.first_message_id == MessageId(post.last) &&
+            absl::Now() - known->second.at <= options_.retry_window;
+    if (!retry && !created->chat_token().empty()) {
+      Error(connection, request,
+            absl::UnauthenticatedError(absl::StrCat("chat ", Quoted(chat_id),
+                                                    " exists: send its chat token as "
+                                                    "\"Authorization: Bearer <token>\"")));
+      co_return true;
+    }
+  } else {
+    created_[chat_id] = Created{MessageId(post.last), absl::Now()};
+  }
+  HttpHeaders extra;
+  if (!created->chat_token().empty()) {
+    extra.emplace_back("x-baton-chat-token", created->chat_token());
+    extra.emplace_back("x-baton-chat-token-expires",
+                       absl::StrCat(created->chat_token_expires_unix_ms()));
+  }
+  if (created->created() && warm) {
+    HttpHeaders headers = Cors(request);
+    headers.emplace_back("x-baton-chat-id", chat_id);
+    for (auto& h : extra) headers.push_back(std::move(h));
+    auto stream = std::make_shared<AnswerStream>(*this, connection, chat_id, 0, received);
+    // The run waits for the signal until this deadline (the agent's window, by the
+    // orchestrator's clock); step 1 must end before it.
+    absl::Time deadline = created->handover_deadline_unix_ms() > 0
+                              ? absl::FromUnixMillis(created->handover_deadline_unix_ms())
+                              : absl::Now() + warm->options.handover_timeout;
+    co_await HeadStart(std::move(stream), chat_id, created->chat_token(), std::move(warm),
+                       post.messages, traceparent, deadline, std::move(headers));
+    co_return true;
+  }
+  if (created->created() || retry) {
+    // The boot message's answer is the chat's first (a retry of a head start's POST too:
+    // the run writes step 1 to `.out` when it takes the handover).
+    StreamAnswer(connection, request, chat_id, created->chat_token(), 0, 0, received,
+                 std::move(extra));
+    co_return true;
+  }
+  // An existing chat of an orchestrator without chat tokens: append as any message.
+  co_return false;
+}
+
+asio::awaitable<void> Gateway::AppendMessage(const std::shared_ptr<HttpConnection>& connection,
+                                             const HttpRequest& request, const ChatPostBody& post,
+                                             const std::string& token, absl::Time received) {
+  v1::AppendRequest append = MessageAppend(post);
+  absl::StatusOr<v1::AppendResponse> appended = co_await sessions_.Append(std::move(append), token);
   if (!appended.ok()) {
     Error(connection, request, appended.status());
     co_return;
@@ -938,9 +1002,10 @@ asio::awaitable<void> Gateway::ChatPost(std::shared_ptr<HttpConnection> connecti
     co_return;
   }
   // A retry of a message whose answer is under way, or waits behind others, gets that answer as
-  // the first POST would have.
-  StreamAnswer(connection, request, chat_id, *token, appended->out_seq(), appended->turns_before(),
-               received, std::move(extra), appended->seq());
+  // the first POST would have. (A first POST that comes here created nothing: it has no chat
+  // token to send back.)
+  StreamAnswer(connection, request, post.chat_id, token, appended->out_seq(),
+               appended->turns_before(), received, HttpHeaders(), appended->seq());
 }
 
 // ---- head starts -------------------------------------------------------------------------------
@@ -1149,6 +1214,18 @@ asio::awaitable<void> Gateway::ChatPreload(std::shared_ptr<HttpConnection> conne
 
 namespace {
 
+// A REST request's body: a JSON object, {} when empty.
+absl::StatusOr<Json> RestBody(const HttpRequest& request) {
+  if (request.body.empty()) return Json::object();
+  absl::StatusOr<Json> body = ParseJson(request.body);
+  if (!body.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the body is not JSON: ", body.status().message()));
+  }
+  if (!body->is_object()) return absl::InvalidArgumentError("the body must be a JSON object");
+  return body;
+}
+
 // A `.out` record as the REST mirror shows it.
 Json RecordJson(const FeedRecord& record) {
   if (record.control) {
@@ -1271,60 +1348,13 @@ asio::awaitable<void> Gateway::Rest(std::shared_ptr<HttpConnection> connection, 
     co_return;
   }
   const std::string& method = request.method;
-  auto body_json = [&]() -> absl::StatusOr<Json> {
-    if (request.body.empty()) return Json::object();
-    absl::StatusOr<Json> body = ParseJson(request.body);
-    if (!body.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("the body is not JSON: ", body.status().message()));
-    }
-    if (!body->is_object()) return absl::InvalidArgumentError("the body must be a JSON object");
-    return body;
-  };
   // POST /v1/sessions
   if (segments.size() == 2) {
     if (method != "POST") {
       Error(connection, request, absl::NotFoundError("POST /v1/sessions creates a session"));
       co_return;
     }
-    if (token->empty() && !options_.public_create) {
-      Error(connection, request, absl::UnauthenticatedError("creating a session needs a token"));
-      co_return;
-    }
-    absl::StatusOr<Json> body = body_json();
-    if (!body.ok()) {
-      Error(connection, request, body.status());
-      co_return;
-    }
-    v1::CreateSessionRequest create;
-    create.set_chat_id(StringField(*body, "chatId"));
-    create.set_agent(StringField(*body, "agent"));
-    create.set_trigger(TriggerFromName(StringField(*body, "trigger")));
-    if (const Json* payload = FindField(*body, "payload"); payload != nullptr) {
-      create.set_payload_json(DumpJson(*payload));
-    }
-    create.set_traceparent(StringField(*body, "traceparent"));
-    if (create.trigger() == v1::TRIGGER_UNSPECIFIED && !StringField(*body, "trigger").empty()) {
-      Error(connection, request,
-            absl::InvalidArgumentError(
-                absl::StrCat("unknown trigger ", Quoted(StringField(*body, "trigger")))));
-      co_return;
-    }
-    absl::StatusOr<v1::CreateSessionResponse> created =
-        co_await sessions_.CreateSession(std::move(create), *token);
-    if (!created.ok()) {
-      Error(connection, request, created.status());
-      co_return;
-    }
-    Json answer = ProtoToJson(created->session());
-    if (!created->chat_token().empty()) {
-      answer["chatToken"] = created->chat_token();
-      answer["chatTokenExpiresAt"] = created->chat_token_expires_unix_ms();
-    }
-    if (created->handover_deadline_unix_ms() > 0) {
-      answer["handoverDeadline"] = created->handover_deadline_unix_ms();
-    }
-    Json200(connection, request, created->created() ? 201 : 200, answer);
+    co_await RestCreate(connection, request, *token);
     co_return;
   }
   absl::StatusOr<std::string> chat = ChatIdOf(segments[2]);
@@ -1336,113 +1366,179 @@ asio::awaitable<void> Gateway::Rest(std::shared_ptr<HttpConnection> connection, 
   std::string what = segments.size() > 3 ? segments[3] : "";
   if (segments.size() > 4) what = "?";
   if (what.empty() && method == "GET") {
-    v1::GetRequest get;
-    get.set_chat_id(chat_id);
-    absl::StatusOr<v1::Session> session = co_await sessions_.Get(std::move(get), *token);
-    if (!session.ok()) {
-      Error(connection, request, session.status());
-      co_return;
-    }
-    Json200(connection, request, 200, ProtoToJson(*session));
+    co_await RestGet(connection, request, *token, chat_id);
+  } else if (what == "records" && method == "POST") {
+    co_await RestAppend(connection, request, *token, chat_id);
+  } else if (what == "records" && method == "GET") {
+    co_await RestRecords(connection, request, *token, chat_id);
+  } else if (what == "runs" && method == "GET") {
+    co_await RestRuns(connection, request, *token, chat_id);
+  } else if (what == "cancel" && method == "POST") {
+    co_await RestCancel(connection, request, *token, chat_id);
+  } else if (what == "close" && method == "POST") {
+    co_await RestClose(connection, request, *token, chat_id);
+  } else {
+    Error(connection, request,
+          absl::NotFoundError(absl::StrCat("no route ", method, " ", request.path)));
+  }
+}
+
+asio::awaitable<void> Gateway::RestCreate(const std::shared_ptr<HttpConnection>& connection,
+                                          const HttpRequest& request, const std::string& token) {
+  if (token.empty() && !options_.public_create) {
+    Error(connection, request, absl::UnauthenticatedError("creating a session needs a token"));
     co_return;
   }
-  if (what == "records" && method == "POST") {
-    v1::AppendRequest append;
-    append.set_chat_id(chat_id);
-    append.set_body_json(request.body);
-    append.set_client_record_id(std::string(request.Header("idempotency-key")));
-    absl::StatusOr<v1::AppendResponse> appended =
-        co_await sessions_.Append(std::move(append), *token);
-    if (!appended.ok()) {
-      Error(connection, request, appended.status());
-      co_return;
-    }
-    Json200(connection, request, 200,
-            {{"seq", appended->seq()},
-             {"duplicate", appended->duplicate()},
-             {"answered", appended->answered()},
-             {"runId", appended->run_id()}});
+  absl::StatusOr<Json> body = RestBody(request);
+  if (!body.ok()) {
+    Error(connection, request, body.status());
     co_return;
   }
-  if (what == "records" && method == "GET") {
-    int64_t after = 0;
-    std::string last = std::string(request.Header("last-event-id"));
-    std::string param = request.Param("after");
-    if (!last.empty() && !absl::SimpleAtoi(last, &after)) {
-      Error(connection, request, absl::InvalidArgumentError("Last-Event-ID is not a seq"));
-      co_return;
-    }
-    if (last.empty() && !param.empty() && !absl::SimpleAtoi(param, &after)) {
-      Error(connection, request, absl::InvalidArgumentError("\"after\" is not a seq"));
-      co_return;
-    }
-    bool follow = request.Param("follow") == "true" || request.Param("follow") == "1";
-    // Authorized as the caller: a Get with its token (the feed reads with the gateway's own).
-    v1::GetRequest get;
-    get.set_chat_id(chat_id);
-    absl::StatusOr<v1::Session> session = co_await sessions_.Get(std::move(get), *token);
-    if (!session.ok()) {
-      Error(connection, request, session.status());
-      co_return;
-    }
-    HttpHeaders headers = Cors(request);
-    headers.emplace_back("Content-Type", "text/event-stream");
-    headers.emplace_back("Cache-Control", "no-cache");
-    headers.emplace_back("X-Accel-Buffering", "no");
-    auto stream = std::make_shared<RecordStream>(feeds_, connection, chat_id,
-                                                 follow ? -1 : session->out_seq(), streams_open_,
-                                                 options_.keep_alive);
-    stream->Begin(after, *token, std::move(headers), executor_);
+  v1::CreateSessionRequest create;
+  create.set_chat_id(StringField(*body, "chatId"));
+  create.set_agent(StringField(*body, "agent"));
+  create.set_trigger(TriggerFromName(StringField(*body, "trigger")));
+  if (const Json* payload = FindField(*body, "payload"); payload != nullptr) {
+    create.set_payload_json(DumpJson(*payload));
+  }
+  create.set_traceparent(StringField(*body, "traceparent"));
+  if (create.trigger() == v1::TRIGGER_UNSPECIFIED && !StringField(*body, "trigger").empty()) {
+    Error(connection, request,
+          absl::InvalidArgumentError(
+              absl::StrCat("unknown trigger ", Quoted(StringField(*body, "trigger")))));
     co_return;
   }
-  if (what == "runs" && method == "GET") {
-    v1::ListRunsRequest list;
-    list.set_chat_id(chat_id);
-    absl::StatusOr<v1::ListRunsResponse> runs =
-        co_await sessions_.ListRuns(std::move(list), *token);
-    if (!runs.ok()) {
-      Error(connection, request, runs.status());
-      co_return;
-    }
-    Json200(connection, request, 200, ProtoToJson(*runs));
+  absl::StatusOr<v1::CreateSessionResponse> created =
+      co_await sessions_.CreateSession(std::move(create), token);
+  if (!created.ok()) {
+    Error(connection, request, created.status());
     co_return;
   }
-  if (what == "cancel" && method == "POST") {
-    v1::CancelRunRequest cancel;
-    cancel.set_chat_id(chat_id);
-    absl::StatusOr<Json> body = body_json();
-    if (!body.ok()) {
-      Error(connection, request, body.status());
-      co_return;
-    }
-    cancel.set_run_id(StringField(*body, "runId"));
-    absl::StatusOr<v1::Run> run = co_await sessions_.CancelRun(std::move(cancel), *token);
-    if (!run.ok()) {
-      Error(connection, request, run.status());
-      co_return;
-    }
-    Json200(connection, request, 200, ProtoToJson(*run));
+  Json answer = ProtoToJson(created->session());
+  if (!created->chat_token().empty()) {
+    answer["chatToken"] = created->chat_token();
+    answer["chatTokenExpiresAt"] = created->chat_token_expires_unix_ms();
+  }
+  if (created->handover_deadline_unix_ms() > 0) {
+    answer["handoverDeadline"] = created->handover_deadline_unix_ms();
+  }
+  Json200(connection, request, created->created() ? 201 : 200, answer);
+}
+
+asio::awaitable<void> Gateway::RestGet(const std::shared_ptr<HttpConnection>& connection,
+                                       const HttpRequest& request, const std::string& token,
+                                       const std::string& chat_id) {
+  v1::GetRequest get;
+  get.set_chat_id(chat_id);
+  absl::StatusOr<v1::Session> session = co_await sessions_.Get(std::move(get), token);
+  if (!session.ok()) {
+    Error(connection, request, session.status());
     co_return;
   }
-  if (what == "close" && method == "POST") {
-    absl::StatusOr<Json> body = body_json();
-    if (!body.ok()) {
-      Error(connection, request, body.status());
-      co_return;
-    }
-    v1::CloseRequest close;
-    close.set_chat_id(chat_id);
-    close.set_reason(StringField(*body, "reason"));
-    absl::StatusOr<v1::Session> session = co_await sessions_.Close(std::move(close), *token);
-    if (!session.ok()) {
-      Error(connection, request, session.status());
-      co_return;
-    }
-    Json200(connection, request, 200, ProtoToJson(*session));
+  Json200(connection, request, 200, ProtoToJson(*session));
+}
+
+asio::awaitable<void> Gateway::RestAppend(const std::shared_ptr<HttpConnection>& connection,
+                                          const HttpRequest& request, const std::string& token,
+                                          const std::string& chat_id) {
+  v1::AppendRequest append;
+  append.set_chat_id(chat_id);
+  append.set_body_json(request.body);
+  append.set_client_record_id(std::string(request.Header("idempotency-key")));
+  absl::StatusOr<v1::AppendResponse> appended = co_await sessions_.Append(std::move(append), token);
+  if (!appended.ok()) {
+    Error(connection, request, appended.status());
     co_return;
   }
-  Error(connection, request,
-        absl::NotFoundError(absl::StrCat("no route ", method, " ", request.path)));
+  Json200(connection, request, 200,
+          {{"seq", appended->seq()},
+           {"duplicate", appended->duplicate()},
+           {"answered", appended->answered()},
+           {"runId", appended->run_id()}});
+}
+
+asio::awaitable<void> Gateway::RestRecords(const std::shared_ptr<HttpConnection>& connection,
+                                           const HttpRequest& request, const std::string& token,
+                                           const std::string& chat_id) {
+  int64_t after = 0;
+  std::string last = std::string(request.Header("last-event-id"));
+  std::string param = request.Param("after");
+  if (!last.empty() && !absl::SimpleAtoi(last, &after)) {
+    Error(connection, request, absl::InvalidArgumentError("Last-Event-ID is not a seq"));
+    co_return;
+  }
+  if (last.empty() && !param.empty() && !absl::SimpleAtoi(param, &after)) {
+    Error(connection, request, absl::InvalidArgumentError("\"after\" is not a seq"));
+    co_return;
+  }
+  bool follow = request.Param("follow") == "true" || request.Param("follow") == "1";
+  // Authorized as the caller: a Get with its token (the feed reads with the gateway's own).
+  v1::GetRequest get;
+  get.set_chat_id(chat_id);
+  absl::StatusOr<v1::Session> session = co_await sessions_.Get(std::move(get), token);
+  if (!session.ok()) {
+    Error(connection, request, session.status());
+    co_return;
+  }
+  HttpHeaders headers = Cors(request);
+  headers.emplace_back("Content-Type", "text/event-stream");
+  headers.emplace_back("Cache-Control", "no-cache");
+  headers.emplace_back("X-Accel-Buffering", "no");
+  auto stream =
+      std::make_shared<RecordStream>(feeds_, connection, chat_id, follow ? -1 : session->out_seq(),
+                                     streams_open_, options_.keep_alive);
+  stream->Begin(after, token, std::move(headers), executor_);
+}
+
+asio::awaitable<void> Gateway::RestRuns(const std::shared_ptr<HttpConnection>& connection,
+                                        const HttpRequest& request, const std::string& token,
+                                        const std::string& chat_id) {
+  v1::ListRunsRequest list;
+  list.set_chat_id(chat_id);
+  absl::StatusOr<v1::ListRunsResponse> runs = co_await sessions_.ListRuns(std::move(list), token);
+  if (!runs.ok()) {
+    Error(connection, request, runs.status());
+    co_return;
+  }
+  Json200(connection, request, 200, ProtoToJson(*runs));
+}
+
+asio::awaitable<void> Gateway::RestCancel(const std::shared_ptr<HttpConnection>& connection,
+                                          const HttpRequest& request, const std::string& token,
+                                          const std::string& chat_id) {
+  v1::CancelRunRequest cancel;
+  cancel.set_chat_id(chat_id);
+  absl::StatusOr<Json> body = RestBody(request);
+  if (!body.ok()) {
+    Error(connection, request, body.status());
+    co_return;
+  }
+  cancel.set_run_id(StringField(*body, "runId"));
+  absl::StatusOr<v1::Run> run = co_await sessions_.CancelRun(std::move(cancel), token);
+  if (!run.ok()) {
+    Error(connection, request, run.status());
+    co_return;
+  }
+  Json200(connection, request, 200, ProtoToJson(*run));
+}
+
+asio::awaitable<void> Gateway::RestClose(const std::shared_ptr<HttpConnection>& connection,
+                                         const HttpRequest& request, const std::string& token,
+                                         const std::string& chat_id) {
+  absl::StatusOr<Json> body = RestBody(request);
+  if (!body.ok()) {
+    Error(connection, request, body.status());
+    co_return;
+  }
+  v1::CloseRequest close;
+  close.set_chat_id(chat_id);
+  close.set_reason(StringField(*body, "reason"));
+  absl::StatusOr<v1::Session> session = co_await sessions_.Close(std::move(close), token);
+  if (!session.ok()) {
+    Error(connection, request, session.status());
+    co_return;
+  }
+  Json200(connection, request, 200, ProtoToJson(*session));
 }
 
 // ---- static files -----------------------------------------------------------------------------

@@ -18,6 +18,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -70,6 +71,9 @@ struct GatewayOptions {
   HeadStartOptions head_start;
 };
 
+// A chat POST's body, checked (gateway.cc).
+struct ChatPostBody;
+
 class Gateway {
  public:
   Gateway(asio::any_io_executor executor, SessionsClient& sessions, GatewayOptions options);
@@ -84,14 +88,47 @@ class Gateway {
   class AnswerStream;  // an SSE response following a chat's `.out`
 
  private:
-  struct Route;
+  // Where a path of the chat transport ({base}[/{chatId}/{action}], or the same under
+  // /api/agents/{agent}/chat) has its chat part, and the agent it names.
+  struct Route {
+    size_t at = 0;      // the first segment after the base
+    std::string agent;  // "": the path names none
+  };
   struct Caller {
     std::string token;  // the bearer token the request carried ("" when none)
   };
 
+  // Handle's steps for the chat transport: the route a path is on (none: not the transport's),
+  // and the request dispatched to ChatPost, ChatResume, ChatStop or ChatPreload.
+  std::optional<Route> ChatRoute(const std::vector<std::string>& segments) const;
+  void HandleChat(std::shared_ptr<HttpConnection> connection, HttpRequest request,
+                  const std::vector<std::string>& segments, Route route);
+
+  // The coroutines below that take references (FirstPost, CreateChat, AppendMessage and the
+  // Rest* steps) are each awaited by their caller (ChatPost, Rest), whose frame holds what they
+  // refer to, so it outlives them (docs/decisions.md).
+
   // The AI SDK transport.
+  //
+  // A POST: the caller's token, the body checked (ParseChatPost), then, without a token, the
+  // chat's first POST (FirstPost), else or after it a message on the chat (AppendMessage).
   asio::awaitable<void> ChatPost(std::shared_ptr<HttpConnection> connection, HttpRequest request,
                                  std::string agent);
+  // A POST without a token: creates the chat (CreateChat) or refuses. True when the request is
+  // answered; false: it goes on as a message on an existing chat.
+  asio::awaitable<bool> FirstPost(const std::shared_ptr<HttpConnection>& connection,
+                                  const HttpRequest& request, const ChatPostBody& post,
+                                  absl::Time received);
+  // CreateSession (a head start's when the agent allows one), then the answer: HeadStart, or
+  // StreamAnswer from the chat's start. False for an existing chat of an orchestrator without
+  // chat tokens.
+  asio::awaitable<bool> CreateChat(const std::shared_ptr<HttpConnection>& connection,
+                                   const HttpRequest& request, const ChatPostBody& post,
+                                   absl::Time received);
+  // Appends the POST's message to its chat (MessageAppend) and streams its answer.
+  asio::awaitable<void> AppendMessage(const std::shared_ptr<HttpConnection>& connection,
+                                      const HttpRequest& request, const ChatPostBody& post,
+                                      const std::string& token, absl::Time received);
   asio::awaitable<void> ChatResume(std::shared_ptr<HttpConnection> connection, HttpRequest request,
                                    std::string chat_id);
   asio::awaitable<void> ChatStop(std::shared_ptr<HttpConnection> connection, HttpRequest request,
@@ -106,9 +143,36 @@ class Gateway {
                                   std::string token, std::shared_ptr<const Agent> agent,
                                   Json messages, std::string traceparent, absl::Time deadline,
                                   HttpHeaders headers);
-  // The REST mirror.
+  // The REST mirror: Rest checks the token and the chat id and routes to one of the others.
   asio::awaitable<void> Rest(std::shared_ptr<HttpConnection> connection, HttpRequest request,
                              std::vector<std::string> segments);
+  // POST /v1/sessions
+  asio::awaitable<void> RestCreate(const std::shared_ptr<HttpConnection>& connection,
+                                   const HttpRequest& request, const std::string& token);
+  // GET /v1/sessions/{chatId}
+  asio::awaitable<void> RestGet(const std::shared_ptr<HttpConnection>& connection,
+                                const HttpRequest& request, const std::string& token,
+                                const std::string& chat_id);
+  // POST /v1/sessions/{chatId}/records
+  asio::awaitable<void> RestAppend(const std::shared_ptr<HttpConnection>& connection,
+                                   const HttpRequest& request, const std::string& token,
+                                   const std::string& chat_id);
+  // GET /v1/sessions/{chatId}/records: SSE, from Last-Event-ID or ?after, ?follow to go on.
+  asio::awaitable<void> RestRecords(const std::shared_ptr<HttpConnection>& connection,
+                                    const HttpRequest& request, const std::string& token,
+                                    const std::string& chat_id);
+  // GET /v1/sessions/{chatId}/runs
+  asio::awaitable<void> RestRuns(const std::shared_ptr<HttpConnection>& connection,
+                                 const HttpRequest& request, const std::string& token,
+                                 const std::string& chat_id);
+  // POST /v1/sessions/{chatId}/cancel
+  asio::awaitable<void> RestCancel(const std::shared_ptr<HttpConnection>& connection,
+                                   const HttpRequest& request, const std::string& token,
+                                   const std::string& chat_id);
+  // POST /v1/sessions/{chatId}/close
+  asio::awaitable<void> RestClose(const std::shared_ptr<HttpConnection>& connection,
+                                  const HttpRequest& request, const std::string& token,
+                                  const std::string& chat_id);
 
   // The caller's bearer token; "" (the gateway's own token) only with --public_create.
   absl::StatusOr<std::string> CallerToken(const HttpRequest& request) const;
