@@ -14,6 +14,11 @@
 // client going away, its chat token's expiry or shutdown. A timer thread enforces accept
 // deadlines, leases, heartbeats, stalled streams, chat-token expiries of open Reads and
 // suspension deadlines.
+//
+// One class in three sources by responsibility, with orchestrator_state.h defining its private
+// types for them: the core (lifecycle, session rules, sending, timers) in orchestrator.cc, the
+// Sessions edge and the Read streams in sessions_service.cc, the WorkerGateway edge and the
+// worker streams in worker_gateway.cc.
 #ifndef BATON_TOOLS_ORCHESTRATOR_ORCHESTRATOR_H_
 #define BATON_TOOLS_ORCHESTRATOR_ORCHESTRATOR_H_
 
