@@ -50,6 +50,44 @@ class WallClock final : public Clock {
 // `.in` rows read from the store at a time when they go to a worker as it takes them.
 constexpr size_t kInPage = 8;
 
+// The JSON of `text`; null when it is empty or does not parse.
+Json ParsedOrNull(const std::string& text) {
+  absl::StatusOr<Json> json = text.empty() ? absl::StatusOr<Json>(Json()) : ParseJson(text);
+  return json.ok() ? *std::move(json) : Json();
+}
+
+// The retract of the answer a dead run left open in `tail` (a `start` with no end, not
+// retracted yet); none when it left none open.
+std::optional<OutRecord> RetractOfOpenAnswer(const std::vector<OutRow>& tail) {
+  std::string open_id;
+  int64_t open_from = 0;
+  std::set<int64_t> retracted;
+  for (const OutRow& row : tail) {
+    v1::OutRecord proto;
+    if (!proto.ParseFromString(row.record)) continue;
+    absl::StatusOr<OutRecord> r = OutRecordFromProto(proto);
+    if (!r.ok()) continue;
+    if (r->is_control) {
+      int64_t from = 0;
+      if (r->control == kRetract && absl::SimpleAtoi(r->Header("from-seq"), &from)) {
+        retracted.insert(from);
+      }
+      continue;
+    }
+    std::string type = r->Type();
+    if (type == "start") {
+      open_id = StringField(r->chunk, "messageId");
+      open_from = r->seq;
+    } else if (type == "finish" || type == "abort") {
+      open_id.clear();
+    }
+  }
+  if (open_id.empty() || retracted.count(open_from) != 0) return std::nullopt;
+  return OutRecord::Control(
+      kRetract,
+      {{"message-id", open_id}, {"from-seq", absl::StrCat(open_from)}, {"reason", "chat-failed"}});
+}
+
 }  // namespace
 
 // ---- lifecycle --------------------------------------------------------------------------------
@@ -381,18 +419,7 @@ bool Orchestrator::Assign(Run& run, Conn& conn) {
     return false;
   }
   Session& session = *sessions_[run.row.chat_id];
-  run.row.lease_token = *token;
-  run.state = RunState::kAssigned;
-  run.row.worker_id = conn.worker_id;
-  run.row.reason.clear();  // why it was queued (NoteWhyQueued)
-  run.row.error.clear();
-  run.conn = &conn;
-  run.accept_by = clock_.Now() + options_.accept_deadline;
-  conn.credit -= 1;
-  free_credit_.Add(-1);
-  conn.runs.insert(run.row.run_id);
-  SaveRun(run);
-  runs_started_.Add(1);
+  BindRun(run, conn, *token);
 
   v1::GatewayFrame frame;
   v1::AssignRun& assign = *frame.mutable_assign_run();
@@ -413,56 +440,7 @@ bool Orchestrator::Assign(Run& run, Conn& conn) {
     assign.set_trigger(ToProto(run.trigger));
     assign.set_payload_json(run.row.payload_json);
   } else {
-    // As LocalSessions: a resume carries on the suspended run's wait; it is not a continuation.
-    assign.set_continuation(run.trigger == BootTrigger::kContinuation);
-    assign.set_resume(run.trigger == BootTrigger::kResume);
-    assign.set_snapshot_json(session.row.snapshot_json);
-    auto parsed = [](const std::string& text) {
-      absl::StatusOr<Json> json = text.empty() ? absl::StatusOr<Json>(Json()) : ParseJson(text);
-      return json.ok() ? *std::move(json) : Json();
-    };
-    // The first run's boot message never went through `.in`: until a snapshot holds it, the
-    // next run boots as the first did (a head start waits for its signal again), so it is not
-    // lost.
-    NextBoot next =
-        NextBootOf(session.row.head_start_json.empty() ? "" : "handover-prepare",
-                   parsed(run.row.payload_json), parsed(session.row.boot_message_json),
-                   parsed(session.row.head_start_json), parsed(session.row.snapshot_json));
-    if (!next.trigger.empty()) assign.set_trigger(TriggerFromName(next.trigger));
-    assign.set_payload_json(DumpJson(next.payload));
-    absl::StatusOr<std::vector<OutRow>> tail =
-        store_.ReadOut(session.row.chat_id, session.row.snapshot_out_seq, kAllRows);
-    if (tail.ok()) {
-      for (const OutRow& out : *tail) assign.add_out_tail()->ParseFromString(out.record);
-    }
-    // The records after the snapshot ride in the assignment, where the run's recovery sees them
-    // all at boot: it pairs the tail's answers with their messages, and matches a boot message
-    // against `.in`. With nothing to pair (no tail, no boot message) only a quarter of the
-    // outbox bound of them does, and the rest follow as Deliver frames (DeliverPending), which
-    // wait in the store while the outbox is half full: a long backlog neither fills the
-    // orchestrator's memory at once nor keeps the worker decoding one assignment for seconds.
-    bool whole = !tail.ok() || !tail->empty() || next.trigger == "submit-message" ||
-                 next.trigger == "regenerate-message";
-    int64_t budget = whole ? std::numeric_limits<int64_t>::max() : options_.max_outbox_bytes / 4;
-    run.sent_in = InFloor(session);
-    for (bool more = true; more;) {
-      absl::StatusOr<std::vector<InRow>> page =
-          store_.ReadIn(session.row.chat_id, run.sent_in, kInPage);
-      if (!page.ok() || page->empty()) break;
-      for (const InRow& in : *page) {
-        budget -= static_cast<int64_t>(in.body_json.size() + in.client_record_id.size());
-        if (budget < 0) {
-          more = false;
-          break;
-        }
-        v1::InRecord& r = *assign.add_pending();
-        r.set_seq(in.seq);
-        r.set_body_json(in.body_json);
-        r.set_client_record_id(in.client_record_id);
-        r.set_appended_at_unix_ms(in.appended_ms);
-        run.sent_in = in.seq;
-      }
-    }
+    AssignContinuation(run, session, assign);
   }
   assign.set_out_seq(session.out_seq);
   // What does not fit one frame follows in AssignMore frames, directly after it.
@@ -471,6 +449,75 @@ bool Orchestrator::Assign(Run& run, Conn& conn) {
   }
   DeliverPending(run);
   return true;
+}
+
+void Orchestrator::BindRun(Run& run, Conn& conn, int64_t lease_token) {
+  run.row.lease_token = lease_token;
+  run.state = RunState::kAssigned;
+  run.row.worker_id = conn.worker_id;
+  run.row.reason.clear();  // why it was queued (NoteWhyQueued)
+  run.row.error.clear();
+  run.conn = &conn;
+  run.accept_by = clock_.Now() + options_.accept_deadline;
+  conn.credit -= 1;
+  free_credit_.Add(-1);
+  conn.runs.insert(run.row.run_id);
+  SaveRun(run);
+  runs_started_.Add(1);
+}
+
+void Orchestrator::AssignContinuation(Run& run, const Session& session, v1::AssignRun& assign) {
+  // As LocalSessions: a resume carries on the suspended run's wait; it is not a continuation.
+  assign.set_continuation(run.trigger == BootTrigger::kContinuation);
+  assign.set_resume(run.trigger == BootTrigger::kResume);
+  assign.set_snapshot_json(session.row.snapshot_json);
+  // The first run's boot message never went through `.in`: until a snapshot holds it, the
+  // next run boots as the first did (a head start waits for its signal again), so it is not
+  // lost.
+  NextBoot next = NextBootOf(
+      session.row.head_start_json.empty() ? "" : "handover-prepare",
+      ParsedOrNull(run.row.payload_json), ParsedOrNull(session.row.boot_message_json),
+      ParsedOrNull(session.row.head_start_json), ParsedOrNull(session.row.snapshot_json));
+  if (!next.trigger.empty()) assign.set_trigger(TriggerFromName(next.trigger));
+  assign.set_payload_json(DumpJson(next.payload));
+  absl::StatusOr<std::vector<OutRow>> tail =
+      store_.ReadOut(session.row.chat_id, session.row.snapshot_out_seq, kAllRows);
+  if (tail.ok()) {
+    for (const OutRow& out : *tail) assign.add_out_tail()->ParseFromString(out.record);
+  }
+  // The records after the snapshot ride in the assignment, where the run's recovery sees them
+  // all at boot: it pairs the tail's answers with their messages, and matches a boot message
+  // against `.in`. With nothing to pair (no tail, no boot message) only a quarter of the
+  // outbox bound of them does, and the rest follow as Deliver frames (DeliverPending), which
+  // wait in the store while the outbox is half full: a long backlog neither fills the
+  // orchestrator's memory at once nor keeps the worker decoding one assignment for seconds.
+  bool whole = !tail.ok() || !tail->empty() || next.trigger == "submit-message" ||
+               next.trigger == "regenerate-message";
+  int64_t budget = whole ? std::numeric_limits<int64_t>::max() : options_.max_outbox_bytes / 4;
+  run.sent_in = InFloor(session);
+  AddPendingIn(run, session, budget, assign);
+}
+
+void Orchestrator::AddPendingIn(Run& run, const Session& session, int64_t budget,
+                                v1::AssignRun& assign) {
+  for (bool more = true; more;) {
+    absl::StatusOr<std::vector<InRow>> page =
+        store_.ReadIn(session.row.chat_id, run.sent_in, kInPage);
+    if (!page.ok() || page->empty()) break;
+    for (const InRow& in : *page) {
+      budget -= static_cast<int64_t>(in.body_json.size() + in.client_record_id.size());
+      if (budget < 0) {
+        more = false;
+        break;
+      }
+      v1::InRecord& r = *assign.add_pending();
+      r.set_seq(in.seq);
+      r.set_body_json(in.body_json);
+      r.set_client_record_id(in.client_record_id);
+      r.set_appended_at_unix_ms(in.appended_ms);
+      run.sent_in = in.seq;
+    }
+  }
 }
 
 void Orchestrator::DeliverPending(Run& run) {
@@ -587,56 +634,14 @@ int64_t Orchestrator::InFloor(const Session& session) const {
 
 void Orchestrator::AnswerWithError(Session& session, const std::string& error) {
   const std::string& chat_id = session.row.chat_id;
-  auto parsed = [](const std::string& text) {
-    absl::StatusOr<Json> json = text.empty() ? absl::StatusOr<Json>(Json()) : ParseJson(text);
-    return json.ok() ? *std::move(json) : Json();
-  };
-  // The messages no run answered, oldest first: the boot message (seq 0) while no snapshot
-  // holds it, then the `.in` messages after the floor.
-  std::vector<int64_t> unanswered;
-  Json boot = parsed(session.row.boot_message_json);
-  if (boot.is_object() && !SnapshotHolds(parsed(session.row.snapshot_json), boot)) {
-    unanswered.push_back(0);
-  }
-  absl::StatusOr<std::vector<InRow>> in = store_.ReadIn(chat_id, InFloor(session), kAllRows);
-  if (in.ok()) {
-    for (const InRow& row : *in) {
-      absl::StatusOr<InRecord> record = DecodeInRecord(row.seq, row.body_json);
-      if (record.ok() && NeedsAnswer(*record)) unanswered.push_back(row.seq);
-    }
-  }
+  std::vector<int64_t> unanswered = UnansweredMessages(session);
   std::vector<OutRecord> records;
   // The dead run's answer left open (a `start` with no end, not retracted yet).
   absl::StatusOr<std::vector<OutRow>> tail =
       store_.ReadOut(chat_id, session.row.snapshot_out_seq, kAllRows);
   if (tail.ok()) {
-    std::string open_id;
-    int64_t open_from = 0;
-    std::set<int64_t> retracted;
-    for (const OutRow& row : *tail) {
-      v1::OutRecord proto;
-      if (!proto.ParseFromString(row.record)) continue;
-      absl::StatusOr<OutRecord> r = OutRecordFromProto(proto);
-      if (!r.ok()) continue;
-      if (r->is_control) {
-        int64_t from = 0;
-        if (r->control == kRetract && absl::SimpleAtoi(r->Header("from-seq"), &from)) {
-          retracted.insert(from);
-        }
-        continue;
-      }
-      std::string type = r->Type();
-      if (type == "start") {
-        open_id = StringField(r->chunk, "messageId");
-        open_from = r->seq;
-      } else if (type == "finish" || type == "abort") {
-        open_id.clear();
-      }
-    }
-    if (!open_id.empty() && retracted.count(open_from) == 0) {
-      records.push_back(OutRecord::Control(kRetract, {{"message-id", open_id},
-                                                      {"from-seq", absl::StrCat(open_from)},
-                                                      {"reason", "chat-failed"}}));
+    if (std::optional<OutRecord> retract = RetractOfOpenAnswer(*tail); retract.has_value()) {
+      records.push_back(*std::move(retract));
     }
   }
   for (int64_t seq : unanswered) {
@@ -669,6 +674,25 @@ void Orchestrator::AnswerWithError(Session& session, const std::string& error) {
   if (!unanswered.empty() && unanswered.back() > 0) session.row.failed_in_seq = unanswered.back();
   if (!unanswered.empty() && unanswered.front() == 0) session.row.boot_message_json.clear();
   session.row.handover_deadline_ms = 0;
+}
+
+std::vector<int64_t> Orchestrator::UnansweredMessages(const Session& session) {
+  // The messages no run answered, oldest first: the boot message (seq 0) while no snapshot
+  // holds it, then the `.in` messages after the floor.
+  std::vector<int64_t> unanswered;
+  Json boot = ParsedOrNull(session.row.boot_message_json);
+  if (boot.is_object() && !SnapshotHolds(ParsedOrNull(session.row.snapshot_json), boot)) {
+    unanswered.push_back(0);
+  }
+  absl::StatusOr<std::vector<InRow>> in =
+      store_.ReadIn(session.row.chat_id, InFloor(session), kAllRows);
+  if (in.ok()) {
+    for (const InRow& row : *in) {
+      absl::StatusOr<InRecord> record = DecodeInRecord(row.seq, row.body_json);
+      if (record.ok() && NeedsAnswer(*record)) unanswered.push_back(row.seq);
+    }
+  }
+  return unanswered;
 }
 
 void Orchestrator::TimeOutSuspendedRun(const Session& session) {

@@ -68,6 +68,31 @@ absl::Status CheckCreateRequest(const v1::CreateSessionRequest& request) {
   return absl::OkStatus();
 }
 
+// CreateSession's trigger: a known one.
+absl::StatusOr<BootTrigger> RequestedTrigger(const v1::CreateSessionRequest& request) {
+  if (request.trigger() == v1::TRIGGER_UNSPECIFIED) return Invalid("trigger is required");
+  std::optional<BootTrigger> trigger = BootTriggerOf(request.trigger());
+  if (!trigger.has_value()) {
+    return Invalid(
+        absl::StrCat("trigger ", static_cast<int>(request.trigger()), " is not a known trigger"));
+  }
+  return *trigger;
+}
+
+// CreateSession's boot payload: a JSON object (empty when none is sent) that a run can read.
+absl::StatusOr<Json> RequestedPayload(const v1::CreateSessionRequest& request) {
+  Json payload = Json::object();
+  if (!request.payload_json().empty()) {
+    absl::StatusOr<Json> parsed = ParseJson(request.payload_json(), kMaxDataDepth);
+    if (!parsed.ok()) return Invalid(absl::StrCat("payload_json: ", parsed.status().message()));
+    if (!parsed->is_object()) return Invalid("payload_json must be a JSON object");
+    payload = *std::move(parsed);
+  }
+  // A message the run could not read would leave the chat waiting with no answer and no error.
+  if (absl::Status checked = CheckBootPayload(payload); !checked.ok()) return checked;
+  return payload;
+}
+
 // `.out` records a Read takes from the store at a time.
 constexpr size_t kReadPage = 512;
 
@@ -214,84 +239,38 @@ grpc::Status Orchestrator::SessionsApi::GetAgent(grpc::ServerContext* context,
 absl::Status Orchestrator::CreateSession(const v1::CreateSessionRequest& request,
                                          const Caller& caller,
                                          v1::CreateSessionResponse* response) {
-  if (request.trigger() == v1::TRIGGER_UNSPECIFIED) return Invalid("trigger is required");
-  std::optional<BootTrigger> trigger = BootTriggerOf(request.trigger());
-  if (!trigger.has_value()) {
-    return Invalid(
-        absl::StrCat("trigger ", static_cast<int>(request.trigger()), " is not a known trigger"));
-  }
-  Json payload = Json::object();
-  if (!request.payload_json().empty()) {
-    absl::StatusOr<Json> parsed = ParseJson(request.payload_json(), kMaxDataDepth);
-    if (!parsed.ok()) return Invalid(absl::StrCat("payload_json: ", parsed.status().message()));
-    if (!parsed->is_object()) return Invalid("payload_json must be a JSON object");
-    payload = *std::move(parsed);
-  }
-  // A message the run could not read would leave the chat waiting with no answer and no error.
-  if (absl::Status checked = CheckBootPayload(payload); !checked.ok()) return checked;
+  absl::StatusOr<BootTrigger> trigger = RequestedTrigger(request);
+  if (!trigger.ok()) return trigger.status();
+  absl::StatusOr<Json> payload = RequestedPayload(request);
+  if (!payload.ok()) return payload.status();
   auto existing = sessions_.find(request.chat_id());
   if (existing != sessions_.end()) {
-    // The answer carries a fresh chat token, which reads and writes the chat: only a caller
-    // that may already do both gets it, so sessions:create alone reaches no chat it did not
-    // make (docs/security.md).
-    if (!caller.anyone &&
-        (caller.scopes.count(Scope::kRead) == 0 || caller.scopes.count(Scope::kWrite) == 0)) {
-      return absl::Status(
-          absl::StatusCode::kPermissionDenied,
-          absl::StrCat(caller.name,
-                       " may create chats but not renew the chat token of one that exists: "
-                       "CreateSession of an existing chat needs sessions:read and "
-                       "sessions:write as well"));
-    }
-    if (existing->second->row.agent != request.agent()) {
-      return absl::Status(absl::StatusCode::kAlreadyExists,
-                          absl::StrCat("chat ", request.chat_id(), " exists with agent ",
-                                       Quoted(existing->second->row.agent)));
-    }
-    *response->mutable_session() = SessionProto(*existing->second);
-    response->set_created(false);
-    response->set_handover_deadline_unix_ms(existing->second->row.handover_deadline_ms);
-    IssueChatToken(request.chat_id(), response);
-    return absl::OkStatus();
+    return RenewExisting(*existing->second, request, caller, response);
   }
-  if (trigger == BootTrigger::kHandoverPrepare) {
-    // An agent whose first model call must go through its own hooks takes no head start: the
-    // warm side's step 1 would run without them.
-    const v1::AgentInfo* announced = Announced(request.agent(), /*connected_only=*/false);
-    if (announced != nullptr && announced->head_start_disabled()) {
-      return absl::Status(
-          absl::StatusCode::kFailedPrecondition,
-          absl::StrCat("agent ", Quoted(request.agent()),
-                       " does not allow a head start (its workers announce it with "
-                       "allow_head_start off): create the chat with submit-message"));
-    }
+  if (*trigger == BootTrigger::kHandoverPrepare) {
+    if (absl::Status allowed = CheckHeadStart(request.agent()); !allowed.ok()) return allowed;
   }
-  payload["chatId"] = request.chat_id();
+  (*payload)["chatId"] = request.chat_id();
   auto session = std::make_unique<Session>();
   SessionRow& row = session->row;
   row.chat_id = request.chat_id();
   row.agent = request.agent();
   session->state = SessionState::kLive;
-  row.base_payload_json = DumpJson(BasePayload(payload));
-  if (Json boot = BootMessage(std::string(Word(*trigger)), payload); boot.is_object()) {
+  row.base_payload_json = DumpJson(BasePayload(*payload));
+  if (Json boot = BootMessage(std::string(Word(*trigger)), *payload); boot.is_object()) {
     row.boot_message_json = DumpJson(boot);
     session->awaiting.push_back(0);  // the boot message's turn is the first on `.out`
   }
   row.traceparent = request.traceparent();
   row.created_ms = UnixMs(clock_.Now());
-  if (trigger == BootTrigger::kHandoverPrepare) {
-    // The window for the warm side's signal: the agent's own handover_timeout, as its workers
-    // announced it, so the warm side and the run agree on it.
-    const v1::AgentInfo* announced = Announced(row.agent, /*connected_only=*/false);
-    absl::Duration window = announced != nullptr && announced->handover_timeout_ms() > 0
-                                ? absl::Milliseconds(announced->handover_timeout_ms())
-                                : options_.handover_timeout;
-    row.head_start_json = DumpJson(payload.value("headStartMessages", Json::array()));
+  if (*trigger == BootTrigger::kHandoverPrepare) {
+    absl::Duration window = HandoverWindowOf(row.agent);
+    row.head_start_json = DumpJson(payload->value("headStartMessages", Json::array()));
     row.handover_deadline_ms = row.created_ms + absl::ToInt64Milliseconds(window);
   }
   Session& s = *session;
   sessions_[row.chat_id] = std::move(session);
-  absl::Status booted = Boot(s, *trigger, DumpJson(payload), 1);
+  absl::Status booted = Boot(s, *trigger, DumpJson(*payload), 1);
   if (!booted.ok()) {
     sessions_.erase(request.chat_id());
     return booted;
@@ -304,6 +283,56 @@ absl::Status Orchestrator::CreateSession(const v1::CreateSessionRequest& request
   response->set_handover_deadline_unix_ms(s.row.handover_deadline_ms);
   IssueChatToken(request.chat_id(), response);
   return absl::OkStatus();
+}
+
+absl::Status Orchestrator::RenewExisting(const Session& existing,
+                                         const v1::CreateSessionRequest& request,
+                                         const Caller& caller,
+                                         v1::CreateSessionResponse* response) {
+  // The answer carries a fresh chat token, which reads and writes the chat: only a caller
+  // that may already do both gets it, so sessions:create alone reaches no chat it did not
+  // make (docs/security.md).
+  if (!caller.anyone &&
+      (caller.scopes.count(Scope::kRead) == 0 || caller.scopes.count(Scope::kWrite) == 0)) {
+    return absl::Status(
+        absl::StatusCode::kPermissionDenied,
+        absl::StrCat(caller.name,
+                     " may create chats but not renew the chat token of one that exists: "
+                     "CreateSession of an existing chat needs sessions:read and "
+                     "sessions:write as well"));
+  }
+  if (existing.row.agent != request.agent()) {
+    return absl::Status(absl::StatusCode::kAlreadyExists,
+                        absl::StrCat("chat ", request.chat_id(), " exists with agent ",
+                                     Quoted(existing.row.agent)));
+  }
+  *response->mutable_session() = SessionProto(existing);
+  response->set_created(false);
+  response->set_handover_deadline_unix_ms(existing.row.handover_deadline_ms);
+  IssueChatToken(request.chat_id(), response);
+  return absl::OkStatus();
+}
+
+absl::Status Orchestrator::CheckHeadStart(const std::string& agent) const {
+  // An agent whose first model call must go through its own hooks takes no head start: the
+  // warm side's step 1 would run without them.
+  const v1::AgentInfo* announced = Announced(agent, /*connected_only=*/false);
+  if (announced != nullptr && announced->head_start_disabled()) {
+    return absl::Status(absl::StatusCode::kFailedPrecondition,
+                        absl::StrCat("agent ", Quoted(agent),
+                                     " does not allow a head start (its workers announce it with "
+                                     "allow_head_start off): create the chat with submit-message"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Duration Orchestrator::HandoverWindowOf(const std::string& agent) const {
+  // The window for the warm side's signal: the agent's own handover_timeout, as its workers
+  // announced it, so the warm side and the run agree on it.
+  const v1::AgentInfo* announced = Announced(agent, /*connected_only=*/false);
+  return announced != nullptr && announced->handover_timeout_ms() > 0
+             ? absl::Milliseconds(announced->handover_timeout_ms())
+             : options_.handover_timeout;
 }
 
 void Orchestrator::IssueChatToken(const std::string& chat_id,
@@ -330,6 +359,33 @@ absl::Status Orchestrator::Append(const v1::AppendRequest& request, v1::AppendRe
     return absl::Status(absl::StatusCode::kNotFound, absl::StrCat("no chat ", request.chat_id()));
   }
   Session& session = *it->second;
+  if (absl::Status open = CheckAppendable(session, request, closing); !open.ok()) return open;
+  if (absl::Status allowed = CheckSignal(request.chat_id(), session.handover(), record->kind);
+      !allowed.ok()) {
+    // A retry of the very record that closed the window is answered as any retry is.
+    if (AnswerRetriedSignal(session, request, response)) return absl::OkStatus();
+    return allowed;
+  }
+  absl::StatusOr<Store::Appended> appended = StoreIn(session, request, record->kind);
+  if (!appended.ok()) return appended.status();
+  response->set_seq(appended->row.seq);
+  response->set_duplicate(appended->duplicate);
+  if (appended->duplicate) {
+    AnswerRetry(session, appended->row.seq, response);
+    return absl::OkStatus();
+  }
+  response->set_out_seq(session.out_seq);
+  response->set_turns_before(static_cast<int32_t>(session.awaiting.size()));
+  if (NeedsAnswer(*record)) session.awaiting.push_back(appended->row.seq);
+  if (absl::Status handed = HandOn(session, record->kind, appended->row.seq); !handed.ok()) {
+    return handed;
+  }
+  response->set_run_id(session.live_run);
+  return absl::OkStatus();
+}
+
+absl::Status Orchestrator::CheckAppendable(const Session& session, const v1::AppendRequest& request,
+                                           bool closing) const {
   // Closed, or closing: once Close stored its record, nothing after it would be answered (the
   // run ends at the close), so nothing more is taken.
   if (session.state == SessionState::kClosed || (session.close_appended && !closing)) {
@@ -342,28 +398,31 @@ absl::Status Orchestrator::Append(const v1::AppendRequest& request, v1::AppendRe
                                      " .in records, the most a chat may (close it and start "
                                      "another)"));
   }
-  const bool signal = record->kind == InKind::kHandover || record->kind == InKind::kHandoverSkip;
-  if (absl::Status allowed = CheckSignal(request.chat_id(), session.handover(), record->kind);
-      !allowed.ok()) {
-    // A retry of the very record that closed the window is answered as any retry is.
-    if (!request.client_record_id().empty()) {
-      absl::StatusOr<std::vector<InRow>> rows = store_.ReadIn(session.row.chat_id, 0, kAllRows);
-      if (rows.ok()) {
-        for (const InRow& earlier : *rows) {
-          if (earlier.client_record_id == request.client_record_id() &&
-              earlier.body_json == request.body_json()) {
-            response->set_seq(earlier.seq);
-            response->set_duplicate(true);
-            response->set_run_id(session.live_run);
-            return absl::OkStatus();
-          }
-        }
-      }
+  return absl::OkStatus();
+}
+
+bool Orchestrator::AnswerRetriedSignal(const Session& session, const v1::AppendRequest& request,
+                                       v1::AppendResponse* response) {
+  if (request.client_record_id().empty()) return false;
+  absl::StatusOr<std::vector<InRow>> rows = store_.ReadIn(session.row.chat_id, 0, kAllRows);
+  if (!rows.ok()) return false;
+  for (const InRow& earlier : *rows) {
+    if (earlier.client_record_id == request.client_record_id() &&
+        earlier.body_json == request.body_json()) {
+      response->set_seq(earlier.seq);
+      response->set_duplicate(true);
+      response->set_run_id(session.live_run);
+      return true;
     }
-    return allowed;
   }
+  return false;
+}
+
+absl::StatusOr<Store::Appended> Orchestrator::StoreIn(const Session& session,
+                                                      const v1::AppendRequest& request,
+                                                      InKind kind) {
   InRow row;
-  row.kind = std::string(InKindName(record->kind));
+  row.kind = std::string(InKindName(kind));
   row.body_json = request.body_json();
   row.client_record_id = request.client_record_id();
   row.appended_ms = UnixMs(clock_.Now());
@@ -377,39 +436,36 @@ absl::Status Orchestrator::Append(const v1::AppendRequest& request, v1::AppendRe
                      " is already .in seq ", appended->row.seq, " of chat ", request.chat_id(),
                      ", with another body; a retry must send the same body"));
   }
-  response->set_seq(appended->row.seq);
-  response->set_duplicate(appended->duplicate);
-  if (!appended->duplicate) {
-    response->set_out_seq(session.out_seq);
-    response->set_turns_before(static_cast<int32_t>(session.awaiting.size()));
-    if (NeedsAnswer(*record)) session.awaiting.push_back(appended->row.seq);
+  return appended;
+}
+
+void Orchestrator::AnswerRetry(Session& session, int64_t seq, v1::AppendResponse* response) {
+  // The first append may have failed after storing the record: make sure it is answered.
+  if (session.live_run.empty()) BootIfUnanswered(session);
+  response->set_run_id(session.live_run);
+  // A retry waits for the same answer as the first append: after the answers ahead of it.
+  // (After a restart `awaiting` is empty until the chat's next message: a retry then counts
+  // as answered.)
+  auto waiting = std::find(session.awaiting.begin(), session.awaiting.end(), seq);
+  if (waiting == session.awaiting.end()) {
+    response->set_answered(true);
+  } else {
+    response->set_out_seq(session.turn_out_seq);
+    response->set_turns_before(static_cast<int32_t>(waiting - session.awaiting.begin()));
   }
-  if (appended->duplicate) {
-    // The first append may have failed after storing the record: make sure it is answered.
-    if (session.live_run.empty()) BootIfUnanswered(session);
-    response->set_run_id(session.live_run);
-    // A retry waits for the same answer as the first append: after the answers ahead of it.
-    // (After a restart `awaiting` is empty until the chat's next message: a retry then counts
-    // as answered.)
-    auto waiting = std::find(session.awaiting.begin(), session.awaiting.end(), appended->row.seq);
-    if (waiting == session.awaiting.end()) {
-      response->set_answered(true);
-    } else {
-      response->set_out_seq(session.turn_out_seq);
-      response->set_turns_before(static_cast<int32_t>(waiting - session.awaiting.begin()));
-    }
-    return absl::OkStatus();
-  }
-  session.in_seq = appended->row.seq;
-  if (signal) {
+}
+
+absl::Status Orchestrator::HandOn(Session& session, InKind kind, int64_t seq) {
+  session.in_seq = seq;
+  if (kind == InKind::kHandover || kind == InKind::kHandoverSkip) {
     // A head start takes one signal: the run no longer waits for another.
     session.row.handover_deadline_ms = 0;
-    session.handover_closed_by = appended->row.seq;
+    session.handover_closed_by = seq;
     SaveSession(session);
   }
   if (!session.live_run.empty()) {
     DeliverPending(*runs_[session.live_run]);
-  } else if (record->kind == InKind::kMessage) {
+  } else if (kind == InKind::kMessage) {
     // Any message boots the next run, a close too: the run fires its hooks and closes the chat
     // (as LocalSessions does). Stops and handover signals only reach a live run.
     bool resume = session.state == SessionState::kSuspended &&
@@ -417,7 +473,6 @@ absl::Status Orchestrator::Append(const v1::AppendRequest& request, v1::AppendRe
     absl::Status booted = BootContinuation(session, resume, 1);
     if (!booted.ok()) return booted;
   }
-  response->set_run_id(session.live_run);
   return absl::OkStatus();
 }
 

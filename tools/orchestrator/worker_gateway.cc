@@ -74,6 +74,18 @@ absl::Status CheckHello(const v1::Hello& hello) {
   return absl::OkStatus();
 }
 
+// The first frame of a Connect stream: a Hello within the limits, of a protocol version this
+// orchestrator speaks.
+absl::Status CheckFirstFrame(const v1::WorkerFrame& first) {
+  if (!first.has_hello()) return Invalid("the first frame of a Connect stream must be Hello");
+  if (absl::Status s = CheckHello(first.hello()); !s.ok()) return s;
+  if (first.hello().protocol_version() != v1::PROTOCOL_VERSION_1) {
+    return absl::Status(absl::StatusCode::kFailedPrecondition,
+                        "unsupported protocol version; this orchestrator speaks 1");
+  }
+  return absl::OkStatus();
+}
+
 // The run id a worker frame names; null for frames about no run or about many (Heartbeat).
 const std::string* FrameRunId(const v1::WorkerFrame& frame) {
   switch (frame.frame_case()) {
@@ -147,12 +159,7 @@ absl::Status Orchestrator::Connect(
     if (bad.empty()) return absl::OkStatus();
     return Invalid(absl::StrCat("a frame does not parse: ", bad));
   }
-  if (!first.has_hello()) return Invalid("the first frame of a Connect stream must be Hello");
-  if (absl::Status s = CheckHello(first.hello()); !s.ok()) return s;
-  if (first.hello().protocol_version() != v1::PROTOCOL_VERSION_1) {
-    return absl::Status(absl::StatusCode::kFailedPrecondition,
-                        "unsupported protocol version; this orchestrator speaks 1");
-  }
+  if (absl::Status s = CheckFirstFrame(first); !s.ok()) return s;
   Conn conn;
   conn.context = context;
   {
@@ -165,61 +172,8 @@ absl::Status Orchestrator::Connect(
   }
   // The writer: frames queued under the lock go out in order, without holding it. A Write
   // blocks while the worker reads nothing; the timer thread watches how long (Tick).
-  std::thread writer([this, &conn, stream] {
-    while (true) {
-      std::deque<v1::GatewayFrame> batch;
-      {
-        absl::MutexLock lock(&mu_);
-        if (conn.held_back && !conn.closed && !Full(conn)) {
-          // The queue drained: the deliveries and assignments that waited go on.
-          conn.held_back = false;
-          for (const std::string& run_id : conn.runs) DeliverPending(*runs_[run_id]);
-          Dispatch();
-        }
-        mu_.Await(absl::Condition(
-            +[](Conn* c) { return !c->outbox.empty() || c->closed; }, &conn));
-        if (conn.outbox.empty()) return;
-        batch.swap(conn.outbox);
-      }
-      while (!batch.empty()) {
-        int64_t size = static_cast<int64_t>(batch.front().ByteSizeLong());
-        bool bulk = IsBulk(batch.front());
-        conn.writing_since_ns.store(absl::ToUnixNanos(clock_.Now()));
-        bool written = stream->Write(batch.front());
-        conn.writing_since_ns.store(0);
-        conn.unsent_bytes.fetch_sub(size);
-        if (!bulk) conn.unsent_urgent_bytes.fetch_sub(size);
-        batch.pop_front();
-        if (!written) {
-          absl::MutexLock lock(&mu_);
-          conn.closed = true;
-          conn.context->TryCancel();
-          return;
-        }
-      }
-    }
-  });
-  v1::WorkerFrame frame;
-  bool goodbye = false;
-  while (stream->Read(&frame)) {
-    absl::MutexLock lock(&mu_);
-    // A stream this side closed (the worker dialed again, it went silent, or it was reset) is
-    // read no more: a frame still buffered on it would act for a worker that has moved on, e.g.
-    // accept a run its new stream did not claim, leaving it running nowhere until its lease ran
-    // out.
-    if (conn.closed) break;
-    conn.last_frame = clock_.Now();
-    if (frame.has_goodbye()) {
-      goodbye = true;
-      break;
-    }
-    // A stream being reset (the store failed a batch, the orchestrator is stopping) is no longer
-    // listened to: frames already on their way could refer to output that was not stored (a
-    // snapshot would then look bad), and the worker sends again after its reconnect whatever
-    // was not acknowledged.
-    if (conn.closed) continue;
-    OnFrame(conn, frame);
-  }
+  std::thread writer([this, &conn, stream] { WriteFrames(conn, stream); });
+  bool goodbye = ReadFrames(conn, stream);
   // A frame that does not parse ends the stream as an error the worker is told about (its runs
   // stay its own until their leases run out, as after any broken stream).
   std::string bad = goodbye ? std::string() : TakeParseError();
@@ -235,6 +189,64 @@ absl::Status Orchestrator::Connect(
   writer.join();
   if (!bad.empty()) return Invalid(absl::StrCat("a frame does not parse: ", bad));
   return absl::OkStatus();
+}
+
+void Orchestrator::WriteFrames(
+    Conn& conn, grpc::ServerReaderWriter<v1::GatewayFrame, v1::WorkerFrame>* stream) {
+  while (true) {
+    std::deque<v1::GatewayFrame> batch;
+    {
+      absl::MutexLock lock(&mu_);
+      if (conn.held_back && !conn.closed && !Full(conn)) {
+        // The queue drained: the deliveries and assignments that waited go on.
+        conn.held_back = false;
+        for (const std::string& run_id : conn.runs) DeliverPending(*runs_[run_id]);
+        Dispatch();
+      }
+      mu_.Await(absl::Condition(
+          +[](Conn* c) { return !c->outbox.empty() || c->closed; }, &conn));
+      if (conn.outbox.empty()) return;
+      batch.swap(conn.outbox);
+    }
+    while (!batch.empty()) {
+      int64_t size = static_cast<int64_t>(batch.front().ByteSizeLong());
+      bool bulk = IsBulk(batch.front());
+      conn.writing_since_ns.store(absl::ToUnixNanos(clock_.Now()));
+      bool written = stream->Write(batch.front());
+      conn.writing_since_ns.store(0);
+      conn.unsent_bytes.fetch_sub(size);
+      if (!bulk) conn.unsent_urgent_bytes.fetch_sub(size);
+      batch.pop_front();
+      if (!written) {
+        absl::MutexLock lock(&mu_);
+        conn.closed = true;
+        conn.context->TryCancel();
+        return;
+      }
+    }
+  }
+}
+
+bool Orchestrator::ReadFrames(Conn& conn,
+                              grpc::ServerReaderWriter<v1::GatewayFrame, v1::WorkerFrame>* stream) {
+  v1::WorkerFrame frame;
+  while (stream->Read(&frame)) {
+    absl::MutexLock lock(&mu_);
+    // A stream this side closed (the worker dialed again, it went silent, or it was reset) is
+    // read no more: a frame still buffered on it would act for a worker that has moved on, e.g.
+    // accept a run its new stream did not claim, leaving it running nowhere until its lease ran
+    // out.
+    if (conn.closed) break;
+    conn.last_frame = clock_.Now();
+    if (frame.has_goodbye()) return true;
+    // A stream being reset (the store failed a batch, the orchestrator is stopping) is no longer
+    // listened to: frames already on their way could refer to output that was not stored (a
+    // snapshot would then look bad), and the worker sends again after its reconnect whatever
+    // was not acknowledged.
+    if (conn.closed) continue;
+    OnFrame(conn, frame);
+  }
+  return false;
 }
 
 const v1::AgentInfo* Orchestrator::Announced(const std::string& agent, bool connected_only) const {
