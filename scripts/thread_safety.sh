@@ -7,7 +7,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
 files=(
-  tools/orchestrator/orchestrator.cc  # the control plane's one mutex and all it guards
+  # the control plane's one mutex and all it guards: its core and its two edges
+  tools/orchestrator/orchestrator.cc
+  tools/orchestrator/sessions_service.cc
+  tools/orchestrator/worker_gateway.cc
   tools/orchestrator/memory_store.cc
   tools/orchestrator/sqlite_store.cc
   runtime/base/metrics.cc

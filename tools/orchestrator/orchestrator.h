@@ -14,6 +14,11 @@
 // client going away, its chat token's expiry or shutdown. A timer thread enforces accept
 // deadlines, leases, heartbeats, stalled streams, chat-token expiries of open Reads and
 // suspension deadlines.
+//
+// One class in three sources by responsibility, with orchestrator_state.h defining its private
+// types for them: the core (lifecycle, session rules, sending, timers) in orchestrator.cc, the
+// Sessions edge and the Read streams in sessions_service.cc, the WorkerGateway edge and the
+// worker streams in worker_gateway.cc.
 #ifndef BATON_TOOLS_ORCHESTRATOR_ORCHESTRATOR_H_
 #define BATON_TOOLS_ORCHESTRATOR_ORCHESTRATOR_H_
 
@@ -30,6 +35,7 @@
 #include "absl/time/time.h"
 #include "baton/v1/sessions.grpc.pb.h"
 #include "baton/v1/worker.grpc.pb.h"
+#include "hooks/records.h"
 #include "runtime/base/metrics.h"
 #include "runtime/exec/clock.h"
 #include "tools/orchestrator/auth.h"
@@ -121,9 +127,34 @@ class Orchestrator {
   absl::Status CreateSession(const baton::v1::CreateSessionRequest& request, const Caller& caller,
                              baton::v1::CreateSessionResponse* response)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // CreateSession's steps. A chat that exists: its session and a fresh chat token, for a caller
+  // that may read and write it, with the agent it was made with.
+  absl::Status RenewExisting(const Session& existing,
+                             const baton::v1::CreateSessionRequest& request, const Caller& caller,
+                             baton::v1::CreateSessionResponse* response)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A head start needs an agent that allows one, and gets the agent's handover window.
+  absl::Status CheckHeadStart(const std::string& agent) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Duration HandoverWindowOf(const std::string& agent) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // `closing`: the record closes the chat, which the per-chat record limit does not stop.
   absl::Status Append(const baton::v1::AppendRequest& request, baton::v1::AppendResponse* response,
                       bool closing = false) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Append's steps: the chat takes records (not closed, under its limit); a handover signal the
+  // window refuses may be a retry of the one that closed it (true: answered as a duplicate); the
+  // record stored (StoreIn: a known client_record_id with another body is refused); a retry's
+  // answer; a new record handed on (HandOn: to the live run, or a message boots the next).
+  absl::Status CheckAppendable(const Session& session, const baton::v1::AppendRequest& request,
+                               bool closing) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool AnswerRetriedSignal(const Session& session, const baton::v1::AppendRequest& request,
+                           baton::v1::AppendResponse* response) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<Store::Appended> StoreIn(const Session& session,
+                                          const baton::v1::AppendRequest& request, InKind kind)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void AnswerRetry(Session& session, int64_t seq, baton::v1::AppendResponse* response)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status HandOn(Session& session, InKind kind, int64_t seq)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status CancelRun(const baton::v1::CancelRunRequest& request, baton::v1::Run* response)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void IssueChatToken(const std::string& chat_id, baton::v1::CreateSessionResponse* response) const;
@@ -147,6 +178,15 @@ class Orchestrator {
   absl::Status Connect(
       grpc::ServerContext* context,
       grpc::ServerReaderWriter<baton::v1::GatewayFrame, baton::v1::WorkerFrame>* stream)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // Connect's two loops. The stream's writer thread: frames queued under mu_ go out in order,
+  // written without it. The read loop: each frame under mu_, until the stream ends, this side
+  // closes it, or the worker says goodbye (true).
+  void WriteFrames(
+      Conn& conn, grpc::ServerReaderWriter<baton::v1::GatewayFrame, baton::v1::WorkerFrame>* stream)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  bool ReadFrames(Conn& conn,
+                  grpc::ServerReaderWriter<baton::v1::GatewayFrame, baton::v1::WorkerFrame>* stream)
       ABSL_LOCKS_EXCLUDED(mu_);
   void OnHello(Conn& conn, const baton::v1::Hello& hello) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The agent as announced by the connected worker that said hello last among those hosting
@@ -192,6 +232,14 @@ class Orchestrator {
   void NoteWhyQueued(Run& run) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // False when no lease token could be had (the run stays queued).
   bool Assign(Run& run, Conn& conn) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Assign's steps: the run leased to the worker's stream (its credit taken, the row saved); a
+  // continuation's boot, `.out` tail and pending `.in` records (AddPendingIn: those after
+  // `run.sent_in`, within `budget` bytes).
+  void BindRun(Run& run, Conn& conn, int64_t lease_token) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void AssignContinuation(Run& run, const Session& session, baton::v1::AssignRun& assign)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void AddPendingIn(Run& run, const Session& session, int64_t budget, baton::v1::AssignRun& assign)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Sends the run the `.in` records after the last one it was sent.
   void DeliverPending(Run& run) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Ends the run's lease with `state`; the session follows the DESIGN §4 rules (a retry, a
@@ -221,6 +269,9 @@ class Orchestrator {
   // and its turn-complete, and the dead run's unfinished answer a `retract`, so no client waits
   // for an answer that will not come; later runs are not handed those messages again.
   void AnswerWithError(Session& session, const std::string& error)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The `.in` seqs of the messages no run answered, oldest first (0: the boot message).
+  std::vector<int64_t> UnansweredMessages(const Session& session)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The `.in` seq through which messages were answered or given up on: records after it are
   // what the next run is handed.
