@@ -1100,14 +1100,16 @@ asio::awaitable<absl::Status> ChatRun::Respond(const TurnRequest& request, TurnS
     co_return absl::OkStatus();
   }
   if (st.handover_final) co_return AnswerWithStepOne(st);
-  absl::StatusOr<Json> prepared = co_await PreparePrompt(st);
+  absl::StatusOr<MessageList> prepared = co_await PreparePrompt(st);
   if (!prepared.ok()) co_return prepared.status();
-  Json prompt = *std::move(prepared);
+  MessageList prompt = *std::move(prepared);
   Observe("run", [&] {
-    return Json{{"turn", st.turn}, {"trigger", request.trigger}, {"messages", Roles(prompt)}};
+    return Json{
+        {"turn", st.turn}, {"trigger", request.trigger}, {"messages", Roles(prompt.ToJson())}};
   });
   st.hooks = hook_time_ - st.hooks_before;
-  Streamed streamed = co_await RunStepLoop(std::move(prompt), &st);
+  const bool lane = !agent_.hooks.prepare_messages;
+  Streamed streamed = co_await RunStepLoop(std::move(prompt), &st, lane);
   if (cancel_.stop_requested()) co_return absl::CancelledError("run cancelled");
   KeepStreamed(streamed, st);
   co_return absl::OkStatus();
@@ -1156,17 +1158,14 @@ absl::Status ChatRun::AnswerWithStepOne(TurnState& st) {
   return absl::OkStatus();
 }
 
-asio::awaitable<absl::StatusOr<Json>> ChatRun::PreparePrompt(const TurnState& st) {
-  Json prompt = acc_.ModelMessages();
-  if (agent_.hooks.prepare_messages) {
-    Observe("prepareMessages", [&] { return Json{{"turn", st.turn}}; });
-    PrepareMessagesEvent event{info_, st.turn, prompt};
-    absl::StatusOr<Json> prepared = co_await CallHook(agent_.hooks.prepare_messages, event);
-    if (!prepared.ok()) co_return prepared.status();
-    // The approval rows a head start handed over must stay the prompt's tail.
-    prompt = *std::move(prepared);
-  }
-  co_return std::move(prompt);
+asio::awaitable<absl::StatusOr<MessageList>> ChatRun::PreparePrompt(const TurnState& st) {
+  if (!agent_.hooks.prepare_messages) co_return acc_.ModelLane();
+  Observe("prepareMessages", [&] { return Json{{"turn", st.turn}}; });
+  PrepareMessagesEvent event{info_, st.turn, acc_.ModelMessages()};
+  absl::StatusOr<Json> prepared = co_await CallHook(agent_.hooks.prepare_messages, event);
+  if (!prepared.ok()) co_return prepared.status();
+  // The approval rows a head start handed over must stay the prompt's tail.
+  co_return MessageList(*std::move(prepared));
 }
 
 void ChatRun::KeepStreamed(Streamed& streamed, TurnState& st) {
@@ -1190,7 +1189,8 @@ void ChatRun::KeepStreamed(Streamed& streamed, TurnState& st) {
   }
 }
 
-asio::awaitable<ChatRun::Streamed> ChatRun::RunStepLoop(Json prompt, const TurnState* state) {
+asio::awaitable<ChatRun::Streamed> ChatRun::RunStepLoop(MessageList prompt,
+                                                        const TurnState* state, bool lane) {
   Json continued;
   if (!acc_.ui().empty() && MessageRole(acc_.ui().back()) == "assistant") {
     continued = acc_.ui().back();
@@ -1213,6 +1213,10 @@ asio::awaitable<ChatRun::Streamed> ChatRun::RunStepLoop(Json prompt, const TurnS
   // of a co_await expression twice (see docs/decisions.md).
   StepLoopInput input{message_id, continued, std::move(prompt), turn_stop_->get_token()};
   input.started = started;
+  if (lane) {
+    input.provider_prompt = acc_.ProviderLane();
+    input.provider_covers = input.prompt.size();
+  }
   input.finish_metadata = [this, state](const StepTimings& step) {
     return FinishMetadata(state, &step);
   };

@@ -187,7 +187,8 @@ class ChatRun : public std::enable_shared_from_this<ChatRun> {
   asio::awaitable<absl::Status> Respond(const TurnRequest& request, TurnState& state);
   asio::awaitable<absl::Status> CallTurnStartHooks(const TurnState& state);
   absl::Status AnswerWithStepOne(TurnState& state);
-  asio::awaitable<absl::StatusOr<Json>> PreparePrompt(const TurnState& state);
+  // The turn's prompt: the model lane, or what prepareMessages made of it.
+  asio::awaitable<absl::StatusOr<MessageList>> PreparePrompt(const TurnState& state);
   // Waits for a message in `phase` with that phase's idle and suspended windows.
   asio::awaitable<Wake> WaitInPhase(const std::string& phase, bool hooks);
   // Runs the step loop on `prompt` under the turn's stop, continuing a trailing assistant
@@ -196,8 +197,10 @@ class ChatRun : public std::enable_shared_from_this<ChatRun> {
     StepLoopResult result;
     std::optional<Json> response;  // cleaned when stopped; absent when nothing streamed
   };
-  // `state`: the managed turn it answers, for its timings (null in a user loop).
-  asio::awaitable<Streamed> RunStepLoop(Json prompt, const TurnState* state);
+  // `state`: the managed turn it answers, for its timings (null in a user loop). `lane`: the
+  // prompt is the transcript's model lane as it is, so the step loop starts from the provider's
+  // copy of it (Accumulator::ProviderLane) rather than filtering the whole history per call.
+  asio::awaitable<Streamed> RunStepLoop(MessageList prompt, const TurnState* state, bool lane);
   // What the step loop returned, into the turn's state.
   void KeepStreamed(Streamed& streamed, TurnState& state);
   // The turn's end after its answer: onBeforeTurnComplete, turn-complete, onTurnComplete, the

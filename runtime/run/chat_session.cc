@@ -109,8 +109,7 @@ asio::awaitable<StepLoopResult> ChatSession::StreamResponse() {
   ChatRun* run = &run_;
   std::stop_callback link(run_.cancel_.get_token(), [run] { run->turn_stop_->request_stop(); });
   run_.inbox_.set_stop_handler([run](const InRecord&) { run->turn_stop_->request_stop(); });
-  Json prompt = run_.acc_.ModelMessages();
-  ChatRun::Streamed streamed = co_await run_.RunStepLoop(std::move(prompt), nullptr);
+  ChatRun::Streamed streamed = co_await run_.RunStepLoop(run_.acc_.ModelLane(), nullptr, true);
   run_.inbox_.set_stop_handler(nullptr);
   co_return std::move(streamed.result);
 }

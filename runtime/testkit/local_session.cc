@@ -27,18 +27,19 @@ RunHost LocalSessions::MakeHost(Session& session) {
   host.pool = &pool_;
   Session* s = &session;
   host.write = [this, s](OutRecord record) {
-    record.seq = static_cast<int64_t>(s->out.size()) + 1;
-    s->out.push_back(record);
+    const int64_t seq = static_cast<int64_t>(s->out.size()) + 1;
+    record.seq = seq;
+    s->out.push_back(std::move(record));
     if (on_out) on_out(s->chat_id, s->out.back());
-    return record.seq;
+    return seq;
   };
-  host.save_snapshot = [s](Json snapshot) {
-    s->snapshots.push_back(snapshot);
-    s->snapshot = std::move(snapshot);
-  };
-  host.observe = [this, s](std::string_view hook, const Json& args) {
-    if (on_hook) on_hook(s->chat_id, hook, args);
-  };
+  host.save_snapshot = [s](Json snapshot) { s->snapshot = std::move(snapshot); };
+  // Without an observer a run builds no lifecycle arguments (some list the whole transcript).
+  if (on_hook) {
+    host.observe = [this, s](std::string_view hook, const Json& args) {
+      if (on_hook) on_hook(s->chat_id, hook, args);
+    };
+  }
   host.new_message_id = [this] { return absl::StrCat("msg_", next_message_++); };
   host.finished = [this, s](const RunOutcome& outcome) {
     --live_runs_;

@@ -44,7 +44,6 @@ class LocalSessions {
     std::vector<InRecord> in;     // `.in`, seq = index + 1
     std::vector<OutRecord> out;   // `.out`, seq = index + 1
     Json snapshot;                // latest, or null
-    std::vector<Json> snapshots;  // every snapshot saved, oldest first
     State state = State::kExited;
     std::shared_ptr<ChatRun> run;
     std::string run_id;  // current or latest run
@@ -80,7 +79,8 @@ class LocalSessions {
   const Session* Find(const std::string& chat_id) const;
   size_t live_runs() const { return live_runs_; }
 
-  // Observers (optional): every `.out` record, every lifecycle point of every run, every run end.
+  // Observers (optional): every `.out` record, every lifecycle point of every run (of the runs
+  // booted once on_hook was set), every run end.
   std::function<void(const std::string& chat_id, const OutRecord&)> on_out;
   std::function<void(const std::string& chat_id, std::string_view hook, const Json& args)> on_hook;
   std::function<void(const std::string& chat_id, const RunOutcome&)> on_run_end;

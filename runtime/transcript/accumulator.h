@@ -3,15 +3,19 @@
 // Accumulator: a run's transcript in two lanes kept in step (reference/chat-wire-and-hooks.md
 // §5): the UI lane (UI messages, persisted and shown) and the model lane (model messages, sent to
 // the model). The model lane is kept per UI message, so replacing one message (an approval
-// continuation, a head start's step 2) re-converts only that message.
+// continuation, a head start's step 2) re-converts only that message, and as one list shared
+// with the model calls made from it (ModelLane, ProviderLane): a turn converts and copies what
+// it added, not the chat's history.
 #ifndef BATON_RUNTIME_TRANSCRIPT_ACCUMULATOR_H_
 #define BATON_RUNTIME_TRANSCRIPT_ACCUMULATOR_H_
 
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "hooks/json.h"
+#include "hooks/message_list.h"
 
 namespace baton {
 
@@ -45,17 +49,36 @@ class Accumulator {
   void Replace(std::vector<Json> ui_messages);
 
   const std::vector<Json>& ui() const { return ui_; }
+  // The model lane as one Json array (a copy: for hooks, which take Json).
   Json ModelMessages() const;
+  // The model lane, approval rows included, and as a provider takes it (ForProvider): lists that
+  // share the lane, so making one copies only what changed since the last.
+  MessageList ModelLane() const;
+  MessageList ProviderLane() const;
   bool Contains(const std::string& id) const { return Find(id) >= 0; }
+  // The index of the last UI message with this id, or -1.
   int Find(const std::string& id) const;
 
  private:
+  // The lanes as flat lists, brought up to date from the per-message segments on demand.
+  struct Flat {
+    std::shared_ptr<std::vector<Json>> messages = std::make_shared<std::vector<Json>>();
+    std::vector<size_t> ends;  // ends[i]: messages.size() once segment i is in
+  };
+
   void Set(size_t index, Json message);
+  void Push(Json message);
+  void Pop();
   void Remember(const Json& message);
+  void Changed(size_t index);
+  void Refresh(Flat& flat, size_t& fresh, bool for_provider) const;
 
   std::vector<Json> ui_;
   std::vector<Json> model_;  // model_[i]: the model messages of ui_[i]
+  absl::flat_hash_map<std::string, int> index_;  // message id -> index of its last message
   absl::flat_hash_map<std::string, std::string> tool_call_owner_;  // toolCallId -> message id
+  mutable Flat model_flat_, provider_flat_;
+  mutable size_t model_fresh_ = 0, provider_fresh_ = 0;  // segments below are in the flat list
 };
 
 }  // namespace baton

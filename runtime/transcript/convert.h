@@ -30,6 +30,12 @@ Json UiToModelMessages(const Json& ui_message);
 // tool part in input-available. Approval requests are skipped.
 Json PartialToUiMessage(const Json& partial, const std::string& message_id);
 
+// ForProvider()
+//
+// A model message as a provider takes it: approval parts (tool-approval-request and -response)
+// are baton's bookkeeping, not model input, and are left out; null when no content is left (an empty content array included).
+Json ForProvider(const Json& model_message);
+
 // StripOpenAiItemId()
 //
 // Removes providerMetadata.openai.itemId from every part (the reference's
