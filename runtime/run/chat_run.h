@@ -85,6 +85,20 @@ struct RunOutcome {
   absl::Time resume_deadline = absl::InfinitePast();
 };
 
+// A snapshot as a run saves it (docs/semantics.md): the header (every field but "messages") and
+// the transcript's entries ({"id", "final", "message"}), of which the first `unchanged` are as
+// in the run's previous save. A host that kept those rewrites only the rest, so a save costs
+// what the turn changed, not the chat. Valid only during RunHost::save_snapshot.
+struct SnapshotUpdate {
+  Json header;
+  size_t unchanged = 0;
+  size_t count = 0;
+  std::function<Json(size_t index)> entry;  // index < count
+
+  // The whole snapshot document: the header, then "messages".
+  Json Whole() const;
+};
+
 // What a run needs from the process hosting it. All callbacks are called on `executor`.
 struct RunHost {
   asio::any_io_executor executor;
@@ -98,7 +112,7 @@ struct RunHost {
   // whose output cannot leave stops producing it (backpressure). Empty: no bound.
   std::function<asio::awaitable<void>(std::stop_token stop)> writable;
   // Stores the run's snapshot (see docs/semantics.md for the format).
-  std::function<void(Json snapshot)> save_snapshot;
+  std::function<void(const SnapshotUpdate& snapshot)> save_snapshot;
   // Called once, when the run has ended.
   std::function<void(const RunOutcome&)> finished;
   // Optional: sees every lifecycle point with a JSON summary of its arguments (the test kit).
@@ -245,7 +259,7 @@ class ChatRun : public std::enable_shared_from_this<ChatRun> {
   void MarkAnswered(int64_t seq);
   // Writes a `retract` of the answer `message_id` whose `start` is at `.out` seq `from_seq`.
   void WriteRetract(const std::string& message_id, int64_t from_seq);
-  Json MakeSnapshot(std::optional<Json> suspended) const;
+  SnapshotUpdate MakeSnapshot(std::optional<Json> suspended) const;
   int64_t WriteTurnComplete(bool closed, const std::string& close_reason);
   void Observe(std::string_view hook, const std::function<Json()>& args);
 
@@ -264,7 +278,7 @@ class ChatRun : public std::enable_shared_from_this<ChatRun> {
   // A chunk from user code (ChatControl::Write, ChatSession::Write): one nested deeper than
   // kMaxDataDepth is replaced by an `error` chunk saying so.
   int64_t WriteUserChunk(Json chunk);
-  void SaveSnapshot(Json snapshot);
+  void SaveSnapshot(const SnapshotUpdate& snapshot);
 
   const Agent& agent_;
   RunHost host_;

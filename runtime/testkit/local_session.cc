@@ -1,6 +1,11 @@
 #include "runtime/testkit/local_session.h"
 
+#include <algorithm>
+#include <cstddef>
+#include <cstdlib>
+
 #include "absl/strings/str_cat.h"
+#include "runtime/base/log.h"
 #include "runtime/protocol/session_rules.h"
 
 namespace baton {
@@ -33,7 +38,25 @@ RunHost LocalSessions::MakeHost(Session& session) {
     if (on_out) on_out(s->chat_id, s->out.back());
     return seq;
   };
-  host.save_snapshot = [s](Json snapshot) { s->snapshot = std::move(snapshot); };
+  host.save_snapshot = [this, s](const SnapshotUpdate& update) {
+    // The entries the run left unchanged since its last save are kept; the rest are replaced.
+    Json messages = Json::array();
+    if (s->snapshot.is_object()) {
+      auto it = s->snapshot.find("messages");
+      if (it != s->snapshot.end() && it->is_array()) messages = std::move(*it);
+    }
+    size_t keep = std::min(update.unchanged, messages.size());
+    messages.erase(messages.begin() + static_cast<std::ptrdiff_t>(keep), messages.end());
+    for (size_t i = keep; i < update.count; ++i) messages.push_back(update.entry(i));
+    Json snapshot = update.header;
+    snapshot["messages"] = std::move(messages);
+    if (check_snapshots && snapshot != update.Whole()) {
+      LogJson("error", "a snapshot saved in part differs from the whole",
+              {{"chat_id", s->chat_id}, {"unchanged", update.unchanged}});
+      std::abort();
+    }
+    s->snapshot = std::move(snapshot);
+  };
   // Without an observer a run builds no lifecycle arguments (some list the whole transcript).
   if (on_hook) {
     host.observe = [this, s](std::string_view hook, const Json& args) {

@@ -84,6 +84,9 @@ class LocalSessions {
   std::function<void(const std::string& chat_id, const OutRecord&)> on_out;
   std::function<void(const std::string& chat_id, std::string_view hook, const Json& args)> on_hook;
   std::function<void(const std::string& chat_id, const RunOutcome&)> on_run_end;
+  // Checks every snapshot kept from a partial save against the whole one, and aborts when they
+  // differ (the test kit sets it: every test of it then checks the incremental save).
+  bool check_snapshots = false;
 
  private:
   void Boot(Session& session, BootRequest boot);

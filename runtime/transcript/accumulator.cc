@@ -41,6 +41,11 @@ int Accumulator::Find(const std::string& id) const {
 void Accumulator::Changed(size_t index) {
   model_fresh_ = std::min(model_fresh_, index);
   provider_fresh_ = std::min(provider_fresh_, index);
+  dirty_from_ = std::min(dirty_from_, index);
+}
+
+void Accumulator::Touch(const std::string& id) {
+  if (int index = Find(id); index >= 0) dirty_from_ = std::min(dirty_from_, size_t(index));
 }
 
 void Accumulator::Remember(const Json& message) {
@@ -68,7 +73,7 @@ void Accumulator::Push(Json message) {
   Set(ui_.size() - 1, std::move(message));
 }
 
-void Accumulator::Pop() {
+void Accumulator::PopBack() {
   std::string id = MessageId(ui_.back());
   ui_.pop_back();
   model_.pop_back();
@@ -109,7 +114,7 @@ Accumulator::AddResult Accumulator::Add(Json incoming) {
 }
 
 void Accumulator::PopToLastUser() {
-  while (!ui_.empty() && MessageRole(ui_.back()) != "user") Pop();
+  while (!ui_.empty() && MessageRole(ui_.back()) != "user") PopBack();
 }
 
 bool Accumulator::Splice(const Json& partial, const std::string& message_id) {
@@ -119,6 +124,7 @@ bool Accumulator::Splice(const Json& partial, const std::string& message_id) {
   ui_.push_back(std::move(ui_message));
   model_.push_back(partial);
   index_[message_id] = static_cast<int>(ui_.size() - 1);
+  Changed(ui_.size() - 1);
   return true;
 }
 

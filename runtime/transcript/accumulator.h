@@ -36,6 +36,8 @@ class Accumulator {
 
   // regenerate-message: drops messages from the end until the last one is a user message.
   void PopToLastUser();
+  // Drops the last message (there must be one).
+  void PopBack();
 
   // Head start: appends the warm server's partial under `message_id`, the model messages
   // verbatim (approval rows included) and a UI message converted from them. Returns false and
@@ -59,6 +61,13 @@ class Accumulator {
   // The index of the last UI message with this id, or -1.
   int Find(const std::string& id) const;
 
+  // The first UI message changed, added or removed since MarkSaved() (ui().size() when none):
+  // a snapshot need only rewrite the messages from there on.
+  size_t dirty_from() const { return dirty_from_; }
+  void MarkSaved() { dirty_from_ = ui_.size(); }
+  // Marks the message with this id changed, as what a snapshot says of it changed.
+  void Touch(const std::string& id);
+
  private:
   // The lanes as flat lists, brought up to date from the per-message segments on demand.
   struct Flat {
@@ -68,7 +77,6 @@ class Accumulator {
 
   void Set(size_t index, Json message);
   void Push(Json message);
-  void Pop();
   void Remember(const Json& message);
   void Changed(size_t index);
   void Refresh(Flat& flat, size_t& fresh, bool for_provider) const;
@@ -79,6 +87,7 @@ class Accumulator {
   absl::flat_hash_map<std::string, std::string> tool_call_owner_;  // toolCallId -> message id
   mutable Flat model_flat_, provider_flat_;
   mutable size_t model_fresh_ = 0, provider_fresh_ = 0;  // segments below are in the flat list
+  size_t dirty_from_ = 0;
 };
 
 }  // namespace baton

@@ -424,5 +424,36 @@ TEST(Accumulator, FindsTheLastMessageWithAnIdAfterPops) {
   EXPECT_EQ(acc.Find("R2"), 1);
 }
 
+// A snapshot rewrites only what changed since the last save: the first message changed, added
+// or removed since MarkSaved.
+TEST(Accumulator, DirtyFromIsTheFirstMessageChangedSinceTheLastSave) {
+  Accumulator acc;
+  EXPECT_EQ(acc.dirty_from(), 0u);
+  acc.Add(UserMessage("u1", "hi"));
+  acc.PutResponse(P(R"({"id":"R1","role":"assistant","parts":[{"type":"text","text":"a"}]})"));
+  acc.MarkSaved();
+  EXPECT_EQ(acc.dirty_from(), 2u);
+  acc.Add(UserMessage("u2", "more"));
+  EXPECT_EQ(acc.dirty_from(), 2u);
+  acc.MarkSaved();
+  acc.PutResponse(P(R"({"id":"R1","role":"assistant","parts":[{"type":"text","text":"b"}]})"));
+  EXPECT_EQ(acc.dirty_from(), 1u) << "replaced in place";
+  acc.MarkSaved();
+  acc.Touch("u1");
+  EXPECT_EQ(acc.dirty_from(), 0u);
+  acc.MarkSaved();
+  acc.PopToLastUser();
+  EXPECT_EQ(acc.dirty_from(), 3u) << "nothing popped: u2 is last";
+  acc.PopBack();
+  EXPECT_EQ(acc.dirty_from(), 2u);
+  acc.MarkSaved();
+  EXPECT_TRUE(acc.Splice(P(R"([{"role":"assistant","content":[{"type":"text","text":"w"}]}])"),
+                         "H1"));
+  EXPECT_EQ(acc.dirty_from(), 2u);
+  acc.MarkSaved();
+  acc.Replace({UserMessage("u1", "hi")});
+  EXPECT_EQ(acc.dirty_from(), 0u);
+}
+
 }  // namespace
 }  // namespace baton

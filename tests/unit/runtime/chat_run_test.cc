@@ -471,7 +471,7 @@ class ChatRunRecovery : public ::testing::Test {
       out_.push_back(r);
       return r.seq;
     };
-    host.save_snapshot = [this](Json s) { snapshot_ = std::move(s); };
+    host.save_snapshot = [this](const SnapshotUpdate& s) { snapshot_ = s.Whole(); };
     host.finished = [this](const RunOutcome& o) { outcome_ = o; };
     host.observe = [this](std::string_view hook, const Json& args) {
       hooks_.push_back(Json{{"hook", hook}, {"args", args}});
