@@ -18,7 +18,8 @@ MessageList::MessageList(Json&& messages) {
 }
 
 MessageList::MessageList(std::shared_ptr<const Messages> shared, size_t count)
-    : shared_(std::move(shared)), count_(shared_ == nullptr ? 0 : std::min(count, shared_->size())) {}
+    : shared_(std::move(shared)),
+      count_(shared_ == nullptr ? 0 : std::min(count, shared_->size())) {}
 
 Json& MessageList::MutableBack() {
   if (own_.empty()) {

@@ -28,6 +28,17 @@ class MessageList {
   MessageList(Json&& messages);       // NOLINT(google-explicit-constructor)
   // The first `count` messages of `shared`, which no one may change while a list refers to it.
   MessageList(std::shared_ptr<const Messages> shared, size_t count);
+  MessageList(const MessageList&) = default;
+  MessageList& operator=(const MessageList&) = default;
+  // A list moved from is empty.
+  MessageList(MessageList&& other) noexcept { *this = std::move(other); }
+  MessageList& operator=(MessageList&& other) noexcept {
+    shared_ = std::move(other.shared_);
+    count_ = std::exchange(other.count_, 0);
+    own_ = std::move(other.own_);
+    other.own_.clear();
+    return *this;
+  }
 
   size_t size() const { return count_ + own_.size(); }
   bool empty() const { return size() == 0; }

@@ -280,11 +280,11 @@ int64_t ChatRun::Write(OutRecord record) {
 
 void ChatRun::SaveSnapshot(const SnapshotUpdate& snapshot) {
   if (lost_) return;
-  // The entries the previous save held passed this check then. An entry sits two levels down
-  // ({"messages": [entry]}).
+  // The entries the previous save held passed this check then. A message sits three levels
+  // down ({"messages": [{"message": m}]}).
   bool too_deep = JsonDepth(snapshot.header) > kMaxJsonDepth;
   for (size_t i = snapshot.unchanged; i < snapshot.count && !too_deep; ++i) {
-    too_deep = JsonDepth(snapshot.entry(i)) + 2 > kMaxJsonDepth;
+    too_deep = JsonDepth(acc_.ui()[i]) + 3 > kMaxJsonDepth;
   }
   if (too_deep) {
     // As above, unreachable by the data's own limit; no orchestrator would take it. The last
@@ -1184,6 +1184,10 @@ asio::awaitable<absl::StatusOr<MessageList>> ChatRun::PreparePrompt(const TurnSt
   PrepareMessagesEvent event{info_, st.turn, acc_.ModelMessages()};
   absl::StatusOr<Json> prepared = co_await CallHook(agent_.hooks.prepare_messages, event);
   if (!prepared.ok()) co_return prepared.status();
+  if (!prepared->is_array()) {
+    co_return absl::InvalidArgumentError(absl::StrCat(
+        "prepareMessages returned a JSON ", prepared->type_name(), ", not an array of messages"));
+  }
   // The approval rows a head start handed over must stay the prompt's tail.
   co_return MessageList(*std::move(prepared));
 }
@@ -1209,8 +1213,8 @@ void ChatRun::KeepStreamed(Streamed& streamed, TurnState& st) {
   }
 }
 
-asio::awaitable<ChatRun::Streamed> ChatRun::RunStepLoop(MessageList prompt,
-                                                        const TurnState* state, bool lane) {
+asio::awaitable<ChatRun::Streamed> ChatRun::RunStepLoop(MessageList prompt, const TurnState* state,
+                                                        bool lane) {
   Json continued;
   if (!acc_.ui().empty() && MessageRole(acc_.ui().back()) == "assistant") {
     continued = acc_.ui().back();

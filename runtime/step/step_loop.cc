@@ -694,7 +694,7 @@ class StepLoopTurn {
   MessageList ProviderPrompt() const {
     MessageList out = provider_prompt_;
     for (size_t i = provider_covers_; i < prompt_.size(); ++i) {
-      if (Json m = ForProvider(prompt_[i]); !m.is_null()) out.push_back(std::move(m));
+      if (std::optional<Json> m = ForProvider(prompt_[i])) out.push_back(*std::move(m));
     }
     return out;
   }

@@ -41,9 +41,9 @@ class LocalSessions {
     HandoverWindow handover;    // a head start's window for its signal
     // Fires at the head start's handover deadline.
     std::unique_ptr<asio::steady_timer> handover_timer;
-    std::vector<InRecord> in;     // `.in`, seq = index + 1
-    std::vector<OutRecord> out;   // `.out`, seq = index + 1
-    Json snapshot;                // latest, or null
+    std::vector<InRecord> in;    // `.in`, seq = index + 1
+    std::vector<OutRecord> out;  // `.out`, seq = index + 1
+    Json snapshot;               // latest, or null
     State state = State::kExited;
     std::shared_ptr<ChatRun> run;
     std::string run_id;  // current or latest run

@@ -1,6 +1,7 @@
 #include "runtime/transcript/accumulator.h"
 
 #include <algorithm>
+#include <optional>
 #include <utility>
 
 #include "hooks/messages.h"
@@ -35,7 +36,7 @@ void MergeToolStates(Json& existing, const Json& incoming) {
 
 int Accumulator::Find(const std::string& id) const {
   auto it = index_.find(id);
-  return it == index_.end() ? -1 : it->second;
+  return it == index_.end() ? -1 : it->second.last;
 }
 
 void Accumulator::Changed(size_t index) {
@@ -45,7 +46,10 @@ void Accumulator::Changed(size_t index) {
 }
 
 void Accumulator::Touch(const std::string& id) {
-  if (int index = Find(id); index >= 0) dirty_from_ = std::min(dirty_from_, size_t(index));
+  // Every message with the id changes with it: from the first.
+  auto it = index_.find(id);
+  if (it != index_.end())
+    dirty_from_ = std::min(dirty_from_, static_cast<size_t>(it->second.first));
 }
 
 void Accumulator::Remember(const Json& message) {
@@ -62,8 +66,9 @@ void Accumulator::Set(size_t index, Json message) {
   model_[index] = UiToModelMessages(StripOpenAiItemId(message));
   ui_[index] = std::move(message);
   // A message keeps its id when replaced (it is found by it), so the index only gains one.
-  auto [it, added] = index_.try_emplace(MessageId(ui_[index]), static_cast<int>(index));
-  if (!added && it->second < static_cast<int>(index)) it->second = static_cast<int>(index);
+  const int i = static_cast<int>(index);
+  auto [it, added] = index_.try_emplace(MessageId(ui_[index]), Where{i, i});
+  if (!added) it->second = Where{std::min(it->second.first, i), std::max(it->second.last, i)};
   Changed(index);
 }
 
@@ -78,11 +83,17 @@ void Accumulator::PopBack() {
   ui_.pop_back();
   model_.pop_back();
   Changed(ui_.size());
-  index_.erase(id);
-  // An id held twice (only a client can send that) points at its last message left.
-  for (int i = static_cast<int>(ui_.size()) - 1; i >= 0; --i) {
+  auto it = index_.find(id);
+  if (it == index_.end()) return;
+  Where& where = it->second;
+  if (where.first >= static_cast<int>(ui_.size())) {
+    index_.erase(it);
+    return;
+  }
+  // An id held twice (only a client can send that): its last message left.
+  for (int i = static_cast<int>(ui_.size()) - 1; i >= where.first; --i) {
     if (MessageId(ui_[i]) == id) {
-      index_[id] = i;
+      where.last = i;
       break;
     }
   }
@@ -147,7 +158,7 @@ void Accumulator::Replace(std::vector<Json> ui_messages) {
 }
 
 void Accumulator::Refresh(Flat& flat, size_t& fresh, bool for_provider) const {
-  if (fresh == model_.size()) return;
+  if (fresh == model_.size() && flat.ends.size() == fresh) return;
   size_t keep = fresh == 0 ? 0 : flat.ends[fresh - 1];
   if (flat.messages.use_count() > 1) {
     // A list made before still refers to it: that one stays as it was, this one is new.
@@ -161,8 +172,8 @@ void Accumulator::Refresh(Flat& flat, size_t& fresh, bool for_provider) const {
     for (const Json& m : model_[i]) {
       if (!for_provider) {
         flat.messages->push_back(m);
-      } else if (Json p = ForProvider(m); !p.is_null()) {
-        flat.messages->push_back(std::move(p));
+      } else if (std::optional<Json> p = ForProvider(m)) {
+        flat.messages->push_back(*std::move(p));
       }
     }
     flat.ends.push_back(flat.messages->size());

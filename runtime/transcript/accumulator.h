@@ -54,7 +54,8 @@ class Accumulator {
   // The model lane as one Json array (a copy: for hooks, which take Json).
   Json ModelMessages() const;
   // The model lane, approval rows included, and as a provider takes it (ForProvider): lists that
-  // share the lane, so making one copies only what changed since the last.
+  // share the lane, so making one copies only what changed since the last. A list is released on
+  // the run's executor (the lane is changed in place when no list refers to it any more).
   MessageList ModelLane() const;
   MessageList ProviderLane() const;
   bool Contains(const std::string& id) const { return Find(id) >= 0; }
@@ -83,7 +84,10 @@ class Accumulator {
 
   std::vector<Json> ui_;
   std::vector<Json> model_;  // model_[i]: the model messages of ui_[i]
-  absl::flat_hash_map<std::string, int> index_;  // message id -> index of its last message
+  struct Where {
+    int first, last;  // the indexes of the first and the last message with an id
+  };
+  absl::flat_hash_map<std::string, Where> index_;  // message id -> where its messages are
   absl::flat_hash_map<std::string, std::string> tool_call_owner_;  // toolCallId -> message id
   mutable Flat model_flat_, provider_flat_;
   mutable size_t model_fresh_ = 0, provider_fresh_ = 0;  // segments below are in the flat list

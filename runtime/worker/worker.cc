@@ -109,8 +109,8 @@ struct Worker::Slot {
   int64_t acked_out = 0;      // last seq the orchestrator stored
   int64_t delivered_in = 0;   // last `.in` seq given to the run
   std::deque<v1::OutRecord> unacked;
-  size_t unacked_bytes = 0;               // serialized size of `unacked`
-  std::optional<v1::Snapshot> snapshot;   // latest, re-sent after a reconnect
+  size_t unacked_bytes = 0;              // serialized size of `unacked`
+  std::optional<v1::Snapshot> snapshot;  // latest, re-sent after a reconnect
   // The latest snapshot's entries as JSON text: a save dumps only the entries the run changed.
   std::vector<std::string> snapshot_entries;
   std::optional<v1::RunFinished> finish;  // set when the run ended

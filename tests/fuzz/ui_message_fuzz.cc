@@ -11,6 +11,7 @@
 //     messages from scratch, and a lane taken earlier never changes after.
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string_view>
 #include <utility>
 #include <vector>
@@ -34,7 +35,7 @@ void CheckLanes(const baton::Accumulator& acc, std::vector<Held>& held) {
   baton::Json provider = baton::Json::array();
   for (const baton::Json& ui : acc.ui()) {
     for (baton::Json& m : baton::UiToModelMessages(baton::StripOpenAiItemId(ui))) {
-      if (baton::Json p = baton::ForProvider(m); !p.is_null()) provider.push_back(std::move(p));
+      if (std::optional<baton::Json> p = baton::ForProvider(m)) provider.push_back(*std::move(p));
       scratch.push_back(std::move(m));
     }
   }

@@ -447,8 +447,8 @@ TEST(Accumulator, DirtyFromIsTheFirstMessageChangedSinceTheLastSave) {
   acc.PopBack();
   EXPECT_EQ(acc.dirty_from(), 2u);
   acc.MarkSaved();
-  EXPECT_TRUE(acc.Splice(P(R"([{"role":"assistant","content":[{"type":"text","text":"w"}]}])"),
-                         "H1"));
+  EXPECT_TRUE(
+      acc.Splice(P(R"([{"role":"assistant","content":[{"type":"text","text":"w"}]}])"), "H1"));
   EXPECT_EQ(acc.dirty_from(), 2u);
   acc.MarkSaved();
   acc.Replace({UserMessage("u1", "hi")});
