@@ -10,6 +10,7 @@
 #include <string>
 
 #include "hooks/json.h"
+#include "hooks/message_list.h"
 
 namespace baton {
 
@@ -60,11 +61,12 @@ struct ModelEvent {
 // One streaming model call.
 struct ModelCall {
   std::string system;
-  Json messages = Json::array();  // AI SDK model messages (reference/llm-wire.md §2.2)
-  Json tools = Json::array();     // [{name, description, inputSchema}]
-  int step = 0;                   // 0-based step within the turn
-  std::string traceparent;        // the run's W3C trace context ("" when none); sent on
-                                  // provider requests as a `traceparent` header
+  MessageList messages;  // AI SDK model messages (reference/llm-wire.md §2.2), shared: a copy
+                         // of a call costs the same at any history
+  Json tools = Json::array();  // [{name, description, inputSchema}]
+  int step = 0;                // 0-based step within the turn
+  std::string traceparent;     // the run's W3C trace context ("" when none); sent on
+                               // provider requests as a `traceparent` header
   // Optional, valid while Stream() runs: the run's output is bounded, and the model awaits
   // backpressure->WaitForRoom() before it passes on more events (see hooks/model.h).
   Backpressure* backpressure = nullptr;

@@ -278,16 +278,32 @@ int64_t ChatRun::Write(OutRecord record) {
   return host_.write(std::move(record));
 }
 
-void ChatRun::SaveSnapshot(Json snapshot) {
+void ChatRun::SaveSnapshot(const SnapshotUpdate& snapshot) {
   if (lost_) return;
-  if (JsonDepth(snapshot) > kMaxJsonDepth) {
+  // The entries the previous save held passed this check then. A message sits three levels
+  // down ({"messages": [{"message": m}]}).
+  bool too_deep = JsonDepth(snapshot.header) > kMaxJsonDepth;
+  for (size_t i = snapshot.unchanged; i < snapshot.count && !too_deep; ++i) {
+    too_deep = JsonDepth(acc_.ui()[i]) + 3 > kMaxJsonDepth;
+  }
+  if (too_deep) {
     // As above, unreachable by the data's own limit; no orchestrator would take it. The last
-    // snapshot stored stays the one a continuation starts from.
+    // snapshot stored stays the one a continuation starts from, and the next save rewrites
+    // what this one would have.
     LogJson("error", "a snapshot nests too deeply to be saved; the last one stays",
             {{"run_id", info_.run_id}, {"limit", kMaxJsonDepth}});
     return;
   }
-  host_.save_snapshot(std::move(snapshot));
+  host_.save_snapshot(snapshot);
+  acc_.MarkSaved();
+}
+
+Json SnapshotUpdate::Whole() const {
+  Json whole = header;
+  Json messages = Json::array();
+  for (size_t i = 0; i < count; ++i) messages.push_back(entry(i));
+  whole["messages"] = std::move(messages);
+  return whole;
 }
 
 asio::awaitable<void> ChatRun::Main() {
@@ -344,17 +360,20 @@ void ChatRun::RestoreSnapshot() {
   }
 }
 
-Json ChatRun::MakeSnapshot(std::optional<Json> suspended) const {
-  Json messages = Json::array();
-  for (const Json& m : acc_.ui()) {
-    bool final = unfinished_.count(MessageId(m)) == 0;
-    messages.push_back({{"id", MessageId(m)}, {"final", final}, {"message", m}});
-  }
+SnapshotUpdate ChatRun::MakeSnapshot(std::optional<Json> suspended) const {
+  SnapshotUpdate update;
+  update.unchanged = acc_.dirty_from();
+  update.count = acc_.ui().size();
+  update.entry = [this](size_t index) {
+    const Json& m = acc_.ui()[index];
+    std::string id = MessageId(m);
+    bool final = unfinished_.count(id) == 0;
+    return Json{{"id", std::move(id)}, {"final", final}, {"message", m}};
+  };
   Json snap = {{"version", 1},
                {"chatId", info_.chat_id},
                {"runId", info_.run_id},
                {"savedAt", absl::FormatTime(host_.clock->Now(), absl::UTCTimeZone())},
-               {"messages", std::move(messages)},
                {"lastOutEventId", last_turn_complete_},
                {"lastInEventId", inbox_.resume_floor()},
                {"inConsumedId", inbox_.applied_through()},
@@ -363,7 +382,8 @@ Json ChatRun::MakeSnapshot(std::optional<Json> suspended) const {
                {"turn", turn_},
                {"totalUsage", total_usage_.ToJson()}};
   if (suspended.has_value()) snap["suspended"] = std::move(*suspended);
-  return snap;
+  update.header = std::move(snap);
+  return update;
 }
 
 int64_t ChatRun::WriteTurnComplete(bool closed, const std::string& close_reason) {
@@ -1100,14 +1120,16 @@ asio::awaitable<absl::Status> ChatRun::Respond(const TurnRequest& request, TurnS
     co_return absl::OkStatus();
   }
   if (st.handover_final) co_return AnswerWithStepOne(st);
-  absl::StatusOr<Json> prepared = co_await PreparePrompt(st);
+  absl::StatusOr<MessageList> prepared = co_await PreparePrompt(st);
   if (!prepared.ok()) co_return prepared.status();
-  Json prompt = *std::move(prepared);
+  MessageList prompt = *std::move(prepared);
   Observe("run", [&] {
-    return Json{{"turn", st.turn}, {"trigger", request.trigger}, {"messages", Roles(prompt)}};
+    return Json{
+        {"turn", st.turn}, {"trigger", request.trigger}, {"messages", Roles(prompt.ToJson())}};
   });
   st.hooks = hook_time_ - st.hooks_before;
-  Streamed streamed = co_await RunStepLoop(std::move(prompt), &st);
+  const bool lane = !agent_.hooks.prepare_messages;
+  Streamed streamed = co_await RunStepLoop(std::move(prompt), &st, lane);
   if (cancel_.stop_requested()) co_return absl::CancelledError("run cancelled");
   KeepStreamed(streamed, st);
   co_return absl::OkStatus();
@@ -1156,17 +1178,18 @@ absl::Status ChatRun::AnswerWithStepOne(TurnState& st) {
   return absl::OkStatus();
 }
 
-asio::awaitable<absl::StatusOr<Json>> ChatRun::PreparePrompt(const TurnState& st) {
-  Json prompt = acc_.ModelMessages();
-  if (agent_.hooks.prepare_messages) {
-    Observe("prepareMessages", [&] { return Json{{"turn", st.turn}}; });
-    PrepareMessagesEvent event{info_, st.turn, prompt};
-    absl::StatusOr<Json> prepared = co_await CallHook(agent_.hooks.prepare_messages, event);
-    if (!prepared.ok()) co_return prepared.status();
-    // The approval rows a head start handed over must stay the prompt's tail.
-    prompt = *std::move(prepared);
+asio::awaitable<absl::StatusOr<MessageList>> ChatRun::PreparePrompt(const TurnState& st) {
+  if (!agent_.hooks.prepare_messages) co_return acc_.ModelLane();
+  Observe("prepareMessages", [&] { return Json{{"turn", st.turn}}; });
+  PrepareMessagesEvent event{info_, st.turn, acc_.ModelMessages()};
+  absl::StatusOr<Json> prepared = co_await CallHook(agent_.hooks.prepare_messages, event);
+  if (!prepared.ok()) co_return prepared.status();
+  if (!prepared->is_array()) {
+    co_return absl::InvalidArgumentError(absl::StrCat(
+        "prepareMessages returned a JSON ", prepared->type_name(), ", not an array of messages"));
   }
-  co_return std::move(prompt);
+  // The approval rows a head start handed over must stay the prompt's tail.
+  co_return MessageList(*std::move(prepared));
 }
 
 void ChatRun::KeepStreamed(Streamed& streamed, TurnState& st) {
@@ -1190,7 +1213,8 @@ void ChatRun::KeepStreamed(Streamed& streamed, TurnState& st) {
   }
 }
 
-asio::awaitable<ChatRun::Streamed> ChatRun::RunStepLoop(Json prompt, const TurnState* state) {
+asio::awaitable<ChatRun::Streamed> ChatRun::RunStepLoop(MessageList prompt, const TurnState* state,
+                                                        bool lane) {
   Json continued;
   if (!acc_.ui().empty() && MessageRole(acc_.ui().back()) == "assistant") {
     continued = acc_.ui().back();
@@ -1213,6 +1237,10 @@ asio::awaitable<ChatRun::Streamed> ChatRun::RunStepLoop(Json prompt, const TurnS
   // of a co_await expression twice (see docs/decisions.md).
   StepLoopInput input{message_id, continued, std::move(prompt), turn_stop_->get_token()};
   input.started = started;
+  if (lane) {
+    input.provider_prompt = acc_.ProviderLane();
+    input.provider_covers = input.prompt.size();
+  }
   input.finish_metadata = [this, state](const StepTimings& step) {
     return FinishMetadata(state, &step);
   };
@@ -1224,6 +1252,7 @@ asio::awaitable<ChatRun::Streamed> ChatRun::RunStepLoop(Json prompt, const TurnS
   if (out.result.stopped) unfinished_.insert(message_id);
   if (!out.result.stopped) unfinished_.erase(message_id);
   acc_.PutResponse(response);
+  acc_.Touch(message_id);  // its entry's "final" changed with it
   out.response = std::move(response);
   co_return out;
 }
@@ -1346,14 +1375,12 @@ void ChatRun::LeaveForUpgrade(const TurnRequest& request, TurnState& st) {
   // start's step 1, already on `.out`, ends there as a stopped answer does.
   EndStepOne("", &st);
   if (st.appended_incoming) {
-    std::vector<Json> ui = acc_.ui();
-    ui.pop_back();
-    acc_.Replace(std::move(ui));
+    acc_.PopBack();
   }
   Write(OutRecord::Control(kUpgradeRequired));
-  Json snap = MakeSnapshot(std::nullopt);
-  snap["lastInEventId"] = std::max<int64_t>(0, request.seq - 1);
-  SaveSnapshot(std::move(snap));
+  SnapshotUpdate snap = MakeSnapshot(std::nullopt);
+  snap.header["lastInEventId"] = std::max<int64_t>(0, request.seq - 1);
+  SaveSnapshot(snap);
 }
 
 asio::awaitable<bool> ChatRun::CompleteTurn(const TurnRequest& request, TurnState& st) {

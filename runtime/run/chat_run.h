@@ -85,6 +85,20 @@ struct RunOutcome {
   absl::Time resume_deadline = absl::InfinitePast();
 };
 
+// A snapshot as a run saves it (docs/semantics.md): the header (every field but "messages") and
+// the transcript's entries ({"id", "final", "message"}), of which the first `unchanged` are as
+// in the run's previous save. A host that kept those rewrites only the rest, so a save costs
+// what the turn changed, not the chat. Valid only during RunHost::save_snapshot.
+struct SnapshotUpdate {
+  Json header;
+  size_t unchanged = 0;
+  size_t count = 0;
+  std::function<Json(size_t index)> entry;  // index < count
+
+  // The whole snapshot document: the header, then "messages".
+  Json Whole() const;
+};
+
 // What a run needs from the process hosting it. All callbacks are called on `executor`.
 struct RunHost {
   asio::any_io_executor executor;
@@ -98,7 +112,7 @@ struct RunHost {
   // whose output cannot leave stops producing it (backpressure). Empty: no bound.
   std::function<asio::awaitable<void>(std::stop_token stop)> writable;
   // Stores the run's snapshot (see docs/semantics.md for the format).
-  std::function<void(Json snapshot)> save_snapshot;
+  std::function<void(const SnapshotUpdate& snapshot)> save_snapshot;
   // Called once, when the run has ended.
   std::function<void(const RunOutcome&)> finished;
   // Optional: sees every lifecycle point with a JSON summary of its arguments (the test kit).
@@ -187,7 +201,8 @@ class ChatRun : public std::enable_shared_from_this<ChatRun> {
   asio::awaitable<absl::Status> Respond(const TurnRequest& request, TurnState& state);
   asio::awaitable<absl::Status> CallTurnStartHooks(const TurnState& state);
   absl::Status AnswerWithStepOne(TurnState& state);
-  asio::awaitable<absl::StatusOr<Json>> PreparePrompt(const TurnState& state);
+  // The turn's prompt: the model lane, or what prepareMessages made of it.
+  asio::awaitable<absl::StatusOr<MessageList>> PreparePrompt(const TurnState& state);
   // Waits for a message in `phase` with that phase's idle and suspended windows.
   asio::awaitable<Wake> WaitInPhase(const std::string& phase, bool hooks);
   // Runs the step loop on `prompt` under the turn's stop, continuing a trailing assistant
@@ -196,8 +211,10 @@ class ChatRun : public std::enable_shared_from_this<ChatRun> {
     StepLoopResult result;
     std::optional<Json> response;  // cleaned when stopped; absent when nothing streamed
   };
-  // `state`: the managed turn it answers, for its timings (null in a user loop).
-  asio::awaitable<Streamed> RunStepLoop(Json prompt, const TurnState* state);
+  // `state`: the managed turn it answers, for its timings (null in a user loop). `lane`: the
+  // prompt is the transcript's model lane as it is, so the step loop starts from the provider's
+  // copy of it (Accumulator::ProviderLane) rather than filtering the whole history per call.
+  asio::awaitable<Streamed> RunStepLoop(MessageList prompt, const TurnState* state, bool lane);
   // What the step loop returned, into the turn's state.
   void KeepStreamed(Streamed& streamed, TurnState& state);
   // The turn's end after its answer: onBeforeTurnComplete, turn-complete, onTurnComplete, the
@@ -242,7 +259,7 @@ class ChatRun : public std::enable_shared_from_this<ChatRun> {
   void MarkAnswered(int64_t seq);
   // Writes a `retract` of the answer `message_id` whose `start` is at `.out` seq `from_seq`.
   void WriteRetract(const std::string& message_id, int64_t from_seq);
-  Json MakeSnapshot(std::optional<Json> suspended) const;
+  SnapshotUpdate MakeSnapshot(std::optional<Json> suspended) const;
   int64_t WriteTurnComplete(bool closed, const std::string& close_reason);
   void Observe(std::string_view hook, const std::function<Json()>& args);
 
@@ -261,7 +278,7 @@ class ChatRun : public std::enable_shared_from_this<ChatRun> {
   // A chunk from user code (ChatControl::Write, ChatSession::Write): one nested deeper than
   // kMaxDataDepth is replaced by an `error` chunk saying so.
   int64_t WriteUserChunk(Json chunk);
-  void SaveSnapshot(Json snapshot);
+  void SaveSnapshot(const SnapshotUpdate& snapshot);
 
   const Agent& agent_;
   RunHost host_;

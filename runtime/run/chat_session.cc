@@ -109,8 +109,9 @@ asio::awaitable<StepLoopResult> ChatSession::StreamResponse() {
   ChatRun* run = &run_;
   std::stop_callback link(run_.cancel_.get_token(), [run] { run->turn_stop_->request_stop(); });
   run_.inbox_.set_stop_handler([run](const InRecord&) { run->turn_stop_->request_stop(); });
-  Json prompt = run_.acc_.ModelMessages();
-  ChatRun::Streamed streamed = co_await run_.RunStepLoop(std::move(prompt), nullptr);
+  // Named: see docs/decisions.md (GCC 12 and temporaries in a co_await expression).
+  MessageList prompt = run_.acc_.ModelLane();
+  ChatRun::Streamed streamed = co_await run_.RunStepLoop(std::move(prompt), nullptr, true);
   run_.inbox_.set_stop_handler(nullptr);
   co_return std::move(streamed.result);
 }

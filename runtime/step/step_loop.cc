@@ -1,5 +1,6 @@
 #include "runtime/step/step_loop.h"
 
+#include <algorithm>
 #include <memory>
 #include <utility>
 #include <vector>
@@ -56,29 +57,6 @@ absl::Status CheckInput(const Json& schema, const Json& input) {
     }
   }
   return absl::OkStatus();
-}
-
-// The prompt as a provider takes it: approval rows are baton's bookkeeping, not model input.
-Json ForProvider(const Json& prompt) {
-  Json out = Json::array();
-  for (const Json& message : prompt) {
-    const Json* content = FindField(message, "content");
-    if (content == nullptr || !content->is_array()) {
-      out.push_back(message);
-      continue;
-    }
-    Json kept = Json::array();
-    for (const Json& part : *content) {
-      std::string type = StringField(part, "type");
-      if (type == "tool-approval-request" || type == "tool-approval-response") continue;
-      kept.push_back(part);
-    }
-    if (kept.empty()) continue;
-    Json m = message;
-    m["content"] = std::move(kept);
-    out.push_back(std::move(m));
-  }
-  return out;
 }
 
 Json ToolResultOutput(const absl::StatusOr<Json>& result) {
@@ -156,7 +134,7 @@ struct ApprovalIndex {
   }
 };
 
-ApprovalIndex IndexApprovals(const Agent& agent, const Json& prompt) {
+ApprovalIndex IndexApprovals(const Agent& agent, const MessageList& prompt) {
   ApprovalIndex index;
   for (const Json& m : prompt) {
     const Json* content = FindField(m, "content");
@@ -491,6 +469,8 @@ class StepLoopTurn {
         env_(env),
         input_(std::move(input)),
         prompt_(std::move(input_.prompt)),
+        provider_prompt_(std::move(input_.provider_prompt)),
+        provider_covers_(std::min(input_.provider_covers, prompt_.size())),
         step_base_(StepsIn(start_message)),
         streams_(agent, env, std::move(start_message)) {}
 
@@ -504,8 +484,11 @@ class StepLoopTurn {
   asio::awaitable<bool> ResolveApprovals() {
     if (prompt_.empty() || MessageRole(prompt_.back()) != "tool") co_return true;
     ApprovalIndex index = IndexApprovals(agent_, prompt_);
-    if (!prompt_.back().contains("content")) prompt_.back()["content"] = Json::array();
-    Json& tail = prompt_.back()["content"];
+    Json& last = prompt_.MutableBack();
+    // The provider's copy of the history, when it holds this message, holds it as it was.
+    if (provider_covers_ == prompt_.size()) ProviderFromScratch();
+    if (!last.contains("content")) last["content"] = Json::array();
+    Json& tail = last["content"];
     ApprovalAnswers answers = AnswerApprovals(index, tail);
     if (!answers.approved.empty()) {
       auto outputs = co_await Execute(answers.approved);
@@ -528,7 +511,7 @@ class StepLoopTurn {
   asio::awaitable<bool> CallModel(ModelStep& step, const Json& tools) {
     if (env_.writable) co_await Room();
     if (input_.stop.stop_requested()) co_return false;
-    ModelCall call{agent_.system, ForProvider(prompt_), tools, step.index, env_.traceparent};
+    ModelCall call{agent_.system, ProviderPrompt(), tools, step.index, env_.traceparent};
     RoomToWrite room(env_.writable, input_.stop);
     if (env_.writable) call.backpressure = &room;
     if (result_.timings.model_call_at == absl::InfinitePast()) {
@@ -706,10 +689,28 @@ class StepLoopTurn {
   // Waits for Env::writable.
   asio::awaitable<void> Room() { co_await env_.writable(input_.stop); }
 
+  // The prompt as a provider takes it: the provider's copy of the history the input came with,
+  // then the rest of the prompt filtered (ForProvider).
+  MessageList ProviderPrompt() const {
+    MessageList out = provider_prompt_;
+    for (size_t i = provider_covers_; i < prompt_.size(); ++i) {
+      if (std::optional<Json> m = ForProvider(prompt_[i])) out.push_back(*std::move(m));
+    }
+    return out;
+  }
+
+  // Drops the provider's copy: every model call filters the whole prompt.
+  void ProviderFromScratch() {
+    provider_prompt_ = MessageList();
+    provider_covers_ = 0;
+  }
+
   const Agent& agent_;
   const StepLoop::Env& env_;
-  StepLoopInput input_;  // its prompt moved to prompt_
-  Json prompt_;          // model messages: the input's, then each step's
+  StepLoopInput input_;  // its prompt moved to prompt_, its provider prompt to provider_prompt_
+  MessageList prompt_;   // model messages: the input's, then each step's
+  MessageList provider_prompt_;  // the first provider_covers_ of prompt_, as a provider takes them
+  size_t provider_covers_;
   const int step_base_;  // steps the continued message holds already
   TurnStreams streams_;
   StepLoopResult result_;

@@ -8,6 +8,7 @@
 #ifndef BATON_RUNTIME_STEP_STEP_LOOP_H_
 #define BATON_RUNTIME_STEP_STEP_LOOP_H_
 
+#include <cstddef>
 #include <functional>
 #include <optional>
 #include <stop_token>
@@ -17,6 +18,7 @@
 #include "asio/awaitable.hpp"
 #include "hooks/agent.h"
 #include "hooks/json.h"
+#include "hooks/message_list.h"
 #include "runtime/exec/clock.h"
 #include "runtime/exec/hook_pool.h"
 
@@ -32,12 +34,16 @@ struct StepTimings {
 struct StepLoopInput {
   std::string message_id;  // sent in the `start` chunk
   Json continued;          // the assistant UI message this turn continues, or null
-  Json prompt;             // model messages
+  MessageList prompt;      // model messages, approval rows included
   std::stop_token stop;    // the turn's stop (a stop record or a run cancel)
   // The message's `start` is on `.out` already (a head start's step 1): none is written.
   bool started = false;
   // Optional: the `finish` chunk's messageMetadata, made when it is written (null: none).
   std::function<Json(const StepTimings&)> finish_metadata;
+  // Optional: the first `provider_covers` messages of `prompt` as a provider takes them
+  // (Accumulator::ProviderLane), so a model call filters only what the turn added.
+  MessageList provider_prompt;
+  size_t provider_covers = 0;
 };
 
 struct StepLoopResult {

@@ -1,6 +1,11 @@
 #include "runtime/testkit/local_session.h"
 
+#include <algorithm>
+#include <cstddef>
+#include <cstdlib>
+
 #include "absl/strings/str_cat.h"
+#include "runtime/base/log.h"
 #include "runtime/protocol/session_rules.h"
 
 namespace baton {
@@ -27,18 +32,37 @@ RunHost LocalSessions::MakeHost(Session& session) {
   host.pool = &pool_;
   Session* s = &session;
   host.write = [this, s](OutRecord record) {
-    record.seq = static_cast<int64_t>(s->out.size()) + 1;
-    s->out.push_back(record);
+    const int64_t seq = static_cast<int64_t>(s->out.size()) + 1;
+    record.seq = seq;
+    s->out.push_back(std::move(record));
     if (on_out) on_out(s->chat_id, s->out.back());
-    return record.seq;
+    return seq;
   };
-  host.save_snapshot = [s](Json snapshot) {
-    s->snapshots.push_back(snapshot);
+  host.save_snapshot = [this, s](const SnapshotUpdate& update) {
+    // The entries the run left unchanged since its last save are kept; the rest are replaced.
+    Json messages = Json::array();
+    if (s->snapshot.is_object()) {
+      auto it = s->snapshot.find("messages");
+      if (it != s->snapshot.end() && it->is_array()) messages = std::move(*it);
+    }
+    size_t keep = std::min(update.unchanged, messages.size());
+    messages.erase(messages.begin() + static_cast<std::ptrdiff_t>(keep), messages.end());
+    for (size_t i = keep; i < update.count; ++i) messages.push_back(update.entry(i));
+    Json snapshot = update.header;
+    snapshot["messages"] = std::move(messages);
+    if (check_snapshots && snapshot != update.Whole()) {
+      LogJson("error", "a snapshot saved in part differs from the whole",
+              {{"chat_id", s->chat_id}, {"unchanged", update.unchanged}});
+      std::abort();
+    }
     s->snapshot = std::move(snapshot);
   };
-  host.observe = [this, s](std::string_view hook, const Json& args) {
-    if (on_hook) on_hook(s->chat_id, hook, args);
-  };
+  // Without an observer a run builds no lifecycle arguments (some list the whole transcript).
+  if (on_hook) {
+    host.observe = [this, s](std::string_view hook, const Json& args) {
+      if (on_hook) on_hook(s->chat_id, hook, args);
+    };
+  }
   host.new_message_id = [this] { return absl::StrCat("msg_", next_message_++); };
   host.finished = [this, s](const RunOutcome& outcome) {
     --live_runs_;

@@ -41,10 +41,9 @@ class LocalSessions {
     HandoverWindow handover;    // a head start's window for its signal
     // Fires at the head start's handover deadline.
     std::unique_ptr<asio::steady_timer> handover_timer;
-    std::vector<InRecord> in;     // `.in`, seq = index + 1
-    std::vector<OutRecord> out;   // `.out`, seq = index + 1
-    Json snapshot;                // latest, or null
-    std::vector<Json> snapshots;  // every snapshot saved, oldest first
+    std::vector<InRecord> in;    // `.in`, seq = index + 1
+    std::vector<OutRecord> out;  // `.out`, seq = index + 1
+    Json snapshot;               // latest, or null
     State state = State::kExited;
     std::shared_ptr<ChatRun> run;
     std::string run_id;  // current or latest run
@@ -80,10 +79,14 @@ class LocalSessions {
   const Session* Find(const std::string& chat_id) const;
   size_t live_runs() const { return live_runs_; }
 
-  // Observers (optional): every `.out` record, every lifecycle point of every run, every run end.
+  // Observers (optional): every `.out` record, every lifecycle point of every run (of the runs
+  // booted once on_hook was set), every run end.
   std::function<void(const std::string& chat_id, const OutRecord&)> on_out;
   std::function<void(const std::string& chat_id, std::string_view hook, const Json& args)> on_hook;
   std::function<void(const std::string& chat_id, const RunOutcome&)> on_run_end;
+  // Checks every snapshot kept from a partial save against the whole one, and aborts when they
+  // differ (the test kit sets it: every test of it then checks the incremental save).
+  bool check_snapshots = false;
 
  private:
   void Boot(Session& session, BootRequest boot);

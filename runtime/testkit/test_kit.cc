@@ -14,6 +14,7 @@ TestKit::TestKit(Agent agent, Options options, bool keep_model)
       pool_(options_.pool_threads),
       sessions_(io_.get_executor(), clock_, pool_) {
   if (!keep_model || agent_.model == nullptr) agent_.model = model_;
+  sessions_.check_snapshots = true;
   sessions_.on_hook = [this](const std::string&, std::string_view hook, const Json& args) {
     hooks_.push_back(HookCall{std::string(hook), args});
   };

@@ -1,5 +1,9 @@
 #include "runtime/transcript/accumulator.h"
 
+#include <algorithm>
+#include <optional>
+#include <utility>
+
 #include "hooks/messages.h"
 #include "runtime/transcript/convert.h"
 
@@ -31,10 +35,21 @@ void MergeToolStates(Json& existing, const Json& incoming) {
 }  // namespace
 
 int Accumulator::Find(const std::string& id) const {
-  for (int i = static_cast<int>(ui_.size()) - 1; i >= 0; --i) {
-    if (MessageId(ui_[i]) == id) return i;
-  }
-  return -1;
+  auto it = index_.find(id);
+  return it == index_.end() ? -1 : it->second.last;
+}
+
+void Accumulator::Changed(size_t index) {
+  model_fresh_ = std::min(model_fresh_, index);
+  provider_fresh_ = std::min(provider_fresh_, index);
+  dirty_from_ = std::min(dirty_from_, index);
+}
+
+void Accumulator::Touch(const std::string& id) {
+  // Every message with the id changes with it: from the first.
+  auto it = index_.find(id);
+  if (it != index_.end())
+    dirty_from_ = std::min(dirty_from_, static_cast<size_t>(it->second.first));
 }
 
 void Accumulator::Remember(const Json& message) {
@@ -50,6 +65,38 @@ void Accumulator::Set(size_t index, Json message) {
   Remember(message);
   model_[index] = UiToModelMessages(StripOpenAiItemId(message));
   ui_[index] = std::move(message);
+  // A message keeps its id when replaced (it is found by it), so the index only gains one.
+  const int i = static_cast<int>(index);
+  auto [it, added] = index_.try_emplace(MessageId(ui_[index]), Where{i, i});
+  if (!added) it->second = Where{std::min(it->second.first, i), std::max(it->second.last, i)};
+  Changed(index);
+}
+
+void Accumulator::Push(Json message) {
+  ui_.push_back(Json());
+  model_.push_back(Json::array());
+  Set(ui_.size() - 1, std::move(message));
+}
+
+void Accumulator::PopBack() {
+  std::string id = MessageId(ui_.back());
+  ui_.pop_back();
+  model_.pop_back();
+  Changed(ui_.size());
+  auto it = index_.find(id);
+  if (it == index_.end()) return;
+  Where& where = it->second;
+  if (where.first >= static_cast<int>(ui_.size())) {
+    index_.erase(it);
+    return;
+  }
+  // An id held twice (only a client can send that): its last message left.
+  for (int i = static_cast<int>(ui_.size()) - 1; i >= where.first; --i) {
+    if (MessageId(ui_[i]) == id) {
+      where.last = i;
+      break;
+    }
+  }
 }
 
 Accumulator::AddResult Accumulator::Add(Json incoming) {
@@ -73,17 +120,12 @@ Accumulator::AddResult Accumulator::Add(Json incoming) {
     Set(index, std::move(merged));
     return AddResult::kMerged;
   }
-  ui_.push_back(Json());
-  model_.push_back(Json::array());
-  Set(ui_.size() - 1, std::move(incoming));
+  Push(std::move(incoming));
   return AddResult::kAppended;
 }
 
 void Accumulator::PopToLastUser() {
-  while (!ui_.empty() && MessageRole(ui_.back()) != "user") {
-    ui_.pop_back();
-    model_.pop_back();
-  }
+  while (!ui_.empty() && MessageRole(ui_.back()) != "user") PopBack();
 }
 
 bool Accumulator::Splice(const Json& partial, const std::string& message_id) {
@@ -92,6 +134,8 @@ bool Accumulator::Splice(const Json& partial, const std::string& message_id) {
   Remember(ui_message);
   ui_.push_back(std::move(ui_message));
   model_.push_back(partial);
+  index_[message_id] = static_cast<int>(ui_.size() - 1);
+  Changed(ui_.size() - 1);
   return true;
 }
 
@@ -101,28 +145,52 @@ void Accumulator::PutResponse(Json response) {
     Set(index, std::move(response));
     return;
   }
-  ui_.push_back(Json());
-  model_.push_back(Json::array());
-  Set(ui_.size() - 1, std::move(response));
+  Push(std::move(response));
 }
 
 void Accumulator::Replace(std::vector<Json> ui_messages) {
   ui_.clear();
   model_.clear();
+  index_.clear();
   tool_call_owner_.clear();
-  for (Json& m : ui_messages) {
-    ui_.push_back(Json());
-    model_.push_back(Json::array());
-    Set(ui_.size() - 1, std::move(m));
-  }
+  Changed(0);
+  for (Json& m : ui_messages) Push(std::move(m));
 }
 
-Json Accumulator::ModelMessages() const {
-  Json out = Json::array();
-  for (const Json& segment : model_) {
-    for (const Json& m : segment) out.push_back(m);
+void Accumulator::Refresh(Flat& flat, size_t& fresh, bool for_provider) const {
+  if (fresh == model_.size() && flat.ends.size() == fresh) return;
+  size_t keep = fresh == 0 ? 0 : flat.ends[fresh - 1];
+  if (flat.messages.use_count() > 1) {
+    // A list made before still refers to it: that one stays as it was, this one is new.
+    flat.messages =
+        std::make_shared<std::vector<Json>>(flat.messages->begin(), flat.messages->begin() + keep);
+  } else {
+    flat.messages->resize(keep);
   }
-  return out;
+  flat.ends.resize(fresh);
+  for (size_t i = fresh; i < model_.size(); ++i) {
+    for (const Json& m : model_[i]) {
+      if (!for_provider) {
+        flat.messages->push_back(m);
+      } else if (std::optional<Json> p = ForProvider(m)) {
+        flat.messages->push_back(*std::move(p));
+      }
+    }
+    flat.ends.push_back(flat.messages->size());
+  }
+  fresh = model_.size();
 }
+
+MessageList Accumulator::ModelLane() const {
+  Refresh(model_flat_, model_fresh_, false);
+  return MessageList(model_flat_.messages, model_flat_.messages->size());
+}
+
+MessageList Accumulator::ProviderLane() const {
+  Refresh(provider_flat_, provider_fresh_, true);
+  return MessageList(provider_flat_.messages, provider_flat_.messages->size());
+}
+
+Json Accumulator::ModelMessages() const { return ModelLane().ToJson(); }
 
 }  // namespace baton

@@ -172,4 +172,28 @@ Json StripOpenAiItemId(Json ui_message) {
   return ui_message;
 }
 
+std::optional<Json> ForProvider(const Json& model_message) {
+  const Json* content = FindField(model_message, "content");
+  if (content == nullptr || !content->is_array()) return model_message;
+  bool approvals = false;
+  for (const Json& part : *content) {
+    std::string type = StringField(part, "type");
+    approvals = approvals || type == "tool-approval-request" || type == "tool-approval-response";
+  }
+  if (!approvals) {
+    if (content->empty()) return std::nullopt;
+    return model_message;
+  }
+  Json kept = Json::array();
+  for (const Json& part : *content) {
+    std::string type = StringField(part, "type");
+    if (type == "tool-approval-request" || type == "tool-approval-response") continue;
+    kept.push_back(part);
+  }
+  if (kept.empty()) return std::nullopt;
+  Json m = model_message;
+  m["content"] = std::move(kept);
+  return m;
+}
+
 }  // namespace baton

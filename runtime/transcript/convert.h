@@ -6,6 +6,7 @@
 #ifndef BATON_RUNTIME_TRANSCRIPT_CONVERT_H_
 #define BATON_RUNTIME_TRANSCRIPT_CONVERT_H_
 
+#include <optional>
 #include <string>
 
 #include "hooks/json.h"
@@ -29,6 +30,13 @@ Json UiToModelMessages(const Json& ui_message);
 // reasoning a done reasoning part with its providerOptions as providerMetadata, a tool call a
 // tool part in input-available. Approval requests are skipped.
 Json PartialToUiMessage(const Json& partial, const std::string& message_id);
+
+// ForProvider()
+//
+// A model message as a provider takes it: approval parts (tool-approval-request and -response)
+// are baton's bookkeeping, not model input, and are left out; nullopt when no content is left
+// (an empty content array included).
+std::optional<Json> ForProvider(const Json& model_message);
 
 // StripOpenAiItemId()
 //

@@ -135,7 +135,13 @@ absl::Status UiReducer::Apply(const Json& chunk) {
           absl::StrCat(type, " for part \"", StringField(chunk, "id"), "\" that is not open"));
     }
     if (absl::EndsWith(type, "delta")) {
-      (*part)["text"] = StringField(*part, "text") + StringField(chunk, "delta");
+      // Appended in place: a long answer costs its length, not its length squared.
+      Json& so_far = (*part)["text"];
+      if (!so_far.is_string()) so_far = "";
+      const Json* delta = FindField(chunk, "delta");
+      if (delta != nullptr && delta->is_string()) {
+        so_far.get_ref<std::string&>() += delta->get_ref<const std::string&>();
+      }
     } else {
       (*part)["state"] = "done";
       open.erase(StringField(chunk, "id"));

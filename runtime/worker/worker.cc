@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <deque>
 #include <optional>
 #include <set>
@@ -104,8 +105,10 @@ struct Worker::Slot {
   int64_t acked_out = 0;      // last seq the orchestrator stored
   int64_t delivered_in = 0;   // last `.in` seq given to the run
   std::deque<v1::OutRecord> unacked;
-  size_t unacked_bytes = 0;               // serialized size of `unacked`
-  std::optional<v1::Snapshot> snapshot;   // latest, re-sent after a reconnect
+  size_t unacked_bytes = 0;              // serialized size of `unacked`
+  std::optional<v1::Snapshot> snapshot;  // latest, re-sent after a reconnect
+  // The latest snapshot's entries as JSON text: a save dumps only the entries the run changed.
+  std::vector<std::string> snapshot_entries;
   std::optional<v1::RunFinished> finish;  // set when the run ended
   bool ended = false;                     // the ChatRun has finished
   bool end_stored = false;                // the orchestrator acknowledged the RunFinished
@@ -609,7 +612,7 @@ RunHost Worker::HostFor(Slot& slot) {
   host.pool = &pool_;
   host.write = [this, s](OutRecord record) { return WriteOut(*s, std::move(record)); };
   host.writable = [this, s](std::stop_token stop) { return WaitForRoom(s->run_id, stop); };
-  host.save_snapshot = [this, s](Json snapshot) { SaveSnapshot(*s, std::move(snapshot)); };
+  host.save_snapshot = [this, s](const SnapshotUpdate& snapshot) { SaveSnapshot(*s, snapshot); };
   host.finished = [this, s](const RunOutcome& outcome) { RunEnded(*s, outcome); };
   if (observe) {
     host.observe = [this, s](std::string_view hook, const Json& args) {
@@ -646,13 +649,24 @@ int64_t Worker::WriteOut(Slot& slot, OutRecord record) {
   return record.seq;
 }
 
-void Worker::SaveSnapshot(Slot& slot, Json snapshot) {
+void Worker::SaveSnapshot(Slot& slot, const SnapshotUpdate& snapshot) {
+  std::vector<std::string>& entries = slot.snapshot_entries;
+  entries.resize(std::min(snapshot.unchanged, entries.size()));
+  for (size_t i = entries.size(); i < snapshot.count; ++i) {
+    entries.push_back(DumpJson(snapshot.entry(i)));
+  }
+  // The document as DumpJson(snapshot.Whole()) writes it: the header's fields, then "messages".
+  std::string json = DumpJson(snapshot.header);
+  json.pop_back();  // the header's closing brace
+  absl::StrAppend(&json, json.size() > 1 ? "," : "", "\"messages\":[");
+  for (size_t i = 0; i < entries.size(); ++i) absl::StrAppend(&json, i > 0 ? "," : "", entries[i]);
+  json += "]}";
   v1::Snapshot frame;
   frame.set_run_id(slot.run_id);
   frame.set_lease_token(slot.lease_token);
-  frame.set_in_seq(SnapshotInSeq(snapshot));
-  frame.set_out_seq(SnapshotOutSeq(snapshot));
-  frame.set_snapshot_json(DumpJson(snapshot));
+  frame.set_in_seq(SnapshotInSeq(snapshot.header));
+  frame.set_out_seq(SnapshotOutSeq(snapshot.header));
+  frame.set_snapshot_json(std::move(json));
   slot.snapshot = std::move(frame);
   Flush(slot);  // the records it refers to go first
   SendSnapshot(*slot.snapshot);

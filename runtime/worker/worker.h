@@ -124,7 +124,7 @@ class Worker {
   // schedules its flush. A record too large for `.out` becomes an `error` chunk.
   int64_t WriteOut(Slot& slot, OutRecord record);
   // RunHost::save_snapshot: flushes the records it refers to, then sends it (kept for a resend).
-  void SaveSnapshot(Slot& slot, Json snapshot);
+  void SaveSnapshot(Slot& slot, const SnapshotUpdate& snapshot);
   // RunHost::timings: the turn's timings into their histograms.
   void ObserveTimings(const TurnTimings& timings);
   void OnDeliver(const baton::v1::Deliver& deliver);

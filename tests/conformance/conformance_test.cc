@@ -109,7 +109,7 @@ void Check(const Json& expect, TestKit& kit, ToolLog& log, Matcher& matcher,
     ASSERT_FALSE(calls.empty()) << where << ": no model call";
     Json actual = {{"messages", calls.back().messages}, {"system", calls.back().system}};
     EXPECT_TRUE(matcher.Match(expect["last_model_call"], actual, "last_model_call", &why))
-        << where << ": " << why << "\nmessages: " << calls.back().messages.dump();
+        << where << ": " << why << "\nmessages: " << calls.back().messages.ToJson().dump();
   }
   if (expect.contains("tools_executed")) {
     absl::MutexLock lock(&log.mu);

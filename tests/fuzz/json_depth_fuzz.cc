@@ -166,7 +166,7 @@ constexpr Shape kShapes[] = {
 // the transcript, and the snapshot the run would save.
 void CheckWrapped(const baton::Accumulator& acc) {
   baton::ModelCall call;
-  call.messages = acc.ModelMessages();
+  call.messages = acc.ModelLane();
   for (const Json& request : {baton::BuildAnthropicRequest(call, {.model = "m"}),
                               baton::BuildOpenAiRequest(call, {.model = "m"})}) {
     Check(baton::ParseJson(baton::DumpJson(request)).ok());

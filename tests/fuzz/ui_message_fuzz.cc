@@ -6,10 +6,14 @@
 //   - CleanupAbortedParts is idempotent;
 //   - conversion gives an array of model messages with known roles;
 //   - a user message added twice is a duplicate the second time;
-//   - the reducer keeps a message with a parts array whatever it started from.
+//   - the reducer keeps a message with a parts array whatever it started from;
+//   - the accumulator's lanes, kept up to date as messages come, equal the ones made from its UI
+//     messages from scratch, and a lane taken earlier never changes after.
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "hooks/messages.h"
@@ -18,6 +22,30 @@
 #include "runtime/transcript/accumulator.h"
 #include "runtime/transcript/convert.h"
 #include "runtime/transcript/ui_reducer.h"
+
+namespace {
+
+struct Held {
+  baton::MessageList lane;
+  baton::Json as_taken;
+};
+
+void CheckLanes(const baton::Accumulator& acc, std::vector<Held>& held) {
+  baton::Json scratch = baton::Json::array();
+  baton::Json provider = baton::Json::array();
+  for (const baton::Json& ui : acc.ui()) {
+    for (baton::Json& m : baton::UiToModelMessages(baton::StripOpenAiItemId(ui))) {
+      if (std::optional<baton::Json> p = baton::ForProvider(m)) provider.push_back(*std::move(p));
+      scratch.push_back(std::move(m));
+    }
+  }
+  baton::MessageList lane = acc.ModelLane();
+  if (lane.ToJson() != scratch || acc.ModelMessages() != scratch) __builtin_trap();
+  if (acc.ProviderLane().ToJson() != provider) __builtin_trap();
+  held.push_back({std::move(lane), std::move(scratch)});
+}
+
+}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view input(reinterpret_cast<const char*>(data), size);
@@ -30,6 +58,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     messages.push_back(*parsed);
   }
   baton::Accumulator acc;
+  std::vector<Held> held;
   for (const baton::Json& m : messages) {
     absl::Status checked = baton::CheckUiMessage(m, "message");
     if (!checked.ok() && checked.message().empty()) __builtin_trap();
@@ -54,6 +83,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     } else {
       acc.Add(cleaned);
     }
+    CheckLanes(acc, held);
     // A continued assistant message (an approval's continuation) seeds the step loop's reducer.
     baton::UiReducer reducer(m);
     (void)reducer.Apply({{"type", "start-step"}});
@@ -73,10 +103,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     (void)baton::UiToModelMessages(reducer.message());
   }
   acc.PopToLastUser();
+  CheckLanes(acc, held);
   acc.Replace(messages);
+  CheckLanes(acc, held);
+  for (const Held& h : held) {
+    if (h.lane.ToJson() != h.as_taken) __builtin_trap();
+  }
   baton::ModelCall call;
-  call.messages = acc.ModelMessages();
-  if (!call.messages.is_array()) __builtin_trap();
+  call.messages = acc.ModelLane();
   (void)baton::BuildAnthropicRequest(call, {.model = "m"});
   (void)baton::BuildOpenAiRequest(call, {.model = "m"});
   return 0;

@@ -148,20 +148,38 @@ struct Orchestrator::Session {
   // answer comes after on `.out`. (In memory: empty after a restart.)
   std::deque<int64_t> awaiting;
 
-  // Notes a record just stored on `.out`.
+  // Notes a record just stored on `.out`: as a worker sent it, or as loaded.
+  void Stored(const v1::OutRecord& record) {
+    if (!record.has_control()) {
+      answering = true;
+      return;
+    }
+    if (record.control().subtype() != kTurnComplete) return;
+    absl::string_view through;
+    for (const v1::Header& h : record.control().headers()) {
+      if (h.name() == "session-in-event-id") {
+        through = h.value();
+        break;
+      }
+    }
+    TurnCompleted(record.seq(), through);
+  }
   void Stored(const OutRecord& record) {
     if (!record.is_control) {
       answering = true;
       return;
     }
     if (record.control != kTurnComplete) return;
-    turn_out_seq = record.seq;
+    TurnCompleted(record.seq, record.Header("session-in-event-id"));
+  }
+  void TurnCompleted(int64_t seq, absl::string_view in_event_id) {
+    turn_out_seq = seq;
     answering = false;
     // The turn answered its message, and any that joined it (steering): the run's resume floor
     // ("session-in-event-id") is past them and before the first message it still holds queued.
     // Not "session-in-consumed-id": that is the last record delivered, queued ones included.
     int64_t through = 0;
-    if (!absl::SimpleAtoi(record.Header("session-in-event-id"), &through)) through = 0;
+    if (!absl::SimpleAtoi(in_event_id, &through)) through = 0;
     while (!awaiting.empty() && awaiting.front() <= through) awaiting.pop_front();
   }
   // Runs lost or failed (retryably) in a row since a snapshot last moved `.in` forward: the

@@ -380,5 +380,80 @@ TEST(Accumulator, ReplaceRebuildsTheToolCallIdMap) {
   EXPECT_THAT(UiIds(acc), ElementsAre("u1", "A"));
 }
 
+// The lanes a model call is made from follow every change, and a lane taken before a change
+// keeps what it showed: a provider may still be sending it.
+TEST(Accumulator, LanesFollowEachChangeAndAnEarlierLaneKeepsWhatItShowed) {
+  Accumulator acc;
+  acc.Add(UserMessage("u1", "hi"));
+  MessageList first = acc.ModelLane();
+  acc.PutResponse(AwaitingApproval());
+  MessageList second = acc.ModelLane();
+  EXPECT_EQ(first.ToJson(), P(R"([{"role":"user","content":[{"type":"text","text":"hi"}]}])"));
+  EXPECT_EQ(second.ToJson(), acc.ModelMessages());
+  EXPECT_EQ(second.size(), 2u);
+  // The approval is the lane's bookkeeping; a provider is sent the rest.
+  EXPECT_EQ(acc.ProviderLane().ToJson(), P(R"([
+      {"role":"user","content":[{"type":"text","text":"hi"}]},
+      {"role":"assistant","content":[{"type":"text","text":"I will delete it."},
+        {"type":"tool-call","toolCallId":"c1","toolName":"delete_file",
+         "input":{"path":"todo.txt"}}]}])"))
+      << acc.ProviderLane().ToJson().dump();
+  // Replacing the message in place (its approval answered) changes the lanes from it on.
+  acc.Add(ApprovalResponse("A", false));
+  EXPECT_EQ(acc.ModelLane().ToJson(), acc.ModelMessages());
+  EXPECT_EQ(second.size(), 2u);
+  EXPECT_EQ(second[1], P(R"({"role":"assistant","content":[
+      {"type":"text","text":"I will delete it."},
+      {"type":"tool-call","toolCallId":"c1","toolName":"delete_file","input":{"path":"todo.txt"}},
+      {"type":"tool-approval-request","approvalId":"ap1","toolCallId":"c1"}]})"))
+      << second[1].dump();
+  acc.PopToLastUser();
+  EXPECT_EQ(acc.ModelLane().size(), 1u);
+  EXPECT_EQ(acc.ProviderLane().size(), 1u);
+}
+
+TEST(Accumulator, FindsTheLastMessageWithAnIdAfterPops) {
+  Accumulator acc;
+  acc.Add(UserMessage("u1", "hi"));
+  acc.PutResponse(P(R"({"id":"R1","role":"assistant","parts":[{"type":"text","text":"a"}]})"));
+  EXPECT_EQ(acc.Find("R1"), 1);
+  acc.PopToLastUser();
+  EXPECT_EQ(acc.Find("R1"), -1);
+  EXPECT_EQ(acc.Find("u1"), 0);
+  acc.PutResponse(P(R"({"id":"R2","role":"assistant","parts":[{"type":"text","text":"b"}]})"));
+  EXPECT_EQ(acc.Find("R2"), 1);
+}
+
+// A snapshot rewrites only what changed since the last save: the first message changed, added
+// or removed since MarkSaved.
+TEST(Accumulator, DirtyFromIsTheFirstMessageChangedSinceTheLastSave) {
+  Accumulator acc;
+  EXPECT_EQ(acc.dirty_from(), 0u);
+  acc.Add(UserMessage("u1", "hi"));
+  acc.PutResponse(P(R"({"id":"R1","role":"assistant","parts":[{"type":"text","text":"a"}]})"));
+  acc.MarkSaved();
+  EXPECT_EQ(acc.dirty_from(), 2u);
+  acc.Add(UserMessage("u2", "more"));
+  EXPECT_EQ(acc.dirty_from(), 2u);
+  acc.MarkSaved();
+  acc.PutResponse(P(R"({"id":"R1","role":"assistant","parts":[{"type":"text","text":"b"}]})"));
+  EXPECT_EQ(acc.dirty_from(), 1u) << "replaced in place";
+  acc.MarkSaved();
+  acc.Touch("u1");
+  EXPECT_EQ(acc.dirty_from(), 0u);
+  acc.MarkSaved();
+  acc.PopToLastUser();
+  EXPECT_EQ(acc.dirty_from(), 3u) << "nothing popped: u2 is last";
+  acc.PopBack();
+  EXPECT_EQ(acc.dirty_from(), 2u);
+  acc.MarkSaved();
+  EXPECT_TRUE(
+      acc.Splice(P(R"([{"role":"assistant","content":[{"type":"text","text":"w"}]}])"), "H1"));
+  EXPECT_EQ(acc.dirty_from(), 2u);
+  acc.MarkSaved();
+  acc.Replace({UserMessage("u1", "hi")});
+  EXPECT_EQ(acc.dirty_from(), 0u);
+}
+
 }  // namespace
 }  // namespace baton

@@ -121,7 +121,7 @@ TEST(ChatRun, HeadStartWithToolCallRunsStepTwoUnderTheWarmId) {
   // The step-2 call saw the tool result and the replayed signature.
   std::vector<ModelCall> calls = kit.model().calls();
   ASSERT_EQ(calls.size(), 1u);
-  std::string prompt = calls[0].messages.dump();
+  std::string prompt = calls[0].messages.ToJson().dump();
   EXPECT_NE(prompt.find("\"tool-result\""), std::string::npos) << prompt;
   EXPECT_NE(prompt.find("\"sig\""), std::string::npos);
   EXPECT_EQ(prompt.find("approval"), std::string::npos);
@@ -471,7 +471,7 @@ class ChatRunRecovery : public ::testing::Test {
       out_.push_back(r);
       return r.seq;
     };
-    host.save_snapshot = [this](Json s) { snapshot_ = std::move(s); };
+    host.save_snapshot = [this](const SnapshotUpdate& s) { snapshot_ = s.Whole(); };
     host.finished = [this](const RunOutcome& o) { outcome_ = o; };
     host.observe = [this](std::string_view hook, const Json& args) {
       hooks_.push_back(Json{{"hook", hook}, {"args", args}});

@@ -139,7 +139,7 @@ TEST(WeatherAgent, UnknownCityIsAMaskedToolErrorTheModelSeesInFull) {
   std::vector<Json> results = ContentOfType(calls[1], "tool-result");
   ASSERT_EQ(results.size(), 1u);
   EXPECT_EQ(results[0]["output"], Json::parse(R"({"type":"error-text","value":"City not found"})"));
-  EXPECT_EQ(calls[1].messages.dump().find("An error occurred."), std::string::npos);
+  EXPECT_EQ(calls[1].messages.ToJson().dump().find("An error occurred."), std::string::npos);
 
   Json response = kit.snapshot()["messages"][1]["message"];
   EXPECT_EQ(response["parts"][1]["state"], "output-error");
@@ -211,7 +211,7 @@ TEST(FilesAgent, DeleteFileExecutesAfterApproval) {
   std::vector<Json> results = ContentOfType(calls[1], "tool-result");
   ASSERT_EQ(results.size(), 1u);
   EXPECT_EQ(results[0]["output"], Json::parse(R"({"type":"json","value":{"deleted":"todo.txt"}})"));
-  EXPECT_EQ(calls[1].messages.dump().find("approval"), std::string::npos);
+  EXPECT_EQ(calls[1].messages.ToJson().dump().find("approval"), std::string::npos);
 
   // The approval continued the same message; it was replaced in place.
   Json snap = kit.snapshot();
