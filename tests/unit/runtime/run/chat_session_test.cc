@@ -7,7 +7,7 @@
 #include "runtime/testkit/test_kit.h"
 #include "runtime/transcript/ui_reducer.h"
 #include "tasks/agents.h"
-#include "tests/unit/runtime/read_out.h"
+#include "tests/unit/runtime/run/read_out.h"
 
 namespace baton {
 namespace {
