@@ -520,7 +520,7 @@ void Orchestrator::AddPendingIn(Run& run, const Session& session, int64_t budget
   }
 }
 
-void Orchestrator::DeliverPending(Run& run) {
+void Orchestrator::DeliverPending(Run& run, const InRow* stored) {
   if (run.conn == nullptr || run.state == RunState::kQueued) return;
   Session& session = *sessions_[run.row.chat_id];
   // A page at a time, until the outbox holds half its bound: a long backlog of large records is
@@ -529,6 +529,11 @@ void Orchestrator::DeliverPending(Run& run) {
     if (Full(*run.conn)) {
       run.conn->held_back = true;  // the writer delivers the rest once the queue has drained
       return;
+    }
+    if (stored != nullptr && stored->seq == run.sent_in + 1) {
+      // The common case, a run that has every record before it: nothing to read back.
+      Deliver(run, *stored);
+      continue;
     }
     absl::StatusOr<std::vector<InRow>> rows =
         store_.ReadIn(session.row.chat_id, run.sent_in, kInPage);
@@ -542,19 +547,23 @@ void Orchestrator::DeliverPending(Run& run) {
         run.conn->held_back = true;
         return;
       }
-      v1::GatewayFrame frame;
-      v1::Deliver& deliver = *frame.mutable_deliver();
-      deliver.set_run_id(run.row.run_id);
-      deliver.set_lease_token(run.row.lease_token);
-      v1::InRecord& r = *deliver.mutable_record();
-      r.set_seq(row.seq);
-      r.set_body_json(row.body_json);
-      r.set_client_record_id(row.client_record_id);
-      r.set_appended_at_unix_ms(row.appended_ms);
-      Send(*run.conn, std::move(frame));
-      run.sent_in = row.seq;
+      Deliver(run, row);
     }
   }
+}
+
+void Orchestrator::Deliver(Run& run, const InRow& row) {
+  v1::GatewayFrame frame;
+  v1::Deliver& deliver = *frame.mutable_deliver();
+  deliver.set_run_id(run.row.run_id);
+  deliver.set_lease_token(run.row.lease_token);
+  v1::InRecord& r = *deliver.mutable_record();
+  r.set_seq(row.seq);
+  r.set_body_json(row.body_json);
+  r.set_client_record_id(row.client_record_id);
+  r.set_appended_at_unix_ms(row.appended_ms);
+  Send(*run.conn, std::move(frame));
+  run.sent_in = row.seq;
 }
 
 void Orchestrator::Requeue(Run& run, absl::Duration delay) {

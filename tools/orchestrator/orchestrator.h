@@ -153,7 +153,7 @@ class Orchestrator {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void AnswerRetry(Session& session, int64_t seq, baton::v1::AppendResponse* response)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status HandOn(Session& session, InKind kind, int64_t seq)
+  absl::Status HandOn(Session& session, InKind kind, const InRow& row)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status CancelRun(const baton::v1::CancelRunRequest& request, baton::v1::Run* response)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -240,8 +240,11 @@ class Orchestrator {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void AddPendingIn(Run& run, const Session& session, int64_t budget, baton::v1::AssignRun& assign)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Sends the run the `.in` records after the last one it was sent.
-  void DeliverPending(Run& run) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Sends the run the `.in` records after the last one it was sent. `stored`: a record just
+  // stored, sent from memory when it is the next one (the rest are read from the store).
+  void DeliverPending(Run& run, const InRow* stored = nullptr) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // One `.in` record to the run's worker.
+  void Deliver(Run& run, const InRow& row) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Ends the run's lease with `state`; the session follows the DESIGN §4 rules (a retry, a
   // continuation for records left unanswered, or rest).
   void EndRun(Run& run, RunState state, const baton::v1::RunFinished& how)

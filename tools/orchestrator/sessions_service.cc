@@ -377,7 +377,7 @@ absl::Status Orchestrator::Append(const v1::AppendRequest& request, v1::AppendRe
   response->set_out_seq(session.out_seq);
   response->set_turns_before(static_cast<int32_t>(session.awaiting.size()));
   if (NeedsAnswer(*record)) session.awaiting.push_back(appended->row.seq);
-  if (absl::Status handed = HandOn(session, record->kind, appended->row.seq); !handed.ok()) {
+  if (absl::Status handed = HandOn(session, record->kind, appended->row); !handed.ok()) {
     return handed;
   }
   response->set_run_id(session.live_run);
@@ -455,7 +455,8 @@ void Orchestrator::AnswerRetry(Session& session, int64_t seq, v1::AppendResponse
   }
 }
 
-absl::Status Orchestrator::HandOn(Session& session, InKind kind, int64_t seq) {
+absl::Status Orchestrator::HandOn(Session& session, InKind kind, const InRow& row) {
+  const int64_t seq = row.seq;
   session.in_seq = seq;
   if (kind == InKind::kHandover || kind == InKind::kHandoverSkip) {
     // A head start takes one signal: the run no longer waits for another.
@@ -464,7 +465,7 @@ absl::Status Orchestrator::HandOn(Session& session, InKind kind, int64_t seq) {
     SaveSession(session);
   }
   if (!session.live_run.empty()) {
-    DeliverPending(*runs_[session.live_run]);
+    DeliverPending(*runs_[session.live_run], &row);  // from memory, not read back
   } else if (kind == InKind::kMessage) {
     // Any message boots the next run, a close too: the run fires its hooks and closes the chat
     // (as LocalSessions does). Stops and handover signals only reach a live run.
