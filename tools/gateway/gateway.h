@@ -105,8 +105,8 @@ class Gateway {
                   const std::vector<std::string>& segments, Route route);
 
   // The coroutines below that take references (FirstPost, CreateChat, AppendMessage and the
-  // Rest* steps) are each awaited by their caller (ChatPost, Rest), whose frame holds what they
-  // refer to, so it outlives them (docs/decisions.md).
+  // Rest* steps) are each awaited, directly or through FirstPost, by ChatPost or Rest, whose
+  // frame holds what they refer to, so it outlives them (docs/decisions.md).
 
   // The AI SDK transport.
   //

@@ -1,7 +1,7 @@
 // ReadOut(): the message a reader folds from `.out` read from seq 0 (one answer), for the unit
 // tests of the run and the session loop.
-#ifndef BATON_TESTS_UNIT_RUNTIME_READ_OUT_H_
-#define BATON_TESTS_UNIT_RUNTIME_READ_OUT_H_
+#ifndef BATON_TESTS_UNIT_RUNTIME_RUN_READ_OUT_H_
+#define BATON_TESTS_UNIT_RUNTIME_RUN_READ_OUT_H_
 
 #include <vector>
 
@@ -30,4 +30,4 @@ inline Json ReadOut(const std::vector<OutRecord>& out) {
 
 }  // namespace baton
 
-#endif  // BATON_TESTS_UNIT_RUNTIME_READ_OUT_H_
+#endif  // BATON_TESTS_UNIT_RUNTIME_RUN_READ_OUT_H_
