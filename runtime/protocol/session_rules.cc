@@ -41,6 +41,33 @@ bool NeedsAnswer(const InRecord& record) {
   return record.kind == InKind::kMessage && record.trigger() != "close";
 }
 
+AfterRun AfterRunEnds(bool suspended, bool failed, std::string_view reason, bool unanswered,
+                      bool resumable) {
+  AfterRun after;
+  if (suspended) {
+    after.chat = ChatAfterRun::kSuspended;
+  } else if (failed) {
+    after.chat = ChatAfterRun::kFailed;
+  } else {
+    after.chat = reason == "close" ? ChatAfterRun::kClosed : ChatAfterRun::kExited;
+  }
+  if (!unanswered) return after;
+  if (after.chat == ChatAfterRun::kSuspended) {
+    after.next = resumable ? NextRun::kResume : NextRun::kContinuation;
+  } else if (after.chat == ChatAfterRun::kExited) {
+    after.next = NextRun::kContinuation;
+  }
+  return after;
+}
+
+bool LeftUnanswered(absl::Span<const InRecord> after_floor, bool upgrade, const Json& boot_message,
+                    const Json& snapshot) {
+  for (const InRecord& record : after_floor) {
+    if (NeedsAnswer(record)) return true;
+  }
+  return upgrade && boot_message.is_object() && !SnapshotHolds(snapshot, boot_message);
+}
+
 NextBoot NextBootOf(const std::string& first_trigger, const Json& base_payload,
                     const Json& boot_message, const Json& head_start_messages,
                     const Json& snapshot) {

@@ -11,6 +11,7 @@
 #include <string_view>
 
 #include "absl/status/status.h"
+#include "absl/types/span.h"
 #include "hooks/json.h"
 #include "hooks/records.h"
 
@@ -40,6 +41,35 @@ int64_t SnapshotOutSeq(const Json& snapshot);
 // Whether a `.in` record left after a run's end needs an answer, so that it boots the next run:
 // messages do; stops, handover signals and a close do not.
 bool NeedsAnswer(const InRecord& record);
+
+// What a run's end does to its chat, and which run comes next (DESIGN §4): the same in
+// LocalSessions and in the orchestrator, which add only what is theirs (a retry of a lost or
+// failed run, the retry budget).
+enum class ChatAfterRun {
+  kSuspended,  // the run waits, suspended, for a message until its resume deadline
+  kFailed,     // the run failed outside a turn
+  kClosed,     // the run closed the chat
+  kExited,     // the run ended; the next message boots a continuation
+};
+enum class NextRun {
+  kNone,          // nothing waits for an answer
+  kResume,        // a message came while the run was suspending: resume it at once
+  kContinuation,  // a message is left unanswered: the next run boots at once
+};
+struct AfterRun {
+  ChatAfterRun chat = ChatAfterRun::kExited;
+  NextRun next = NextRun::kNone;
+};
+// `suspended`/`failed`: how the run ended; `reason`: its reason ("close" closes the chat);
+// `unanswered`: LeftUnanswered; `resumable`: a suspension's deadline has not passed.
+AfterRun AfterRunEnds(bool suspended, bool failed, std::string_view reason, bool unanswered,
+                      bool resumable);
+
+// Whether a run's end leaves a message that boots the next run: a `.in` record after the chat's
+// floor that needs an answer (NeedsAnswer), or, after an upgrade, the first run's boot message
+// that no snapshot holds yet.
+bool LeftUnanswered(absl::Span<const InRecord> after_floor, bool upgrade, const Json& boot_message,
+                    const Json& snapshot);
 
 // What the next run of a chat boots with: a continuation after a run ended, a resume of a
 // suspended one, or a retry of a lost or failed one. Until a snapshot holds the first run's boot

@@ -5,6 +5,7 @@
 #include <cstdlib>
 
 #include "absl/strings/str_cat.h"
+#include "absl/types/span.h"
 #include "runtime/base/log.h"
 #include "runtime/protocol/session_rules.h"
 
@@ -68,16 +69,24 @@ RunHost LocalSessions::MakeHost(Session& session) {
     --live_runs_;
     s->run.reset();
     s->last_outcome = outcome;
-    switch (outcome.kind) {
-      case RunOutcome::Kind::kSuspended:
+    // How the run ended sets the chat's state: the session rules, as the orchestrator applies
+    // them.
+    const AfterRun ended = AfterRunEnds(outcome.kind == RunOutcome::Kind::kSuspended,
+                                        outcome.kind == RunOutcome::Kind::kFailed, outcome.reason,
+                                        /*unanswered=*/false, /*resumable=*/true);
+    switch (ended.chat) {
+      case ChatAfterRun::kSuspended:
         s->state = State::kSuspended;
         ArmExpiry(*s);
         break;
-      case RunOutcome::Kind::kFailed:
+      case ChatAfterRun::kFailed:
         s->state = State::kFailed;
         break;
-      default:
-        s->state = outcome.reason == "close" ? State::kClosed : State::kExited;
+      case ChatAfterRun::kClosed:
+        s->state = State::kClosed;
+        break;
+      case ChatAfterRun::kExited:
+        s->state = State::kExited;
         break;
     }
     if (on_run_end) on_run_end(s->chat_id, outcome);
@@ -89,23 +98,21 @@ RunHost LocalSessions::MakeHost(Session& session) {
       Boot(*s, std::move(retry));
       return;
     }
+    if (s->state != State::kSuspended && s->state != State::kExited) return;
     // Records that arrived while the run was ending, or that it left unanswered, start the next
     // run at once (one live run per chat).
-    int64_t floor = SnapshotInSeq(s->snapshot);
-    bool unanswered = false;
-    for (const InRecord& r : s->in) {
-      if (r.seq > floor && NeedsAnswer(r)) unanswered = true;
-    }
-    // An upgrade before turn 0 answered the boot message leaves it to the next run, too.
-    if (outcome.reason == "upgrade" && s->boot_message.is_object() &&
-        !SnapshotHolds(s->snapshot, s->boot_message)) {
-      unanswered = true;
-    }
-    if (unanswered && s->state == State::kSuspended) {
+    const size_t floor = static_cast<size_t>(std::max<int64_t>(0, SnapshotInSeq(s->snapshot)));
+    absl::Span<const InRecord> after_floor = absl::MakeConstSpan(s->in);
+    after_floor.remove_prefix(std::min(floor, after_floor.size()));  // `.in` seq = index + 1
+    const bool unanswered =
+        LeftUnanswered(after_floor, outcome.reason == "upgrade", s->boot_message, s->snapshot);
+    const AfterRun next = AfterRunEnds(s->state == State::kSuspended, false, "", unanswered,
+                                       /*resumable=*/true);
+    if (next.next == NextRun::kResume) {
       BootRequest boot;  // a message came while the run was suspending: resume it at once
       boot.resume = true;
       Boot(*s, std::move(boot));
-    } else if (unanswered && s->state == State::kExited) {
+    } else if (next.next == NextRun::kContinuation) {
       BootRequest boot;
       boot.continuation = true;
       Boot(*s, std::move(boot));

@@ -623,14 +623,24 @@ void Orchestrator::EndRun(Run& run, RunState state, const v1::RunFinished& how) 
     if (booted.ok()) return;
     LogJson("error", "booting a retry failed", {{"chat_id", session.row.chat_id}});
   }
-  if (state == RunState::kSuspended) {
-    session.state = SessionState::kSuspended;
-    session.row.resume_deadline_ms = how.resume_deadline_unix_ms();
-    resume_deadlines_.emplace(session.row.resume_deadline_ms, session.row.chat_id);
-  } else if (state == RunState::kFailed) {
-    session.state = SessionState::kFailed;
-  } else {
-    session.state = how.reason() == "close" ? SessionState::kClosed : SessionState::kExited;
+  // The chat's state after the run, by the rule LocalSessions applies too.
+  switch (AfterRunEnds(state == RunState::kSuspended, state == RunState::kFailed, how.reason(),
+                       /*unanswered=*/false, /*resumable=*/false)
+              .chat) {
+    case ChatAfterRun::kSuspended:
+      session.state = SessionState::kSuspended;
+      session.row.resume_deadline_ms = how.resume_deadline_unix_ms();
+      resume_deadlines_.emplace(session.row.resume_deadline_ms, session.row.chat_id);
+      break;
+    case ChatAfterRun::kFailed:
+      session.state = SessionState::kFailed;
+      break;
+    case ChatAfterRun::kClosed:
+      session.state = SessionState::kClosed;
+      break;
+    case ChatAfterRun::kExited:
+      session.state = SessionState::kExited;
+      break;
   }
   SaveSession(session);
   if (session.state == SessionState::kClosed) WakeReaders(session);  // followers end
@@ -728,26 +738,27 @@ void Orchestrator::BootIfUnanswered(Session& session, bool upgrade) {
   if (session.state != SessionState::kSuspended && session.state != SessionState::kExited) return;
   // Records that arrived while the run was ending, or that it left unanswered, start the next
   // run at once (one live run per chat). An upgrade that left the boot message unanswered, too.
-  bool unanswered = false;
+  std::vector<InRecord> after_floor;
   absl::StatusOr<std::vector<InRow>> rows =
       store_.ReadIn(session.row.chat_id, InFloor(session), kAllRows);
   if (rows.ok()) {
     for (const InRow& row : *rows) {
       absl::StatusOr<InRecord> record = DecodeInRecord(row.seq, row.body_json);
-      if (record.ok() && NeedsAnswer(*record)) unanswered = true;
+      if (record.ok()) after_floor.push_back(*std::move(record));
     }
   }
+  // The snapshot is parsed only when the rule needs it: after an upgrade with a boot message.
+  Json boot_message, snapshot;
   if (upgrade && !session.row.boot_message_json.empty()) {
-    absl::StatusOr<Json> snapshot = ParseJson(session.row.snapshot_json);
-    absl::StatusOr<Json> message = ParseJson(session.row.boot_message_json);
-    if (message.ok() && !SnapshotHolds(snapshot.ok() ? *snapshot : Json(), *message)) {
-      unanswered = true;
-    }
+    boot_message = ParsedOrNull(session.row.boot_message_json);
+    snapshot = ParsedOrNull(session.row.snapshot_json);
   }
-  if (!unanswered) return;
-  bool resume = session.state == SessionState::kSuspended &&
-                UnixMs(clock_.Now()) < session.row.resume_deadline_ms;
-  absl::Status booted = BootContinuation(session, resume, 1);
+  const bool unanswered = LeftUnanswered(after_floor, upgrade, boot_message, snapshot);
+  const AfterRun next =
+      AfterRunEnds(session.state == SessionState::kSuspended, false, "", unanswered,
+                   UnixMs(clock_.Now()) < session.row.resume_deadline_ms);
+  if (next.next == NextRun::kNone) return;
+  absl::Status booted = BootContinuation(session, next.next == NextRun::kResume, 1);
   if (!booted.ok()) {
     LogJson("error", "booting a continuation failed",
             {{"chat_id", session.row.chat_id}, {"error", booted.ToString()}});
