@@ -94,11 +94,15 @@ TEST(FramesTest, AChatLargerThanAMessageIsContinuedWithItsWholeHistory) {
   constexpr int kSentBeforeTheKill = 30;
   ASSERT_GT(first.size() + Joined(answer).size(), kMessageLimit);
   ASSERT_GT(kSentBeforeTheKill * cut[0].size(), kMessageLimit);
+  // Heartbeats every 2 s: the retry's assignment (about 3 MB: the snapshot, the cut answer)
+  // keeps the orchestrator busy under its lock for about a second in a sanitizer build on a
+  // loaded machine, and it answers no heartbeat meanwhile. At 500 ms the worker's rule (two
+  // intervals without a frame) dropped the stream during every attempt to assign the retry.
   auto stack =
       Stack::Start({.script = Script({Json{{"reply", {{"text_chunks", answer}}}},
                                       StallingReply(cut, kSentBeforeTheKill, 2),
                                       Json{{"reply", {{"text", "Both parts are in."}}}}}),
-                    .orchestrator_flags = {kBoundFlag, "--lease_ms=2000", "--heartbeat_ms=500"},
+                    .orchestrator_flags = {kBoundFlag, "--lease_ms=6000", "--heartbeat_ms=2000"},
                     .worker_flags = {kBoundFlag}});
   ASSERT_NE(stack, nullptr);
 
