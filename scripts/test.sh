@@ -34,7 +34,7 @@ CXX=clang++-14 cmake -S . -B build-fuzz -G Ninja -DBATON_FUZZ=ON \
 cmake --build build-fuzz -j "$jobs"
 fuzz_seconds=${BATON_FUZZ_SECONDS:-20}
 for target in in_record ui_chunks sse anthropic_stream openai_stream http_request ui_message \
-  handover wire batonctl auth json_depth gateway_http; do
+  handover wire batonctl auth json_depth gateway_http snapshot_delta; do
   scratch=$(mktemp -d)
   cp -r "tests/fuzz/corpus/$target/." "$scratch/"
   ./build-fuzz/${target}_fuzz -max_total_time="$fuzz_seconds" -rss_limit_mb=2048 \

@@ -300,12 +300,14 @@ absl::StatusOr<std::optional<baton::v1::Snapshot>> AddSnapshotPiece(
     std::optional<baton::v1::Snapshot>& partial, baton::v1::Snapshot piece, size_t max_bytes) {
   if (partial.has_value()) {
     if (piece.run_id() != partial->run_id() || piece.lease_token() != partial->lease_token() ||
-        piece.in_seq() != partial->in_seq() || piece.out_seq() != partial->out_seq()) {
+        piece.in_seq() != partial->in_seq() || piece.out_seq() != partial->out_seq() ||
+        piece.version() != partial->version() || piece.base_version() != partial->base_version() ||
+        piece.messages_from() != partial->messages_from()) {
       std::string run_id = partial->run_id();
       partial.reset();
       return absl::InvalidArgumentError(
           absl::StrCat("a piece of run ", piece.run_id(), "'s snapshot does not continue the ",
-                       "snapshot of run ", run_id, " (another lease token or cursors)"));
+                       "snapshot of run ", run_id, " (another lease token, cursors or version)"));
     }
     size_t size = partial->snapshot_json().size() + piece.snapshot_json().size();
     if (size > max_bytes) {

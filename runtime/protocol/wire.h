@@ -112,8 +112,9 @@ std::vector<baton::v1::Snapshot> FrameSnapshot(const baton::v1::Snapshot& snapsh
 // Gathers a snapshot sent in pieces. `partial` holds the pieces so far of one run's snapshot
 // (empty when none). Returns the whole snapshot when `piece` is its last (a snapshot in one
 // frame is returned as it is) and clears `partial`; nullopt while more pieces are to come.
-// InvalidArgument, with `partial` cleared, when `piece` names another run, lease token or
-// cursors than the pieces before it, or when the pieces together exceed `max_bytes`.
+// InvalidArgument, with `partial` cleared, when `piece` names another run, lease token, cursors
+// or version (version, base_version, messages_from) than the pieces before it, or when the pieces
+// together exceed `max_bytes`.
 absl::StatusOr<std::optional<baton::v1::Snapshot>> AddSnapshotPiece(
     std::optional<baton::v1::Snapshot>& partial, baton::v1::Snapshot piece, size_t max_bytes);
 
