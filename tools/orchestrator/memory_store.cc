@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -26,6 +27,14 @@ struct ChatLogs {
   std::vector<InRow> in;
   std::map<std::string, int64_t> in_seq_by_client_id;  // non-empty client_record_id -> seq
   std::vector<OutRow> out;
+};
+
+// One chat's snapshot, as PutSnapshot keeps it.
+struct StoredSnapshotRow {
+  int64_t version = 0;
+  std::string header_json;
+  int64_t bytes = 0;
+  std::vector<SnapshotEntryRow> entries;
 };
 
 // The index of the first row with seq > after_seq in a log of `size` rows.
@@ -127,6 +136,50 @@ class MemoryStore final : public Store {
     return logs == nullptr ? 0 : static_cast<int64_t>(logs->out.size());
   }
 
+  absl::Status PutSnapshot(const std::string& chat_id, int64_t base_version,
+                           const SnapshotWrite& write) override ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    auto found = snapshots_.find(chat_id);
+    const int64_t stored_version = found == snapshots_.end() ? 0 : found->second.version;
+    const int64_t stored_count =
+        found == snapshots_.end() ? 0 : static_cast<int64_t>(found->second.entries.size());
+    if (stored_version != base_version) {
+      return absl::FailedPreconditionError(absl::StrCat("PutSnapshot for chat '", chat_id,
+                                                        "': the stored snapshot is version ",
+                                                        stored_version, ", not ", base_version));
+    }
+    if (write.from < 0 || write.from > stored_count) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("PutSnapshot for chat '", chat_id, "': entries from ", write.from,
+                       " would leave a gap after the stored ", stored_count));
+    }
+    StoredSnapshotRow& row = snapshots_[chat_id];
+    row.version = write.version;
+    row.header_json = write.header_json;
+    row.bytes = write.bytes;
+    row.entries.resize(static_cast<size_t>(write.from));
+    row.entries.insert(row.entries.end(), write.entries.begin(), write.entries.end());
+    auto session = sessions_.find(chat_id);
+    if (session != sessions_.end()) {
+      session->second.snapshot_in_seq = write.in_seq;
+      session->second.snapshot_out_seq = write.out_seq;
+      session->second.snapshot_json.clear();
+    }
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::optional<StoredSnapshot>> LoadSnapshot(const std::string& chat_id) override
+      ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    auto found = snapshots_.find(chat_id);
+    if (found == snapshots_.end()) return std::optional<StoredSnapshot>();
+    StoredSnapshot snapshot;
+    snapshot.version = found->second.version;
+    snapshot.header_json = found->second.header_json;
+    snapshot.entries = found->second.entries;
+    return std::optional<StoredSnapshot>(std::move(snapshot));
+  }
+
   absl::Status PutRun(const RunRow& run) override ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock lock(&mu_);
     auto [it, inserted] = run_index_.try_emplace(run.run_id, runs_.size());
@@ -170,6 +223,7 @@ class MemoryStore final : public Store {
   mutable absl::Mutex mu_;
   std::map<std::string, SessionRow> sessions_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, ChatLogs> logs_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, StoredSnapshotRow> snapshots_ ABSL_GUARDED_BY(mu_);
   std::vector<RunRow> runs_ ABSL_GUARDED_BY(mu_);                 // insertion order
   std::map<std::string, size_t> run_index_ ABSL_GUARDED_BY(mu_);  // run_id -> index in runs_
   int64_t last_lease_token_ ABSL_GUARDED_BY(mu_) = 0;

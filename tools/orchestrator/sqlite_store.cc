@@ -2,9 +2,9 @@
 //
 // SqliteStore: the Store in one SQLite file in WAL mode. One connection behind one mutex: SQLite
 // runs one writer at a time anyway, and a single connection lets every statement be prepared
-// once and reused. Writes that read before they write (AppendIn, AppendOut) run in BEGIN
-// IMMEDIATE transactions; AppendOut stores a whole batch in one transaction, so its cost is one
-// commit per batch, not per row.
+// once and reused. Writes that read before they write (AppendIn, AppendOut, PutSnapshot) run in
+// BEGIN IMMEDIATE transactions; AppendOut stores a whole batch in one transaction, so its cost is
+// one commit per batch, not per row, and PutSnapshot a snapshot's changed entries in one.
 //
 // The file format is the schema in kMigrations, versioned with PRAGMA user_version.
 #include <sqlite3.h>
@@ -117,6 +117,29 @@ ALTER TABLE runs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE sessions ADD COLUMN head_start_json TEXT NOT NULL DEFAULT '';
 ALTER TABLE sessions ADD COLUMN handover_deadline_ms INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE sessions ADD COLUMN failed_in_seq INTEGER NOT NULL DEFAULT 0;
+)sql",
+    // 3 -> 4: snapshots kept by entry (issue 15): a save writes the header and the entries the
+    // turn changed, not the whole chat. The sessions' snapshot_json column stays: a snapshot
+    // stored whole there is converted when the orchestrator loads it. Only CREATE TABLE IF NOT
+    // EXISTS: the step is safe on a file that has the tables already (the migration tests fake
+    // an older file from a current one).
+    R"sql(
+CREATE TABLE IF NOT EXISTS snapshots (
+  chat_id TEXT NOT NULL PRIMARY KEY,
+  version INTEGER NOT NULL,
+  header_json TEXT NOT NULL,
+  message_count INTEGER NOT NULL,
+  bytes INTEGER NOT NULL
+);
+-- A rowid table on purpose: entries are kilobytes to megabytes, too large for a WITHOUT ROWID
+-- table's b-tree.
+CREATE TABLE IF NOT EXISTS snapshot_messages (
+  chat_id TEXT NOT NULL,
+  idx INTEGER NOT NULL,
+  message_id TEXT NOT NULL,
+  entry_json TEXT NOT NULL,
+  PRIMARY KEY (chat_id, idx)
+);
 )sql",
 };
 constexpr int64_t kSchemaVersion = std::size(kMigrations);
@@ -505,6 +528,13 @@ enum StatementId : size_t {
   kListRuns,
   kListChatRuns,
   kNextCounter,
+  kSnapshotVersion,
+  kPutSnapshotHeader,
+  kTrimSnapshotMessages,
+  kPutSnapshotMessage,
+  kSetSessionSnapshot,
+  kLoadSnapshotHeader,
+  kLoadSnapshotMessages,
   kStatementCount,
 };
 using StoreStatements = std::array<Statement, kStatementCount>;
@@ -549,6 +579,31 @@ std::array<StatementSql, kStatementCount> StoreStatementSql() {
   s[kNextCounter] = {"advance counter",
                      "INSERT INTO counters (name, value) VALUES (?, 1)"
                      " ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING value"};
+  s[kSnapshotVersion] = {"read snapshot version",
+                         "SELECT version, message_count FROM snapshots WHERE chat_id = ?"};
+  s[kPutSnapshotHeader] = {
+      "store snapshot header",
+      "INSERT INTO snapshots (chat_id, version, header_json, message_count, bytes)"
+      " VALUES (?, ?, ?, ?, ?) ON CONFLICT (chat_id) DO UPDATE SET version = excluded.version,"
+      " header_json = excluded.header_json, message_count = excluded.message_count,"
+      " bytes = excluded.bytes"};
+  s[kTrimSnapshotMessages] = {"trim snapshot messages",
+                              "DELETE FROM snapshot_messages WHERE chat_id = ? AND idx >= ?"};
+  // An update in place, not a delete and an insert: a rewritten entry leaves no dead row.
+  s[kPutSnapshotMessage] = {
+      "store snapshot message",
+      "INSERT INTO snapshot_messages (chat_id, idx, message_id, entry_json) VALUES (?, ?, ?, ?)"
+      " ON CONFLICT (chat_id, idx) DO UPDATE SET message_id = excluded.message_id,"
+      " entry_json = excluded.entry_json"};
+  s[kSetSessionSnapshot] = {"store session snapshot cursors",
+                            "UPDATE sessions SET snapshot_in_seq = ?, snapshot_out_seq = ?,"
+                            " snapshot_json = '' WHERE chat_id = ?"};
+  s[kLoadSnapshotHeader] = {
+      "load snapshot header",
+      "SELECT version, header_json, message_count FROM snapshots WHERE chat_id = ?"};
+  s[kLoadSnapshotMessages] = {"load snapshot messages",
+                              "SELECT idx, message_id, entry_json FROM snapshot_messages"
+                              " WHERE chat_id = ? ORDER BY idx"};
   return s;
 }
 
@@ -660,6 +715,103 @@ class SqliteStore final : public Store {
   absl::StatusOr<int64_t> LastOutSeq(const std::string& chat_id) override ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock lock(&mu_);
     return LastSeqLocked(kLastOutSeq, chat_id);
+  }
+
+  absl::Status PutSnapshot(const std::string& chat_id, int64_t base_version,
+                           const SnapshotWrite& write) override ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    BATON_ASSIGN_OR_RETURN(Transaction transaction, BeginLocked());
+    int64_t stored_version = 0;
+    int64_t stored_count = 0;
+    {
+      Query read = Use(kSnapshotVersion, chat_id);
+      read.Bind(chat_id);
+      BATON_ASSIGN_OR_RETURN(bool has_row, read.Step());
+      if (has_row) {
+        stored_version = read.Int(0);
+        stored_count = read.Int(1);
+      }
+    }
+    // The transaction rolls back on each return below: a refusal writes nothing.
+    if (stored_version != base_version) {
+      return absl::FailedPreconditionError(absl::StrCat("PutSnapshot for chat '", chat_id,
+                                                        "': the stored snapshot is version ",
+                                                        stored_version, ", not ", base_version));
+    }
+    if (write.from < 0 || write.from > stored_count) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("PutSnapshot for chat '", chat_id, "': entries from ", write.from,
+                       " would leave a gap after the stored ", stored_count));
+    }
+    const int64_t count = write.from + static_cast<int64_t>(write.entries.size());
+    {
+      Query header = Use(kPutSnapshotHeader, chat_id);
+      header.Bind(chat_id)
+          .Bind(write.version)
+          .Bind(write.header_json)
+          .Bind(count)
+          .Bind(write.bytes);
+      BATON_RETURN_IF_ERROR(header.Run());
+    }
+    {
+      Query trim = Use(kTrimSnapshotMessages, chat_id);
+      trim.Bind(chat_id).Bind(count);
+      BATON_RETURN_IF_ERROR(trim.Run());
+    }
+    for (size_t i = 0; i < write.entries.size(); ++i) {
+      const SnapshotEntryRow& entry = write.entries[i];
+      Query put = Use(kPutSnapshotMessage, chat_id);
+      put.Bind(chat_id)
+          .Bind(write.from + static_cast<int64_t>(i))
+          .Bind(entry.message_id)
+          .Bind(entry.entry_json);
+      BATON_RETURN_IF_ERROR(put.Run());
+    }
+    {
+      Query session = Use(kSetSessionSnapshot, chat_id);
+      session.Bind(write.in_seq).Bind(write.out_seq).Bind(chat_id);
+      BATON_RETURN_IF_ERROR(session.Run());
+    }
+    return transaction.Commit();
+  }
+
+  absl::StatusOr<std::optional<StoredSnapshot>> LoadSnapshot(const std::string& chat_id) override
+      ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    StoredSnapshot snapshot;
+    int64_t count = 0;
+    {
+      Query header = Use(kLoadSnapshotHeader, chat_id);
+      header.Bind(chat_id);
+      BATON_ASSIGN_OR_RETURN(bool has_row, header.Step());
+      if (!has_row) {
+        return std::optional<StoredSnapshot>();
+      }
+      snapshot.version = header.Int(0);
+      snapshot.header_json = header.Text(1);
+      count = header.Int(2);
+    }
+    Query messages = Use(kLoadSnapshotMessages, chat_id);
+    messages.Bind(chat_id);
+    for (;;) {
+      BATON_ASSIGN_OR_RETURN(bool has_row, messages.Step());
+      if (!has_row) {
+        break;
+      }
+      const int64_t expected = static_cast<int64_t>(snapshot.entries.size());
+      if (messages.Int(0) != expected) {
+        return absl::DataLossError(absl::StrCat("sqlite load snapshot for chat '", chat_id,
+                                                "': message ", messages.Int(0), " where ", expected,
+                                                " was expected"));
+      }
+      snapshot.entries.push_back(
+          SnapshotEntryRow{.message_id = messages.Text(1), .entry_json = messages.Text(2)});
+    }
+    if (static_cast<int64_t>(snapshot.entries.size()) != count) {
+      return absl::DataLossError(absl::StrCat("sqlite load snapshot for chat '", chat_id, "': ",
+                                              snapshot.entries.size(), " messages of ", count));
+    }
+    return std::optional<StoredSnapshot>(std::move(snapshot));
   }
 
   absl::Status PutRun(const RunRow& run) override ABSL_LOCKS_EXCLUDED(mu_) {

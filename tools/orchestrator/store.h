@@ -1,7 +1,8 @@
 // File: tools/orchestrator/store.h
 //
 // Store: the orchestrator's durable state. Sessions with their `.in` and `.out` logs, runs, the
-// latest snapshot of each session, and the fencing-token counter. The orchestrator keeps its
+// latest snapshot of each session (kept by entry, so a save writes what a turn changed), and the
+// fencing-token counter. The orchestrator keeps its
 // working state in memory and writes through to a Store before it acknowledges anything; on
 // start it loads everything back.
 //
@@ -38,7 +39,8 @@ struct SessionRow {
   int32_t runs = 0;
   int64_t created_ms = 0;
   int64_t resume_deadline_ms = 0;  // while suspended
-  // The latest snapshot (JSON text, "" when none) and its cursors.
+  // A snapshot stored whole (JSON text, "" when none), as before snapshots were kept by entry
+  // (PutSnapshot), and the cursors of the latest snapshot, either way. PutSnapshot empties it.
   std::string snapshot_json;
   int64_t snapshot_in_seq = 0;
   int64_t snapshot_out_seq = 0;
@@ -54,6 +56,32 @@ struct SessionRow {
 
 // The `limit` of a read that wants every row.
 inline constexpr size_t kAllRows = std::numeric_limits<size_t>::max();
+
+// One entry of a stored snapshot's "messages" (docs/semantics.md): its message id and its text.
+struct SnapshotEntryRow {
+  std::string message_id;
+  std::string entry_json;
+};
+
+// A snapshot write (runtime/protocol/snapshot_delta.h; docs/orchestrator.md, State): the
+// snapshot's header (every field but "messages", a JSON object's text), its cursors, and its
+// entries from index `from` on; the stored entries before `from` are kept.
+struct SnapshotWrite {
+  int64_t version = 0;
+  std::string header_json;
+  int64_t in_seq = 0;
+  int64_t out_seq = 0;
+  int64_t from = 0;
+  std::vector<SnapshotEntryRow> entries;
+  int64_t bytes = 0;  // the whole stored snapshot's size once written (SnapshotBytes)
+};
+
+// A chat's stored snapshot, its entries in order.
+struct StoredSnapshot {
+  int64_t version = 0;
+  std::string header_json;
+  std::vector<SnapshotEntryRow> entries;
+};
 
 struct InRow {
   int64_t seq = 0;
@@ -124,6 +152,17 @@ class Store {
   virtual absl::StatusOr<std::vector<OutRow>> ReadOut(const std::string& chat_id, int64_t after_seq,
                                                       size_t limit) = 0;
   virtual absl::StatusOr<int64_t> LastOutSeq(const std::string& chat_id) = 0;
+
+  // Stores a snapshot of the chat in one transaction, when the stored one is version
+  // `base_version` (0: none stored): the header, the entries from `write.from` on replaced by
+  // `write.entries` (those after them deleted), and the session row's snapshot cursors, its
+  // `snapshot_json` emptied. FailedPrecondition, nothing written, when the stored version is
+  // another, or when `write.from` is past the stored entries (a gap).
+  virtual absl::Status PutSnapshot(const std::string& chat_id, int64_t base_version,
+                                   const SnapshotWrite& write) = 0;
+  // The chat's stored snapshot; nullopt when none was stored with PutSnapshot.
+  virtual absl::StatusOr<std::optional<StoredSnapshot>> LoadSnapshot(
+      const std::string& chat_id) = 0;
 
   // Inserts or replaces the run row (keyed by run_id).
   virtual absl::Status PutRun(const RunRow& run) = 0;
