@@ -21,6 +21,7 @@
 #include "hooks/records.h"
 #include "runtime/base/log.h"
 #include "runtime/protocol/session_rules.h"
+#include "runtime/protocol/snapshot_delta.h"
 #include "runtime/protocol/wire.h"
 #include "tools/orchestrator/orchestrator_state.h"
 #include "tools/orchestrator/states.h"
@@ -202,6 +203,7 @@ absl::Status Orchestrator::Load() {
     }
     session->state = *state;
     session->row = std::move(row);
+    if (absl::Status loaded = LoadSnapshotOf(*session); !loaded.ok()) return loaded;
     sessions_[session->row.chat_id] = std::move(session);
   }
   absl::StatusOr<std::vector<RunRow>> runs = store_.ListRuns("");
@@ -256,6 +258,44 @@ absl::Status Orchestrator::Load() {
     }
     if (session->live_run.empty()) BootIfUnanswered(*session);
   }
+  return absl::OkStatus();
+}
+
+absl::Status Orchestrator::LoadSnapshotOf(Session& session) {
+  const std::string& chat_id = session.row.chat_id;
+  absl::StatusOr<std::optional<StoredSnapshot>> stored = store_.LoadSnapshot(chat_id);
+  if (!stored.ok()) return stored.status();
+  if (stored->has_value()) {
+    StoredSnapshot& snapshot = **stored;
+    session.snapshot.version = snapshot.version;
+    session.snapshot.header_json = std::move(snapshot.header_json);
+    session.snapshot.entries.reserve(snapshot.entries.size());
+    session.snapshot.ids.reserve(snapshot.entries.size());
+    for (SnapshotEntryRow& entry : snapshot.entries) {
+      session.snapshot.ids.push_back(std::move(entry.message_id));
+      session.snapshot.entries.push_back(std::move(entry.entry_json));
+    }
+    session.snapshot.bytes = SnapshotBytes(session.snapshot);
+    session.row.snapshot_json.clear();  // superseded (PutSnapshot emptied it in the store)
+    return absl::OkStatus();
+  }
+  if (session.row.snapshot_json.empty()) return absl::OkStatus();
+  // Stored whole by an orchestrator before snapshots were kept by entry: converted in one
+  // transaction that also empties the session row's copy, so a crash leaves one or the other.
+  absl::StatusOr<SnapshotDelta> split = SplitSnapshotJson(session.row.snapshot_json);
+  if (!split.ok()) {
+    // As before: it is handed to the next run as it is, which refuses it (bad-snapshot).
+    LogJson("warn", "a snapshot stored whole does not decode; kept as it is",
+            {{"chat_id", chat_id}, {"error", std::string(split.status().message())}});
+    return absl::OkStatus();
+  }
+  split->in_seq = session.row.snapshot_in_seq;
+  split->out_seq = session.row.snapshot_out_seq;
+  if (absl::Status put = store_.PutSnapshot(chat_id, 0, SnapshotWriteOf(*split)); !put.ok()) {
+    return put;
+  }
+  session.row.snapshot_json.clear();
+  ApplySnapshotDelta(session.snapshot, *std::move(split));
   return absl::OkStatus();
 }
 
@@ -431,6 +471,8 @@ bool Orchestrator::Assign(Run& run, Conn& conn) {
   assign.set_previous_run_id(run.row.previous_run_id);
   assign.set_traceparent(session.row.traceparent);
   assign.set_queued_at_unix_ms(run.row.created_ms);
+  // The run numbers its snapshots above the stored one's (a fresh chat's: 0).
+  assign.set_snapshot_version(session.snapshot.version);
   // A fresh run gets every `.in` record as a Deliver; a continuation gets the ones after its
   // snapshot in the assignment itself.
   run.sent_in = 0;
@@ -470,14 +512,17 @@ void Orchestrator::AssignContinuation(Run& run, const Session& session, v1::Assi
   // As LocalSessions: a resume carries on the suspended run's wait; it is not a continuation.
   assign.set_continuation(run.trigger == BootTrigger::kContinuation);
   assign.set_resume(run.trigger == BootTrigger::kResume);
-  assign.set_snapshot_json(session.row.snapshot_json);
+  // The stored snapshot assembled from its entries: the document a run restores, as it was
+  // when it was stored whole.
+  assign.set_snapshot_json(session.SnapshotJson());
   // The first run's boot message never went through `.in`: until a snapshot holds it, the
   // next run boots as the first did (a head start waits for its signal again), so it is not
-  // lost.
-  NextBoot next = NextBootOf(
-      session.row.head_start_json.empty() ? "" : "handover-prepare",
-      ParsedOrNull(run.row.payload_json), ParsedOrNull(session.row.boot_message_json),
-      ParsedOrNull(session.row.head_start_json), ParsedOrNull(session.row.snapshot_json));
+  // lost. Only the snapshot's ids are looked at, and only when there is a boot message.
+  Json boot_message = ParsedOrNull(session.row.boot_message_json);
+  Json snapshot_ids = boot_message.is_object() ? session.SnapshotIds() : Json();
+  NextBoot next = NextBootOf(session.row.head_start_json.empty() ? "" : "handover-prepare",
+                             ParsedOrNull(run.row.payload_json), boot_message,
+                             ParsedOrNull(session.row.head_start_json), snapshot_ids);
   if (!next.trigger.empty()) assign.set_trigger(TriggerFromName(next.trigger));
   assign.set_payload_json(DumpJson(next.payload));
   absl::StatusOr<std::vector<OutRow>> tail =
@@ -700,7 +745,7 @@ std::vector<int64_t> Orchestrator::UnansweredMessages(const Session& session) {
   // holds it, then the `.in` messages after the floor.
   std::vector<int64_t> unanswered;
   Json boot = ParsedOrNull(session.row.boot_message_json);
-  if (boot.is_object() && !SnapshotHolds(ParsedOrNull(session.row.snapshot_json), boot)) {
+  if (boot.is_object() && !SnapshotHolds(session.SnapshotIds(), boot)) {
     unanswered.push_back(0);
   }
   absl::StatusOr<std::vector<InRow>> in =
@@ -747,11 +792,12 @@ void Orchestrator::BootIfUnanswered(Session& session, bool upgrade) {
       if (record.ok()) after_floor.push_back(*std::move(record));
     }
   }
-  // The snapshot is parsed only when the rule needs it: after an upgrade with a boot message.
+  // The snapshot's ids are read only when the rule needs them: after an upgrade with a boot
+  // message.
   Json boot_message, snapshot;
   if (upgrade && !session.row.boot_message_json.empty()) {
     boot_message = ParsedOrNull(session.row.boot_message_json);
-    snapshot = ParsedOrNull(session.row.snapshot_json);
+    snapshot = session.SnapshotIds();
   }
   const bool unanswered = LeftUnanswered(after_floor, upgrade, boot_message, snapshot);
   const AfterRun next =

@@ -282,6 +282,9 @@ class Orchestrator {
   // Closes a head start's handover window whose deadline passed with no signal: appends
   // HandoverTimeoutSkip() to its `.in`, and the run answers the message itself.
   void ExpireHandover(Session& session) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Load's step for one chat: its stored snapshot into memory; a snapshot stored whole in its
+  // session row (before snapshots were kept by entry) converted and stored by entry, once.
+  absl::Status LoadSnapshotOf(Session& session) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Write the row through to the store, its words from the typed state first.
   void SaveRun(Run& run) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SaveSession(Session& session) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -18,6 +18,7 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -27,8 +28,10 @@
 #include "absl/time/time.h"
 #include "baton/v1/sessions.grpc.pb.h"
 #include "baton/v1/worker.grpc.pb.h"
+#include "hooks/json.h"
 #include "hooks/records.h"
 #include "runtime/protocol/session_rules.h"
+#include "runtime/protocol/snapshot_delta.h"
 #include "runtime/protocol/wire.h"
 #include "tools/orchestrator/orchestrator.h"
 #include "tools/orchestrator/states.h"
@@ -74,6 +77,25 @@ inline absl::Status CheckAtMost(std::string_view what, const std::string& value,
   if (value.size() <= limit) return absl::OkStatus();
   return Invalid(absl::StrCat(absl::string_view(what.data(), what.size()), " must be at most ",
                               limit, " bytes, not ", value.size()));
+}
+
+// What the store keeps of a snapshot delta (store.h): the same, each entry with its id.
+inline SnapshotWrite SnapshotWriteOf(const SnapshotDelta& delta) {
+  SnapshotWrite write;
+  write.version = delta.version;
+  write.header_json = delta.header_json;
+  write.in_seq = delta.in_seq;
+  write.out_seq = delta.out_seq;
+  write.from = static_cast<int64_t>(delta.from);
+  write.bytes = static_cast<int64_t>(delta.bytes);
+  write.entries.reserve(delta.entries.size());
+  for (size_t i = 0; i < delta.entries.size(); ++i) {
+    SnapshotEntryRow entry;
+    entry.message_id = i < delta.ids.size() ? delta.ids[i] : std::string();
+    entry.entry_json = delta.entries[i];
+    write.entries.push_back(std::move(entry));
+  }
+  return write;
 }
 
 // Assignments (all their frames) and deliveries can wait in the store while a worker stream's
@@ -135,6 +157,22 @@ struct Orchestrator::Session {
   // (SaveSession); the rules read the typed one.
   SessionRow row;
   SessionState state = SessionState::kLive;
+  // The chat's stored snapshot, as the store keeps it (Store::PutSnapshot): its entries as text,
+  // changed by each worker's delta. Version 0 while none is; a snapshot stored whole before
+  // (row.snapshot_json) that did not convert at Load stands in for it then, verbatim.
+  SnapshotState snapshot;
+  // The snapshot a continuation boots from (AssignRun.snapshot_json; "" when none).
+  std::string SnapshotJson() const {
+    return snapshot.version > 0 ? AssembleSnapshotJson(snapshot) : row.snapshot_json;
+  }
+  // What the session rules ask of the snapshot, which message ids it holds (null when none):
+  // the ids alone, no entry parsed.
+  Json SnapshotIds() const {
+    if (snapshot.version > 0) return SnapshotIdsJson(snapshot);
+    if (row.snapshot_json.empty()) return Json();
+    absl::StatusOr<Json> whole = ParseJson(row.snapshot_json);
+    return whole.ok() ? *std::move(whole) : Json();
+  }
   int64_t in_seq = 0;
   int64_t out_seq = 0;
   absl::Time last_out_at = absl::InfinitePast();

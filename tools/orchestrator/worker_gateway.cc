@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -18,6 +19,7 @@
 #include "runtime/base/log.h"
 #include "runtime/base/parse_errors.h"
 #include "runtime/protocol/session_rules.h"
+#include "runtime/protocol/snapshot_delta.h"
 #include "runtime/protocol/wire.h"
 #include "tools/orchestrator/orchestrator.h"
 #include "tools/orchestrator/orchestrator_state.h"
@@ -290,6 +292,7 @@ void Orchestrator::OnHello(Conn& conn, const v1::Hello& hello) {
   welcome.set_accept_deadline_ms(absl::ToInt64Milliseconds(options_.accept_deadline));
   welcome.set_server_time_unix_ms(UnixMs(clock_.Now()));
   welcome.set_max_frame_bytes(static_cast<int64_t>(options_.max_frame_bytes));
+  welcome.set_snapshot_deltas(true);  // docs/protocol.md, Snapshots
   conn.frame_bytes = SendFrameBytes(hello.max_frame_bytes(), options_.max_frame_bytes);
   // Runs held from an earlier stream: rebound when their lease is still theirs.
   std::vector<Run*> rebound;
@@ -308,6 +311,8 @@ void Orchestrator::OnHello(Conn& conn, const v1::Hello& hello) {
     v1::HeldRun& out = *welcome.add_rebound_runs();
     out = held;
     out.set_acked_out_seq(sessions_[run.row.chat_id]->out_seq);
+    // The worker forgets its snapshots up to the stored one and sends the rest again.
+    out.set_snapshot_version(sessions_[run.row.chat_id]->snapshot.version);
     rebound.push_back(&run);
   }
   if (!rebound.empty()) reconnects_.Add(1);
@@ -538,27 +543,52 @@ void Orchestrator::OnSnapshot(Conn& conn, const v1::Snapshot& piece) {
   if (!whole->has_value()) return;  // more pieces to come
   const v1::Snapshot& snapshot = **whole;
   Session& session = *sessions_[run->row.chat_id];
-  // A continuation boots from the stored snapshot: one no worker can read, or whose cursors
-  // point past the logs, would fail every later run of the chat.
-  absl::Status checked = DecodeSnapshot(snapshot.snapshot_json()).status();
-  if (checked.ok() && (snapshot.in_seq() < 0 || snapshot.in_seq() > session.in_seq)) {
-    checked = absl::InvalidArgumentError(absl::StrCat(
-        "snapshot in_seq ", snapshot.in_seq(), " is outside .in (0 to ", session.in_seq, ")"));
-  }
-  if (checked.ok() && (snapshot.out_seq() < 0 || snapshot.out_seq() > session.out_seq)) {
-    checked = absl::InvalidArgumentError(absl::StrCat("snapshot out_seq ", snapshot.out_seq(),
-                                                      " is outside the stored .out (0 to ",
-                                                      session.out_seq, ")"));
-  }
-  if (!checked.ok()) {
-    RefuseRunWrite(conn, *run, "bad-snapshot", std::string(checked.message()));
+  // A continuation boots from the stored snapshot: one no worker can read, whose cursors point
+  // past the logs, or a delta that does not change the stored version would fail every later
+  // run of the chat (runtime/protocol/snapshot_delta.h says what is refused, in which order).
+  SnapshotBounds bounds;
+  bounds.in_seq = session.in_seq;
+  bounds.out_seq = session.out_seq;
+  bounds.max_bytes = options_.max_snapshot_bytes;
+  absl::StatusOr<std::optional<SnapshotDelta>> decoded =
+      DecodeSnapshotUpdate(snapshot, session.snapshot, bounds);
+  if (!decoded.ok()) {
+    RefuseRunWrite(conn, *run, "bad-snapshot", std::string(decoded.status().message()));
     return;
   }
-  if (snapshot.in_seq() > session.row.snapshot_in_seq) session.failures = 0;  // progress
-  session.row.snapshot_json = snapshot.snapshot_json();
-  session.row.snapshot_in_seq = snapshot.in_seq();
-  session.row.snapshot_out_seq = snapshot.out_seq();
-  SaveSession(session);
+  // Nothing to store for a re-send of a version stored before (a reconnect); it is acknowledged
+  // again below, as its first acknowledgement may have died with the old stream.
+  if (decoded->has_value()) {
+    SnapshotDelta& delta = **decoded;
+    // What the turn changed, in one transaction, on the version memory holds: memory changes only
+    // once the store has it.
+    absl::Status stored =
+        store_.PutSnapshot(session.row.chat_id, session.snapshot.version, SnapshotWriteOf(delta));
+    if (!stored.ok()) {
+      // Not acknowledged. The stream is reset, as for a failed `.out` append, so the frames
+      // after it (its RunFinished) are not taken either: the worker reconnects and sends again
+      // what was not stored.
+      LogJson("error", "store: saving a snapshot failed; resetting the worker's stream",
+              {{"run_id", run->row.run_id}, {"error", stored.ToString()}});
+      conn.closed = true;
+      conn.context->TryCancel();
+      return;
+    }
+    if (delta.in_seq > session.row.snapshot_in_seq) session.failures = 0;  // progress
+    session.row.snapshot_in_seq = delta.in_seq;
+    session.row.snapshot_out_seq = delta.out_seq;
+    session.row.snapshot_json.clear();  // PutSnapshot emptied a whole one stored before
+    ApplySnapshotDelta(session.snapshot, std::move(delta));
+  }
+  // A worker that numbers its snapshots keeps them until they are acknowledged; one that does
+  // not (version 0) is sent nothing, as before.
+  if (snapshot.version() != 0) {
+    v1::GatewayFrame ack;
+    ack.mutable_ack()->set_run_id(run->row.run_id);
+    ack.mutable_ack()->set_out_seq(session.out_seq);
+    ack.mutable_ack()->set_snapshot_version(session.snapshot.version);
+    Send(conn, std::move(ack));
+  }
 }
 
 void Orchestrator::OnRunFinished(Conn& conn, const v1::RunFinished& finished) {

@@ -72,7 +72,9 @@ std::string MessageRecord(const std::string& id, const std::string& text) {
 // A worker hosting agent "chat", played by the test on one Connect stream.
 class FakeWorker {
  public:
-  FakeWorker(v1::WorkerGateway::Stub& stub, const std::string& worker_id) {
+  // `held`: runs it still holds from an earlier stream (Hello.held_runs).
+  FakeWorker(v1::WorkerGateway::Stub& stub, const std::string& worker_id,
+             const std::vector<v1::HeldRun>& held = {}) {
     context_.set_deadline(CallDeadline());
     stream_ = stub.Connect(&context_);
     v1::WorkerFrame frame;
@@ -81,6 +83,7 @@ class FakeWorker {
     hello.set_protocol_version(v1::PROTOCOL_VERSION_1);
     hello.add_agents()->set_name("chat");
     hello.set_capacity(100);
+    for (const v1::HeldRun& run : held) *hello.add_held_runs() = run;
     Write(frame);
     welcome_ = Expect(v1::GatewayFrame::kWelcome).welcome();
   }
@@ -177,6 +180,21 @@ class FakeWorker {
     snapshot.set_lease_token(assign.lease_token());
     snapshot.set_snapshot_json(R"({"messages":[]})");
     snapshot.set_in_seq(in_seq);
+    Write(frame);
+  }
+
+  // A numbered snapshot (docs/protocol.md, Snapshots): whole when `messages_from` is 0, else a
+  // delta on `base_version` whose "messages" are the entries from `messages_from` on.
+  void SendSnapshot(const v1::AssignRun& assign, int64_t version, int64_t base_version,
+                    int64_t messages_from, const std::string& json) {
+    v1::WorkerFrame frame;
+    v1::Snapshot& snapshot = *frame.mutable_snapshot();
+    snapshot.set_run_id(assign.run_id());
+    snapshot.set_lease_token(assign.lease_token());
+    snapshot.set_snapshot_json(json);
+    snapshot.set_version(version);
+    snapshot.set_base_version(base_version);
+    snapshot.set_messages_from(messages_from);
     Write(frame);
   }
 
@@ -605,6 +623,89 @@ TEST_F(CoreTest, AHeadStartWithNoSignalByItsDeadlineIsSkipped) {
   v1::AppendResponse appended;
   grpc::Status late = Append("c", DumpJson(HandoverTimeoutSkip()), &appended);
   EXPECT_EQ(late.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << late.error_message();
+}
+
+// Snapshots as numbered deltas: each is stored on the version it changes and acknowledged; one
+// sent again (as after a reconnect) is acknowledged again and not applied twice; the chat's next
+// run boots from the whole document, assembled from the entries, and numbers its own above it.
+TEST_F(CoreTest, SnapshotDeltasAreStoredAcknowledgedAndAssembledForTheNextRun) {
+  Start(LongSilence());
+  std::unique_ptr<FakeWorker> worker = Worker("w");
+  EXPECT_TRUE(worker->welcome().snapshot_deltas());
+  Create("c", v1::TRIGGER_PRELOAD);
+  v1::AssignRun first = worker->TakeRun();
+  EXPECT_EQ(first.snapshot_version(), 0);
+
+  worker->SendSnapshot(first, 1, 0, 0, R"({"turn":1,"messages":[{"id":"u1","final":true}]})");
+  v1::Ack ack = worker->Expect(v1::GatewayFrame::kAck).ack();
+  EXPECT_EQ(ack.run_id(), first.run_id());
+  EXPECT_EQ(ack.snapshot_version(), 1);
+  EXPECT_FALSE(ack.run_ended());
+  const std::string delta = R"({"turn":2,"messages":[{"id":"a1","final":true}]})";
+  worker->SendSnapshot(first, 2, 1, 1, delta);
+  EXPECT_EQ(worker->Expect(v1::GatewayFrame::kAck).ack().snapshot_version(), 2);
+  worker->SendSnapshot(first, 2, 1, 1, delta);  // a re-send: skipped, acknowledged
+  EXPECT_EQ(worker->Expect(v1::GatewayFrame::kAck).ack().snapshot_version(), 2);
+  worker->Finish(first, v1::RUN_END_EXITED, "idle");
+
+  worker->Credit(1);
+  v1::AppendResponse appended;
+  ASSERT_TRUE(Append("c", MessageRecord("u2", "hi"), &appended).ok());
+  v1::AssignRun next = worker->Expect(v1::GatewayFrame::kAssignRun).assign_run();
+  EXPECT_TRUE(next.continuation());
+  EXPECT_EQ(next.snapshot_version(), 2);
+  EXPECT_EQ(next.snapshot_json(),
+            R"({"turn":2,"messages":[{"id":"u1","final":true},{"id":"a1","final":true}]})");
+}
+
+// A delta on another version than the stored one (one before it was never stored) would lose
+// messages: it is refused, the run fails retryably, and the retry boots from the version stored.
+TEST_F(CoreTest, ASnapshotDeltaOnAnotherVersionIsRefusedAndTheRetryBootsFromTheStoredOne) {
+  Start(LongSilence());
+  std::unique_ptr<FakeWorker> worker = Worker("w");
+  Create("c", v1::TRIGGER_PRELOAD);
+  v1::AssignRun first = worker->TakeRun();
+  worker->SendSnapshot(first, 1, 0, 0, R"({"messages":[{"id":"u1"},{"id":"a1"}]})");
+  EXPECT_EQ(worker->Expect(v1::GatewayFrame::kAck).ack().snapshot_version(), 1);
+
+  worker->SendSnapshot(first, 3, 2, 2, R"({"messages":[{"id":"u2"}]})");  // 2 never came
+  v1::LeaseRevoked revoked = worker->Expect(v1::GatewayFrame::kLeaseRevoked).lease_revoked();
+  EXPECT_EQ(revoked.run_id(), first.run_id());
+  EXPECT_EQ(revoked.reason(),
+            "bad-snapshot: snapshot base_version 2 is not the stored snapshot's version 1 (a "
+            "snapshot before it was not stored)");
+  std::vector<v1::Run> runs = Runs("c");
+  ASSERT_EQ(runs.size(), 2u);
+  EXPECT_EQ(runs[0].state(), v1::RUN_STATE_FAILED);
+  EXPECT_EQ(runs[0].reason(), "bad-snapshot");
+  EXPECT_EQ(runs[1].state(), v1::RUN_STATE_QUEUED);
+  EXPECT_EQ(runs[1].attempt(), 2);
+
+  worker->Credit(1);
+  v1::AssignRun retry = worker->Expect(v1::GatewayFrame::kAssignRun).assign_run();
+  EXPECT_EQ(retry.attempt(), 2);
+  EXPECT_EQ(retry.snapshot_version(), 1);
+  EXPECT_EQ(retry.snapshot_json(), R"({"messages":[{"id":"u1"},{"id":"a1"}]})");
+}
+
+// A worker back after a broken stream is told, per rebound run, which snapshot is stored: it
+// forgets those up to it and sends the rest again.
+TEST_F(CoreTest, AReboundRunIsToldWhichSnapshotIsStored) {
+  Start(LongSilence());
+  std::unique_ptr<FakeWorker> worker = Worker("w");
+  Create("c", v1::TRIGGER_PRELOAD);
+  v1::AssignRun first = worker->TakeRun();
+  worker->SendSnapshot(first, 4, 0, 0, "{}");
+  EXPECT_EQ(worker->Expect(v1::GatewayFrame::kAck).ack().snapshot_version(), 4);
+
+  v1::HeldRun held;
+  held.set_run_id(first.run_id());
+  held.set_lease_token(first.lease_token());
+  auto again = std::make_unique<FakeWorker>(*gateway_, "w", std::vector<v1::HeldRun>{held});
+  ASSERT_EQ(again->welcome().rebound_runs_size(), 1);
+  EXPECT_EQ(again->welcome().rebound_runs(0).run_id(), first.run_id());
+  EXPECT_EQ(again->welcome().rebound_runs(0).snapshot_version(), 4);
+  EXPECT_TRUE(again->welcome().snapshot_deltas());
 }
 
 // The core's states and triggers have the words the store already holds and the wire's values
