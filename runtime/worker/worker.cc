@@ -105,10 +105,18 @@ struct Worker::Slot {
   int64_t acked_out = 0;      // last seq the orchestrator stored
   int64_t delivered_in = 0;   // last `.in` seq given to the run
   std::deque<v1::OutRecord> unacked;
-  size_t unacked_bytes = 0;              // serialized size of `unacked`
-  std::optional<v1::Snapshot> snapshot;  // latest, re-sent after a reconnect
-  // The latest snapshot's entries as JSON text: a save dumps only the entries the run changed.
+  size_t unacked_bytes = 0;  // serialized size of `unacked`
+  // Snapshots sent and not acknowledged as stored (Ack.snapshot_version), oldest first: sent
+  // again after a reconnect. A whole one replaces those before it, so only the first may be.
+  std::deque<v1::Snapshot> snapshots;
+  int64_t snapshot_version = 0;  // the latest one's (at first, the stored one's: AssignRun)
+  // The next is whole: the run's first, one after a doubt about what was stored (OnWelcome), or
+  // while the orchestrator takes no deltas.
+  bool whole_next = true;
+  // While the orchestrator takes whole snapshots only: the latest one's entries as JSON text,
+  // so that a save dumps only the entries the run changed.
   std::vector<std::string> snapshot_entries;
+  bool entries_kept = false;              // snapshot_entries are the latest snapshot's
   std::optional<v1::RunFinished> finish;  // set when the run ended
   bool ended = false;                     // the ChatRun has finished
   bool end_stored = false;                // the orchestrator acknowledged the RunFinished
@@ -142,6 +150,17 @@ v1::RunEnd RunEndProto(RunOutcome::Kind kind) {
 std::string NewMessageId() {
   absl::BitGen gen;
   return absl::StrFormat("msg_%016x", absl::Uniform<uint64_t>(gen));
+}
+
+// A snapshot document as DumpJson(SnapshotUpdate::Whole()) writes it, with the given entries
+// (JSON text) as its "messages": the header's fields, then "messages".
+std::string SnapshotDocument(const Json& header, const std::vector<std::string>& entries) {
+  std::string json = DumpJson(header);
+  json.pop_back();  // the header's closing brace
+  absl::StrAppend(&json, json.size() > 1 ? "," : "", "\"messages\":[");
+  for (size_t i = 0; i < entries.size(); ++i) absl::StrAppend(&json, i > 0 ? "," : "", entries[i]);
+  json += "]}";
+  return json;
 }
 
 // What the run boots with: the assignment's fields, and what DecodeAssignment decodes (its
@@ -236,7 +255,15 @@ Worker::Worker(asio::any_io_executor executor, Clock& clock, HookPool& pool, Wor
       turn_model_first_byte_(
           metrics_.AddHistogram("baton_worker_turn_phase_seconds{phase=\"modelFirstByte\"}", "")),
       turn_tools_(metrics_.AddHistogram("baton_worker_turn_phase_seconds{phase=\"tools\"}", "")),
-      turn_total_(metrics_.AddHistogram("baton_worker_turn_phase_seconds{phase=\"turn\"}", "")) {
+      turn_total_(metrics_.AddHistogram("baton_worker_turn_phase_seconds{phase=\"turn\"}", "")),
+      snapshot_bytes_(metrics_.AddCounter(
+          "baton_worker_snapshot_bytes_total",
+          "Bytes of snapshot JSON sent, each snapshot once (re-sends after a reconnect not "
+          "counted): a delta holds what its turn changed.")),
+      snapshots_whole_(metrics_.AddCounter(
+          "baton_worker_snapshots_total{kind=\"whole\"}",
+          "Snapshots sent, whole or as a delta on the one before (docs/protocol.md, Snapshots).")),
+      snapshots_delta_(metrics_.AddCounter("baton_worker_snapshots_total{kind=\"delta\"}", "")) {
   if (options_.worker_id.empty()) options_.worker_id = DefaultWorkerId();
   options_.max_frame_bytes = std::clamp(options_.max_frame_bytes, kMinFrameBytes, kMaxFrameBytes);
   send_frame_bytes_ = options_.max_frame_bytes;
@@ -490,6 +517,7 @@ void Worker::OnWelcome(const v1::Welcome& welcome) {
   send_frame_bytes_ = SendFrameBytes(welcome.max_frame_bytes(), options_.max_frame_bytes);
   // Runs held across the reconnect: the rebound ones re-send what was not stored; the others
   // are no longer ours.
+  snapshot_deltas_ = welcome.snapshot_deltas();
   std::set<std::string> rebound;
   for (const v1::HeldRun& held : welcome.rebound_runs()) {
     rebound.insert(held.run_id());
@@ -498,6 +526,7 @@ void Worker::OnWelcome(const v1::Welcome& welcome) {
     slot->acked_out = std::max(slot->acked_out, held.acked_out_seq());
     DropAcked(*slot);
     slot->sent_out = slot->acked_out;
+    DropStoredSnapshots(*slot, held.snapshot_version());
   }
   std::vector<std::string> lost;
   for (auto& [id, slot] : slots_) {
@@ -507,7 +536,8 @@ void Worker::OnWelcome(const v1::Welcome& welcome) {
   for (auto& [id, slot] : slots_) {
     if (slot->dropped) continue;
     Flush(*slot);
-    if (slot->snapshot) SendSnapshot(*slot->snapshot);
+    // In order, after the output they refer to and before the run's end (docs/protocol.md).
+    for (const v1::Snapshot& snapshot : slot->snapshots) SendSnapshot(snapshot);
     if (slot->finish) {
       v1::WorkerFrame frame;
       *frame.mutable_run_finished() = *slot->finish;
@@ -580,6 +610,7 @@ void Worker::OnAssign(const v1::AssignRun& assign) {
   slot->run_id = assign.run_id();
   slot->lease_token = assign.lease_token();
   slot->next_out = slot->sent_out = slot->acked_out = assign.out_seq();
+  slot->snapshot_version = assign.snapshot_version();
   slot->delivered_in = std::max(slot->delivered_in, SnapshotInSeq(boot->snapshot));
   Slot* s = slot.get();
   const Agent& chosen = *agent->second.agent;
@@ -650,26 +681,80 @@ int64_t Worker::WriteOut(Slot& slot, OutRecord record) {
 }
 
 void Worker::SaveSnapshot(Slot& slot, const SnapshotUpdate& snapshot) {
-  std::vector<std::string>& entries = slot.snapshot_entries;
-  entries.resize(std::min(snapshot.unchanged, entries.size()));
-  for (size_t i = entries.size(); i < snapshot.count; ++i) {
-    entries.push_back(DumpJson(snapshot.entry(i)));
+  // A delta holds the entries from the first the run changed since its previous save: only to
+  // an orchestrator that takes deltas (an older one would store it as a whole snapshot), and
+  // never as the run's first snapshot or after a doubt about what was stored (OnWelcome).
+  const size_t from = snapshot_deltas_ && !slot.whole_next
+                          ? std::min(snapshot.unchanged, snapshot.count)
+                          : size_t{0};
+  std::string json;
+  if (snapshot_deltas_) {
+    std::vector<std::string> entries;
+    entries.reserve(snapshot.count - from);
+    for (size_t i = from; i < snapshot.count; ++i) entries.push_back(DumpJson(snapshot.entry(i)));
+    json = SnapshotDocument(snapshot.header, entries);
+    slot.snapshot_entries.clear();
+    slot.entries_kept = false;
+  } else {
+    // Whole snapshots only: the entries are kept as text between saves, and a save dumps only
+    // those the run changed.
+    std::vector<std::string>& kept = slot.snapshot_entries;
+    kept.resize(slot.entries_kept ? std::min(snapshot.unchanged, kept.size()) : 0);
+    for (size_t i = kept.size(); i < snapshot.count; ++i) {
+      kept.push_back(DumpJson(snapshot.entry(i)));
+    }
+    slot.entries_kept = true;
+    json = SnapshotDocument(snapshot.header, kept);
   }
-  // The document as DumpJson(snapshot.Whole()) writes it: the header's fields, then "messages".
-  std::string json = DumpJson(snapshot.header);
-  json.pop_back();  // the header's closing brace
-  absl::StrAppend(&json, json.size() > 1 ? "," : "", "\"messages\":[");
-  for (size_t i = 0; i < entries.size(); ++i) absl::StrAppend(&json, i > 0 ? "," : "", entries[i]);
-  json += "]}";
+  // To an orchestrator without deltas every snapshot is whole, and so is the first after a
+  // reconnect to one that takes them: its stored version need not be the one this run numbered
+  // (it may have converted an older whole snapshot to a version of its own).
+  const bool next_whole = !snapshot_deltas_;
   v1::Snapshot frame;
   frame.set_run_id(slot.run_id);
   frame.set_lease_token(slot.lease_token);
   frame.set_in_seq(SnapshotInSeq(snapshot.header));
   frame.set_out_seq(SnapshotOutSeq(snapshot.header));
   frame.set_snapshot_json(std::move(json));
-  slot.snapshot = std::move(frame);
+  frame.set_base_version(slot.snapshot_version);
+  frame.set_version(++slot.snapshot_version);
+  frame.set_messages_from(static_cast<int64_t>(from));
+  snapshot_bytes_.Add(static_cast<int64_t>(frame.snapshot_json().size()));
+  if (from == 0) {
+    snapshots_whole_.Add(1);
+    slot.snapshots.clear();  // a whole snapshot replaces those before it
+  } else {
+    snapshots_delta_.Add(1);
+  }
+  slot.whole_next = next_whole;
+  slot.snapshots.push_back(std::move(frame));
   Flush(slot);  // the records it refers to go first
-  SendSnapshot(*slot.snapshot);
+  SendSnapshot(slot.snapshots.back());
+}
+
+void Worker::DropStoredSnapshots(Slot& slot, int64_t stored) {
+  std::deque<v1::Snapshot>& kept = slot.snapshots;
+  while (!kept.empty() && kept.front().version() <= stored) kept.pop_front();
+  if (kept.empty()) return;
+  // The rest go again in order: a whole one first applies on anything, a delta only on the
+  // version it changes. One that cannot (the store went back to an older version, say after a
+  // power loss; or this orchestrator takes no deltas) is dropped with those after it: the stored
+  // snapshot stays older but whole, as a retry would boot from, and the run's next is whole.
+  const bool whole_first = kept.front().messages_from() == 0;
+  if (snapshot_deltas_ && (whole_first || kept.front().base_version() == stored)) return;
+  if (whole_first && kept.size() == 1) return;  // to an orchestrator without deltas, as before
+  LogJson("warn", "snapshots the orchestrator cannot apply were dropped; the next is whole",
+          {{"run_id", slot.run_id},
+           {"stored_version", stored},
+           {"first_version", kept.front().version()},
+           {"first_base_version", kept.front().base_version()},
+           {"takes_deltas", snapshot_deltas_}});
+  if (whole_first) {
+    kept.erase(kept.begin() + 1, kept.end());
+  } else {
+    kept.clear();
+  }
+  slot.whole_next = true;
 }
 
 void Worker::ObserveTimings(const TurnTimings& t) {
@@ -730,6 +815,9 @@ void Worker::OnAck(const v1::Ack& ack) {
   Slot& slot = *it->second;
   slot.acked_out = std::max(slot.acked_out, ack.out_seq());
   slot.end_stored = slot.end_stored || ack.run_ended();
+  while (!slot.snapshots.empty() && slot.snapshots.front().version() <= ack.snapshot_version()) {
+    slot.snapshots.pop_front();  // stored
+  }
   DropAcked(slot);
   MaybeRelease(ack.run_id());
 }

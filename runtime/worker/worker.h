@@ -123,8 +123,12 @@ class Worker {
   // RunHost::write: numbers the record, converts it, keeps it in slot.unacked until acked, and
   // schedules its flush. A record too large for `.out` becomes an `error` chunk.
   int64_t WriteOut(Slot& slot, OutRecord record);
-  // RunHost::save_snapshot: flushes the records it refers to, then sends it (kept for a resend).
+  // RunHost::save_snapshot: flushes the records it refers to, then sends it, as a delta when the
+  // orchestrator takes them (docs/protocol.md, Snapshots), kept until acknowledged.
   void SaveSnapshot(Slot& slot, const SnapshotUpdate& snapshot);
+  // After a reconnect: forgets the run's snapshots the orchestrator stored (through `stored`),
+  // and those left that it could not apply on what it stored; the next save is then whole.
+  void DropStoredSnapshots(Slot& slot, int64_t stored);
   // RunHost::timings: the turn's timings into their histograms.
   void ObserveTimings(const TurnTimings& timings);
   void OnDeliver(const baton::v1::Deliver& deliver);
@@ -174,6 +178,8 @@ class Worker {
   std::map<std::string, std::unique_ptr<Slot>> slots_;
   int live_runs_ = 0;                  // slots whose run has not ended
   size_t send_frame_bytes_ = 4 << 20;  // the bound this worker sends within (see Welcome)
+  // The orchestrator of the latest Welcome takes snapshot deltas (Welcome.snapshot_deltas).
+  bool snapshot_deltas_ = false;
   // An assignment whose AssignMore frames are still to come.
   std::optional<baton::v1::AssignRun> assembling_;
   size_t unacked_bytes_ = 0;  // every slot's unacknowledged output
@@ -208,6 +214,9 @@ class Worker {
   Histogram& turn_model_first_byte_;
   Histogram& turn_tools_;
   Histogram& turn_total_;
+  Counter& snapshot_bytes_;
+  Counter& snapshots_whole_;
+  Counter& snapshots_delta_;
 };
 
 }  // namespace baton
