@@ -9,8 +9,11 @@
 //   - A worker whose orchestrator stops acknowledging (one written in this test) keeps its
 //     unacknowledged output within its bound and pauses the model stream; once acks come again
 //     the answer completes whole.
+//   - After a first message of 500 KB, each turn's snapshot is a small delta, and a continuation
+//     boots from what the orchestrator assembled from them.
 #include <signal.h>
 
+#include <chrono>
 #include <condition_variable>
 #include <functional>
 #include <memory>
@@ -445,6 +448,82 @@ TEST(FramesTest, AnAssignmentCutShortIsRejected) {
   ASSERT_TRUE(w.stream->Write(more));
   EXPECT_EQ(NextFrom(*w.stream, v1::WorkerFrame::kRunAccepted).run_accepted().run_id(), "run_2");
   w.stack->worker(w.index).Signal(SIGKILL);
+}
+
+// ---- snapshots as deltas (docs/protocol.md, Snapshots) ------------------------------------------
+
+// How many snapshots (whole or deltas) the worker has sent, once it has sent at least `count`
+// (asked until then, or the limit).
+int64_t WaitForSnapshots(Stack& stack, int worker, int64_t count) {
+  auto deadline = std::chrono::steady_clock::now() + kLimit;
+  int64_t sent = 0;
+  do {
+    sent = WorkerMetric(stack, worker, "baton_worker_snapshots_total{kind=\"whole\"}") +
+           WorkerMetric(stack, worker, "baton_worker_snapshots_total{kind=\"delta\"}");
+  } while (sent < count && std::chrono::steady_clock::now() < deadline);
+  return sent;
+}
+
+// A snapshot write per turn grows with what the turn added, not with the chat (issue 15): after
+// a first message of 500 KB, each of thirty turns sends the worker's snapshot as a delta of its
+// message and answer, a few hundred bytes where the whole was half a megabyte. The orchestrator
+// applies them and a continuation boots from what it assembled: the worker is killed, and the
+// retry's model call holds the first message and every question.
+TEST(FramesTest, SnapshotsAfterTheFirstTurnGrowWithTheTurnNotWithTheChat) {
+  const std::string first = Filler("FIRST", 500 << 10);
+  constexpr int kTurns = 30;
+  auto stack = Stack::Start(
+      {.script = Script({Json{{"reply", {{"text", "Noted."}}}, {"repeat", true}}}),
+       .orchestrator_flags = {kBoundFlag, "--lease_ms=6000", "--heartbeat_ms=2000"},
+       .worker_flags = {kBoundFlag, "--admin=127.0.0.1:0", "--idle_timeout_ms=600000"}});
+  ASSERT_NE(stack, nullptr);
+  stack->Create("long", "chat", "submit-message", Json{{"message", UserMessage("u1", first)}});
+  int64_t after = SeqOf(stack->ReadTurns("long", 0).back());
+  int64_t snapshots = WaitForSnapshots(*stack, 0, 1);
+  ASSERT_GE(snapshots, 1);
+  const int64_t whole = WorkerMetric(*stack, 0, "baton_worker_snapshot_bytes_total");
+  EXPECT_GT(whole, int64_t{500 << 10});
+
+  std::vector<int64_t> per_turn;  // bytes of snapshot sent by each turn after the first
+  int64_t sent = whole;
+  for (int t = 2; t <= kTurns; ++t) {
+    SCOPED_TRACE(t);
+    stack->SendText("long", absl::StrCat("u", t), absl::StrCat("Question ", t, "?"));
+    after = SeqOf(stack->ReadTurns("long", after).back());
+    snapshots = WaitForSnapshots(*stack, 0, snapshots + 1);
+    int64_t now = WorkerMetric(*stack, 0, "baton_worker_snapshot_bytes_total");
+    per_turn.push_back(now - sent);
+    sent = now;
+  }
+  ASSERT_EQ(per_turn.size(), size_t{kTurns - 1});
+  for (size_t i = 0; i < per_turn.size(); ++i) {
+    SCOPED_TRACE(i + 2);
+    EXPECT_GT(per_turn[i], 0);
+    EXPECT_LT(per_turn[i], 16 << 10);
+  }
+  EXPECT_LT(per_turn.back(), 2 * per_turn.front()) << "turn 30 against turn 2";
+  EXPECT_LT(sent - whole, int64_t{kTurns * (16 << 10)});
+  EXPECT_GE(WorkerMetric(*stack, 0, "baton_worker_snapshots_total{kind=\"delta\"}"), kTurns - 1);
+  EXPECT_EQ(WorkerMetric(*stack, 0, "baton_worker_snapshots_total{kind=\"whole\"}"), 1);
+
+  // The stored snapshot is the whole chat: a retry on another worker, once the lease of the
+  // killed one's run runs out, answers the next question with all of it in its model call.
+  stack->worker(0).Signal(SIGKILL);
+  stack->AddWorker();
+  stack->SendText("long", "u31", "And the last one?");
+  std::vector<Json> last = stack->ReadTurns("long", after);
+  EXPECT_EQ(Text(last), "Noted.");
+  std::vector<v1::Run> runs = stack->Runs("long");
+  ASSERT_FALSE(runs.empty());
+  EXPECT_EQ(runs.back().worker_id(), "worker-1");
+  std::vector<fakellm::RecordedRequest> requests = stack->llm().requests();
+  ASSERT_FALSE(requests.empty());
+  const std::string& body = requests.back().body;
+  EXPECT_NE(body.find(first), std::string::npos);
+  for (int t = 2; t <= kTurns; ++t) {
+    EXPECT_NE(body.find(absl::StrCat("Question ", t, "?")), std::string::npos) << t;
+  }
+  EXPECT_NE(body.find("And the last one?"), std::string::npos);
 }
 
 }  // namespace
