@@ -699,7 +699,7 @@ void Worker::SaveSnapshot(Slot& slot, const SnapshotUpdate& snapshot) {
     // Whole snapshots only: the entries are kept as text between saves, and a save dumps only
     // those the run changed.
     std::vector<std::string>& kept = slot.snapshot_entries;
-    kept.resize(slot.entries_kept ? std::min(snapshot.unchanged, kept.size()) : 0);
+    kept.resize(slot.entries_kept ? std::min(snapshot.unchanged, kept.size()) : size_t{0});
     for (size_t i = kept.size(); i < snapshot.count; ++i) {
       kept.push_back(DumpJson(snapshot.entry(i)));
     }
