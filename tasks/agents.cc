@@ -65,4 +65,24 @@ Agent FilesAgent(std::shared_ptr<LanguageModel> model) {
   return agent;
 }
 
+Agent LookupAgent(std::shared_ptr<LanguageModel> model) {
+  Agent agent;
+  agent.id = "lookup";
+  agent.model = std::move(model);
+  agent.system = "You look values up.";
+  agent.options.max_steps = 5;
+  agent.tools.push_back(
+      Tool{.name = "lookup",
+           .description = "Looks a key up",
+           .input_schema = {{"type", "object"},
+                            {"properties", {{"key", {{"type", "string"}}}}},
+                            {"required", {"key"}},
+                            {"additionalProperties", false}},
+           .execute = [](const Json& input, const ToolContext&) -> absl::StatusOr<Json> {
+             std::string key = input.value("key", "");
+             return Json{{"key", key}, {"value", "v-" + key}, {"found", true}};
+           }});
+  return agent;
+}
+
 }  // namespace baton::tasks

@@ -16,6 +16,9 @@ namespace baton::tasks {
 Agent ChatAgent(std::shared_ptr<LanguageModel> model);
 Agent WeatherAgent(std::shared_ptr<LanguageModel> model);
 Agent FilesAgent(std::shared_ptr<LanguageModel> model);
+// Issue 15's workload (docs/BENCHMARKS.md, BM_ChatTurns): one tool, `lookup`, that returns
+// {"key": k, "value": "v-" + k, "found": true}; at most 5 steps a turn.
+Agent LookupAgent(std::shared_ptr<LanguageModel> model);
 
 }  // namespace baton::tasks
 

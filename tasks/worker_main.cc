@@ -11,5 +11,6 @@ int main(int argc, char** argv) {
     setup.Add("chat", baton::tasks::ChatAgent(setup.Model()));
     setup.Add("weather", baton::tasks::WeatherAgent(setup.Model()));
     setup.Add("files", baton::tasks::FilesAgent(setup.Model()));
+    setup.Add("lookup", baton::tasks::LookupAgent(setup.Model()));
   });
 }

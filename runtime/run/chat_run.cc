@@ -345,6 +345,7 @@ void ChatRun::RestoreSnapshot() {
       if (!BoolField(e, "final", true)) unfinished_.insert(StringField(e, "id"));
     }
   }
+  MarkRestoredSaved();
   last_turn_complete_ = IntField(snap, "lastOutEventId");
   chat_started_ = BoolField(snap, "chatStarted");
   if (boot_.resume) {
@@ -358,6 +359,20 @@ void ChatRun::RestoreSnapshot() {
         total_usage_.output_tokens = out->get<int64_t>();
     }
   }
+}
+
+void ChatRun::MarkRestoredSaved() {
+  // When the transcript's entries are exactly the boot snapshot's, the run's first save need
+  // not rewrite them: a run booted for each message of a chat that suspends between turns then
+  // saves what its turn changed, not the whole chat. Otherwise (an entry skipped, an id or a
+  // "final" that does not match) its first save is whole.
+  const Json* entries = FindField(boot_.snapshot, "messages");
+  if (entries == nullptr || !entries->is_array() || entries->size() != acc_.ui().size()) return;
+  SnapshotUpdate current = MakeSnapshot(std::nullopt);
+  for (size_t i = 0; i < current.count; ++i) {
+    if (current.entry(i) != (*entries)[i]) return;
+  }
+  acc_.MarkSaved();
 }
 
 SnapshotUpdate ChatRun::MakeSnapshot(std::optional<Json> suspended) const {

@@ -28,6 +28,7 @@
 #include "runtime/exec/clock.h"
 #include "runtime/exec/hook_pool.h"
 #include "runtime/testkit/local_session.h"
+#include "tasks/agents.h"
 
 namespace baton {
 namespace {
@@ -95,26 +96,6 @@ class TurnsModel final : public LanguageModel {
   bool tool_turns_;
 };
 
-Agent LookupAgent(std::shared_ptr<LanguageModel> model) {
-  Agent agent;
-  agent.id = "lookup";
-  agent.model = std::move(model);
-  agent.system = "You look values up.";
-  agent.options.max_steps = 5;
-  agent.tools.push_back(
-      Tool{.name = "lookup",
-           .description = "Looks a key up",
-           .input_schema = {{"type", "object"},
-                            {"properties", {{"key", {{"type", "string"}}}}},
-                            {"required", {"key"}},
-                            {"additionalProperties", false}},
-           .execute = [](const Json& input, const ToolContext&) -> absl::StatusOr<Json> {
-             std::string key = input.value("key", "");
-             return Json{{"key", key}, {"value", "v-" + key}, {"found", true}};
-           }});
-  return agent;
-}
-
 // One chat of `turns` turns; CPU per turn (µs) in `cpu`, UI chunks of the last turn in `chunks`
 // (control records, such as turn-complete, not counted).
 bool RunChat(bool tool_turns, int turns, const std::string& chat, std::vector<double>& cpu,
@@ -124,7 +105,7 @@ bool RunChat(bool tool_turns, int turns, const std::string& chat, std::vector<do
   HookPool pool(1);
   LocalSessions sessions(io.get_executor(), clock, pool);
   auto model = std::make_shared<TurnsModel>(tool_turns);
-  Agent agent = LookupAgent(model);
+  Agent agent = tasks::LookupAgent(model);
   if (absl::Status created = sessions.Create(chat, agent, "preload", Json::object());
       !created.ok()) {
     error = created.ToString();

@@ -8,6 +8,7 @@
 //   BM_OutputToReader         `.out` records/s reaching a following reader while a run streams
 //   BM_CatchUpReader          `.out` records/s reading a finished chat's log from seq 0
 //   BM_IdleChats              worker RSS and threads with 10,000 chats parked on `.in`
+//   BM_StackChatTurns         issue 15's long chat: each process's CPU per turn at turns 1 to 200
 //   BM_IdleFollowers          orchestrator RSS, threads and CPU with N following Reads idle
 //   BM_IdleWorkerStreams      orchestrator RSS, threads and CPU with N idle worker streams
 //   BM_GatewayFirstToken      through baton-gateway: POST -> first text-delta, minus the model's
@@ -329,6 +330,7 @@ struct StackOptions {
   int capacity = 5000;
   std::vector<std::string> orchestrator_flags;
   std::vector<std::string> worker_flags;
+  bool hook_log = true;  // the worker writes every lifecycle point to a FIFO the bench reads
 };
 
 class Stack {
@@ -384,8 +386,8 @@ class Stack {
             absl::StrCat("--base_url=", stack->llm_->base_url()),
             "--provider=anthropic",
             "--api_key_env=BATON_BENCH_NO_KEY",
-            "--model=test",
-            absl::StrCat("--hook_log=", stack->hooks_->path())};
+            "--model=test"};
+    if (options.hook_log) argv.push_back(absl::StrCat("--hook_log=", stack->hooks_->path()));
     for (const std::string& f : options.worker_flags) argv.push_back(f);
     stack->worker_ =
         Process::Spawn(argv, stack->dir_ + "/worker.log", /*pipe_stdout=*/false, error);
@@ -864,6 +866,111 @@ void BM_IdleChats(benchmark::State& state) {
   state.counters["orch_threads_after"] = static_cast<double>(orch_after.threads);
 }
 
+// ---- 4b. a long chat through the stack (issue 15)
+// -------------------------------------------------
+
+// Issue 15's workload, as BM_ChatTurns runs it in process (tools/bench/chat_turns.cc): per turn,
+// step 1 streams "Let me check." and a `lookup` call, step 2 twenty words; usage on each finish.
+Json ChatTurnsScript(int turns) {
+  Json words = Json::array();
+  for (int i = 0; i < 20; ++i) words.push_back(absl::StrCat("w", i < 10 ? "0" : "", i, " "));
+  const Json usage = {{"input_tokens", 10}, {"output_tokens", 5}};
+  std::vector<Json> responses;
+  for (int t = 1; t <= turns; ++t) {
+    Json call = {{"id", absl::StrCat("call-", t)},
+                 {"name", "lookup"},
+                 {"input", {{"key", absl::StrCat("k", t)}}}};
+    responses.push_back({{"reply",
+                          {{"text_chunks", Json::array({"Let ", "me ", "check."})},
+                           {"tool_calls", Json::array({std::move(call)})},
+                           {"usage", usage}}}});
+    responses.push_back({{"reply", {{"text_chunks", words}, {"usage", usage}}}});
+  }
+  return Script(std::move(responses));
+}
+
+// Follows the chat's `.out` after `after_seq` to the next turn-complete; its seq, or -1.
+int64_t FollowTurn(v1::Sessions::Stub& sessions, const std::string& chat_id, int64_t after_seq,
+                   std::string* error) {
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + kLimit);
+  v1::ReadRequest request;
+  request.set_chat_id(chat_id);
+  request.set_after_seq(after_seq);
+  request.set_follow(true);
+  std::unique_ptr<grpc::ClientReader<v1::ReadResponse>> reader = sessions.Read(&context, request);
+  v1::ReadResponse response;
+  int64_t done = -1;
+  while (reader->Read(&response)) {
+    const v1::OutRecord& r = response.record();
+    if (r.has_control() && r.control().subtype() == "turn-complete") {
+      done = r.seq();
+      break;
+    }
+  }
+  context.TryCancel();
+  grpc::Status status = reader->Finish();
+  if (done < 0)
+    *error = absl::StrCat("no turn-complete after seq ", after_seq, ": ", status.error_message());
+  return done;
+}
+
+// One chat of `turns` tool turns through orchestrator, worker and fake-llm over HTTP, sent one
+// after another (each once the last one's turn-complete was read). The CPU of each process per
+// turn over windows of 10 turns starting at turns 1, 50, 100 and 200 (/proc counts in 10 ms
+// ticks: one turn is too short to measure alone). No hook log, as in production.
+void BM_StackChatTurns(benchmark::State& state) {
+  const int turns = static_cast<int>(state.range(0));
+  std::string error;
+  auto stack = Stack::Start({.script = ChatTurnsScript(turns),
+                             .worker_flags = {"--idle_timeout_ms=3600000"},
+                             .hook_log = false},
+                            &error);
+  if (stack == nullptr) return state.SkipWithError(error.c_str());
+  const std::string chat = "long";
+  grpc::Status created =
+      stack->Create(chat, "lookup", v1::TRIGGER_PRELOAD, Json::object(), nullptr);
+  if (!created.ok()) return state.SkipWithError(created.error_message().c_str());
+  std::vector<int> starts;
+  for (int at : {1, 50, 100, 200}) {
+    if (at + 9 <= turns) starts.push_back(at);
+  }
+  if (starts.empty()) starts.push_back(1);
+  std::map<int, CpuSample> window_start;
+  std::map<int, double> orch_us, worker_us;
+  int64_t seq = 0;
+  for (auto _ : state) {
+    for (int t = 1; t <= turns; ++t) {
+      for (int at : starts) {
+        if (t == at) window_start[at] = stack->Cpu();
+      }
+      Json body = {
+          {"kind", "message"},
+          {"payload",
+           {{"trigger", "submit-message"},
+            {"message", UserMessage(absl::StrCat("u", t), "What is the value for my key?")}}}};
+      grpc::Status appended = stack->Append(chat, body);
+      if (!appended.ok()) return state.SkipWithError(appended.error_message().c_str());
+      seq = FollowTurn(stack->sessions(), chat, seq, &error);
+      if (seq < 0) {
+        stack->Keep();
+        return state.SkipWithError(error.c_str());
+      }
+      for (int at : starts) {
+        const int width = std::min(10, turns - at + 1);
+        if (t != at + width - 1) continue;
+        CpuSample now = stack->Cpu();
+        orch_us[at] = (now.orchestrator - window_start[at].orchestrator) * 1e6 / width;
+        worker_us[at] = (now.worker - window_start[at].worker) * 1e6 / width;
+      }
+    }
+  }
+  for (int at : starts) {
+    state.counters[absl::StrCat("orch_us_per_turn_at_", at)] = orch_us[at];
+    state.counters[absl::StrCat("worker_us_per_turn_at_", at)] = worker_us[at];
+  }
+}
+
 // Every benchmark above. `smoke` (ctest): each once, short, over TCP only; BM_Dispatch and
 // BM_IdleChats still put more than 1,000 runs on the worker, the load they once broke at.
 void Register(bool smoke) {
@@ -892,6 +999,10 @@ void Register(bool smoke) {
       ->Arg(smoke ? 1'100 : 10'000)
       ->Iterations(1)
       ->UseManualTime()
+      ->Unit(benchmark::kMillisecond);
+  benchmark::RegisterBenchmark("BM_StackChatTurns", BM_StackChatTurns)
+      ->Arg(smoke ? 20 : 209)
+      ->Iterations(1)
       ->Unit(benchmark::kMillisecond);
 }
 

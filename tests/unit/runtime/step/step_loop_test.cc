@@ -600,5 +600,39 @@ TEST_F(StepLoopTest, AStopEndsATurnWaitingForRoom) {
   EXPECT_THAT(Types(), ElementsAre("start", "start-step", "text-start", "text-delta", "abort"));
 }
 
+// The exact bytes of each kind of chunk a turn writes, as readers get them: the AI SDK parses
+// them, the gateway forwards them unchanged, and a change to how chunks are written (issue 15's
+// chunk path) must keep them byte for byte. Key order, escapes (a quote, a newline, a control
+// character, UTF-8 kept as is) and the provider metadata of a reasoning signature included.
+TEST_F(StepLoopTest, EveryKindOfChunkIsWrittenByteForByte) {
+  agent_.tools = {Weather()};
+  model_->Push(Script(R"([{"reasoning": "Thinking.", "signature": "sig1"},
+      {"text": "Checking \"Oslo\" é\n\u0001"},
+      {"tool_call": {"id": "c1", "name": "get_weather", "input_text": "{\"city\": \"Oslo\"}"}}])"));
+  model_->Push(Script(R"([{"text": "It is 4 °C."}])"));
+  Run();
+  std::vector<std::string> written;
+  for (const Json& c : chunks_) written.push_back(DumpJson(c));
+  EXPECT_THAT(
+      written,
+      ElementsAre(
+          R"({"type":"start","messageId":"msg_A"})", R"({"type":"start-step"})",
+          R"({"type":"reasoning-start","id":"s0-0"})",
+          R"({"type":"reasoning-delta","id":"s0-0","delta":"Thinking."})",
+          R"({"type":"reasoning-delta","id":"s0-0","delta":"","providerMetadata":{"anthropic":{"signature":"sig1"}}})",
+          R"({"type":"reasoning-end","id":"s0-0"})", R"({"type":"text-start","id":"s0-1"})",
+          R"({"type":"text-delta","id":"s0-1","delta":"Checking \"Oslo\" é\n\u0001"})",
+          R"({"type":"text-end","id":"s0-1"})",
+          R"({"type":"tool-input-start","toolCallId":"c1","toolName":"get_weather"})",
+          R"({"type":"tool-input-delta","toolCallId":"c1","inputTextDelta":"{\"city\": \"Oslo\"}"})",
+          R"({"type":"tool-input-available","toolCallId":"c1","toolName":"get_weather","input":{"city":"Oslo"}})",
+          R"({"type":"tool-output-available","toolCallId":"c1","output":{"tempC":4}})",
+          R"({"type":"finish-step"})", R"({"type":"start-step"})",
+          R"({"type":"text-start","id":"s1-0"})",
+          R"({"type":"text-delta","id":"s1-0","delta":"It is 4 °C."})",
+          R"({"type":"text-end","id":"s1-0"})", R"({"type":"finish-step"})",
+          R"({"type":"finish","finishReason":"stop"})"));
+}
+
 }  // namespace
 }  // namespace baton
