@@ -110,8 +110,8 @@ struct Worker::Slot {
   // again after a reconnect. A whole one replaces those before it, so only the first may be.
   std::deque<v1::Snapshot> snapshots;
   int64_t snapshot_version = 0;  // the latest one's (at first, the stored one's: AssignRun)
-  // The next is whole: the run's first, one after a doubt about what was stored (OnWelcome), or
-  // while the orchestrator takes no deltas.
+  // The next is whole: the run's first when the chat had no stored snapshot, one after a doubt
+  // about what was stored (OnWelcome), or while the orchestrator takes no deltas.
   bool whole_next = true;
   // While the orchestrator takes whole snapshots only: the latest one's entries as JSON text,
   // so that a save dumps only the entries the run changed.
@@ -611,6 +611,9 @@ void Worker::OnAssign(const v1::AssignRun& assign) {
   slot->lease_token = assign.lease_token();
   slot->next_out = slot->sent_out = slot->acked_out = assign.out_seq();
   slot->snapshot_version = assign.snapshot_version();
+  // The run's first save may be a delta on the stored snapshot it booted from: the run counts
+  // restored entries as saved only when they are that snapshot's exactly (MarkRestoredSaved).
+  slot->whole_next = assign.snapshot_version() == 0;
   slot->delivered_in = std::max(slot->delivered_in, SnapshotInSeq(boot->snapshot));
   Slot* s = slot.get();
   const Agent& chosen = *agent->second.agent;
@@ -681,9 +684,9 @@ int64_t Worker::WriteOut(Slot& slot, OutRecord record) {
 }
 
 void Worker::SaveSnapshot(Slot& slot, const SnapshotUpdate& snapshot) {
-  // A delta holds the entries from the first the run changed since its previous save: only to
-  // an orchestrator that takes deltas (an older one would store it as a whole snapshot), and
-  // never as the run's first snapshot or after a doubt about what was stored (OnWelcome).
+  // A delta holds the entries from the first the run changed since its previous save (or since
+  // the stored snapshot it booted from): only to an orchestrator that takes deltas (an older one
+  // would store it as a whole snapshot), and never after a doubt about what was stored.
   const size_t from = snapshot_deltas_ && !slot.whole_next
                           ? std::min(snapshot.unchanged, snapshot.count)
                           : size_t{0};
