@@ -69,6 +69,12 @@ absl::StatusOr<std::optional<SnapshotDelta>> DecodeSnapshotUpdate(const baton::v
   if (frame.version() < 0) {
     return Refused(absl::StrCat("snapshot version ", frame.version(), " is below 0"));
   }
+  // A chat saves a snapshot a turn: no chat reaches 2^53, and a number beyond it from a broken
+  // worker would leave no room to count on.
+  if (frame.version() > kMaxSnapshotVersion) {
+    return Refused(absl::StrCat("snapshot version ", frame.version(), " is over the limit of ",
+                                kMaxSnapshotVersion));
+  }
   // Sent again after a reconnect, and stored before: as a `.out` record at or below the stored
   // end, it is skipped.
   if (frame.version() != 0 && frame.version() <= stored.version) {

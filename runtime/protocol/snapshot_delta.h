@@ -22,6 +22,9 @@
 
 namespace baton {
 
+// The highest snapshot version a worker may send (2^53).
+inline constexpr int64_t kMaxSnapshotVersion = int64_t{1} << 53;
+
 // A chat's stored snapshot as its host keeps it: the header (every field of the document but
 // "messages", as a JSON object's text) and the entries of "messages", each a JSON object's text,
 // with their ids. `ids` and `entries` are as long as each other.

@@ -738,7 +738,16 @@ void Worker::SaveSnapshot(Slot& slot, const SnapshotUpdate& snapshot) {
 void Worker::DropStoredSnapshots(Slot& slot, int64_t stored) {
   std::deque<v1::Snapshot>& kept = slot.snapshots;
   while (!kept.empty() && kept.front().version() <= stored) kept.pop_front();
-  if (kept.empty()) return;
+  if (kept.empty()) {
+    // Nothing to send again. The next delta chains on the stored version, which must be this
+    // run's last; when it is not (the store went back, or converted an older snapshot to a
+    // version of its own), the next save is whole, numbered above it.
+    if (stored != slot.snapshot_version) {
+      slot.whole_next = true;
+      slot.snapshot_version = std::max(slot.snapshot_version, stored);
+    }
+    return;
+  }
   // The rest go again in order: a whole one first applies on anything, a delta only on the
   // version it changes. One that cannot (the store went back to an older version, say after a
   // power loss; or this orchestrator takes no deltas) is dropped with those after it: the stored
@@ -758,6 +767,7 @@ void Worker::DropStoredSnapshots(Slot& slot, int64_t stored) {
     kept.clear();
   }
   slot.whole_next = true;
+  slot.snapshot_version = std::max(slot.snapshot_version, stored);
 }
 
 void Worker::ObserveTimings(const TurnTimings& t) {
