@@ -134,7 +134,8 @@ bool Accumulator::Splice(const Json& partial, const std::string& message_id) {
   Remember(ui_message);
   ui_.push_back(std::move(ui_message));
   model_.push_back(partial);
-  index_[message_id] = static_cast<int>(ui_.size() - 1);
+  const int i = static_cast<int>(ui_.size() - 1);
+  index_[message_id] = Where{i, i};  // not Contains: the only message with this id
   Changed(ui_.size() - 1);
   return true;
 }
