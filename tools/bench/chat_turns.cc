@@ -7,14 +7,15 @@
 //   BM_ChatTurns/tool  each turn: step 1 text + one `lookup` call, the tool, step 2 (20 deltas)
 //   BM_ChatTurns/text  each turn: one step of 20 deltas
 //
-// Counters: process CPU per turn at turns 1, 10, 50, 100 and 200 (median over the chats), the
-// mean of the first and of the last 20 turns, CPU per UI chunk, and UI chunks per turn.
+// Counters: process CPU per turn at turns 1, 10, 50, 100, 101, 199, 200 (median over the chats),
+// the mean of the first and of the last 20 turns, CPU per UI chunk, and UI chunks per turn.
 #include "tools/bench/chat_turns.h"
 
 #include <time.h>
 
 #include <algorithm>
 #include <cstdlib>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -177,8 +178,15 @@ void BM_ChatTurns(benchmark::State& state) {
     for (int t = from; t < to; ++t) sum += curve[t];
     return sum / (to - from);
   };
-  for (int t : {1, 10, 50, 100, 200}) {
+  for (int t : {1, 10, 50, 100, 101, 199, 200}) {
     if (t <= turns) state.counters[absl::StrCat("us_turn_", t)] = curve[t - 1];
+  }
+  // The whole curve, one line per turn, for a plot: BATON_BENCH_CURVE=<file prefix> writes
+  // <prefix>-tool.csv and <prefix>-text.csv.
+  if (const char* prefix = std::getenv("BATON_BENCH_CURVE")) {
+    std::ofstream csv(absl::StrCat(prefix, tool_turns ? "-tool" : "-text", ".csv"));
+    csv << "turn,cpu_us\n";
+    for (int t = 0; t < turns; ++t) csv << t + 1 << "," << curve[t] << "\n";
   }
   int window = std::min(20, turns);
   state.counters["us_first20"] = mean(0, window);
