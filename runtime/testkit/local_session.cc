@@ -8,6 +8,7 @@
 #include "absl/types/span.h"
 #include "runtime/base/log.h"
 #include "runtime/protocol/session_rules.h"
+#include "runtime/run/chat_run.h"
 
 namespace baton {
 LocalSessions::LocalSessions(asio::any_io_executor executor, Clock& clock, HookPool& pool)

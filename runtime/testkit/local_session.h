@@ -22,9 +22,11 @@
 #include "runtime/exec/clock.h"
 #include "runtime/exec/hook_pool.h"
 #include "runtime/protocol/session_rules.h"
-#include "runtime/run/chat_run.h"
+#include "runtime/run/run_host.h"
 
 namespace baton {
+
+class ChatRun;  // runtime/run/chat_run.h, internal
 
 // Thread-safety: every method must be called on `executor` (the sessions' single thread).
 class LocalSessions {

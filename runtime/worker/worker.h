@@ -32,9 +32,11 @@
 #include "runtime/exec/clock.h"
 #include "runtime/exec/hook_pool.h"
 #include "runtime/exec/waiter.h"
-#include "runtime/run/chat_run.h"
+#include "runtime/run/run_host.h"
 
 namespace baton {
+
+class ChatRun;  // runtime/run/chat_run.h, internal
 
 struct WorkerOptions {
   // The orchestrator: "host:port" or "unix:/path".
