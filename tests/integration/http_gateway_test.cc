@@ -250,6 +250,21 @@ Json DeleteTodoCall() {
 }
 
 // The approval id an answer asked for ("" when it asked for none).
+// The text and reasoning parts an answer opened and did not end, as "<type>:<id>", in order.
+std::vector<std::string> OpenParts(const Sse& sse) {
+  std::vector<std::string> open;
+  for (const Json& chunk : sse.chunks) {
+    const std::string type = StringField(chunk, "type");
+    const std::string kind = type.substr(0, type.find('-'));
+    const std::string id = StringField(chunk, "id");
+    if (type == "text-start" || type == "reasoning-start") open.push_back(kind + ":" + id);
+    if (type == "text-end" || type == "reasoning-end") {
+      open.erase(std::remove(open.begin(), open.end(), kind + ":" + id), open.end());
+    }
+  }
+  return open;
+}
+
 std::string ApprovalIdOf(const Sse& sse) {
   std::string id;
   for (const Json& c : sse.chunks) {
@@ -465,9 +480,11 @@ TEST(HttpGatewayTest, StopEndsTheAnswerInFlightAndAClosedFetchDoesNot) {
   Sse sse = ParseSse(answer.body);
   EXPECT_TRUE(sse.done);
   EXPECT_EQ(SseText(sse), "Long ");
-  // Stopped as the AI SDK's own streamText says it: the message ends with `abort`.
+  // Stopped as the AI SDK's own streamText says it: the message ends with `abort`, every part it
+  // opened ended first, under its own id.
   ASSERT_FALSE(sse.chunks.empty());
   EXPECT_EQ(StringField(sse.chunks.back(), "type"), "abort");
+  EXPECT_THAT(OpenParts(sse), ::testing::IsEmpty());
   ValidateWithAiSdk(g->dir(), answer);
   std::vector<Json> stopped = g->stack().ReadTurns("s1", after);
   EXPECT_EQ(CountControl(stopped, "turn-complete"), 1);
@@ -496,6 +513,7 @@ TEST(HttpGatewayTest, ACancelledRunsAnswerEndsAtItsAbort) {
   EXPECT_EQ(SseText(sse), "Cut ");
   ASSERT_FALSE(sse.chunks.empty());
   EXPECT_EQ(StringField(sse.chunks.back(), "type"), "abort");
+  EXPECT_THAT(OpenParts(sse), ::testing::IsEmpty());  // ended before the abort, by their ids
   ValidateWithAiSdk(g->dir(), answer);
   EXPECT_TRUE(g->stack().WaitForRunState("x1", v1::RUN_STATE_CANCELLED));
 }

@@ -42,6 +42,10 @@ FeedRecord FeedRecord::From(const v1::OutRecord& record) {
   if (chunk.ok()) {
     r.type = StringField(*chunk, "type");
     if (r.type == "start") r.message_id = StringField(*chunk, "messageId");
+    if (r.type == "text-start" || r.type == "text-end" || r.type == "reasoning-start" ||
+        r.type == "reasoning-end") {
+      r.part_id = StringField(*chunk, "id");
+    }
   }
   return r;
 }

@@ -39,6 +39,7 @@ struct FeedRecord {
   std::string chunk_json;  // a chunk, as stored
   std::string type;        // a chunk's "type"
   std::string message_id;  // a `start` chunk's messageId
+  std::string part_id;     // a text or reasoning part's id, on its start and end chunks
 
   std::string Header(std::string_view name) const;
   static FeedRecord From(const baton::v1::OutRecord& record);

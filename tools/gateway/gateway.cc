@@ -451,10 +451,9 @@ class Gateway::AnswerStream : public ChatFeed::Reader,
     bool start = type == "text-start" || type == "reasoning-start";
     bool end = type == "text-end" || type == "reasoning-end";
     if (!start && !end) return;
-    absl::StatusOr<Json> chunk = ParseJson(record.chunk_json);
-    if (!chunk.ok()) return;
+    // The part's id was read once for every reader, when the feed took the record.
     std::string part = absl::StrCat(type.substr(0, type.find('-')), "-end");
-    std::pair<std::string, std::string> key = {part, StringField(*chunk, "id")};
+    std::pair<std::string, std::string> key = {part, record.part_id};
     if (start) {
       open_parts_.push_back(std::move(key));
     } else {
