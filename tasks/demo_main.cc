@@ -214,17 +214,18 @@ class Demo {
     request.set_chat_id(chat);
     request.set_after_seq(read_[chat]);
     request.set_follow(true);
+    request.set_batch(true);  // several records per response
     auto reader = sessions_->Read(&context, request);
     v1::ReadResponse response;
-    while (reader->Read(&response)) {
+    bool complete = false;
+    while (!complete && reader->Read(&response)) {
       if (first != nullptr && *first == Clock::time_point{}) *first = Clock::now();
-      read_[chat] = response.record().seq();
-      std::printf("%9.3f ms  .out %-3lld %s\n", Now(),
-                  static_cast<long long>(response.record().seq()),
-                  Describe(response.record()).c_str());
-      if (response.record().has_control() &&
-          response.record().control().subtype() == "turn-complete") {
-        break;
+      for (const v1::OutRecord& record : response.records()) {
+        read_[chat] = record.seq();
+        std::printf("%9.3f ms  .out %-3lld %s\n", Now(), static_cast<long long>(record.seq()),
+                    Describe(record).c_str());
+        complete = record.has_control() && record.control().subtype() == "turn-complete";
+        if (complete) break;
       }
     }
     context.TryCancel();

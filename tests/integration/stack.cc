@@ -417,11 +417,14 @@ std::vector<Json> Stack::ReadUntil(const std::string& chat_id, int64_t after_seq
   request.set_chat_id(chat_id);
   request.set_after_seq(after_seq);
   request.set_follow(true);
+  request.set_batch(true);
   std::unique_ptr<grpc::ClientReader<v1::ReadResponse>> reader = sessions_->Read(&context, request);
   std::vector<Json> records;
   v1::ReadResponse response;
   while (!done(records) && reader->Read(&response)) {
-    records.push_back(RecordJson(response.record()));
+    for (const v1::OutRecord& record : response.records()) {
+      if (!done(records)) records.push_back(RecordJson(record));
+    }
   }
   context.TryCancel();
   std::string seen = DumpJson(Json(records));

@@ -297,6 +297,76 @@ TEST(StackTest, ReadResumesFromAnySeqWithNoGapAndNoDuplicate) {
   }
 }
 
+// Each response of a Read, as the client got it.
+std::vector<v1::ReadResponse> ReadResponses(v1::Sessions::Stub& sessions, const std::string& chat,
+                                            int64_t after_seq, bool batch) {
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + kLimit);
+  v1::ReadRequest request;
+  request.set_chat_id(chat);
+  request.set_after_seq(after_seq);
+  request.set_batch(batch);
+  std::unique_ptr<grpc::ClientReader<v1::ReadResponse>> reader = sessions.Read(&context, request);
+  std::vector<v1::ReadResponse> responses;
+  v1::ReadResponse response;
+  while (reader->Read(&response)) responses.push_back(response);
+  grpc::Status status = reader->Finish();
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  return responses;
+}
+
+// A batched Read carries the same records as one that takes them one by one, in the same
+// order, bytes for bytes, in fewer responses of at most 64 KiB (or one larger record), and
+// resumes from any seq with no gap. A Read without `batch` never sees `records`: a client
+// that does not know the field loses nothing.
+TEST(StackTest, ABatchedReadCarriesEveryRecordInOrderInFewerResponses) {
+  Json words = Json::array();
+  for (int i = 0; i < 3000; ++i) words.push_back(absl::StrCat("w", i, " "));
+  Json big = Json::array({std::string(100'000, 'b')});  // one record above the batch bound
+  auto stack = Stack::Start({.script = Script({Json{{"reply", {{"text_chunks", words}}}},
+                                               Json{{"reply", {{"text_chunks", big}}}}})});
+  ASSERT_NE(stack, nullptr);
+  stack->Create("b1", "chat", "submit-message", Json{{"message", UserMessage("u1", "talk")}});
+  stack->ReadTurns("b1", 0);
+  stack->SendText("b1", "u2", "more");
+  stack->ReadTurns("b1", 0, 2);
+
+  std::vector<v1::ReadResponse> single = ReadResponses(stack->sessions(), "b1", 0, false);
+  ASSERT_GT(single.size(), 3000u);
+  std::vector<std::string> expected;
+  for (const v1::ReadResponse& r : single) {
+    ASSERT_TRUE(r.has_record());
+    ASSERT_EQ(r.records_size(), 0);
+    EXPECT_EQ(r.record().seq(), static_cast<int64_t>(expected.size()) + 1);
+    expected.push_back(r.record().SerializeAsString());
+  }
+
+  for (int64_t from :
+       {int64_t{0}, int64_t{1}, int64_t{1500}, static_cast<int64_t>(expected.size()) - 1}) {
+    std::vector<v1::ReadResponse> batched = ReadResponses(stack->sessions(), "b1", from, true);
+    std::vector<std::string> got;
+    for (const v1::ReadResponse& r : batched) {
+      EXPECT_FALSE(r.has_record());
+      ASSERT_GE(r.records_size(), 1);
+      size_t bytes = 0;
+      for (const v1::OutRecord& record : r.records()) {
+        bytes += record.ByteSizeLong();
+        got.push_back(record.SerializeAsString());
+      }
+      if (r.records_size() > 1) {
+        EXPECT_LE(bytes, 64u * 1024) << "after seq " << from;
+      }
+    }
+    ASSERT_EQ(got.size(), expected.size() - static_cast<size_t>(from)) << "after seq " << from;
+    for (size_t i = 0; i < got.size(); ++i) {
+      ASSERT_EQ(got[i], expected[from + i]) << "record " << from + i + 1;
+    }
+    if (from == 0) {
+      EXPECT_LT(batched.size() * 10, got.size()) << "records were not batched";
+    }
+  }
+}
+
 TEST(StackTest, CreateSessionIsIdempotentAndAppendsAreIdempotentByRecordId) {
   auto stack = Stack::Start({.script = Script({Reply("ok")})});
   ASSERT_NE(stack, nullptr);

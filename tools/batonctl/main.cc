@@ -114,13 +114,18 @@ class Client {
 
   int Read() { return Follow(command_.read, command_.turns); }
 
-  int Follow(const v1::ReadRequest& request, int turns) {
+  int Follow(v1::ReadRequest request, int turns) {
     Renderer renderer = MakeRenderer(turns);
     grpc::ClientContext context;
+    request.set_batch(true);
     std::unique_ptr<grpc::ClientReader<v1::ReadResponse>> reader = stub_->Read(&context, request);
     v1::ReadResponse response;
     while (!renderer.done() && reader->Read(&response)) {
-      if (response.has_record()) Print(renderer.Render(response.record()));
+      // An orchestrator from before `batch` answers with `record`.
+      if (response.has_record()) *response.add_records() = std::move(*response.mutable_record());
+      for (const v1::OutRecord& record : response.records()) {
+        if (!renderer.done()) Print(renderer.Render(record));
+      }
     }
     bool reached = renderer.done();
     if (reached) context.TryCancel();

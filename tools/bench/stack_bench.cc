@@ -719,28 +719,36 @@ Json LongReply(int deltas) {
   return Script({{{"repeat", true}, {"reply", {{"text_chunks", chunks}}}}});
 }
 
-// Reads the chat's `.out` after `after_seq` until a turn-complete (follow) or its end; the number
-// of records, and when the first and the last arrived.
+// Reads the chat's `.out` from the start until a turn-complete (follow) or its end, one record
+// per response or (batch) several; the number of records, and when the first and the last
+// arrived.
 struct ReadResult {
   int64_t records = 0;
   TimePoint first, last;
   std::string error;
 };
 
-ReadResult ReadAll(v1::Sessions::Stub& sessions, const std::string& chat_id, bool follow) {
+ReadResult ReadAll(v1::Sessions::Stub& sessions, const std::string& chat_id, bool follow,
+                   bool batch = true) {
   ReadResult result;
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + kLimit);
   v1::ReadRequest request;
   request.set_chat_id(chat_id);
   request.set_follow(follow);
+  request.set_batch(batch);
   std::unique_ptr<grpc::ClientReader<v1::ReadResponse>> reader = sessions.Read(&context, request);
   v1::ReadResponse response;
-  while (reader->Read(&response)) {
+  bool complete = false;
+  while (!complete && reader->Read(&response)) {
     result.last = SteadyClock::now();
-    if (result.records++ == 0) result.first = result.last;
-    const v1::OutRecord& r = response.record();
-    if (follow && r.has_control() && r.control().subtype() == "turn-complete") break;
+    if (result.records == 0) result.first = result.last;
+    if (!batch) *response.add_records() = std::move(*response.mutable_record());
+    for (const v1::OutRecord& r : response.records()) {
+      ++result.records;
+      complete = follow && r.has_control() && r.control().subtype() == "turn-complete";
+      if (complete) break;
+    }
   }
   if (follow) context.TryCancel();
   grpc::Status status = reader->Finish();
@@ -750,9 +758,11 @@ ReadResult ReadAll(v1::Sessions::Stub& sessions, const std::string& chat_id, boo
 }
 
 // A run streams `deltas` text deltas from fake-llm; a reader follows the chat's `.out` from the
-// start. Time: first record read -> turn-complete read; items: records read.
+// start, one record per response or batched. Time: first record read -> turn-complete read; items:
+// records read.
 void BM_OutputToReader(benchmark::State& state) {
   const int deltas = static_cast<int>(state.range(0));
+  const bool batch = state.range(2) == 1;
   std::string error;
   auto stack = Stack::Start({.unix_socket = state.range(1) == 1,
                              .script = LongReply(deltas),
@@ -769,7 +779,7 @@ void BM_OutputToReader(benchmark::State& state) {
     grpc::Status s = stack->Create(chat, "chat", v1::TRIGGER_SUBMIT_MESSAGE,
                                    Json{{"message", UserMessage("u1", "Talk to me.")}}, nullptr);
     if (!s.ok()) return state.SkipWithError(s.error_message().c_str());
-    ReadResult r = ReadAll(stack->sessions(), chat, /*follow=*/true);
+    ReadResult r = ReadAll(stack->sessions(), chat, /*follow=*/true, batch);
     if (!r.error.empty()) return state.SkipWithError(r.error.c_str());
     state.SetIterationTime(Seconds(r.last - r.first));
     records += r.records;
@@ -784,6 +794,7 @@ void BM_OutputToReader(benchmark::State& state) {
 // A finished chat of `deltas` text deltas read from seq 0 without follow (catching up).
 void BM_CatchUpReader(benchmark::State& state) {
   const int deltas = static_cast<int>(state.range(0));
+  const bool batch = state.range(2) == 1;
   std::string error;
   auto stack = Stack::Start({.unix_socket = state.range(1) == 1,
                              .script = LongReply(deltas),
@@ -799,7 +810,7 @@ void BM_CatchUpReader(benchmark::State& state) {
   CpuSample cpu = stack->Cpu();
   for (auto _ : state) {
     TimePoint t0 = SteadyClock::now();
-    ReadResult r = ReadAll(stack->sessions(), "c", /*follow=*/false);
+    ReadResult r = ReadAll(stack->sessions(), "c", /*follow=*/false, batch);
     if (!r.error.empty()) return state.SkipWithError(r.error.c_str());
     state.SetIterationTime(Seconds(r.last - t0));
     records += r.records;
@@ -987,11 +998,14 @@ void Register(bool smoke) {
       ->Unit(benchmark::kMicrosecond);
   for (auto* fn : {BM_OutputToReader, BM_CatchUpReader}) {
     const char* name = fn == BM_OutputToReader ? "BM_OutputToReader" : "BM_CatchUpReader";
-    auto* b = benchmark::RegisterBenchmark(name, fn)->ArgNames({"deltas", "unix"});
+    auto* b = benchmark::RegisterBenchmark(name, fn)->ArgNames({"deltas", "unix", "batch"});
     if (smoke) {
-      b->Args({2'000, 0})->Iterations(2);
+      b->Args({2'000, 0, 0})->Args({2'000, 0, 1})->Iterations(2);
     } else {
-      b->Args({20'000, 0})->Args({20'000, 1})->Iterations(fn == BM_OutputToReader ? 5 : 10);
+      for (int unix_socket : {0, 1}) {
+        for (int batch : {0, 1}) b->Args({20'000, unix_socket, batch});
+      }
+      b->Iterations(fn == BM_OutputToReader ? 5 : 10);
     }
     b->UseManualTime()->Unit(benchmark::kMillisecond);
   }

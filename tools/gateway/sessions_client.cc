@@ -71,6 +71,7 @@ class Reader final : public SessionsClient::ReadStream,
              std::shared_ptr<Reader> self) {
     self_ = std::move(self);
     request_ = std::move(request);
+    request_.set_batch(true);  // OnReadDone takes `records`
     if (!token.empty()) context_.AddMetadata("authorization", absl::StrCat("Bearer ", token));
     stub->async()->Read(&context_, &request_, this);
     StartRead(&response_);
@@ -82,8 +83,12 @@ class Reader final : public SessionsClient::ReadStream,
   void OnReadDone(bool ok) override {
     if (!ok) return;  // the stream is ending; OnDone says how
     std::weak_ptr<Reader> weak = self_;
-    asio::post(executor_, [weak, record = std::move(*response_.mutable_record())]() mutable {
-      if (std::shared_ptr<Reader> self = weak.lock(); self && self->on_record_) {
+    // An orchestrator from before `batch` answers with `record`.
+    if (response_.has_record()) *response_.add_records() = std::move(*response_.mutable_record());
+    asio::post(executor_, [weak, records = std::move(*response_.mutable_records())]() mutable {
+      for (v1::OutRecord& record : records) {
+        std::shared_ptr<Reader> self = weak.lock();
+        if (!self || !self->on_record_) return;
         self->on_record_(std::move(record));
       }
     });

@@ -44,9 +44,9 @@ class SessionsClient {
   asio::awaitable<absl::StatusOr<baton::v1::Session>> Close(baton::v1::CloseRequest request,
                                                             std::string token);
 
-  // A Read of `.out`. `on_record` gets each record, `on_end` the stream's end, once; both on the
-  // executor. Cancel() ends it early (on_end then gets CANCELLED). The stream keeps itself alive
-  // until on_end has run.
+  // A Read of `.out`, batched (several records per response). `on_record` gets each record,
+  // `on_end` the stream's end, once; both on the executor. Cancel() ends it early (on_end then gets
+  // CANCELLED). The stream keeps itself alive until on_end has run.
   class ReadStream {
    public:
     virtual ~ReadStream() = default;

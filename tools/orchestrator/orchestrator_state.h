@@ -249,6 +249,7 @@ class Orchestrator::Follower final : public grpc::ServerWriteReactor<v1::ReadRes
         session_(session),
         chat_id_(request.chat_id()),
         follow_(request.follow()),
+        batch_(request.batch()),
         expires_(expires),
         cursor_(std::max<int64_t>(0, request.after_seq())) {}
 
@@ -268,7 +269,8 @@ class Orchestrator::Follower final : public grpc::ServerWriteReactor<v1::ReadRes
   std::multimap<absl::Time, Follower*>::iterator expiry;
 
  private:
-  // Writes the page's next record; at its end, parks or queues the follower.
+  // Writes the page's next record (or, batched, its next records); at its end, parks or queues
+  // the follower.
   void WriteNext();
   // Under mu_, the page sent: waits on the chat when there is nothing to read and no reason to
   // end; back to the queue otherwise.
@@ -282,10 +284,12 @@ class Orchestrator::Follower final : public grpc::ServerWriteReactor<v1::ReadRes
   Session& session_;
   const std::string chat_id_;
   const bool follow_;
+  const bool batch_;          // several records per response (ReadRequest.batch)
   const absl::Time expires_;  // a chat token's expiry; InfiniteFuture for other callers
   int64_t cursor_;            // the last seq written
   std::vector<OutRow> page_;
-  size_t next_ = 0;
+  size_t next_ = 0;  // the page's first row not yet written
+  size_t end_ = 0;   // one past the last row of the write in flight
   v1::ReadResponse response_;
 };
 

@@ -95,6 +95,9 @@ absl::StatusOr<Json> RequestedPayload(const v1::CreateSessionRequest& request) {
 
 // `.out` records a Read takes from the store at a time.
 constexpr size_t kReadPage = 512;
+// A batched Read's response holds records up to this many bytes (or one larger record): a few
+// TCP segments, far under gRPC's 4 MiB message limit.
+constexpr size_t kBatchBytes = 64 * 1024;
 
 absl::Status TokenExpired() {
   return absl::Status(absl::StatusCode::kUnauthenticated, "chat token expired");
@@ -637,11 +640,19 @@ void Orchestrator::Follower::Fill() {
 
 void Orchestrator::Follower::WriteNext() {
   if (next_ < page_.size()) {
-    const OutRow& row = page_[next_];
-    if (!response_.mutable_record()->ParseFromString(row.record)) {
-      return End(absl::Status(absl::StatusCode::kDataLoss,
-                              absl::StrCat(".out record ", row.seq, " does not parse")));
-    }
+    response_.Clear();
+    end_ = next_;
+    size_t bytes = 0;
+    do {
+      const OutRow& row = page_[end_];
+      v1::OutRecord* record = batch_ ? response_.add_records() : response_.mutable_record();
+      if (!record->ParseFromString(row.record)) {
+        return End(absl::Status(absl::StatusCode::kDataLoss,
+                                absl::StrCat(".out record ", row.seq, " does not parse")));
+      }
+      bytes += row.record.size();
+      ++end_;
+    } while (batch_ && end_ < page_.size() && bytes + page_[end_].record.size() <= kBatchBytes);
     return StartWrite(&response_);  // OnWriteDone carries on, on a gRPC thread
   }
   page_.clear();
@@ -668,7 +679,8 @@ void Orchestrator::Follower::ParkOrQueue() {
 
 void Orchestrator::Follower::OnWriteDone(bool ok) {
   if (!ok) return End(absl::Status(absl::StatusCode::kCancelled, "the client went away"));
-  cursor_ = page_[next_++].seq;
+  cursor_ = page_[end_ - 1].seq;
+  next_ = end_;
   if (Expired()) return End(TokenExpired());
   WriteNext();
 }
