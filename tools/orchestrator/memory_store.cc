@@ -16,6 +16,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "hooks/status.h"
 #include "tools/orchestrator/store.h"
 
 namespace baton::orchestrator {
@@ -189,6 +190,12 @@ class MemoryStore final : public Store {
       runs_[it->second] = run;  // a replaced run keeps its place in the order
     }
     return absl::OkStatus();
+  }
+
+  absl::Status PutRunAndSession(const RunRow& run, const SessionRow& session) override
+      ABSL_LOCKS_EXCLUDED(mu_) {
+    BATON_RETURN_IF_ERROR(PutRun(run));
+    return PutSession(session);
   }
 
   absl::StatusOr<std::vector<RunRow>> ListRuns(const std::string& chat_id) override

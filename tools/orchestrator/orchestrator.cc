@@ -382,13 +382,16 @@ absl::Status Orchestrator::Boot(Session& session, BootTrigger trigger, std::stri
   row.previous_run_id = session.row.run_id;
   row.created_ms = UnixMs(clock_.Now());
   run->queued_at = clock_.Now();
-  absl::Status saved = store_.PutRun(row);
+  // The run and what its session says of it, in one commit.
+  SessionRow session_row = session.row;
+  session_row.run_id = row.run_id;
+  session_row.state = Word(SessionState::kLive);
+  session_row.runs += 1;
+  absl::Status saved = store_.PutRunAndSession(row, session_row);
   if (!saved.ok()) return saved;
-  session.row.run_id = row.run_id;
+  session.row = std::move(session_row);
   session.state = SessionState::kLive;
-  session.row.runs += 1;
   session.live_run = row.run_id;
-  SaveSession(session);
   queue_.push_back(row.run_id);
   live_runs_.Add(1);
   runs_[row.run_id] = std::move(run);

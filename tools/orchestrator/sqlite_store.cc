@@ -146,6 +146,13 @@ constexpr int64_t kSchemaVersion = std::size(kMigrations);
 
 constexpr absl::string_view kLeaseTokenCounter = "lease_token";
 constexpr absl::string_view kRunNumberCounter = "run_number";
+// How many values of a counter one commit reserves (SqliteStore::NextCounter).
+constexpr int64_t kCounterBlock = 64;
+
+// A counter's values reserved and not yet handed out: next..last.
+struct Counter {
+  int64_t next = 1, last = 0;
+};
 
 // ---- Errors
 
@@ -577,8 +584,9 @@ std::array<StatementSql, kStatementCount> StoreStatementSql() {
   s[kListChatRuns] = {"list chat runs", absl::StrCat("SELECT ", run_columns,
                                                      " FROM runs WHERE chat_id = ? ORDER BY ord")};
   s[kNextCounter] = {"advance counter",
-                     "INSERT INTO counters (name, value) VALUES (?, 1)"
-                     " ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING value"};
+                     "INSERT INTO counters (name, value) VALUES (?, ?)"
+                     " ON CONFLICT (name) DO UPDATE SET value = value + excluded.value"
+                     " RETURNING value"};
   s[kSnapshotVersion] = {"read snapshot version",
                          "SELECT version, message_count FROM snapshots WHERE chat_id = ?"};
   s[kPutSnapshotHeader] = {
@@ -821,6 +829,19 @@ class SqliteStore final : public Store {
     return query.Run();
   }
 
+  absl::Status PutRunAndSession(const RunRow& run, const SessionRow& session) override
+      ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    BATON_ASSIGN_OR_RETURN(Transaction transaction, BeginLocked());
+    Query put_run = Use(kPutRun, run.chat_id);
+    BindColumns(put_run, run, kRunColumns);
+    BATON_RETURN_IF_ERROR(put_run.Run());
+    Query put_session = Use(kPutSession, session.chat_id);
+    BindColumns(put_session, session, kSessionColumns);
+    BATON_RETURN_IF_ERROR(put_session.Run());
+    return transaction.Commit();
+  }
+
   absl::StatusOr<std::vector<RunRow>> ListRuns(const std::string& chat_id) override
       ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock lock(&mu_);
@@ -834,11 +855,11 @@ class SqliteStore final : public Store {
   }
 
   absl::StatusOr<int64_t> NextLeaseToken() override ABSL_LOCKS_EXCLUDED(mu_) {
-    return NextCounter(kLeaseTokenCounter);
+    return NextCounter(lease_tokens_, kLeaseTokenCounter);
   }
 
   absl::StatusOr<int64_t> NextRunNumber() override ABSL_LOCKS_EXCLUDED(mu_) {
-    return NextCounter(kRunNumberCounter);
+    return NextCounter(run_numbers_, kRunNumberCounter);
   }
 
  private:
@@ -871,18 +892,25 @@ class SqliteStore final : public Store {
     return ReadColumns(query, kInColumns);
   }
 
-  // One statement in autocommit mode: the increment is atomic and durable on its own.
-  absl::StatusOr<int64_t> NextCounter(absl::string_view name) ABSL_LOCKS_EXCLUDED(mu_) {
+  // Values are reserved kCounterBlock at a time, by one statement in autocommit mode (atomic
+  // and durable on its own), and handed out from memory: one commit per block, not per value.
+  // What a process reserved and did not hand out is skipped after a restart, so the values have
+  // gaps but never repeat, and another process on the file reserves blocks of its own.
+  absl::StatusOr<int64_t> NextCounter(Counter& counter, absl::string_view name)
+      ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock lock(&mu_);
-    Query query = Use(kNextCounter);
-    query.Bind(name);
-    BATON_ASSIGN_OR_RETURN(bool has_row, query.Step());
-    if (!has_row) {
-      return absl::InternalError(absl::StrCat("sqlite advance counter '", name, "': no value"));
+    if (counter.next > counter.last) {
+      Query query = Use(kNextCounter);
+      query.Bind(name).Bind(kCounterBlock);
+      BATON_ASSIGN_OR_RETURN(bool has_row, query.Step());
+      if (!has_row) {
+        return absl::InternalError(absl::StrCat("sqlite advance counter '", name, "': no value"));
+      }
+      counter.last = query.Int(0);
+      BATON_RETURN_IF_ERROR(query.Run());  // the implicit transaction commits at the end
+      counter.next = counter.last - kCounterBlock + 1;
     }
-    const int64_t value = query.Int(0);
-    BATON_RETURN_IF_ERROR(query.Run());  // the implicit transaction commits at the end
-    return value;
+    return counter.next++;
   }
 
   const std::string path_;  // as given to OpenSqliteStore()
@@ -894,6 +922,8 @@ class SqliteStore final : public Store {
   ConnectionPtr db_ ABSL_GUARDED_BY(mu_);
   TransactionStatements transaction_ ABSL_GUARDED_BY(mu_);
   StoreStatements statements_ ABSL_GUARDED_BY(mu_);
+  Counter lease_tokens_ ABSL_GUARDED_BY(mu_);
+  Counter run_numbers_ ABSL_GUARDED_BY(mu_);
 };
 
 // ---- Opening

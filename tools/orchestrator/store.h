@@ -166,12 +166,15 @@ class Store {
 
   // Inserts or replaces the run row (keyed by run_id).
   virtual absl::Status PutRun(const RunRow& run) = 0;
+  // Inserts or replaces both rows in one transaction (a boot: the new run and its session).
+  virtual absl::Status PutRunAndSession(const RunRow& run, const SessionRow& session) = 0;
   // Every run (chat_id empty) or the chat's runs, oldest first.
   virtual absl::StatusOr<std::vector<RunRow>> ListRuns(const std::string& chat_id) = 0;
 
-  // The next fencing token: larger than every token returned before, across restarts.
+  // The next fencing token: larger than every token this store returned before, across restarts
+  // (a restart may skip some).
   virtual absl::StatusOr<int64_t> NextLeaseToken() = 0;
-  // The next run number (for run ids), across restarts.
+  // The next run number (for run ids), never one returned before, across restarts.
   virtual absl::StatusOr<int64_t> NextRunNumber() = 0;
 };
 
