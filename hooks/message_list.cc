@@ -17,8 +17,10 @@ MessageList::MessageList(Json&& messages) {
   for (Json& m : messages) own_.push_back(std::move(m));
 }
 
-MessageList::MessageList(std::shared_ptr<const Messages> shared, size_t count)
+MessageList::MessageList(std::shared_ptr<const Messages> shared, size_t count,
+                         std::shared_ptr<MessageMemo> memo)
     : shared_(std::move(shared)),
+      memo_(std::move(memo)),
       count_(shared_ == nullptr ? 0 : std::min(count, shared_->size())) {}
 
 Json& MessageList::MutableBack() {

@@ -5,18 +5,32 @@
 // run's transcript (the chat's history, never changed while a list refers to it) and the
 // messages added to this copy (a turn's steps). It reads like a Json array: size(), operator[],
 // back(), iteration; ToJson() or `Json j = list` makes one.
+//
+// The shared prefix may come with a MessageMemo: what a model provider made of those messages
+// for an earlier call (their request bytes), kept so the next call makes only the new ones.
 #ifndef BATON_HOOKS_MESSAGE_LIST_H_
 #define BATON_HOOKS_MESSAGE_LIST_H_
 
 #include <cstddef>
 #include <iterator>
 #include <memory>
+#include <mutex>
+#include <string>
 #include <utility>
 #include <vector>
 
 #include "hooks/json.h"
 
 namespace baton {
+
+// A provider's request bytes for each message of a shared prefix, made as calls need them. The
+// prefix's owner drops the pieces of messages it replaces; a reader takes `mu` while it reads or
+// fills them.
+struct MessageMemo {
+  std::mutex mu;
+  std::string owner;                // whose pieces these are (a provider's name); another clears
+  std::vector<std::string> pieces;  // pieces[i]: message i's, "" when not made yet
+};
 
 class MessageList {
  public:
@@ -26,14 +40,17 @@ class MessageList {
   // The messages of a Json array, copied once; anything but an array makes an empty list.
   MessageList(const Json& messages);  // NOLINT(google-explicit-constructor): reads as an array
   MessageList(Json&& messages);       // NOLINT(google-explicit-constructor)
-  // The first `count` messages of `shared`, which no one may change while a list refers to it.
-  MessageList(std::shared_ptr<const Messages> shared, size_t count);
+  // The first `count` messages of `shared`, which no one may change while a list refers to it,
+  // and the memo kept with them, if any.
+  MessageList(std::shared_ptr<const Messages> shared, size_t count,
+              std::shared_ptr<MessageMemo> memo = nullptr);
   MessageList(const MessageList&) = default;
   MessageList& operator=(const MessageList&) = default;
   // A list moved from is empty.
   MessageList(MessageList&& other) noexcept { *this = std::move(other); }
   MessageList& operator=(MessageList&& other) noexcept {
     shared_ = std::move(other.shared_);
+    memo_ = std::move(other.memo_);
     count_ = std::exchange(other.count_, 0);
     own_ = std::move(other.own_);
     other.own_.clear();
@@ -53,6 +70,8 @@ class MessageList {
   // How many of the first messages are the shared prefix's (the rest are this copy's own).
   size_t shared_count() const { return count_; }
   const std::shared_ptr<const Messages>& shared() const { return shared_; }
+  // The memo of the shared prefix's messages, or null.
+  MessageMemo* memo() const { return memo_.get(); }
 
   Json ToJson() const;
 
@@ -89,7 +108,8 @@ class MessageList {
 
  private:
   std::shared_ptr<const Messages> shared_;
-  size_t count_ = 0;  // of *shared_
+  std::shared_ptr<MessageMemo> memo_;  // of *shared_'s messages
+  size_t count_ = 0;                   // of *shared_
   Messages own_;
 };
 

@@ -10,6 +10,9 @@
 // OpenAI Chat Completions: the system prompt is the first message; tool calls are
 // `assistant.tool_calls` with arguments as a JSON string (`{}` when empty); each result is a
 // `role: "tool"` message with string content, in call order.
+//
+// Every call sends the whole history; its bytes are made once per message and kept (see the
+// *RequestBody functions), so a call's cost follows what the turn added, not the chat's length.
 #ifndef BATON_RUNTIME_MODEL_PROVIDER_REQUESTS_H_
 #define BATON_RUNTIME_MODEL_PROVIDER_REQUESTS_H_
 
@@ -33,8 +36,15 @@ struct OpenAiRequestOptions {
   bool include_usage = true;  // stream_options.include_usage; some compatible servers refuse it
 };
 
+// The request as a JSON tree.
 Json BuildAnthropicRequest(const ModelCall& call, const AnthropicRequestOptions& options);
 Json BuildOpenAiRequest(const ModelCall& call, const OpenAiRequestOptions& options);
+
+// The request body: the same bytes as DumpJson of the tree, put together from each message's
+// bytes. Those of the messages' shared prefix are kept in its memo (MessageList::memo), so a
+// call makes only the bytes of the messages added since the last one; the rest is copying.
+std::string AnthropicRequestBody(const ModelCall& call, const AnthropicRequestOptions& options);
+std::string OpenAiRequestBody(const ModelCall& call, const OpenAiRequestOptions& options);
 
 }  // namespace baton
 

@@ -252,7 +252,7 @@ HttpRequest AnthropicModel::BuildRequest(const ModelCall& call) const {
     request.headers.push_back(anthropic_.bearer_auth ? absl::StrCat("authorization: Bearer ", key_)
                                                      : absl::StrCat("x-api-key: ", key_));
   }
-  request.body = DumpJson(BuildAnthropicRequest(call, anthropic_.request));
+  request.body = AnthropicRequestBody(call, anthropic_.request);
   return request;
 }
 
@@ -269,7 +269,7 @@ HttpRequest OpenAiModel::BuildRequest(const ModelCall& call) const {
   HttpRequest request = BaseRequest("https://api.openai.com/v1", "/chat/completions");
   // Compatible local servers need no key; OpenAI itself answers 401 without one.
   if (!key_.empty()) request.headers.push_back(absl::StrCat("authorization: Bearer ", key_));
-  request.body = DumpJson(BuildOpenAiRequest(call, openai_.request));
+  request.body = OpenAiRequestBody(call, openai_.request);
   return request;
 }
 

@@ -1,6 +1,7 @@
 #include "runtime/transcript/accumulator.h"
 
 #include <algorithm>
+#include <mutex>
 #include <optional>
 #include <utility>
 
@@ -161,12 +162,22 @@ void Accumulator::Replace(std::vector<Json> ui_messages) {
 void Accumulator::Refresh(Flat& flat, size_t& fresh, bool for_provider) const {
   if (fresh == model_.size() && flat.ends.size() == fresh) return;
   size_t keep = fresh == 0 ? 0 : flat.ends[fresh - 1];
-  if (flat.messages.use_count() > 1) {
-    // A list made before still refers to it: that one stays as it was, this one is new.
+  if (flat.messages.use_count() > 1 || flat.memo.use_count() > 1) {
+    // A list made before still refers to it: that one stays as it was, this one is new, with the
+    // pieces of the messages it keeps.
     flat.messages =
         std::make_shared<std::vector<Json>>(flat.messages->begin(), flat.messages->begin() + keep);
+    if (flat.memo != nullptr) {
+      auto memo = std::make_shared<MessageMemo>();
+      std::lock_guard<std::mutex> lock(flat.memo->mu);
+      memo->owner = flat.memo->owner;
+      size_t kept = std::min(keep, flat.memo->pieces.size());
+      memo->pieces.assign(flat.memo->pieces.begin(), flat.memo->pieces.begin() + kept);
+      flat.memo = std::move(memo);
+    }
   } else {
     flat.messages->resize(keep);
+    if (flat.memo != nullptr && flat.memo->pieces.size() > keep) flat.memo->pieces.resize(keep);
   }
   flat.ends.resize(fresh);
   for (size_t i = fresh; i < model_.size(); ++i) {
@@ -188,8 +199,9 @@ MessageList Accumulator::ModelLane() const {
 }
 
 MessageList Accumulator::ProviderLane() const {
+  if (provider_flat_.memo == nullptr) provider_flat_.memo = std::make_shared<MessageMemo>();
   Refresh(provider_flat_, provider_fresh_, true);
-  return MessageList(provider_flat_.messages, provider_flat_.messages->size());
+  return MessageList(provider_flat_.messages, provider_flat_.messages->size(), provider_flat_.memo);
 }
 
 Json Accumulator::ModelMessages() const { return ModelLane().ToJson(); }

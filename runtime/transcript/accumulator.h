@@ -74,6 +74,8 @@ class Accumulator {
   struct Flat {
     std::shared_ptr<std::vector<Json>> messages = std::make_shared<std::vector<Json>>();
     std::vector<size_t> ends;  // ends[i]: messages.size() once segment i is in
+    // The provider's request bytes of `messages` (the provider lane's only), handed out with it.
+    std::shared_ptr<MessageMemo> memo;
   };
 
   void Set(size_t index, Json message);

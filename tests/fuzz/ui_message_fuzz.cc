@@ -8,7 +8,8 @@
 //   - a user message added twice is a duplicate the second time;
 //   - the reducer keeps a message with a parts array whatever it started from;
 //   - the accumulator's lanes, kept up to date as messages come, equal the ones made from its UI
-//     messages from scratch, and a lane taken earlier never changes after.
+//     messages from scratch, and a lane taken earlier never changes after;
+//   - a provider request body put together from kept pieces is the dumped request tree.
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -113,5 +114,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   call.messages = acc.ModelLane();
   (void)baton::BuildAnthropicRequest(call, {.model = "m"});
   (void)baton::BuildOpenAiRequest(call, {.model = "m"});
+  // A body put together from kept pieces is the dumped tree, whatever the history: with the
+  // provider lane's memo cold, then warm, then with a message of the call's own after it.
+  baton::MessageList lane = acc.ProviderLane();
+  for (int round = 0; round < 3; ++round) {
+    call.messages = lane;
+    if (round == 2 && !lane.empty()) call.messages.push_back(lane[0]);
+    if (baton::AnthropicRequestBody(call, {.model = "m"}) !=
+            baton::DumpJson(baton::BuildAnthropicRequest(call, {.model = "m"})) ||
+        baton::OpenAiRequestBody(call, {.model = "m"}) !=
+            baton::DumpJson(baton::BuildOpenAiRequest(call, {.model = "m"}))) {
+      __builtin_trap();
+    }
+  }
   return 0;
 }

@@ -6,6 +6,10 @@
 //                                   deltas), through HttpClient, the decoder and the step loop
 //                                   to emitted UI chunks; CPU time of the worker's loop thread
 //                                   per chunk (fake-llm runs on its own thread, not counted)
+//   BM_RequestBody/provider/turns/kept
+//                                   one model call's request body at step 2 of turn `turns` of
+//                                   BM_ChatTurns' chat: the request tree dumped (kept 0) or put
+//                                   together from the pieces kept with the lane (kept 1): MB/s
 #include <optional>
 #include <string>
 #include <vector>
@@ -15,6 +19,7 @@
 #include "asio/io_context.hpp"
 #include "benchmark/benchmark.h"
 #include "runtime/model/http_client.h"
+#include "runtime/model/provider_requests.h"
 #include "runtime/model/provider_streams.h"
 #include "runtime/model/providers.h"
 #include "runtime/model/sse_parser.h"
@@ -137,6 +142,68 @@ void BM_StreamedChunk(benchmark::State& state) {
   http.reset();
 }
 BENCHMARK(BM_StreamedChunk)->Unit(benchmark::kMillisecond);
+
+// The provider lane of BM_ChatTurns' chat after `turns` tool turns: per turn the question, step
+// 1 (text and a lookup call), the tool's result and step 2's twenty words.
+std::vector<Json> ChatHistory(int turns) {
+  std::vector<Json> out;
+  std::string words;
+  for (int w = 0; w < 20; ++w) absl::StrAppend(&words, "w", w / 10, w % 10, " ");
+  for (int t = 1; t <= turns; ++t) {
+    std::string call_id = absl::StrCat("call-", t), key = absl::StrCat("k", t);
+    out.push_back({{"role", "user"},
+                   {"content", {{{"type", "text"}, {"text", "What is the value for my key?"}}}}});
+    out.push_back({{"role", "assistant"},
+                   {"content",
+                    {{{"type", "text"}, {"text", "Let me check."}},
+                     {{"type", "tool-call"},
+                      {"toolCallId", call_id},
+                      {"toolName", "lookup"},
+                      {"input", {{"key", key}}}}}}});
+    Json value = {{"key", key}, {"value", "v-" + key}, {"found", true}};
+    Json result = {{"type", "tool-result"},
+                   {"toolCallId", call_id},
+                   {"toolName", "lookup"},
+                   {"output", {{"type", "json"}, {"value", value}}}};
+    out.push_back({{"role", "tool"}, {"content", Json::array({result})}});
+    if (t < turns)
+      out.push_back({{"role", "assistant"}, {"content", {{{"type", "text"}, {"text", words}}}}});
+  }
+  return out;
+}
+
+void BM_RequestBody(benchmark::State& state) {
+  const bool openai = state.range(0) == 1;
+  const bool kept = state.range(2) == 1;
+  std::vector<Json> history = ChatHistory(static_cast<int>(state.range(1)));
+  // The turn's step 1 and tool result are the step loop's own; the rest is the lane's, whose
+  // pieces an earlier call made.
+  auto shared = std::make_shared<MessageList::Messages>(history.begin(), history.end() - 2);
+  ModelCall call;
+  call.system = "You look up values.";
+  call.tools = Json::parse(R"([{"name":"lookup","description":"Looks up a key.","inputSchema":
+    {"type":"object","properties":{"key":{"type":"string"}},"required":["key"],
+     "additionalProperties":false}}])");
+  call.messages = MessageList(shared, shared->size(), std::make_shared<MessageMemo>());
+  call.messages.push_back(history[history.size() - 2]);
+  call.messages.push_back(history.back());
+  auto body = [&] {
+    if (kept) {
+      return openai ? OpenAiRequestBody(call, {.model = "m"})
+                    : AnthropicRequestBody(call, {.model = "m"});
+    }
+    return openai ? DumpJson(BuildOpenAiRequest(call, {.model = "m"}))
+                  : DumpJson(BuildAnthropicRequest(call, {.model = "m"}));
+  };
+  size_t bytes = body().size();  // the earlier call
+  for (auto _ : state) benchmark::DoNotOptimize(body());
+  state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(bytes));
+  state.counters["body_bytes"] = double(bytes);
+}
+BENCHMARK(BM_RequestBody)
+    ->ArgNames({"openai", "turns", "kept"})
+    ->ArgsProduct({{0, 1}, {10, 200}, {0, 1}})
+    ->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 }  // namespace baton

@@ -2,7 +2,13 @@
 // vectors (V3, V4, V5, V10, V12).
 #include "runtime/model/provider_requests.h"
 
+#include <memory>
+#include <string>
+#include <vector>
+
 #include "gtest/gtest.h"
+#include "hooks/messages.h"
+#include "runtime/transcript/accumulator.h"
 
 namespace baton {
 namespace {
@@ -108,6 +114,135 @@ TEST(OpenAiRequest, StreamOptionsCanBeLeftOutForServersThatRefuseThem) {
   EXPECT_FALSE(r.contains("stream_options"));
   EXPECT_EQ(r["max_completion_tokens"], 64);
   EXPECT_EQ(r["messages"][0]["content"], "hi");
+}
+
+// Histories that exercise every kind of piece: system messages between turns, a tool message
+// after another (its results go first in the open user turn), a user turn after results,
+// assistant messages with nothing a provider takes, text that needs escaping, bytes that are
+// not UTF-8, a tool message that is not an array.
+std::vector<Json> Histories() {
+  std::vector<Json> out;
+  out.push_back(SecondStep(R"({"type":"json","value":{"tempC":4}})").messages.ToJson());
+  out.push_back(Json::parse(R"([
+    {"role":"system","content":"Be brief."},
+    {"role":"user","content":"plain string"},
+    {"role":"user","content":[{"type":"text","text":"two"},{"type":"text","text":"parts"},
+      {"type":"image","data":"ignored"}]},
+    {"role":"assistant","content":[{"type":"reasoning","text":"unsigned"}]},
+    {"role":"assistant","content":""},
+    {"role":"assistant","content":[{"type":"tool-call","toolCallId":"a","toolName":"t","input":{"k":[1,2]}},
+      {"type":"tool-call","toolCallId":"b","toolName":"t","input":"not an object"}]},
+    {"role":"tool","content":[{"type":"tool-result","toolCallId":"a","output":{"type":"text","value":"A"}}]},
+    {"role":"tool","content":[{"type":"tool-result","toolCallId":"b","output":{"type":"execution-denied"}},
+      {"type":"other"}]},
+    {"role":"tool","content":"not an array"},
+    {"role":"system","content":["not a string"]},
+    {"role":"user","content":[{"type":"text","text":"quote \" slash \\ tab \t nl \n ctl \u0001 é 😀"}]},
+    {"role":"system","content":"Second system."},
+    {"role":"assistant","content":[{"type":"reasoning","text":"r","providerOptions":{"anthropic":{"redactedData":"xyz"}}},
+      {"type":"text","text":"done"}]},
+    {"role":"mystery","content":"skipped"}])"));
+  Json bad_utf8 = Json::array();
+  bad_utf8.push_back({{"role", "user"}, {"content", std::string("bad \xff\xfe byte")}});
+  bad_utf8.push_back({{"role", "assistant"}, {"content", std::string("trail \xc3")}});
+  out.push_back(bad_utf8);
+  out.push_back(Json::array());
+  return out;
+}
+
+// The body from pieces is the tree's bytes: with no memo, with a memo made by this call, with
+// one made by an earlier call, with one made for the other provider, and with messages of the
+// call's own after the shared ones.
+TEST(RequestBody, IsTheDumpedTreeForEveryHistoryMemoAndOption) {
+  const AnthropicRequestOptions anthropic[] = {
+      {.model = "m"}, {.model = "m", .max_tokens = 2000, .thinking_budget = 1024}};
+  const OpenAiRequestOptions openai[] = {
+      {.model = "m"}, {.model = "m", .max_completion_tokens = 64, .include_usage = false}};
+  for (const Json& history : Histories()) {
+    for (bool system : {false, true}) {
+      for (bool tools : {false, true}) {
+        auto shared = std::make_shared<MessageList::Messages>(history.begin(), history.end());
+        auto memo = std::make_shared<MessageMemo>();
+        for (size_t count : {size_t{0}, history.size() / 2, history.size()}) {
+          ModelCall call = SecondStep("1");
+          if (!system) call.system.clear();
+          if (!tools) call.tools = Json::array();
+          for (MessageList messages : {MessageList(history), MessageList(shared, count, memo),
+                                       MessageList(shared, count, memo)}) {
+            for (size_t i = count; messages.size() < history.size(); ++i) {
+              messages.push_back(history[i]);
+            }
+            call.messages = messages;
+            for (const AnthropicRequestOptions& o : anthropic) {
+              ASSERT_EQ(AnthropicRequestBody(call, o), DumpJson(BuildAnthropicRequest(call, o)))
+                  << history.dump() << " shared " << count;
+            }
+            for (const OpenAiRequestOptions& o : openai) {
+              ASSERT_EQ(OpenAiRequestBody(call, o), DumpJson(BuildOpenAiRequest(call, o)))
+                  << history.dump() << " shared " << count;
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// The transcript keeps a provider's pieces with its provider lane, drops those of a message it
+// replaces or removes, and a lane taken before a change keeps its own: each body is the bytes
+// of the lane it was made from.
+TEST(RequestBody, KeptPiecesFollowTheTranscriptsChanges) {
+  Accumulator acc;
+  auto check = [](const MessageList& lane) {
+    ModelCall call;
+    call.messages = lane;
+    EXPECT_EQ(AnthropicRequestBody(call, {.model = "m"}),
+              DumpJson(BuildAnthropicRequest(call, {.model = "m"})));
+    EXPECT_EQ(OpenAiRequestBody(call, {.model = "m"}),
+              DumpJson(BuildOpenAiRequest(call, {.model = "m"})));
+    EXPECT_EQ(AnthropicRequestBody(call, {.model = "m"}),
+              DumpJson(BuildAnthropicRequest(call, {.model = "m"})));
+  };
+  acc.Add(UserMessage("u1", "hi"));
+  acc.PutResponse(Json::parse(
+      R"({"id":"R1","role":"assistant","parts":[{"type":"text","text":"first","state":"done"}]})"));
+  MessageList before = acc.ProviderLane();
+  check(before);
+  ASSERT_NE(before.memo(), nullptr);
+  EXPECT_EQ(before.memo()->pieces.size(), 2u);
+  EXPECT_EQ(before.memo()->owner, "anthropic");
+
+  // The answer is replaced in place while `before` is still held: a new lane, its own memo.
+  acc.PutResponse(Json::parse(
+      R"({"id":"R1","role":"assistant","parts":[{"type":"text","text":"second","state":"done"}]})"));
+  MessageList after = acc.ProviderLane();
+  EXPECT_NE(after.memo(), before.memo());
+  check(after);
+  check(before);
+  {
+    ModelCall call;
+    call.messages = after;
+    EXPECT_NE(AnthropicRequestBody(call, {.model = "m"}).find("second"), std::string::npos);
+  }
+
+  // With no earlier lane held, the memo is cut back in place and made again from the change.
+  const MessageMemo* kept = after.memo();
+  before = MessageList();
+  after = MessageList();
+  acc.PutResponse(Json::parse(
+      R"({"id":"R1","role":"assistant","parts":[{"type":"text","text":"third","state":"done"}]})"));
+  acc.Add(UserMessage("u2", "more"));
+  MessageList third = acc.ProviderLane();
+  EXPECT_EQ(third.memo(), kept);
+  check(third);
+  ModelCall call;
+  call.messages = third;
+  std::string body = OpenAiRequestBody(call, {.model = "m"});
+  EXPECT_NE(body.find("third"), std::string::npos);
+  EXPECT_EQ(body.find("second"), std::string::npos);
+  acc.PopToLastUser();
+  acc.Replace({UserMessage("u9", "fresh start")});
+  check(acc.ProviderLane());
 }
 
 }  // namespace
