@@ -16,8 +16,8 @@
 //   BM_GatewayReaders         records/s through baton-gateway to 1 and to 1,000 SSE readers
 //   BM_GatewayIdleStreams     baton-gateway RSS and threads with N idle SSE responses open
 //
-// BATON_BENCH_ORCHESTRATOR=<path> runs another baton-orchestrator binary (an older build, to
-// compare against).
+// BATON_BENCH_ORCHESTRATOR=<path> and BATON_BENCH_WORKER=<path> run another baton-orchestrator
+// or baton-worker binary (an older build, to compare against).
 //
 // The worker reports lifecycle points as JSON lines on its --hook_log, a FIFO read here by a
 // thread that stamps each line with the time read() returned it. Every wait is on an event (a
@@ -324,6 +324,13 @@ class HookLog {
 
 // ---- the stack ---------------------------------------------------------------------------------
 
+// The binary named by the environment variable `name` (another build's, to compare), or
+// `built`, this build's.
+std::string BinaryOr(const char* name, const char* built) {
+  const char* binary = std::getenv(name);
+  return binary != nullptr && *binary != '\0' ? std::string(binary) : std::string(built);
+}
+
 struct StackOptions {
   bool unix_socket = false;  // orchestrator, worker and this client over a Unix socket
   Json script;               // fake-llm's script (docs/fake-llm.md)
@@ -357,10 +364,8 @@ class Stack {
                                              : std::string("127.0.0.1:0");
     // The orchestrator takes as many runs on the worker as the worker announces: the bench
     // measures the stack at the worker's capacity, not at the orchestrator's default cap.
-    const char* binary = std::getenv("BATON_BENCH_ORCHESTRATOR");
     std::vector<std::string> argv = {
-        binary != nullptr && *binary != '\0' ? std::string(binary)
-                                             : std::string(BATON_ORCHESTRATOR_BINARY),
+        BinaryOr("BATON_BENCH_ORCHESTRATOR", BATON_ORCHESTRATOR_BINARY),
         absl::StrCat("--listen=", listen), absl::StrCat("--db=", stack->dir_, "/baton.db"),
         absl::StrCat("--max_runs_per_worker=", options.capacity)};
     for (const std::string& f : options.orchestrator_flags) argv.push_back(f);
@@ -379,7 +384,7 @@ class Stack {
     stack->sessions_ = v1::Sessions::NewStub(stack->channel_);
 
     stack->hooks_ = std::make_unique<HookLog>(stack->dir_ + "/hooks");
-    argv = {BATON_WORKER_BINARY,
+    argv = {BinaryOr("BATON_BENCH_WORKER", BATON_WORKER_BINARY),
             absl::StrCat("--orchestrator=", stack->address_),
             "--worker_id=bench-worker",
             absl::StrCat("--capacity=", options.capacity),
@@ -743,7 +748,8 @@ ReadResult ReadAll(v1::Sessions::Stub& sessions, const std::string& chat_id, boo
   while (!complete && reader->Read(&response)) {
     result.last = SteadyClock::now();
     if (result.records == 0) result.first = result.last;
-    if (!batch) *response.add_records() = std::move(*response.mutable_record());
+    // Unbatched, or an orchestrator from before `batch`: the record is in `record`.
+    if (response.has_record()) *response.add_records() = std::move(*response.mutable_record());
     for (const v1::OutRecord& r : response.records()) {
       ++result.records;
       complete = follow && r.has_control() && r.control().subtype() == "turn-complete";
