@@ -24,6 +24,19 @@
 namespace baton {
 namespace {
 
+// Whether a snapshot entry is what ChatRun::MakeSnapshot writes for the message it holds: an
+// object of "id" (the message's), "final" and "message", in that order. Its "final" is checked
+// against the restored run's unfinished messages by the caller.
+bool IsStoredEntry(const Json& e) {
+  if (!e.is_object() || e.size() != 3) return false;
+  auto it = e.begin();
+  if (it.key() != "id" || !it->is_string()) return false;
+  const Json& id = *it;
+  if ((++it).key() != "final" || !it->is_boolean()) return false;
+  if ((++it).key() != "message") return false;
+  return id.get_ref<const std::string&>() == MessageId(*it);
+}
+
 Json Ids(const std::vector<Json>& messages) {
   Json ids = Json::array();
   for (const Json& m : messages) ids.push_back(MessageId(m));
@@ -332,20 +345,32 @@ asio::awaitable<void> ChatRun::Main() {
 }
 
 void ChatRun::RestoreSnapshot() {
-  const Json& snap = boot_.snapshot;
+  Json& snap = boot_.snapshot;
+  Json* entries = nullptr;
+  if (snap.is_object()) {
+    auto found = snap.find("messages");
+    if (found != snap.end() && found->is_array()) entries = &*found;
+  }
+  // The messages are moved out of the boot request (nothing reads them there again). When every
+  // entry is what MakeSnapshot writes for the message it holds, the transcript restored is the
+  // stored snapshot and the run's first save need not rewrite it: a run booted for each message
+  // of a chat that suspends between turns then saves what its turn changed, not the whole chat.
   std::vector<Json> messages;
-  if (const Json* entries = FindField(snap, "messages"); entries && entries->is_array()) {
-    for (const Json& e : *entries) {
-      if (e.contains("message")) messages.push_back(e["message"]);
+  bool as_stored = entries != nullptr;
+  std::vector<std::pair<std::string, bool>> finals;  // of entries as_stored: id, "final"
+  if (entries != nullptr) {
+    for (Json& e : *entries) {
+      if (!BoolField(e, "final", true)) unfinished_.insert(StringField(e, "id"));
+      as_stored = as_stored && IsStoredEntry(e);
+      if (as_stored) finals.emplace_back(StringField(e, "id"), BoolField(e, "final", true));
+      if (e.is_object() && e.contains("message")) messages.push_back(std::move(e["message"]));
     }
   }
   acc_.Replace(std::move(messages));
-  if (const Json* entries = FindField(snap, "messages"); entries && entries->is_array()) {
-    for (const Json& e : *entries) {
-      if (!BoolField(e, "final", true)) unfinished_.insert(StringField(e, "id"));
-    }
+  for (const auto& [id, final] : finals) {
+    as_stored = as_stored && final == (unfinished_.count(id) == 0);
   }
-  MarkRestoredSaved();
+  if (as_stored) acc_.MarkSaved();
   last_turn_complete_ = IntField(snap, "lastOutEventId");
   chat_started_ = BoolField(snap, "chatStarted");
   if (boot_.resume) {
@@ -359,20 +384,6 @@ void ChatRun::RestoreSnapshot() {
         total_usage_.output_tokens = out->get<int64_t>();
     }
   }
-}
-
-void ChatRun::MarkRestoredSaved() {
-  // When the transcript's entries are exactly the boot snapshot's, the run's first save need
-  // not rewrite them: a run booted for each message of a chat that suspends between turns then
-  // saves what its turn changed, not the whole chat. Otherwise (an entry skipped, an id or a
-  // "final" that does not match) its first save is whole.
-  const Json* entries = FindField(boot_.snapshot, "messages");
-  if (entries == nullptr || !entries->is_array() || entries->size() != acc_.ui().size()) return;
-  SnapshotUpdate current = MakeSnapshot(std::nullopt);
-  for (size_t i = 0; i < current.count; ++i) {
-    if (current.entry(i) != (*entries)[i]) return;
-  }
-  acc_.MarkSaved();
 }
 
 SnapshotUpdate ChatRun::MakeSnapshot(std::optional<Json> suspended) const {

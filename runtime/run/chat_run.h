@@ -172,9 +172,6 @@ class ChatRun : public std::enable_shared_from_this<ChatRun> {
   // Writes a `retract` of the answer `message_id` whose `start` is at `.out` seq `from_seq`.
   void WriteRetract(const std::string& message_id, int64_t from_seq);
   SnapshotUpdate MakeSnapshot(std::optional<Json> suspended) const;
-  // After RestoreSnapshot: the restored entries count as saved when they are the boot
-  // snapshot's exactly.
-  void MarkRestoredSaved();
   int64_t WriteTurnComplete(bool closed, const std::string& close_reason);
   void Observe(std::string_view hook, const std::function<Json()>& args);
 

@@ -612,7 +612,7 @@ void Worker::OnAssign(const v1::AssignRun& assign) {
   slot->next_out = slot->sent_out = slot->acked_out = assign.out_seq();
   slot->snapshot_version = assign.snapshot_version();
   // The run's first save may be a delta on the stored snapshot it booted from: the run counts
-  // restored entries as saved only when they are that snapshot's exactly (MarkRestoredSaved).
+  // restored entries as saved only when they are that snapshot's exactly (RestoreSnapshot).
   slot->whole_next = assign.snapshot_version() == 0;
   slot->delivered_in = std::max(slot->delivered_in, SnapshotInSeq(boot->snapshot));
   Slot* s = slot.get();

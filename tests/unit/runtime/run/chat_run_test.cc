@@ -471,7 +471,10 @@ class ChatRunRecovery : public ::testing::Test {
       out_.push_back(r);
       return r.seq;
     };
-    host.save_snapshot = [this](const SnapshotUpdate& s) { snapshot_ = s.Whole(); };
+    host.save_snapshot = [this](const SnapshotUpdate& s) {
+      snapshot_ = s.Whole();
+      unchanged_.push_back(s.unchanged);
+    };
     host.finished = [this](const RunOutcome& o) { outcome_ = o; };
     host.observe = [this](std::string_view hook, const Json& args) {
       hooks_.push_back(Json{{"hook", hook}, {"args", args}});
@@ -517,6 +520,7 @@ class ChatRunRecovery : public ::testing::Test {
   BootRequest boot_;
   std::vector<OutRecord> out_;
   Json snapshot_;
+  std::vector<size_t> unchanged_;  // each save's entries kept from the one before
   std::optional<RunOutcome> outcome_;
   std::vector<Json> hooks_;
   std::shared_ptr<ChatRun> run_;
@@ -526,6 +530,45 @@ class ChatRunRecovery : public ::testing::Test {
     return boot_.out_tail.empty() ? 11 : boot_.out_tail.back().seq + 1;
   }
 };
+
+// A continuation restored from a stored snapshot counts its entries as saved: its first save
+// keeps them and writes only what its turn added.
+TEST_F(ChatRunRecovery, TheFirstSaveAfterARestoreKeepsTheStoredEntries) {
+  model_->Push(ScriptedModel::Text("for u1"));
+  Pending(2, "u1");
+  Start();
+  EXPECT_THAT(SnapshotIds(), ElementsAre("u0", "R0", "u1", "msg_new"));
+  ASSERT_FALSE(unchanged_.empty());
+  EXPECT_EQ(unchanged_.front(), 2u);
+}
+
+// An entry that is not what a save writes (here its fields in another order, a final that
+// does not say what the run believes, an id that is not its message's) makes the first save
+// whole: what is stored is not known to be what the run holds.
+TEST_F(ChatRunRecovery, ARestoredEntryUnlikeASavedOneMakesTheFirstSaveWhole) {
+  const BootRequest original = boot_;
+  for (int variant = 0; variant < 3; ++variant) {
+    SCOPED_TRACE(variant);
+    boot_ = original;
+    Json& entry = boot_.snapshot["messages"][1];
+    if (variant == 0) {
+      entry = {{"final", true}, {"id", "R0"}, {"message", entry["message"]}};
+    } else if (variant == 1) {
+      entry["final"] = "yes";
+    } else {
+      entry["id"] = "R9";
+    }
+    Pending(2, "u1");
+    model_->Push(ScriptedModel::Text("for u1"));
+    unchanged_.clear();
+    Start();
+    ASSERT_FALSE(unchanged_.empty());
+    EXPECT_EQ(unchanged_.front(), 0u);
+    run_->Cancel();
+    RunUntilQuiet(io_, pool_);
+    run_.reset();
+  }
+}
 
 // The dead run's answer to u1 finished, but the run died before saving the snapshot that would
 // have recorded it.
