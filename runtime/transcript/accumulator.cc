@@ -177,7 +177,10 @@ void Accumulator::Refresh(Flat& flat, size_t& fresh, bool for_provider) const {
     }
   } else {
     flat.messages->resize(keep);
-    if (flat.memo != nullptr && flat.memo->pieces.size() > keep) flat.memo->pieces.resize(keep);
+    if (flat.memo != nullptr) {
+      std::lock_guard<std::mutex> lock(flat.memo->mu);
+      if (flat.memo->pieces.size() > keep) flat.memo->pieces.resize(keep);
+    }
   }
   flat.ends.resize(fresh);
   for (size_t i = fresh; i < model_.size(); ++i) {

@@ -647,6 +647,10 @@ void Orchestrator::Follower::WriteNext() {
       const OutRow& row = page_[end_];
       v1::OutRecord* record = batch_ ? response_.add_records() : response_.mutable_record();
       if (!record->ParseFromString(row.record)) {
+        if (end_ > next_) {  // the records before it go first; the next write ends the stream
+          response_.mutable_records()->RemoveLast();
+          break;
+        }
         return End(absl::Status(absl::StatusCode::kDataLoss,
                                 absl::StrCat(".out record ", row.seq, " does not parse")));
       }
@@ -656,6 +660,7 @@ void Orchestrator::Follower::WriteNext() {
     return StartWrite(&response_);  // OnWriteDone carries on, on a gRPC thread
   }
   page_.clear();
+  response_ = v1::ReadResponse();  // a parked follower keeps no batch's memory
   absl::MutexLock lock(&o_.mu_);
   if (cursor_ == session_.out_seq && session_.last_out_at != absl::InfinitePast()) {
     o_.output_lag_seconds_.Observe(absl::ToDoubleSeconds(o_.clock_.Now() - session_.last_out_at));

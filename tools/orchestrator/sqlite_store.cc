@@ -146,7 +146,7 @@ constexpr int64_t kSchemaVersion = std::size(kMigrations);
 
 constexpr absl::string_view kLeaseTokenCounter = "lease_token";
 constexpr absl::string_view kRunNumberCounter = "run_number";
-// How many values of a counter one commit reserves (SqliteStore::NextCounter).
+// How many values of a counter one commit reserves (SqliteStore::NextCounterLocked).
 constexpr int64_t kCounterBlock = 64;
 
 // A counter's values reserved and not yet handed out: next..last.
@@ -855,11 +855,13 @@ class SqliteStore final : public Store {
   }
 
   absl::StatusOr<int64_t> NextLeaseToken() override ABSL_LOCKS_EXCLUDED(mu_) {
-    return NextCounter(lease_tokens_, kLeaseTokenCounter);
+    absl::MutexLock lock(&mu_);
+    return NextCounterLocked(lease_tokens_, kLeaseTokenCounter);
   }
 
   absl::StatusOr<int64_t> NextRunNumber() override ABSL_LOCKS_EXCLUDED(mu_) {
-    return NextCounter(run_numbers_, kRunNumberCounter);
+    absl::MutexLock lock(&mu_);
+    return NextCounterLocked(run_numbers_, kRunNumberCounter);
   }
 
  private:
@@ -896,9 +898,9 @@ class SqliteStore final : public Store {
   // and durable on its own), and handed out from memory: one commit per block, not per value.
   // What a process reserved and did not hand out is skipped after a restart, so the values have
   // gaps but never repeat, and another process on the file reserves blocks of its own.
-  absl::StatusOr<int64_t> NextCounter(Counter& counter, absl::string_view name)
-      ABSL_LOCKS_EXCLUDED(mu_) {
-    absl::MutexLock lock(&mu_);
+  // The block is taken only once its commit succeeded: a failed one reserves nothing.
+  absl::StatusOr<int64_t> NextCounterLocked(Counter& counter, absl::string_view name)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (counter.next > counter.last) {
       Query query = Use(kNextCounter);
       query.Bind(name).Bind(kCounterBlock);
@@ -906,9 +908,9 @@ class SqliteStore final : public Store {
       if (!has_row) {
         return absl::InternalError(absl::StrCat("sqlite advance counter '", name, "': no value"));
       }
-      counter.last = query.Int(0);
+      const int64_t last = query.Int(0);
       BATON_RETURN_IF_ERROR(query.Run());  // the implicit transaction commits at the end
-      counter.next = counter.last - kCounterBlock + 1;
+      counter = Counter{last - kCounterBlock + 1, last};
     }
     return counter.next++;
   }

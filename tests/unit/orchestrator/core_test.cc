@@ -708,6 +708,41 @@ TEST_F(CoreTest, AReboundRunIsToldWhichSnapshotIsStored) {
   EXPECT_TRUE(again->welcome().snapshot_deltas());
 }
 
+// A stored `.out` record that does not parse ends a Read with DATA_LOSS after the records
+// before it, read one by one or batched (the batch holding them is sent first).
+TEST_F(CoreTest, AReadSendsTheRecordsBeforeOneThatDoesNotParseThenSaysDataLoss) {
+  Start(LongSilence());
+  Create("c", v1::TRIGGER_PRELOAD);
+  std::vector<OutRow> rows;
+  for (int64_t seq = 1; seq <= 4; ++seq) {
+    v1::OutRecord record;
+    record.set_seq(seq);
+    record.set_chunk_json(R"({"type":"start"})");
+    rows.push_back(
+        {seq, seq == 3 ? std::string("\xff\xff not a record") : record.SerializeAsString()});
+  }
+  ASSERT_TRUE(store_->AppendOut("c", rows).ok());
+  for (bool batch : {false, true}) {
+    SCOPED_TRACE(batch ? "batched" : "one by one");
+    v1::ReadRequest request;
+    request.set_chat_id("c");
+    request.set_batch(batch);
+    grpc::ClientContext context;
+    context.set_deadline(CallDeadline());
+    std::unique_ptr<grpc::ClientReader<v1::ReadResponse>> reader =
+        sessions_->Read(&context, request);
+    std::vector<int64_t> seqs;
+    v1::ReadResponse response;
+    while (reader->Read(&response)) {
+      if (response.has_record()) seqs.push_back(response.record().seq());
+      for (const v1::OutRecord& record : response.records()) seqs.push_back(record.seq());
+    }
+    grpc::Status status = reader->Finish();
+    EXPECT_EQ(seqs, (std::vector<int64_t>{1, 2}));
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::DATA_LOSS) << status.error_message();
+  }
+}
+
 // The core's states and triggers have the words the store already holds and the wire's values
 // (runtime/protocol/wire.h maps the same words for rows read straight from the store).
 TEST(States, EveryValueHasTheStoresWordAndTheWiresValue) {

@@ -567,6 +567,17 @@ TEST_P(StoreTest, CountersStrictlyIncrease) {
   }
 }
 
+TEST_P(StoreTest, ARunAndItsSessionArePutTogether) {
+  SessionRow session = Session("a", "live");
+  session.run_id = "run-1";
+  ASSERT_TRUE(store_->PutRunAndSession(RunOf("run-1", "a", "queued"), session).ok());
+  absl::StatusOr<std::vector<SessionRow>> sessions = store_->LoadSessions();
+  ASSERT_TRUE(sessions.ok()) << sessions.status();
+  ASSERT_EQ(sessions->size(), 1u);
+  EXPECT_EQ(Fields((*sessions)[0]), Fields(session));
+  EXPECT_THAT(RunIdsOf("a"), ElementsAre("run-1"));
+}
+
 TEST_P(StoreTest, ConcurrentAppendsGetDistinctSeqsAndTokens) {
   constexpr int kThreads = 4;
   constexpr int kEach = 10;
@@ -699,6 +710,26 @@ TEST_F(SqliteStoreTest, EverythingSurvivesAReopen) {
 
   EXPECT_GT(store->NextLeaseToken().value_or(-1), token);
   EXPECT_GT(store->NextRunNumber().value_or(-1), run_number);
+}
+
+// Counters are reserved in blocks: values taken across a block's end and across reopens (each
+// skipping what the last one reserved) never repeat and always grow.
+TEST_F(SqliteStoreTest, CountersNeverRepeatAcrossBlocksAndReopens) {
+  std::vector<int64_t> tokens, runs;
+  for (int open = 0; open < 3; ++open) {
+    std::unique_ptr<Store> store = Open();
+    ASSERT_NE(store, nullptr);
+    for (int i = 0; i < 100; ++i) {
+      tokens.push_back(store->NextLeaseToken().value_or(-1));
+      runs.push_back(store->NextRunNumber().value_or(-1));
+    }
+  }
+  for (const std::vector<int64_t>* values : {&tokens, &runs}) {
+    EXPECT_GT(values->front(), 0);
+    for (size_t i = 1; i < values->size(); ++i) {
+      ASSERT_GT((*values)[i], (*values)[i - 1]) << "value " << i;
+    }
+  }
 }
 
 TEST_F(SqliteStoreTest, SnapshotsSurviveAReopen) {
