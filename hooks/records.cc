@@ -148,10 +148,18 @@ absl::Status CheckBootPayload(const Json& payload) {
   return absl::OkStatus();
 }
 
-OutRecord OutRecord::Chunk(Json chunk) {
+OutRecord OutRecord::Chunk(const Json& chunk) { return ChunkText(DumpJson(chunk)); }
+
+OutRecord OutRecord::ChunkText(std::string json) {
   OutRecord r;
-  r.chunk = std::move(chunk);
+  r.chunk_json = std::move(json);
   return r;
+}
+
+Json OutRecord::chunk() const {
+  if (is_control) return Json();
+  absl::StatusOr<Json> parsed = ParseJson(chunk_json);
+  return parsed.ok() ? *std::move(parsed) : Json();
 }
 
 OutRecord OutRecord::Control(std::string_view subtype,
@@ -172,7 +180,7 @@ std::string OutRecord::Header(std::string_view name) const {
 
 std::string OutRecord::Type() const {
   if (is_control) return absl::StrCat("trigger:", control);
-  return StringField(chunk, "type");
+  return StringField(chunk(), "type");
 }
 
 Json OutRecord::ToJson() const {
@@ -184,7 +192,7 @@ Json OutRecord::ToJson() const {
     for (const auto& [k, v] : headers) h[k] = v;
     j["headers"] = std::move(h);
   } else {
-    j["chunk"] = chunk;
+    j["chunk"] = chunk();
   }
   return j;
 }

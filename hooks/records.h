@@ -103,17 +103,23 @@ inline constexpr std::string_view kRetract = "retract";
 inline constexpr std::string_view kHandoverSpliced = "handover-spliced";
 
 // One `.out` record: either a UI message chunk or a control record with header-style fields.
+// A chunk travels as its JSON text, the bytes that go on the wire: the runtime writes most chunks
+// straight to text (runtime/transcript/ui_chunk.h), and a worker sends them as they are.
 struct OutRecord {
   int64_t seq = 0;  // assigned by the session log
   bool is_control = false;
-  Json chunk;           // UI chunk when !is_control
-  std::string control;  // subtype when is_control
+  std::string chunk_json;  // the UI chunk's JSON text when !is_control: an object with a "type"
+  std::string control;     // subtype when is_control
   std::vector<std::pair<std::string, std::string>> headers;
 
-  static OutRecord Chunk(Json chunk);
+  static OutRecord Chunk(const Json& chunk);     // DumpJson(chunk)
+  static OutRecord ChunkText(std::string json);  // a chunk already written as JSON text
   static OutRecord Control(std::string_view subtype,
                            std::vector<std::pair<std::string, std::string>> headers = {});
 
+  // The chunk parsed (null for a control record, or a text that does not parse). A copy each
+  // call: for readers and tests, not for the hot path.
+  Json chunk() const;
   std::string Header(std::string_view name) const;  // "" when absent
   // "text-delta", ..., or "trigger:turn-complete" for control records (the test kit projection).
   std::string Type() const;

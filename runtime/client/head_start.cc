@@ -116,8 +116,8 @@ asio::awaitable<StepOneResult> RunStepOne(asio::any_io_executor executor, Clock&
   loop_env.pool = &pool;
   loop_env.chat_id = std::move(chat_id);
   loop_env.traceparent = std::move(traceparent);
-  loop_env.emit = [&on_chunk](Json chunk) {
-    if (on_chunk) on_chunk(chunk);
+  loop_env.emit = [&on_chunk](std::string text) {
+    if (on_chunk) on_chunk(Json::parse(text));  // the loop's own text: it parses
   };
   StepLoop loop(one, loop_env);
   StepLoopInput input;

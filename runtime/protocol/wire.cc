@@ -6,6 +6,82 @@
 
 namespace baton {
 
+namespace {
+
+// Reads a chunk's text without building it (nlohmann's SAX parser): the JSON is well formed, its
+// top level an object, and the last of its own "type" keys a non-empty string.
+class ChunkShape final : public nlohmann::json_sax<Json> {
+ public:
+  bool null() override { return Value(false); }
+  bool boolean(bool) override { return Value(false); }
+  bool number_integer(number_integer_t) override { return Value(false); }
+  bool number_unsigned(number_unsigned_t) override { return Value(false); }
+  bool number_float(number_float_t, const string_t&) override { return Value(false); }
+  bool string(string_t& value) override {
+    if (depth_ == 1 && at_type_) typed_ = !value.empty();
+    return Value(false);
+  }
+  bool binary(binary_t&) override { return Value(false); }
+  bool start_object(std::size_t) override { return Open(true); }
+  bool start_array(std::size_t) override { return Open(false); }
+  bool end_object() override { return Close(); }
+  bool end_array() override { return Close(); }
+  bool key(string_t& name) override {
+    at_type_ = depth_ == 1 && name == "type";
+    return true;
+  }
+  bool parse_error(std::size_t position, const std::string&,
+                   const nlohmann::detail::exception&) override {
+    error_at_ = position;
+    return false;
+  }
+
+  // After the parse: its error, as ParseJson words it (ok when the text is JSON).
+  absl::Status JsonError() const {
+    if (error_at_ == 0) return absl::OkStatus();
+    return absl::InvalidArgumentError(absl::StrCat("invalid JSON at byte ", error_at_));
+  }
+  bool Shaped() const { return object_ && typed_; }
+
+ private:
+  bool Value(bool) {
+    if (depth_ == 1) at_type_ = false;
+    return true;
+  }
+  bool Open(bool object) {
+    if (depth_ == 0) object_ = object;
+    if (depth_ == 1 && at_type_) typed_ = false;  // "type" holds an object or an array
+    Value(false);
+    ++depth_;
+    return true;
+  }
+  bool Close() {
+    --depth_;
+    return true;
+  }
+
+  int depth_ = 0;
+  bool object_ = false;
+  bool at_type_ = false;
+  bool typed_ = false;
+  size_t error_at_ = 0;
+};
+
+// What a `.out` chunk's text must be: JSON no deeper than kMaxChunkDepth (checked on the text
+// first, as ParseJson does, in its words), and an object with a string "type" (`shaped`).
+absl::Status CheckChunkJson(std::string_view text, bool& shaped) {
+  shaped = false;
+  if (absl::Status depth = CheckJsonTextDepth(text, kMaxChunkDepth, "JSON"); !depth.ok()) {
+    return depth;
+  }
+  ChunkShape shape;
+  Json::sax_parse(text, &shape);
+  shaped = shape.Shaped();
+  return shape.JsonError();
+}
+
+}  // namespace
+
 baton::v1::OutRecord OutRecordToProto(const OutRecord& record) {
   baton::v1::OutRecord out;
   out.set_seq(record.seq);
@@ -19,7 +95,7 @@ baton::v1::OutRecord OutRecordToProto(const OutRecord& record) {
       header->set_value(ToValidUtf8(value));
     }
   } else {
-    out.set_chunk_json(DumpJson(record.chunk));
+    out.set_chunk_json(record.chunk_json);
   }
   return out;
 }
@@ -33,13 +109,14 @@ absl::StatusOr<OutRecord> OutRecordFromProto(const baton::v1::OutRecord& record)
     }
     out = OutRecord::Control(record.control().subtype(), std::move(headers));
   } else {
-    absl::StatusOr<Json> chunk = ParseJson(record.chunk_json(), kMaxChunkDepth);
-    if (!chunk.ok()) return chunk.status();
-    if (!chunk->is_object()) {
+    bool shaped = false;
+    if (absl::Status json = CheckChunkJson(record.chunk_json(), shaped); !json.ok()) return json;
+    if (!shaped) {
       return absl::InvalidArgumentError(
-          absl::StrCat(".out record ", record.seq(), " holds a chunk that is not a JSON object"));
+          absl::StrCat(".out record ", record.seq(),
+                       " holds a chunk that is not a JSON object with a string \"type\""));
     }
-    out = OutRecord::Chunk(*std::move(chunk));
+    out = OutRecord::ChunkText(record.chunk_json());
   }
   out.seq = record.seq();
   return out;
@@ -58,12 +135,12 @@ absl::Status CheckOutRecord(const baton::v1::OutRecord& record) {
   }
   switch (record.content_case()) {
     case baton::v1::OutRecord::kChunkJson: {
-      absl::StatusOr<Json> chunk = ParseJson(record.chunk_json(), kMaxChunkDepth);
-      if (!chunk.ok()) {
+      bool shaped = false;
+      if (absl::Status json = CheckChunkJson(record.chunk_json(), shaped); !json.ok()) {
         return absl::InvalidArgumentError(
-            absl::StrCat(".out record ", record.seq(), ": chunk_json: ", chunk.status().message()));
+            absl::StrCat(".out record ", record.seq(), ": chunk_json: ", json.message()));
       }
-      if (StringField(*chunk, "type").empty()) {
+      if (!shaped) {
         return absl::InvalidArgumentError(
             absl::StrCat(".out record ", record.seq(),
                          ": chunk_json is not a JSON object with a string \"type\""));

@@ -279,15 +279,6 @@ int64_t ChatRun::WriteUserChunk(Json chunk) {
 
 int64_t ChatRun::Write(OutRecord record) {
   if (lost_) return 0;  // a lost run writes nothing more
-  if (!record.is_control && JsonDepth(record.chunk, kMaxChunkDepth) > kMaxChunkDepth) {
-    // Unreachable while every way in holds data to kMaxDataDepth; the orchestrator would refuse
-    // the record and fail the run, and dumping it could overflow the stack.
-    std::string what = absl::StrCat("a \"", record.Type(), "\" chunk nests deeper than ",
-                                    kMaxChunkDepth, " levels and was dropped");
-    LogJson("error", "dropped a chunk nested too deeply",
-            {{"run_id", info_.run_id}, {"error", what}});
-    record = OutRecord::Chunk(Json{{"type", "error"}, {"errorText", std::move(what)}});
-  }
   return host_.write(std::move(record));
 }
 
@@ -657,12 +648,13 @@ ChatRun::Recovery ChatRun::SplitTail() {
       if (r.control == kTurnComplete) last_turn_complete_ = r.seq;
       continue;
     }
-    std::string type = r.Type();
+    const Json chunk = r.chunk();
+    const std::string type = StringField(chunk, "type");
     if (type == "start" || !open.has_value()) {
       open.emplace();
       open_from = type == "start" ? r.seq : 0;
     }
-    if (!open->Apply(r.chunk).ok()) continue;  // a chunk that breaks the grammar is skipped
+    if (!open->Apply(chunk).ok()) continue;  // a chunk that breaks the grammar is skipped
     if (type == "finish" || type == "abort") {
       if (retracted.count(open_from) == 0) out.settled.emplace_back(open->message(), r.seq);
       open.reset();
@@ -1252,7 +1244,7 @@ asio::awaitable<ChatRun::Streamed> ChatRun::RunStepLoop(MessageList prompt, cons
   step_one_open_.clear();
   // A lost run writes nothing more: it ends where its worker died.
   StepLoop::Env env{host_.executor, host_.clock, host_.pool, info_.chat_id,
-                    [this](Json chunk) { Write(OutRecord::Chunk(std::move(chunk))); }};
+                    [this](std::string text) { Write(OutRecord::ChunkText(std::move(text))); }};
   env.traceparent = info_.traceparent;
   env.writable = host_.writable;
   if (agent_.hooks.should_inject_pending) {

@@ -12,6 +12,7 @@
 #include "hooks/records.h"
 #include "runtime/exec/waiter.h"
 #include "runtime/transcript/convert.h"
+#include "runtime/transcript/ui_chunk.h"
 #include "runtime/transcript/ui_reducer.h"
 
 namespace baton {
@@ -218,14 +219,44 @@ class TurnStreams {
   // Writes a chunk, unless it would break the stream's grammar (a result for a call the message
   // does not hold, when a handover's partial and its approvals disagree): readers would reject
   // it, so it is dropped with a note on stderr, and the turn goes on.
-  void Emit(Json chunk) {
+  void Emit(const Json& chunk) {
     absl::Status s = reducer_.Apply(chunk);
-    if (!s.ok()) {
-      std::fprintf(stderr, "baton: dropped an ill-formed chunk: %s\n",
-                   std::string(s.message()).c_str());
-      return;
+    if (!s.ok()) return Dropped(s);
+    std::string why;
+    std::string text = DumpChunk(chunk, &why);
+    if (!why.empty()) std::fprintf(stderr, "baton: %s\n", why.c_str());
+    env_.emit(std::move(text));
+  }
+
+  // The chunks a turn writes most, straight to text (no tree): `start-step` or `finish-step`.
+  void EmitStep(bool start) {
+    if (start) {
+      reducer_.StartStep();
+    } else {
+      reducer_.FinishStep();
     }
-    env_.emit(std::move(chunk));
+    env_.emit(ChunkText(start ? "start-step" : "finish-step"));
+  }
+
+  // `text-start` or `reasoning-start`, `-delta`, `-end`, without provider metadata.
+  void EmitOpen(bool text, std::string_view id) {
+    reducer_.OpenBlock(text, id);
+    env_.emit(ChunkText(text ? "text-start" : "reasoning-start", {{"id", id}}));
+  }
+  void EmitDelta(bool text, std::string_view id, std::string_view delta) {
+    absl::Status s = reducer_.AppendDelta(text, id, delta);
+    if (!s.ok()) return Dropped(s);
+    env_.emit(ChunkText(text ? "text-delta" : "reasoning-delta", {{"id", id}, {"delta", delta}}));
+  }
+  void EmitClose(bool text, std::string_view id) {
+    absl::Status s = reducer_.CloseBlock(text, id);
+    if (!s.ok()) return Dropped(s);
+    env_.emit(ChunkText(text ? "text-end" : "reasoning-end", {{"id", id}}));
+  }
+
+  static void Dropped(const absl::Status& s) {
+    std::fprintf(stderr, "baton: dropped an ill-formed chunk: %s\n",
+                 std::string(s.message()).c_str());
   }
 
   std::string ErrorText(absl::string_view real) const {
@@ -357,14 +388,14 @@ struct ModelStep {
   // Writes `start-step`, once.
   void Start() {
     if (started) return;
-    streams.Emit({{"type", "start-step"}});
+    streams.EmitStep(true);
     started = true;
   }
 
   // Ends the blocks still open, the last opened first.
   void EndOpenBlocks() {
     for (auto it = open_blocks.rbegin(); it != open_blocks.rend(); ++it) {
-      streams.Emit({{"type", absl::StrCat(it->first, "-end")}, {"id", it->second}});
+      streams.EmitClose(it->first, it->second);
     }
   }
 
@@ -379,7 +410,7 @@ struct ModelStep {
   std::string error;     // the model call failed: why
   std::string finish_reason = "other";
   absl::flat_hash_map<std::string, std::string> text_ids, reasoning_ids;  // event id -> ui id
-  std::vector<std::pair<std::string, std::string>> open_blocks;           // (chunk prefix, ui id)
+  std::vector<std::pair<bool, std::string>> open_blocks;                  // (text, ui id)
   std::vector<ModelEvent> calls;                                          // the step's tool calls
 
  private:
@@ -387,20 +418,20 @@ struct ModelStep {
   void Translate(ModelEvent e) {
     switch (e.type) {
       case ModelEvent::Type::kTextStart:
-        Open(text_ids, "text", e);
+        Open(text_ids, true, e);
         break;
       case ModelEvent::Type::kReasoningStart:
-        Open(reasoning_ids, "reasoning", e);
+        Open(reasoning_ids, false, e);
         break;
       case ModelEvent::Type::kTextDelta:
       case ModelEvent::Type::kReasoningDelta:
         Delta(e);
         break;
       case ModelEvent::Type::kTextEnd:
-        Close(text_ids, "text", e);
+        Close(text_ids, true, e);
         break;
       case ModelEvent::Type::kReasoningEnd:
-        Close(reasoning_ids, "reasoning", e);
+        Close(reasoning_ids, false, e);
         break;
       case ModelEvent::Type::kToolInputStart:
         streams.Emit(
@@ -424,25 +455,28 @@ struct ModelStep {
   }
 
   // Opens a text or reasoning block for event `e`; returns its UI id.
-  std::string Open(absl::flat_hash_map<std::string, std::string>& ids, const char* kind,
+  std::string Open(absl::flat_hash_map<std::string, std::string>& ids, bool text,
                    const ModelEvent& e) {
     std::string ui_id = absl::StrCat(id_prefix, next_block++);
     ids[e.id] = ui_id;
-    open_blocks.emplace_back(kind, ui_id);
-    Json c = {{"type", absl::StrCat(kind, "-start")}, {"id", ui_id}};
-    if (!e.provider_metadata.is_null()) c["providerMetadata"] = e.provider_metadata;
-    streams.Emit(std::move(c));
+    open_blocks.emplace_back(text, ui_id);
+    if (e.provider_metadata.is_null()) {
+      streams.EmitOpen(text, ui_id);
+    } else {
+      streams.Emit({{"type", text ? "text-start" : "reasoning-start"},
+                    {"id", ui_id},
+                    {"providerMetadata", e.provider_metadata}});
+    }
     return ui_id;
   }
 
-  void Close(absl::flat_hash_map<std::string, std::string>& ids, const char* kind,
-             const ModelEvent& e) {
+  void Close(absl::flat_hash_map<std::string, std::string>& ids, bool text, const ModelEvent& e) {
     auto it = ids.find(e.id);
     if (it == ids.end()) return;
-    Json c = {{"type", absl::StrCat(kind, "-end")}, {"id", it->second}};
-    std::erase(open_blocks, std::make_pair(std::string(kind), it->second));
+    std::string ui_id = std::move(it->second);
+    std::erase(open_blocks, std::make_pair(text, ui_id));
     ids.erase(it);
-    streams.Emit(std::move(c));
+    streams.EmitClose(text, ui_id);
   }
 
   // A text or reasoning delta; opens its block when the model sent no start.
@@ -451,10 +485,15 @@ struct ModelStep {
     if (text && e.delta.empty() && e.provider_metadata.is_null()) return;
     auto& ids = text ? text_ids : reasoning_ids;
     auto it = ids.find(e.id);
-    std::string ui_id = it != ids.end() ? it->second : Open(ids, text ? "text" : "reasoning", e);
-    Json c = {{"type", text ? "text-delta" : "reasoning-delta"}, {"id", ui_id}, {"delta", e.delta}};
-    if (!e.provider_metadata.is_null()) c["providerMetadata"] = e.provider_metadata;
-    streams.Emit(std::move(c));
+    std::string ui_id = it != ids.end() ? it->second : Open(ids, text, e);
+    if (e.provider_metadata.is_null()) {
+      streams.EmitDelta(text, ui_id, e.delta);
+    } else {
+      streams.Emit({{"type", text ? "text-delta" : "reasoning-delta"},
+                    {"id", ui_id},
+                    {"delta", e.delta},
+                    {"providerMetadata", e.provider_metadata}});
+    }
   }
 };
 
@@ -531,7 +570,7 @@ class StepLoopTurn {
     // Every answer that was started ends like any other, with `finish`, even when the model
     // failed before its first chunk (the AI SDK then ends with `error` alone): a reader, or a
     // later recovery, must never take a failed answer for one still streaming.
-    if (step.started) streams_.Emit({{"type", "finish-step"}});
+    if (step.started) streams_.EmitStep(false);
     EmitFinish("error");
     result_.finish_reason = "error";
     result_.error = step.error;
@@ -586,7 +625,7 @@ class StepLoopTurn {
     co_return co_await streams_.Execute(calls, input_.stop);
   }
 
-  void EndStep() { streams_.Emit({{"type", "finish-step"}}); }
+  void EndStep() { streams_.EmitStep(false); }
 
   // The next step's prompt: this step's parts, converted like any assistant message, with the
   // real tool error texts (the UI may have seen masked ones).

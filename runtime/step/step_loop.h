@@ -63,7 +63,7 @@ class StepLoop {
     Clock* clock = nullptr;
     HookPool* pool = nullptr;
     std::string chat_id;
-    std::function<void(Json chunk)> emit;  // writes a UI chunk to `.out`
+    std::function<void(std::string chunk_json)> emit;  // writes a UI chunk's text to `.out`
     // Optional: called between steps, before step `next_step`'s model call; what it returns
     // joins the turn (model messages appended to the prompt, chunks written and reduced).
     struct Injection {

@@ -101,10 +101,54 @@ int UiReducer::ToolPartIndex(const std::string& tool_call_id) const {
   return -1;
 }
 
-Json* UiReducer::OpenPart(std::map<std::string, size_t>& open, const Json& chunk) {
-  auto it = open.find(StringField(chunk, "id"));
-  if (it == open.end()) return nullptr;
+absl::StatusOr<Json*> UiReducer::OpenPart(bool text, std::string_view id, std::string_view suffix) {
+  auto& open = text ? open_text_ : open_reasoning_;
+  auto it = open.find(id);
+  if (it == open.end()) {
+    return absl::InvalidArgumentError(absl::StrCat(text ? "text" : "reasoning", std::string(suffix),
+                                                   " for part \"", std::string(id),
+                                                   "\" that is not open"));
+  }
   return &Parts()[it->second];
+}
+
+void UiReducer::StartStep() { Parts().push_back(Json{{"type", "step-start"}}); }
+
+void UiReducer::FinishStep() {
+  open_text_.clear();
+  open_reasoning_.clear();
+}
+
+void UiReducer::OpenBlock(bool text, std::string_view id, const Json* provider_metadata) {
+  Json part(Json::value_t::object);
+  part["type"] = text ? "text" : "reasoning";
+  part["text"] = "";
+  part["state"] = "streaming";
+  if (provider_metadata != nullptr) part["providerMetadata"] = *provider_metadata;
+  Parts().push_back(std::move(part));
+  (text ? open_text_ : open_reasoning_)[std::string(id)] = Parts().size() - 1;
+}
+
+absl::Status UiReducer::AppendDelta(bool text, std::string_view id, std::string_view delta,
+                                    const Json* provider_metadata) {
+  absl::StatusOr<Json*> part = OpenPart(text, id, "-delta");
+  if (!part.ok()) return part.status();
+  // Appended in place: a long answer costs its length, not its length squared.
+  Json& so_far = (**part)["text"];
+  if (!so_far.is_string()) so_far = "";
+  so_far.get_ref<std::string&>().append(delta);
+  if (provider_metadata != nullptr) (**part)["providerMetadata"] = *provider_metadata;
+  return absl::OkStatus();
+}
+
+absl::Status UiReducer::CloseBlock(bool text, std::string_view id, const Json* provider_metadata) {
+  absl::StatusOr<Json*> part = OpenPart(text, id, "-end");
+  if (!part.ok()) return part.status();
+  (**part)["state"] = "done";
+  if (provider_metadata != nullptr) (**part)["providerMetadata"] = *provider_metadata;
+  auto& open = text ? open_text_ : open_reasoning_;
+  open.erase(open.find(id));
+  return absl::OkStatus();
 }
 
 absl::Status UiReducer::Apply(const Json& chunk) {
@@ -115,38 +159,18 @@ absl::Status UiReducer::Apply(const Json& chunk) {
     if (!id.empty()) message_["id"] = id;
     if (const Json* md = FindField(chunk, "messageMetadata")) DeepMerge(message_["metadata"], *md);
   } else if (type == "start-step") {
-    Parts().push_back(Json{{"type", "step-start"}});
+    StartStep();
   } else if (type == "finish-step") {
-    open_text_.clear();
-    open_reasoning_.clear();
+    FinishStep();
   } else if (type == "text-start" || type == "reasoning-start") {
-    bool text = type == "text-start";
-    Json part = {{"type", text ? "text" : "reasoning"}, {"text", ""}, {"state", "streaming"}};
-    if (pm != nullptr) part["providerMetadata"] = *pm;
-    Parts().push_back(std::move(part));
-    (text ? open_text_ : open_reasoning_)[StringField(chunk, "id")] = Parts().size() - 1;
-  } else if (type == "text-delta" || type == "reasoning-delta" || type == "text-end" ||
-             type == "reasoning-end") {
-    bool text = absl::StartsWith(type, "text");
-    auto& open = text ? open_text_ : open_reasoning_;
-    Json* part = OpenPart(open, chunk);
-    if (part == nullptr) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(type, " for part \"", StringField(chunk, "id"), "\" that is not open"));
-    }
-    if (absl::EndsWith(type, "delta")) {
-      // Appended in place: a long answer costs its length, not its length squared.
-      Json& so_far = (*part)["text"];
-      if (!so_far.is_string()) so_far = "";
-      const Json* delta = FindField(chunk, "delta");
-      if (delta != nullptr && delta->is_string()) {
-        so_far.get_ref<std::string&>() += delta->get_ref<const std::string&>();
-      }
-    } else {
-      (*part)["state"] = "done";
-      open.erase(StringField(chunk, "id"));
-    }
-    if (pm != nullptr) (*part)["providerMetadata"] = *pm;
+    OpenBlock(type == "text-start", StringField(chunk, "id"), pm);
+  } else if (type == "text-delta" || type == "reasoning-delta") {
+    const Json* delta = FindField(chunk, "delta");
+    std::string_view text;
+    if (delta != nullptr && delta->is_string()) text = delta->get_ref<const std::string&>();
+    return AppendDelta(type == "text-delta", StringField(chunk, "id"), text, pm);
+  } else if (type == "text-end" || type == "reasoning-end") {
+    return CloseBlock(type == "text-end", StringField(chunk, "id"), pm);
   } else if (type == "tool-input-start" || type == "tool-input-available" ||
              type == "tool-input-error") {
     std::string call_id = StringField(chunk, "toolCallId");

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "hooks/json.h"
 
 namespace baton {
@@ -27,6 +28,16 @@ class UiReducer {
   // as it was.
   absl::Status Apply(const Json& chunk);
 
+  // The same for the chunks the runtime writes as text (runtime/transcript/ui_chunk.h), without
+  // a tree: `start-step`; `finish-step`; `text-start`/`reasoning-start` (`text` picks which),
+  // their deltas and ends, without provider metadata. Apply goes through these too.
+  void StartStep();
+  void FinishStep();
+  void OpenBlock(bool text, std::string_view id, const Json* provider_metadata = nullptr);
+  absl::Status AppendDelta(bool text, std::string_view id, std::string_view delta,
+                           const Json* provider_metadata = nullptr);
+  absl::Status CloseBlock(bool text, std::string_view id, const Json* provider_metadata = nullptr);
+
   const Json& message() const { return message_; }
   std::string finish_reason() const { return finish_reason_; }
   // Index of the part in parts[] for a toolCallId, or -1.
@@ -34,11 +45,12 @@ class UiReducer {
 
  private:
   Json& Parts() { return message_["parts"]; }
-  Json* OpenPart(std::map<std::string, size_t>& open, const Json& chunk);
+  // The open text or reasoning part with chunk id `id`, or an error naming the chunk type.
+  absl::StatusOr<Json*> OpenPart(bool text, std::string_view id, std::string_view suffix);
 
   Json message_;
-  std::map<std::string, size_t> open_text_;
-  std::map<std::string, size_t> open_reasoning_;
+  std::map<std::string, size_t, std::less<>> open_text_;
+  std::map<std::string, size_t, std::less<>> open_reasoning_;
   std::map<std::string, std::string> partial_tool_input_;
   std::string finish_reason_;
 };

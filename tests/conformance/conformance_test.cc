@@ -63,7 +63,7 @@ void Check(const Json& expect, TestKit& kit, ToolLog& log, Matcher& matcher,
       for (const auto& [k, v] : r.headers) headers[k] = v;
       a["headers"] = headers;
     } else {
-      a["chunk"] = r.chunk;
+      a["chunk"] = r.chunk();
     }
     out.push_back(std::move(a));
   }

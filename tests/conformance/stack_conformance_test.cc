@@ -301,7 +301,7 @@ OracleRun Oracle(const Json& scenario) {
   }
   std::vector<Json> chunks;
   for (const OutRecord& r : kit.out()) {
-    if (!r.is_control) chunks.push_back(r.chunk);
+    if (!r.is_control) chunks.push_back(r.chunk());
   }
   result.ids = StartIds(chunks);
   return result;

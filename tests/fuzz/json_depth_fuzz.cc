@@ -241,12 +241,12 @@ void DriveOutChunk(const std::string& text, int depth) {
   }
   Check(checked.ok());
   absl::StatusOr<baton::OutRecord> read = baton::OutRecordFromProto(record);
-  Check(read.ok() && baton::JsonDepth(read->chunk) == depth);
+  Check(read.ok() && baton::JsonDepth(read->chunk()) == depth);
   baton::v1::AssignRun assign;
   *assign.add_out_tail() = record;
   Check(baton::DecodeAssignment(assign).ok());
   baton::UiReducer reducer;
-  Check(reducer.Apply(read->chunk).ok());
+  Check(reducer.Apply(read->chunk()).ok());
   Json snapshot = {{"messages", Json::array({{{"id", "m"}, {"message", reducer.message()}}})}};
   Check(baton::DecodeSnapshot(baton::DumpJson(snapshot)).ok());
 }

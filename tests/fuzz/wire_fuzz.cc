@@ -3,7 +3,8 @@
 // WorkerFrame (what the orchestrator gets: output, snapshots, run ends). Nothing may crash, and:
 //   - an assignment is decoded whole or refused with a RunRejected reason ("bad-...: why");
 //   - a `.out` record the orchestrator accepts (CheckOutRecord) is one a worker's continuation
-//     can read (OutRecordFromProto), and reads back the same after a round trip;
+//     can read (OutRecordFromProto), and reads back the same after a round trip; its chunk text,
+//     checked without a tree, is taken exactly when the parsed tree would be;
 //   - ToValidUtf8 gives text a strict JSON dump accepts, and is idempotent;
 //   - frames: an assignment split into AssignRun + AssignMore frames, a snapshot into pieces and
 //     output into batches (with a bound from the input, 64 KiB up) are gathered back exactly,
@@ -37,8 +38,21 @@ void CheckValidUtf8(std::string_view text) {
   }
 }
 
+// The orchestrator reads a chunk's text without building it (a SAX pass): it must take exactly
+// the texts the tree would, a JSON object no deeper than kMaxChunkDepth with a string "type".
+void CheckChunkShape(const baton::v1::OutRecord& record, const absl::Status& accepted) {
+  if (!record.has_chunk_json() || record.seq() < 1 ||
+      record.ByteSizeLong() > baton::kMaxOutRecordBytes) {
+    return;
+  }
+  absl::StatusOr<baton::Json> tree = baton::ParseJson(record.chunk_json(), baton::kMaxChunkDepth);
+  bool takes = tree.ok() && !baton::StringField(*tree, "type").empty();
+  if (takes != accepted.ok()) __builtin_trap();
+}
+
 void CheckOut(const baton::v1::OutRecord& record) {
   absl::Status accepted = baton::CheckOutRecord(record);
+  CheckChunkShape(record, accepted);
   if (!accepted.ok()) {
     if (accepted.message().empty()) __builtin_trap();
     return;
@@ -48,7 +62,7 @@ void CheckOut(const baton::v1::OutRecord& record) {
   absl::StatusOr<baton::OutRecord> again =
       baton::OutRecordFromProto(baton::OutRecordToProto(*read));
   if (!again.ok() || again->seq != read->seq || again->is_control != read->is_control ||
-      again->chunk != read->chunk || again->control != read->control ||
+      again->chunk() != read->chunk() || again->control != read->control ||
       again->headers != read->headers) {
     __builtin_trap();
   }

@@ -231,8 +231,9 @@ class ProvidersTest : public ::testing::Test {
   // Runs one turn; chunks_ holds what it wrote. `stop_after` requests the turn's stop once that
   // many chunks are out.
   StepLoopResult Run(std::string text = "Weather in Oslo?") {
-    StepLoop::Env env{io_.get_executor(), &HttpClient::clock(), &pool_, "chat", [this](Json c) {
-                        chunks_.push_back(std::move(c));
+    StepLoop::Env env{io_.get_executor(), &HttpClient::clock(), &pool_, "chat",
+                      [this](const std::string& text) {
+                        chunks_.push_back(Json::parse(text));
                         if (stop_after_ > 0 && chunks_.size() >= stop_after_) stop_.request_stop();
                       }};
     auto loop = std::make_shared<StepLoop>(agent_, std::move(env));

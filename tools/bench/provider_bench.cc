@@ -120,7 +120,7 @@ void BM_StreamedChunk(benchmark::State& state) {
   for (auto _ : state) {
     chunks = 0;
     StepLoop::Env env{io.get_executor(), &HttpClient::clock(), &pool, "chat",
-                      [&chunks](Json) { ++chunks; }};
+                      [&chunks](const std::string&) { ++chunks; }};
     auto loop = std::make_shared<StepLoop>(agent, std::move(env));
     Json prompt = Json::array({{{"role", "user"}, {"content", "hi"}}});
     StepLoopInput input{"msg_b", Json(), std::move(prompt), {}};

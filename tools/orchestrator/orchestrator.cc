@@ -75,9 +75,10 @@ std::optional<OutRecord> RetractOfOpenAnswer(const std::vector<OutRow>& tail) {
       }
       continue;
     }
-    std::string type = r->Type();
+    const Json chunk = r->chunk();
+    const std::string type = StringField(chunk, "type");
     if (type == "start") {
-      open_id = StringField(r->chunk, "messageId");
+      open_id = StringField(chunk, "messageId");
       open_from = r->seq;
     } else if (type == "finish" || type == "abort") {
       open_id.clear();

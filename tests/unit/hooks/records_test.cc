@@ -333,7 +333,7 @@ TEST(OutRecord, ChunkIsNotControlAndTypeIsTheChunkType) {
   OutRecord r = OutRecord::Chunk({{"type", "text-delta"}, {"id", "s0-0"}, {"delta", "hi"}});
   EXPECT_FALSE(r.is_control);
   EXPECT_EQ(r.Type(), "text-delta");
-  EXPECT_EQ(r.chunk["delta"], "hi");
+  EXPECT_EQ(r.chunk()["delta"], "hi");
   EXPECT_TRUE(r.headers.empty());
   EXPECT_EQ(r.Header("anything"), "");
 }

@@ -36,7 +36,7 @@ std::vector<std::string> Types(const std::vector<OutRecord>& records) {
 // The first chunk of `type` in `records`, or null.
 Json Find(const std::vector<OutRecord>& records, const std::string& type) {
   for (const OutRecord& r : records) {
-    if (!r.is_control && r.Type() == type) return r.chunk;
+    if (!r.is_control && r.Type() == type) return r.chunk();
   }
   return Json();
 }
@@ -189,7 +189,7 @@ TEST(FilesAgent, DeleteFileExecutesAfterApproval) {
   auto deletes = std::make_shared<std::atomic<int>>(0);
   TestKit kit(CountingFilesAgent(deletes));
   std::string approval_id = AskToDelete(kit);
-  std::string message_id = StringField(kit.out()[0].chunk, "messageId");
+  std::string message_id = StringField(kit.out()[0].chunk(), "messageId");
   ASSERT_FALSE(message_id.empty());
 
   kit.model().Push(ScriptedModel::Text("Deleted todo.txt."));
@@ -199,7 +199,7 @@ TEST(FilesAgent, DeleteFileExecutesAfterApproval) {
   EXPECT_THAT(Types(turn), ElementsAre("start", "tool-output-available", "start-step", "text-start",
                                        "text-delta", "text-end", "finish-step", "finish",
                                        "trigger:turn-complete"));
-  EXPECT_EQ(turn[0].chunk["messageId"], message_id);
+  EXPECT_EQ(turn[0].chunk()["messageId"], message_id);
   Json output = Find(turn, "tool-output-available");
   EXPECT_EQ(output["toolCallId"], "c1");
   EXPECT_EQ(output["output"], Json::parse(R"({"deleted":"todo.txt"})"));
@@ -226,7 +226,7 @@ TEST(FilesAgent, DeniedDeleteIsNeverExecuted) {
   auto deletes = std::make_shared<std::atomic<int>>(0);
   TestKit kit(CountingFilesAgent(deletes));
   std::string approval_id = AskToDelete(kit);
-  std::string message_id = StringField(kit.out()[0].chunk, "messageId");
+  std::string message_id = StringField(kit.out()[0].chunk(), "messageId");
 
   kit.model().Push(ScriptedModel::Text("OK, I kept it."));
   kit.SendMessage(ApprovalAnswer(message_id, approval_id, false));

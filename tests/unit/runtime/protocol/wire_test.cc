@@ -28,7 +28,7 @@ TEST(WireTest, ChunksAndControlRecordsRoundTrip) {
   EXPECT_EQ(proto.chunk_json(), R"({"type":"text-delta","id":"t","delta":"1.50"})");
   absl::StatusOr<OutRecord> back = OutRecordFromProto(proto);
   ASSERT_TRUE(back.ok());
-  EXPECT_EQ(back->chunk, chunk.chunk);
+  EXPECT_EQ(back->chunk(), chunk.chunk());
   EXPECT_EQ(back->seq, 7);
 
   OutRecord control = OutRecord::Control(kTurnComplete, {{"b", "2"}, {"a", "1"}});

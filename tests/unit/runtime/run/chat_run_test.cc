@@ -87,17 +87,17 @@ TEST(ChatRun, HeadStartWithToolCallRunsStepTwoUnderTheWarmId) {
                   "text-delta", "text-end", "finish-step", "finish", "trigger:turn-complete"));
   std::vector<OutRecord> out = kit.out();
   ASSERT_EQ(out.size(), 19u);
-  EXPECT_EQ(out[0].chunk["messageId"], "M");
-  EXPECT_EQ(out[2].chunk["providerMetadata"]["anthropic"]["signature"], "sig");
-  EXPECT_EQ(out[3].chunk["delta"], "Need data.");
-  EXPECT_EQ(out[6].chunk["delta"], "Let me check.");
-  EXPECT_EQ(out[8].chunk["toolCallId"], "c1");
-  EXPECT_EQ(out[8].chunk["input"], (Json{{"city", "Oslo"}}));
+  EXPECT_EQ(out[0].chunk()["messageId"], "M");
+  EXPECT_EQ(out[2].chunk()["providerMetadata"]["anthropic"]["signature"], "sig");
+  EXPECT_EQ(out[3].chunk()["delta"], "Need data.");
+  EXPECT_EQ(out[6].chunk()["delta"], "Let me check.");
+  EXPECT_EQ(out[8].chunk()["toolCallId"], "c1");
+  EXPECT_EQ(out[8].chunk()["input"], (Json{{"city", "Oslo"}}));
   EXPECT_EQ(out[10].Header("message-id"), "M");
   EXPECT_EQ(out[10].Header("from-seq"), std::to_string(out[0].seq));
-  EXPECT_EQ(out[11].chunk["toolCallId"], "c1");
-  EXPECT_EQ(out[14].chunk["delta"], "It is 4 C in Oslo.");
-  EXPECT_TRUE(out[17].chunk["messageMetadata"]["baton"].contains("timings"));
+  EXPECT_EQ(out[11].chunk()["toolCallId"], "c1");
+  EXPECT_EQ(out[14].chunk()["delta"], "It is 4 C in Oslo.");
+  EXPECT_TRUE(out[17].chunk()["messageMetadata"]["baton"].contains("timings"));
   // A reader of `.out` from seq 0 gets the whole message: step 1, the call's result, step 2.
   Json read = ReadOut(out);
   EXPECT_EQ(read["id"], "M");
@@ -143,7 +143,7 @@ TEST(ChatRun, HookWritesGoOutInOrderAroundTheAnswer) {
   EXPECT_THAT(kit.OutTypes(), ElementsAre("data-status", "start", "start-step", "text-start",
                                           "text-delta", "text-end", "finish-step", "finish",
                                           "data-usage", "trigger:turn-complete"));
-  EXPECT_EQ(kit.out()[8].chunk["data"]["outputTokens"], 5);
+  EXPECT_EQ(kit.out()[8].chunk()["data"]["outputTokens"], 5);
 }
 
 TEST(ChatRun, SetMessagesFromAHookReplacesTheTranscript) {
@@ -176,7 +176,7 @@ TEST(ChatRun, AHookThatDoesNotReturnInTimeIsATurnError) {
   TestKit kit(agent);
   kit.Boot("submit-message", {{"message", UserMessage("u1", "hi")}});
   EXPECT_THAT(kit.OutTypes(), ElementsAre("error", "trigger:turn-complete"));
-  EXPECT_EQ(kit.out()[0].chunk["errorText"], "user code did not return in time");
+  EXPECT_EQ(kit.out()[0].chunk()["errorText"], "user code did not return in time");
   EXPECT_EQ(kit.LastHook("onTurnComplete")->args["finishReason"], "error");
   EXPECT_EQ(kit.state(), LocalSessions::State::kLive);
 }
@@ -196,7 +196,7 @@ TEST(ChatRun, AToolThatDoesNotFinishInTimeIsAToolError) {
   auto error = std::find_if(out.begin(), out.end(),
                             [](const OutRecord& r) { return r.Type() == "tool-output-error"; });
   ASSERT_NE(error, out.end());
-  EXPECT_EQ(error->chunk["errorText"], "tool slow did not finish in time");
+  EXPECT_EQ(error->chunk()["errorText"], "tool slow did not finish in time");
   EXPECT_EQ(kit.OutTypes().back(), "trigger:turn-complete");
   ASSERT_EQ(kit.model().calls().size(), 2u);
 }
@@ -251,15 +251,15 @@ TEST(ChatRun, JsonNestedTooDeeplyFromHooksIsAnErrorAndNeverStored) {
   std::vector<OutRecord> out = kit.out();
   ASSERT_FALSE(out.empty());
   EXPECT_EQ(out[0].Type(), "error");
-  EXPECT_EQ(out[0].chunk["errorText"], absl::StrCat("a \"data-deep\" chunk nests deeper than ",
-                                                    kMaxDataDepth, " levels and was dropped"));
+  EXPECT_EQ(out[0].chunk()["errorText"], absl::StrCat("a \"data-deep\" chunk nests deeper than ",
+                                                      kMaxDataDepth, " levels and was dropped"));
   EXPECT_EQ(MessageText(kit.snapshot()["messages"][1]["message"]), "one");
 
   // The error, then the turn's end: each turn below ends with a turn-complete (and a trim).
   auto error_then_turn_complete = [&](size_t from, const std::string& text) {
     std::vector<OutRecord> records = kit.out();
     for (size_t i = from; i < records.size(); ++i) {
-      if (records[i].Type() != "error" || StringField(records[i].chunk, "errorText") != text) {
+      if (records[i].Type() != "error" || StringField(records[i].chunk(), "errorText") != text) {
         continue;
       }
       for (size_t j = i + 1; j < records.size(); ++j) {
@@ -670,7 +670,7 @@ TEST_F(ChatRunRecovery, ADroppedPartialIsRetractedBeforeAnyNewOutput) {
   EXPECT_THAT(OutTypes(), ElementsAre("trigger:retract", "start", "start-step", "text-start",
                                       "text-delta", "text-end", "finish-step", "finish",
                                       "trigger:turn-complete", "trigger:trim"));
-  EXPECT_EQ(out_[1].chunk["messageId"], "msg_new");
+  EXPECT_EQ(out_[1].chunk()["messageId"], "msg_new");
   EXPECT_EQ(out_[8].Header("session-in-event-id"), "2");
   EXPECT_THAT(SnapshotIds(), ElementsAre("u0", "R0", "u1", "msg_new"));
   ASSERT_NE(LastHook("onRecoveryBoot"), nullptr);

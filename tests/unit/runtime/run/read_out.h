@@ -20,9 +20,9 @@ inline Json ReadOut(const std::vector<OutRecord>& out) {
   int starts = 0;
   for (const OutRecord& r : out) {
     if (r.is_control) continue;
-    if (r.chunk.value("type", "") == "start") ++starts;
-    absl::Status applied = reducer.Apply(r.chunk);
-    EXPECT_TRUE(applied.ok()) << applied << ": " << r.chunk.dump();
+    if (r.chunk().value("type", "") == "start") ++starts;
+    absl::Status applied = reducer.Apply(r.chunk());
+    EXPECT_TRUE(applied.ok()) << applied << ": " << r.chunk().dump();
   }
   EXPECT_EQ(starts, 1);
   return reducer.message();

@@ -57,8 +57,10 @@ class StepLoopTest : public ::testing::Test {
   // Runs one turn on `prompt` and returns its result; chunks() holds what it wrote.
   StepLoopResult Run(Json prompt = Json::array({{{"role", "user"}, {"content", "hi"}}}),
                      Json continued = Json()) {
-    StepLoop::Env env{io_.get_executor(), &clock_, &pool_, "chat",
-                      [this](Json c) { chunks_.push_back(std::move(c)); }};
+    StepLoop::Env env{io_.get_executor(), &clock_, &pool_, "chat", [this](std::string text) {
+                        chunks_.push_back(Json::parse(text));
+                        texts_.push_back(std::move(text));
+                      }};
     auto loop = std::make_shared<StepLoop>(agent_, std::move(env));
     StepLoopInput input{"msg_A", std::move(continued), std::move(prompt), stop_.get_token()};
     std::optional<StepLoopResult> result;
@@ -93,6 +95,7 @@ class StepLoopTest : public ::testing::Test {
   std::stop_source stop_;
   bool stop_on_idle_ = false;
   std::vector<Json> chunks_;
+  std::vector<std::string> texts_;  // each chunk as written
 };
 
 TEST_F(StepLoopTest, PlainTextIsOneStep) {  // V1, V2
@@ -518,7 +521,7 @@ TEST_F(StepLoopTest, WithoutRoomForOutputTheTurnWaitsThenGoesOnWhole) {
     }
   };
   StepLoop::Env env{io_.get_executor(), &clock_, &pool_, "chat",
-                    [this](Json c) { chunks_.push_back(std::move(c)); }};
+                    [this](const std::string& text) { chunks_.push_back(Json::parse(text)); }};
   env.writable = [&room](std::stop_token stop) { return WaitForTestRoom(&room, stop); };
   auto loop = std::make_shared<StepLoop>(agent_, std::move(env));
   StepLoopInput input{"msg_A", Json(), Json::array({{{"role", "user"}, {"content", "hi"}}}),
@@ -575,7 +578,7 @@ TEST_F(StepLoopTest, AStopEndsATurnWaitingForRoom) {
   TestRoom room{&clock_};
   room.open = [this] { return chunks_.size() < 4; };  // start, start-step, text-start, a delta
   StepLoop::Env env{io_.get_executor(), &clock_, &pool_, "chat",
-                    [this](Json c) { chunks_.push_back(std::move(c)); }};
+                    [this](const std::string& text) { chunks_.push_back(Json::parse(text)); }};
   env.writable = [&room](std::stop_token stop) { return WaitForTestRoom(&room, stop); };
   auto loop = std::make_shared<StepLoop>(agent_, std::move(env));
   StepLoopInput input{"msg_A", Json(), Json::array({{{"role", "user"}, {"content", "hi"}}}),
@@ -611,10 +614,8 @@ TEST_F(StepLoopTest, EveryKindOfChunkIsWrittenByteForByte) {
       {"tool_call": {"id": "c1", "name": "get_weather", "input_text": "{\"city\": \"Oslo\"}"}}])"));
   model_->Push(Script(R"([{"text": "It is 4 °C."}])"));
   Run();
-  std::vector<std::string> written;
-  for (const Json& c : chunks_) written.push_back(DumpJson(c));
   EXPECT_THAT(
-      written,
+      texts_,
       ElementsAre(
           R"({"type":"start","messageId":"msg_A"})", R"({"type":"start-step"})",
           R"({"type":"reasoning-start","id":"s0-0"})",
