@@ -12,16 +12,19 @@ namespace {
 // top level an object, and the last of its own "type" keys a non-empty string.
 class ChunkShape final : public nlohmann::json_sax<Json> {
  public:
-  bool null() override { return Value(false); }
-  bool boolean(bool) override { return Value(false); }
-  bool number_integer(number_integer_t) override { return Value(false); }
-  bool number_unsigned(number_unsigned_t) override { return Value(false); }
-  bool number_float(number_float_t, const string_t&) override { return Value(false); }
+  bool null() override { return Value(); }
+  bool boolean(bool) override { return Value(); }
+  bool number_integer(number_integer_t) override { return Value(); }
+  bool number_unsigned(number_unsigned_t) override { return Value(); }
+  bool number_float(number_float_t, const string_t&) override { return Value(); }
   bool string(string_t& value) override {
-    if (depth_ == 1 && at_type_) typed_ = !value.empty();
-    return Value(false);
+    if (depth_ == 1 && at_type_) {
+      typed_ = !value.empty();
+      at_type_ = false;
+    }
+    return true;
   }
-  bool binary(binary_t&) override { return Value(false); }
+  bool binary(binary_t&) override { return Value(); }
   bool start_object(std::size_t) override { return Open(true); }
   bool start_array(std::size_t) override { return Open(false); }
   bool end_object() override { return Close(); }
@@ -44,14 +47,17 @@ class ChunkShape final : public nlohmann::json_sax<Json> {
   bool Shaped() const { return object_ && typed_; }
 
  private:
-  bool Value(bool) {
-    if (depth_ == 1) at_type_ = false;
+  // A value other than a string: when it is the chunk's "type", the chunk has none.
+  bool Value() {
+    if (depth_ == 1 && at_type_) {
+      typed_ = false;
+      at_type_ = false;
+    }
     return true;
   }
   bool Open(bool object) {
     if (depth_ == 0) object_ = object;
-    if (depth_ == 1 && at_type_) typed_ = false;  // "type" holds an object or an array
-    Value(false);
+    Value();
     ++depth_;
     return true;
   }

@@ -19,6 +19,46 @@ namespace {
 
 using ::testing::HasSubstr;
 
+// The orchestrator checks a chunk's text without building it: the same verdict as the tree.
+TEST(WireTest, AChunkIsTakenOnlyAsAnObjectWhoseOwnLastTypeIsANonEmptyString) {
+  struct Case {
+    const char* text;
+    bool taken;
+  };
+  for (const Case& c : std::vector<Case>{
+           {R"({"type":"text-delta","id":"t","delta":"x"})", true},
+           {R"({"id":"t","type":"finish"})", true},
+           {R"({"type":1,"type":"data-x"})", true},  // the last of a key counts, as in the tree
+           {R"({"type":"data-x","type":1})", false},
+           {R"({"type":"data-x","type":{"a":1}})", false},
+           {R"({"type":""})", false},
+           {R"({"data":{"type":"data-x"}})", false},  // a nested "type" is not the chunk's
+           {R"({"data":[{"type":"data-x"}],"x":{"type":"y"}})", false},
+           {R"([{"type":"data-x"}])", false},
+           {R"("data-x")", false},
+           {R"({"type":"data-x"} {})", false},
+           {R"({"type":"data-x")", false},
+           {"", false},
+       }) {
+    SCOPED_TRACE(c.text);
+    baton::v1::OutRecord out;
+    out.set_seq(3);
+    out.set_chunk_json(c.text);
+    absl::Status checked = CheckOutRecord(out);
+    EXPECT_EQ(checked.ok(), c.taken) << checked;
+    EXPECT_EQ(OutRecordFromProto(out).ok(), c.taken);
+    absl::StatusOr<Json> tree = ParseJson(c.text);
+    EXPECT_EQ(c.taken, tree.ok() && !StringField(*tree, "type").empty());
+    if (!checked.ok() && !tree.ok()) {
+      EXPECT_THAT(std::string(checked.message()),
+                  HasSubstr(".out record 3: chunk_json: invalid JSON at byte"));
+    } else if (!checked.ok()) {
+      EXPECT_EQ(checked.message(),
+                R"(.out record 3: chunk_json is not a JSON object with a string "type")");
+    }
+  }
+}
+
 TEST(WireTest, ChunksAndControlRecordsRoundTrip) {
   OutRecord chunk =
       OutRecord::Chunk(Json::parse(R"({"type":"text-delta","id":"t","delta":"1.50"})"));
