@@ -11,7 +11,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libcurl4-openssl-dev libssl-dev libsqlite3-dev clang-format
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
-  libhttp-parser-dev libcli11-dev
+  libhttp-parser-dev libcli11-dev libmimalloc-dev
   clang-14 libclang-rt-14-dev
   openssl ccache stress-ng
   chromium
