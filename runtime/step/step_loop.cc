@@ -574,7 +574,7 @@ class StepLoopTurn {
     EmitFinish("error");
     result_.finish_reason = "error";
     result_.error = step.error;
-    result_.response = streams_.reducer().message();
+    result_.response = streams_.reducer().TakeMessage();
     return std::move(result_);
   }
 
@@ -630,12 +630,9 @@ class StepLoopTurn {
   // The next step's prompt: this step's parts, converted like any assistant message, with the
   // real tool error texts (the UI may have seen masked ones).
   void AddStepToPrompt(const ModelStep& step) {
-    const Json& parts = streams_.reducer().message()["parts"];
-    Json step_message = {{"role", "assistant"}, {"parts", Json::array()}};
-    for (size_t i = step.parts_before; i < parts.size(); ++i) {
-      step_message["parts"].push_back(parts[i]);
-    }
-    for (Json& m : UiToModelMessages(step_message)) {
+    Json added = Json::array();
+    AssistantPartsToModelMessages(streams_.reducer().message()["parts"], step.parts_before, added);
+    for (Json& m : added) {
       if (MessageRole(m) == "tool") {
         for (Json& r : m["content"]) {
           auto real = streams_.real_errors().find(StringField(r, "toolCallId"));
@@ -662,7 +659,7 @@ class StepLoopTurn {
   StepLoopResult Finished(const std::string& finish_reason) {
     EmitFinish(finish_reason);
     result_.finish_reason = finish_reason;
-    result_.response = streams_.reducer().message();
+    result_.response = streams_.reducer().TakeMessage();
     return std::move(result_);
   }
 
@@ -671,7 +668,7 @@ class StepLoopTurn {
     streams_.Emit({{"type", "abort"}});
     result_.stopped = true;
     result_.timings.tools = streams_.tools();
-    result_.response = streams_.reducer().message();
+    result_.response = streams_.reducer().TakeMessage();
     return std::move(result_);
   }
 

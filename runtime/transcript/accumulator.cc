@@ -33,6 +33,20 @@ void MergeToolStates(Json& existing, const Json& incoming) {
   }
 }
 
+// Whether StripOpenAiItemId would change what a model message is made of: a part's provider
+// metadata holds OpenAI's entry. Most messages hold none and are converted without a copy.
+bool HoldsOpenAiMetadata(const Json& message) {
+  const Json* parts = FindField(message, "parts");
+  if (parts == nullptr || !parts->is_array()) return false;
+  for (const Json& part : *parts) {
+    for (const char* field : {"providerMetadata", "callProviderMetadata"}) {
+      const Json* pm = FindField(part, field);
+      if (pm != nullptr && pm->is_object() && pm->contains("openai")) return true;
+    }
+  }
+  return false;
+}
+
 }  // namespace
 
 int Accumulator::Find(const std::string& id) const {
@@ -64,7 +78,8 @@ void Accumulator::Remember(const Json& message) {
 
 void Accumulator::Set(size_t index, Json message) {
   Remember(message);
-  model_[index] = UiToModelMessages(StripOpenAiItemId(message));
+  model_[index] = HoldsOpenAiMetadata(message) ? UiToModelMessages(StripOpenAiItemId(message))
+                                               : UiToModelMessages(message);
   ui_[index] = std::move(message);
   // A message keeps its id when replaced (it is found by it), so the index only gains one.
   const int i = static_cast<int>(index);

@@ -1,13 +1,32 @@
 #include "runtime/transcript/convert.h"
 
+#include <vector>
+
 #include "hooks/messages.h"
 
 namespace baton {
 namespace {
 
-Json ToolOutputJson(const Json& output) {
-  if (output.is_string()) return Json{{"type", "text"}, {"value", output}};
-  return Json{{"type", "json"}, {"value", output}};
+// {"type": type, "value": value}, built in place: an initializer list copies its values twice.
+Json TypedValue(const char* type, const Json& value) {
+  Json out(Json::value_t::object);
+  out["type"] = type;
+  out["value"] = value;
+  return out;
+}
+
+Json ToolOutputJson(const Json* output) {
+  if (output == nullptr) return TypedValue("json", Json());
+  return TypedValue(output->is_string() ? "text" : "json", *output);
+}
+
+// A part naming a tool call: {"type": type, "toolCallId": id, "toolName": name}.
+Json CallPart(const char* type, const std::string& call_id, const std::string& name) {
+  Json out(Json::value_t::object);
+  out["type"] = type;
+  out["toolCallId"] = call_id;
+  out["toolName"] = name;
+  return out;
 }
 
 void WithProviderOptions(Json& target, const Json& part, const char* field) {
@@ -16,15 +35,20 @@ void WithProviderOptions(Json& target, const Json& part, const char* field) {
 }
 
 // Appends the model messages of one step's block of UI parts.
-void ConvertAssistantBlock(const Json& parts_block, Json& out) {
+void ConvertAssistantBlock(const std::vector<const Json*>& parts_block, Json& out) {
   Json content = Json::array();
   Json results = Json::array();
-  for (const Json& part : parts_block) {
+  for (const Json* p : parts_block) {
+    const Json& part = *p;
     std::string type = StringField(part, "type");
     if (type == "text") {
-      std::string text = StringField(part, "text");
-      if (text.empty()) continue;
-      Json t = {{"type", "text"}, {"text", text}};
+      const Json* text = FindField(part, "text");
+      if (text == nullptr || !text->is_string() || text->get_ref<const std::string&>().empty()) {
+        continue;
+      }
+      Json t(Json::value_t::object);
+      t["type"] = "text";
+      t["text"] = *text;
       WithProviderOptions(t, part, "providerMetadata");
       content.push_back(std::move(t));
     } else if (type == "reasoning") {
@@ -38,10 +62,9 @@ void ConvertAssistantBlock(const Json& parts_block, Json& out) {
       if (!has_outcome) continue;  // streaming, or waiting for a client output
       std::string call_id = StringField(part, "toolCallId");
       std::string name = ToolPartName(part);
-      Json call = {{"type", "tool-call"},
-                   {"toolCallId", call_id},
-                   {"toolName", name},
-                   {"input", part.value("input", Json::object())}};
+      Json call = CallPart("tool-call", call_id, name);
+      const Json* input = FindField(part, "input");
+      call["input"] = input != nullptr ? *input : Json::object();
       WithProviderOptions(call, part, "callProviderMetadata");
       content.push_back(std::move(call));
       const Json* approval = FindField(part, "approval");
@@ -60,10 +83,9 @@ void ConvertAssistantBlock(const Json& parts_block, Json& out) {
         }
         results.push_back(std::move(response));
       } else if (state == "output-available") {
-        results.push_back({{"type", "tool-result"},
-                           {"toolCallId", call_id},
-                           {"toolName", name},
-                           {"output", ToolOutputJson(part.value("output", Json()))}});
+        Json result = CallPart("tool-result", call_id, name);
+        result["output"] = ToolOutputJson(FindField(part, "output"));
+        results.push_back(std::move(result));
       } else if (state == "output-error") {
         results.push_back(
             {{"type", "tool-result"},
@@ -82,8 +104,13 @@ void ConvertAssistantBlock(const Json& parts_block, Json& out) {
       }
     }
   }
-  if (!content.empty()) out.push_back(Json{{"role", "assistant"}, {"content", std::move(content)}});
-  if (!results.empty()) out.push_back(Json{{"role", "tool"}, {"content", std::move(results)}});
+  for (auto [role, list] : {std::pair{"assistant", &content}, std::pair{"tool", &results}}) {
+    if (list->empty()) continue;
+    Json message(Json::value_t::object);
+    message["role"] = role;
+    message["content"] = std::move(*list);
+    out.push_back(std::move(message));
+  }
 }
 
 }  // namespace
@@ -109,18 +136,24 @@ Json UiToModelMessages(const Json& ui_message) {
     }
     out.push_back(Json{{"role", "user"}, {"content", std::move(content)}});
   } else if (role == "assistant") {
-    Json block = Json::array();
-    for (const Json& part : *parts) {
-      if (StringField(part, "type") == "step-start") {
-        ConvertAssistantBlock(block, out);
-        block = Json::array();
-      } else {
-        block.push_back(part);
-      }
-    }
-    ConvertAssistantBlock(block, out);
+    AssistantPartsToModelMessages(*parts, 0, out);
   }
   return out;
+}
+
+void AssistantPartsToModelMessages(const Json& parts, size_t from, Json& out) {
+  if (!parts.is_array()) return;
+  std::vector<const Json*> block;
+  for (size_t i = from; i < parts.size(); ++i) {
+    const Json& part = parts[i];
+    if (StringField(part, "type") == "step-start") {
+      ConvertAssistantBlock(block, out);
+      block.clear();
+    } else {
+      block.push_back(&part);
+    }
+  }
+  ConvertAssistantBlock(block, out);
 }
 
 Json PartialToUiMessage(const Json& partial, const std::string& message_id) {

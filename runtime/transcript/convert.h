@@ -22,6 +22,9 @@ namespace baton {
 // answered by an approval become tool-approval-request / tool-approval-response parts, which the
 // step loop resolves before its first model call. Provider metadata becomes providerOptions.
 Json UiToModelMessages(const Json& ui_message);
+// The same for an assistant message's parts from `from` on (one step's, say), appended to `out`
+// (a JSON array); the parts are read in place.
+void AssistantPartsToModelMessages(const Json& parts, size_t from, Json& out);
 
 // PartialToUiMessage()
 //

@@ -1,5 +1,6 @@
 #include "runtime/transcript/ui_chunk.h"
 
+#include <array>
 #include <cstdio>
 
 #include "absl/strings/str_cat.h"
@@ -7,50 +8,78 @@
 
 namespace baton {
 
-void AppendJsonString(std::string& out, std::string_view text) {
-  for (char c : text) {
-    // Outside ASCII, nlohmann checks the UTF-8 and replaces what is invalid in its own way:
-    // such a string is written by it, so the bytes stay the same.
-    if (static_cast<unsigned char>(c) >= 0x80) {
-      out += DumpJson(Json(std::string(text)));
+namespace {
+
+// What becomes of each byte in a JSON string: kPlain bytes are copied, kEscaped ones written as
+// an escape, kOther ones (outside ASCII) leave the string to nlohmann.
+enum ByteClass : unsigned char { kPlain, kEscaped, kOther };
+
+constexpr std::array<ByteClass, 256> kByteClass = [] {
+  std::array<ByteClass, 256> classes{};
+  for (int b = 0; b < 256; ++b) {
+    classes[b] = b >= 0x80 ? kOther : (b < 0x20 || b == '"' || b == '\\') ? kEscaped : kPlain;
+  }
+  return classes;
+}();
+
+void AppendEscape(std::string& out, unsigned char c) {
+  switch (c) {
+    case '"':
+      out += "\\\"";
       return;
+    case '\\':
+      out += "\\\\";
+      return;
+    case '\b':
+      out += "\\b";
+      return;
+    case '\f':
+      out += "\\f";
+      return;
+    case '\n':
+      out += "\\n";
+      return;
+    case '\r':
+      out += "\\r";
+      return;
+    case '\t':
+      out += "\\t";
+      return;
+    default: {
+      char escaped[8];
+      std::snprintf(escaped, sizeof(escaped), "\\u%04x", c);
+      out += escaped;
     }
   }
+}
+
+// `"name":`, for the field names this file's callers write: plain ASCII, nothing to escape.
+void AppendName(std::string& out, std::string_view name) {
+  out.push_back('"');
+  out.append(name);
+  out += "\":";
+}
+
+}  // namespace
+
+void AppendJsonString(std::string& out, std::string_view text) {
+  const size_t start = out.size();
   out.push_back('"');
   size_t plain = 0;  // start of the run of bytes copied as they are
   for (size_t i = 0; i < text.size(); ++i) {
     const unsigned char c = static_cast<unsigned char>(text[i]);
-    if (c >= 0x20 && c != '"' && c != '\\') continue;
+    const ByteClass k = kByteClass[c];
+    if (k == kPlain) continue;
+    if (k == kOther) {
+      // Outside ASCII, nlohmann checks the UTF-8 and replaces what is invalid in its own way:
+      // such a string is written by it, so the bytes stay the same.
+      out.resize(start);
+      out += DumpJson(Json(std::string(text)));
+      return;
+    }
     out.append(text.data() + plain, i - plain);
     plain = i + 1;
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\b':
-        out += "\\b";
-        break;
-      case '\f':
-        out += "\\f";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default: {
-        char escaped[8];
-        std::snprintf(escaped, sizeof(escaped), "\\u%04x", c);
-        out += escaped;
-      }
-    }
+    AppendEscape(out, c);
   }
   out.append(text.data() + plain, text.size() - plain);
   out.push_back('"');
@@ -61,12 +90,12 @@ std::string ChunkText(std::string_view type, std::initializer_list<ChunkField> f
   for (const ChunkField& f : fields) size += f.key.size() + f.value.size() + 6;
   std::string out;
   out.reserve(size);
-  out += "{\"type\":";
-  AppendJsonString(out, type);
+  out += "{\"type\":\"";
+  out.append(type);
+  out.push_back('"');
   for (const ChunkField& f : fields) {
     out.push_back(',');
-    AppendJsonString(out, f.key);
-    out.push_back(':');
+    AppendName(out, f.key);
     AppendJsonString(out, f.value);
   }
   out.push_back('}');

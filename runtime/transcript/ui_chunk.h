@@ -25,7 +25,8 @@ struct ChunkField {
   std::string_view value;
 };
 
-// {"type":<type>,<key>:<value>,...}: a chunk of string fields, in the order given.
+// {"type":<type>,<key>:<value>,...}: a chunk of string fields, in the order given. The type and
+// the keys are the runtime's own names (plain ASCII, written as they are); the values any text.
 std::string ChunkText(std::string_view type, std::initializer_list<ChunkField> fields = {});
 
 // A chunk given as a tree, as text: DumpJson, unless it nests deeper than kMaxChunkDepth, when it

@@ -9,6 +9,7 @@
 #include <map>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -39,6 +40,8 @@ class UiReducer {
   absl::Status CloseBlock(bool text, std::string_view id, const Json* provider_metadata = nullptr);
 
   const Json& message() const { return message_; }
+  // The message, moved out: the reducer is done with (message() is null after).
+  Json TakeMessage() { return std::move(message_); }
   std::string finish_reason() const { return finish_reason_; }
   // Index of the part in parts[] for a toolCallId, or -1.
   int ToolPartIndex(const std::string& tool_call_id) const;
