@@ -19,6 +19,7 @@
 #include "runtime/protocol/session_rules.h"
 #include "runtime/step/step_loop.h"
 #include "runtime/transcript/convert.h"
+#include "runtime/transcript/ui_chunk.h"
 #include "runtime/transcript/ui_reducer.h"
 
 namespace baton {
@@ -302,10 +303,29 @@ void ChatRun::SaveSnapshot(const SnapshotUpdate& snapshot) {
   acc_.MarkSaved();
 }
 
+Json SnapshotUpdate::EntryTree(size_t index) const {
+  Entry e = entry(index);
+  Json tree(Json::value_t::object);
+  tree["id"] = std::move(e.id);
+  tree["final"] = e.final;
+  tree["message"] = *e.message;
+  return tree;
+}
+
+std::string SnapshotUpdate::EntryJson(size_t index) const {
+  Entry e = entry(index);
+  std::string text = "{\"id\":";
+  AppendJsonString(text, e.id);
+  text += e.final ? ",\"final\":true,\"message\":" : ",\"final\":false,\"message\":";
+  text += DumpJson(*e.message);
+  text += '}';
+  return text;
+}
+
 Json SnapshotUpdate::Whole() const {
   Json whole = header;
   Json messages = Json::array();
-  for (size_t i = 0; i < count; ++i) messages.push_back(entry(i));
+  for (size_t i = 0; i < count; ++i) messages.push_back(EntryTree(i));
   whole["messages"] = std::move(messages);
   return whole;
 }
@@ -385,7 +405,7 @@ SnapshotUpdate ChatRun::MakeSnapshot(std::optional<Json> suspended) const {
     const Json& m = acc_.ui()[index];
     std::string id = MessageId(m);
     bool final = unfinished_.count(id) == 0;
-    return Json{{"id", std::move(id)}, {"final", final}, {"message", m}};
+    return SnapshotUpdate::Entry{std::move(id), final, &m};
   };
   Json snap = {{"version", 1},
                {"chatId", info_.chat_id},

@@ -83,11 +83,22 @@ struct RunOutcome {
 // in the run's previous save. A host that kept those rewrites only the rest, so a save costs
 // what the turn changed, not the chat. Valid only during RunHost::save_snapshot.
 struct SnapshotUpdate {
+  // An entry: the message is the run's own, read where it is.
+  struct Entry {
+    std::string id;
+    bool final = true;
+    const Json* message = nullptr;
+  };
+
   Json header;
   size_t unchanged = 0;
   size_t count = 0;
-  std::function<Json(size_t index)> entry;  // index < count
+  std::function<Entry(size_t index)> entry;  // index < count
 
+  // Entry `index` as a JSON object {"id", "final", "message"} (the message copied).
+  Json EntryTree(size_t index) const;
+  // Its JSON text, DumpJson(EntryTree(index)) byte for byte, without copying the message.
+  std::string EntryJson(size_t index) const;
   // The whole snapshot document: the header, then "messages".
   Json Whole() const;
 };

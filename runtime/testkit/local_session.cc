@@ -49,7 +49,15 @@ RunHost LocalSessions::MakeHost(Session& session) {
     }
     size_t keep = std::min(update.unchanged, messages.size());
     messages.erase(messages.begin() + static_cast<std::ptrdiff_t>(keep), messages.end());
-    for (size_t i = keep; i < update.count; ++i) messages.push_back(update.entry(i));
+    for (size_t i = keep; i < update.count; ++i) {
+      messages.push_back(update.EntryTree(i));
+      // What a worker sends is the entry's text, written without the tree.
+      if (check_snapshots && update.EntryJson(i) != DumpJson(messages.back())) {
+        LogJson("error", "a snapshot entry's text differs from its tree",
+                {{"chat_id", s->chat_id}, {"index", i}});
+        std::abort();
+      }
+    }
     Json snapshot = update.header;
     snapshot["messages"] = std::move(messages);
     if (check_snapshots && snapshot != update.Whole()) {

@@ -694,7 +694,7 @@ void Worker::SaveSnapshot(Slot& slot, const SnapshotUpdate& snapshot) {
   if (snapshot_deltas_) {
     std::vector<std::string> entries;
     entries.reserve(snapshot.count - from);
-    for (size_t i = from; i < snapshot.count; ++i) entries.push_back(DumpJson(snapshot.entry(i)));
+    for (size_t i = from; i < snapshot.count; ++i) entries.push_back(snapshot.EntryJson(i));
     json = SnapshotDocument(snapshot.header, entries);
     slot.snapshot_entries.clear();
     slot.entries_kept = false;
@@ -704,7 +704,7 @@ void Worker::SaveSnapshot(Slot& slot, const SnapshotUpdate& snapshot) {
     std::vector<std::string>& kept = slot.snapshot_entries;
     kept.resize(slot.entries_kept ? std::min(snapshot.unchanged, kept.size()) : size_t{0});
     for (size_t i = kept.size(); i < snapshot.count; ++i) {
-      kept.push_back(DumpJson(snapshot.entry(i)));
+      kept.push_back(snapshot.EntryJson(i));
     }
     slot.entries_kept = true;
     json = SnapshotDocument(snapshot.header, kept);
