@@ -34,16 +34,17 @@ class ChunkShape final : public nlohmann::json_sax<Json> {
     return true;
   }
   bool parse_error(std::size_t position, const std::string&,
-                   const nlohmann::detail::exception&) override {
-    error_at_ = position;
+                   const nlohmann::detail::exception& e) override {
+    // As ParseJson words it: a syntax error (ids 101 to 199) by its byte, anything else (a
+    // number too large, 406) by nlohmann's own message.
+    error_ = e.id >= 101 && e.id <= 199
+                 ? absl::InvalidArgumentError(absl::StrCat("invalid JSON at byte ", position))
+                 : absl::InvalidArgumentError(absl::StrCat("invalid JSON: ", e.what()));
     return false;
   }
 
-  // After the parse: its error, as ParseJson words it (ok when the text is JSON).
-  absl::Status JsonError() const {
-    if (error_at_ == 0) return absl::OkStatus();
-    return absl::InvalidArgumentError(absl::StrCat("invalid JSON at byte ", error_at_));
-  }
+  // After the parse: its error (ok when the text is JSON).
+  const absl::Status& JsonError() const { return error_; }
   bool Shaped() const { return object_ && typed_; }
 
  private:
@@ -70,7 +71,7 @@ class ChunkShape final : public nlohmann::json_sax<Json> {
   bool object_ = false;
   bool at_type_ = false;
   bool typed_ = false;
-  size_t error_at_ = 0;
+  absl::Status error_;
 };
 
 // What a `.out` chunk's text must be: JSON no deeper than kMaxChunkDepth (checked on the text
@@ -88,7 +89,7 @@ absl::Status CheckChunkJson(std::string_view text, bool& shaped) {
 
 }  // namespace
 
-baton::v1::OutRecord OutRecordToProto(const OutRecord& record) {
+baton::v1::OutRecord OutRecordToProto(OutRecord record) {
   baton::v1::OutRecord out;
   out.set_seq(record.seq);
   if (record.is_control) {
@@ -101,7 +102,7 @@ baton::v1::OutRecord OutRecordToProto(const OutRecord& record) {
       header->set_value(ToValidUtf8(value));
     }
   } else {
-    out.set_chunk_json(record.chunk_json);
+    out.set_chunk_json(std::move(record.chunk_json));
   }
   return out;
 }

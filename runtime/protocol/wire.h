@@ -19,7 +19,8 @@
 
 namespace baton {
 
-baton::v1::OutRecord OutRecordToProto(const OutRecord& record);
+// The chunk's text is moved into the proto, not copied.
+baton::v1::OutRecord OutRecordToProto(OutRecord record);
 // InvalidArgument when a chunk is not a JSON object with a string "type"; the chunk's text is kept
 // as it is, checked without building it.
 absl::StatusOr<OutRecord> OutRecordFromProto(const baton::v1::OutRecord& record);

@@ -275,7 +275,19 @@ int64_t ChatRun::WriteUserChunk(Json chunk) {
             {{"run_id", info_.run_id}, {"error", what}});
     chunk = Json{{"type", "error"}, {"errorText", std::move(what)}};
   }
-  return Write(OutRecord::Chunk(std::move(chunk)));
+  return WriteChunk(std::move(chunk));
+}
+
+int64_t ChatRun::WriteChunk(const Json& chunk) {
+  std::string why;
+  std::string text = DumpChunk(chunk, &why);
+  if (!why.empty()) {
+    // Unreachable while every way in holds data to kMaxDataDepth; the orchestrator would refuse
+    // the record and fail the run, and dumping it could overflow the stack.
+    LogJson("error", "dropped a chunk nested too deeply",
+            {{"run_id", info_.run_id}, {"error", why}});
+  }
+  return Write(OutRecord::ChunkText(std::move(text)));
 }
 
 int64_t ChatRun::Write(OutRecord record) {
@@ -809,7 +821,7 @@ void ChatRun::ApplyRecoveryChain(const Recovery& r, const RecoveryBootEvent& eve
   }
   // Kept: closed as a stopped turn is, with `abort` (the AI SDK's end of a stream cut short: the
   // message stays as far as it got), and the turn it answered completes.
-  Write(OutRecord::Chunk({{"type", "abort"}}));
+  WriteChunk({{"type", "abort"}});
   if (any_answered) {
     WriteTurnComplete(false, "");
     SaveSnapshot(MakeSnapshot(std::nullopt));
@@ -818,11 +830,11 @@ void ChatRun::ApplyRecoveryChain(const Recovery& r, const RecoveryBootEvent& eve
 
 void ChatRun::WriteStepOne(const Json& partial, const std::string& id) {
   Json message = PartialToUiMessage(partial, id);
-  int64_t from = Write(OutRecord::Chunk({{"type", "start"}, {"messageId", id}}));
-  Write(OutRecord::Chunk({{"type", "start-step"}}));
+  int64_t from = WriteChunk({{"type", "start"}, {"messageId", id}});
+  WriteChunk({{"type", "start-step"}});
   // Part ids "s0-<n>": the step loop numbers step 2 on from the steps the message holds.
-  for (Json& chunk : UiMessageChunks(message, "s0-")) Write(OutRecord::Chunk(std::move(chunk)));
-  Write(OutRecord::Chunk({{"type", "finish-step"}}));
+  for (Json& chunk : UiMessageChunks(message, "s0-")) WriteChunk(std::move(chunk));
+  WriteChunk({{"type", "finish-step"}});
   Write(
       OutRecord::Control(kHandoverSpliced, {{"message-id", id}, {"from-seq", absl::StrCat(from)}}));
   step_one_open_ = id;
@@ -832,13 +844,13 @@ void ChatRun::EndStepOne(const std::string& reason, const TurnState* state) {
   if (step_one_open_.empty()) return;
   step_one_open_.clear();
   if (reason.empty()) {
-    Write(OutRecord::Chunk({{"type", "abort"}}));
+    WriteChunk({{"type", "abort"}});
     return;
   }
   Json finish = {{"type", "finish"}, {"finishReason", reason}};
   Json metadata = FinishMetadata(state, nullptr);
   if (!metadata.is_null()) finish["messageMetadata"] = std::move(metadata);
-  Write(OutRecord::Chunk(std::move(finish)));
+  WriteChunk(std::move(finish));
 }
 
 TurnTimings ChatRun::Timings(const TurnState* state, const StepTimings* step) const {
@@ -1336,7 +1348,7 @@ asio::awaitable<void> ChatRun::TurnError(const absl::Status& error, const TurnRe
                                          TurnState& st) {
   std::string text(error.message());
   if (text.empty()) text = "An unexpected error occurred";
-  Write(OutRecord::Chunk({{"type", "error"}, {"errorText", text}}));
+  WriteChunk({{"type", "error"}, {"errorText", text}});
   EndStepOne("error", &st);  // a head start's answer, started with its step 1, ends too
   WriteTurnComplete(false, "");
   // The message this turn answered stays in the transcript, so the snapshot does not strand it.
@@ -1464,8 +1476,7 @@ asio::awaitable<void> ChatRun::CallOnTurnComplete(const TurnState& st, int64_t t
     absl::Status s = co_await CallHook(agent_.hooks.on_turn_complete, event);
     if (!s.ok() && !cancel_.stop_requested()) {
       // Reported once: an error record and its boundary; the hook is not called again.
-      Write(OutRecord::Chunk(
-          {{"type", "error"}, {"errorText", absl::StrCat("onTurnComplete: ", s.message())}}));
+      WriteChunk({{"type", "error"}, {"errorText", absl::StrCat("onTurnComplete: ", s.message())}});
       WriteTurnComplete(false, "");
     }
   }

@@ -187,6 +187,9 @@ class ChatRun : public std::enable_shared_from_this<ChatRun> {
   absl::Status ApplyControl(ChatControl& control);
   // Every `.out` record and snapshot of the run goes through these: a lost run writes nothing.
   int64_t Write(OutRecord record);
+  // A chunk given as a tree: written as its text, or as an `error` chunk (logged) when it nests
+  // deeper than kMaxChunkDepth (DumpChunk).
+  int64_t WriteChunk(const Json& chunk);
   // A chunk from user code (ChatControl::Write, ChatSession::Write): one nested deeper than
   // kMaxDataDepth is replaced by an `error` chunk saying so.
   int64_t WriteUserChunk(Json chunk);

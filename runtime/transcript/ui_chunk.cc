@@ -11,7 +11,7 @@ namespace baton {
 namespace {
 
 // What becomes of each byte in a JSON string: kPlain bytes are copied, kEscaped ones written as
-// an escape, kOther ones (outside ASCII) leave the string to nlohmann.
+// an escape, kOther ones (outside ASCII) start a UTF-8 sequence to check.
 enum ByteClass : unsigned char { kPlain, kEscaped, kOther };
 
 constexpr std::array<ByteClass, 256> kByteClass = [] {
@@ -53,6 +53,31 @@ void AppendEscape(std::string& out, unsigned char c) {
   }
 }
 
+// The length of the well-formed UTF-8 sequence starting at text[i] (Unicode's table 3-7: no
+// overlong forms, no surrogates, nothing past U+10FFFF; what nlohmann's decoder takes), or 0.
+size_t Utf8Length(std::string_view text, size_t i) {
+  auto in = [&](size_t k, unsigned lo, unsigned hi) {
+    if (i + k >= text.size()) return false;
+    const unsigned c = static_cast<unsigned char>(text[i + k]);
+    return c >= lo && c <= hi;
+  };
+  auto tail = [&](size_t from, size_t to) {
+    for (size_t k = from; k <= to; ++k) {
+      if (!in(k, 0x80, 0xBF)) return false;
+    }
+    return true;
+  };
+  const unsigned c = static_cast<unsigned char>(text[i]);
+  if (c >= 0xC2 && c <= 0xDF) return tail(1, 1) ? 2 : 0;
+  if (c == 0xE0) return in(1, 0xA0, 0xBF) && tail(2, 2) ? 3 : 0;
+  if (c == 0xED) return in(1, 0x80, 0x9F) && tail(2, 2) ? 3 : 0;
+  if (c >= 0xE1 && c <= 0xEF) return tail(1, 2) ? 3 : 0;
+  if (c == 0xF0) return in(1, 0x90, 0xBF) && tail(2, 3) ? 4 : 0;
+  if (c >= 0xF1 && c <= 0xF3) return tail(1, 3) ? 4 : 0;
+  if (c == 0xF4) return in(1, 0x80, 0x8F) && tail(2, 3) ? 4 : 0;
+  return 0;
+}
+
 // `"name":`, for the field names this file's callers write: plain ASCII, nothing to escape.
 void AppendName(std::string& out, std::string_view name) {
   out.push_back('"');
@@ -71,11 +96,16 @@ void AppendJsonString(std::string& out, std::string_view text) {
     const ByteClass k = kByteClass[c];
     if (k == kPlain) continue;
     if (k == kOther) {
-      // Outside ASCII, nlohmann checks the UTF-8 and replaces what is invalid in its own way:
-      // such a string is written by it, so the bytes stay the same.
-      out.resize(start);
-      out += DumpJson(Json(std::string(text)));
-      return;
+      // Well-formed UTF-8 is copied as it is, as nlohmann does. What is not, nlohmann replaces
+      // in its own way: such a string is written by it, so the bytes stay the same.
+      const size_t length = Utf8Length(text, i);
+      if (length == 0) {
+        out.resize(start);
+        out += DumpJson(Json(std::string(text)));
+        return;
+      }
+      i += length - 1;
+      continue;
     }
     out.append(text.data() + plain, i - plain);
     plain = i + 1;

@@ -16,8 +16,9 @@
 
 namespace baton {
 
-// Appends `text` as a JSON string: the bytes DumpJson(Json(text)) writes (ASCII escaped as
-// nlohmann does it, lower-case \u00XX for other control characters; invalid UTF-8 replaced).
+// Appends `text` as a JSON string: the bytes DumpJson(Json(text)) writes (escaped as nlohmann
+// does it, lower-case \u00XX for other control characters; well-formed UTF-8 as it is; a string
+// with invalid UTF-8 is handed to nlohmann, which replaces what is invalid).
 void AppendJsonString(std::string& out, std::string_view text);
 
 struct ChunkField {

@@ -660,17 +660,21 @@ RunHost Worker::HostFor(Slot& slot) {
 
 int64_t Worker::WriteOut(Slot& slot, OutRecord record) {
   record.seq = ++slot.next_out;
-  v1::OutRecord proto = OutRecordToProto(record);
+  const int64_t seq = record.seq;
+  const bool is_control = record.is_control;
+  const std::string control_type = is_control ? record.Type() : std::string();
+  v1::OutRecord proto = OutRecordToProto(std::move(record));
   size_t bytes = proto.ByteSizeLong();
   if (bytes > kMaxOutRecordBytes) {
     // The orchestrator would refuse the batch and fail the run: readers get an error instead
     // of the chunk, and the turn goes on.
+    std::string type = is_control ? control_type : OutRecord::ChunkText(proto.chunk_json()).Type();
     std::string what =
-        absl::StrCat("a \"", record.Type(), "\" chunk of ", bytes, " bytes exceeds the limit of ",
+        absl::StrCat("a \"", type, "\" chunk of ", bytes, " bytes exceeds the limit of ",
                      kMaxOutRecordBytes, " bytes of a .out record and was dropped");
     LogJson("warn", "dropped an oversized chunk", {{"run_id", slot.run_id}, {"error", what}});
     proto = OutRecordToProto(OutRecord::Chunk(Json{{"type", "error"}, {"errorText", what}}));
-    proto.set_seq(record.seq);
+    proto.set_seq(seq);
     bytes = proto.ByteSizeLong();
   }
   slot.unacked.push_back(std::move(proto));
@@ -680,7 +684,7 @@ int64_t Worker::WriteOut(Slot& slot, OutRecord record) {
   out_records_.Add(1);
   unacked_.Add(1);
   ScheduleFlush(slot);
-  return record.seq;
+  return seq;
 }
 
 void Worker::SaveSnapshot(Slot& slot, const SnapshotUpdate& snapshot) {

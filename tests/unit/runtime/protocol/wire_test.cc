@@ -39,6 +39,7 @@ TEST(WireTest, AChunkIsTakenOnlyAsAnObjectWhoseOwnLastTypeIsANonEmptyString) {
            {R"({"type":"data-x"} {})", false},
            {R"({"type":"data-x")", false},
            {"", false},
+           {R"({"type":"data-x","n":1e999})", false},  // a number nlohmann cannot hold
        }) {
     SCOPED_TRACE(c.text);
     baton::v1::OutRecord out;
@@ -50,8 +51,8 @@ TEST(WireTest, AChunkIsTakenOnlyAsAnObjectWhoseOwnLastTypeIsANonEmptyString) {
     absl::StatusOr<Json> tree = ParseJson(c.text);
     EXPECT_EQ(c.taken, tree.ok() && !StringField(*tree, "type").empty());
     if (!checked.ok() && !tree.ok()) {
-      EXPECT_THAT(std::string(checked.message()),
-                  HasSubstr(".out record 3: chunk_json: invalid JSON at byte"));
+      EXPECT_EQ(checked.message(),
+                absl::StrCat(".out record 3: chunk_json: ", tree.status().message()));
     } else if (!checked.ok()) {
       EXPECT_EQ(checked.message(),
                 R"(.out record 3: chunk_json is not a JSON object with a string "type")");

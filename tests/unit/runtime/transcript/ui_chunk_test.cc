@@ -25,12 +25,17 @@ TEST(UiChunkTest, EveryByteIsWrittenAsTheDumpedTreeWritesIt) {
     std::string inside = absl::StrCat("a", one, "b\"c\\\\d");
     EXPECT_EQ(Written(inside), DumpJson(Json(inside))) << "byte " << b;
   }
-  for (std::string text : {std::string(), std::string("Let me check."),
-                           std::string("tab\there\nline\r\f\b"), std::string("\x7f del"),
-                           std::string("caf\xc3\xa9 4 \xc2\xb0"
-                                       "C"),
-                           std::string("cut \xc3"), std::string("bad \xff\xfe tail"),
-                           std::string("\xed\xa0\x80"), std::string("nul \0 inside", 12)}) {
+  for (std::string text :
+       {std::string(), std::string("Let me check."), std::string("tab\there\nline\r\f\b"),
+        std::string("\x7f del"),
+        std::string("caf\xc3\xa9 4 \xc2\xb0"
+                    "C"),
+        std::string("cut \xc3"), std::string("bad \xff\xfe tail"), std::string("\xed\xa0\x80"),
+        std::string("nul \0 inside", 12), std::string("emoji \xf0\x9f\x98\x80 and \xe2\x82\xac"),
+        std::string("overlong \xc0\x80"), std::string("overlong \xe0\x80\x80"),
+        std::string("past U+10FFFF \xf4\x90\x80\x80"), std::string("U+10FFFF \xf4\x8f\xbf\xbf"),
+        std::string("cut \xf0\x9f\x98"), std::string("stray \x80 tail"),
+        std::string("\xef\xbf\xbd\xee\x80\x80\xed\x9f\xbf")}) {
     EXPECT_EQ(Written(text), DumpJson(Json(text))) << text;
   }
 }
