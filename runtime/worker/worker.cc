@@ -661,14 +661,13 @@ RunHost Worker::HostFor(Slot& slot) {
 int64_t Worker::WriteOut(Slot& slot, OutRecord record) {
   record.seq = ++slot.next_out;
   const int64_t seq = record.seq;
-  const bool is_control = record.is_control;
-  const std::string control_type = is_control ? record.Type() : std::string();
   v1::OutRecord proto = OutRecordToProto(std::move(record));
   size_t bytes = proto.ByteSizeLong();
   if (bytes > kMaxOutRecordBytes) {
     // The orchestrator would refuse the batch and fail the run: readers get an error instead
-    // of the chunk, and the turn goes on.
-    std::string type = is_control ? control_type : OutRecord::ChunkText(proto.chunk_json()).Type();
+    // of the chunk, and the turn goes on. The record is in the proto now: its type is read there.
+    std::string type = proto.has_control() ? absl::StrCat("trigger:", proto.control().subtype())
+                                           : OutRecord::ChunkText(proto.chunk_json()).Type();
     std::string what =
         absl::StrCat("a \"", type, "\" chunk of ", bytes, " bytes exceeds the limit of ",
                      kMaxOutRecordBytes, " bytes of a .out record and was dropped");
